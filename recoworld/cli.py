@@ -1,0 +1,205 @@
+"""The `recoworld` command. Only this module (and jobs/) reads flags and environment variables.
+
+    recoworld run STUDY.toml [--run-id ID] [--out DIR] [--overwrite] [--users N]
+    recoworld summary RUN_DIR [--segments]
+    recoworld data fetch ml-100k
+    recoworld data info DATASET [--path DIR]
+    recoworld fit DATASET [--path DIR]
+
+Environment: RECOWORLD_CACHE (data cache folder, default ~/.cache/recoworld).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import polars as pl
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from recoworld.errors import RecoWorldError
+
+
+def _cache_dir() -> Path | None:
+    v = os.environ.get("RECOWORLD_CACHE")
+    return Path(v) if v else None
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def summary_table(summary: pl.DataFrame, *, segments: bool = False, title: str = "") -> Table:
+    """A rich table of a run's summary: per arm x metric (x segment), mean [95% CI] and the
+    paired difference from control [95% CI]."""
+    df = summary if segments else summary.filter(pl.col("segment") == "all")
+    t = Table(title=title, show_lines=False)
+    for col in ("arm", *(["segment"] if segments else []), "metric", "n", "mean [95% CI]", "vs control [95% CI]"):
+        t.add_column(col, justify="right" if col in ("n",) else "left")
+    prev_arm = None
+    for r in df.iter_rows(named=True):
+        diff = (
+            f"{r['diff']:+.4f} [{_fmt(r['diff_ci_low'], 4)}, {_fmt(r['diff_ci_high'], 4)}]"
+            if r["diff"] is not None and not math.isnan(r["diff"])
+            else "(control)"
+        )
+        arm = r["arm"] if r["arm"] != prev_arm else ""
+        if r["arm"] != prev_arm and prev_arm is not None:
+            t.add_section()
+        prev_arm = r["arm"]
+        cells = [arm, *([r["segment"]] if segments else []), r["metric"], str(r["n"])]
+        cells += [f"{r['mean']:.4f} [{_fmt(r['ci_low'], 4)}, {_fmt(r['ci_high'], 4)}]", diff]
+        t.add_row(*cells)
+    return t
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from recoworld.config import load_study
+    from recoworld.study.prepare import load_world_for
+    from recoworld.study.runner import run_study
+
+    cfg = load_study(args.study)
+    if args.users is not None:
+        cfg = msgspec.structs.replace(cfg, population=msgspec.structs.replace(cfg.population, size=args.users))
+    if args.seed is not None:
+        cfg = msgspec.structs.replace(cfg, seed=args.seed)
+    run_id = args.run_id or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    t0 = time.perf_counter()
+    with console.status(f"loading world {cfg.world.dataset}…"):
+        world = load_world_for(cfg.world, cfg.seed, base_dir=Path(args.study).resolve().parent, cache_dir=_cache_dir())
+    console.print(
+        f"world [bold]{world.name}[/]: {world.users.height:,} users, {world.items.height:,} items, "
+        f"{world.interactions.height:,} interactions ({time.perf_counter() - t0:.1f}s)"
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=args.quiet) as bar:
+        tasks: dict[str, int] = {}
+        total = {"n": 0}
+
+        def progress(arm: str, done: int) -> None:
+            if arm not in tasks:
+                tasks[arm] = bar.add_task(f"arm {arm}", total=total["n"] or None)
+            bar.advance(tasks[arm], done)
+
+        def on_ready(n_users: int) -> None:
+            total["n"] = n_users
+
+        result = run_study(
+            cfg, world, run_id=run_id, out_dir=Path(args.out) if args.out else None,
+            overwrite=args.overwrite, progress=progress, on_ready=on_ready,
+        )  # fmt: skip
+    fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
+    console.print(
+        f"brain fitted on {fit['dataset']}: AUC {fit['auc']:.3f}, positive rate predicted "
+        f"{fit['predicted_positive_rate']:.3f} vs observed {fit['observed_positive_rate']:.3f} (ECE {fit['ece']:.4f})"
+        + (f", rating distribution TV distance {fit['rating_tv_distance']:.3f}" if fit.get("rating_tv_distance") is not None else "")
+    )
+    users = result.summary.filter((pl.col("segment") == "all"))["n"].max()
+    console.print(summary_table(result.summary, segments=args.segments, title=f"{cfg.name}: {users:,} users per arm"))
+    console.print(
+        f"{result.events:,} events in {result.seconds:.1f}s -> [bold]{result.path}[/]\n"
+        f"read again with: recoworld summary {result.path}"
+    )
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace, console: Console) -> int:
+    from recoworld.io.runs import check_run_dir, scan_table
+
+    manifest = check_run_dir(Path(args.run_dir))
+    summary = scan_table(Path(args.run_dir), "summary").collect()
+    console.print(
+        summary_table(summary, segments=args.segments, title=f"{manifest['study']} ({manifest['run_id']}): {manifest['users_per_arm']:,} users per arm")
+    )
+    return 0
+
+
+def cmd_data(args: argparse.Namespace, console: Console) -> int:
+    from recoworld.world.fetch import default_cache_dir, fetch_dataset
+    from recoworld.world.loaders import load_world
+
+    if args.action == "fetch":
+        cache = _cache_dir() or default_cache_dir()
+        with console.status(f"fetching {args.name} into {cache}…"):
+            folder = fetch_dataset(args.name, cache)
+        console.print(f"{args.name} is in {folder}")
+        return 0
+    world = load_world(args.name, args.path)
+    console.print(
+        f"{world.name} from {world.source}: {world.users.height:,} users, {world.items.height:,} items, "
+        f"{world.interactions.height:,} interactions; ratings: {world.has_ratings}; "
+        f"{len(world.tag_vocabulary):,} tags (top: {', '.join(world.tag_vocabulary[:8])}); "
+        f"{world.friends.height:,} friend links"
+    )
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace, console: Console) -> int:
+    from recoworld.config import WorldConfig
+    from recoworld.items.catalog import build_catalog
+    from recoworld.study.prepare import load_world_for
+    from recoworld.users.fit import fit_choice_model
+
+    wc = WorldConfig(dataset=args.name, path=args.path or "")
+    world = load_world_for(wc, args.seed, cache_dir=_cache_dir())
+    catalog = build_catalog(world, seed=args.seed)
+    fitted = fit_choice_model(world, catalog, seed=args.seed)
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(fitted.report), indent=2).decode() + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recoworld", description="Simulate users meeting recommenders.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a study file")
+    r.add_argument("study", help="study TOML file")
+    r.add_argument("--run-id", help="run id (default: <study name>-<date>-<time>)")
+    r.add_argument("--out", help="output root (default: the study's output.dir)")
+    r.add_argument("--overwrite", action="store_true", help="replace a complete run with the same id")
+    r.add_argument("--users", type=int, help="override population.size")
+    r.add_argument("--seed", type=int, help="override the root seed")
+    r.add_argument("--segments", action="store_true", help="print every segment, not only 'all'")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("summary", help="print a run's summary from its Parquet files")
+    s.add_argument("run_dir")
+    s.add_argument("--segments", action="store_true", help="print every segment, not only 'all'")
+    s.set_defaults(func=cmd_summary)
+    d = sub.add_parser("data", help="obtain or inspect datasets")
+    d.add_argument("action", choices=["fetch", "info"])
+    d.add_argument("name", help="dataset: ml-100k (fetch); any loader name (info)")
+    d.add_argument("--path", help="dataset folder (info)")
+    d.set_defaults(func=cmd_data)
+    f = sub.add_parser("fit", help="fit the parametric brain to a dataset and print its calibration")
+    f.add_argument("name")
+    f.add_argument("--path")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_fit)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        return args.func(args, console)
+    except RecoWorldError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: nothing half-written is left in the run folder")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

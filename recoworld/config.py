@@ -1,0 +1,273 @@
+"""The one strict config tree of a study, decoded from TOML with msgspec.
+
+Every struct forbids unknown fields, so a misspelt key is an error carrying its ``$.path``.
+Each field is documented where it is declared.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from recoworld.errors import ConfigError
+
+Tier = Literal["low", "mid", "high"]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class WorldConfig(_Strict):
+    dataset: Literal["ml-100k", "ml-1m", "ml-latest", "ml-latest-small", "lastfm", "recbole", "generic", "synthetic"] = "ml-100k"
+    """Which loader builds the world."""
+    path: str = ""
+    """Folder of the dataset files; empty = the data cache or ../shared/data (ml-100k, ml-latest, lastfm)."""
+    embedding_dim: int = 32
+    """Dimensions of the item embedding space (truncated SVD, tied to content)."""
+    synthetic_users: int = 500
+    """Users of a synthetic world (dataset = "synthetic")."""
+    synthetic_items: int = 400
+    """Items of a synthetic world."""
+
+
+class Targeting(_Strict):
+    """Who is in the population. Every given criterion must hold; an empty spec selects everyone."""
+
+    age: tuple[int, int] | None = None
+    """Inclusive age range, e.g. [25, 34]."""
+    gender: str | None = None
+    """As the dataset codes it (ML: "M" / "F")."""
+    occupation: list[str] = []
+    """Any of these occupations."""
+    likes: list[str] = []
+    """Tags/genres the user likes (any of them), case-insensitive, e.g. ["sci-fi"]."""
+    dislikes: list[str] = []
+    """Tags/genres the user dislikes (any of them)."""
+    activity: Tier | None = None
+    """Tercile of the activity trait."""
+    conformity: Tier | None = None
+    """Tercile of the taste for popular items."""
+    diversity: Tier | None = None
+    """Tercile of the spread over genres/tags."""
+
+
+class PopulationConfig(_Strict):
+    size: int = 1000
+    """Simulated users per arm (the same users in every arm). 0 = every matching real user once."""
+    source: Literal["dataset", "synthetic"] = "dataset"
+    """dataset: real users' personas (resampled with jitter when size exceeds the matches);
+    synthetic: personas sampled for the described segment, always jittered, built from the tags
+    of `likes` when no real user matches."""
+    target: Targeting = Targeting()
+    """The targeting spec; selecting nobody is an error."""
+    segment_by: Literal["age_band", "gender", "occupation", "activity", "conformity", "diversity", "none"] = "activity"
+    """Persona attribute that splits the summary into segments (always also reported as "all")."""
+    jitter: float = 0.15
+    """Noise scale applied to resampled personas' preference vectors and traits."""
+
+
+class SimulationConfig(_Strict):
+    sessions: int = 3
+    """Sessions per user at most (a user who does not return has fewer)."""
+    turns: int = 5
+    """Slates per session at most (the turn budget)."""
+    slate_size: int = 10
+    """Items per slate."""
+
+
+class BrainConfig(_Strict):
+    """The parametric brain. Choice coefficients are fitted to the dataset; the dynamics below
+    have no trace in logged data and are set here (defaults documented in docs/simulator.md)."""
+
+    kind: Literal["parametric"] = "parametric"
+    """The embedded default; LLM and hybrid brains come with the LLM work."""
+    negatives_per_positive: int = 9
+    """Negatives sampled per observed interaction when fitting the choice model; sets the base
+    rate the fitted intercept corresponds to (1 / (1 + this))."""
+    position_bias: float = 0.35
+    """Logit penalty per log2(1 + position): lower slots are seen less."""
+    watch_threshold: float = 0.15
+    """Watch fraction under which a click counts as a bounce (action "click")."""
+    rate_probability: float = 0.35
+    """Chance that a user who watched also rates."""
+    satisfaction_rate: float = 0.12
+    """Step size of satisfaction toward each item's experience."""
+    fatigue_per_item: float = 0.015
+    """Fatigue added per item seen (plus fatigue_per_watch * watch fraction)."""
+    fatigue_per_watch: float = 0.04
+    fatigue_weight: float = 2.0
+    """Logit penalty per unit fatigue."""
+    boredom_rate: float = 0.25
+    """Step size of boredom toward each consumed item's overlap with what came before."""
+    boredom_weight: float = 2.5
+    """Logit penalty on repetitive items, scaled by boredom."""
+    curiosity_weight: float = 0.8
+    """Logit bonus on novel items, scaled by curiosity (diversity trait x (1 - boredom))."""
+    leave_bias: float = -2.2
+    """Logit of leaving after a slate for a neutral user."""
+    leave_satisfaction: float = 6.0
+    """Logit of leaving per unit of satisfaction below 0.5."""
+    leave_fatigue: float = 1.5
+    leave_patience: float = 1.2
+    """Logit of leaving removed per unit of the patience trait."""
+    instruct_below: float = 0.42
+    """Satisfaction under which the user writes a reflective instruction to the recommender."""
+    instruct_probability: float = 0.6
+    """Chance the user instructs when under that threshold (at most once per two turns)."""
+    return_satisfaction: float = 3.0
+    """Logit of returning per unit of final satisfaction above 0.5 (base rate fitted)."""
+    return_activity: float = 1.0
+    """Logit of returning per unit of activity trait above 0.5."""
+
+
+class RecommenderConfig(_Strict):
+    kind: Literal["random", "popular", "mf"] = "mf"
+    """Base recommender: random, most popular, or matrix factorisation (the world's SVD item
+    factors; the user's vector from its history, updated online with its clicks)."""
+    follow_instructions: bool = True
+    """Wrap the base with the instruction-following re-ranker."""
+    instruction_weight: float = 1.5
+    """Score shift (in base-score standard deviations) per instruction tag match."""
+    candidates: int = 100
+    """Candidate pool per user per session (at least slate_size x turns)."""
+
+
+class CreatorItem(_Strict):
+    title: str
+    """Title of the new item."""
+    text: str = ""
+    """Its description (untrusted text: later rendered in data fields only)."""
+    tags: list[str] = []
+    """Its tags/genres; they place it in the embedding space."""
+    item_id: str = ""
+    """Id; default "<creator id>:<index>"."""
+
+
+class CreatorConfig(_Strict):
+    id: str
+    """The creator's id."""
+    name: str = ""
+    """Display name."""
+    items: list[CreatorItem] = []
+    """The creator's new, cold-start items."""
+    existing_items: list[str] = []
+    """Item ids already in the world that this creator owns."""
+
+
+class ArmConfig(_Strict):
+    name: str
+    """Arm name; the first arm is the control."""
+    treatment: Literal["none", "inject", "boost"] = "none"
+    """none; inject creator items into slates; or boost them in ranking."""
+    position: int = 0
+    """inject: 0-based slate position the creator item takes."""
+    rate: float = 1.0
+    """inject: chance per slate that an item is injected."""
+    boost: float = 1.0
+    """boost: score added, in base-score standard deviations."""
+    recommender: RecommenderConfig | None = None
+    """Overrides the study's recommender for this arm."""
+    target: Targeting | None = None
+    """Treat only the population members this spec selects (default: all of them)."""
+
+
+class OutputConfig(_Strict):
+    dir: str = "runs"
+    """Runs go to <dir>/<run_id>/."""
+    row_group_rows: int = 1_000_000
+    """Event rows per Parquet row group."""
+
+
+class StudyConfig(_Strict):
+    name: str
+    """Study name; part of the default run id."""
+    seed: int = 0
+    """Root seed; every random draw derives from it and (user, session, turn, position)."""
+    description: str = ""
+    world: WorldConfig = WorldConfig()
+    population: PopulationConfig = PopulationConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    brain: BrainConfig = BrainConfig()
+    recommender: RecommenderConfig = RecommenderConfig()
+    creator: CreatorConfig | None = None
+    arms: list[ArmConfig] = msgspec.field(default_factory=lambda: [ArmConfig(name="control")])
+    output: OutputConfig = OutputConfig()
+
+
+def _check(cfg: StudyConfig) -> None:
+    def bad(path: str, expected: str, got: object) -> ConfigError:
+        return ConfigError(f"Expected {expected}, got {got!r} - at `$.{path}`")
+
+    s = cfg.simulation
+    for name in ("sessions", "turns", "slate_size"):
+        if getattr(s, name) < 1:
+            raise bad(f"simulation.{name}", "an integer >= 1", getattr(s, name))
+    if cfg.population.size < 0:
+        raise bad("population.size", "an integer >= 0", cfg.population.size)
+    if cfg.world.embedding_dim < 2:
+        raise bad("world.embedding_dim", "an integer >= 2", cfg.world.embedding_dim)
+    if cfg.population.target.age is not None and cfg.population.target.age[0] > cfg.population.target.age[1]:
+        raise bad("population.target.age", "[low, high] with low <= high", list(cfg.population.target.age))
+    if not cfg.arms:
+        raise bad("arms", "at least one arm (the first is the control)", [])
+    names = [a.name for a in cfg.arms]
+    for k, arm in enumerate(cfg.arms):
+        if names.count(arm.name) > 1:
+            raise bad(f"arms[{k}].name", "unique arm names", arm.name)
+        if not arm.name or "/" in arm.name or "=" in arm.name:
+            raise bad(f"arms[{k}].name", "a non-empty name without '/' or '='", arm.name)
+        if arm.treatment != "none" and (cfg.creator is None or not (cfg.creator.items or cfg.creator.existing_items)):
+            raise bad(f"arms[{k}].treatment", "a [creator] with items for a creator treatment", arm.treatment)
+        if not 0 <= arm.position < s.slate_size:
+            raise bad(f"arms[{k}].position", f"0 <= position < slate_size ({s.slate_size})", arm.position)
+        if not 0.0 <= arm.rate <= 1.0:
+            raise bad(f"arms[{k}].rate", "a probability in [0, 1]", arm.rate)
+    rec = cfg.recommender
+    if rec.candidates < s.slate_size * s.turns:
+        raise bad("recommender.candidates", f"at least slate_size x turns ({s.slate_size * s.turns})", rec.candidates)
+
+
+def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
+    """Decode and check a study from TOML text. Errors name ``source`` and the field path."""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        cfg = msgspec.toml.decode(data, type=StudyConfig)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    try:
+        _check(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return cfg
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and decode a study file."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the study file: {e.strerror}") from None
+    return decode_study(data, source=str(p))
+
+
+def encode_study(cfg: StudyConfig) -> bytes:
+    """The resolved study as JSON (kept in each run directory; TOML cannot hold nulls)."""
+    return msgspec.json.format(msgspec.json.encode(cfg), indent=2)
+
+
+def decode_study_json(data: bytes, *, source: str) -> StudyConfig:
+    """Inverse of :func:`encode_study`."""
+    try:
+        return msgspec.json.decode(data, type=StudyConfig)
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{source}: {e}") from None

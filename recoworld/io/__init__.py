@@ -1,0 +1,1 @@
+"""Arrow/Parquet knowledge lives here: the versioned schemas, writers and readers of runs."""

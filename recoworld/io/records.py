@@ -1,0 +1,129 @@
+"""Turn the core loop's records into Arrow record batches (vectorised; no per-row Python)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from recoworld.io.schema import EVENTS, SESSIONS, USER_METRICS, with_metadata
+from recoworld.items.catalog import Catalog
+from recoworld.study.simulate import SessionRecord, TurnRecord, UserMetrics
+from recoworld.users.brain import ACTIONS, Instructions
+
+EVENTS_SCHEMA = with_metadata(EVENTS, "events")
+SESSIONS_SCHEMA = with_metadata(SESSIONS, "sessions")
+USER_METRICS_SCHEMA = with_metadata(USER_METRICS, "user_metrics")
+
+
+def instruction_dictionary(tags: tuple[str, ...]) -> list[str]:
+    """Every instruction text, at code ``more * (T + 1) + less + 1``."""
+    t = len(tags)
+    more = np.repeat(np.arange(t), t + 1)
+    less = np.tile(np.arange(-1, t), t)
+    return Instructions(rows=more, more_of=more, less_of=np.where(less == more, -1, less)).texts(tags)
+
+
+@dataclass(frozen=True, eq=False)
+class RecordEncoder:
+    """Encodes one batch of users: ``users`` are population rows (= uids) of batch rows."""
+
+    users: np.ndarray
+    segment_codes: np.ndarray  # (population,) int32 into segment_names
+    segment_names: pa.Array
+    catalog: Catalog
+    creator_mask: np.ndarray  # (n_items,) bool: the study creator's items
+    item_dict: pa.Array
+    creator_dict: pa.Array
+    action_dict: pa.Array
+    instruction_dict: pa.Array
+
+    @classmethod
+    def build(cls, users: np.ndarray, segments: np.ndarray, catalog: Catalog, creator_mask: np.ndarray) -> "RecordEncoder":
+        names, codes = np.unique(segments.astype(str), return_inverse=True)
+        return cls(
+            users=users,
+            segment_codes=codes.astype(np.int32),
+            segment_names=pa.array(names.tolist(), pa.string()),
+            catalog=catalog,
+            creator_mask=creator_mask,
+            item_dict=pa.array(catalog.item_ids.tolist(), pa.string()),
+            creator_dict=pa.array(catalog.creators.tolist(), pa.string()),
+            action_dict=pa.array(list(ACTIONS), pa.string()),
+            instruction_dict=pa.array(instruction_dictionary(catalog.tags), pa.string()),
+        )
+
+    def with_users(self, users: np.ndarray) -> "RecordEncoder":
+        return RecordEncoder(users, *(getattr(self, f) for f in list(self.__dataclass_fields__)[1:]))
+
+    def _dict(self, codes: np.ndarray, dictionary: pa.Array, mask: np.ndarray | None = None) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=mask), dictionary)
+
+    def events(self, r: TurnRecord) -> pa.RecordBatch:
+        n, k = r.slates.shape
+        uid = self.users[r.rows]
+        rep = lambda a: np.repeat(a, k)  # noqa: E731
+        items = r.slates.ravel()
+        ins_code = np.full(n, -1, np.int64)
+        ins_code[r.instruction_rows] = r.instruction_codes(len(self.catalog.tags))
+        ins = rep(ins_code)
+        fb = r.feedback
+        rating = fb.rating.ravel()
+        arrays = [
+            self._dict(rep(self.segment_codes[uid]), self.segment_names),
+            pa.array(rep(uid)),
+            pa.array(np.full(n * k, r.session, np.int16)),
+            pa.array(np.full(n * k, r.turn, np.int16)),
+            pa.array(np.tile(np.arange(k, dtype=np.int16), n)),
+            pa.array(rep(r.day).astype(np.float32)),
+            self._dict(items, self.item_dict),
+            self._dict(items, self.creator_dict),
+            pa.array(self.creator_mask[items]),
+            self._dict(fb.action.ravel(), self.action_dict),
+            pa.array(fb.watch.ravel()),
+            pa.array(rating, mask=np.isnan(rating)),
+            pa.array(rep(r.left)),
+            self._dict(np.maximum(ins, 0), self.instruction_dict, mask=ins < 0),
+            *(pa.array(fb.mind[j].ravel()) for j in range(4)),
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=EVENTS_SCHEMA)
+
+    def sessions(self, s: SessionRecord) -> pa.RecordBatch:
+        uid = self.users[s.rows]
+        tags = self.catalog.tags
+        top = [tags[j] if j >= 0 else None for j in s.top_tag.tolist()]
+        summary = [
+            f"Session {s.session + 1}: {t} turn{'s' if t != 1 else ''}, watched {w} of {c} clicked"
+            f"{f', mostly {tg}' if tg else ''}; {'left early' if lf else 'stayed to the end'}"
+            f" feeling {'good' if sat >= 0.55 else ('so-so' if sat >= 0.4 else 'let down')}"
+            f"{f'; asked the recommender {i} time' + ('s' if i != 1 else '') if i else ''}."
+            for t, w, c, tg, lf, sat, i in zip(
+                s.turns.tolist(), s.watched.tolist(), s.clicks.tolist(), top, s.left.tolist(),
+                s.satisfaction_end.tolist(), s.instructions.tolist(),
+            )
+        ]  # fmt: skip
+        gap = np.where(np.isfinite(s.gap_days), s.gap_days, np.nan).astype(np.float32)
+        arrays = [
+            self._dict(self.segment_codes[uid], self.segment_names),
+            pa.array(uid),
+            pa.array(np.full(uid.size, s.session, np.int16)),
+            pa.array(s.day.astype(np.float32)),
+            pa.array(s.turns.astype(np.int16)),
+            pa.array(s.left),
+            pa.array(s.clicks.astype(np.int32)),
+            pa.array(s.watched.astype(np.int32)),
+            pa.array(s.watch_time.astype(np.float32)),
+            pa.array(s.instructions.astype(np.int32)),
+            pa.array(s.satisfaction_end.astype(np.float32)),
+            pa.array(top, pa.string()),
+            pa.array(s.returned),
+            pa.array(gap, mask=np.isnan(gap)),
+            pa.array(summary, pa.string()),
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=SESSIONS_SCHEMA)
+
+    def user_metrics(self, m: UserMetrics, segments: np.ndarray) -> pa.RecordBatch:
+        arrays = [pa.array(segments[self.users].astype(str).tolist(), pa.string()), pa.array(self.users)]
+        arrays += [pa.array(getattr(m, f).astype(np.float64)) for f in USER_METRICS.names[2:]]
+        return pa.RecordBatch.from_arrays(arrays, schema=USER_METRICS_SCHEMA)

@@ -1,0 +1,97 @@
+"""The versioned Parquet schemas of a run. Bump SCHEMA_VERSION on any incompatible change.
+
+Tables (one folder each under ``runs/<run_id>/``, hive-partitioned by ``arm=``):
+- ``events``: one row per item shown;
+- ``sessions``: one row per user session, with the session summary kept in memory;
+- ``user_metrics``: one row per user and arm, the per-user totals the summary is built from;
+- ``summary``: one row per arm x segment x metric (a single file).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"recoworld.schema_version"
+TABLE_KEY = b"recoworld.table"
+
+_dict_str = pa.dictionary(pa.int32(), pa.string())
+
+EVENTS = pa.schema(
+    [
+        ("segment", _dict_str),
+        ("user", pa.int64()),
+        ("session", pa.int16()),
+        ("turn", pa.int16()),
+        ("position", pa.int16()),
+        ("day", pa.float32()),
+        ("item_id", _dict_str),
+        ("creator", _dict_str),
+        ("is_creator_item", pa.bool_()),
+        ("action", _dict_str),
+        ("watch_fraction", pa.float32()),
+        ("rating", pa.float32()),
+        ("left_after_turn", pa.bool_()),
+        ("instruction", _dict_str),
+        ("satisfaction", pa.float32()),
+        ("fatigue", pa.float32()),
+        ("boredom", pa.float32()),
+        ("curiosity", pa.float32()),
+    ]
+)
+
+SESSIONS = pa.schema(
+    [
+        ("segment", _dict_str),
+        ("user", pa.int64()),
+        ("session", pa.int16()),
+        ("day", pa.float32()),
+        ("turns", pa.int16()),
+        ("left_early", pa.bool_()),
+        ("clicks", pa.int32()),
+        ("watched", pa.int32()),
+        ("watch_time", pa.float32()),
+        ("instructions", pa.int32()),
+        ("satisfaction_end", pa.float32()),
+        ("top_tag", pa.string()),
+        ("returned", pa.bool_()),
+        ("return_gap_days", pa.float32()),
+        ("summary", pa.string()),
+    ]
+)
+
+USER_METRICS = pa.schema(
+    [
+        ("segment", pa.string()),
+        ("user", pa.int64()),
+        ("impressions", pa.float64()),
+        ("clicks", pa.float64()),
+        ("watch_time", pa.float64()),
+        ("sessions", pa.float64()),
+        ("turns", pa.float64()),
+        ("returned_first", pa.float64()),
+        ("creator_impressions", pa.float64()),
+        ("creator_clicks", pa.float64()),
+    ]
+)
+
+SUMMARY = pa.schema(
+    [
+        ("arm", pa.string()),
+        ("segment", pa.string()),
+        ("metric", pa.string()),
+        ("n", pa.int64()),
+        ("mean", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("diff", pa.float64()),
+        ("diff_ci_low", pa.float64()),
+        ("diff_ci_high", pa.float64()),
+    ]
+)
+
+TABLES = {"events": EVENTS, "sessions": SESSIONS, "user_metrics": USER_METRICS, "summary": SUMMARY}
+
+
+def with_metadata(schema: pa.Schema, table: str) -> pa.Schema:
+    return schema.with_metadata({METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()})

@@ -1,0 +1,1 @@
+"""Item representations: text renderings and embeddings shared by users and recommenders."""

@@ -1,0 +1,210 @@
+"""The simulation catalog: a world's items plus any creator items, as dense numeric arrays.
+
+Item embeddings come from a truncated SVD of the (log-weighted, implicit) user x item matrix,
+tied to content: a ridge regression maps content features (tags, words of the title and text)
+to item factors. Items with few interactions are shrunk toward their content prediction, and a
+cold-start item described only by title, text and tags — a creator's new item — gets its
+position from the regression alone, in the same space as every other item.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+
+from recoworld.world.model import World
+
+_WORD = re.compile(r"[a-z][a-z0-9']{2,}")
+_STOP = frozenset(
+    "the and for with from that this into over under about after before their there what when "
+    "your you are was were has have had its his her our who whom how all any but not can will "
+    "released genres tagged artist".split()
+)
+
+
+@dataclass(frozen=True, eq=False)
+class NewItem:
+    """A cold-start item known only by its content (e.g. a creator's new release)."""
+
+    item_id: str
+    title: str
+    text: str
+    tags: tuple[str, ...]
+    creator: str
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """Dense item arrays. Row i of every array describes item i; ids keep the world's order,
+    creator items (if any) follow the world's items.
+
+    ``emb`` rows are L2-normalised; ``tag_matrix`` rows are L1-normalised tag indicators over
+    ``tags`` (the catalog's tag vocabulary, most frequent first).
+    """
+
+    item_ids: np.ndarray  # str objects
+    titles: np.ndarray
+    texts: np.ndarray
+    creators: np.ndarray
+    item_tags: tuple[tuple[str, ...], ...]
+    tags: tuple[str, ...]
+    tag_matrix: np.ndarray  # (n_items, n_tags) float32, rows sum to 1 (or 0 if untagged)
+    emb: np.ndarray  # (n_items, dim) float32, unit rows
+    popularity: np.ndarray  # (n_items,) float32 z-scored log(1 + interaction count)
+    pop_percentile: np.ndarray  # (n_items,) float32 in [0, 1]
+    interaction_count: np.ndarray  # (n_items,) int64
+    is_creator_item: np.ndarray  # (n_items,) bool
+    content_r2: float  # held-out R^2 of the content -> factor regression
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.shape[0])
+
+    def index_of(self, item_id: str) -> int:
+        hits = np.flatnonzero(self.item_ids == item_id)
+        if hits.size == 0:
+            raise KeyError(item_id)
+        return int(hits[0])
+
+    def render(self, i: int) -> str:
+        """A text rendering of item ``i`` for prompts: title, creator, tags, description."""
+        parts = [f"Title: {self.titles[i]}"]
+        if self.creators[i]:
+            parts.append(f"Creator: {self.creators[i]}")
+        if self.item_tags[i]:
+            parts.append("Tags: " + ", ".join(self.item_tags[i]))
+        if self.texts[i]:
+            parts.append(f"Description: {self.texts[i]}")
+        return "\n".join(parts)
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+class _ContentFeaturizer:
+    """Tag indicators plus the most common words of titles/texts, as a sparse design matrix."""
+
+    def __init__(self, tags: list[str], docs: list[str], max_words: int) -> None:
+        self.tag_index = {t: j for j, t in enumerate(tags)}
+        counts: dict[str, int] = {}
+        for d in docs:
+            for w in set(_words(d)):
+                counts[w] = counts.get(w, 0) + 1
+        vocab = sorted((w for w, c in counts.items() if c >= 3), key=lambda w: (-counts[w], w))
+        self.word_index = {w: len(self.tag_index) + j for j, w in enumerate(vocab[:max_words])}
+        self.n_features = len(self.tag_index) + len(self.word_index) + 1  # + bias
+
+    def transform(self, tag_lists: list[tuple[str, ...]] | list[list[str]], docs: list[str]) -> sp.csr_matrix:
+        rows, cols, vals = [], [], []
+        bias = self.n_features - 1
+        for r, (tl, doc) in enumerate(zip(tag_lists, docs)):
+            tj = [self.tag_index[t] for t in tl if t in self.tag_index]
+            for j in tj:
+                rows.append(r), cols.append(j), vals.append(1.0 / np.sqrt(len(tj)))
+            wj = sorted({self.word_index[w] for w in _words(doc) if w in self.word_index})
+            for j in wj:
+                rows.append(r), cols.append(j), vals.append(0.5 / np.sqrt(len(wj)))
+            rows.append(r), cols.append(bias), vals.append(1.0)
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(docs), self.n_features), dtype=np.float64)
+
+
+def _tag_matrix(item_tags: list[tuple[str, ...]], tags: list[str]) -> np.ndarray:
+    index = {t: j for j, t in enumerate(tags)}
+    m = np.zeros((len(item_tags), len(tags)), dtype=np.float32)
+    for i, tl in enumerate(item_tags):
+        js = [index[t] for t in tl if t in index]
+        if js:
+            m[i, js] = 1.0 / len(js)
+    return m
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-9)).astype(np.float32)
+
+
+def build_catalog(
+    world: World,
+    *,
+    dim: int = 32,
+    max_tags: int = 64,
+    max_words: int = 2000,
+    ridge: float = 1.0,
+    shrinkage: float = 5.0,
+    new_items: tuple[NewItem, ...] = (),
+    seed: int = 0,
+) -> Catalog:
+    """Build the catalog of ``world`` (fitting embeddings on all its interactions) plus ``new_items``.
+
+    ``shrinkage`` is the pseudo-count of the content prior: an item with n interactions gets
+    ``(n * svd + shrinkage * content) / (n + shrinkage)`` before normalisation.
+    """
+    users, items, _, weights, _ = world.coded_interactions()
+    n_users, n_items = world.users.height, world.items.height
+    mat = sp.csr_matrix((np.log1p(weights), (users, items)), shape=(n_users, n_items), dtype=np.float64)
+    mat.sum_duplicates()
+    k = max(2, min(dim, min(mat.shape) - 1))
+    v0 = np.random.default_rng(seed).uniform(-1, 1, size=min(mat.shape))
+    _, s, vt = svds(mat, k=k, v0=v0, random_state=seed)
+    order = np.argsort(-s)
+    factors = (vt[order].T * np.sqrt(s[order])).astype(np.float64)  # (n_items, k)
+
+    item_tags = [tuple(t) for t in world.items["tags"].to_list()]
+    tags = world.tag_vocabulary[:max_tags]
+    for ni in new_items:  # creator tags unknown to the world still describe the item
+        tags.extend(t for t in ni.tags if t not in tags and len(tags) < max_tags + len(ni.tags))
+    docs = [f"{a} {b}" for a, b in zip(world.items["title"].to_list(), world.items["text"].to_list())]
+    feat = _ContentFeaturizer(tags, docs, max_words)
+    x = feat.transform(item_tags, docs)
+    counts = np.bincount(items, minlength=n_items).astype(np.int64)
+
+    # Ridge from content to factors; R^2 measured on a held-out fifth of the interacted items.
+    rng = np.random.default_rng(seed)
+    seen = np.flatnonzero(counts > 0)
+    test = rng.random(seen.size) < 0.2
+    w = _ridge(x[seen[~test]], factors[seen[~test]], ridge)
+    pred_test = x[seen[test]] @ w
+    resid = ((factors[seen[test]] - pred_test) ** 2).sum()
+    total = ((factors[seen[test]] - factors[seen[~test]].mean(0)) ** 2).sum()
+    r2 = float(1.0 - resid / max(total, 1e-12)) if test.any() else float("nan")
+    w = _ridge(x[seen], factors[seen], ridge)
+    content = np.asarray(x @ w)
+    n = counts[:, None].astype(np.float64)
+    emb = (n * factors + shrinkage * content) / (n + shrinkage)
+
+    new_docs = [f"{ni.title} {ni.text}" for ni in new_items]
+    if new_items:
+        emb = np.vstack([emb, np.asarray(feat.transform([ni.tags for ni in new_items], new_docs) @ w)])
+    all_tags = item_tags + [ni.tags for ni in new_items]
+    logc = np.log1p(np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]).astype(np.float64))
+    # A new item's exposure is unknown, not zero: the popularity term of the choice model has
+    # learned appeal from logged exposure, so cold-start items get the catalog median.
+    logc[n_items:] = np.median(logc[:n_items])
+    pop = (logc - logc[:n_items].mean()) / max(logc[:n_items].std(), 1e-9)
+    pct = np.searchsorted(np.sort(logc[:n_items]), logc, side="right") / n_items
+    return Catalog(
+        item_ids=np.array(world.items["item_id"].to_list() + [ni.item_id for ni in new_items], dtype=object),
+        titles=np.array(world.items["title"].to_list() + [ni.title for ni in new_items], dtype=object),
+        texts=np.array(world.items["text"].to_list() + [ni.text for ni in new_items], dtype=object),
+        creators=np.array(world.items["creator"].to_list() + [ni.creator for ni in new_items], dtype=object),
+        item_tags=tuple(all_tags),
+        tags=tuple(tags),
+        tag_matrix=_tag_matrix(all_tags, tags),
+        emb=_unit(emb),
+        popularity=pop.astype(np.float32),
+        pop_percentile=pct.astype(np.float32),
+        interaction_count=np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]),
+        is_creator_item=np.concatenate([np.zeros(n_items, bool), np.ones(len(new_items), bool)]),
+        content_r2=r2,
+    )
+
+
+def _ridge(x: sp.csr_matrix, y: np.ndarray, lam: float) -> np.ndarray:
+    xtx = (x.T @ x).toarray() + lam * np.eye(x.shape[1])
+    return np.linalg.solve(xtx, np.asarray(x.T @ y))

@@ -1,0 +1,1 @@
+"""Studies: the strict config tree, the core loop, and the statistics of arms."""

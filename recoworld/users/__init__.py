@@ -1,0 +1,1 @@
+"""Simulated users: personas, mindsets, memory, the brains that decide, and retention."""

@@ -1,0 +1,224 @@
+"""Personas built from real histories, vectorised: one row per user, numpy arrays per field.
+
+Traits are percentiles in [0, 1] among the world's users:
+- activity: number of interactions;
+- conformity: mean popularity percentile of the items consumed (taste for the popular);
+- diversity: normalised entropy of the user's tag distribution (spread over genres/tags);
+- patience: median number of interactions per sitting (a gap of over 30 minutes starts a new
+  one), the dataset's nearest trace of how long a user keeps going; activity where there are
+  no timestamps.
+Taste is the distribution over the catalog's tags of liked items (rating >= 4 on a 5 scale or
+>= the user's mean; play-count weighted for implicit data); dislikes the same for rating <= 2.
+The preference vector is the unit mean of liked items' embeddings, in the catalog's space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from recoworld.items.catalog import Catalog
+from recoworld.world.model import World
+
+SITTING_GAP_S = 30 * 60
+AGE_BANDS = ((0, 17, "<18"), (18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 200, "55+"))
+
+
+@dataclass(frozen=True, eq=False)
+class Personas:
+    """A population of personas. Every array has one row per user."""
+
+    uid: np.ndarray  # int64 simulated-user id, unique within a population
+    template: np.ndarray  # int64 row of the real user this persona comes from, -1 if none
+    source_user: np.ndarray  # str objects: the dataset's user id, "" if synthetic
+    age: np.ndarray  # int64, -1 unknown
+    gender: np.ndarray  # str objects, "" unknown
+    occupation: np.ndarray  # str objects, "" unknown
+    activity: np.ndarray  # float32 traits in [0, 1]
+    conformity: np.ndarray
+    diversity: np.ndarray
+    patience: np.ndarray
+    taste: np.ndarray  # (n, n_tags) float32, rows sum to 1 (or 0)
+    dislike: np.ndarray  # (n, n_tags) float32
+    pref: np.ndarray  # (n, dim) float32 unit rows
+    mean_rating: np.ndarray  # float32, NaN where the dataset has no ratings
+    n_history: np.ndarray  # int64 interactions in the persona's history
+    history: sp.csr_matrix | None = None  # (world users, n_items) bool: real users' histories, by template
+
+    def history_of(self, n_items: int) -> sp.csr_matrix:
+        """(n, n_items) bool CSR of each persona's real history (empty rows for synthetic ones)."""
+        n = len(self)
+        if self.history is None:
+            return sp.csr_matrix((n, n_items), dtype=bool)
+        h = self.history[np.maximum(self.template, 0)]
+        h = sp.diags((self.template >= 0).astype(np.float32)) @ h.astype(np.float32)
+        h.eliminate_zeros()
+        if h.shape[1] < n_items:
+            h = sp.hstack([h, sp.csr_matrix((n, n_items - h.shape[1]))]).tocsr()
+        return h.astype(bool)
+
+    def __len__(self) -> int:
+        return int(self.uid.shape[0])
+
+    def take(self, rows: np.ndarray) -> "Personas":
+        """A sub-population (rows in the given order)."""
+        fields = {f: getattr(self, f)[rows] for f in _ROW_FIELDS}
+        return replace(self, **fields)
+
+    def liked_tags(self, catalog: Catalog, i: int, n: int = 5) -> list[str]:
+        order = np.argsort(-self.taste[i], kind="stable")[:n]
+        return [catalog.tags[j] for j in order if self.taste[i, j] > 0]
+
+    def disliked_tags(self, catalog: Catalog, i: int, n: int = 3) -> list[str]:
+        order = np.argsort(-self.dislike[i], kind="stable")[:n]
+        return [catalog.tags[j] for j in order if self.dislike[i, j] > 0]
+
+    def describe(self, catalog: Catalog, i: int) -> str:
+        """A short text summary of persona ``i`` (for prompts and reports)."""
+        who = []
+        if self.age[i] >= 0:
+            who.append(f"{self.age[i]}-year-old")
+        if self.gender[i]:
+            who.append({"M": "man", "F": "woman"}.get(self.gender[i], self.gender[i]))
+        if self.occupation[i]:
+            who.append(f"({self.occupation[i]})")
+        head = " ".join(who) if who else "A user"
+        likes = ", ".join(self.liked_tags(catalog, i)) or "nothing in particular"
+        text = f"{head}; likes {likes}"
+        dis = self.disliked_tags(catalog, i)
+        if dis:
+            text += f"; dislikes {', '.join(dis)}"
+        tier = lambda x: "low" if x < 1 / 3 else ("high" if x >= 2 / 3 else "medium")  # noqa: E731
+        return (
+            f"{text}. Activity {tier(self.activity[i])}, taste for popular items "
+            f"{tier(self.conformity[i])}, variety-seeking {tier(self.diversity[i])}, "
+            f"patience {tier(self.patience[i])}."
+        )
+
+
+_ROW_FIELDS = (
+    "uid template source_user age gender occupation activity conformity diversity patience "
+    "taste dislike pref mean_rating n_history"
+).split()
+
+
+def age_band(age: np.ndarray) -> np.ndarray:
+    out = np.full(age.shape, "unknown", dtype=object)
+    for lo, hi, label in AGE_BANDS:
+        out[(age >= lo) & (age <= hi)] = label
+    return out
+
+
+def tier_of(x: np.ndarray) -> np.ndarray:
+    """'low' / 'mid' / 'high' terciles of a trait in [0, 1]."""
+    return np.where(x < 1 / 3, "low", np.where(x >= 2 / 3, "high", "mid")).astype(object)
+
+
+def _percentile(x: np.ndarray) -> np.ndarray:
+    """Mid-rank percentiles in [0, 1] (ties share a value)."""
+    order = np.sort(x)
+    lo = np.searchsorted(order, x, side="left")
+    hi = np.searchsorted(order, x, side="right")
+    return ((lo + hi) / 2.0 / max(len(x), 1)).astype(np.float32)
+
+
+def _row_normalise(m: np.ndarray) -> np.ndarray:
+    s = m.sum(axis=1, keepdims=True)
+    return np.where(s > 0, m / np.maximum(s, 1e-12), 0.0).astype(np.float32)
+
+
+def personas_from_history(
+    world: World,
+    catalog: Catalog,
+    *,
+    interactions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Personas:
+    """One persona per world user, built from ``interactions`` (user row, item row, rating,
+    weight, timestamp) — by default all of the world's, ordered by time."""
+    if interactions is None:
+        interactions = world.coded_interactions()
+    u, i, r, w, ts = interactions
+    n_users, n_items = world.users.height, catalog.n_items
+    counts = np.bincount(u, minlength=n_users)
+
+    has_r = ~np.isnan(r)
+    user_mean = np.full(n_users, np.nan)
+    if has_r.any():
+        sums = np.bincount(u[has_r], weights=r[has_r], minlength=n_users)
+        cnt = np.bincount(u[has_r], minlength=n_users)
+        user_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+        hi = (world.rating_scale or (1.0, 5.0))[1]
+        like_thr = np.minimum(user_mean[u], 0.8 * hi)
+        like_w = np.where(has_r, (r >= like_thr).astype(float), np.log1p(w))
+        dislike_w = np.where(has_r, (r <= 0.4 * hi).astype(float), 0.0)
+    else:
+        like_w = np.log1p(w)
+        dislike_w = np.zeros_like(like_w)
+    like_m = sp.csr_matrix((like_w, (u, i)), shape=(n_users, n_items))
+    dis_m = sp.csr_matrix((dislike_w, (u, i)), shape=(n_users, n_items))
+    any_m = sp.csr_matrix((np.ones_like(w), (u, i)), shape=(n_users, n_items))
+    tm = catalog.tag_matrix
+    taste = _row_normalise(np.asarray(like_m @ tm))
+    fallback = _row_normalise(np.asarray(any_m @ tm))  # users who liked nothing
+    taste = np.where(taste.sum(1, keepdims=True) > 0, taste, fallback)
+    dislike = _row_normalise(np.asarray(dis_m @ tm))
+    pref_raw = np.asarray(like_m @ catalog.emb)
+    pref_raw = np.where(np.abs(pref_raw).sum(1, keepdims=True) > 0, pref_raw, np.asarray(any_m @ catalog.emb))
+    pref = pref_raw / np.maximum(np.linalg.norm(pref_raw, axis=1, keepdims=True), 1e-9)
+
+    popc = np.bincount(u, weights=catalog.pop_percentile[i], minlength=n_users) / np.maximum(counts, 1)
+    full_tag = _row_normalise(np.asarray(any_m @ tm))
+    ent = -(full_tag * np.log(np.where(full_tag > 0, full_tag, 1.0))).sum(1)
+    ent = ent / max(np.log(max(tm.shape[1], 2)), 1e-9)
+    patience_raw = _sitting_lengths(u, ts, n_users) if (ts >= 0).any() else counts.astype(float)
+
+    users = world.users
+    age = users["age"].fill_null(-1).to_numpy().astype(np.int64) if "age" in users.columns else np.full(n_users, -1)
+    col = lambda name: (  # noqa: E731
+        np.array(users[name].fill_null("").to_list(), dtype=object)
+        if name in users.columns
+        else np.full(n_users, "", dtype=object)
+    )
+    history = sp.csr_matrix((np.ones(u.size, bool), (u, i)), shape=(n_users, n_items), dtype=bool)
+    return Personas(
+        uid=np.arange(n_users, dtype=np.int64),
+        template=np.arange(n_users, dtype=np.int64),
+        source_user=np.array(users["user_id"].to_list(), dtype=object),
+        age=age,
+        gender=col("gender"),
+        occupation=col("occupation"),
+        activity=_percentile(counts.astype(float)),
+        conformity=_percentile(popc),
+        diversity=_percentile(ent),
+        patience=_percentile(patience_raw),
+        taste=taste,
+        dislike=dislike,
+        pref=pref.astype(np.float32),
+        mean_rating=user_mean.astype(np.float32),
+        n_history=counts.astype(np.int64),
+        history=history,
+    )
+
+
+def _sitting_lengths(u: np.ndarray, ts: np.ndarray, n_users: int) -> np.ndarray:
+    """Median number of interactions per sitting, per user."""
+    order = np.lexsort((ts, u))
+    uu, tt = u[order], ts[order]
+    new = np.ones(uu.size, dtype=bool)
+    new[1:] = (uu[1:] != uu[:-1]) | (tt[1:] - tt[:-1] > SITTING_GAP_S)
+    sitting = np.cumsum(new) - 1
+    lengths = np.bincount(sitting)
+    sitting_user = uu[new]
+    out = np.zeros(n_users)
+    # median per user via sorting (user, length)
+    o = np.lexsort((lengths, sitting_user))
+    su, sl = sitting_user[o], lengths[o]
+    starts = np.searchsorted(su, np.arange(n_users), side="left")
+    ends = np.searchsorted(su, np.arange(n_users), side="right")
+    has = ends > starts
+    mid_lo = sl[np.minimum((starts + ends - 1) // 2, sl.size - 1)]
+    mid_hi = sl[np.minimum((starts + ends) // 2, sl.size - 1)]
+    out[has] = ((mid_lo + mid_hi) / 2.0)[has]
+    return out

@@ -1,0 +1,195 @@
+"""Targeting and population building: who is simulated, and in which segment each user counts."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import replace
+
+import numpy as np
+
+from recoworld.config import PopulationConfig, Targeting
+from recoworld.errors import TargetingError
+from recoworld.items.catalog import Catalog
+from recoworld.rng import Stream, normals, uniforms
+from recoworld.users.persona import Personas, age_band, tier_of
+
+LIKE_LIFT = 1.25  # a user likes a tag whose share of its taste is >= 1.25x the average user's
+TIER_RANGE = {"low": (0.0, 1 / 3), "mid": (1 / 3, 2 / 3), "high": (2 / 3, 1.0), None: (0.0, 1.0)}
+
+
+def _norm(tag: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", tag.lower())
+
+
+def resolve_tags(catalog: Catalog, names: list[str], field: str) -> list[int]:
+    """Catalog tag indices for ``names`` (case, spaces and punctuation ignored)."""
+    index = {_norm(t): j for j, t in enumerate(catalog.tags)}
+    out = []
+    for name in names:
+        j = index.get(_norm(name))
+        if j is None:
+            close = difflib.get_close_matches(name, catalog.tags, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known tags: {', '.join(catalog.tags[:20])}"
+            raise TargetingError(f"$.{field}: unknown tag {name!r}{hint}")
+        out.append(j)
+    return out
+
+
+def _tag_mask(share: np.ndarray, tags: list[int]) -> np.ndarray:
+    mean = share.mean(0)
+    hit = (share[:, tags] > 0) & (share[:, tags] >= LIKE_LIFT * mean[tags])
+    return hit.any(1)
+
+
+def criteria(p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target") -> dict[str, np.ndarray]:
+    """One boolean mask per given criterion of ``t`` (named as a person would say it)."""
+    out: dict[str, np.ndarray] = {}
+    if t.age is not None:
+        out[f"age {t.age[0]}-{t.age[1]}"] = (p.age >= t.age[0]) & (p.age <= t.age[1])
+    if t.gender is not None:
+        out[f"gender {t.gender}"] = p.gender == t.gender
+    if t.occupation:
+        out[f"occupation in {t.occupation}"] = np.isin(p.occupation, t.occupation)
+    if t.likes:
+        out[f"likes {', '.join(t.likes)}"] = _tag_mask(p.taste, resolve_tags(catalog, t.likes, f"{field}.likes"))
+    if t.dislikes:
+        out[f"dislikes {', '.join(t.dislikes)}"] = _tag_mask(
+            p.dislike, resolve_tags(catalog, t.dislikes, f"{field}.dislikes")
+        )
+    for trait in ("activity", "conformity", "diversity"):
+        tier = getattr(t, trait)
+        if tier is not None:
+            out[f"{trait} {tier}"] = tier_of(getattr(p, trait)) == tier
+    return out
+
+
+def select(p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target") -> np.ndarray:
+    """Rows of ``p`` matching every criterion; selecting nobody is a TargetingError."""
+    crit = criteria(p, catalog, t, field)
+    mask = np.ones(len(p), dtype=bool)
+    for m in crit.values():
+        mask &= m
+    if not mask.any():
+        each = "; ".join(f"{name}: {int(m.sum())}" for name, m in crit.items())
+        raise TargetingError(
+            f"$.{field} selects nobody: 0 of {len(p)} users match all of "
+            f"[{', '.join(crit)}] (alone, each matches: {each})"
+        )
+    return np.flatnonzero(mask)
+
+
+def _jitter(p: Personas, scale: float, seed: int, rows: np.ndarray) -> Personas:
+    """Perturb preference, taste and traits of ``rows`` (keyed by uid: reproducible)."""
+    if scale <= 0 or rows.size == 0:
+        return p
+    uid = p.uid[rows]
+    d = p.pref.shape[1]
+    pref = p.pref.copy()
+    noise = normals(seed, Stream.PERSONA, uid[:, None], 1, np.arange(d)[None, :])
+    pr = pref[rows] + scale * noise / np.sqrt(d)
+    pref[rows] = pr / np.maximum(np.linalg.norm(pr, axis=1, keepdims=True), 1e-9)
+    taste = p.taste.copy()
+    t = taste[rows] * np.exp(scale * normals(seed, Stream.PERSONA, uid[:, None], 2, np.arange(taste.shape[1])[None, :]))
+    taste[rows] = t / np.maximum(t.sum(1, keepdims=True), 1e-12)
+    fields = {"pref": pref.astype(np.float32), "taste": taste.astype(np.float32)}
+    for k, trait in enumerate(("activity", "conformity", "diversity", "patience")):
+        v = getattr(p, trait).copy()
+        v[rows] = np.clip(v[rows] + 0.3 * scale * normals(seed, Stream.PERSONA, uid, 3 + k), 0.0, 1.0)
+        fields[trait] = v
+    return replace(p, **fields)
+
+
+def _from_description(base: Personas, catalog: Catalog, t: Targeting, n: int, seed: int) -> Personas:
+    """Personas for a segment no real user matches, built from the description alone."""
+    uid = np.arange(n, dtype=np.int64)
+    u = lambda k: uniforms(seed, Stream.PERSONA, uid, 100 + k)  # noqa: E731
+    n_tags = catalog.tag_matrix.shape[1]
+    if t.likes:
+        liked = resolve_tags(catalog, t.likes, "population.target.likes")
+        taste = np.zeros((n, n_tags), np.float32)
+        taste[:, liked] = 1.0 / len(liked)
+        has = (catalog.tag_matrix[:, liked] > 0).any(1)
+        centre = catalog.emb[has].mean(0) if has.any() else catalog.emb.mean(0)
+    else:
+        taste = np.broadcast_to(base.taste.mean(0), (n, n_tags)).astype(np.float32).copy()
+        centre = base.pref.mean(0)
+    pref = np.broadcast_to(centre / max(np.linalg.norm(centre), 1e-9), (n, catalog.emb.shape[1])).astype(np.float32).copy()
+    dislike = np.zeros((n, n_tags), np.float32)
+    if t.dislikes:
+        dislike[:, resolve_tags(catalog, t.dislikes, "population.target.dislikes")] = 1.0 / len(t.dislikes)
+
+    def trait(k: int, tier: str | None) -> np.ndarray:
+        lo, hi = TIER_RANGE[tier]
+        return (lo + (hi - lo) * u(k)).astype(np.float32)
+
+    age = (
+        (t.age[0] + np.floor(u(10) * (t.age[1] - t.age[0] + 1))).astype(np.int64)
+        if t.age is not None
+        else np.full(n, -1, np.int64)
+    )
+    empty = np.full(n, "", dtype=object)
+    return Personas(
+        uid=uid,
+        template=np.full(n, -1, np.int64),
+        source_user=empty.copy(),
+        age=age,
+        gender=np.full(n, t.gender or "", dtype=object),
+        occupation=np.array([t.occupation[j % len(t.occupation)] for j in range(n)], dtype=object)
+        if t.occupation
+        else empty.copy(),
+        activity=trait(1, t.activity),
+        conformity=trait(2, t.conformity),
+        diversity=trait(3, t.diversity),
+        patience=trait(4, None),
+        taste=taste,
+        dislike=dislike,
+        pref=pref,
+        mean_rating=np.full(n, np.nan, np.float32),
+        n_history=np.zeros(n, np.int64),
+        history=None,
+    )
+
+
+def build_population(base: Personas, catalog: Catalog, cfg: PopulationConfig, seed: int) -> Personas:
+    """The simulated population: ``cfg.size`` users (uids 0..n-1) drawn from the targeted segment.
+
+    dataset: the first min(size, matches) users are the matching real personas as they are; the
+    rest are resampled from them (seeded) with jitter. synthetic: every user is a jittered
+    resample, or, when no real user matches, built from the description.
+    """
+    try:
+        matched = select(base, catalog, cfg.target)
+    except TargetingError:
+        if cfg.source != "synthetic":
+            raise
+        n = cfg.size or 1000
+        p = _from_description(base, catalog, cfg.target, n, seed)
+        return _jitter(p, cfg.jitter, seed, np.arange(n))
+    n = cfg.size or matched.size
+    j = np.arange(n)
+    pick = uniforms(seed, Stream.SAMPLE, j)
+    resampled = matched[np.minimum((pick * matched.size).astype(np.int64), matched.size - 1)]
+    if cfg.source == "dataset":
+        rows = np.where(j < matched.size, matched[np.minimum(j, matched.size - 1)], resampled)
+        jittered = np.flatnonzero(j >= matched.size)
+    else:
+        rows, jittered = resampled, j
+    p = base.take(rows)
+    p = replace(p, uid=j.astype(np.int64))
+    return _jitter(p, cfg.jitter, seed, jittered)
+
+
+def segment_labels(p: Personas, by: str) -> np.ndarray:
+    """The segment each user is summarised in."""
+    match by:
+        case "age_band":
+            return age_band(p.age)
+        case "gender" | "occupation":
+            v = getattr(p, by)
+            return np.where(v == "", "unknown", v).astype(object)
+        case "activity" | "conformity" | "diversity":
+            return tier_of(getattr(p, by))
+        case "none":
+            return np.full(len(p), "all", dtype=object)
+    raise ValueError(f"unknown segment_by {by!r}")

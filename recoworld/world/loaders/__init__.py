@@ -1,0 +1,72 @@
+"""Loaders: each turns one dataset layout into a validated :class:`~recoworld.world.model.World`.
+
+- ``ml-100k``: the raw folder (u.data, u.item, u.user) or the RecBole atomic form
+  -> :func:`.movielens.load_ml100k`
+- ``ml-1m``: ratings.dat, movies.dat, users.dat -> :func:`.movielens.load_ml1m`
+- ``ml-latest`` / ``ml-latest-small``: ratings.csv, movies.csv, tags.csv
+  -> :func:`.movielens.load_ml_latest`
+- ``lastfm``: the hetrec2011-lastfm-2k folder -> :func:`.lastfm.load_lastfm`
+- ``recbole``: a folder holding ``<name>.inter`` (+ .item, .user) -> :func:`.recbole.load_recbole`
+- ``generic``: a folder of role-named Parquet/CSV tables -> :func:`.generic.load_generic`
+
+Every malformed input raises :class:`~recoworld.errors.DataError` naming the file, the line
+and the expected format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from recoworld.errors import DataError
+from recoworld.world.fetch import default_data_path
+from recoworld.world.loaders.generic import load_generic
+from recoworld.world.loaders.lastfm import DataWarning, load_lastfm
+from recoworld.world.loaders.movielens import load_ml1m, load_ml100k, load_ml_latest
+from recoworld.world.loaders.recbole import load_recbole
+from recoworld.world.model import World
+
+LOADERS: dict[str, Callable[[Path], World]] = {
+    "ml-100k": load_ml100k,
+    "ml-1m": load_ml1m,
+    "ml-latest": load_ml_latest,
+    "ml-latest-small": lambda p: load_ml_latest(p, name="ml-latest-small"),
+    "lastfm": load_lastfm,
+    "recbole": load_recbole,
+    "generic": load_generic,
+}
+"""Dataset name -> loader of its folder."""
+
+_NEEDS_PATH = ("recbole", "generic")
+
+
+def load_world(dataset: str, path: str | Path | None = None) -> World:
+    """Load ``dataset`` (a key of :data:`LOADERS`) from ``path``.
+
+    Without ``path``, the named datasets are looked up with
+    :func:`~recoworld.world.fetch.default_data_path` (the cache, then ``../shared/data``);
+    ``recbole`` and ``generic`` need a path.
+    """
+    loader = LOADERS.get(dataset)
+    if loader is None:
+        raise DataError(dataset, "unknown dataset", expected=f"one of {', '.join(LOADERS)}")
+    if path is None:
+        if dataset in _NEEDS_PATH:
+            raise DataError(
+                dataset, "no path given", expected=f"the folder holding the {dataset} files"
+            )
+        path = default_data_path("ml-latest" if dataset == "ml-latest-small" else dataset)
+    return loader(Path(path))
+
+
+__all__ = [
+    "LOADERS",
+    "DataWarning",
+    "load_generic",
+    "load_lastfm",
+    "load_ml1m",
+    "load_ml100k",
+    "load_ml_latest",
+    "load_recbole",
+    "load_world",
+]

@@ -1,0 +1,167 @@
+"""The generic layout: a folder of Parquet or CSV tables named by role.
+
+=====================  ==========================  =============================================
+file                   required columns            optional columns
+=====================  ==========================  =============================================
+``interactions.*``     ``user_id``, ``item_id``    ``rating``, ``weight`` (> 0, default 1.0),
+                                                   ``timestamp`` (integer seconds; a Parquet
+                                                   datetime column is converted)
+``items.*``            ``item_id``                 ``title`` (default: the id), ``text``,
+                                                   ``tags`` (Parquet: list of strings or
+                                                   '|'-separated text; CSV: '|'-separated),
+                                                   ``creator``
+``users.*``            ``user_id``                 ``age`` (integer), ``gender``,
+                                                   ``occupation``, ``zip``
+``friends.*``          ``user_id``, ``friend_id``
+=====================  ==========================  =============================================
+
+``*`` is ``parquet`` or ``csv`` (UTF-8, comma-separated, header line, double-quote quoting);
+Parquet wins when both exist. Only ``interactions`` is required: without ``items``/``users``
+they are the ids seen in the interactions. Ids are read as strings whatever their type in
+the file. Other columns are ignored. Errors name the CSV line, or the Parquet row (1-based).
+The rating scale is the (min, max) of the ratings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from recoworld.errors import DataError
+from recoworld.world.loaders import _common as c
+from recoworld.world.model import World, empty_friends
+
+TABLES: dict[str, tuple[list[str], list[str]]] = {
+    "interactions": (["user_id", "item_id"], ["rating", "weight", "timestamp"]),
+    "items": (["item_id"], ["title", "text", "tags", "creator"]),
+    "users": (["user_id"], ["age", "gender", "occupation", "zip"]),
+    "friends": (["user_id", "friend_id"], []),
+}
+"""Role -> (required columns, optional columns)."""
+
+TAG_SEPARATOR = "|"
+
+
+def read_table(folder: Path, role: str) -> c.Table | None:
+    """``<role>.parquet`` or ``<role>.csv`` with its known columns (ids as stripped strings), or
+    None when neither exists. Missing required columns raise a DataError."""
+    required, optional = TABLES[role]
+    described = (
+        f"columns {', '.join(required)} (optionally {', '.join(optional)})"
+        if optional
+        else (f"columns {', '.join(required)}")
+    )
+    parquet, csv = folder / f"{role}.parquet", folder / f"{role}.csv"
+    if parquet.exists():
+        try:
+            frame = pl.read_parquet(parquet)
+        except Exception as exc:  # noqa: BLE001 (polars and pyarrow raise several kinds)
+            raise DataError(
+                parquet, f"unreadable Parquet ({exc})", expected=f"a Parquet file with {described}"
+            ) from None
+        table = c.Table(
+            parquet,
+            frame.with_row_index(c.LINE, offset=1),
+            f"a Parquet file with {described}",
+            unit="row",
+        )
+        header = frame.columns
+    elif csv.exists():
+        header, table = c.read_header_table(csv, what=f"a CSV file with {described}")
+    else:
+        return None
+    c.require_columns(
+        table,
+        header,
+        required,
+        described=f"{'a Parquet file' if table.unit == 'row' else 'comma-separated'} {described}",
+    )
+    keep = [col for col in required + optional if col in header]
+    ids = [col for col in keep if col.endswith("_id")]
+    frame = table.frame.select(c.LINE, *keep).with_columns(pl.col(i).cast(pl.String) for i in ids)
+    return c.check_ids(table.with_frame(frame), *ids)
+
+
+def _timestamps(table: c.Table) -> c.Table:
+    dtype = table.frame.schema["timestamp"]
+    if isinstance(dtype, pl.Datetime):
+        return table.with_frame(table.frame.with_columns(pl.col("timestamp").dt.epoch("s")))
+    if isinstance(dtype, pl.Date):
+        return table.with_frame(
+            table.frame.with_columns(pl.col("timestamp").cast(pl.Datetime("ms")).dt.epoch("s"))
+        )
+    return c.to_number(table, "timestamp", pl.Int64(), label="timestamp", required=False)
+
+
+def load_generic(path: Path) -> World:
+    """A World from the generic layout in folder ``path`` (see the module docstring)."""
+    folder = c.require_folder(path, "a folder holding interactions.parquet or interactions.csv")
+    inter = read_table(folder, "interactions")
+    if inter is None:
+        raise DataError(
+            folder,
+            "no interactions.parquet or interactions.csv",
+            expected="a folder holding one of them",
+        )
+    if "rating" in inter.frame.columns:
+        inter = c.to_number(inter, "rating", pl.Float64(), label="rating", required=False)
+    if "weight" in inter.frame.columns:
+        inter = c.to_number(
+            inter, "weight", pl.Float64(), label="weight", required=False, positive=True
+        )
+        inter = inter.with_frame(inter.frame.with_columns(pl.col("weight").fill_null(1.0)))
+    if "timestamp" in inter.frame.columns:
+        inter = _timestamps(inter)
+
+    items = read_table(folder, "items")
+    if items is None:
+        items_df = c.items_frame(c.distinct_ids("item_id", inter.frame["item_id"]))
+    else:
+        c.check_unique(items, "item_id", label="item id")
+        c.check_known(inter, "item_id", items.frame["item_id"], label="item id", source=items.path)
+        items_df = c.items_frame(items.frame.with_columns(_tags(items.frame), *_title(items.frame)))
+
+    users = read_table(folder, "users")
+    if users is None:
+        users_df = c.distinct_ids("user_id", inter.frame["user_id"])
+    else:
+        c.check_unique(users, "user_id", label="user id")
+        c.check_known(inter, "user_id", users.frame["user_id"], label="user id", source=users.path)
+        if "age" in users.frame.columns:
+            users = c.to_number(users, "age", pl.Int64(), label="age", required=False)
+        users_df = c.users_frame(users.frame)
+
+    friends = read_table(folder, "friends")
+    friends_df = (
+        empty_friends() if friends is None else friends.frame.select("user_id", "friend_id")
+    )
+    interactions = c.interactions_frame(inter.frame)
+    return World(
+        name=folder.name,
+        items=items_df,
+        interactions=interactions,
+        users=users_df,
+        friends=friends_df,
+        rating_scale=c.observed_scale(interactions["rating"]),
+        source=str(folder),
+    ).validate()
+
+
+def _title(frame: pl.DataFrame) -> list[pl.Expr]:
+    if "title" not in frame.columns:
+        return []
+    return [c.title_or_id(pl.col("title").cast(pl.String)).alias("title")]
+
+
+def _tags(frame: pl.DataFrame) -> pl.Expr:
+    if "tags" not in frame.columns:
+        return pl.lit([], dtype=pl.List(pl.String)).alias("tags")
+    if isinstance(frame.schema["tags"], pl.List):
+        tags = (
+            pl.col("tags").list.eval(pl.element().cast(pl.String).str.strip_chars()).fill_null([])
+        )
+        return tags.list.eval(
+            pl.element().filter(pl.element().is_not_null() & (pl.element() != ""))
+        ).alias("tags")
+    return c.split_tags(pl.col("tags").cast(pl.String), TAG_SEPARATOR).alias("tags")

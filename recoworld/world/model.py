@@ -1,0 +1,143 @@
+"""The normalised world every loader produces.
+
+Contract (column names and types are the same for every dataset):
+
+- ``items``: ``item_id`` (str, unique), ``title`` (str), ``text`` (str, may be empty),
+  ``tags`` (list[str]: genres or tags, most important first), ``creator`` (str, may be empty).
+- ``interactions``: ``user_id`` (str), ``item_id`` (str), ``rating`` (f64, null where the
+  dataset has none), ``weight`` (f64, > 0: play count or 1.0), ``timestamp`` (i64 seconds,
+  null where unknown).
+- ``users``: ``user_id`` (str, unique) plus optional demographics: ``age`` (i64),
+  ``gender`` (str), ``occupation`` (str), ``zip`` (str).
+- ``friends``: ``user_id``, ``friend_id`` (str), possibly empty.
+
+Every interaction references a known user and item; :meth:`World.validate` checks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+
+from recoworld.errors import DataError
+
+ITEM_SCHEMA: dict[str, pl.DataType] = {
+    "item_id": pl.String(),
+    "title": pl.String(),
+    "text": pl.String(),
+    "tags": pl.List(pl.String()),
+    "creator": pl.String(),
+}
+INTERACTION_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String(),
+    "item_id": pl.String(),
+    "rating": pl.Float64(),
+    "weight": pl.Float64(),
+    "timestamp": pl.Int64(),
+}
+DEMOGRAPHIC_COLUMNS: dict[str, pl.DataType] = {
+    "age": pl.Int64(),
+    "gender": pl.String(),
+    "occupation": pl.String(),
+    "zip": pl.String(),
+}
+
+
+def empty_friends() -> pl.DataFrame:
+    return pl.DataFrame(schema={"user_id": pl.String(), "friend_id": pl.String()})
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """A dataset in normalised form. Build with a loader, then call :meth:`validate`."""
+
+    name: str
+    items: pl.DataFrame
+    interactions: pl.DataFrame
+    users: pl.DataFrame
+    friends: pl.DataFrame = field(default_factory=empty_friends)
+    rating_scale: tuple[float, float] | None = None
+    source: str = ""
+
+    def validate(self) -> "World":
+        """Check the column contract and id references; returns self for chaining."""
+        where = self.source or self.name
+        for frame_name, frame, schema in (
+            ("items", self.items, ITEM_SCHEMA),
+            ("interactions", self.interactions, INTERACTION_SCHEMA),
+        ):
+            for col, dtype in schema.items():
+                if col not in frame.columns:
+                    raise DataError(where, f"{frame_name} lacks column {col!r}", expected=f"columns {list(schema)}")
+                if frame.schema[col] != dtype:
+                    raise DataError(
+                        where, f"{frame_name}.{col} has type {frame.schema[col]}", expected=str(dtype)
+                    )
+        if "user_id" not in self.users.columns:
+            raise DataError(where, "users lacks column 'user_id'", expected="a user_id column")
+        for frame_name, frame, col in (("items", self.items, "item_id"), ("users", self.users, "user_id")):
+            dup = frame.filter(pl.col(col).is_duplicated())
+            if dup.height:
+                raise DataError(where, f"{frame_name} has duplicate {col} {dup[col][0]!r}", expected="unique ids")
+        if self.items.height == 0:
+            raise DataError(where, "the world has no items", expected="at least one item")
+        if self.interactions.height == 0:
+            raise DataError(where, "the world has no interactions", expected="at least one interaction")
+        for col, frame, label in (("item_id", self.items, "item"), ("user_id", self.users, "user")):
+            unknown = self.interactions.join(frame.select(col), on=col, how="anti")
+            if unknown.height:
+                raise DataError(
+                    where,
+                    f"interaction references unknown {label} {unknown[col][0]!r}",
+                    expected=f"every interaction's {col} to appear in the {label}s",
+                )
+        if (self.interactions["weight"] <= 0).any():
+            raise DataError(where, "an interaction has weight <= 0", expected="positive weights")
+        return self
+
+    # ---- dense indices used by the numeric parts -------------------------------------------
+    @cached_property
+    def item_ids(self) -> np.ndarray:
+        return self.items["item_id"].to_numpy()
+
+    @cached_property
+    def user_ids(self) -> np.ndarray:
+        return self.users["user_id"].to_numpy()
+
+    @cached_property
+    def tag_vocabulary(self) -> list[str]:
+        """All tags, most frequent first (ties by name), for stable feature columns."""
+        counts = (
+            self.items.select(pl.col("tags").explode().alias("tag"))
+            .drop_nulls()
+            .group_by("tag")
+            .len()
+            .sort(["len", "tag"], descending=[True, False])
+        )
+        return counts["tag"].to_list()
+
+    def coded_interactions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(user row, item row, rating or NaN, weight, timestamp or -1) as numpy arrays,
+        ordered by time (unknown times last, then file order)."""
+        uidx = pl.DataFrame({"user_id": self.users["user_id"], "u": np.arange(self.users.height)})
+        iidx = pl.DataFrame({"item_id": self.items["item_id"], "i": np.arange(self.items.height)})
+        df = (
+            self.interactions.with_row_index("_row")
+            .join(uidx, on="user_id")
+            .join(iidx, on="item_id")
+            .sort(["timestamp", "_row"], nulls_last=True)
+        )
+        return (
+            df["u"].to_numpy().astype(np.int64),
+            df["i"].to_numpy().astype(np.int64),
+            df["rating"].fill_null(np.nan).to_numpy().astype(np.float64),
+            df["weight"].to_numpy().astype(np.float64),
+            df["timestamp"].fill_null(-1).to_numpy().astype(np.int64),
+        )
+
+    @property
+    def has_ratings(self) -> bool:
+        return self.interactions["rating"].null_count() < self.interactions.height
