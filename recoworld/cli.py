@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         result = run_study(
             cfg, world, run_id=run_id, out_dir=Path(args.out) if args.out else None,
             overwrite=args.overwrite, progress=progress, on_ready=on_ready,
+            workers=args.workers if args.workers is not None else (os.cpu_count() or 1),
         )  # fmt: skip
     fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
     console.print(
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--users", type=int, help="override population.size")
     r.add_argument("--seed", type=int, help="override the root seed")
     r.add_argument("--segments", action="store_true", help="print every segment, not only 'all'")
+    r.add_argument("--workers", type=int, help="processes to simulate in (default: CPU count; 1 = this process)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("summary", help="print a run's summary from its Parquet files")

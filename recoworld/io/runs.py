@@ -80,6 +80,24 @@ class PartWriter:
                 self._writer = None
 
 
+class Parts:
+    """Part files of a run folder: ``<table>/arm=<arm>/part-<part>.parquet``. Each shard of a
+    run (a process, later a Ray actor) writes its own parts into the same folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._writers: list[PartWriter] = []
+
+    def writer(self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int) -> PartWriter:
+        w = PartWriter(self.folder / table / f"arm={arm}" / f"part-{part:05d}.parquet", schema, row_group_rows)
+        self._writers.append(w)
+        return w
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+
+
 class RunDirectory:
     """The folder of one run being written."""
 
@@ -96,16 +114,14 @@ class RunDirectory:
         if self.partial.exists():
             shutil.rmtree(self.partial)  # an interrupted earlier attempt
         self.partial.mkdir(parents=True)
-        self._writers: list[PartWriter] = []
+        self.parts = Parts(self.partial)
 
     @property
     def path(self) -> Path:
         return self.partial
 
     def writer(self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int) -> PartWriter:
-        w = PartWriter(self.partial / table / f"arm={arm}" / f"part-{part:05d}.parquet", schema, row_group_rows)
-        self._writers.append(w)
-        return w
+        return self.parts.writer(table, schema, arm, part, row_group_rows)
 
     def write_json(self, name: str, data: object) -> None:
         (self.partial / name).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -115,8 +131,7 @@ class RunDirectory:
 
     def finalize(self, manifest: dict) -> Path:
         """Close writers, write the manifest last, and make the run visible atomically."""
-        for w in self._writers:
-            w.close()
+        self.parts.close()
         self.write_json(MANIFEST, {**manifest, "run_id": self.run_id, "schema_version": SCHEMA_VERSION})
         if self.final.exists():
             old = self.root / f".{self.run_id}.old"
@@ -129,7 +144,7 @@ class RunDirectory:
         return self.final
 
     def abort(self) -> None:
-        for w in self._writers:
+        for w in self.parts._writers:
             try:
                 w.close()
             except Exception:  # noqa: BLE001 - best effort while failing anyway

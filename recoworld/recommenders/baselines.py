@@ -97,6 +97,8 @@ class MFSource:
         counts = np.asarray(h.sum(1)).ravel()
         self.vec = (np.asarray(h @ cat.emb) / np.maximum(counts, 1)[:, None]).astype(np.float32)
         self.short = np.zeros((len(p), 0), np.int64)
+        self._emb64_t = np.ascontiguousarray(cat.emb.T, dtype=np.float64)
+        self._pop64 = self.pw * cat.popularity.astype(np.float64)[None, :]
 
     def _unit(self, idx: np.ndarray) -> np.ndarray:
         v = self.vec[idx]
@@ -104,8 +106,10 @@ class MFSource:
 
     def _all(self, idx: np.ndarray) -> np.ndarray:
         # One (n, d) x (d, items) product is far cheaper than gathering (n, j, d) embeddings.
-        cat = self.aud.catalog
-        return self._unit(idx) @ cat.emb.T + self.pw * cat.popularity[None, :]
+        # BLAS results depend (in the last bits) on how many rows a call holds; in float64,
+        # rounded to float32, a user's scores are the same whatever batch or shard it is in.
+        scores = self._unit(idx).astype(np.float64) @ self._emb64_t
+        return (scores + self._pop64).astype(np.float32)
 
     def score(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.take_along_axis(self._all(idx), items, axis=1).astype(np.float32)

@@ -96,7 +96,7 @@ class CreatorInjector:
         self.aud = audience
         p, cat = audience.personas, audience.catalog
         # Order creator items per user once: best-matching first.
-        aff = p.pref @ cat.emb[self.items].T  # (n, c)
+        aff = np.einsum("nd,cd->nc", p.pref, cat.emb[self.items])  # (n, c); no BLAS: batch-invariant
         self.order = self.items[np.argsort(-aff, axis=1, kind="stable")]
 
     def process(self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:

@@ -6,7 +6,9 @@ the loop.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import pyarrow.parquet as pq
 from recoworld import __version__
 from recoworld.config import StudyConfig, encode_study
 from recoworld.io.records import EVENTS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SCHEMA, RecordEncoder
-from recoworld.io.runs import COMPRESSION, RunDirectory, writer_options
+from recoworld.io.runs import COMPRESSION, Parts, RunDirectory, writer_options
 from recoworld.io.schema import SUMMARY, with_metadata
 from recoworld.study.prepare import Prepared, prepare
 from recoworld.study.simulate import SessionRecord, TurnRecord, simulate_arm
@@ -65,7 +67,7 @@ def users_table(prep: Prepared) -> pa.Table:
     )
 
 
-def simulate_to(run: RunDirectory, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None) -> int:
+def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None) -> int:
     """Simulate ``users`` (default: everyone) in every arm, writing into ``run``. Returns events."""
     cfg = prep.cfg
     users = np.arange(len(prep.population)) if users is None else users
@@ -98,6 +100,47 @@ def simulate_to(run: RunDirectory, prep: Prepared, *, part: int = 0, users: np.n
     return n_events
 
 
+def shard_users(n_users: int, shards: int) -> list[np.ndarray]:
+    """Contiguous user ranges: a pure function of population size and shard count."""
+    return [a for a in np.array_split(np.arange(n_users), max(1, min(shards, n_users))) if a.size]
+
+
+_FORKED: dict[str, object] = {}  # the Prepared a forked worker inherits (set only around a pool)
+
+
+def _shard_task(folder: str, part: int, users: np.ndarray) -> int:
+    prep = _FORKED["prep"]
+    parts = Parts(Path(folder))
+    try:
+        return simulate_to(parts, prep, part=part, users=users)  # type: ignore[arg-type]
+    finally:
+        parts.close()
+
+
+def simulate_parallel(run: RunDirectory, prep: Prepared, workers: int, progress: Progress | None = None) -> int:
+    """Simulate in ``workers`` forked processes, each writing its own part files. Same events
+    as one process (users are independent); ``workers <= 1`` runs in this process."""
+    n = len(prep.population)
+    step = batch_size_for(prep.catalog.n_items)
+    tasks = max(workers, -(-n // step))
+    if workers <= 1 or n < 2 * 2048 or "fork" not in mp.get_all_start_methods():
+        return simulate_to(run, prep, progress=progress)
+    _FORKED["prep"] = prep
+    try:
+        ctx = mp.get_context("fork")  # the workers inherit `prep` without pickling it
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_shard_task, str(run.path), part, users): users for part, users in enumerate(shard_users(n, tasks))}
+            total = 0
+            for fut in as_completed(futures):
+                total += fut.result()
+                if progress:
+                    for arm in prep.cfg.arms:
+                        progress(arm.name, futures[fut].size)
+            return total
+    finally:
+        _FORKED.clear()
+
+
 def write_summary(run_dir: Path, arms: list[str]) -> pl.DataFrame:
     """Summarise the run's user_metrics into summary.parquet (and return it)."""
     um = pl.read_parquet(run_dir / "user_metrics" / "arm=*" / "*.parquet", hive_partitioning=True)
@@ -116,6 +159,7 @@ def run_study(
     overwrite: bool = False,
     progress: Progress | None = None,
     on_ready: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Run ``cfg`` on ``world`` into ``<out_dir or cfg.output.dir>/<run_id>/``.
     ``on_ready`` hears the population size once it is drawn."""
@@ -128,7 +172,7 @@ def run_study(
         run.write_bytes("study.json", encode_study(cfg))
         run.write_json("fit.json", msgspec.to_builtins(prep.report))
         pq.write_table(users_table(prep), run.path / "users.parquet", compression=COMPRESSION)
-        n_events = simulate_to(run, prep, progress=progress)
+        n_events = simulate_parallel(run, prep, workers, progress=progress)
         summary = write_summary(run.path, [a.name for a in cfg.arms])
         seconds = time.perf_counter() - t0
         path = run.finalize(

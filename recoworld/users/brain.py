@@ -150,47 +150,52 @@ class ParametricBrain:
         )
         lo = self.model.rating.scale_min if self.model.rating else 0.0
         span = (self.model.rating.scale_max - lo) if self.model.rating else 1.0
+        # Everything that does not depend on the evolving mindset, for all positions at once.
+        f32 = np.float32
+        base = (static - (cfg.position_bias * np.log2(1.0 + np.arange(k)))[None, :]).astype(f32)
+        nov = (cfg.curiosity_weight * (novelty - 0.5)).astype(f32)
+        u_click = u_click.astype(f32)
+        noise_w = (0.8 * z_watch).astype(f32)
+        may_rate = (u_rate < cfg.rate_probability) & ~np.isnan(ratings_if)
+        liked_if_rated = ((ratings_if - lo) / span).astype(f32)
+        expect = self._expect[rows]
+        diversity = self.p.diversity[rows].astype(f32)
+        w0 = f32(self.model.watch_intercept - self.model.watch_slope * self._coef[0])
+        w1 = f32(self.model.watch_slope)
+        pnorm = np.sqrt(np.einsum("nt,nt->n", mind.profile, mind.profile)) + f32(1e-6)
 
-        action = np.zeros((n, k), np.int8)
-        watch = np.zeros((n, k), np.float32)
-        rating = np.full((n, k), np.nan, np.float32)
-        mind_log = np.empty((4, n, k), np.float32)
+        click = np.zeros((n, k), bool)
+        watched = np.zeros((n, k), bool)
+        watch = np.zeros((n, k), f32)
+        mind_log = np.empty((4, n, k), f32)
         for p in range(k):
-            # 1. the click logit with position bias and the current mindset
-            pnorm = np.sqrt((mind.profile * mind.profile).sum(-1)) + 1e-6
-            rep = (mind.profile * tags[:, p]).sum(-1) / (pnorm * tag_norm[:, p])
-            logit = (
-                static[:, p]
-                - cfg.position_bias * np.log2(1.0 + p)
-                - cfg.fatigue_weight * mind.fatigue
-                - cfg.boredom_weight * mind.boredom * rep
-                + cfg.curiosity_weight * mind.curiosity * (novelty[:, p] - 0.5)
-            )
-            # 2. decisions
-            click = u_click[:, p] < _sigmoid(logit)
-            appeal = self.model.watch_intercept + self.model.watch_slope * (logit - self._coef[0])
-            wf = np.where(click, _sigmoid(appeal + 0.8 * z_watch[:, p]), 0.0).astype(np.float32)
-            watched = click & (wf >= cfg.watch_threshold)
-            rated = watched & (u_rate[:, p] < cfg.rate_probability) & ~np.isnan(ratings_if[:, p])
-            action[:, p] = np.where(rated, RATE, np.where(watched, WATCH, np.where(click, CLICK, SKIP)))
-            watch[:, p] = wf
-            rating[:, p] = np.where(rated, ratings_if[:, p], np.nan)
+            # 1. the click logit: position bias, fatigue, boredom with repeats, curiosity
+            rep = np.einsum("nt,nt->n", mind.profile, tags[:, p]) / (pnorm * tag_norm[:, p])
+            logit = base[:, p] - cfg.fatigue_weight * mind.fatigue - cfg.boredom_weight * mind.boredom * rep
+            logit += mind.curiosity * nov[:, p]
+            # 2. decisions: click, watch fraction, bounce, rate
+            c = u_click[:, p] < _sigmoid(logit)
+            wf = np.where(c, _sigmoid(w0 + w1 * logit + noise_w[:, p]), f32(0.0))
+            w = c & (wf >= cfg.watch_threshold)
+            click[:, p], watched[:, p], watch[:, p] = c, w, wf
             # 3. mindset update
-            liked = np.where(rated, (rating[:, p] - lo) / span, wf)
-            experience = np.where(watched, liked, 0.0)
-            mind.satisfaction += cfg.satisfaction_rate * np.where(
-                click, experience - self._expect[rows], -self._expect[rows] * 0.5
-            ).astype(np.float32)
+            experience = np.where(w, np.where(may_rate[:, p], liked_if_rated[:, p], wf), f32(0.0))
+            mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)
             np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
             mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
-            weight = np.where(click, 1.0, 0.3)
-            mind.boredom += (cfg.boredom_rate * weight * (rep - mind.boredom)).astype(np.float32)
-            mind.curiosity += (0.2 * (self.p.diversity[rows] * (1.0 - mind.boredom) - mind.curiosity)).astype(np.float32)
-            mind.profile = np.where(click[:, None], 0.7 * mind.profile + 0.3 * tags[:, p], mind.profile)
+            mind.boredom += cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
+            mind.curiosity += f32(0.2) * (diversity * (1.0 - mind.boredom) - mind.curiosity)
+            hit = np.flatnonzero(c)
+            if hit.size:  # only clickers' session profiles move
+                mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * tags[hit, p]
+                pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", mind.profile[hit], mind.profile[hit])) + 1e-6
             mind_log[0, :, p] = mind.satisfaction
             mind_log[1, :, p] = mind.fatigue
             mind_log[2, :, p] = mind.boredom
             mind_log[3, :, p] = mind.curiosity
+        rated = watched & may_rate
+        action = (click.astype(np.int8) + watched + rated).astype(np.int8)  # SKIP < CLICK < WATCH < RATE
+        rating = np.where(rated, ratings_if, np.nan).astype(f32)
         return SlateFeedback(action=action, watch=watch, rating=rating, mind=mind_log)
 
     def after_slate(

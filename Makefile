@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   creates .venv, installs RecoWorld, fetches MovieLens 100K, runs a creator what-if study
+#   make test   creates .venv, installs RecoWorld with its test tools, runs the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/recoworld data fetch ml-100k
+	$(BIN)/recoworld run studies/creator_scifi.toml --run-id creator_scifi-demo --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_simulate.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

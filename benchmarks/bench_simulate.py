@@ -1,0 +1,167 @@
+"""Benchmark: simulated user-turns per second with the parametric brain on an ML-100K world.
+
+For each population size it runs, in a fresh subprocess (so peak memory is the run's own):
+one arm, 3 sessions x 5 turns, slates of 10, the mf recommender with instruction following,
+events/sessions/user_metrics written to Parquet (zstd). The fitting and population drawing
+are timed apart from the simulation.
+
+Baselines in the same run:
+- *no-write*: the same simulation with the Parquet observers replaced by a no-op -> the cost
+  of writing, as a ratio;
+- *per-user*: the same users simulated one at a time (batch of 1, what a per-user loop costs)
+  on a subset -> the speed-up of vectorising over users.
+
+Figures are medians over --repeats. Usage:
+    python benchmarks/bench_simulate.py [--users 10000 100000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STUDY = """
+name = "bench"
+seed = 11
+[world]
+dataset = "{dataset}"
+synthetic_users = 943
+synthetic_items = 1682
+[population]
+size = {users}
+[simulation]
+sessions = 3
+turns = 5
+slate_size = 10
+[recommender]
+kind = "mf"
+"""
+
+
+def _world(dataset: str):  # noqa: ANN202
+    from recoworld.config import decode_study
+    from recoworld.study.prepare import load_world_for
+
+    cfg = decode_study(STUDY.format(users=1, dataset=dataset))
+    return load_world_for(cfg.world, cfg.seed)
+
+
+def child(users: int, mode: str, dataset: str) -> dict:
+    """One measurement in this process (called in a subprocess)."""
+    import numpy as np
+
+    from recoworld.config import decode_study
+    from recoworld.io.runs import RunDirectory
+    from recoworld.study.prepare import prepare
+    from recoworld.study.runner import simulate_to
+    from recoworld.study.simulate import simulate_arm
+
+    cfg = decode_study(STUDY.format(users=users, dataset=dataset))
+    world = _world(dataset)
+    t0 = time.perf_counter()
+    prep = prepare(cfg, world)
+    t_prep = time.perf_counter() - t0
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    turns = {"n": 0, "events": 0}
+
+    def count(rec) -> None:  # noqa: ANN001
+        if hasattr(rec, "slates"):
+            turns["n"] += rec.rows.size
+            turns["events"] += rec.slates.size
+
+    t0 = time.perf_counter()
+    if mode == "write":
+        with tempfile.TemporaryDirectory() as tmp:
+            run = RunDirectory(Path(tmp), "bench")
+            events = simulate_to(run, prep)
+            run.finalize({})
+        user_turns = events // cfg.simulation.slate_size
+    elif mode == "nowrite":
+        users_all = np.arange(len(prep.population))
+        step = 16384
+        for s in range(0, users_all.size, step):
+            simulate_arm(prep, 0, users_all[s : s + step], count)
+        user_turns, events = turns["n"], turns["events"]
+    else:  # per-user: one user per batch
+        for u in range(users):
+            simulate_arm(prep, 0, np.array([u]), count)
+        user_turns, events = turns["n"], turns["events"]
+    dt = time.perf_counter() - t0
+    return {
+        "users": users,
+        "mode": mode,
+        "prepare_s": t_prep,
+        "simulate_s": dt,
+        "user_turns": user_turns,
+        "events": events,
+        "user_turns_per_s": user_turns / dt,
+        "events_per_s": events / dt,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_sim_mb": rss_before / 1024,
+    }
+
+
+def run_child(users: int, mode: str, dataset: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(users), mode, dataset], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--per-user-sample", type=int, default=300)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), args.child[1], args.child[2])))
+        return
+    try:
+        _world("ml-100k")
+        dataset = "ml-100k"
+    except Exception as e:  # noqa: BLE001 - fall back to a generated world of the same size
+        print(f"ML-100K not available ({e}); using a synthetic world of the same size")
+        dataset = "synthetic"
+    print(f"world: {dataset}; 1 arm, 3 sessions x 5 turns, slates of 10, mf + instruction following")
+    rows = []
+    for n in args.users:
+        write = [run_child(n, "write", dataset) for _ in range(args.repeats)]
+        nowrite = [run_child(n, "nowrite", dataset) for _ in range(args.repeats)]
+        med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+        rows.append((n, write, nowrite))
+        print(
+            f"\n{n:>7,} users: {med(write, 'user_turns'):,.0f} user-turns, {med(write, 'events'):,.0f} events "
+            f"(prepare {med(write, 'prepare_s'):.2f}s, not counted)\n"
+            f"   with Parquet : {med(write, 'simulate_s'):6.2f}s  {med(write, 'user_turns_per_s'):>9,.0f} user-turns/s  "
+            f"{med(write, 'events_per_s'):>11,.0f} event rows/s\n"
+            f"   no writing   : {med(nowrite, 'simulate_s'):6.2f}s  {med(nowrite, 'user_turns_per_s'):>9,.0f} user-turns/s  "
+            f"-> writing costs x{med(write, 'simulate_s') / med(nowrite, 'simulate_s'):.2f} of the simulation time\n"
+            f"   peak RSS {med(write, 'peak_rss_mb'):,.0f} MB (before simulating {med(write, 'rss_before_sim_mb'):,.0f} MB)"
+        )
+    if len(rows) >= 2:
+        (n1, w1, _), (n2, w2, _) = rows[0], rows[-1]
+        per = (statistics.median(r["peak_rss_mb"] for r in w2) - statistics.median(r["peak_rss_mb"] for r in w1)) / (n2 - n1) * 100_000
+        print(f"\npeak memory per 100k users (marginal, {n1:,} -> {n2:,}): {per:,.0f} MB")
+    k = args.per_user_sample
+    per_user = [run_child(k, "per-user", dataset) for _ in range(max(1, args.repeats // 2))]
+    batched = [run_child(k, "nowrite", dataset) for _ in range(max(1, args.repeats // 2))]
+    pu = statistics.median(r["user_turns_per_s"] for r in per_user)
+    bt = statistics.median(r["user_turns_per_s"] for r in batched)
+    big = statistics.median(r["user_turns_per_s"] for r in rows[-1][2])
+    print(
+        f"\nbaseline, one user per batch ({k} users): {pu:,.0f} user-turns/s; "
+        f"batched {k} users: {bt:,.0f} ({bt / pu:.1f}x); batched {rows[-1][0]:,} users: {big:,.0f} ({big / pu:.0f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
