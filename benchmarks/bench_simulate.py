@@ -6,6 +6,8 @@ events/sessions/user_metrics written to Parquet (zstd). The fitting and populati
 are timed apart from the simulation.
 
 Baselines in the same run:
+- *2 processes*: the same run sharded over two forked workers (what `recoworld run` does
+  on this 2-core machine); identical events;
 - *no-write*: the same simulation with the Parquet observers replaced by a no-op -> the cost
   of writing, as a ratio;
 - *per-user*: the same users simulated one at a time (batch of 1, what a per-user loop costs)
@@ -60,7 +62,7 @@ def child(users: int, mode: str, dataset: str) -> dict:
     from recoworld.config import decode_study
     from recoworld.io.runs import RunDirectory
     from recoworld.study.prepare import prepare
-    from recoworld.study.runner import simulate_to
+    from recoworld.study.runner import simulate_parallel, simulate_to
     from recoworld.study.simulate import simulate_arm
 
     cfg = decode_study(STUDY.format(users=users, dataset=dataset))
@@ -77,10 +79,10 @@ def child(users: int, mode: str, dataset: str) -> dict:
             turns["events"] += rec.slates.size
 
     t0 = time.perf_counter()
-    if mode == "write":
+    if mode in ("write", "write2"):
         with tempfile.TemporaryDirectory() as tmp:
             run = RunDirectory(Path(tmp), "bench")
-            events = simulate_to(run, prep)
+            events = simulate_to(run, prep) if mode == "write" else simulate_parallel(run, prep, 2)
             run.finalize({})
         user_turns = events // cfg.simulation.slate_size
     elif mode == "nowrite":
@@ -135,6 +137,7 @@ def main() -> None:
     rows = []
     for n in args.users:
         write = [run_child(n, "write", dataset) for _ in range(args.repeats)]
+        write2 = [run_child(n, "write2", dataset) for _ in range(args.repeats)]
         nowrite = [run_child(n, "nowrite", dataset) for _ in range(args.repeats)]
         med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
         rows.append((n, write, nowrite))
@@ -143,6 +146,8 @@ def main() -> None:
             f"(prepare {med(write, 'prepare_s'):.2f}s, not counted)\n"
             f"   with Parquet : {med(write, 'simulate_s'):6.2f}s  {med(write, 'user_turns_per_s'):>9,.0f} user-turns/s  "
             f"{med(write, 'events_per_s'):>11,.0f} event rows/s\n"
+            f"   2 processes  : {med(write2, 'simulate_s'):6.2f}s  {med(write2, 'user_turns_per_s'):>9,.0f} user-turns/s  "
+            f"{med(write2, 'events_per_s'):>11,.0f} event rows/s  (x{med(write2, 'user_turns_per_s') / med(write, 'user_turns_per_s'):.2f} vs 1 process; Parquet included)\n"
             f"   no writing   : {med(nowrite, 'simulate_s'):6.2f}s  {med(nowrite, 'user_turns_per_s'):>9,.0f} user-turns/s  "
             f"-> writing costs x{med(write, 'simulate_s') / med(nowrite, 'simulate_s'):.2f} of the simulation time\n"
             f"   peak RSS {med(write, 'peak_rss_mb'):,.0f} MB (before simulating {med(write, 'rss_before_sim_mb'):,.0f} MB)"

@@ -108,8 +108,11 @@ class MFSource:
         # One (n, d) x (d, items) product is far cheaper than gathering (n, j, d) embeddings.
         # BLAS results depend (in the last bits) on how many rows a call holds; in float64,
         # rounded to float32, a user's scores are the same whatever batch or shard it is in.
-        scores = self._unit(idx).astype(np.float64) @ self._emb64_t
-        return (scores + self._pop64).astype(np.float32)
+        unit = self._unit(idx).astype(np.float64)
+        out = np.empty((idx.size, self._emb64_t.shape[1]), np.float32)
+        for s in range(0, idx.size, 4096):  # bounded float64 temporaries
+            out[s : s + 4096] = unit[s : s + 4096] @ self._emb64_t + self._pop64
+        return out
 
     def score(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.take_along_axis(self._all(idx), items, axis=1).astype(np.float32)

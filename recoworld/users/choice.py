@@ -7,7 +7,8 @@ Static part of the click logit for user u and item i (all features vectorised ov
 
 The coefficients are fitted by :mod:`recoworld.users.fit` (a logistic model of interacted vs.
 sampled not-interacted items). Ratings follow ``mean_u + bias_i + gamma * (aff - aff_mean) +
-sd * noise``, rounded to the dataset's rating step and clipped to its scale.
+sd * noise``, a latent score cut into the dataset's rating levels at thresholds fitted so that
+the simulated rating distribution matches the real one (an ordinal model).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class RatingModel(msgspec.Struct, frozen=True, kw_only=True):
     noise_sd: float
     item_bias: list[float]
     """Per catalog item (0 for cold-start items)."""
+    levels: list[float]
+    """The rating levels, ascending (e.g. 1..5, or 0.5..5 by halves)."""
+    thresholds: list[float]
+    """Latent cut points between consecutive levels (len(levels) - 1)."""
 
 
 class ReturnModel(msgspec.Struct, frozen=True, kw_only=True):

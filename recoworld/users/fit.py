@@ -134,8 +134,8 @@ def simulate_ratings(
     mu = np.where(np.isnan(mean_u), model.global_mean, mean_u)
     raw = mu + np.asarray(model.item_bias, dtype=np.float32)[items] + model.gamma * (aff - model.affinity_mean)
     raw = raw + model.noise_sd * noise
-    stepped = np.round(raw / model.step) * model.step
-    return np.clip(stepped, model.scale_min, model.scale_max).astype(np.float32)
+    levels = np.asarray(model.levels, dtype=np.float32)
+    return levels[np.searchsorted(np.asarray(model.thresholds), raw)]
 
 
 def _fit_returns(world: World) -> ReturnModel:
@@ -255,21 +255,28 @@ def _fit_ratings(
     gamma = float((a * (tr[fit] - base[fit])).sum() / max((a * a).sum(), 1e-9))
     sd = float(np.std(tr[fit] - base[fit] - gamma * a))
     lo, hi_ = world.rating_scale or (float(np.nanmin(tr)), float(np.nanmax(tr)))
+    step = _rating_step(hr)
+    levels = np.round(np.arange(lo, hi_ + 1e-9, step), 2)
+    # Ordinal cut points: the latent's quantiles at the real cumulative shares of each level.
+    latent = base[fit] + gamma * a + sd * rng.standard_normal(a.size)
+    cum = np.array([np.mean(tr[fit] <= v + 1e-9) for v in levels[:-1]])
+    thresholds = np.quantile(latent, np.clip(cum, 0.0, 1.0)) if latent.size else levels[:-1] + step / 2
     model = RatingModel(
         scale_min=float(lo),
         scale_max=float(hi_),
-        step=_rating_step(hr),
+        step=step,
         global_mean=gmean,
         gamma=gamma,
         affinity_mean=aff_mean,
         noise_sd=sd,
         item_bias=[float(b) for b in bias],
+        levels=[float(v) for v in levels],
+        thresholds=[float(t) for t in thresholds],
     )
     cal = ~fit
     pred = base[cal] + gamma * (aff[cal] - aff_mean)
-    rmse = float(np.sqrt(np.mean((tr[cal] - np.clip(pred, lo, hi_)) ** 2)))
+    rmse = float(np.sqrt(np.mean((tr[cal] - np.clip(pred, lo, hi_)) ** 2)))  # of the mean prediction
     sim = simulate_ratings(model, mean_u[tu[cal]], ti[cal], aff[cal], rng.standard_normal(int(cal.sum())))
-    levels = np.round(np.arange(lo, hi_ + 1e-9, model.step), 2)
     real_h = {f"{v:g}": float(np.mean(np.isclose(tr[cal], v))) for v in levels}
     sim_h = {f"{v:g}": float(np.mean(np.isclose(sim, v))) for v in levels}
     tv = 0.5 * sum(abs(real_h[k] - sim_h[k]) for k in real_h)
