@@ -141,10 +141,12 @@ class MFSource:
         return cand, cs.astype(np.float32)
 
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
-        w = feedback.clicked.astype(np.float32)
-        n_click = w.sum(1, keepdims=True)
-        if not n_click.any():
+        clicked = feedback.clicked
+        who = np.flatnonzero(clicked.any(1))
+        if who.size == 0:
             return
-        target = np.einsum("nk,nkd->nd", w, self.aud.catalog.emb[slates]) / np.maximum(n_click, 1)
-        step = self.lr * np.minimum(n_click, 3) / 3
-        self.vec[idx] += np.where(n_click > 0, step * (target - self.vec[idx]), 0.0).astype(np.float32)
+        w = clicked[who].astype(np.float32)
+        n_click = w.sum(1, keepdims=True)
+        target = np.einsum("nk,nkd->nd", w, self.aud.catalog.emb[slates[who]]) / n_click
+        rows = idx[who]
+        self.vec[rows] += (self.lr * np.minimum(n_click, 3) / 3) * (target - self.vec[rows])

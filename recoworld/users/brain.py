@@ -27,7 +27,7 @@ import numpy as np
 
 from recoworld.config import BrainConfig
 from recoworld.items.catalog import Catalog
-from recoworld.rng import Stream, normals, uniforms
+from recoworld.rng import Stream, normals, uniform_pair, uniforms
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import simulate_ratings
 from recoworld.users.persona import Personas
@@ -139,9 +139,8 @@ class ParametricBrain:
         tag_norm = np.sqrt((tags * tags).sum(-1)) + 1e-6
         taste_norm = np.sqrt((self.p.taste[rows] ** 2).sum(-1))[:, None] + 1e-6
         novelty = 1.0 - np.einsum("nt,nkt->nk", self.p.taste[rows], tags) / (taste_norm * tag_norm)
-        u_click = uniforms(self.seed, Stream.CLICK, uid, session, turn, pos)
+        u_click, u_rate = uniform_pair(self.seed, Stream.CLICK, uid, session, turn, pos)
         z_watch = normals(self.seed, Stream.WATCH, uid, session, turn, pos)
-        u_rate = uniforms(self.seed, Stream.RATE, uid, session, turn, pos)
         z_rating = normals(self.seed, Stream.RATING, uid, session, turn, pos)
         ratings_if = (
             simulate_ratings(self.model.rating, self.p.mean_rating[rows][:, None], slates, aff, z_rating)
