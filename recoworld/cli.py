@@ -33,33 +33,31 @@ def _cache_dir() -> Path | None:
     return Path(v) if v else None
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+def _pm(mean: float | None, lo: float | None, hi: float | None, sign: bool = False) -> str:
+    if mean is None or math.isnan(mean):
         return "-"
-    return f"{x:.{digits}f}"
+    head = f"{mean:+.4f}" if sign else f"{mean:.4f}"
+    if lo is None or hi is None or math.isnan(lo):
+        return head
+    return f"{head} ± {(hi - lo) / 2:.4f}"
 
 
 def summary_table(summary: pl.DataFrame, *, segments: bool = False, title: str = "") -> Table:
-    """A rich table of a run's summary: per arm x metric (x segment), mean [95% CI] and the
-    paired difference from control [95% CI]."""
+    """A rich table of a run's summary: per arm x metric (x segment), the mean ± the half-width
+    of its 95% CI, and the paired difference from control ± its 95% CI half-width."""
     df = summary if segments else summary.filter(pl.col("segment") == "all")
-    t = Table(title=title, show_lines=False)
-    for col in ("arm", *(["segment"] if segments else []), "metric", "n", "mean [95% CI]", "vs control [95% CI]"):
-        t.add_column(col, justify="right" if col in ("n",) else "left")
+    t = Table(title=title, caption="± = half-width of the 95% CI over users; differences are paired per user")
+    for col in ("arm", *(["segment", "n"] if segments else []), "metric", "mean", "vs control"):
+        t.add_column(col, justify="left" if col in ("arm", "segment", "metric") else "right")
     prev_arm = None
     for r in df.iter_rows(named=True):
-        diff = (
-            f"{r['diff']:+.4f} [{_fmt(r['diff_ci_low'], 4)}, {_fmt(r['diff_ci_high'], 4)}]"
-            if r["diff"] is not None and not math.isnan(r["diff"])
-            else "(control)"
-        )
-        arm = r["arm"] if r["arm"] != prev_arm else ""
         if r["arm"] != prev_arm and prev_arm is not None:
             t.add_section()
+        arm = r["arm"] if r["arm"] != prev_arm else ""
         prev_arm = r["arm"]
-        cells = [arm, *([r["segment"]] if segments else []), r["metric"], str(r["n"])]
-        cells += [f"{r['mean']:.4f} [{_fmt(r['ci_low'], 4)}, {_fmt(r['ci_high'], 4)}]", diff]
-        t.add_row(*cells)
+        diff = "(control)" if r["diff"] is None else _pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+        cells = [arm, *([r["segment"], f"{r['n']:,}"] if segments else []), r["metric"]]
+        t.add_row(*cells, _pm(r["mean"], r["ci_low"], r["ci_high"]), diff)
     return t
 
 
