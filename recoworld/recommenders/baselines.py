@@ -87,7 +87,7 @@ class MFSource:
 
     name = "mf"
 
-    def __init__(self, learning_rate: float = 0.1, popularity_weight: float = 0.15, shortlist: int = 3) -> None:
+    def __init__(self, learning_rate: float = 0.1, popularity_weight: float = 0.15, shortlist: int = 2) -> None:
         self.lr, self.pw, self.shortlist = learning_rate, popularity_weight, shortlist
 
     def bind(self, audience: Audience) -> None:
@@ -96,7 +96,7 @@ class MFSource:
         h = p.history_of(cat.n_items).astype(np.float32)
         counts = np.asarray(h.sum(1)).ravel()
         self.vec = (np.asarray(h @ cat.emb) / np.maximum(counts, 1)[:, None]).astype(np.float32)
-        self.short = np.zeros((len(p), 0), np.int64)
+        self.short = np.zeros((len(p), 0), np.int32)
         self._emb64_t = np.ascontiguousarray(cat.emb.T, dtype=np.float64)
         self._pop64 = self.pw * cat.popularity.astype(np.float64)[None, :]
 
@@ -121,7 +121,7 @@ class MFSource:
         cat = self.aud.catalog
         width = min(self.shortlist * m, cat.n_items)
         if self.short.shape[1] != width:
-            self.short = np.zeros((self.short.shape[0], width), np.int64)
+            self.short = np.zeros((self.short.shape[0], width), np.int32)
         if session == 0:
             # Before any feedback a user's vector and shown items are its template's history:
             # score the catalog once per template, not once per simulated user.

@@ -110,6 +110,8 @@ class ParametricBrain:
         self._coef = np.asarray(model.coef, dtype=np.float32)
         # The user's expected hit rate: what satisfaction is measured against.
         self._expect = np.clip(model.base_rate * (0.5 + personas.activity), 0.02, 0.5).astype(np.float32)
+        self._tag_norm = (np.sqrt((catalog.tag_matrix**2).sum(1)) + 1e-6).astype(np.float32)
+        self._taste_norm = (np.sqrt((personas.taste**2).sum(1)) + 1e-6).astype(np.float32)
 
     def start_session(self, rows: np.ndarray, session: int, carry: np.ndarray | None = None) -> Mindset:
         """Fresh mindsets for ``rows``; ``carry`` = last session's final satisfaction (or None)."""
@@ -133,12 +135,11 @@ class ParametricBrain:
         n, k = slates.shape
         uid = self.p.uid[rows][:, None]
         pos = np.arange(k)[None, :]
-        static = self.model.static_logit(self.p, rows, slates, cat)
-        aff = self.model.affinity(self.p, rows, slates, cat)
+        static, aff = self.model.static_logit(self.p, rows, slates, cat)
         tags = cat.tag_matrix[slates]  # (n, k, T)
-        tag_norm = np.sqrt((tags * tags).sum(-1)) + 1e-6
-        taste_norm = np.sqrt((self.p.taste[rows] ** 2).sum(-1))[:, None] + 1e-6
-        novelty = 1.0 - np.einsum("nt,nkt->nk", self.p.taste[rows], tags) / (taste_norm * tag_norm)
+        tag_norm = self._tag_norm[slates]
+        taste = self.p.taste[rows]
+        novelty = 1.0 - np.einsum("nt,nkt->nk", taste, tags) / (self._taste_norm[rows][:, None] * tag_norm)
         u_click, u_rate = uniform_pair(self.seed, Stream.CLICK, uid, session, turn, pos)
         z_watch = normals(self.seed, Stream.WATCH, uid, session, turn, pos)
         z_rating = normals(self.seed, Stream.RATING, uid, session, turn, pos)

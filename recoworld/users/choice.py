@@ -61,9 +61,10 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     rating: RatingModel | None
     returns: ReturnModel
 
-    def static_logit(self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> np.ndarray:
-        """(n, k) click logits of users ``rows`` of ``p`` for the items ``items`` (n, k)."""
-        return static_logit(np.asarray(self.coef, dtype=np.float32), *features(p, rows, items, cat))
+    def static_logit(self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, affinities), each (n, k), of users ``rows`` of ``p`` for ``items`` (n, k)."""
+        f = features(p, rows, items, cat)
+        return static_logit(np.asarray(self.coef, dtype=np.float32), *f), f[0]
 
     def affinity(self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> np.ndarray:
         return np.einsum("nd,nkd->nk", p.pref[rows], cat.emb[items])
