@@ -182,6 +182,34 @@ class OutputConfig(_Strict):
     """Event rows per Parquet row group."""
 
 
+CLUSTER_RESOURCES: dict[str, str] = {
+    "recoworld_shard": "a slot for one user-shard actor; the CPU workers of cluster/ and k8s/ offer them",
+    "recoworld_llm": "a slot for one LLM replica actor; the GPU workers of cluster/ and k8s/ offer one per GPU",
+}
+"""Custom Ray resources RecoWorld's actors may ask for, and what each stands for. The cluster
+launcher and KubeRay manifests declare these names; a test keeps both sides in step."""
+
+
+class RayConfig(_Strict):
+    """How a study runs on Ray (``recoworld run --ray``, ``jobs/whatif.py``); ignored in-process."""
+
+    shards: int = 0
+    """User-shard actors; 0 = one per CPU the cluster has (at most one per 1,024 users, at most 256)."""
+    shard_num_cpus: float = 1.0
+    """CPUs each shard actor reserves."""
+    shard_memory_mb: int = 0
+    """Memory each shard actor reserves, in MiB (0 = no reservation)."""
+    shard_resources: dict[str, float] = {}
+    """Custom resources each shard actor needs, e.g. {recoworld_shard = 1} to place shards on the
+    CPU workers of cluster/ray-cluster.yaml; names from ``CLUSTER_RESOURCES``."""
+    max_restarts: int = 3
+    """Times a dead shard actor is restarted; its unfinished shard is redone from scratch."""
+    shard_timeout_s: float = 3600.0
+    """A shard that has not finished after this long fails the run (with the shard named)."""
+    placement_timeout_s: float = 60.0
+    """Shard actors that cannot be placed within this long (missing resources) fail the run."""
+
+
 class StudyConfig(_Strict):
     name: str
     """Study name; part of the default run id."""
@@ -196,9 +224,10 @@ class StudyConfig(_Strict):
     creator: CreatorConfig | None = None
     arms: list[ArmConfig] = msgspec.field(default_factory=lambda: [ArmConfig(name="control")])
     output: OutputConfig = OutputConfig()
+    ray: RayConfig = RayConfig()
 
 
-def _check(cfg: StudyConfig) -> None:
+def check_study(cfg: StudyConfig) -> None:
     def bad(path: str, expected: str, got: object) -> ConfigError:
         return ConfigError(f"Expected {expected}, got {got!r} - at `$.{path}`")
 
@@ -226,6 +255,18 @@ def _check(cfg: StudyConfig) -> None:
             raise bad(f"arms[{k}].position", f"0 <= position < slate_size ({s.slate_size})", arm.position)
         if not 0.0 <= arm.rate <= 1.0:
             raise bad(f"arms[{k}].rate", "a probability in [0, 1]", arm.rate)
+    r = cfg.ray
+    if r.shards < 0:
+        raise bad("ray.shards", "an integer >= 0 (0 = one per CPU)", r.shards)
+    if r.shard_num_cpus < 0 or r.shard_memory_mb < 0:
+        raise bad("ray.shard_num_cpus" if r.shard_num_cpus < 0 else "ray.shard_memory_mb", "a number >= 0", min(r.shard_num_cpus, r.shard_memory_mb))
+    for name, amount in r.shard_resources.items():
+        if name not in CLUSTER_RESOURCES:
+            raise bad(f"ray.shard_resources.{name}", f"one of {sorted(CLUSTER_RESOURCES)}", name)
+        if amount <= 0:
+            raise bad(f"ray.shard_resources.{name}", "an amount > 0", amount)
+    if r.max_restarts < -1:
+        raise bad("ray.max_restarts", "an integer >= -1 (-1 = without limit)", r.max_restarts)
     rec = cfg.recommender
     if rec.candidates < s.slate_size * s.turns:
         raise bad("recommender.candidates", f"at least slate_size x turns ({s.slate_size * s.turns})", rec.candidates)
@@ -244,7 +285,7 @@ def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
     except msgspec.DecodeError as e:
         raise ConfigError(f"{source}: {e}") from None
     try:
-        _check(cfg)
+        check_study(cfg)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg
