@@ -114,6 +114,26 @@ class _ContentFeaturizer:
         return sp.csr_matrix((vals, (rows, cols)), shape=(len(docs), self.n_features), dtype=np.float64)
 
 
+def _tag_key(tag: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", tag.lower())
+
+
+def _canonical_tags(tag_lists: list[tuple[str, ...]], vocabulary: list[str]) -> list[tuple[str, ...]]:
+    """New items' tags in the world's spelling where they match one ignoring case, spaces and
+    punctuation (as targeting does: "sci-fi" is the world's "Sci-Fi"), duplicates dropped.
+    Other tags keep their first spelling among the new items."""
+    canon = {_tag_key(t): t for t in reversed(vocabulary)}  # most frequent spelling wins
+    out = []
+    for tl in tag_lists:
+        row: list[str] = []
+        for t in tl:
+            c = canon.setdefault(_tag_key(t), t)
+            if c not in row:
+                row.append(c)
+        out.append(tuple(row))
+    return out
+
+
 def _tag_matrix(item_tags: list[tuple[str, ...]], tags: list[str]) -> np.ndarray:
     index = {t: j for j, t in enumerate(tags)}
     m = np.zeros((len(item_tags), len(tags)), dtype=np.float32)
@@ -156,9 +176,11 @@ def build_catalog(
     factors = (vt[order].T * np.sqrt(s[order])).astype(np.float64)  # (n_items, k)
 
     item_tags = [tuple(t) for t in world.items["tags"].to_list()]
-    tags = world.tag_vocabulary[:max_tags]
-    for ni in new_items:  # creator tags unknown to the world still describe the item
-        tags.extend(t for t in ni.tags if t not in tags and len(tags) < max_tags + len(ni.tags))
+    vocabulary = world.tag_vocabulary
+    tags = vocabulary[:max_tags]
+    new_tags = _canonical_tags([ni.tags for ni in new_items], vocabulary)
+    for nt in new_tags:  # creator tags unknown to the world still describe the item
+        tags.extend(t for t in nt if t not in tags)
     docs = [f"{a} {b}" for a, b in zip(world.items["title"].to_list(), world.items["text"].to_list())]
     feat = _ContentFeaturizer(tags, docs, max_words)
     x = feat.transform(item_tags, docs)
@@ -180,8 +202,8 @@ def build_catalog(
 
     new_docs = [f"{ni.title} {ni.text}" for ni in new_items]
     if new_items:
-        emb = np.vstack([emb, np.asarray(feat.transform([ni.tags for ni in new_items], new_docs) @ w)])
-    all_tags = item_tags + [ni.tags for ni in new_items]
+        emb = np.vstack([emb, np.asarray(feat.transform(new_tags, new_docs) @ w)])
+    all_tags = item_tags + new_tags
     logc = np.log1p(np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]).astype(np.float64))
     # A new item's exposure is unknown, not zero: the popularity term of the choice model has
     # learned appeal from logged exposure, so cold-start items get the catalog median.

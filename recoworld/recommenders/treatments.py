@@ -26,7 +26,9 @@ class InstructionReranker:
         self.session_of = np.full(len(audience.personas), -1)
 
     def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
-        self.pref[idx, more_of] += 1.0
+        # -1 means "none" (the protocol); as an index it would silently hit the last tag.
+        has_more = more_of >= 0
+        self.pref[idx[has_more], more_of[has_more]] += 1.0
         has_less = less_of >= 0
         self.pref[idx[has_less], less_of[has_less]] -= 1.0
         np.clip(self.pref, -2.0, 2.0, out=self.pref)
