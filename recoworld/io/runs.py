@@ -101,7 +101,7 @@ class Parts:
 class RunDirectory:
     """The folder of one run being written."""
 
-    def __init__(self, root: Path, run_id: str, *, overwrite: bool = False) -> None:
+    def __init__(self, root: Path, run_id: str, *, overwrite: bool = False, resume: bool = False) -> None:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise RunError(f"run id {run_id!r} is not usable as a folder name; expected letters, digits, '-', '_' or '.'")
         self.root, self.run_id, self.overwrite = Path(root), run_id, overwrite
@@ -111,10 +111,14 @@ class RunDirectory:
             raise RunError(
                 f"{self.final} already holds a complete run; pass --overwrite to replace it or choose another --run-id"
             )
-        if self.partial.exists():
+        self.resumed = resume and (self.partial / "plan.json").is_file()
+        if resume and not self.resumed:
+            raise RunError(f"{self.partial}: no interrupted run {run_id!r} to resume (expected its plan.json); run without --resume")
+        if self.partial.exists() and not self.resumed:
             shutil.rmtree(self.partial)  # an interrupted earlier attempt
-        self.partial.mkdir(parents=True)
+        self.partial.mkdir(parents=True, exist_ok=True)
         self.parts = Parts(self.partial)
+        self.plan: list = []  # the run's shard plan (recoworld.study.shard.ShardSpec)
 
     @property
     def path(self) -> Path:
@@ -132,6 +136,8 @@ class RunDirectory:
     def finalize(self, manifest: dict) -> Path:
         """Close writers, write the manifest last, and make the run visible atomically."""
         self.parts.close()
+        for scratch in ("_tmp", "_shards"):  # shard scratch space and completion markers
+            shutil.rmtree(self.partial / scratch, ignore_errors=True)
         self.write_json(MANIFEST, {**manifest, "run_id": self.run_id, "schema_version": SCHEMA_VERSION})
         if self.final.exists():
             old = self.root / f".{self.run_id}.old"
@@ -144,12 +150,15 @@ class RunDirectory:
         return self.final
 
     def abort(self) -> None:
+        """Stop writing after a failure: close what is open and drop unfinished shards' scratch
+        files. Finished shards stay in the partial folder for ``--resume``; a fresh run of the
+        same id removes them."""
         for w in self.parts._writers:
             try:
                 w.close()
             except Exception:  # noqa: BLE001 - best effort while failing anyway
                 pass
-        shutil.rmtree(self.partial, ignore_errors=True)
+        shutil.rmtree(self.partial / "_tmp", ignore_errors=True)
 
 
 def check_run_dir(run_dir: Path) -> dict:
@@ -157,7 +166,7 @@ def check_run_dir(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         partial = run_dir.parent / f".{run_dir.name}.partial"
-        hint = f" (an interrupted run left {partial}; re-run the study to redo it)" if partial.exists() else ""
+        hint = f" (an interrupted run left {partial}; re-run the study with --resume {run_dir.name} to finish it)" if partial.exists() else ""
         raise RunError(f"{run_dir}: no such run directory{hint}")
     mf = run_dir / MANIFEST
     if not mf.is_file():

@@ -21,12 +21,14 @@ import pyarrow.parquet as pq
 
 from recoworld import __version__
 from recoworld.config import StudyConfig, encode_study
+from recoworld.errors import RunError
 from recoworld.io.records import EVENTS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SCHEMA, RecordEncoder
 from recoworld.io.runs import COMPRESSION, Parts, RunDirectory, writer_options
 from recoworld.io.schema import SUMMARY, with_metadata
 from recoworld.study.prepare import Prepared, prepare
-from recoworld.study.simulate import SessionRecord, TurnRecord, simulate_arm
-from recoworld.study.stats import summarise
+from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
+from recoworld.study.shard import ShardResult, ShardSpec, UserShard, plan_shards, read_marker, segment_codes
+from recoworld.study.simulate import SessionRecord, TurnRecord, UserMetrics, simulate_arm
 from recoworld.world.model import World
 
 Progress = Callable[[str, int], None]
@@ -67,18 +69,21 @@ def users_table(prep: Prepared) -> pa.Table:
     )
 
 
-def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None) -> int:
-    """Simulate ``users`` (default: everyone) in every arm, writing into ``run``. Returns events."""
+def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None) -> tuple[int, list[UserMetrics]]:
+    """Simulate ``users`` (default: everyone) in every arm, writing into ``run``.
+    Returns the events written and, per arm, the users' totals (in ``users`` order)."""
     cfg = prep.cfg
     users = np.arange(len(prep.population)) if users is None else users
     step = batch_size_for(prep.catalog.n_items)
     enc = RecordEncoder.build(users, prep.segments, prep.catalog, prep.creator_mask)
     rows = cfg.output.row_group_rows
     n_events = 0
+    totals: list[UserMetrics] = []
     for a, arm in enumerate(cfg.arms):
         ev = run.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
         ss = run.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
         um = run.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
+        batches: list[UserMetrics] = []
         for start in range(0, users.size, step):
             batch = users[start : start + step]
             e = enc.with_users(batch)
@@ -92,62 +97,123 @@ def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, use
 
             metrics = simulate_arm(prep, a, batch, observe)
             um.write(e.user_metrics(metrics, prep.segments))
+            batches.append(metrics)
             if progress:
                 progress(arm.name, batch.size)
         for w in (ev, ss, um):
             w.close()
         n_events += ev.rows_written
-    return n_events
+        totals.append(UserMetrics.concat(batches))
+    return n_events, totals
 
 
-def shard_users(n_users: int, shards: int) -> list[np.ndarray]:
-    """Contiguous user ranges: a pure function of population size and shard count."""
-    return [a for a in np.array_split(np.arange(n_users), max(1, min(shards, n_users))) if a.size]
+_FORKED: dict[str, object] = {}  # the UserShard a forked worker inherits (set only around a pool)
 
 
-_FORKED: dict[str, object] = {}  # the Prepared a forked worker inherits (set only around a pool)
+def _shard_task(spec: ShardSpec) -> ShardResult:
+    return _FORKED["shard"].run(spec)  # type: ignore[attr-defined]
 
 
-def _shard_task(folder: str, part: int, users: np.ndarray) -> int:
-    prep = _FORKED["prep"]
-    parts = Parts(Path(folder))
-    try:
-        return simulate_to(parts, prep, part=part, users=users)  # type: ignore[arg-type]
-    finally:
-        parts.close()
-
-
-def simulate_parallel(run: RunDirectory, prep: Prepared, workers: int, progress: Progress | None = None) -> int:
-    """Simulate in ``workers`` forked processes, each writing its own part files. Same events
-    as one process (users are independent); ``workers <= 1`` runs in this process."""
-    n = len(prep.population)
-    step = batch_size_for(prep.catalog.n_items)
-    tasks = max(workers, -(-n // step))
-    if workers <= 1 or n < 2 * 2048 or "fork" not in mp.get_all_start_methods():
-        return simulate_to(run, prep, progress=progress)
-    _FORKED["prep"] = prep
+def run_shards(run: RunDirectory, prep: Prepared, workers: int, progress: Progress | None = None) -> list[ShardResult]:
+    """Simulate every shard of the run's plan in ``workers`` forked processes (``<= 1``: this
+    process). Shards already finished (``--resume``) are not run again."""
+    shard = UserShard(prep, run.path)
+    plan = run.plan
+    results = {s.index: r for s in plan if (r := read_marker(run.path, s)) is not None}
+    todo = [s for s in plan if s.index not in results]
+    if progress:
+        for s in plan:
+            if s.index in results:
+                for arm in prep.cfg.arms:
+                    progress(arm.name, s.stop - s.start)
+    if workers <= 1 or len(todo) < 2 or "fork" not in mp.get_all_start_methods():
+        for spec in todo:
+            results[spec.index] = shard.run(spec)
+            if progress:
+                for arm in prep.cfg.arms:
+                    progress(arm.name, spec.stop - spec.start)
+        return [results[s.index] for s in plan]
+    _FORKED["shard"] = shard
     try:
         ctx = mp.get_context("fork")  # the workers inherit `prep` without pickling it
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_shard_task, str(run.path), part, users): users for part, users in enumerate(shard_users(n, tasks))}
-            total = 0
+            futures = {pool.submit(_shard_task, spec): spec for spec in todo}
             for fut in as_completed(futures):
-                total += fut.result()
+                spec = futures[fut]
+                results[spec.index] = fut.result()
                 if progress:
                     for arm in prep.cfg.arms:
-                        progress(arm.name, futures[fut].size)
-            return total
+                        progress(arm.name, spec.stop - spec.start)
     finally:
         _FORKED.clear()
+    return [results[s.index] for s in plan]
 
 
-def write_summary(run_dir: Path, arms: list[str]) -> pl.DataFrame:
-    """Summarise the run's user_metrics into summary.parquet (and return it)."""
-    um = pl.read_parquet(run_dir / "user_metrics" / "arm=*" / "*.parquet", hive_partitioning=True)
-    summary = summarise(um, arms)
+def local_shard_count(n_users: int, n_items: int, workers: int) -> int:
+    """Shards for a local run: enough for every worker, each at most one simulation batch."""
+    return max(workers, -(-n_users // batch_size_for(n_items)))
+
+
+def write_summary(run_dir: Path, prep: Prepared, results: list[ShardResult]) -> pl.DataFrame:
+    """Merge the shards' aggregates (in block order) into summary.parquet, and return it."""
+    n, mean, m2 = merge_blocks([BlockMoments.from_bytes(r.moments) for r in results])
+    names, _ = segment_codes(prep)
+    summary = summary_from_moments(n, mean, m2, [a.name for a in prep.cfg.arms], names)
     table = summary.to_arrow().cast(with_metadata(SUMMARY, "summary"))
-    pq.write_table(table, run_dir / "summary.parquet", **writer_options(table.schema))
+    pq.write_table(table, Path(run_dir) / "summary.parquet", **writer_options(table.schema))
     return summary
+
+
+def start_run(cfg: StudyConfig, prep: Prepared, root: Path, run_id: str, *, shards: int, overwrite: bool = False, resume: bool = False) -> RunDirectory:
+    """Open the run folder (fresh, or the interrupted one when ``resume``) with its shard plan,
+    study, fit and users written."""
+    study = encode_study(cfg)
+    run = RunDirectory(root, run_id, overwrite=overwrite, resume=resume)
+    if resume and run.resumed:
+        kept = (run.path / "study.json").read_bytes() if (run.path / "study.json").is_file() else b""
+        if _results_part(kept) != _results_part(study):
+            raise RunError(f"{run.path}: --resume needs the same study as the interrupted run; its study.json differs (only [ray] and [output] may change)")
+        run.plan = [ShardSpec(**s) for s in msgspec.json.decode((run.path / "plan.json").read_bytes())]
+        return run
+    run.plan = plan_shards(len(prep.population), shards)
+    run.write_bytes("plan.json", msgspec.json.encode(run.plan))
+    run.write_bytes("study.json", study)
+    run.write_json("fit.json", msgspec.to_builtins(prep.report))
+    pq.write_table(users_table(prep), run.path / "users.parquet", compression=COMPRESSION)
+    return run
+
+
+def _results_part(study_json: bytes) -> object:
+    """The parts of a study that decide its results (not where or how it runs)."""
+    if not study_json:
+        return None
+    d = msgspec.json.decode(study_json)
+    return {k: v for k, v in d.items() if k not in ("ray", "output")}
+
+
+def finish_run(run: RunDirectory, prep: Prepared, results: list[ShardResult], t0: float, *, summary_written: bool = False) -> RunResult:
+    """Write the summary (unless a coordinator did) and the manifest, and make the run visible."""
+    if summary_written:
+        summary = pl.read_parquet(run.path / "summary.parquet")
+    else:
+        summary = write_summary(run.path, prep, results)
+    n_events = sum(r.events for r in results)
+    seconds = time.perf_counter() - t0
+    cfg = prep.cfg
+    path = run.finalize(
+        {
+            "study": cfg.name,
+            "world": prep.world_name,
+            "users_per_arm": len(prep.population),
+            "arms": [a.name for a in cfg.arms],
+            "events": n_events,
+            "shards": len(results),
+            "seconds": round(seconds, 3),
+            "recoworld_version": __version__,
+            "created_unix": int(time.time()),
+        }
+    )
+    return RunResult(path=path, summary=summary, events=n_events, seconds=seconds)
 
 
 def run_study(
@@ -160,34 +226,21 @@ def run_study(
     progress: Progress | None = None,
     on_ready: Callable[[int], None] | None = None,
     workers: int = 1,
+    resume: bool = False,
 ) -> RunResult:
-    """Run ``cfg`` on ``world`` into ``<out_dir or cfg.output.dir>/<run_id>/``.
-    ``on_ready`` hears the population size once it is drawn."""
+    """Run ``cfg`` on ``world`` into ``<out_dir or cfg.output.dir>/<run_id>/``, in ``workers``
+    processes. ``resume`` continues an interrupted run of the same id without redoing its
+    finished shards. ``on_ready`` hears the population size once it is drawn."""
     t0 = time.perf_counter()
     prep = prepare(cfg, world)
     if on_ready:
         on_ready(len(prep.population))
-    run = RunDirectory(Path(out_dir or cfg.output.dir), run_id, overwrite=overwrite)
+    shards = local_shard_count(len(prep.population), prep.catalog.n_items, workers)
+    run = start_run(cfg, prep, Path(out_dir or cfg.output.dir), run_id, shards=shards, overwrite=overwrite, resume=resume)
     try:
-        run.write_bytes("study.json", encode_study(cfg))
-        run.write_json("fit.json", msgspec.to_builtins(prep.report))
-        pq.write_table(users_table(prep), run.path / "users.parquet", compression=COMPRESSION)
-        n_events = simulate_parallel(run, prep, workers, progress=progress)
-        summary = write_summary(run.path, [a.name for a in cfg.arms])
-        seconds = time.perf_counter() - t0
-        path = run.finalize(
-            {
-                "study": cfg.name,
-                "world": prep.world_name,
-                "users_per_arm": len(prep.population),
-                "arms": [a.name for a in cfg.arms],
-                "events": n_events,
-                "seconds": round(seconds, 3),
-                "recoworld_version": __version__,
-                "created_unix": int(time.time()),
-            }
-        )
+        results = run_shards(run, prep, workers, progress=progress)
+        result = finish_run(run, prep, results, t0)
     except BaseException:
         run.abort()
         raise
-    return RunResult(path=path, summary=summary, events=n_events, seconds=seconds)
+    return result

@@ -74,6 +74,12 @@ class UserMetrics:
     def zeros(cls, n: int) -> "UserMetrics":
         return cls(*(np.zeros(n, np.float64) for _ in range(8)))
 
+    @classmethod
+    def concat(cls, parts: list["UserMetrics"]) -> "UserMetrics":
+        if not parts:
+            return cls.zeros(0)
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
 
 Observer = Callable[[TurnRecord | SessionRecord], None]
 

@@ -1,0 +1,153 @@
+"""Mergeable summary aggregates: per block of users, the moments of every per-user metric.
+
+Users are grouped into fixed blocks of ``BLOCK_USERS`` consecutive population rows. A shard
+covers whole blocks and returns, per block, arm, segment and metric, the count, mean and sum of
+squared deviations (:class:`~recoworld.study.stats.Moments`, vectorised) of the metric and of
+its paired difference from control. Merging the blocks in block order (Chan et al.) gives the
+summary; since the blocks and the order do not depend on how users were sharded, the summary is
+bit-for-bit the same for any shard count, in one process or on a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
+
+from recoworld.study.stats import METRICS
+
+BLOCK_USERS = 1024
+"""Users per aggregate block; shards are cut on block boundaries."""
+
+METRIC_NAMES = tuple(METRICS)
+VALUE, DIFF = 0, 1
+
+
+def metric_values(m: dict[str, np.ndarray]) -> np.ndarray:
+    """(n_metrics, n_users) per-user metrics from per-user totals (as :data:`METRICS` defines them)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols = {
+            "ctr": m["clicks"] / m["impressions"],
+            "watch_time": m["watch_time"] / m["sessions"],
+            "session_length": m["turns"] / m["sessions"],
+            "sessions": m["sessions"],
+            "return_rate": m["returned_first"],
+            "creator_reach": (m["creator_impressions"] > 0).astype(np.float64),
+            "creator_engagement": m["creator_clicks"],
+        }
+    return np.stack([np.asarray(cols[k], np.float64) for k in METRIC_NAMES])
+
+
+@dataclass(frozen=True, eq=False)
+class BlockMoments:
+    """Moments per block: arrays of shape (blocks, arms, segments + 1, metrics, 2); the segment
+    axis ends with "all"; the last axis is (value, paired difference from arm 0)."""
+
+    first_block: int
+    n: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, users: np.ndarray, segment_codes: np.ndarray, n_segments: int, values: list[np.ndarray]) -> "BlockMoments":
+        """``users``: sorted population rows; ``segment_codes``: their segment; ``values``: per
+        arm, (metrics, users) from :func:`metric_values`."""
+        first = int(users[0]) // BLOCK_USERS
+        blocks = users // BLOCK_USERS - first
+        n_blocks = int(blocks[-1]) + 1
+        s1 = n_segments + 1
+        a, m = len(values), len(METRIC_NAMES)
+        shape = (n_blocks, a, s1, m, 2)
+        n, mean, m2 = (np.zeros(shape) for _ in range(3))
+        keys = [blocks * s1 + segment_codes, blocks * s1 + n_segments]  # own segment, "all"
+        size = n_blocks * s1
+        for arm, x in enumerate(values):
+            for kind, v in ((VALUE, x), (DIFF, x - values[0] if arm else None)):
+                if v is None:
+                    continue
+                for key in keys:
+                    cnt = np.bincount(key, minlength=size).astype(np.float64)
+                    for j in range(m):
+                        s = np.bincount(key, v[j], minlength=size)
+                        mu = np.divide(s, cnt, out=np.zeros(size), where=cnt > 0)
+                        sq = np.bincount(key, (v[j] - mu[key]) ** 2, minlength=size)
+                        sel = np.unique(key)
+                        b, seg = sel // s1, sel % s1
+                        n[b, arm, seg, j, kind] = cnt[sel]
+                        mean[b, arm, seg, j, kind] = mu[sel]
+                        m2[b, arm, seg, j, kind] = sq[sel]
+        return cls(first, n, mean, m2)
+
+    def to_bytes(self) -> bytes:
+        """Compact binary form (kept in a shard's completion marker)."""
+        head = np.array([self.first_block, *self.n.shape], np.int64)
+        return head.tobytes() + b"".join(a.astype(np.float64).tobytes() for a in (self.n, self.mean, self.m2))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "BlockMoments":
+        head = np.frombuffer(data[:48], np.int64)
+        shape = tuple(int(v) for v in head[1:])
+        size = int(np.prod(shape))
+        body = np.frombuffer(data[48:], np.float64)
+        n, mean, m2 = (body[k * size : (k + 1) * size].reshape(shape).copy() for k in range(3))
+        return cls(int(head[0]), n, mean, m2)
+
+
+def merge_blocks(parts: list[BlockMoments]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fold every block, in block order, into (n, mean, m2) of shape (arms, segments + 1, metrics, 2)."""
+    ordered = sorted(parts, key=lambda p: p.first_block)
+    n = mean = m2 = None
+    for p in ordered:
+        for b in range(p.n.shape[0]):
+            bn, bmean, bm2 = p.n[b], p.mean[b], p.m2[b]
+            if n is None:
+                n, mean, m2 = bn.copy(), bmean.copy(), bm2.copy()
+                continue
+            tot = n + bn
+            safe = np.where(tot > 0, tot, 1.0)
+            delta = bmean - mean
+            mean = np.where(tot > 0, mean + delta * bn / safe, 0.0)
+            m2 = m2 + bm2 + delta * delta * n * bn / safe
+            n = tot
+    if n is None:
+        raise ValueError("no blocks to merge")
+    return n, mean, m2
+
+
+def summary_from_moments(
+    n: np.ndarray, mean: np.ndarray, m2: np.ndarray, arms: list[str], segments: list[str]
+) -> pl.DataFrame:
+    """The summary table (schema ``SUMMARY``) from merged moments: per arm x segment ("all"
+    first, then the segments in order) x metric, the mean with its 95% Student-t interval and the
+    paired difference from ``arms[0]`` with its interval."""
+    rows: dict[str, list] = {k: [] for k in ("arm", "segment", "metric", "n", "mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high")}
+    order = [len(segments), *range(len(segments))]
+    names = [*segments, "all"]
+
+    def interval(count: float, mu: float, ss: float) -> tuple[float, float]:
+        if count < 2:
+            return (math.nan, math.nan)
+        half = float(sps.t.ppf(0.975, count - 1)) * math.sqrt(ss / (count - 1) / count)
+        return (mu - half, mu + half)
+
+    for a, arm in enumerate(arms):
+        for s in order:
+            if n[a, s, 0, VALUE] == 0:
+                continue
+            for j, metric in enumerate(METRIC_NAMES):
+                cnt, mu, ss = (float(x[a, s, j, VALUE]) for x in (n, mean, m2))
+                lo, hi = interval(cnt, mu, ss)
+                if a == 0:
+                    d = dlo = dhi = None
+                else:
+                    dc, d, dss = (float(x[a, s, j, DIFF]) for x in (n, mean, m2))
+                    dlo, dhi = interval(dc, d, dss)
+                for key, val in zip(rows, (arm, names[s], metric, int(cnt), mu, lo, hi, d, dlo, dhi)):
+                    rows[key].append(val)
+    return pl.DataFrame(
+        rows,
+        schema={"arm": pl.String, "segment": pl.String, "metric": pl.String, "n": pl.Int64, **{k: pl.Float64 for k in list(rows)[4:]}},
+    )

@@ -1,0 +1,120 @@
+"""A user shard: a contiguous, block-aligned range of the population, simulated in every arm.
+
+:class:`UserShard` is the plain class that a process pool runs locally and that
+``actors.UserShardActor`` hosts on Ray. Running a shard is idempotent, so a shard that dies
+half-way is simply run again:
+
+1. its files are written under ``_tmp/shard-<i>-<attempt>/`` (never where readers look);
+2. when every file is closed they are moved into place (``<table>/arm=<arm>/part-<i>.parquet``,
+   the same names on every attempt, so a move repeated after a crash replaces, never adds);
+3. last, ``_shards/shard-<i>.done`` is written atomically: its :class:`ShardResult` carries the
+   shard's event count and summary aggregates. A shard whose marker exists is not run again
+   (``--resume``, or a retried call after the shard finished).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from recoworld.errors import RunError
+from recoworld.io.runs import Parts
+from recoworld.study.aggregate import BLOCK_USERS, BlockMoments, metric_values
+from recoworld.study.prepare import Prepared
+
+MARKERS = "_shards"
+SCRATCH = "_tmp"
+
+
+class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Population rows ``[start, stop)`` form shard ``index``."""
+
+    index: int
+    start: int
+    stop: int
+
+
+class ShardResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a finished shard reports: its events and its summary aggregates (``BlockMoments`` bytes)."""
+
+    spec: ShardSpec
+    events: int
+    seconds: float
+    moments: bytes
+
+
+def plan_shards(n_users: int, shards: int) -> list[ShardSpec]:
+    """Split ``n_users`` into at most ``shards`` contiguous ranges of whole aggregate blocks:
+    a pure function of the population size and the shard count."""
+    if n_users <= 0:
+        return []
+    blocks = -(-n_users // BLOCK_USERS)
+    cuts = np.array_split(np.arange(blocks), max(1, min(shards, blocks)))
+    return [
+        ShardSpec(index=i, start=int(c[0]) * BLOCK_USERS, stop=min(n_users, (int(c[-1]) + 1) * BLOCK_USERS))
+        for i, c in enumerate(cuts)
+    ]
+
+
+def marker_path(folder: Path, index: int) -> Path:
+    return Path(folder) / MARKERS / f"shard-{index:05d}.done"
+
+
+def read_marker(folder: Path, spec: ShardSpec) -> ShardResult | None:
+    """The result of a finished shard, or None. A marker for a different range is an error."""
+    path = marker_path(folder, spec.index)
+    if not path.is_file():
+        return None
+    result = msgspec.msgpack.decode(path.read_bytes(), type=ShardResult)
+    if result.spec != spec:
+        raise RunError(f"{path}: shard {spec.index} covered users {result.spec.start}..{result.spec.stop}; this run plans {spec.start}..{spec.stop}")
+    return result
+
+
+def segment_codes(prep: Prepared) -> tuple[list[str], np.ndarray]:
+    """Sorted segment names and each population user's code into them."""
+    names, codes = np.unique(prep.segments.astype(str), return_inverse=True)
+    return names.tolist(), codes.astype(np.int64)
+
+
+class UserShard:
+    """Simulates shards of one run into its folder (see the module docstring for the protocol)."""
+
+    def __init__(self, prep: Prepared, folder: str | Path) -> None:
+        self.prep, self.folder = prep, Path(folder)
+        self.segment_names, self._codes = segment_codes(prep)
+
+    def run(self, spec: ShardSpec) -> ShardResult:
+        from recoworld.study.runner import simulate_to  # runner imports this module
+
+        done = read_marker(self.folder, spec)
+        if done is not None:
+            return done
+        t0 = time.perf_counter()
+        scratch = self.folder / SCRATCH / f"shard-{spec.index:05d}-{uuid.uuid4().hex[:8]}"
+        users = np.arange(spec.start, spec.stop)
+        parts = Parts(scratch)
+        try:
+            events, metrics = simulate_to(parts, self.prep, part=spec.index, users=users)
+        finally:
+            parts.close()
+        values = [metric_values({f: getattr(m, f) for f in m.__dataclass_fields__}) for m in metrics]
+        moments = BlockMoments.of(users, self._codes[users], len(self.segment_names), values)
+        for f in sorted(scratch.rglob("*.parquet")):
+            dest = self.folder / f.relative_to(scratch)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+        result = ShardResult(spec=spec, events=events, seconds=round(time.perf_counter() - t0, 3), moments=moments.to_bytes())
+        marker = marker_path(self.folder, spec.index)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_bytes(msgspec.msgpack.encode(result))
+        os.replace(tmp, marker)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return result
