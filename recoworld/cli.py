@@ -1,6 +1,7 @@
 """The `recoworld` command. Only this module (and jobs/) reads flags and environment variables.
 
     recoworld run STUDY.toml [--run-id ID] [--out DIR] [--overwrite] [--users N]
+                             [--local | --ray auto|local|ADDRESS] [--shards N] [--resume RUN_ID]
     recoworld summary RUN_DIR [--segments]
     recoworld data fetch ml-100k
     recoworld data info DATASET [--path DIR]
@@ -25,7 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from recoworld.errors import RecoWorldError
+from recoworld.errors import RecoWorldError, RunError
 
 
 def _cache_dir() -> Path | None:
@@ -71,7 +72,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         cfg = msgspec.structs.replace(cfg, population=msgspec.structs.replace(cfg.population, size=args.users))
     if args.seed is not None:
         cfg = msgspec.structs.replace(cfg, seed=args.seed)
-    run_id = args.run_id or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and args.run_id and args.resume != args.run_id:
+        raise RunError(f"--resume {args.resume} and --run-id {args.run_id} name different runs; give one")
+    if args.resume and args.overwrite:
+        raise RunError("--resume continues an interrupted run; --overwrite replaces a complete one: give one")
+    run_id = args.resume or args.run_id or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     t0 = time.perf_counter()
     with console.status(f"loading world {cfg.world.dataset}…"):
         world = load_world_for(cfg.world, cfg.seed, base_dir=Path(args.study).resolve().parent, cache_dir=_cache_dir())
@@ -92,11 +97,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         def on_ready(n_users: int) -> None:
             total["n"] = n_users
 
-        result = run_study(
-            cfg, world, run_id=run_id, out_dir=Path(args.out) if args.out else None,
-            overwrite=args.overwrite, progress=progress, on_ready=on_ready,
-            workers=args.workers if args.workers is not None else (os.cpu_count() or 1),
+        common = dict(
+            run_id=run_id, out_dir=Path(args.out) if args.out else None, overwrite=args.overwrite,
+            resume=bool(args.resume), progress=progress, on_ready=on_ready,
         )  # fmt: skip
+        if args.ray:
+            run_on_ray = _ray_driver()
+            result = run_on_ray(cfg, world, address=args.ray, shards=args.shards, **common)
+        else:
+            result = run_study(cfg, world, workers=args.workers if args.workers is not None else (os.cpu_count() or 1), **common)
     fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
     console.print(
         f"brain fitted on {fit['dataset']}: AUC {fit['auc']:.3f}, positive rate predicted "
@@ -110,6 +119,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         f"read again with: recoworld summary {result.path}"
     )
     return 0
+
+
+def _ray_driver():
+    """``actors.driver.run_study_on_ray``, or a RunError saying how to get Ray."""
+    try:
+        from actors.driver import run_study_on_ray
+    except ImportError as e:
+        raise RunError(f"--ray needs Ray ({e}); install it with pip install -e '.[ray]', or run with --local") from None
+    return run_study_on_ray
 
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
@@ -168,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--users", type=int, help="override population.size")
     r.add_argument("--seed", type=int, help="override the root seed")
     r.add_argument("--segments", action="store_true", help="print every segment, not only 'all'")
-    r.add_argument("--workers", type=int, help="processes to simulate in (default: CPU count; 1 = this process)")
+    r.add_argument("--workers", type=int, help="local: processes to simulate in (default: CPU count; 1 = this process)")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--local", dest="ray", action="store_const", const=None, help="run without Ray, on this machine (the default)")
+    where.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto (the running cluster, else an embedded one), local (embedded), or HOST:PORT")
+    r.add_argument("--shards", type=int, help="Ray: user shards (default: [ray] shards, else one per cluster CPU)")
+    r.add_argument("--resume", metavar="RUN_ID", help="finish the interrupted run RUN_ID without redoing its finished shards")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("summary", help="print a run's summary from its Parquet files")
