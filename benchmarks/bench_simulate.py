@@ -62,7 +62,8 @@ def child(users: int, mode: str, dataset: str) -> dict:
     from recoworld.config import decode_study
     from recoworld.io.runs import RunDirectory
     from recoworld.study.prepare import prepare
-    from recoworld.study.runner import simulate_parallel, simulate_to
+    from recoworld.study.runner import local_shard_count, run_shards, simulate_to
+    from recoworld.study.shard import plan_shards
     from recoworld.study.simulate import simulate_arm
 
     cfg = decode_study(STUDY.format(users=users, dataset=dataset))
@@ -82,7 +83,11 @@ def child(users: int, mode: str, dataset: str) -> dict:
     if mode in ("write", "write2"):
         with tempfile.TemporaryDirectory() as tmp:
             run = RunDirectory(Path(tmp), "bench")
-            events = simulate_to(run, prep) if mode == "write" else simulate_parallel(run, prep, 2)
+            if mode == "write":
+                events, _ = simulate_to(run, prep)
+            else:  # what `recoworld run --workers 2` does
+                run.plan = plan_shards(users, local_shard_count(users, prep.catalog.n_items, 2))
+                events = sum(r.events for r in run_shards(run, prep, 2))
             run.finalize({})
         user_turns = events // cfg.simulation.slate_size
     elif mode == "nowrite":

@@ -208,6 +208,7 @@ def finish_run(run: RunDirectory, prep: Prepared, results: list[ShardResult], t0
             "arms": [a.name for a in cfg.arms],
             "events": n_events,
             "shards": len(results),
+            "shard_seconds": [r.seconds for r in results],
             "seconds": round(seconds, 3),
             "recoworld_version": __version__,
             "created_unix": int(time.time()),
