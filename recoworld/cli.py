@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except RecoWorldError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: nothing half-written is left in the run folder")

@@ -6,6 +6,7 @@ Each field is documented where it is declared.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -255,6 +256,11 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"arms[{k}].position", f"0 <= position < slate_size ({s.slate_size})", arm.position)
         if not 0.0 <= arm.rate <= 1.0:
             raise bad(f"arms[{k}].rate", "a probability in [0, 1]", arm.rate)
+    for path, value in _floats(msgspec.to_builtins(cfg), "$"):
+        if not math.isfinite(value):
+            raise ConfigError(f"Expected a finite number, got {value!r} - at `{path}`")
+    if cfg.output.row_group_rows < 1:
+        raise bad("output.row_group_rows", "an integer >= 1", cfg.output.row_group_rows)
     r = cfg.ray
     if r.shards < 0:
         raise bad("ray.shards", "an integer >= 0 (0 = one per CPU)", r.shards)
@@ -267,9 +273,22 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"ray.shard_resources.{name}", "an amount > 0", amount)
     if r.max_restarts < -1:
         raise bad("ray.max_restarts", "an integer >= -1 (-1 = without limit)", r.max_restarts)
-    rec = cfg.recommender
-    if rec.candidates < s.slate_size * s.turns:
-        raise bad("recommender.candidates", f"at least slate_size x turns ({s.slate_size * s.turns})", rec.candidates)
+    recs = [("recommender", cfg.recommender)] + [(f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender]
+    for where, rec in recs:
+        if rec.candidates < s.slate_size * s.turns:
+            raise bad(f"{where}.candidates", f"at least slate_size x turns ({s.slate_size * s.turns})", rec.candidates)
+
+
+def _floats(node: object, path: str):  # -> Iterator[tuple[str, float]]
+    """Every float in a decoded config, with its ``$.path``."""
+    if isinstance(node, float):
+        yield path, node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _floats(v, f"{path}.{k}")
+    elif isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            yield from _floats(v, f"{path}[{i}]")
 
 
 def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
@@ -278,12 +297,10 @@ def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
         data = data.encode()
     try:
         cfg = msgspec.toml.decode(data, type=StudyConfig)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: not valid TOML: {e}") from None
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {e}") from None
-    except msgspec.DecodeError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:  # msgspec reports TOML syntax as DecodeError
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
     try:
         check_study(cfg)
     except ConfigError as e:

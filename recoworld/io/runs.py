@@ -56,13 +56,20 @@ class PartWriter:
         if self._rows >= self.limit:
             self.flush()
 
-    def flush(self) -> None:
-        if self._pending:
-            table = pa.Table.from_batches(self._pending, schema=self.schema)
+    def flush(self, *, final: bool = False) -> None:
+        """Write whole row groups of ``row_group_rows``; the remainder waits for more rows
+        (written at ``close``), so row groups are full but for the last."""
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        keep = 0 if final else table.num_rows % self.limit
+        out = table.slice(0, table.num_rows - keep)
+        self._pending = table.slice(table.num_rows - keep).to_batches() if keep else []
+        self._rows = keep
+        if out.num_rows:
             self._wait()
-            self._inflight = self._pool.submit(self._writer.write_table, table, row_group_size=self.limit)
-            self.rows_written += table.num_rows
-            self._pending, self._rows = [], 0
+            self._inflight = self._pool.submit(self._writer.write_table, out, row_group_size=self.limit)
+            self.rows_written += out.num_rows
 
     def _wait(self) -> None:
         if self._inflight is not None:
@@ -72,7 +79,7 @@ class PartWriter:
     def close(self) -> None:
         if self._writer is not None:
             try:
-                self.flush()
+                self.flush(final=True)
                 self._wait()
             finally:
                 self._pool.shutdown(wait=True)
@@ -139,6 +146,8 @@ class RunDirectory:
         for scratch in ("_tmp", "_shards"):  # shard scratch space and completion markers
             shutil.rmtree(self.partial / scratch, ignore_errors=True)
         self.write_json(MANIFEST, {**manifest, "run_id": self.run_id, "schema_version": SCHEMA_VERSION})
+        if self.final.exists() and not self.overwrite:
+            raise RunError(f"{self.final} was completed by another run while this one ran; this run is kept in {self.partial}")
         if self.final.exists():
             old = self.root / f".{self.run_id}.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -195,7 +204,8 @@ def scan_table(run_dir: Path, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(path)
     if not files:
         raise RunError(f"{folder}: no Parquet files; expected {table}/arm=<arm>/part-*.parquet")
-    _check_file_version(files[0], table)
+    for f in files:
+        _check_file_version(f, table)
     return pl.scan_parquet(folder / "arm=*" / "*.parquet", hive_partitioning=True)
 
 

@@ -24,7 +24,7 @@ from recoworld.config import StudyConfig, encode_study
 from recoworld.errors import RunError
 from recoworld.io.records import EVENTS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SCHEMA, RecordEncoder
 from recoworld.io.runs import COMPRESSION, Parts, RunDirectory, writer_options
-from recoworld.io.schema import SUMMARY, with_metadata
+from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, SUMMARY, TABLE_KEY, with_metadata
 from recoworld.study.prepare import Prepared, prepare
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
 from recoworld.study.shard import ShardResult, ShardSpec, UserShard, plan_shards, read_marker, segment_codes
@@ -179,7 +179,9 @@ def start_run(cfg: StudyConfig, prep: Prepared, root: Path, run_id: str, *, shar
     run.write_bytes("plan.json", msgspec.json.encode(run.plan))
     run.write_bytes("study.json", study)
     run.write_json("fit.json", msgspec.to_builtins(prep.report))
-    pq.write_table(users_table(prep), run.path / "users.parquet", compression=COMPRESSION)
+    users = users_table(prep)
+    users = users.replace_schema_metadata({METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: b"users"})
+    pq.write_table(users, run.path / "users.parquet", compression=COMPRESSION)
     return run
 
 
