@@ -147,7 +147,7 @@ class RunDirectory:
             shutil.rmtree(self.partial / scratch, ignore_errors=True)
         self.write_json(MANIFEST, {**manifest, "run_id": self.run_id, "schema_version": SCHEMA_VERSION})
         if self.final.exists() and not self.overwrite:
-            raise RunError(f"{self.final} was completed by another run while this one ran; this run is kept in {self.partial}")
+            raise RunError(f"{self.final} already holds a complete run; pass --overwrite to replace it or choose another --run-id")
         if self.final.exists():
             old = self.root / f".{self.run_id}.old"
             shutil.rmtree(old, ignore_errors=True)
