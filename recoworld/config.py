@@ -238,6 +238,9 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"simulation.{name}", "an integer >= 1", getattr(s, name))
     if cfg.population.size < 0:
         raise bad("population.size", "an integer >= 0", cfg.population.size)
+    for name in ("synthetic_users", "synthetic_items"):
+        if getattr(cfg.world, name) < 1:
+            raise bad(f"world.{name}", "an integer >= 1", getattr(cfg.world, name))
     if cfg.world.embedding_dim < 2:
         raise bad("world.embedding_dim", "an integer >= 2", cfg.world.embedding_dim)
     if cfg.population.target.age is not None and cfg.population.target.age[0] > cfg.population.target.age[1]:
@@ -326,6 +329,8 @@ def encode_study(cfg: StudyConfig) -> bytes:
 def decode_study_json(data: bytes, *, source: str) -> StudyConfig:
     """Inverse of :func:`encode_study`."""
     try:
-        return msgspec.json.decode(data, type=StudyConfig)
-    except msgspec.DecodeError as e:
+        cfg = msgspec.json.decode(data, type=StudyConfig)
+        check_study(cfg)
+    except (msgspec.DecodeError, ConfigError) as e:
         raise ConfigError(f"{source}: {e}") from None
+    return cfg

@@ -200,7 +200,10 @@ def cell_id(study: str, recommender: str, population: str, seed: int) -> str:
 def validate_study(cfg: StudyConfig) -> StudyConfig:
     """The checks a study file passes, applied to a config built in code: a JSON round trip
     (field types) and the study checks (values). Raises ConfigError with the ``$.path``."""
-    back = decode_study_json(encode_study(cfg), source="the cell's config")
+    try:
+        back = msgspec.json.decode(encode_study(cfg), type=StudyConfig)
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"the cell's config: {e}") from None
     check_study(back)
     return back
 
