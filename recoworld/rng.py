@@ -76,6 +76,7 @@ def uniforms(seed: int, stream: int, *keys: ArrayLike) -> NDArray[np.float64]:
 _S32 = np.uint64(32)
 _LO32 = np.uint64(0xFFFFFFFF)
 _INV32 = 1.0 / float(1 << 32)
+_BELOW_ONE_F32 = np.float32(1.0 - 2.0**-24)
 
 
 def uniform_pair(seed: int, stream: int, *keys: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -85,9 +86,11 @@ def uniform_pair(seed: int, stream: int, *keys: ArrayLike) -> tuple[NDArray[np.f
 
 
 def normals(seed: int, stream: int, *keys: ArrayLike) -> NDArray[np.float32]:
-    """Standard normal draws, float32 (Box-Muller over the two halves of one hash)."""
+    """Standard normal draws, float32 (Box-Muller over the two halves of one hash); always finite."""
     u1, u2 = uniform_pair(seed, stream, *keys)
-    u1, u2 = u1.astype(np.float32), u2.astype(np.float32)
+    # u1 < 1, but the top 2^-25 of it rounds to 1.0 in float32, where log1p(-u1) is -inf: cap it
+    # at the largest float32 below 1 (|z| <= 5.77), which changes no other draw.
+    u1, u2 = np.minimum(u1.astype(np.float32), _BELOW_ONE_F32), u2.astype(np.float32)
     return np.sqrt(np.float32(-2.0) * np.log1p(-u1)) * np.cos(np.float32(2.0 * np.pi) * u2)
 
 

@@ -177,7 +177,7 @@ def fit_choice_model(world: World, catalog: Catalog, *, negatives_per_positive: 
     personas = personas_from_history(world, catalog, interactions=hist)
     n_users, n_world_items = world.users.height, world.items.height
     all_u, all_i, *_ = world.coded_interactions()
-    taken = np.unique(all_u * catalog.n_items + all_i)
+    taken = np.unique(all_u * n_world_items + all_i)  # codes as _sample_negatives forms them
 
     calib_user = rng.random(n_users) < 0.2
     tu, ti, tr = targ[0], targ[1], targ[2]

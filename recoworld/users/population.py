@@ -165,7 +165,10 @@ def build_population(base: Personas, catalog: Catalog, cfg: PopulationConfig, se
             raise
         n = cfg.size or 1000
         p = _from_description(base, catalog, cfg.target, n, seed)
-        return _jitter(p, cfg.jitter, seed, np.arange(n))
+        # Jitter spreads preference and taste; the traits are already uniform in the targeted
+        # tiers, and noise on them would push users out of the tiers they were built for.
+        j = _jitter(p, cfg.jitter, seed, np.arange(n))
+        return replace(j, **{t: getattr(p, t) for t in ("activity", "conformity", "diversity", "patience")})
     n = cfg.size or matched.size
     j = np.arange(n)
     pick = uniforms(seed, Stream.SAMPLE, j)
