@@ -78,13 +78,13 @@ def main() -> None:
             r2 = run_study_on_ray(cfg, world, run_id=f"ray{k}", out_dir=Path(tmp), shards=2)
             on_ray.append(r2.seconds)
             assert r2.summary.equals(r.summary), "Ray and in-process summaries differ"
-            # the run's own clock includes preparing (fit, population): take the shards' time
-            plan = 2
-            shard_s = max(_shard_seconds(r2.path)) if _shard_seconds(r2.path) else 0.0
-            coord.append(r2.seconds - shard_s - _prepare_seconds(cfg, world))
-            # Ray calls: put(prep), coordinator create + run, per shard actor create + ready,
-            # per shard run, per actor kill, coordinator kill
-            calls.append(1 + 2 + 2 * plan + plan + plan + 1)
+            # the run's own clock includes preparing (fit, population): take that and the
+            # slowest shard's own time away
+            coord.append(r2.seconds - max(_shard_seconds(r2.path)) - _prepare_seconds(cfg, world))
+            # Ray calls: put(prep), coordinator create + run + kill; per shard actor create,
+            # ready and kill; per shard one run
+            shards = len(_shard_seconds(r2.path))
+            calls.append(1 + 3 + 3 * shards + shards)
     med = statistics.median
     ratio = med(on_ray) / med(local)
     print(f"  one process   : {med(local):6.2f}s  ({turns / med(local):,.0f} user-turns/s, {turns:,} user-turns)")

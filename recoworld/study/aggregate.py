@@ -27,7 +27,10 @@ VALUE, DIFF = 0, 1
 
 
 def metric_values(m: dict[str, np.ndarray]) -> np.ndarray:
-    """(n_metrics, n_users) per-user metrics from per-user totals (as :data:`METRICS` defines them)."""
+    """(n_metrics, n_users) per-user metrics from per-user totals (as :data:`METRICS` defines them).
+
+    Plain numpy, not the polars expressions: this runs in forked worker processes, where polars'
+    thread pool can deadlock. ``tests/test_ray.py`` checks the two agree."""
     with np.errstate(divide="ignore", invalid="ignore"):
         cols = {
             "ctr": m["clicks"] / m["impressions"],
