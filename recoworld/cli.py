@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--path")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_fit)
+    from recoworld.eval.cli import register as register_eval
+    from recoworld.report.cli import register as register_report
+
+    register_eval(sub)
+    register_report(sub)
     return p
 
 

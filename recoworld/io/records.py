@@ -66,7 +66,12 @@ class RecordEncoder:
         rep = lambda a: np.repeat(a, k)  # noqa: E731
         items = r.slates.ravel()
         ins_code = np.full(n, -1, np.int64)
-        ins_code[r.instruction_rows] = r.instruction_codes(len(self.catalog.tags))
+        if r.instruction_texts is None:
+            ins_code[r.instruction_rows] = r.instruction_codes(len(self.catalog.tags))
+            ins_dict = self.instruction_dict
+        else:  # free text (LLM brains): a dictionary of this batch's texts
+            ins_code[r.instruction_rows] = np.arange(len(r.instruction_texts))
+            ins_dict = pa.array(r.instruction_texts, pa.string())
         ins = rep(ins_code)
         fb = r.feedback
         rating = fb.rating.ravel()
@@ -84,8 +89,9 @@ class RecordEncoder:
             pa.array(fb.watch.ravel()),
             pa.array(rating, mask=np.isnan(rating)),
             pa.array(rep(r.left)),
-            self._dict(np.maximum(ins, 0), self.instruction_dict, mask=ins < 0),
+            self._dict(np.maximum(ins, 0), ins_dict, mask=ins < 0),
             *(pa.array(fb.mind[j].ravel()) for j in range(4)),
+            pa.array(fb.feelings.ravel() if fb.feelings is not None else pa.nulls(n * k, pa.string()), pa.string()),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
@@ -103,6 +109,8 @@ class RecordEncoder:
                 s.satisfaction_end.tolist(), s.instructions.tolist(),
             )
         ]  # fmt: skip
+        if s.summaries is not None:  # the LLM user's own words
+            summary = list(s.summaries)
         gap = np.where(np.isfinite(s.gap_days), s.gap_days, np.nan).astype(np.float32)
         arrays = [
             self._dict(self.segment_codes[uid], self.segment_names),

@@ -4,14 +4,19 @@ Tables (one folder each under ``runs/<run_id>/``, hive-partitioned by ``arm=``):
 - ``events``: one row per item shown;
 - ``sessions``: one row per user session, with the session summary kept in memory;
 - ``user_metrics``: one row per user and arm, the per-user totals the summary is built from;
-- ``summary``: one row per arm x segment x metric (a single file).
+- ``summary``: one row per arm x segment x metric (a single file);
+- ``llm_calls``: one row per language-model call (LLM and hybrid brains, agentic recommender):
+  prompt and completion, their hash, tokens, latency, finish reason, parse status, seed.
+
+Version 2 added ``events.feeling`` (the LLM user's short feeling about an item; null for the
+parametric brain) and the ``llm_calls`` table.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METADATA_KEY = b"recoworld.schema_version"
 TABLE_KEY = b"recoworld.table"
 
@@ -37,6 +42,7 @@ EVENTS = pa.schema(
         ("fatigue", pa.float32()),
         ("boredom", pa.float32()),
         ("curiosity", pa.float32()),
+        ("feeling", pa.string()),
     ]
 )
 
@@ -90,7 +96,32 @@ SUMMARY = pa.schema(
     ]
 )
 
-TABLES = {"events": EVENTS, "sessions": SESSIONS, "user_metrics": USER_METRICS, "summary": SUMMARY}
+LLM_CALLS = pa.schema(
+    [
+        ("call_id", pa.string()),  # "<arm>/<user>/<session>/<turn>/<purpose>/<attempt>"
+        ("user", pa.int64()),
+        ("session", pa.int16()),
+        ("turn", pa.int16()),
+        ("purpose", _dict_str),  # slate | summary | language | rerank | repair-<purpose>
+        ("attempt", pa.int16()),
+        ("model", _dict_str),
+        ("replica", pa.int16()),  # Ray replica that served it, -1 in-process / HTTP
+        ("seed", pa.int64()),
+        ("prompt_hash", pa.string()),  # sha256 of prompt + schema, 16 hex digits
+        ("prompt", pa.string()),
+        ("schema", _dict_str),  # the JSON schema the output was constrained to ("" = none)
+        ("completion", pa.string()),
+        ("tokens_in", pa.int32()),
+        ("tokens_out", pa.int32()),
+        ("cached_tokens", pa.int32()),  # prompt tokens served from the prefix cache, -1 unknown
+        ("latency_s", pa.float32()),
+        ("finish_reason", _dict_str),  # stop | length | error | replay
+        ("parse_status", _dict_str),  # ok | invalid | repaired | fallback | rejected_id | error
+        ("error", pa.string()),
+    ]
+)
+
+TABLES = {"events": EVENTS, "sessions": SESSIONS, "user_metrics": USER_METRICS, "summary": SUMMARY, "llm_calls": LLM_CALLS}
 
 
 def with_metadata(schema: pa.Schema, table: str) -> pa.Schema:

@@ -33,6 +33,7 @@ class TurnRecord:
     instruction_rows: np.ndarray  # positions into rows that instructed
     instruction_more: np.ndarray  # their tag index wanted more of
     instruction_less: np.ndarray  # their tag index wanted less of, -1 if none
+    instruction_texts: list[str] | None = None  # LLM brains: the words written, per instruction row
 
     def instruction_codes(self, n_tags: int) -> np.ndarray:
         """A code per instruction: ``more * (n_tags + 1) + less + 1``."""
@@ -55,6 +56,7 @@ class SessionRecord:
     top_tag: np.ndarray  # tag index most consumed, -1 if nothing
     returned: np.ndarray
     gap_days: np.ndarray
+    summaries: list[str] | None = None  # LLM brains: the summary the user wrote, per row
 
 
 @dataclass(eq=False)

@@ -64,6 +64,7 @@ class SlateFeedback:
     watch: np.ndarray  # (n, k) float32, 0 for skips
     rating: np.ndarray  # (n, k) float32, NaN where not rated
     mind: np.ndarray  # (4, n, k) float32 mindset after each item, in MINDSET_FIELDS order
+    feelings: np.ndarray | None = None  # (n, k) object (str | None): the LLM user's feeling per item
 
     @property
     def clicked(self) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Fidelity evaluation: how closely simulated users match held-out real behaviour."""

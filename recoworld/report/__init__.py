@@ -1,0 +1,1 @@
+"""Study reports (self-contained HTML) and the local session replay viewer."""
