@@ -1,0 +1,385 @@
+"""Self-contained HTML reports: one file, inline CSS and SVG figures, no script, no network.
+
+:func:`run_report` renders a :class:`~recoworld.report.data.RunData`; :func:`sweep_report` a
+:class:`~recoworld.report.data.SweepData`. Every text that comes from a run (study names,
+instructions, feelings, summaries) is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Iterable, Sequence
+from html import escape
+
+import polars as pl
+
+from recoworld.report import plots
+from recoworld.report.data import RunData, SweepData
+
+CSS = """
+:root { --fg:#1d2330; --muted:#5b6472; --line:#d9dee7; --bg:#ffffff; --soft:#f4f6fa; --up:#0a7a3f; --down:#b3261e; }
+* { box-sizing:border-box; }
+body { font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; color:var(--fg);
+       background:var(--bg); margin:0; }
+header { background:#1d2330; color:#fff; padding:18px 28px 12px; }
+header h1 { margin:0 0 4px; font-size:22px; }
+header p { margin:0; color:#c9d1de; }
+nav { position:sticky; top:0; background:#fff; border-bottom:1px solid var(--line); padding:6px 28px; z-index:1; }
+nav a { margin-right:14px; color:#0b57d0; text-decoration:none; font-size:13px; }
+main { padding:8px 28px 40px; max-width:1400px; }
+section { margin-top:26px; }
+h2 { font-size:18px; border-bottom:2px solid var(--line); padding-bottom:4px; }
+h3 { font-size:15px; margin:18px 0 6px; }
+.note { color:var(--muted); font-size:12.5px; max-width:900px; }
+table { border-collapse:collapse; margin:6px 0 10px; font-size:13px; }
+th, td { border-bottom:1px solid var(--line); padding:3px 10px; text-align:right; vertical-align:top; }
+th { background:var(--soft); font-weight:600; }
+td.l, th.l { text-align:left; }
+td.up { color:var(--up); font-weight:600; } td.down { color:var(--down); font-weight:600; }
+.grid { display:grid; grid-template-columns:repeat(auto-fit,minmax(260px,1fr)); gap:4px 24px; }
+dl { margin:0; display:grid; grid-template-columns:max-content 1fr; gap:2px 12px; font-size:13px; }
+dt { color:var(--muted); } dd { margin:0; }
+figure { margin:8px 0 14px; } figure svg { max-width:100%; height:auto; }
+details summary { cursor:pointer; color:#0b57d0; margin:6px 0; }
+.quote { font-style:italic; }
+footer { color:var(--muted); font-size:12px; padding:12px 28px; border-top:1px solid var(--line); }
+"""
+
+
+def _fmt(v: object, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:,.{digits}f}" if abs(v) < 1e6 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _ci(mean: float | None, lo: float | None, hi: float | None, *, sign: bool = False) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    head = f"{mean:+.4f}" if sign else f"{mean:.4f}"
+    if lo is None or hi is None or math.isnan(lo):
+        return head
+    return f"{head} [{lo:+.4f}, {hi:+.4f}]" if sign else f"{head} [{lo:.4f}, {hi:.4f}]"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, left: int = 1, cls: Sequence[Sequence[str]] | None = None) -> str:
+    """An HTML table; the first ``left`` columns are left-aligned text, the rest numbers.
+    Cells are escaped; ``cls`` gives extra classes per cell."""
+    head = "".join(f'<th class="{"l" if k < left else ""}">{escape(h)}</th>' for k, h in enumerate(headers))
+    body = []
+    for r, row in enumerate(rows):
+        cells = []
+        for k, v in enumerate(row):
+            classes = ["l"] if k < left else []
+            if cls is not None and cls[r][k]:
+                classes.append(cls[r][k])
+            cells.append(f'<td class="{" ".join(classes)}">{escape(_fmt(v))}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _dl(items: Iterable[tuple[str, object]]) -> str:
+    return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(_fmt(v))}</dd>" for k, v in items if v not in (None, "", [])) + "</dl>"
+
+
+def _figure(svg: str, caption: str = "") -> str:
+    cap = f'<figcaption class="note">{escape(caption)}</figcaption>' if caption else ""
+    return f"<figure>{svg}{cap}</figure>"
+
+
+def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, footer: str) -> str:
+    links = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in nav)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+        f"<style>{CSS}</style></head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>"
+        f"<nav>{links}</nav><main>{body}</main><footer>{footer}</footer></body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A run
+
+
+def _setup(d: RunData) -> str:
+    s, m = d.study, d.manifest
+    pop, sim, brain, rec = s.get("population", {}), s.get("simulation", {}), s.get("brain", {}), s.get("recommender", {})
+    target = {k: v for k, v in (pop.get("target") or {}).items() if v not in (None, [], "")}
+    created = m.get("created_unix")
+    when = datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if created else None
+    left = _dl([
+        ("study", s.get("name") or m.get("study")), ("run id", m.get("run_id")), ("created", when),
+        ("world", f"{s.get('world', {}).get('dataset', m.get('world'))}"), ("seed", s.get("seed")),
+        ("users per arm", m.get("users_per_arm")), ("events", m.get("events")),
+        ("run time", f"{m['seconds']:.1f} s" if m.get("seconds") is not None else None), ("shards", m.get("shards")),
+        ("RecoWorld", m.get("recoworld_version")),
+    ])  # fmt: skip
+    middle = _dl([
+        ("population", f"{pop.get('source', '')}, segments by {pop.get('segment_by', '')}"),
+        ("target", ", ".join(f"{k}={v}" for k, v in target.items()) or "everyone"),
+        ("sessions", sim.get("sessions")), ("turns per session", sim.get("turns")), ("slate size", sim.get("slate_size")),
+        ("brain", brain.get("kind")),
+        ("recommender", f"{rec.get('kind', '')}{' + instruction following' if rec.get('follow_instructions') else ''}"),
+    ])  # fmt: skip
+    fit = d.fit or {}
+    right = _dl([
+        ("fit: AUC", fit.get("auc")), ("fit: ECE", fit.get("ece")),
+        ("fit: predicted / observed positive rate",
+         f"{fit['predicted_positive_rate']:.3f} / {fit['observed_positive_rate']:.3f}" if "predicted_positive_rate" in fit else None),
+        ("fit: rating TV distance", fit.get("rating_tv_distance")),
+        ("fit: data return rate", fit.get("data_return_rate")),
+    ])  # fmt: skip
+    arms = []
+    for k, a in enumerate(s.get("arms") or [{"name": n} for n in d.arms]):
+        what = "control" if k == 0 else (a.get("treatment") or "no treatment")
+        if a.get("treatment") == "inject":
+            what += f" at position {a.get('position')} in {a.get('rate')} of slates"
+        elif a.get("treatment") == "boost":
+            what += f" by {a.get('boost')} score spreads"
+        if a.get("recommender"):
+            what += f"; recommender {a['recommender'].get('kind')}"
+        if any(v not in (None, [], "") for v in (a.get("target") or {}).values()):
+            what += "; targeted"
+        arms.append((a.get("name"), what))
+    creator = s.get("creator") or {}
+    items = [(i.get("title"), ", ".join(i.get("tags") or []), i.get("text") or "") for i in creator.get("items") or []]
+    body = f'<div class="grid">{left}{middle}{right}</div>'
+    if s.get("description"):
+        body = f'<p class="note">{escape(s["description"])}</p>' + body
+    body += "<h3>Arms</h3>" + table(["arm", "what it does"], arms, left=2)
+    if items:
+        body += f"<h3>Creator: {escape(creator.get('name') or creator.get('id') or '')}</h3>" + table(["title", "tags", "text"], items, left=3)
+    return body
+
+
+def _headline(d: RunData) -> str:
+    allseg = d.summary.filter(pl.col("segment") == "all")
+    headers = ["metric"]
+    for k, arm in enumerate(d.arms):
+        headers.append(f"{arm} mean [95% CI]")
+        if k:
+            headers.append(f"{arm} − {d.control} [95% CI]")
+    rows, cls = [], []
+    for metric in d.metrics:
+        row, c = [metric], [""]
+        for k, arm in enumerate(d.arms):
+            r = allseg.filter((pl.col("arm") == arm) & (pl.col("metric") == metric))
+            r = r.row(0, named=True) if r.height else {}
+            row.append(_ci(r.get("mean"), r.get("ci_low"), r.get("ci_high")))
+            c.append("")
+            if k:
+                row.append(_ci(r.get("diff"), r.get("diff_ci_low"), r.get("diff_ci_high"), sign=True))
+                lo, hi = r.get("diff_ci_low"), r.get("diff_ci_high")
+                c.append("up" if lo is not None and lo > 0 else "down" if hi is not None and hi < 0 else "")
+        rows.append(row)
+        cls.append(c)
+    segs = d.summary.filter(pl.col("segment") != "all")
+    seg_rows = [
+        (r["arm"], r["segment"], r["metric"], r["n"], _ci(r["mean"], r["ci_low"], r["ci_high"]),
+         "(control)" if r["diff"] is None else _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True))
+        for r in segs.sort("metric", "arm", "segment").iter_rows(named=True)
+    ]  # fmt: skip
+    forest = plots.forest(d.summary, d.arms, d.metrics) if len(d.arms) > 1 else ""
+    out = (
+        '<p class="note">Means over users with 95% Student-t intervals; differences are paired per user '
+        "(every arm sees the same users with the same random numbers). Green / red: the difference's CI "
+        "lies above / below zero.</p>" + table(headers, rows, cls=cls)
+    )
+    if forest:
+        out += _figure(forest, "Paired difference from control per arm x segment (segment 'all' in bold).")
+    if seg_rows:
+        out += "<details><summary>Every segment (table)</summary>" + table(
+            ["arm", "segment", "metric", "users", "mean [95% CI]", "vs control [95% CI]"], seg_rows, left=3
+        ) + "</details>"  # fmt: skip
+    return out
+
+
+def _engagement(d: RunData) -> str:
+    fig = plots.lines(
+        d.by_turn, x="turn", arms=d.arms, xlabel="turn within session",
+        panels=[("ctr", "clicks per item shown"), ("watch", "mean watch fraction per item"), ("satisfaction", "mean satisfaction"),
+                ("fatigue", "mean fatigue")],
+    )  # fmt: skip
+    lengths = plots.grouped_bars(
+        d.session_lengths.with_columns(pl.col("turns").cast(pl.String)), x="turns", y="share", arms=d.arms,
+        xlabel="turns (slates) in the session", ylabel="share of sessions", title="session length",
+    )  # fmt: skip
+    rows = [
+        (r["arm"], r["turn"], r["slates"], r["ctr"], r["watch"], r["satisfaction"], r["fatigue"], r["boredom"], r["curiosity"])
+        for r in d.by_turn.iter_rows(named=True)
+    ]
+    return (
+        _figure(fig, "Per turn within a session, over every session of every user (the mindset after the turn's items).")
+        + _figure(lengths, "How many slates a session lasted; sessions end when the user leaves or the turn budget is spent.")
+        + "<details><summary>By turn (table)</summary>"
+        + table(["arm", "turn", "slates", "ctr", "watch", "satisfaction", "fatigue", "boredom", "curiosity"], rows)
+        + "</details>"
+    )
+
+
+def _retention(d: RunData) -> str:
+    fig = plots.lines(
+        d.by_session, x="session", arms=d.arms, xlabel="session",
+        panels=[("share", "share of users who had the session"), ("return_rate", "came back after it"), ("ctr", "clicks per item shown")],
+    )  # fmt: skip
+    rows = [
+        (r["arm"], r["session"], r["users"], r["share"], r["turns"], r["left_early"], r["return_rate"], r["satisfaction_end"], r["instructions"])
+        for r in d.by_session.iter_rows(named=True)
+    ]
+    return _figure(fig) + table(
+        ["arm", "session", "users", "share of users", "mean turns", "left early", "return rate", "satisfaction at end", "instructions"], rows
+    )  # fmt: skip
+
+
+def _creator(d: RunData) -> str:
+    c = d.creator_items
+    if c.height == 0:
+        return '<p class="note">No creator item was shown in any arm.</p>'
+    reach = d.summary.filter((pl.col("segment") != "all") & pl.col("metric").is_in(["creator_reach", "creator_engagement"]))
+    order = c.select("title").unique(maintain_order=True)
+    grid = order.join(pl.DataFrame({"arm": d.arms}), how="cross")
+    full = grid.join(c.select("arm", "title", "reach", "ctr"), on=["arm", "title"], how="left").fill_null(0.0)
+    bars = plots.grouped_bars(full, x="title", y="reach", arms=d.arms, xlabel="creator item", ylabel="share of users reached", width=6.0)
+    rows = [
+        (r["arm"], r["title"], r["item_id"], r["users_reached"], r["reach"], r["impressions"], r["clicks"], r["ctr"], r["watches"],
+         r["mean_watch"], r["mean_rating"])
+        for r in c.iter_rows(named=True)
+    ]  # fmt: skip
+    out = _figure(bars, "Share of each arm's users shown the item at least once.") + table(
+        ["arm", "title", "item", "users reached", "reach", "impressions", "clicks", "ctr", "watched", "mean watch (clicks)", "mean rating"], rows, left=3
+    )  # fmt: skip
+    if reach.height:
+        seg = reach.pivot(on="metric", index=["arm", "segment"], values="mean").sort("arm", "segment")
+        cols = [m for m in ("creator_reach", "creator_engagement") if m in seg.columns]
+        out += "<h3>By segment</h3>" + table(["arm", "segment", *cols], seg.select("arm", "segment", *cols).rows(), left=2)
+    return out
+
+
+def _instructions(d: RunData) -> str:
+    totals = d.instruction_totals
+    out = table(["arm", "instructions written", "users who wrote one"], totals.select("arm", "instructions", "users").rows())
+    if d.instructions.height == 0:
+        return out + '<p class="note">No user wrote an instruction.</p>'
+    wide = d.instructions.pivot(on="arm", index=["group", "example"], values="count").fill_null(0)
+    arms = [a for a in d.arms if a in wide.columns]
+    rows = [(r["example"], *(r[a] for a in arms)) for r in wide.iter_rows(named=True)]
+    shown = wide.height
+    out += (
+        f"<h3>What they asked for (the {shown} most frequent of {d.instruction_groups} distinct texts)</h3>"
+        '<p class="note">Grouped by text, ignoring case and punctuation; counted once per slate.</p>'
+        + table(["instruction", *arms], rows)
+    )
+    if d.instruction_tags.height:
+        tags = d.instruction_tags.pivot(on="arm", index="tag", values="mentions").fill_null(0)
+        tarms = [a for a in d.arms if a in tags.columns]
+        tags = tags.with_columns(total=pl.sum_horizontal(tarms)).sort("total", "tag", descending=[True, False])
+        out += "<h3>Tags named in instructions</h3>" + table(["tag", *tarms], tags.select("tag", *tarms).rows())
+    return out
+
+
+def _feelings(d: RunData) -> str:
+    if d.feelings is None:
+        return ""
+    wide = d.feelings.pivot(on="arm", index=["group", "example"], values="count").fill_null(0)
+    arms = [a for a in d.arms if a in wide.columns]
+    rows = [(r["example"], *(r[a] for a in arms)) for r in wide.iter_rows(named=True)]
+    return (
+        '<section id="feelings"><h2>Feelings</h2><p class="note">What LLM users said they felt about items, '
+        "grouped by text; the most frequent.</p>" + table(["feeling", *arms], rows) + "</section>"
+    )
+
+
+def _llm(d: RunData) -> str:
+    if d.llm is None:
+        return ""
+    s = d.llm
+    rows = [
+        (r["arm"], r["purpose"], r["calls"], r["tokens_in"], r["tokens_out"], r["cached_share"], r["latency_p50"], r["latency_p95"])
+        for r in s.by_purpose.iter_rows(named=True)
+    ]
+    status = s.parse_status.pivot(on="status", index="arm", values="calls").fill_null(0)
+    finish = s.finish_reason.pivot(on="status", index="arm", values="calls").fill_null(0)
+    arms = [a for a in d.arms if a in s.latencies] or sorted(s.latencies)
+    hist = plots.histogram(s.latencies, arms=arms, xlabel="latency (s)")
+    return (
+        '<section id="llm"><h2>Language-model calls</h2>'
+        + table(["arm", "purpose", "calls", "tokens in", "tokens out", "cached share", "latency p50 (s)", "latency p95 (s)"], rows, left=2)
+        + "<h3>Parse status</h3>" + table(status.columns, status.rows())
+        + "<h3>Finish reason</h3>" + table(finish.columns, finish.rows())
+        + _figure(hist) + "</section>"
+    )  # fmt: skip
+
+
+def run_report(d: RunData) -> str:
+    """The HTML page of a run's report."""
+    title = f"RecoWorld: {d.study.get('name') or d.manifest.get('study', '')}"
+    sub = f"run {d.manifest.get('run_id', d.run_dir.name)} · {len(d.arms)} arms · {_fmt(d.manifest.get('users_per_arm'))} users per arm"
+    examples = table(
+        ["user", "session", "summary"],
+        [(r["user"], r["session"], r["summary"]) for r in d.session_examples.iter_rows(named=True)], left=3,
+    )  # fmt: skip
+    sections = [
+        ("setup", "Set-up", _setup(d)),
+        ("results", "Results", _headline(d)),
+        ("engagement", "Engagement", _engagement(d)),
+        ("retention", "Retention", _retention(d)),
+        ("creator", "Creator items", _creator(d)),
+        ("instructions", "Instructions", _instructions(d)),
+        ("sessions", "Session summaries", f'<p class="note">A few sessions of arm {escape(d.control)}, as the users\' memories keep them.</p>' + examples),
+    ]  # fmt: skip
+    body = "".join(f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections)
+    body += _feelings(d) + _llm(d)
+    nav = [(a, t) for a, t, _ in sections]
+    if d.feelings is not None:
+        nav.append(("feelings", "Feelings"))
+    if d.llm is not None:
+        nav.append(("llm", "LLM calls"))
+    footer = f"Replay any user's sessions: <code>recoworld view {escape(str(d.run_dir))}</code>. Figures: matplotlib."
+    return _page(title, sub, nav, body, footer)
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep
+
+
+def sweep_report(d: SweepData) -> str:
+    """Cells side by side: per metric, every cell x arm's mean and paired difference."""
+    s = d.summary
+    metrics = d.metrics
+    keys = s.select("cell", "study", "recommender", "population", "seed").unique(maintain_order=True)
+    cells_table = table(
+        ["cell", "study", "recommender", "population", "seed", "report"],
+        [(*r, "yes" if r[0] in d.cell_reports else "") for r in keys.rows()], left=4,
+    )  # fmt: skip
+    links = "".join(f'<li><a href="{escape(href)}">{escape(cell)}</a></li>' for cell, href in d.cell_reports.items())
+    per_metric = []
+    for metric in metrics:
+        m = s.filter(pl.col("metric") == metric)
+        rows, cls = [], []
+        for r in m.iter_rows(named=True):
+            lo, hi = r["diff_ci_low"], r["diff_ci_high"]
+            rows.append((r["cell"], r["arm"], r["n"], _ci(r["mean"], r["ci_low"], r["ci_high"]),
+                         "(control)" if r["diff"] is None else _ci(r["diff"], lo, hi, sign=True)))  # fmt: skip
+            cls.append(["", "", "", "", "up" if lo is not None and lo > 0 else "down" if hi is not None and hi < 0 else ""])
+        per_metric.append(f"<h3>{escape(metric)}</h3>" + table(["cell", "arm", "users", "mean [95% CI]", "vs control [95% CI]"], rows, left=2, cls=cls))
+    wide = s.with_columns(
+        cell_value=pl.struct("mean", "ci_low", "ci_high").map_elements(lambda v: _ci(v["mean"], v["ci_low"], v["ci_high"]), return_dtype=pl.String)
+    ).pivot(on="metric", index=["cell", "arm"], values="cell_value")
+    side = table(["cell", "arm", *metrics], wide.select("cell", "arm", *[m for m in metrics if m in wide.columns]).rows(), left=2)
+    has_diff = s.filter(pl.col("diff").is_not_null()).height > 0
+    forest = _figure(plots.cells_forest(s, metrics), "Paired difference from each cell's control arm.") if has_diff else ""
+    sections = [
+        ("cells", "Cells", cells_table + (f"<ul>{links}</ul>" if links else "")),
+        ("side", "Side by side", '<p class="note">Mean [95% CI] over users, segment "all" of every cell.</p>' + side),
+        ("effects", "Effects", forest + "".join(per_metric)),
+    ]
+    body = "".join(f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections)
+    title = f"RecoWorld sweep: {d.folder.parent.name}" if d.folder.name.startswith("date=") else f"RecoWorld sweep: {d.folder.name}"
+    sub = f"{d.folder.name} · {len(d.cells)} cells · {len(metrics)} metrics"
+    return _page(title, sub, [(a, t) for a, t, _ in sections], body, "Figures: matplotlib.")
