@@ -138,6 +138,20 @@ def simulate_ratings(
     return levels[np.searchsorted(np.asarray(model.thresholds), raw)]
 
 
+def rating_distribution(model: RatingModel, mean_u: np.ndarray, items: np.ndarray, aff: np.ndarray) -> np.ndarray:
+    """(n, levels) probabilities of each rating level under the ordinal model (the
+    distribution :func:`simulate_ratings` draws from), for (n,) users' means, items, affinities."""
+    from scipy.stats import norm
+
+    mu = np.where(np.isnan(mean_u), model.global_mean, mean_u).astype(np.float64)
+    raw = mu + np.asarray(model.item_bias, dtype=np.float64)[items] + model.gamma * (aff - model.affinity_mean)
+    sd = max(model.noise_sd, 1e-9)
+    cuts = np.asarray(model.thresholds, dtype=np.float64)
+    cdf = norm.cdf((cuts[None, :] - raw[:, None]) / sd)  # P(latent <= cut)
+    cdf = np.concatenate([np.zeros((raw.size, 1)), cdf, np.ones((raw.size, 1))], axis=1)
+    return np.diff(cdf, axis=1)
+
+
 def _fit_returns(world: World) -> ReturnModel:
     u, _, _, _, ts = world.coded_interactions()
     ok = ts >= 0

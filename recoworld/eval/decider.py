@@ -1,0 +1,123 @@
+"""What a simulated user is asked in the fidelity protocols, as a small protocol.
+
+A :class:`Decider` gets users and, per user, a list of candidate items, and says for each
+(user, item) whether the user would watch it — as a probability, a sampled decision, or
+both — and, on rated data, what it would rate it. Any user simulator plugs in through it:
+the parametric brain (:class:`ParametricDecider`), the hybrid brain (whose choices *are* the
+parametric brain's: the LLM only writes its words), and later an LLM decider (one prompt per
+user and list; it may return sampled decisions only).
+
+``base_rate`` is the share of the list the user engaged with in the data (1 / (1 + m) at
+ratio 1:m). A decider may use it as its prior (the parametric brain's fitted intercept is tied
+to its fitting design, 1 positive in 1 + ``negatives_per_positive``, and is moved to the
+list's share by the case-control correction) or ignore it (``base_rate=None`` asks the decider
+to use its own prior: the "ratio-blind" decisions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from recoworld.items.catalog import Catalog
+from recoworld.rng import Stream, normals, uniforms
+from recoworld.users.choice import ChoiceModel
+from recoworld.users.fit import rating_distribution, simulate_ratings
+from recoworld.users.persona import Personas
+
+
+@dataclass(frozen=True, eq=False)
+class Decisions:
+    """Per (user, candidate): ``prob`` (n, k) float64 watch probability, or None for a decider
+    that only samples; ``sampled`` (n, k) bool, one draw of the decision."""
+
+    prob: np.ndarray | None
+    sampled: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Ratings:
+    """Per (user, item): ``expected`` (n,) the mean of the decider's rating distribution (NaN if
+    it has none), ``sampled`` (n,) one drawn rating on the dataset's levels."""
+
+    expected: np.ndarray
+    sampled: np.ndarray
+
+
+@runtime_checkable
+class Decider(Protocol):
+    name: str
+
+    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+        """Watch decisions of users ``users`` (n,) (rows of the evaluated personas) on
+        ``items`` (n, k) (catalog rows). ``key`` separates the random draws of calls."""
+
+    def rate(self, users: np.ndarray, items: np.ndarray, *, key: int) -> Ratings | None:
+        """Ratings of (users[j], items[j]) (both (n,)); None on data without ratings."""
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+class ParametricDecider:
+    """The parametric brain's fitted choice and rating models, item by item.
+
+    The watch probability is the static click probability the brain starts every decision
+    from (recoworld/users/choice.py): the slate dynamics (position bias, fatigue, boredom,
+    curiosity) are documented priors with no trace in the logs, and a list of candidates is
+    not a session. With ``base_rate`` given, the logit is moved by
+    ``logit(base_rate) - logit(model.base_rate)`` (the prior correction of a logistic model
+    fitted on a case-control sample). Draws are keyed by (seed, user uid, key, slot).
+    """
+
+    name = "parametric"
+
+    def __init__(self, model: ChoiceModel, catalog: Catalog, personas: Personas, seed: int) -> None:
+        self.model, self.cat, self.p, self.seed = model, catalog, personas, seed
+
+    def probability(self, users: np.ndarray, items: np.ndarray, base_rate: float | None) -> np.ndarray:
+        logit, _ = self.model.static_logit(self.p, users, items, self.cat)
+        shift = 0.0 if base_rate is None else _logit(base_rate) - _logit(self.model.base_rate)
+        return 1.0 / (1.0 + np.exp(-(logit.astype(np.float64) + shift)))
+
+    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+        prob = self.probability(users, items, base_rate)
+        u = uniforms(self.seed, Stream.SAMPLE, self.p.uid[users][:, None], key, np.arange(items.shape[1])[None, :])
+        return Decisions(prob=prob, sampled=u < prob)
+
+    def rate(self, users: np.ndarray, items: np.ndarray, *, key: int) -> Ratings | None:
+        rm = self.model.rating
+        if rm is None:
+            return None
+        aff = np.einsum("nd,nd->n", self.p.pref[users], self.cat.emb[items])
+        mean_u = self.p.mean_rating[users]
+        probs = rating_distribution(rm, mean_u, items, aff)
+        expected = probs @ np.asarray(rm.levels, dtype=np.float64)
+        z = normals(self.seed, Stream.RATING, self.p.uid[users], key, np.arange(users.size))
+        return Ratings(expected=expected, sampled=simulate_ratings(rm, mean_u, items, aff, z).astype(np.float64))
+
+
+class RandomDecider:
+    """Chance: watches each item with probability ``base_rate`` (or ``default_rate`` when
+    ratio-blind); rates uniformly over ``levels``. The floor every simulator must beat."""
+
+    name = "random"
+
+    def __init__(self, seed: int, levels: tuple[float, ...] | None = None, default_rate: float = 0.1) -> None:
+        self.seed, self.levels, self.default_rate = seed, levels, default_rate
+
+    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+        rate = self.default_rate if base_rate is None else base_rate
+        prob = np.full(items.shape, rate, dtype=np.float64)
+        u = uniforms(self.seed, Stream.SAMPLE, users[:, None], key, np.arange(items.shape[1])[None, :])
+        return Decisions(prob=prob, sampled=u < prob)
+
+    def rate(self, users: np.ndarray, items: np.ndarray, *, key: int) -> Ratings | None:
+        if not self.levels:
+            return None
+        lv = np.asarray(self.levels, dtype=np.float64)
+        u = uniforms(self.seed, Stream.RATING, users, key, np.arange(users.size))
+        return Ratings(expected=np.full(users.size, lv.mean()), sampled=lv[(u * lv.size).astype(np.int64)])

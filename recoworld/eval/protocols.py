@@ -1,0 +1,441 @@
+"""The fidelity protocols, each a pure function of a split, a decider and seeds.
+
+a. :func:`discrimination` (Agent4Rec, SIGIR 2024): per user, held-out positives mixed 1:m
+   with never-touched items; the simulated user decides watch or skip on each.
+b. :func:`rating_alignment`: RMSE / MAE on held-out ratings; simulated vs. real rating
+   distribution (total variation, Wasserstein-1).
+c. :func:`behaviour_calibration`: simulated vs. real consumption (items per session,
+   popularity Gini and percentile, tag diversity), overall and per trait tier.
+d. :func:`hit_at_1` (AFL protocol): 20 candidates (the true next item + 19 never touched);
+   each recommender ranks them: Hit@1, NDCG@5.
+
+Every function returns polars frames with one row per reported figure; docs/fidelity.md says
+precisely how each is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recoworld.eval.decider import Decider
+from recoworld.eval.split import Split
+from recoworld.items.catalog import Catalog
+from recoworld.rng import generator
+from recoworld.users.persona import SITTING_GAP_S, Personas, tier_of
+
+RATIOS = (1, 3, 9)
+LIST_SIZE = 20
+LIKED_AT = 4.0
+"""On rated data a held-out interaction is a positive when rated >= this (on a 5-point scale)."""
+HIT_CANDIDATES = 20
+TRAITS = ("activity", "conformity", "diversity")
+
+
+# ---- shared helpers ---------------------------------------------------------------------------
+
+
+def positives_mask(split: Split) -> np.ndarray:
+    """Held-out interactions that count as positives: liked (rating >= 4 on a 5-point scale,
+    scaled to the world's scale) on rated data, every interaction otherwise."""
+    r = split.test.rating
+    if not split.world.has_ratings:
+        return np.ones(len(split.test), dtype=bool)
+    hi = (split.world.rating_scale or (1.0, 5.0))[1]
+    return ~np.isnan(r) & (r >= LIKED_AT * hi / 5.0)
+
+
+def sample_never_touched(split: Split, users: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(len(users), max(counts)) distinct items per user, uniform over the world's items the user
+    never interacted with (train or test); row j holds ``counts[j]`` valid entries, then -1."""
+    width = int(counts.max()) if counts.size else 0
+    out = np.full((users.size, width), -1, dtype=np.int64)
+    if width == 0:
+        return out
+    n_items = split.n_items
+    todo = np.arange(users.size)
+    filled = np.zeros(users.size, dtype=np.int64)
+    for _ in range(50):
+        if todo.size == 0:
+            break
+        need = counts[todo] - filled[todo]
+        draw = rng.integers(0, n_items, size=(todo.size, int(need.max()) * 2 + 4))
+        ok = split.never_touched(np.repeat(users[todo], draw.shape[1]), draw.ravel()).reshape(draw.shape)
+        for r, t in enumerate(todo):  # small per-user bookkeeping: dedupe and append
+            cand = draw[r][ok[r]]
+            have = out[t, : filled[t]]
+            cand = cand[~np.isin(cand, have)]
+            _, first = np.unique(cand, return_index=True)
+            cand = cand[np.sort(first)][: counts[t] - filled[t]]
+            out[t, filled[t] : filled[t] + cand.size] = cand
+            filled[t] += cand.size
+        todo = todo[filled[todo] < counts[todo]]
+    if todo.size:
+        u = split.world.user_ids[users[todo[0]]]
+        raise ValueError(f"user {u!r} has too few never-touched items for {counts[todo[0]]} negatives")
+    return out
+
+
+def _per_user_groups(users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unique users, start index, count) of a user array sorted by user."""
+    uniq, start, count = np.unique(users, return_index=True, return_counts=True)
+    return uniq, start, count
+
+
+# ---- a. discrimination ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Lists:
+    """One candidate list per eligible user, padded to a rectangle."""
+
+    ratio: int
+    users: np.ndarray  # (n,) user rows
+    items: np.ndarray  # (n, L) catalog rows (padding repeats a valid item)
+    label: np.ndarray  # (n, L) bool: a held-out positive
+    valid: np.ndarray  # (n, L) bool: not padding
+
+
+def discrimination_lists(split: Split, ratio: int, *, list_size: int = LIST_SIZE, seed: int = 0) -> Lists:
+    """Per user with a held-out positive: ``p = min(#positives, list_size // (1 + ratio))``
+    positives drawn at random among its held-out positives, and ``ratio * p`` items it never
+    interacted with, drawn uniformly; shuffled."""
+    if ratio < 1 or list_size // (1 + ratio) < 1:
+        raise ValueError(f"ratio 1:{ratio} does not fit a list of {list_size} items")
+    rng = generator(seed, "discrimination", ratio)
+    pos = positives_mask(split)
+    tu, ti = split.test.user[pos], split.test.item[pos]
+    # random order within each user, then the first `cap`
+    o = np.lexsort((rng.random(tu.size), tu))
+    tu, ti = tu[o], ti[o]
+    users, start, count = _per_user_groups(tu)
+    cap = list_size // (1 + ratio)
+    n_pos = np.minimum(count, cap)
+    n_neg = ratio * n_pos
+    neg = sample_never_touched(split, users, n_neg, rng)
+    width = int((n_pos + n_neg).max()) if users.size else 0
+    items = np.zeros((users.size, width), dtype=np.int64)
+    label = np.zeros((users.size, width), dtype=bool)
+    valid = np.zeros((users.size, width), dtype=bool)
+    keys = rng.random((users.size, width))
+    for r in range(users.size):
+        p, q = n_pos[r], n_neg[r]
+        row = np.concatenate([ti[start[r] : start[r] + p], neg[r, :q]])
+        lab = np.r_[np.ones(p, bool), np.zeros(q, bool)]
+        perm = np.argsort(keys[r, : p + q])
+        items[r, : p + q], label[r, : p + q], valid[r, : p + q] = row[perm], lab[perm], True
+        items[r, p + q :] = row[0]
+    return Lists(ratio=ratio, users=users, items=items, label=label, valid=valid)
+
+
+def _scores(pred: np.ndarray, label: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-user accuracy, precision, recall, F1 and predicted positive share from (soft or hard)
+    predictions in [0, 1]. Precision (and F1) is 0 for a user with no predicted positive."""
+    pred = np.where(valid, pred, 0.0)
+    y = label & valid
+    n = valid.sum(1)
+    tp = (pred * y).sum(1)
+    fp = (pred * (valid & ~y)).sum(1)
+    fn = ((1.0 - pred) * y).sum(1)
+    tn = ((1.0 - pred) * (valid & ~y)).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return {
+        "accuracy": (tp + tn) / n,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "sim_positive_rate": (tp + fp) / n,
+        "real_positive_rate": y.sum(1) / n,
+    }
+
+
+DECISION_MODES = ("sampled", "expected", "mode")
+"""sampled: one Bernoulli draw per item; expected: confusion counts in expectation over draws
+(soft counts from the probabilities); mode: the more likely decision (p >= 0.5)."""
+
+
+def discrimination(
+    split: Split,
+    deciders: list[Decider],
+    personas: Personas,
+    *,
+    ratios: tuple[int, ...] = RATIOS,
+    list_size: int = LIST_SIZE,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(summary, per_user): summary has one row per decider x ratio x prior x decisions with
+    metrics averaged over users; per_user keeps every user's figures (for tier breakdowns).
+    prior "told": the decider gets the list's positive share; "blind": its own prior."""
+    rows, per_user = [], []
+    for ratio in ratios:
+        lists = discrimination_lists(split, ratio, list_size=list_size, seed=seed)
+        for dec in deciders:
+            for prior, base in (("told", 1.0 / (1 + ratio)), ("blind", None)):
+                d = dec.decide(lists.users, lists.items, base_rate=base, key=ratio)
+                preds = {"sampled": d.sampled.astype(np.float64)}
+                if d.prob is not None:
+                    preds["expected"] = d.prob
+                    preds["mode"] = (d.prob >= 0.5).astype(np.float64)
+                for mode, pred in preds.items():
+                    s = _scores(pred, lists.label, lists.valid)
+                    rows.append(
+                        {"brain": dec.name, "ratio": f"1:{ratio}", "prior": prior, "decisions": mode,
+                         "users": int(lists.users.size), **{k: float(np.mean(v)) for k, v in s.items()}}
+                    )  # fmt: skip
+                    per_user.append(
+                        pl.DataFrame(
+                            {"brain": dec.name, "ratio": f"1:{ratio}", "prior": prior, "decisions": mode,
+                             "user": lists.users, **s}
+                        )  # fmt: skip
+                    )
+    return pl.DataFrame(rows), pl.concat(per_user) if per_user else pl.DataFrame()
+
+
+def tier_breakdown(per_user: pl.DataFrame, personas: Personas) -> pl.DataFrame:
+    """Per trait tier (activity, conformity, diversity x low/mid/high): the mean of the
+    per-user discrimination figures."""
+    tiers = pl.DataFrame({"user": np.arange(len(personas)), **{t: tier_of(getattr(personas, t)) for t in TRAITS}})
+    df = per_user.join(tiers.with_columns(pl.col(t).cast(pl.String) for t in TRAITS), on="user")
+    keys = ["brain", "ratio", "prior", "decisions"]
+    out = []
+    for t in TRAITS:
+        g = df.group_by([*keys, t]).agg(
+            pl.len().alias("users"),
+            *[pl.col(c).mean() for c in ("accuracy", "precision", "recall", "f1", "sim_positive_rate", "real_positive_rate")],
+        )
+        out.append(g.rename({t: "tier"}).with_columns(pl.lit(t).alias("trait")))
+    return pl.concat(out, how="diagonal").sort([*keys, "trait", "tier"])
+
+
+# ---- b. rating alignment ----------------------------------------------------------------------
+
+
+def _hist(r: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    idx = np.abs(r[:, None] - levels[None, :]).argmin(1)
+    return np.bincount(idx, minlength=levels.size) / max(r.size, 1)
+
+
+def rating_alignment(split: Split, deciders: list[Decider], personas: Personas, *, seed: int = 0) -> pl.DataFrame:
+    """Per decider on the held-out rated interactions: RMSE and MAE of its expected and of its
+    sampled ratings; total-variation and Wasserstein-1 distance (rating points) between the
+    sampled and the real rating distributions. Reference rows: the user's training mean and the
+    global training mean as predictions. Empty on data without ratings."""
+    te = split.test
+    ok = ~np.isnan(te.rating)
+    if not ok.any():
+        return pl.DataFrame()
+    u, i, r = te.user[ok], te.item[ok], te.rating[ok]
+    lo, hi = split.world.rating_scale or (float(r.min()), float(r.max()))
+    step = 0.5 if (np.abs(r - np.round(r)) > 0.01).any() else 1.0
+    levels = np.round(np.arange(lo, hi + 1e-9, step), 2)
+    real_h = _hist(r, levels)
+    rows = []
+
+    def row(name: str, kind: str, pred: np.ndarray, sampled: np.ndarray | None) -> dict:
+        d = {"brain": name, "prediction": kind, "ratings": int(r.size),
+             "rmse": float(np.sqrt(np.mean((pred - r) ** 2))), "mae": float(np.mean(np.abs(pred - r))),
+             "tv_distance": None, "wasserstein": None}  # fmt: skip
+        if sampled is not None:
+            sim_h = _hist(sampled, levels)
+            d["tv_distance"] = float(0.5 * np.abs(sim_h - real_h).sum())
+            d["wasserstein"] = float(np.abs(np.cumsum(sim_h - real_h)).sum() * step)
+        return d
+
+    for dec in deciders:
+        rt = dec.rate(u, i, key=1)
+        if rt is None:
+            continue
+        if not np.isnan(rt.expected).all():
+            rows.append(row(dec.name, "expected", rt.expected, None))
+        rows.append(row(dec.name, "sampled", rt.sampled, rt.sampled))
+    tr = split.train_coded
+    tok = ~np.isnan(tr.rating)
+    g = float(tr.rating[tok].mean())
+    sums = np.bincount(tr.user[tok], weights=tr.rating[tok], minlength=split.world.users.height)
+    cnt = np.bincount(tr.user[tok], minlength=split.world.users.height)
+    umean = np.where(cnt > 0, sums / np.maximum(cnt, 1), g)
+    rows.append(row("user mean (reference)", "expected", umean[u], None))
+    rows.append(row("global mean (reference)", "expected", np.full(r.size, g), None))
+    return pl.DataFrame(rows, schema_overrides={"tv_distance": pl.Float64, "wasserstein": pl.Float64})
+
+
+def rating_histograms(split: Split, deciders: list[Decider]) -> pl.DataFrame:
+    """Real vs. sampled rating shares per level (for the report)."""
+    te = split.test
+    ok = ~np.isnan(te.rating)
+    if not ok.any():
+        return pl.DataFrame()
+    u, i, r = te.user[ok], te.item[ok], te.rating[ok]
+    lo, hi = split.world.rating_scale or (float(r.min()), float(r.max()))
+    step = 0.5 if (np.abs(r - np.round(r)) > 0.01).any() else 1.0
+    levels = np.round(np.arange(lo, hi + 1e-9, step), 2)
+    frames = [pl.DataFrame({"brain": "real", "level": levels, "share": _hist(r, levels)})]
+    for dec in deciders:
+        rt = dec.rate(u, i, key=1)
+        if rt is not None:
+            frames.append(pl.DataFrame({"brain": dec.name, "level": levels, "share": _hist(rt.sampled, levels)}))
+    return pl.concat(frames)
+
+
+# ---- c. behavioural calibration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Consumption:
+    """Consumed items: (user, session, item) in consumption order."""
+
+    user: np.ndarray
+    session: np.ndarray
+    item: np.ndarray
+
+
+def real_consumption(split: Split) -> Consumption:
+    """The held-out interactions, sessions cut at 30-minute gaps (all one session per user when
+    the world has no usable times)."""
+    te = split.test
+    if split.order != "time":
+        return Consumption(te.user, np.zeros(len(te), np.int64), te.item)
+    new = np.ones(len(te), dtype=bool)
+    new[1:] = (te.user[1:] != te.user[:-1]) | (te.timestamp[1:] - te.timestamp[:-1] > SITTING_GAP_S)
+    sid = np.cumsum(new) - 1
+    first = np.r_[0, np.flatnonzero(np.diff(te.user)) + 1] if len(te) else np.zeros(0, np.int64)
+    base = np.repeat(sid[first], np.diff(np.r_[first, len(te)]))
+    return Consumption(te.user, sid - base, te.item)
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (0: all equal, -> 1: concentrated)."""
+    x = np.sort(counts.astype(np.float64))
+    n = x.size
+    if n == 0 or x.sum() == 0:
+        return 0.0
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(x) / (n * x.sum()))
+
+
+def _entropy_rows(tag_rows: np.ndarray) -> float:
+    t = tag_rows.sum(0)
+    if t.sum() <= 0:
+        return float("nan")
+    p = t / t.sum()
+    nz = p[p > 0]
+    return float(-(nz * np.log(nz)).sum() / np.log(max(tag_rows.shape[1], 2)))
+
+
+def behaviour_calibration(
+    split: Split,
+    catalog: Catalog,
+    personas: Personas,
+    real: Consumption,
+    sim: Consumption,
+    *,
+    sim_label: str,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Simulated vs. real consumption over the users both sides have, overall and per trait tier:
+
+    - ``items_per_session``: mean consumed items per session (sessions with >= 1 item); real
+      sessions are held-out sittings (None when the world has no times);
+    - ``popularity_percentile``: mean training-popularity percentile of consumed items;
+    - ``popularity_gini``: Gini of item consumption counts over the world's items, both sides
+      subsampled (seeded) to the same number of consumptions;
+    - ``tag_diversity``: per user, normalised tag entropy of its first ``c`` consumed items,
+      ``c = min(real, simulated count)`` (users with c >= 2), averaged.
+    """
+    rng = generator(seed, "calibration")
+    n_users = len(personas)
+    tiers = {t: tier_of(getattr(personas, t)) for t in TRAITS}
+    groups: list[tuple[str, str, np.ndarray]] = [("all", "all", np.ones(n_users, bool))]
+    for t in TRAITS:
+        for lv in ("low", "mid", "high"):
+            groups.append((t, lv, tiers[t] == lv))
+    rows = []
+    n_items = split.n_items
+    has_real = np.zeros(n_users, bool)
+    has_real[real.user] = True
+    has_sim = np.zeros(n_users, bool)
+    has_sim[sim.user] = True
+    for trait, tier, member in groups:
+        m = member & has_real & has_sim
+        rsel, ssel = m[real.user], m[sim.user]
+        r = Consumption(real.user[rsel], real.session[rsel], real.item[rsel])
+        s = Consumption(sim.user[ssel], sim.session[ssel], sim.item[ssel])
+
+        def per_session(c: Consumption) -> float:
+            if c.user.size == 0:
+                return float("nan")
+            key = c.user.astype(np.int64) * 100_000 + c.session
+            return float(np.unique(key, return_counts=True)[1].mean())
+
+        ips_real = per_session(r) if split.order == "time" else float("nan")
+        pct = catalog.pop_percentile[:n_items]
+        k = min(r.item.size, s.item.size)
+        if k > 0:
+            gr = gini(np.bincount(rng.choice(r.item, k, replace=False), minlength=n_items))
+            gs = gini(np.bincount(rng.choice(s.item, k, replace=False), minlength=n_items))
+        else:
+            gr = gs = float("nan")
+        div_r, div_s = [], []
+        for uu in np.flatnonzero(m):
+            ri = r.item[r.user == uu]
+            si = s.item[s.user == uu]
+            c = min(ri.size, si.size)
+            if c >= 2:
+                div_r.append(_entropy_rows(catalog.tag_matrix[ri[:c]]))
+                div_s.append(_entropy_rows(catalog.tag_matrix[si[:c]]))
+        metrics = {
+            "items_per_session": (ips_real, per_session(s)),
+            "popularity_percentile": (float(pct[r.item].mean()) if r.item.size else float("nan"),
+                                      float(pct[s.item].mean()) if s.item.size else float("nan")),
+            "popularity_gini": (gr, gs),
+            "tag_diversity": (float(np.nanmean(div_r)) if div_r else float("nan"),
+                              float(np.nanmean(div_s)) if div_s else float("nan")),
+        }  # fmt: skip
+        for name, (a, b) in metrics.items():
+            rows.append(
+                {"brain": sim_label, "metric": name, "trait": trait, "tier": tier, "users": int(m.sum()),
+                 "real": None if np.isnan(a) else a, "simulated": None if np.isnan(b) else b,
+                 "ratio": None if (np.isnan(a) or np.isnan(b) or a == 0) else b / a}
+            )  # fmt: skip
+    return pl.DataFrame(rows, schema_overrides={"real": pl.Float64, "simulated": pl.Float64, "ratio": pl.Float64})
+
+
+# ---- d. Hit@1 ---------------------------------------------------------------------------------
+
+
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(users (n,), items (n, k)) -> (n, k) scores, higher is better."""
+
+
+def hit_at_1(
+    split: Split, scorers: dict[str, Scorer], *, candidates: int = HIT_CANDIDATES, seed: int = 0
+) -> pl.DataFrame:
+    """Per user with a held-out interaction: its first held-out item (the true next item) and
+    ``candidates - 1`` items it never touched, in random order; each scorer ranks them (ties
+    fall in that random order). Hit@1, Hit@5 and NDCG@5 averaged over users."""
+    rng = generator(seed, "hit-at-1")
+    te = split.test
+    users, start, _ = _per_user_groups(te.user)
+    true = te.item[start]
+    neg = sample_never_touched(split, users, np.full(users.size, candidates - 1), rng)
+    items = np.concatenate([true[:, None], neg], axis=1)
+    perm = np.argsort(rng.random(items.shape), axis=1)
+    items = np.take_along_axis(items, perm, axis=1)
+    is_true = perm == 0
+    rows = []
+    for name, score in scorers.items():
+        s = score(users, items)
+        order = np.argsort(-s, axis=1, kind="stable")
+        rank = np.argmax(np.take_along_axis(is_true, order, axis=1), axis=1) + 1
+        ndcg = np.where(rank <= 5, 1.0 / np.log2(rank + 1), 0.0)
+        rows.append(
+            {"recommender": name, "users": int(users.size), "candidates": candidates,
+             "hit_at_1": float(np.mean(rank == 1)), "hit_at_5": float(np.mean(rank <= 5)),
+             "ndcg_at_5": float(ndcg.mean())}
+        )  # fmt: skip
+    return pl.DataFrame(rows)
