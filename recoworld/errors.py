@@ -42,3 +42,8 @@ class TargetingError(RecoWorldError):
 
 class RunError(RecoWorldError):
     """A run cannot start or complete (existing run id, unreadable run directory, ...)."""
+
+
+class LLMError(RecoWorldError):
+    """A language model cannot serve the study: backend missing or dead, replay mismatch, a
+    configuration the engine refuses. Names the model or run, and the call where one applies."""

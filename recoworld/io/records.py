@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from recoworld.io.schema import EVENTS, SESSIONS, USER_METRICS, with_metadata
+from recoworld.io.schema import EVENTS, LLM_CALLS, SESSIONS, USER_METRICS, with_metadata
 from recoworld.items.catalog import Catalog
 from recoworld.study.simulate import SessionRecord, TurnRecord, UserMetrics
 from recoworld.users.brain import ACTIONS, Instructions
@@ -15,6 +15,7 @@ from recoworld.users.brain import ACTIONS, Instructions
 EVENTS_SCHEMA = with_metadata(EVENTS, "events")
 SESSIONS_SCHEMA = with_metadata(SESSIONS, "sessions")
 USER_METRICS_SCHEMA = with_metadata(USER_METRICS, "user_metrics")
+LLM_CALLS_SCHEMA = with_metadata(LLM_CALLS, "llm_calls")
 
 
 def instruction_dictionary(tags: tuple[str, ...]) -> list[str]:
@@ -109,8 +110,8 @@ class RecordEncoder:
                 s.satisfaction_end.tolist(), s.instructions.tolist(),
             )
         ]  # fmt: skip
-        if s.summaries is not None:  # the LLM user's own words
-            summary = list(s.summaries)
+        if s.summaries is not None:  # the LLM user's own words (None: the model failed; template kept)
+            summary = [own if own is not None else tmpl for own, tmpl in zip(s.summaries, summary)]
         gap = np.where(np.isfinite(s.gap_days), s.gap_days, np.nan).astype(np.float32)
         arrays = [
             self._dict(self.segment_codes[uid], self.segment_names),

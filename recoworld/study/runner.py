@@ -6,6 +6,7 @@ the loop.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld import __version__
-from recoworld.config import StudyConfig, encode_study
-from recoworld.errors import RunError
-from recoworld.io.records import EVENTS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SCHEMA, RecordEncoder
+from recoworld.config import StudyConfig, encode_study, uses_llm
+from recoworld.errors import LLMError, RunError
+from recoworld.io.records import EVENTS_SCHEMA, LLM_CALLS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SCHEMA, RecordEncoder
+from recoworld.llm.base import LanguageModel
 from recoworld.io.runs import COMPRESSION, Parts, RunDirectory, writer_options
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, SUMMARY, TABLE_KEY, with_metadata
 from recoworld.study.prepare import Prepared, prepare
@@ -69,11 +71,16 @@ def users_table(prep: Prepared) -> pa.Table:
     )
 
 
-def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None) -> tuple[int, list[UserMetrics]]:
+def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None, model: LanguageModel | None = None) -> tuple[int, list[UserMetrics]]:
     """Simulate ``users`` (default: everyone) in every arm, writing into ``run``.
-    Returns the events written and, per arm, the users' totals (in ``users`` order)."""
+    Returns the events written and, per arm, the users' totals (in ``users`` order).
+    Studies with a language brain or an agentic recommender need ``model``."""
     cfg = prep.cfg
     users = np.arange(len(prep.population)) if users is None else users
+    if uses_llm(cfg):
+        if model is None:
+            raise LLMError(f"study {cfg.name!r} needs a language model (brain {cfg.brain.kind!r}); none was opened")
+        return _simulate_to_llm(run, prep, part, users, progress, model)
     step = batch_size_for(prep.catalog.n_items)
     enc = RecordEncoder.build(users, prep.segments, prep.catalog, prep.creator_mask)
     rows = cfg.output.row_group_rows
@@ -107,6 +114,42 @@ def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, use
     return n_events, totals
 
 
+def _simulate_to_llm(run: RunDirectory | Parts, prep: Prepared, part: int, users: np.ndarray, progress: Progress | None, model: LanguageModel) -> tuple[int, list[UserMetrics]]:
+    """The LLM path: per arm one event loop, every user a coroutine; every call recorded."""
+    from recoworld.llm.wrappers import CallLog, RecordingModel
+    from recoworld.study.llm_loop import simulate_arm_llm
+
+    cfg = prep.cfg
+    enc = RecordEncoder.build(users, prep.segments, prep.catalog, prep.creator_mask)
+    rows = cfg.output.row_group_rows
+    n_events = 0
+    totals: list[UserMetrics] = []
+    for a, arm in enumerate(cfg.arms):
+        ev = run.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
+        ss = run.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
+        um = run.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
+        lc = run.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows)
+        log = CallLog(sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()])
+
+        def observe(rec: TurnRecord | SessionRecord, e: RecordEncoder = enc) -> None:
+            match rec:
+                case TurnRecord():
+                    ev.write(e.events(rec))
+                case SessionRecord():
+                    ss.write(e.sessions(rec))
+
+        metrics = asyncio.run(simulate_arm_llm(prep, a, users, observe, RecordingModel(model, log), log))
+        log.flush()
+        um.write(enc.user_metrics(metrics, prep.segments))
+        for w in (ev, ss, um, lc):
+            w.close()
+        if progress:
+            progress(arm.name, users.size)
+        n_events += ev.rows_written
+        totals.append(metrics)
+    return n_events, totals
+
+
 _FORKED: dict[str, object] = {}  # the UserShard a forked worker inherits (set only around a pool)
 
 
@@ -114,10 +157,13 @@ def _shard_task(spec: ShardSpec) -> ShardResult:
     return _FORKED["shard"].run(spec)  # type: ignore[attr-defined]
 
 
-def run_shards(run: RunDirectory, prep: Prepared, workers: int, progress: Progress | None = None) -> list[ShardResult]:
+def run_shards(run: RunDirectory, prep: Prepared, workers: int, progress: Progress | None = None, model: LanguageModel | None = None) -> list[ShardResult]:
     """Simulate every shard of the run's plan in ``workers`` forked processes (``<= 1``: this
-    process). Shards already finished (``--resume``) are not run again."""
-    shard = UserShard(prep, run.path)
+    process). Shards already finished (``--resume``) are not run again. Studies with a language
+    model run in this process (the engine is not forked)."""
+    shard = UserShard(prep, run.path, model)
+    if model is not None:
+        workers = 1
     plan = run.plan
     results = {s.index: r for s in plan if (r := read_marker(run.path, s)) is not None}
     todo = [s for s in plan if s.index not in results]
@@ -185,6 +231,28 @@ def start_run(cfg: StudyConfig, prep: Prepared, root: Path, run_id: str, *, shar
     return run
 
 
+def llm_summary(run_dir: Path) -> dict:
+    """Totals of a run's ``llm_calls``: calls by purpose and parse status, tokens, prefix-cache
+    hit rate, latency; fallbacks and rejected ids are never silent."""
+    files = sorted((Path(run_dir) / "llm_calls").glob("arm=*/*.parquet"))
+    if not files:
+        return {"calls": 0}
+    df = pl.read_parquet(files).with_columns(pl.col("purpose").cast(pl.String), pl.col("parse_status").cast(pl.String), pl.col("finish_reason").cast(pl.String))
+    calls = df.filter(pl.col("finish_reason") != "none")
+    known = calls.filter(pl.col("cached_tokens") >= 0)
+    tin = int(known["tokens_in"].sum()) if known.height else 0
+    count = lambda frame, col: {k: int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()}  # noqa: E731
+    return {
+        "calls": calls.height,
+        "by_purpose": count(calls, "purpose"),
+        "by_status": count(df, "parse_status"),
+        "tokens_in": int(calls["tokens_in"].sum()),
+        "tokens_out": int(calls["tokens_out"].sum()),
+        "prefix_cache_hit_rate": round(int(known["cached_tokens"].sum()) / tin, 4) if tin else None,
+        "mean_latency_s": round(float(calls["latency_s"].mean()), 4) if calls.height else None,
+    }
+
+
 def _results_part(study_json: bytes) -> object:
     """The parts of a study that decide its results (not where or how it runs)."""
     if not study_json:
@@ -213,6 +281,7 @@ def finish_run(run: RunDirectory, prep: Prepared, results: list[ShardResult], t0
             "shard_seconds": [r.seconds for r in results],
             "seconds": round(seconds, 3),
             "recoworld_version": __version__,
+            **({"llm": llm_summary(run.path)} if uses_llm(cfg) else {}),
             "created_unix": int(time.time()),
         }
     )
@@ -230,20 +299,32 @@ def run_study(
     on_ready: Callable[[int], None] | None = None,
     workers: int = 1,
     resume: bool = False,
+    model: LanguageModel | None = None,
 ) -> RunResult:
     """Run ``cfg`` on ``world`` into ``<out_dir or cfg.output.dir>/<run_id>/``, in ``workers``
     processes. ``resume`` continues an interrupted run of the same id without redoing its
-    finished shards. ``on_ready`` hears the population size once it is drawn."""
+    finished shards. ``on_ready`` hears the population size once it is drawn. A study with a
+    language brain or agentic recommender uses ``model``, else opens the one its [llm] names
+    (and closes it at the end)."""
     t0 = time.perf_counter()
     prep = prepare(cfg, world)
     if on_ready:
         on_ready(len(prep.population))
-    shards = local_shard_count(len(prep.population), prep.catalog.n_items, workers)
+    llm = uses_llm(cfg)
+    shards = 1 if llm else local_shard_count(len(prep.population), prep.catalog.n_items, workers)
     run = start_run(cfg, prep, Path(out_dir or cfg.output.dir), run_id, shards=shards, overwrite=overwrite, resume=resume)
+    opened = None
     try:
-        results = run_shards(run, prep, workers, progress=progress)
+        if llm and model is None:
+            from recoworld.llm.factory import open_model
+
+            model = opened = open_model(cfg.llm, seed=cfg.seed)  # type: ignore[arg-type]
+        results = run_shards(run, prep, workers, progress=progress, model=model)
         result = finish_run(run, prep, results, t0)
     except BaseException:
         run.abort()
         raise
+    finally:
+        if opened is not None:
+            asyncio.run(opened.close())
     return result

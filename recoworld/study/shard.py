@@ -86,8 +86,10 @@ def segment_codes(prep: Prepared) -> tuple[list[str], np.ndarray]:
 class UserShard:
     """Simulates shards of one run into its folder (see the module docstring for the protocol)."""
 
-    def __init__(self, prep: Prepared, folder: str | Path) -> None:
-        self.prep, self.folder = prep, Path(folder)
+    def __init__(self, prep: Prepared, folder: str | Path, model: object | None = None) -> None:
+        """``model``: the LanguageModel of a study with a language brain or agentic recommender
+        (an in-process engine, an HTTP client, a replay, or the Ray router to replica actors)."""
+        self.prep, self.folder, self.model = prep, Path(folder), model
         self.segment_names, self._codes = segment_codes(prep)
 
     def run(self, spec: ShardSpec) -> ShardResult:
@@ -101,7 +103,7 @@ class UserShard:
         users = np.arange(spec.start, spec.stop)
         parts = Parts(scratch)
         try:
-            events, metrics = simulate_to(parts, self.prep, part=spec.index, users=users)
+            events, metrics = simulate_to(parts, self.prep, part=spec.index, users=users, model=self.model)  # type: ignore[arg-type]
         finally:
             parts.close()
         values = [metric_values({f: getattr(m, f) for f in m.__dataclass_fields__}) for m in metrics]

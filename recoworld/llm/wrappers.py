@@ -1,0 +1,287 @@
+"""Wrappers around a :class:`~recoworld.llm.base.LanguageModel`: retry, recording, replay.
+
+They compose: ``RecordingModel(RetryModel(engine), log)`` records the final outcome of every
+request; ``RetryModel(RecordingModel(engine, log))`` would record every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from recoworld.errors import LLMError
+from recoworld.llm.base import LanguageModel
+from recoworld.llm.types import LLMRequest, LLMResult
+from recoworld.rng import stable_hash64
+
+
+def request_seed(root: int, uid: int, session: int, turn: int, purpose: str, attempt: int = 0) -> int:
+    """The seed of one request: a stable hash of the run's root seed and what the request is
+    for. Not of the arm: the same user at the same turn samples with the same seed in every arm
+    (common random numbers). 31 bits: every backend accepts it."""
+    return stable_hash64("llm", root, uid, session, turn, purpose, attempt) & 0x7FFFFFFF
+
+
+def call_id(arm: str, uid: int, session: int, turn: int, purpose: str, attempt: int = 0) -> str:
+    """``<arm>/<user>/<session>/<turn>/<purpose>/<attempt>``: unique within a run, the replay key."""
+    return f"{arm}/{uid}/{session}/{turn}/{purpose}/{attempt}"
+
+
+class RetryModel:
+    """Sends again the requests whose result is a retryable error, up to ``retries`` times, after
+    ``backoff_s * 2**attempt`` seconds (x a jitter in [0.5, 1.5) drawn from ``seed``)."""
+
+    def __init__(self, inner: LanguageModel, *, retries: int = 3, backoff_s: float = 0.5, seed: int = 0) -> None:
+        self.inner, self.retries, self.backoff_s = inner, retries, backoff_s
+        self.name = inner.name
+        self._rng = random.Random(seed)
+        self.retried = 0
+
+    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
+        results = list(await self.inner.generate(requests))
+        for attempt in range(self.retries):
+            again = [i for i, r in enumerate(results) if not r.ok and r.retryable]
+            if not again:
+                break
+            self.retried += len(again)
+            await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + self._rng.random()))
+            fresh = await self.inner.generate([requests[i] for i in again])
+            for i, r in zip(again, fresh):
+                results[i] = r
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class CallMeta:
+    """Where a request comes from, for its ``llm_calls`` row."""
+
+    __slots__ = ("user", "session", "turn", "attempt")
+
+    def __init__(self, user: int, session: int, turn: int, attempt: int = 0) -> None:
+        self.user, self.session, self.turn, self.attempt = user, session, turn, attempt
+
+
+class CallLog:
+    """The ``llm_calls`` rows of one arm of one shard: recorded by :class:`RecordingModel`,
+    each given its parse status by the consumer (:meth:`resolve`), written by :meth:`flush` in
+    call-id order (so a run's file does not depend on the order in which calls finished).
+
+    ``sink(table)`` receives the rows as an Arrow table with the ``llm_calls`` schema.
+    Counters (``status_counts``) feed the run summary.
+    """
+
+    def __init__(self, sink=None) -> None:  # noqa: ANN001 - Callable[[pa.Table], None] | None
+        self.sink = sink
+        self._pending: dict[str, dict] = {}
+        self._done: list[dict] = []
+        self.status_counts: dict[str, int] = {}
+        self.purpose_counts: dict[str, int] = {}
+        self.tokens_in = self.tokens_out = 0
+        self.cached_tokens = 0
+        self.cached_known = 0
+        self.latency_s = 0.0
+
+    def add(self, req: LLMRequest, res: LLMResult, meta: CallMeta | None) -> None:
+        m = meta or _meta_from_id(req.id)
+        self._pending[req.id] = {
+            "call_id": req.id,
+            "user": m.user,
+            "session": m.session,
+            "turn": m.turn,
+            "purpose": req.purpose,
+            "attempt": m.attempt,
+            "model": res.model,
+            "replica": res.replica,
+            "seed": req.seed,
+            "prompt_hash": req.prompt_hash,
+            "prompt": req.prompt,
+            "schema": req.schema,
+            "completion": res.text,
+            "tokens_in": res.tokens_in,
+            "tokens_out": res.tokens_out,
+            "cached_tokens": res.cached_tokens,
+            "latency_s": res.latency_s,
+            "finish_reason": res.finish_reason,
+            "parse_status": "error" if not res.ok else "unchecked",
+            "error": res.error,
+        }
+
+    def resolve(self, request_id: str, status: str) -> None:
+        """Give a recorded call its parse status (ok | invalid | rejected_id | error) and move it
+        to the rows to write. A request never recorded (no RecordingModel) is ignored."""
+        row = self._pending.pop(request_id, None)
+        if row is None:
+            return
+        if row["parse_status"] != "error":
+            row["parse_status"] = status
+        self._count(row)
+        self._done.append(row)
+
+    def note(self, request_id: str, status: str, meta: CallMeta, purpose: str, error: str = "") -> None:
+        """A row that is no model call: a ``fallback`` to the parametric decision, or a
+        ``repaired`` marker, so that every such case is counted in ``llm_calls``."""
+        row = {
+            "call_id": request_id, "user": meta.user, "session": meta.session, "turn": meta.turn,
+            "purpose": purpose, "attempt": meta.attempt, "model": "", "replica": -1, "seed": 0,
+            "prompt_hash": "", "prompt": "", "schema": "", "completion": "", "tokens_in": 0,
+            "tokens_out": 0, "cached_tokens": -1, "latency_s": 0.0, "finish_reason": "none",
+            "parse_status": status, "error": error,
+        }  # fmt: skip
+        self._count(row)
+        self._done.append(row)
+
+    def _count(self, row: dict) -> None:
+        st = row["parse_status"]
+        self.status_counts[st] = self.status_counts.get(st, 0) + 1
+        if row["finish_reason"] != "none":
+            p = row["purpose"]
+            self.purpose_counts[p] = self.purpose_counts.get(p, 0) + 1
+            self.tokens_in += row["tokens_in"]
+            self.tokens_out += row["tokens_out"]
+            self.latency_s += row["latency_s"]
+            if row["cached_tokens"] >= 0:
+                self.cached_tokens += row["cached_tokens"]
+                self.cached_known += row["tokens_in"]
+
+    def flush(self) -> int:
+        """Write the resolved rows (and any left unresolved, as ``unchecked``); returns rows written."""
+        for rid in list(self._pending):
+            self.resolve(rid, "unchecked")
+        rows, self._done = self._done, []
+        if not rows or self.sink is None:
+            return len(rows)
+        rows.sort(key=lambda r: _sort_key(r["call_id"]))
+        self.sink(rows_to_table(rows))
+        return len(rows)
+
+
+def _sort_key(cid: str) -> tuple:
+    parts = cid.split("/")
+    try:
+        return (parts[0], int(parts[1]), int(parts[2]), int(parts[3]), parts[4], int(parts[5]))
+    except (IndexError, ValueError):
+        return (cid,)
+
+
+def _meta_from_id(cid: str) -> CallMeta:
+    k = _sort_key(cid)
+    if len(k) == 6:
+        return CallMeta(k[1], k[2], k[3], k[5])
+    return CallMeta(-1, -1, -1, 0)
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    from recoworld.io.records import LLM_CALLS_SCHEMA
+
+    cols = {}
+    for f in LLM_CALLS_SCHEMA:
+        vals = [r[f.name] for r in rows]
+        if pa.types.is_dictionary(f.type):
+            cols[f.name] = pa.array(vals, pa.string()).dictionary_encode()
+        else:
+            cols[f.name] = pa.array(vals, f.type)
+    return pa.Table.from_pydict(cols).cast(LLM_CALLS_SCHEMA)
+
+
+class RecordingModel:
+    """Records every request and its result in ``log`` (prompt, completion, hash, tokens,
+    latency, finish reason, seed); the consumer adds the parse status with ``log.resolve``."""
+
+    def __init__(self, inner: LanguageModel, log: CallLog) -> None:
+        self.inner, self.log, self.name = inner, log, inner.name
+
+    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
+        results = await self.inner.generate(requests)
+        for req, res in zip(requests, results):
+            self.log.add(req, res, None)
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class ReplayModel:
+    """Serves the completions recorded in a run's ``llm_calls``: no model at all.
+
+    A request is looked up by its id (``arm/user/session/turn/purpose/attempt``) and must carry
+    the same prompt hash as the recorded one: a study, persona, memory or prompt template that
+    changed since the recording is refused with the call named, never answered with a completion
+    recorded for another prompt.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        from recoworld.io.runs import scan_table
+
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise LLMError(f"{self.run_dir}: no such run folder to replay (llm.replay_from)")
+        try:
+            df = scan_table(self.run_dir, "llm_calls").select(
+                "call_id", "prompt_hash", "completion", "tokens_in", "tokens_out", "cached_tokens", "finish_reason", "model"
+            ).collect()
+        except Exception as e:  # noqa: BLE001 - RunError or polars errors: say what is missing
+            raise LLMError(f"{self.run_dir}: cannot replay: {e}") from None
+        df = df.filter(df["finish_reason"].cast(str) != "none")
+        self._calls = {r[0]: r[1:] for r in df.iter_rows()}
+        models = sorted({m for m in df["model"].cast(str).to_list() if m})
+        self.name = "replay:" + ("+".join(models) or "none")
+        self.served = 0
+
+    async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
+        out = []
+        for r in requests:
+            rec = self._calls.get(r.id)
+            if rec is None:
+                raise LLMError(
+                    f"{self.run_dir}: replay has no recorded call {r.id!r} (purpose {r.purpose}, prompt {r.prompt_hash}); "
+                    "the replayed study must be the recorded one"
+                )
+            h, text, tin, tout, cached, finish, model = rec
+            if h != r.prompt_hash:
+                raise LLMError(
+                    f"{self.run_dir}: replay call {r.id!r}: the prompt differs from the recorded one "
+                    f"(hash {r.prompt_hash}, recorded {h}); the study or the prompt templates changed since the recording"
+                )
+            out.append(
+                LLMResult(
+                    id=r.id, text=text, tokens_in=tin, tokens_out=tout, cached_tokens=cached,
+                    finish_reason="error" if finish == "error" else finish, latency_s=0.0, model=model,
+                    error="recorded error" if finish == "error" else "",
+                )
+            )  # fmt: skip
+        self.served += len(out)
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+def summarize_calls(logs: Sequence[CallLog]) -> dict:
+    """Totals over logs: calls per parse status and purpose, tokens, prefix-cache share."""
+    status: dict[str, int] = {}
+    purpose: dict[str, int] = {}
+    tin = tout = cached = known = 0
+    lat = 0.0
+    for g in logs:
+        for k, v in g.status_counts.items():
+            status[k] = status.get(k, 0) + v
+        for k, v in g.purpose_counts.items():
+            purpose[k] = purpose.get(k, 0) + v
+        tin, tout, cached, known, lat = tin + g.tokens_in, tout + g.tokens_out, cached + g.cached_tokens, known + g.cached_known, lat + g.latency_s
+    calls = sum(purpose.values())
+    return {
+        "calls": calls,
+        "by_purpose": purpose,
+        "by_status": status,
+        "tokens_in": tin,
+        "tokens_out": tout,
+        "prefix_cache_hit_rate": (cached / known) if known else None,
+        "mean_latency_s": (lat / calls) if calls else None,
+    }
+

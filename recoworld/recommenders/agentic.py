@@ -1,0 +1,194 @@
+"""The agentic recommender (RecoWorld's recommender view): retrieve, then let a language model
+re-rank with the user's own instructions and its own previous reasoning.
+
+Per user and turn:
+1. the base recommender (random / popular / mf, with the instruction re-ranker when
+   configured) retrieves its ``rerank_candidates`` best unshown items;
+2. the language model sees what the recommender knows of the user (tastes from its history,
+   what it did with earlier slates, the instructions it wrote — as data fields) and its own
+   reasoning from the previous turn, and answers with its reasoning and ``k`` candidate ids,
+   constrained to an enum of the candidates;
+3. the answer is checked: an id outside the candidates or a repeated id rejects the whole
+   ranking (counted as ``rejected_id`` in ``llm_calls``) and the base order is shown instead;
+   an answer that does not decode gets one repair attempt, then the base order (``fallback``);
+4. creator injection, if the arm has it, edits the final slate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
+from recoworld.llm.base import LanguageModel
+from recoworld.llm.prompts import RERANK_INSTRUCTIONS, data, item_line
+from recoworld.llm.schemas import json_schema, rerank_type
+from recoworld.llm.types import LLMRequest, Sampling
+from recoworld.llm.wrappers import CallLog, CallMeta, call_id, request_seed
+from recoworld.recommenders.base import Audience, PoolRecommender, PostProcessor
+from recoworld.recommenders.factory import base_source
+from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, InstructionReranker
+from recoworld.users.brain import ACTIONS, SlateFeedback
+
+
+def build_agentic(rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarray, model: LanguageModel, llm: LLMConfig, log: CallLog, seed: int) -> "AgenticRecommender":
+    source = base_source(rec.base)
+    post: tuple[PostProcessor, ...] = ()
+    match arm.treatment:
+        case "boost":
+            source = CreatorBoost(source, creator_mask, arm.boost)
+        case "inject":
+            post = (CreatorInjector(arm.position, arm.rate, np.flatnonzero(creator_mask)),)
+    adjusters = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()
+    base = PoolRecommender(source, adjusters, (), candidates=rec.candidates)
+    return AgenticRecommender(base, post, model, llm, log, arm=arm.name, seed=seed, m=rec.rerank_candidates)
+
+
+class AgenticRecommender:
+    """Retrieve with ``base``, re-rank with ``model``; see the module docstring. Per-user state
+    only (instructions, feedback lines, last reasoning), so users are independent."""
+
+    def __init__(self, base: PoolRecommender, post: tuple[PostProcessor, ...], model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, seed: int, m: int) -> None:
+        self.base, self.post, self.model, self.llm, self.log = base, post, model, llm, log
+        self.arm, self.seed, self.m = arm, seed, m
+        self.rejected = 0
+        self.fallbacks = 0
+        self.accepted = 0
+
+    @property
+    def name(self) -> str:
+        return f"agentic({self.base.name})"
+
+    def bind(self, audience: Audience) -> None:
+        self.aud = audience
+        self.base.bind(audience)
+        for pp in self.post:
+            pp.bind(audience)
+        n = len(audience.personas)
+        self.instructions: list[list[str]] = [[] for _ in range(n)]
+        self.feedback: list[list[str]] = [[] for _ in range(n)]
+        self.reasoning: list[str] = [""] * n
+        self.last_ranking: list[list[str]] = [[] for _ in range(n)]
+
+    def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        raise TypeError("the agentic recommender is asynchronous: the LLM study loop calls recommend_async")
+
+    async def recommend_async(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        """Slates for users ``idx`` (one request per user, all in flight together)."""
+        import asyncio
+
+        rows = await asyncio.gather(*(self._one(int(b), session, turn, k) for b in idx))
+        return np.stack(rows)
+
+    async def _one(self, b: int, session: int, turn: int, k: int) -> np.ndarray:
+        base, cat = self.base, self.aud.catalog
+        idx = np.array([b])
+        before = base.shown[b].copy()
+        m = max(k, min(self.m, base.m))
+        cand = base.recommend(idx, session, turn, m)[0]
+        base.shown[b] = before  # only what is finally shown counts as shown
+        ids = tuple(dict.fromkeys(str(cat.item_ids[i]) for i in cand))
+        chosen = await self._rank(b, session, turn, k, cand, ids)
+        slate = chosen[None, :]
+        for pp in self.post:
+            slate = pp.process(idx, session, turn, slate, base.shown)
+        base.shown[b, slate[0]] = True
+        return slate[0]
+
+    def _prompt(self, b: int, session: int, turn: int, k: int, cand: np.ndarray) -> str:
+        p, cat = self.aud.personas, self.aud.catalog
+        likes = ", ".join(p.liked_tags(cat, b)) or "unknown"
+        ins = "\n".join(f"- {data(t, 200)}" for t in self.instructions[b][-3:]) or "- (none)"
+        fb = "\n".join(self.feedback[b][-15:]) or "- (no slate yet)"
+        prev = data(self.reasoning[b], 300) if self.reasoning[b] else "(none yet)"
+        lines = "\n".join(item_line(cat, int(i), j + 1) for j, i in enumerate(cand))
+        return (
+            f"{RERANK_INSTRUCTIONS}\n## The user\nTastes from history: {data(likes, 200)}\n"
+            f"Instructions the user wrote:\n{ins}\n\n## What the user did with earlier slates\n{fb}\n\n"
+            f"## Your previous reasoning\n{prev}\n\n## Visit {session + 1}, slate {turn + 1}: candidates, in the base recommender's order\n{lines}\n\n"
+            f"Choose {k} ids. Your answer (JSON):"
+        )
+
+    async def _rank(self, b: int, session: int, turn: int, k: int, cand: np.ndarray, ids: tuple[str, ...]) -> np.ndarray:
+        import msgspec
+
+        from recoworld.llm.schemas import decode
+
+        uid = int(self.aud.personas.uid[b])
+        if len(ids) < k or len(ids) != cand.size:  # exhausted users repeat items: keep the base order
+            return cand[:k]
+        t = rerank_type(ids, k)
+        schema = json_schema(t)
+        prompt = self._prompt(b, session, turn, k, cand)
+        sampling = Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
+        for attempt in range(2):
+            purpose = "rerank" if attempt == 0 else "repair-rerank"
+            req = LLMRequest(
+                id=call_id(self.arm, uid, session, turn, purpose, attempt), prompt=prompt,
+                seed=request_seed(self.seed, uid, session, turn, "rerank", attempt), sampling=sampling,
+                schema=schema, user=uid, purpose=purpose,
+            )  # fmt: skip
+            (res,) = await self.model.generate([req])
+            if not res.ok:
+                self.log.resolve(req.id, "error")
+                break
+            try:
+                ans = decode(res.text, t)
+            except msgspec.ValidationError as e:
+                # Decodes as JSON but an id is not a candidate: hallucinated or repeated ids are
+                # rejected outright (no repair: the recommender named an item it may not show).
+                if "ranking" in str(e) and _is_json(res.text):
+                    self.log.resolve(req.id, "rejected_id")
+                    self.rejected += 1
+                    return cand[:k]
+                self.log.resolve(req.id, "invalid")
+                prompt = f"{prompt}{_clip(res.text)}\nThat answer was invalid ({e}). Answer again with valid JSON only.\nYour answer (JSON):"
+                continue
+            except msgspec.DecodeError as e:
+                self.log.resolve(req.id, "invalid")
+                prompt = f"{prompt}{_clip(res.text)}\nThat answer was invalid ({e}). Answer again with valid JSON only.\nYour answer (JSON):"
+                continue
+            if len(set(ans.ranking)) != k:
+                self.log.resolve(req.id, "rejected_id")
+                self.rejected += 1
+                return cand[:k]
+            self.log.resolve(req.id, "ok" if attempt == 0 else "repaired")
+            self.accepted += 1
+            self.reasoning[b] = ans.reasoning
+            pos = {s: j for j, s in enumerate(ids)}
+            return cand[[pos[s] for s in ans.ranking]]
+        self.fallbacks += 1
+        self.log.note(call_id(self.arm, uid, session, turn, "fallback-rerank"), "fallback", CallMeta(uid, session, turn), "fallback-rerank")
+        return cand[:k]
+
+    def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
+        self.base.observe(idx, slates, feedback)
+        cat = self.aud.catalog
+        for r, b in enumerate(idx.tolist()):
+            for j, it in enumerate(slates[r].tolist()):
+                a = ACTIONS[int(feedback.action[r, j])]
+                if a != "skip":
+                    self.feedback[b].append(f"- {a}: {data(cat.titles[it], 80)} ({', '.join(cat.item_tags[it][:3])})")
+            skipped = int((feedback.action[r] == 0).sum())
+            self.feedback[b].append(f"- skipped {skipped} of {slates.shape[1]}")
+
+    def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
+        self.base.instruct(idx, more_of, less_of)
+
+    def instruct_text(self, idx: np.ndarray, texts: list[str]) -> None:
+        """The words of users' reflective instructions (shown to the model as data)."""
+        for b, t in zip(idx.tolist(), texts):
+            self.instructions[b].append(t)
+
+
+def _clip(text: str, n: int = 600) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _is_json(text: str) -> bool:
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

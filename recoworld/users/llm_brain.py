@@ -1,0 +1,267 @@
+"""Language brains: users who reason in words (``llm``), or who choose parametrically and only
+speak through the model (``hybrid``). One user at a time, asynchronously: many users are in
+flight together, each waiting on at most one call, so engines stay full without a turn barrier.
+
+Both keep the parametric brain (:class:`~recoworld.users.brain.ParametricBrain`) beside them:
+its mindset dynamics move the mindset after the model's decisions, its return model decides
+whether the user comes back, and its decisions stand in for a completion that stays invalid
+after one repair attempt (counted as ``fallback`` in ``llm_calls`` and the run summary).
+
+Per turn of the llm brain:
+1. the prompt: shared instructions, tags, persona, earlier session summaries (the user's stable
+   prefix), then this session's history and mindset in words, then the slate;
+2. one call with the slate-answer schema (per item: decision, watch %, rating, feeling; then
+   continue or leave; an optional instruction); invalid -> one repair call -> else parametric;
+3. the mindset moves item by item with the parametric dynamics applied to the model's choices.
+The hybrid brain decides with the parametric brain and calls the model only when the user
+writes an instruction (the words, and a feeling per clicked item of that slate). Both brains
+have the model write the session summary kept in memory and shown in later sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from recoworld.config import LLMConfig
+from recoworld.items.catalog import Catalog
+from recoworld.llm.base import LanguageModel
+from recoworld.llm.prompts import (
+    LANGUAGE_INSTRUCTIONS,
+    SUMMARY_INSTRUCTIONS,
+    USER_INSTRUCTIONS,
+    data,
+    recent_line,
+    slate_block,
+    turn_block,
+    user_header,
+)
+from recoworld.llm.schemas import decode, json_schema, language_type, slate_type, summary_type, tag_index
+from recoworld.llm.types import LLMRequest, Sampling
+from recoworld.llm.wrappers import CallLog, CallMeta, call_id, request_seed
+from recoworld.users.brain import ACTIONS, CLICK, RATE, SKIP, WATCH, Instructions, Mindset, ParametricBrain, SlateFeedback, TurnOutcome
+from recoworld.users.persona import Personas
+
+_F32 = np.float32
+
+
+@dataclass
+class UserMemory:
+    """One user's memory in a language brain: summaries of earlier sessions (its own words),
+    and the interaction lines of the current session."""
+
+    summaries: list[str] = field(default_factory=list)
+    recent: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, eq=False)
+class TurnResult:
+    feedback: SlateFeedback
+    outcome: TurnOutcome
+    instruction_text: str | None
+
+
+class LanguageBrain:
+    """What the llm and hybrid brains share: prompts, requests, decoding with one repair."""
+
+    kind = "llm"
+
+    def __init__(self, brain: ParametricBrain, model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, turns: int) -> None:
+        self.brain, self.model, self.llm, self.log, self.arm, self.turns = brain, model, llm, log, arm, turns
+        self.cat: Catalog = brain.cat
+        self.p: Personas = brain.p
+        self.rated = brain.model.rating is not None
+        self._persona: dict[int, str] = {}
+        self.fallbacks = 0
+
+    def persona(self, b: int) -> str:
+        if b not in self._persona:
+            self._persona[b] = self.p.describe(self.cat, b)
+        return self._persona[b]
+
+    def header(self, b: int, mem: UserMemory, instructions: str = USER_INSTRUCTIONS) -> str:
+        return user_header(instructions, self.cat.tags, self.persona(b), mem.summaries)
+
+    def _sampling(self) -> Sampling:
+        return Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
+
+    async def ask(self, b: int, session: int, turn: int, purpose: str, prompt: str, t: type) -> object | None:
+        """One call (and one repair call if the answer does not decode into ``t``); the decoded
+        answer, or None when both fail (the caller falls back and the fallback is counted)."""
+        uid = int(self.p.uid[b])
+        schema = json_schema(t)
+        for attempt in range(2):
+            name = purpose if attempt == 0 else f"repair-{purpose}"
+            req = LLMRequest(
+                id=call_id(self.arm, uid, session, turn, name, attempt), prompt=prompt,
+                seed=request_seed(self.brain.seed, uid, session, turn, purpose, attempt),
+                sampling=self._sampling(), schema=schema, user=uid, purpose=name,
+            )  # fmt: skip
+            (res,) = await self.model.generate([req])
+            if not res.ok:
+                self.log.resolve(req.id, "error")
+                if not res.retryable:
+                    break
+                continue
+            try:
+                ans = decode(res.text, t)
+            except (msgspec.ValidationError, msgspec.DecodeError) as e:
+                self.log.resolve(req.id, "invalid")
+                shown = res.text if len(res.text) <= 800 else res.text[:800] + "..."
+                prompt = f"{prompt}{shown}\nThat answer was invalid: {e}. Answer again, with one JSON object in the schema, nothing else.\nYour answer (JSON):"
+                continue
+            self.log.resolve(req.id, "ok" if attempt == 0 else "repaired")
+            return ans
+        self.fallbacks += 1
+        self.log.note(call_id(self.arm, uid, session, turn, f"fallback-{purpose}"), "fallback", CallMeta(uid, session, turn), f"fallback-{purpose}")
+        return None
+
+    async def summarize(self, b: int, session: int, mem: UserMemory, satisfaction: float) -> str | None:
+        """The session summary in the user's words (None: the model failed; the caller keeps the
+        templated summary)."""
+        lines = "\n".join(mem.recent[-20:]) or "(nothing)"
+        from recoworld.llm.prompts import level
+
+        prompt = (
+            f"{self.header(b, mem, SUMMARY_INSTRUCTIONS)}\n## This session (visit {session + 1})\n{lines}\n"
+            f"You ended it feeling {level(satisfaction)} satisfaction.\n\nYour answer (JSON):"
+        )
+        ans = await self.ask(b, session, self.turns, "summary", prompt, summary_type(self.llm.summary_chars))
+        return None if ans is None else ans.summary  # type: ignore[attr-defined]
+
+    def remember(self, mem: UserMemory, slate: np.ndarray, fb: SlateFeedback) -> None:
+        for j, it in enumerate(slate.tolist()):
+            r = fb.rating[0, j]
+            feel = fb.feelings[0, j] if fb.feelings is not None else None
+            mem.recent.append(recent_line(self.cat, it, ACTIONS[int(fb.action[0, j])], float(fb.watch[0, j]), None if np.isnan(r) else float(r), feel))
+
+
+class LLMBrain(LanguageBrain):
+    """The model decides every item, continue or leave, and the instruction."""
+
+    kind = "llm"
+
+    async def turn(self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory) -> TurnResult:
+        rows = np.array([b])
+        k = slate.shape[1]
+        mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
+        prompt = self.header(b, mem) + turn_block(session, turn, self.turns, mem.recent, mind_now) + slate_block(self.cat, slate[0])
+        t = slate_type(k, self.cat.tags[:64] if len(self.cat.tags) <= 64 else self.cat.tags, self.rated, self.llm.feeling_chars, self.llm.instruction_chars)
+        ans = await self.ask(b, session, turn, "slate", prompt, t)
+        if ans is None:  # parametric fallback
+            fb = self.brain.react(mind, rows, session, turn, slate)
+            out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
+            text = out.instructions.texts(self.cat.tags)[0] if out.instructions.rows.size else None
+            return TurnResult(fb, out, text)
+        action = np.zeros((1, k), np.int8)
+        watch = np.zeros((1, k), _F32)
+        rating = np.full((1, k), np.nan, _F32)
+        feelings = np.empty((1, k), object)
+        thr = self.brain.cfg.watch_threshold
+        for j, item in enumerate(ans.items):  # type: ignore[attr-defined]
+            feelings[0, j] = item.feeling.strip() or None
+            pct = item.watch_percent / 100.0
+            if item.decision == "skip":
+                continue
+            if item.decision == "click":
+                action[0, j], watch[0, j] = CLICK, min(pct, thr * 0.99) if pct > 0 else thr / 2
+                continue
+            action[0, j], watch[0, j] = WATCH, max(pct, thr)
+            if self.rated and getattr(item, "rating", None) is not None:
+                action[0, j], rating[0, j] = RATE, float(item.rating)
+        fb = SlateFeedback(action=action, watch=watch, rating=rating, mind=apply_dynamics(self.brain, mind, rows, slate, action, watch, rating), feelings=feelings)
+        ins = ans.instruction  # type: ignore[attr-defined]
+        if ins is not None:
+            more, less = tag_index(self.cat.tags, ins.more_of), tag_index(self.cat.tags, ins.less_of)
+            mind.last_instruct_turn[0] = turn
+            instructions = Instructions(rows=np.array([0]), more_of=np.array([more]), less_of=np.array([less if less != more else -1]))
+            text = ins.text.strip()
+        else:
+            instructions = Instructions(rows=np.zeros(0, np.int64), more_of=np.zeros(0, np.int64), less_of=np.zeros(0, np.int64))
+            text = None
+        leave = np.array([ans.next == "leave"])  # type: ignore[attr-defined]
+        return TurnResult(fb, TurnOutcome(leave=leave, instructions=instructions), text)
+
+
+class HybridBrain(LanguageBrain):
+    """Parametric choices; the model only writes the words of a disengaging user (the
+    instruction, and a feeling per clicked item of that slate) and the session summary."""
+
+    kind = "hybrid"
+
+    async def turn(self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory) -> TurnResult:
+        rows = np.array([b])
+        fb = self.brain.react(mind, rows, session, turn, slate)
+        out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
+        if not out.instructions.rows.size:
+            return TurnResult(fb, out, None)
+        ins = out.instructions
+        template = ins.texts(self.cat.tags)[0]
+        clicked = np.flatnonzero(fb.action[0] != SKIP)
+        more = self.cat.tags[int(ins.more_of[0])]
+        less = self.cat.tags[int(ins.less_of[0])] if ins.less_of[0] >= 0 else None
+        choices = "\n".join(
+            f"{j + 1}. {data(self.cat.titles[it], 80)}: {ACTIONS[int(fb.action[0, j])]}"
+            + (f" {round(100 * float(fb.watch[0, j]))}%" if fb.action[0, j] >= WATCH else "")
+            for j, it in enumerate(slate[0].tolist())
+        )
+        ask = f"You want more {data(more, 60)}" + (f" and less {data(less, 60)}" if less else "") + "; say so to the recommender in your own words."
+        mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
+        prompt = (
+            self.header(b, mem, LANGUAGE_INSTRUCTIONS) + turn_block(session, turn, self.turns, mem.recent, mind_now)
+            + f"\n## The slate and your choices\n{choices}\n\nWrite a feeling for each of the {clicked.size} items you clicked, in order. {ask}\nYour answer (JSON):"
+        )  # fmt: skip
+        t = language_type(int(clicked.size), self.llm.feeling_chars, self.llm.instruction_chars, True)
+        ans = await self.ask(b, session, turn, "language", prompt, t)
+        if ans is None:
+            return TurnResult(fb, out, template)
+        feelings = np.empty((1, fb.action.shape[1]), object)
+        for j, f in zip(clicked.tolist(), ans.feelings):  # type: ignore[attr-defined]
+            feelings[0, j] = f.strip() or None
+        fb = SlateFeedback(action=fb.action, watch=fb.watch, rating=fb.rating, mind=fb.mind, feelings=feelings)
+        return TurnResult(fb, out, ans.instruction.strip() or template)  # type: ignore[attr-defined]
+
+
+def apply_dynamics(brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray, action: np.ndarray, watch: np.ndarray, rating: np.ndarray) -> np.ndarray:
+    """Move ``mind`` item by item after choices made elsewhere (the llm brain's), with the
+    parametric brain's mindset dynamics (step 3 of ``ParametricBrain.react``, kept in step with
+    it); returns the (4, n, k) mindset log."""
+    cfg, cat = brain.cfg, brain.cat
+    n, k = slates.shape
+    tags = cat.tag_matrix[slates]
+    tag_norm = brain._tag_norm[slates]
+    expect = brain._expect[rows]
+    diversity = brain.p.diversity[rows].astype(_F32)
+    lo = brain.model.rating.scale_min if brain.model.rating else 0.0
+    span = (brain.model.rating.scale_max - lo) if brain.model.rating else 1.0
+    pnorm = np.sqrt(np.einsum("nt,nt->n", mind.profile, mind.profile)) + _F32(1e-6)
+    log = np.empty((4, n, k), _F32)
+    for p in range(k):
+        rep = np.einsum("nt,nt->n", mind.profile, tags[:, p]) / (pnorm * tag_norm[:, p])
+        c = action[:, p] != SKIP
+        w = action[:, p] >= WATCH
+        wf = watch[:, p]
+        liked = np.where(np.isnan(rating[:, p]), wf, (rating[:, p] - lo) / span).astype(_F32)
+        experience = np.where(w, liked, _F32(0.0))
+        mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)
+        np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
+        mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
+        mind.boredom += cfg.boredom_rate * np.where(c, _F32(1.0), _F32(0.3)) * (rep - mind.boredom)
+        mind.curiosity += _F32(0.2) * (diversity * (1.0 - mind.boredom) - mind.curiosity)
+        hit = np.flatnonzero(c)
+        if hit.size:
+            mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * tags[hit, p]
+            pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", mind.profile[hit], mind.profile[hit])) + 1e-6
+        log[:, :, p] = mind.satisfaction, mind.fatigue, mind.boredom, mind.curiosity
+    return log
+
+
+def build_language_brain(kind: str, brain: ParametricBrain, model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, turns: int) -> LanguageBrain:
+    match kind:
+        case "llm":
+            return LLMBrain(brain, model, llm, log, arm=arm, turns=turns)
+        case "hybrid":
+            return HybridBrain(brain, model, llm, log, arm=arm, turns=turns)
+    raise ValueError(f"not a language brain: {kind!r}; expected llm or hybrid")
