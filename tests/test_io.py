@@ -229,7 +229,9 @@ def test_a_file_of_another_schema_version_is_refused(run_dir: Path, tmp_path: Pa
     rewrite_metadata(f, {METADATA_KEY: other.encode(), TABLE_KEY: b"events"})
     with pytest.raises(RunError) as e:
         scan_table(run, "events")
-    assert str(e.value) == f"{f}: schema version '{other}' of table 'events'; expected {SCHEMA_VERSION}"
+    assert str(e.value) == (
+        f"{f}: table 'events' written by schema version {other} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+    )
 
 
 def test_a_file_without_metadata_is_refused(run_dir: Path, tmp_path: Path) -> None:
@@ -237,7 +239,9 @@ def test_a_file_without_metadata_is_refused(run_dir: Path, tmp_path: Path) -> No
     rewrite_metadata(run / "summary.parquet", None)
     with pytest.raises(RunError) as e:
         scan_table(run, "summary")
-    assert str(e.value) == f"{run / 'summary.parquet'}: schema version None of table 'summary'; expected {SCHEMA_VERSION}"
+    assert str(e.value) == (
+        f"{run / 'summary.parquet'}: no RecoWorld schema version in the file's metadata; expected table 'summary' of version {SCHEMA_VERSION}"
+    )
 
 
 def test_a_file_of_another_table_is_refused(run_dir: Path, tmp_path: Path) -> None:
@@ -256,7 +260,9 @@ def test_a_later_file_of_another_schema_version_is_refused(run_dir: Path, tmp_pa
     rewrite_metadata(f, {METADATA_KEY: other.encode(), TABLE_KEY: b"events"})
     with pytest.raises(RunError) as e:
         scan_table(run, "events")
-    assert str(e.value) == f"{f}: schema version '{other}' of table 'events'; expected {SCHEMA_VERSION}"
+    assert str(e.value) == (
+        f"{f}: table 'events' written by schema version {other} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+    )
 
 
 def test_a_manifest_of_another_schema_version_is_refused(run_dir: Path, tmp_path: Path) -> None:
@@ -265,7 +271,7 @@ def test_a_manifest_of_another_schema_version_is_refused(run_dir: Path, tmp_path
     (run / MANIFEST).write_text(manifest)
     with pytest.raises(RunError) as e:
         check_run_dir(run)
-    assert str(e.value) == f"{run}: written with schema version 0; this RecoWorld reads version {SCHEMA_VERSION}"
+    assert str(e.value) == f"{run}: written by schema version 0; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
 
 
 def test_a_run_without_manifest_is_not_complete(run_dir: Path, tmp_path: Path) -> None:

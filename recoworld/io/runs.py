@@ -170,9 +170,23 @@ class RunDirectory:
         shutil.rmtree(self.partial / "_tmp", ignore_errors=True)
 
 
+def _version_problem(version: object) -> str:
+    """Why data of ``version`` cannot be read here, and what to do about it."""
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
+        return f"written by schema version {version}; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+    if isinstance(version, int) and not isinstance(version, bool):
+        return f"written by schema version {version} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+    return f"written with schema version {version!r}; this RecoWorld reads version {SCHEMA_VERSION}"
+
+
 def check_run_dir(run_dir: Path) -> dict:
-    """The manifest of a complete run, or a RunError saying what is wrong with the folder."""
+    """The manifest of a complete run, or a RunError saying what is wrong with the folder
+    (missing, interrupted, not a folder, a damaged manifest, another schema version)."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: not a folder; expected a run folder (runs/<run_id>) holding {MANIFEST}")
     if not run_dir.is_dir():
         partial = run_dir.parent / f".{run_dir.name}.partial"
         hint = f" (an interrupted run left {partial}; re-run the study with --resume {run_dir.name} to finish it)" if partial.exists() else ""
@@ -180,12 +194,14 @@ def check_run_dir(run_dir: Path) -> dict:
     mf = run_dir / MANIFEST
     if not mf.is_file():
         raise RunError(f"{run_dir}: not a complete run: {MANIFEST} is missing")
-    manifest = json.loads(mf.read_text())
+    try:
+        manifest = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{mf}: not valid JSON ({e}); expected the manifest a complete run writes last") from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{mf}: holds a JSON {type(manifest).__name__}; expected an object with the run's schema_version")
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise RunError(
-            f"{run_dir}: written with schema version {manifest.get('schema_version')!r}; "
-            f"this RecoWorld reads version {SCHEMA_VERSION}"
-        )
+        raise RunError(f"{run_dir}: {_version_problem(manifest.get('schema_version'))}")
     return manifest
 
 
@@ -210,9 +226,14 @@ def scan_table(run_dir: Path, table: str) -> pl.LazyFrame:
 
 
 def _check_file_version(path: Path, table: str) -> None:
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as e:
+        raise RunError(f"{path}: not a readable Parquet file ({e}); expected table {table!r} of a RecoWorld run") from None
     version = meta.get(METADATA_KEY, b"").decode() or None
+    if version is None:
+        raise RunError(f"{path}: no RecoWorld schema version in the file's metadata; expected table {table!r} of version {SCHEMA_VERSION}")
     if version != str(SCHEMA_VERSION):
-        raise RunError(f"{path}: schema version {version!r} of table {table!r}; expected {SCHEMA_VERSION}")
+        raise RunError(f"{path}: table {table!r} {_version_problem(version)}")
     if meta.get(TABLE_KEY, b"").decode() != table:
         raise RunError(f"{path}: holds table {meta.get(TABLE_KEY, b'').decode()!r}; expected {table!r}")
