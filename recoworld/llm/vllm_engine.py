@@ -83,6 +83,7 @@ class _Counters:
     tokens_out: int = 0
     cached_tokens: int = 0
     in_flight: int = 0
+    max_in_flight: int = 0
     finish: dict[str, int] = field(default_factory=dict)
 
 
@@ -330,6 +331,7 @@ class VLLMEngine:
         t0 = time.perf_counter()
         final = None
         c.in_flight += 1
+        c.max_in_flight = max(c.max_in_flight, c.in_flight)
         try:
             engine_input = await self._engine_input(req.prompt)
             params = self._sampling_params(req)
@@ -412,6 +414,7 @@ class VLLMEngine:
             "requests": c.requests,
             "errors": c.errors,
             "in_flight": c.in_flight,
+            "max_in_flight": c.max_in_flight,
             "tokens_in": c.tokens_in,
             "tokens_out": c.tokens_out,
             "cached_tokens": c.cached_tokens,
