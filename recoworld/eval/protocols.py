@@ -160,6 +160,25 @@ DECISION_MODES = ("sampled", "expected", "mode")
 (soft counts from the probabilities); mode: the more likely decision (p >= 0.5)."""
 
 
+def _decide_by_length(dec: Decider, lists: Lists, base: float | None, key: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The decider sees each user's list without padding: users are grouped by list length
+    (a decider may judge a list as a whole, as an LLM reading it would)."""
+    n, width = lists.items.shape
+    prob = np.zeros((n, width))
+    sampled = np.zeros((n, width), dtype=bool)
+    length = lists.valid.sum(1)
+    has_prob = True
+    for ln in np.unique(length):
+        rows = np.flatnonzero(length == ln)
+        d = dec.decide(lists.users[rows], lists.items[rows, :ln], base_rate=base, key=key)
+        sampled[rows, :ln] = d.sampled
+        if d.prob is None:
+            has_prob = False
+        else:
+            prob[rows, :ln] = d.prob
+    return (prob if has_prob else None), sampled
+
+
 def discrimination(
     split: Split,
     deciders: list[Decider],
@@ -177,11 +196,11 @@ def discrimination(
         lists = discrimination_lists(split, ratio, list_size=list_size, seed=seed)
         for dec in deciders:
             for prior, base in (("told", 1.0 / (1 + ratio)), ("blind", None)):
-                d = dec.decide(lists.users, lists.items, base_rate=base, key=ratio)
-                preds = {"sampled": d.sampled.astype(np.float64)}
-                if d.prob is not None:
-                    preds["expected"] = d.prob
-                    preds["mode"] = (d.prob >= 0.5).astype(np.float64)
+                prob, sampled = _decide_by_length(dec, lists, base, key=ratio)
+                preds = {"sampled": sampled.astype(np.float64)}
+                if prob is not None:
+                    preds["expected"] = prob
+                    preds["mode"] = (prob >= 0.5).astype(np.float64)
                 for mode, pred in preds.items():
                     s = _scores(pred, lists.label, lists.valid)
                     rows.append(

@@ -1,0 +1,160 @@
+"""Fidelity results on disk: one Parquet file per table and a Markdown report.
+
+Files in the output folder (written under temporary names, then renamed: an interrupted write
+leaves earlier files as they were):
+
+- ``discrimination.parquet``: dataset, brain, ratio, prior, decisions, users, accuracy,
+  precision, recall, f1, sim_positive_rate, real_positive_rate;
+- ``discrimination_tiers.parquet``: the same per trait (activity, conformity, diversity) and tier;
+- ``ratings.parquet``: dataset, brain, prediction, ratings, rmse, mae, tv_distance, wasserstein;
+- ``rating_hist.parquet``: dataset, brain, level, share;
+- ``calibration.parquet``: dataset, brain, metric, trait, tier, users, real, simulated, ratio;
+- ``hit.parquet``: dataset, recommender, users, candidates, hit_at_1, hit_at_5, ndcg_at_5;
+- ``meta.json``: split, sizes, the training fit's AUC, timings, settings;
+- ``fidelity.md``: the tables in Markdown.
+
+Each Parquet file carries ``recoworld.fidelity_schema`` = :data:`SCHEMA_VERSION` in its metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+import polars as pl
+import pyarrow.parquet as pq
+
+from recoworld.eval.fidelity import FidelityResult
+
+SCHEMA_VERSION = "1"
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "-" if v != v else f"{v:.3f}"
+    return str(v)
+
+
+def markdown_table(df: pl.DataFrame, columns: list[str] | None = None) -> str:
+    cols = columns or df.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.select(cols).iter_rows():
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def headline(result: FidelityResult) -> dict[str, float]:
+    """The goal figures: accuracy at 1:1, F1 at 1:9 and the positive rate at 1:9, for the
+    evaluated brain with the list's share as its prior, per decision mode."""
+    d = result.tables["discrimination"].filter(
+        (pl.col("brain") == result.meta["brain"]) & (pl.col("prior") == "told")
+    )
+    out: dict[str, float] = {}
+    for mode in d["decisions"].unique().to_list():
+        m = d.filter(pl.col("decisions") == mode)
+        one = m.filter(pl.col("ratio") == "1:1")
+        nine = m.filter(pl.col("ratio") == "1:9")
+        if one.height:
+            out[f"accuracy_1_1_{mode}"] = one["accuracy"][0]
+        if nine.height:
+            out[f"f1_1_9_{mode}"] = nine["f1"][0]
+            out[f"positive_rate_1_9_{mode}"] = nine["sim_positive_rate"][0]
+            out["real_positive_rate_1_9"] = nine["real_positive_rate"][0]
+    return out
+
+
+def render_markdown(result: FidelityResult) -> str:
+    m, t = result.meta, result.tables
+    parts = [
+        f"# Fidelity: {m['dataset']}, brain {m['brain']}",
+        "",
+        f"Split: {m['split_order']} (held out per user: {m['settings']['holdout_share']:.0%}); "
+        f"{m['evaluated_users']:,} evaluated users, {m['train_interactions']:,} training and "
+        f"{m['test_interactions']:,} held-out interactions. Choice model fitted on the training part "
+        f"only: AUC {m['fit_auc']:.3f} on its own inner split. {m['seconds']:.1f}s.",
+    ]
+    if m.get("brain_note"):
+        parts += ["", m["brain_note"] + "."]
+    d = t["discrimination"]
+    parts += [
+        "",
+        "## a. Discrimination (Agent4Rec protocol)",
+        "",
+        "prior `told`: the simulated user knows the list's positive share; `blind`: its own fitted prior. "
+        "decisions `sampled`: one draw; `expected`: in expectation over draws; `mode`: p >= 0.5.",
+        "",
+        markdown_table(
+            d.sort(["brain", "prior", "decisions", "ratio"], descending=[False, True, False, False]),
+            ["brain", "prior", "decisions", "ratio", "users", "accuracy", "precision", "recall", "f1",
+             "sim_positive_rate", "real_positive_rate"],
+        ),  # fmt: skip
+    ]
+    if t.get("ratings") is not None and t["ratings"].height:
+        parts += [
+            "",
+            "## b. Rating alignment (held-out ratings)",
+            "",
+            markdown_table(t["ratings"], ["brain", "prediction", "ratings", "rmse", "mae", "tv_distance", "wasserstein"]),
+        ]
+        h = t["rating_hist"]
+        if h.height:
+            wide = h.pivot(on="level", index="brain", values="share")
+            parts += ["", "Rating shares per level:", "", markdown_table(wide)]
+    if t.get("calibration") is not None and t["calibration"].height:
+        c = t["calibration"]
+        parts += [
+            "",
+            "## c. Behavioural calibration (simulated sessions vs. held-out behaviour)",
+            "",
+            markdown_table(c.filter(pl.col("trait") == "all"), ["metric", "users", "real", "simulated", "ratio"]),
+            "",
+            "Per trait tier:",
+            "",
+            markdown_table(c.filter(pl.col("trait") != "all"), ["metric", "trait", "tier", "users", "real", "simulated", "ratio"]),
+        ]
+    tiers = t.get("discrimination_tiers")
+    if tiers is not None and tiers.height:
+        pr = tiers.filter(
+            (pl.col("brain") == m["brain"]) & (pl.col("prior") == "told") & (pl.col("decisions") == "sampled")
+            & (pl.col("ratio") == "1:9")
+        )  # fmt: skip
+        parts += [
+            "",
+            "Simulated vs. real positive rate per trait tier (1:9 lists, sampled decisions, told prior):",
+            "",
+            markdown_table(pr, ["trait", "tier", "users", "sim_positive_rate", "real_positive_rate", "accuracy", "f1"]),
+        ]
+    parts += [
+        "",
+        "## d. Recommendation Hit@1 (AFL protocol: the true next item among 20 candidates)",
+        "",
+        markdown_table(t["hit"], ["recommender", "users", "candidates", "hit_at_1", "hit_at_5", "ndcg_at_5"]),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_result(result: FidelityResult, out: Path) -> list[Path]:
+    """Write every table, ``meta.json`` and ``fidelity.md`` into ``out`` (created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def put(path: Path, write) -> None:  # noqa: ANN001
+        tmp = path.with_name(f".{path.name}.tmp")
+        write(tmp)
+        os.replace(tmp, path)
+        written.append(path)
+
+    for name, df in result.tables.items():
+        table = df.to_arrow()
+        meta = dict(table.schema.metadata or {})
+        meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode(), b"recoworld.table": name.encode()})
+        put(out / f"{name}.parquet", lambda p, tb=table.replace_schema_metadata(meta): pq.write_table(tb, p, compression="zstd"))
+    meta_json = msgspec.json.format(msgspec.json.encode({**result.meta, "headline": headline(result)}), indent=2)
+    put(out / "meta.json", lambda p: p.write_bytes(meta_json + b"\n"))
+    md = render_markdown(result)
+    put(out / "fidelity.md", lambda p: p.write_text(md))
+    return written
