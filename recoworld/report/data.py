@@ -187,14 +187,12 @@ def load_run(run_dir: str | Path) -> RunData:
 
     # reflective instructions: grouped by normalised text, counted per arm
     said_df = said_df.with_columns(group=_norm(pl.col("instruction")))
-    grouped = said_df.group_by("group", "arm").agg(count=pl.len(), example=pl.col("instruction").first())
+    grouped = said_df.group_by("group", "arm").agg(count=pl.len())
     top = grouped.group_by("group").agg(total=pl.col("count").sum()).sort("total", "group", descending=[True, False])
     keep = top.head(TOP_INSTRUCTIONS)["group"]
-    example = grouped.sort("count", descending=True).group_by("group", maintain_order=True).agg(pl.col("example").first())
     instructions = (
         grouped.filter(pl.col("group").is_in(keep.implode()))
-        .drop("example")
-        .join(example, on="group")
+        .join(_examples(said_df, "instruction"), on="group")
         .join(top, on="group")
         .sort("total", "group", "arm", descending=[True, False, False])
         .select("group", "example", "arm", "count")
@@ -206,8 +204,8 @@ def load_run(run_dir: str | Path) -> RunData:
     feel = None
     if feelings_df.height:
         f = feelings_df.with_columns(group=_norm(pl.col("feeling")))
-        counts = f.group_by("arm", "group").agg(count=pl.len(), example=pl.col("feeling").first())
-        top_f = counts.group_by("group").agg(total=pl.col("count").sum()).sort("total", descending=True).head(TOP_FEELINGS)
+        counts = f.group_by("arm", "group").agg(count=pl.len()).join(_examples(f, "feeling"), on="group")
+        top_f = counts.group_by("group").agg(total=pl.col("count").sum()).sort("total", "group", descending=[True, False]).head(TOP_FEELINGS)
         feel = counts.join(top_f, on="group").sort("total", "group", "arm", descending=[True, False, False]).drop("total")
 
     ex = pl.concat([examples_df.filter(pl.col("instructions") > 0).head(3), examples_df.filter(pl.col("instructions") == 0).head(3)])
@@ -217,6 +215,15 @@ def load_run(run_dir: str | Path) -> RunData:
         instructions=instructions, instruction_groups=top.height, instruction_totals=totals,
         instruction_tags=instruction_tags, feelings=feel, session_examples=ex.sort("user", "session"),
         llm=_llm_stats(run_dir),
+    )  # fmt: skip
+
+
+def _examples(frame: pl.DataFrame, text: str) -> pl.DataFrame:
+    """group -> example: the most frequent original text of each group (ties: the first in order)."""
+    return (
+        frame.group_by("group", text).agg(n=pl.len())
+        .sort("n", text, descending=[True, False])
+        .group_by("group", maintain_order=True).agg(example=pl.col(text).first())
     )  # fmt: skip
 
 

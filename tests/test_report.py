@@ -1,0 +1,288 @@
+"""`recoworld report`: the self-contained HTML report of a run and of a sweep, checked against
+the run's Parquet files; and the one-line errors for missing, partial, damaged or older runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html import unescape
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from recoworld.cli import main
+from recoworld.io.runs import MANIFEST, scan_table
+from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY
+from recoworld.report.build import write_report
+from recoworld.report.data import load_run
+from recoworld.report.sample import FEELINGS, add_llm_records, sample_run
+from recoworld.sweep import write_sweep_summary
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_run(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def report(run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    write_report(run, out)
+    return out.read_text()
+
+
+@pytest.fixture()
+def copy(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+def text_of(html: str) -> str:
+    """The page's visible text, tags dropped, entities decoded, spaces collapsed."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+def section(html: str, anchor: str) -> str:
+    m = re.search(rf'<section id="{anchor}">(.*?)</section>', html, re.S)
+    assert m, f"no section {anchor!r}"
+    return m.group(1)
+
+
+def rows_of(html: str) -> list[list[str]]:
+    """Every table row's cells as text."""
+    return [
+        [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr, re.S)]
+        for tr in re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    ]
+
+
+# --- the run report ------------------------------------------------------------------------------
+
+
+def test_the_report_is_one_self_contained_file(report: str) -> None:
+    assert report.startswith("<!DOCTYPE html>")
+    for needs_network in ("<script", "<link", "<img", "<iframe", "src=", "@import"):
+        assert needs_network not in report, needs_network
+    assert not re.search(r"url\((?!#)", report)  # only references inside the page (SVG clip paths)
+    # SVG namespaces are names, not fetches; no other address appears
+    assert set(re.findall(r"https?://[^\s\"'<]+", report)) == {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    for anchor in ("setup", "results", "engagement", "retention", "creator", "instructions", "sessions"):
+        section(report, anchor)
+    # figures are matplotlib SVGs, inline: forest, engagement, session length, retention, creator reach
+    assert report.count("<svg") == 5
+    assert report.count('<g id="figure_1">') == 5  # as matplotlib draws them
+
+
+def test_setup_names_the_study_arms_and_creator_items(run: Path, report: str) -> None:
+    study = json.loads((run / "study.json").read_text())
+    setup = text_of(section(report, "setup"))
+    assert study["description"] in setup
+    assert "inject at position 1 in 0.5 of slates" in setup
+    for item in study["creator"]["items"]:
+        assert item["title"] in setup
+
+
+def test_headline_table_holds_the_summary_with_cis(run: Path, report: str) -> None:
+    summary = scan_table(run, "summary").filter(pl.col("segment") == "all").collect()
+    rows = {r[0]: r for r in rows_of(section(report, "results")) if r and r[0] in set(summary["metric"])}
+    assert set(rows) == set(summary["metric"])
+    for r in summary.iter_rows(named=True):
+        cells = rows[r["metric"]]
+        if r["arm"] == "control":
+            assert cells[1] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+        else:
+            assert cells[2] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+            assert cells[3] == f"{r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]"
+
+
+def test_retention_and_session_lengths_match_the_sessions_table(run: Path) -> None:
+    d = load_run(run)
+    ss = scan_table(run, "sessions").collect()
+    users = json.loads((run / MANIFEST).read_text())["users_per_arm"]
+    for r in d.by_session.iter_rows(named=True):
+        s = ss.filter((pl.col("arm") == r["arm"]) & (pl.col("session") == r["session"] - 1))
+        assert r["users"] == s.height
+        assert r["share"] == pytest.approx(s.height / users)
+        assert r["return_rate"] == pytest.approx(s["returned"].mean())
+    lengths = d.session_lengths.filter(pl.col("arm") == "inject")
+    assert lengths["sessions"].sum() == ss.filter(pl.col("arm") == "inject").height
+    assert lengths["share"].sum() == pytest.approx(1.0)
+    assert d.by_turn["turn"].min() == 1 and d.by_turn["turn"].max() == 4  # 1-based, 4 turns per session
+
+
+def test_creator_reach_counts_users_shown_each_item(run: Path, report: str) -> None:
+    ev = scan_table(run, "events").filter(pl.col("is_creator_item")).collect()
+    creator = rows_of(section(report, "creator"))
+    for (arm, item), g in ev.group_by("arm", pl.col("item_id").cast(pl.String)):
+        row = next(r for r in creator if r[:1] == [arm] and r[2:3] == [item])
+        assert row[3] == str(g["user"].n_unique())
+        assert row[5] == str(g.height)
+
+
+def test_instructions_are_grouped_and_counted_once_per_slate(run: Path, report: str) -> None:
+    said = (
+        scan_table(run, "events").filter(pl.col("instruction").is_not_null())
+        .select("arm", "user", "session", "turn", pl.col("instruction").cast(pl.String)).unique().collect()
+    )  # fmt: skip
+    assert said.height > 0, "the sample run should have users who instruct"
+    counts = {(a, t): n for a, t, n in said.group_by("arm", "instruction").len().iter_rows()}
+    table = {r[0]: r[1:] for r in rows_of(section(report, "instructions")) if len(r) == 3}
+    top = said.group_by("instruction").len().sort("len", descending=True).row(0)
+    assert table[top[0]] == [str(counts.get(("control", top[0]), 0)), str(counts.get(("inject", top[0]), 0))]
+    totals = rows_of(section(report, "instructions"))[1:3]
+    for arm, written, users in totals:
+        a = said.filter(pl.col("arm") == arm)
+        assert (written, users) == (str(a.height), str(a["user"].n_unique()))
+
+
+def test_run_text_is_escaped(copy: Path, tmp_path: Path) -> None:
+    study = json.loads((copy / "study.json").read_text())
+    study["description"] = "<script>alert('x')</script> & more"
+    (copy / "study.json").write_text(json.dumps(study))
+    html = (write_report(copy).path).read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in html
+
+
+def test_feelings_and_llm_calls_are_reported_when_present(copy: Path, report: str) -> None:
+    assert 'id="feelings"' not in report and 'id="llm"' not in report  # parametric run: neither
+    add_llm_records(copy)
+    html = write_report(copy).path.read_text()
+    feelings = {r[0]: r[1:] for r in rows_of(section(html, "feelings"))}
+    ev = scan_table(copy, "events").filter(pl.col("feeling").is_not_null()).collect()
+    loved = ev.filter(pl.col("feeling").str.to_lowercase().str.starts_with("loved"))
+    assert FEELINGS[0] in feelings  # "Loved the pacing." and "loved the pacing!" are one group
+    assert feelings[FEELINGS[0]] == [str(loved.filter(pl.col("arm") == a).height) for a in ("control", "inject")]
+    llm = section(html, "llm")
+    calls = scan_table(copy, "llm_calls").collect()
+    status = {r[0]: r[1:] for r in rows_of(llm) if r and r[0] in ("control", "inject") and len(r) == 4}
+    assert status["control"] == [str(calls.filter((pl.col("arm") == "control") & (pl.col("parse_status") == s)).height) for s in ("invalid", "ok", "repaired")]
+    assert "<svg" in llm  # latency histogram
+
+
+def test_report_command_writes_into_the_run_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.html").is_file()
+    assert f"-> {copy / 'report.html'}" in capsys.readouterr().out.replace("\n", "")
+    out = copy.parent / "elsewhere" / "r.html"
+    assert main(["report", str(copy), "-o", str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+# --- sweeps ------------------------------------------------------------------------------------
+
+
+def make_sweep(run: Path, root: Path) -> Path:
+    folder = root / "nightly" / "date=2026-01-02"
+    frames = []
+    for k, cell in enumerate(("sample--mf--all--s7", "sample--popular--all--s7")):
+        shutil.copytree(run, folder / f"cell={cell}")
+        s = scan_table(run, "summary").filter(pl.col("segment") == "all").collect()
+        frames.append(s.with_columns(
+            study=pl.lit("sample"), recommender=pl.lit(["mf", "popular"][k]), population=pl.lit("all"),
+            seed=pl.lit(7, dtype=pl.Int64), cell=pl.lit(cell), mean=pl.col("mean") + k,
+        ))  # fmt: skip
+    write_sweep_summary(pl.concat(frames, how="diagonal_relaxed"), folder / "sweep_summary.parquet")
+    return folder
+
+
+def test_a_sweep_gets_its_cells_side_by_side(run: Path, tmp_path: Path) -> None:
+    folder = make_sweep(run, tmp_path)
+    write_report(folder / "cell=sample--mf--all--s7")
+    r = write_report(folder)
+    assert r.kind == "sweep" and r.path == folder / "report.html"
+    html = r.path.read_text()
+    assert "RecoWorld sweep: nightly" in html
+    side = rows_of(section(html, "side"))
+    header, body = side[0], side[1:]
+    assert header[:2] == ["cell", "arm"] and "ctr" in header
+    summary = scan_table(run, "summary").filter((pl.col("segment") == "all") & (pl.col("metric") == "ctr")).collect()
+    ctr = {r["arm"]: r["mean"] for r in summary.iter_rows(named=True)}
+    col = header.index("ctr")
+    for row in body:
+        shift = 0 if row[0] == "sample--mf--all--s7" else 1
+        assert row[col].startswith(f"{ctr[row[1]] + shift:.4f} [")
+    assert len(body) == 4  # 2 cells x 2 arms
+    assert 'href="cell=sample--mf--all--s7/report.html"' in html
+    assert "cell=sample--popular--all--s7/report.html" not in html  # no report there
+    assert html.count("<svg") == 1
+
+
+def test_a_sweep_root_with_several_dates_names_them(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_sweep(run, tmp_path)
+    other = tmp_path / "nightly" / "date=2026-01-03"
+    other.mkdir()
+    shutil.copy(tmp_path / "nightly" / "date=2026-01-02" / "sweep_summary.parquet", other)
+    assert main(["report", str(tmp_path / "nightly")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {tmp_path / 'nightly'}: a sweep folder with several dates; expected one date folder, e.g. "
+        f"{other} (found date=2026-01-02, date=2026-01-03)\n"
+    )
+
+
+# --- bad input: one line, no trace ---------------------------------------------------------------
+
+
+def error_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+def test_a_missing_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert error_of(["report", str(tmp_path / "nope")], capsys) == f"error: {tmp_path / 'nope'}: no such run directory\n"
+    (tmp_path / ".nope.partial").mkdir()
+    assert "re-run the study with --resume nope to finish it" in error_of(["report", str(tmp_path / "nope")], capsys)
+
+
+def test_a_partial_run_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (copy / MANIFEST).unlink()
+    assert error_of(["report", str(copy)], capsys) == f"error: {copy}: not a complete run: manifest.json is missing\n"
+
+
+def test_a_run_missing_a_table(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.rmtree(copy / "sessions")
+    assert error_of(["report", str(copy)], capsys) == (
+        f"error: {copy / 'sessions'}: no Parquet files; expected sessions/arm=<arm>/part-*.parquet\n"
+    )
+
+
+def test_a_run_of_schema_version_1(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = json.loads((copy / MANIFEST).read_text())
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "schema_version": 1}))
+    assert error_of(["report", str(copy)], capsys) == (
+        f"error: {copy}: written by schema version 1; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study\n"
+    )
+
+
+def test_files_of_schema_version_1(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = sorted((copy / "events" / "arm=control").glob("*.parquet"))[0]
+    t = pq.read_table(f).drop_columns(["feeling"])  # version 1 had no feeling column
+    pq.write_table(t.replace_schema_metadata({METADATA_KEY: b"1", TABLE_KEY: b"events"}), f)
+    assert error_of(["report", str(copy)], capsys) == (
+        f"error: {f}: table 'events' written by schema version 1; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study\n"
+    )
+
+
+def test_a_damaged_parquet_file(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = sorted((copy / "events" / "arm=inject").glob("*.parquet"))[0]
+    f.write_bytes(f.read_bytes()[:100])
+    err = error_of(["report", str(copy)], capsys)
+    assert err.startswith(f"error: {f}: not a readable Parquet file (")
+    assert err.endswith("expected table 'events' of a RecoWorld run\n")
+
+
+def test_a_damaged_manifest(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (copy / MANIFEST).write_text('{"arms": [')
+    err = error_of(["report", str(copy)], capsys)
+    assert err.startswith(f"error: {copy / MANIFEST}: not valid JSON (")
+    assert err.endswith("expected the manifest a complete run writes last\n")
+
+
+def test_a_file_instead_of_a_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = copy / "study.json"
+    assert error_of(["report", str(f)], capsys) == f"error: {f}: not a folder; expected a run folder (runs/<run_id>) holding manifest.json\n"
