@@ -86,6 +86,7 @@ def test_true_model_scores_near_perfect(known_eval) -> None:  # noqa: ANN001
         r = pick(summary, "truth", ratio)
         assert r["accuracy"] > 0.95 and r["f1"] > min_f1, r
         assert r["sim_positive_rate"] == pytest.approx(r["real_positive_rate"], abs=0.01)
+        assert pick(summary, "truth", ratio, "ranked")["f1"] == pytest.approx(r["f1"])
 
 
 def test_random_brain_scores_chance(known_eval) -> None:  # noqa: ANN001
@@ -97,6 +98,8 @@ def test_random_brain_scores_chance(known_eval) -> None:  # noqa: ANN001
         assert r["accuracy"] == pytest.approx(share**2 + (1 - share) ** 2, abs=0.02), r
         e = pick(summary, "random", ratio, "expected")
         assert e["f1"] == pytest.approx(share) and e["accuracy"] == pytest.approx(share**2 + (1 - share) ** 2)
+        k = pick(summary, "random", ratio, "ranked")  # the share, drawn at random among equals
+        assert k["sim_positive_rate"] == pytest.approx(share) and k["precision"] == pytest.approx(share, abs=0.03)
 
 
 def test_fitted_brain_lies_between_chance_and_truth(known_eval) -> None:  # noqa: ANN001
@@ -106,6 +109,10 @@ def test_fitted_brain_lies_between_chance_and_truth(known_eval) -> None:  # noqa
         assert rnd["f1"] + 0.15 < fitted["f1"] < truth["f1"], (ratio, fitted["f1"])
         # told the list's share, the fitted model's watch rate is calibrated to it
         assert fitted["sim_positive_rate"] == pytest.approx(fitted["real_positive_rate"], rel=0.2)
+        ranked = pick(summary, "parametric", ratio, "ranked")  # watches exactly the list's share
+        assert ranked["sim_positive_rate"] == pytest.approx(ranked["real_positive_rate"])
+        assert ranked["f1"] > fitted["f1"]
+    assert summary.filter((pl.col("prior") == "blind") & (pl.col("decisions") == "ranked")).height == 0
     blind = pick(summary, "parametric", "1:1", "expected", prior="blind")
     assert blind["sim_positive_rate"] < 0.3  # its own prior is one positive in ten
 
@@ -347,7 +354,7 @@ def test_cli_runs_the_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "parametric", "--out", str(tmp_path), "--no-simulate"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "synthetic, brain parametric (time split): accuracy at 1:1" in out
+    assert "synthetic, brain parametric (time split): accuracy at 1:1" in out and "ranked" in out
     assert (tmp_path / "fidelity.md").exists() and not (tmp_path / "calibration.parquet").exists()
 
 
@@ -361,7 +368,8 @@ def test_ml100k_evaluation(shared_data: Path, tmp_path: Path) -> None:
     write_result(result, tmp_path)
     d = result.tables["discrimination"]
     r = pick(d, "parametric", "1:1")
-    assert 0.65 < r["accuracy"] < 0.95  # measured 0.716 (sampled), 0.823 (mode)
+    assert 0.65 < r["accuracy"] < 0.95  # measured 0.716 (sampled), 0.841 (ranked)
+    assert pick(d, "parametric", "1:9", "ranked")["f1"] > 0.5  # measured 0.543
     nine = pick(d, "parametric", "1:9")
     assert abs(nine["sim_positive_rate"] / nine["real_positive_rate"] - 1) < 0.1
     assert pick(d, "random", "1:1")["accuracy"] == pytest.approx(0.5, abs=0.03)

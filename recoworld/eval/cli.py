@@ -56,8 +56,8 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
     h = headline(result)
     console.print(
         f"{world.name}, brain {args.brain} ({result.meta['split_order']} split): accuracy at 1:1 "
-        f"{h.get('accuracy_1_1_sampled', float('nan')):.3f} sampled / {h.get('accuracy_1_1_mode', float('nan')):.3f} mode; "
-        f"F1 at 1:9 {h.get('f1_1_9_sampled', float('nan')):.3f} sampled / {h.get('f1_1_9_expected', float('nan')):.3f} expected; "
+        f"{h.get('accuracy_1_1_sampled', float('nan')):.3f} sampled / {h.get('accuracy_1_1_ranked', float('nan')):.3f} ranked; "
+        f"F1 at 1:9 {h.get('f1_1_9_sampled', float('nan')):.3f} sampled / {h.get('f1_1_9_ranked', float('nan')):.3f} ranked; "
         f"positive rate at 1:9 {h.get('positive_rate_1_9_sampled', float('nan')):.3f} vs real "
         f"{h.get('real_positive_rate_1_9', float('nan')):.3f}"
     )

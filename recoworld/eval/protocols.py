@@ -155,9 +155,26 @@ def _scores(pred: np.ndarray, label: np.ndarray, valid: np.ndarray) -> dict[str,
     }
 
 
-DECISION_MODES = ("sampled", "expected", "mode")
+DECISION_MODES = ("sampled", "expected", "mode", "ranked")
 """sampled: one Bernoulli draw per item; expected: confusion counts in expectation over draws
-(soft counts from the probabilities); mode: the more likely decision (p >= 0.5)."""
+(soft counts from the probabilities); mode: the more likely decision (p >= 0.5); ranked (told
+prior only): the user watches the list's share of items, those it is likeliest to watch."""
+
+
+def _top_share(prob: np.ndarray, valid: np.ndarray, ratio: int) -> np.ndarray:
+    """1.0 on each row's ``valid.sum() // (1 + ratio)`` most probable valid items (exact ties
+    broken by a fixed random order), else 0.0."""
+    out = np.zeros(prob.shape)
+    length = valid.sum(1)
+    jitter = generator(0, "top-share").random(prob.shape) * 1e-12
+    for ln in np.unique(length):
+        rows = np.flatnonzero(length == ln)
+        order = np.argsort(-(prob[rows, :ln] + jitter[rows, :ln]), axis=1)
+        n = max(1, ln // (1 + ratio))
+        top = np.zeros((rows.size, ln))
+        np.put_along_axis(top, order[:, :n], 1.0, axis=1)
+        out[rows, :ln] = top
+    return out
 
 
 def _decide_by_length(dec: Decider, lists: Lists, base: float | None, key: int) -> tuple[np.ndarray | None, np.ndarray]:
@@ -201,6 +218,8 @@ def discrimination(
                 if prob is not None:
                     preds["expected"] = prob
                     preds["mode"] = (prob >= 0.5).astype(np.float64)
+                    if base is not None:
+                        preds["ranked"] = _top_share(prob, lists.valid, ratio)
                 for mode, pred in preds.items():
                     s = _scores(pred, lists.label, lists.valid)
                     rows.append(

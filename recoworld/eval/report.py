@@ -84,7 +84,8 @@ def render_markdown(result: FidelityResult) -> str:
         "## a. Discrimination (Agent4Rec protocol)",
         "",
         "prior `told`: the simulated user knows the list's positive share; `blind`: its own fitted prior. "
-        "decisions `sampled`: one draw; `expected`: in expectation over draws; `mode`: p >= 0.5.",
+        "decisions `sampled`: one draw; `expected`: in expectation over draws; `mode`: p >= 0.5; "
+        "`ranked`: the list's share of items, those with the highest p.",
         "",
         markdown_table(
             d.sort(["brain", "prior", "decisions", "ratio"], descending=[False, True, False, False]),
