@@ -15,7 +15,7 @@ def cmd_report(args: argparse.Namespace, console) -> int:
     from recoworld.report.build import write_report
 
     r = write_report(Path(args.path), args.output)
-    console.print(f"{r.kind} report ({r.bytes / 1e6:.1f} MB, {r.seconds:.1f}s) -> [bold]{r.path}[/]", highlight=False)
+    console.print(f"{r.kind} report ({r.bytes / 1e6:.1f} MB, {r.seconds:.1f}s) -> [bold]{r.path}[/]", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -41,6 +41,7 @@ def cmd_view(args: argparse.Namespace, console) -> int:
         f"viewing {view.manifest.get('run_id', view.run_dir.name)} ({view.manifest.get('users_per_arm', 0):,} users per arm) at "
         f"[bold]http://{shown}:{port}/[/]  (Ctrl-C to stop)",
         highlight=False,
+        soft_wrap=True,
     )
     try:
         server.serve_forever()
