@@ -26,7 +26,8 @@ def llm_cache() -> Path:
     return Path(os.environ.get("RECOWORLD_LLM_CACHE") or REPO / ".cache" / "llm")
 
 
-def cpu_env() -> dict[str, str]:
+@pytest.fixture(scope="session")
+def vllm_cpu_env() -> dict[str, str]:
     """The environment a vLLM CPU server subprocess needs (MACHINE-NOTES), on top of ours."""
     env = dict(os.environ)
     env.setdefault("VLLM_HOST_IP", "127.0.0.1")
