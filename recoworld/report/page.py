@@ -185,7 +185,7 @@ async function openUser(user) {
     const ul = $("sessions"); ul.replaceChildren();
     for (const s of d.sessions) {
       const li = el("li", { "data-session":s.session },
-        el("b", {}, `Session ${s.session + 1}`), el("span", { class:"muted" }, ` · day ${f2(s.day)} · ${s.turns} turns${s.left_early ? " · left early" : ""}${s.returned ? " · came back" : ""}`),
+        el("b", {}, `Session ${s.session + 1}`), el("span", { class:"muted" }, ` · day ${f2(s.day)} · ${s.turns} turn${s.turns === 1 ? "" : "s"}${s.left_early ? " · left early" : ""}${s.returned ? (s.session + 1 < S.run.sessions ? " · came back" : " · would come back") : ""}`),
         el("div", {}, s.summary));
       li.addEventListener("click", () => openSession(s.session, 0));
       ul.append(li);
