@@ -150,6 +150,8 @@ def write_result(result: FidelityResult, out: Path) -> list[Path]:
         written.append(path)
 
     for name, df in result.tables.items():
+        if df.width == 0:  # e.g. ratings on data without ratings
+            continue
         table = df.to_arrow()
         meta = dict(table.schema.metadata or {})
         meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode(), b"recoworld.table": name.encode()})
