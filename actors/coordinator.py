@@ -1,10 +1,16 @@
 """``CoordinatorActor``: drives one run's shards on a Ray cluster and writes its summary.
 
-1. it starts a pool of shard actors (no more than the cluster can place at once, as the
-   resources in ``[ray]`` ask) and waits, at most ``placement_timeout_s``, until they are placed;
-2. it hands each idle actor the next unfinished shard of the run's plan (one call per shard:
+1. a study whose language model is an in-process engine (``llm.backend = "vllm"``) gets
+   ``llm.replicas`` LLM replica actors first (``actors.llm_replica``): placed within
+   ``placement_timeout_s`` (else a RunError naming what one replica needs and what the cluster
+   has), then their engines started (within ``shard_timeout_s``);
+2. it starts a pool of shard actors (no more than the cluster can place at once, as the
+   resources in ``[ray]`` ask, beside the replicas) and waits, at most ``placement_timeout_s``,
+   until they are placed; each gets the replica handles (or opens its own HTTP client / replay);
+3. it hands each idle actor the next unfinished shard of the run's plan (one call per shard:
    thousands of users each), skipping shards finished earlier (``--resume``);
-3. it merges the shards' mergeable aggregates into the summary (``summary.parquet``).
+4. it merges the shards' mergeable aggregates into the summary (``summary.parquet``), collects
+   the LLM figures (:meth:`CoordinatorActor.llm_figures`) and kills the replicas.
 
 The plan (which users form which shard) is fixed before the coordinator starts: a pure
 function of the population size and shard count, kept in the run folder.
@@ -13,9 +19,11 @@ function of the population size and shard count, kept in the run folder.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+import msgspec
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from recoworld.config import RayConfig
 from recoworld.errors import RunError
@@ -23,7 +31,9 @@ from recoworld.study.prepare import Prepared
 from recoworld.study.runner import write_summary
 from recoworld.study.shard import ShardResult, ShardSpec, read_marker
 
-from actors.shard import shard_actor_class
+from actors.llm_replica import ReplicaStats, replica_actor_class, replica_needs
+from actors.router import RoutingCounts
+from actors.shard import StudyModel, shard_actor_class
 
 NAMESPACE = "recoworld"
 
@@ -31,6 +41,71 @@ NAMESPACE = "recoworld"
 def shard_actor_name(run_id: str, slot: int) -> str:
     """The name of shard actor ``slot`` of run ``run_id`` (in namespace ``recoworld``)."""
     return f"{run_id}/shard-actor-{slot}"
+
+
+def replica_actor_name(run_id: str, index: int) -> str:
+    """The name of LLM replica ``index`` of run ``run_id`` (in namespace ``recoworld``)."""
+    return f"{run_id}/llm-replica-{index}"
+
+
+class LLMFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """How a run used its LLM replicas: routing summed over shard actors, each replica's stats."""
+
+    routing: RoutingCounts
+    replicas: list[ReplicaStats]
+
+
+def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -> list[ActorHandle]
+    """Start ``model.llm.replicas`` LLM replica actors and their engines (see the module
+    docstring); on failure every one started is killed and a RunError says why."""
+    llm = model.llm
+    cls = replica_actor_class(llm)
+    handles = [
+        cls.options(name=replica_actor_name(run_id, k), namespace=NAMESPACE).remote(k, None if model.replica_factory else llm, model.replica_factory)
+        for k in range(llm.replicas)
+    ]
+    try:
+        ready = [h.ready.remote() for h in handles]
+        _, pending = ray.wait(ready, num_returns=len(ready), timeout=cfg.placement_timeout_s)
+        if pending:
+            raise RunError(
+                f"{len(pending)} of {llm.replicas} LLM replicas could not be placed within {cfg.placement_timeout_s:g} s "
+                f"(ray.placement_timeout_s): each needs {replica_needs(llm)} (llm.replica_num_gpus, llm.replica_num_cpus, "
+                f"llm.replica_resources); the cluster has {_resources(ray.cluster_resources())}"
+            )
+        starts = {h.start.remote(): k for k, h in enumerate(handles)}
+        _, pending = ray.wait(list(starts), num_returns=len(starts), timeout=cfg.shard_timeout_s)
+        if pending:
+            late = ", ".join(str(starts[r]) for r in pending)
+            raise RunError(f"LLM replicas {late} did not start their engine (model {llm.model!r}) within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)")
+        for ref, k in starts.items():
+            try:
+                ray.get(ref)
+            except (RayActorError, RayTaskError) as e:
+                raise RunError(f"LLM replica {k} could not start its engine (model {llm.model!r}): {_last_line(e)}") from None
+    except BaseException:
+        for h in handles:
+            ray.kill(h, no_restart=True)
+        raise
+    return handles
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+def after_replicas(cluster: dict[str, float], llm_cfg, replicas: int) -> dict[str, float]:  # noqa: ANN001 - LLMConfig | None
+    """What ``cluster`` (total resources) leaves for shard actors once ``replicas`` LLM replicas
+    of ``llm_cfg`` are placed."""
+    if llm_cfg is None or replicas == 0:
+        return dict(cluster)
+    left = dict(cluster)
+    need = {"CPU": llm_cfg.replica_num_cpus, "GPU": llm_cfg.replica_num_gpus, **llm_cfg.replica_resources}
+    for name, amount in need.items():
+        if name in left:
+            left[name] = max(0.0, left[name] - replicas * amount)
+    return left
 
 
 def pool_size(cfg: RayConfig, shards: int, cluster: dict[str, float]) -> int:
@@ -47,23 +122,42 @@ def pool_size(cfg: RayConfig, shards: int, cluster: dict[str, float]) -> int:
 class CoordinatorActor:
     """Runs the shards of one run (see the module docstring)."""
 
-    def run(self, prep_box: list, folder: str, plan: list[ShardSpec], run_id: str, cfg: RayConfig) -> list[ShardResult]:
+    def __init__(self) -> None:
+        self._figures: LLMFigures | None = None
+
+    def run(self, prep_box: list, folder: str, plan: list[ShardSpec], run_id: str, cfg: RayConfig, model: StudyModel | None = None) -> list[ShardResult]:
         """``prep_box``: ``[ObjectRef of the Prepared]`` (boxed so Ray hands the reference on
-        to the shard actors instead of resolving it here)."""
+        to the shard actors instead of resolving it here). ``model``: the study's language
+        model, for studies that use one."""
         prep_ref = prep_box[0]
         results = {s.index: r for s in plan if (r := read_marker(folder, s)) is not None}
         todo = [s for s in plan if s.index not in results]
         if todo:
-            results.update(self._run_shards(prep_ref, folder, todo, run_id, cfg))
+            replicas = start_replicas(model, run_id, cfg) if model is not None and model.uses_replicas else []
+            try:
+                if replicas:
+                    model = replace(model, replicas=tuple(replicas))
+                results.update(self._run_shards(prep_ref, folder, todo, run_id, cfg, model))
+                if replicas:
+                    stats = ray.get([h.stats.remote() for h in replicas], timeout=60)
+                    self._figures = LLMFigures(routing=self._figures.routing if self._figures else RoutingCounts(), replicas=stats)
+            finally:
+                for h in replicas:
+                    ray.kill(h, no_restart=True)
         ordered = [results[s.index] for s in plan]
         prep: Prepared = ray.get(prep_ref)
         write_summary(folder, prep, ordered)
         return ordered
 
-    def _run_shards(self, prep_ref, folder: str, todo: list[ShardSpec], run_id: str, cfg: RayConfig) -> dict[int, ShardResult]:
+    def llm_figures(self) -> LLMFigures | None:
+        """The LLM figures of the last :meth:`run` with replicas (None: it had none)."""
+        return self._figures
+
+    def _run_shards(self, prep_ref, folder: str, todo: list[ShardSpec], run_id: str, cfg: RayConfig, model: StudyModel | None) -> dict[int, ShardResult]:
         cls = shard_actor_class(cfg)
-        n = pool_size(cfg, len(todo), ray.cluster_resources())
-        actors = [cls.options(name=shard_actor_name(run_id, k), namespace=NAMESPACE).remote(prep_ref, folder) for k in range(n)]
+        llm_cfg = model.llm if model is not None and model.uses_replicas else None
+        n = pool_size(cfg, len(todo), after_replicas(ray.cluster_resources(), llm_cfg, len(model.replicas) if model else 0))
+        actors = [cls.options(name=shard_actor_name(run_id, k), namespace=NAMESPACE).remote(prep_ref, folder, model) for k in range(n)]
         try:
             ready = [a.ready.remote() for a in actors]
             _, pending = ray.wait(ready, num_returns=len(ready), timeout=cfg.placement_timeout_s)
@@ -102,10 +196,25 @@ class CoordinatorActor:
                 if queue:
                     s = queue.pop(0)
                     inflight[actor.run.remote(s)] = (actor, s)
+            if model is not None:
+                self._close_shard_models(actors)
             return done_results
         finally:
             for a in actors:
                 ray.kill(a, no_restart=True)
+
+    def _close_shard_models(self, actors: list) -> None:
+        """Sum the shard actors' routing counts, and close their models (HTTP clients)."""
+        routing = RoutingCounts()
+        try:  # figures and clean-up only: a finished run does not fail here
+            for counts in ray.get([a.routing.remote() for a in actors], timeout=60):
+                if counts is not None:
+                    for f in routing.__struct_fields__:
+                        setattr(routing, f, getattr(routing, f) + getattr(counts, f))
+            ray.get([a.close.remote() for a in actors], timeout=60)
+        except (RayError, GetTimeoutError):
+            pass
+        self._figures = LLMFigures(routing=routing, replicas=[])
 
 
 def _resources(res: dict[str, float]) -> str:

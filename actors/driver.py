@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import msgspec
 import ray
 
-from recoworld.config import StudyConfig
+from recoworld.config import StudyConfig, uses_llm
 from recoworld.errors import RunError
 from recoworld.study.prepare import prepare
 from recoworld.study.runner import Progress, RunResult, finish_run, start_run
@@ -22,6 +23,11 @@ from recoworld.study.shard import BLOCK_USERS, marker_path
 from recoworld.world.model import World
 
 from actors.coordinator import NAMESPACE, coordinator_actor_class
+from actors.llm_replica import ReplicaFactory
+from actors.shard import StudyModel
+
+LLM_FIGURES = "llm_replicas.json"
+"""Written into a run that used LLM replica actors: routing counts and each replica's stats."""
 
 
 def connect(address: str = "auto", *, num_cpus: int | None = None) -> str:
@@ -80,9 +86,16 @@ def run_study_on_ray(
     progress: Progress | None = None,
     on_ready=None,
     shards: int | None = None,
+    replica_factory: ReplicaFactory | None = None,
 ) -> RunResult:
     """Run ``cfg`` on Ray into ``<out_dir or cfg.output.dir>/<run_id>/`` (a folder every node
-    can write: shared storage on a real cluster). ``shards`` overrides ``cfg.ray.shards``."""
+    can write: shared storage on a real cluster). ``shards`` overrides ``cfg.ray.shards``.
+
+    A study with a language model (``uses_llm``) runs its shards' users as coroutines against
+    LLM replica actors (``llm.backend = "vllm"``; ``replica_factory(index)``, picklable, builds
+    each replica's backend instead of the engine: tests, benchmarks) or against each shard's
+    own client (``openai``, ``replay``); see ``actors.coordinator``. A run with replicas gets
+    ``llm_replicas.json``: how requests were routed, and each replica's figures."""
     t0 = time.perf_counter()
     prep = prepare(cfg, world)
     if on_ready:
@@ -91,8 +104,9 @@ def run_study_on_ray(
     n = shards or cfg.ray.shards or default_shards(len(prep.population), ray.cluster_resources().get("CPU", 1))
     run = start_run(cfg, prep, Path(out_dir or cfg.output.dir).resolve(), run_id, shards=n, overwrite=overwrite, resume=resume)
     try:
+        model = StudyModel(cfg.llm, cfg.seed, replica_factory) if uses_llm(cfg) and cfg.llm is not None else None
         coordinator = coordinator_actor_class().options(name=f"{run_id}/coordinator", namespace=NAMESPACE).remote()
-        ref = coordinator.run.remote([ray.put(prep)], str(run.path), run.plan, run_id, cfg.ray)
+        ref = coordinator.run.remote([ray.put(prep)], str(run.path), run.plan, run_id, cfg.ray, model)
         seen: set[int] = set()
         while True:
             done, _ = ray.wait([ref], timeout=0.5)
@@ -106,6 +120,9 @@ def run_study_on_ray(
                 break
         try:
             results = ray.get(ref)
+            figures = ray.get(coordinator.llm_figures.remote()) if model is not None and model.uses_replicas else None
+            if figures is not None and figures.replicas:
+                run.write_bytes(LLM_FIGURES, msgspec.json.format(msgspec.json.encode(figures), indent=2))
         except ray.exceptions.RayTaskError as e:
             cause = e.as_instanceof_cause()
             if isinstance(cause, RunError):
