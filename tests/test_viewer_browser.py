@@ -6,7 +6,8 @@ keeps screenshots of the viewer and of the report.
 Environment (set by .ci/browser.sh; both optional):
 - ``RECOWORLD_BROWSER_RUN``: a complete run to use (e.g. ``runs/creator_scifi-demo``);
   default: a small generated run in a temporary folder;
-- ``RECOWORLD_SCREENSHOTS``: where the PNGs go; default ``<run>/screenshots/``.
+- ``RECOWORLD_SCREENSHOTS``: where the PNGs go; default ``<run>/screenshots/``;
+- ``RECOWORLD_REQUIRE_BROWSER``: fail, not skip, without Chromium.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
+if not CHROMIUM.exists() and os.environ.get("RECOWORLD_REQUIRE_BROWSER"):
+    pytest.fail(f"RECOWORLD_REQUIRE_BROWSER is set but {CHROMIUM} is missing (apt-get install -y chromium)", pytrace=False)
 if not CHROMIUM.exists():
     pytest.skip(
         f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/browser.sh installs it)",
