@@ -36,6 +36,7 @@ table { border-collapse:collapse; margin:6px 0 10px; font-size:13px; }
 th, td { border-bottom:1px solid var(--line); padding:3px 10px; text-align:right; vertical-align:top; }
 th { background:var(--soft); font-weight:600; }
 td.l, th.l { text-align:left; }
+td:not(.l) { white-space:nowrap; }
 td.up { color:var(--up); font-weight:600; } td.down { color:var(--down); font-weight:600; }
 .grid { display:grid; grid-template-columns:repeat(auto-fit,minmax(260px,1fr)); gap:4px 24px; }
 dl { margin:0; display:grid; grid-template-columns:max-content 1fr; gap:2px 12px; font-size:13px; }
