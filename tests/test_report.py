@@ -131,6 +131,10 @@ def test_instructions_are_grouped_and_counted_once_per_slate(run: Path, report: 
     table = {r[0]: r[1:] for r in rows_of(section(report, "instructions")) if len(r) == 3}
     top = said.group_by("instruction").len().sort("len", descending=True).row(0)
     assert table[top[0]] == [str(counts.get(("control", top[0]), 0)), str(counts.get(("inject", top[0]), 0))]
+    tags = load_run(run).instruction_tags
+    top_tag = tags.row(0, named=True)
+    named = said.filter((pl.col("arm") == top_tag["arm"]) & pl.col("instruction").str.contains(rf"(?i)\b{re.escape(top_tag['tag'])}\b"))
+    assert top_tag["mentions"] == named.height > 0
     totals = rows_of(section(report, "instructions"))[1:3]
     for arm, written, users in totals:
         a = said.filter(pl.col("arm") == arm)

@@ -23,6 +23,8 @@ SWEEP_SUMMARY_FILE = "sweep_summary.parquet"
 
 TOP_INSTRUCTIONS = 20
 TOP_FEELINGS = 15
+MAX_TAGS = 200
+"""Tags looked for in instructions: the creator items' and the population's most liked ones."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def _examples(frame: pl.DataFrame, text: str) -> pl.DataFrame:
 
 
 def _tag_mentions(run_dir: Path, said: pl.DataFrame, titles: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
-    """How many instructions name each tag the population likes (or a creator item carries)."""
+    """How many instructions name each tag the population likes most (or a creator item carries)."""
     empty = pl.DataFrame(schema={"arm": pl.String, "tag": pl.String, "mentions": pl.UInt32})
     if said.height == 0:
         return empty
@@ -236,7 +238,8 @@ def _tag_mentions(run_dir: Path, said: pl.DataFrame, titles: dict[str, tuple[str
     users = run_dir / "users.parquet"
     if users.is_file():
         try:
-            tags |= set(pl.scan_parquet(users).select(pl.col("liked_tags").explode().unique()).collect().to_series().drop_nulls().to_list())
+            liked = pl.scan_parquet(users).select(pl.col("liked_tags").explode().drop_nulls().value_counts(sort=True)).collect()
+            tags |= set(liked.unnest(liked.columns[0]).head(MAX_TAGS)["liked_tags"].to_list())
         except pl.exceptions.PolarsError:
             pass  # users.parquet of another layout: mentions of creator tags only
     tags = {t for t in tags if t}
