@@ -28,7 +28,7 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +129,9 @@ def _stat_logger_factory(sink: _Counters) -> Any:
 class VLLMEngine:
     """A vLLM ``AsyncLLM`` in this process, serving :class:`LLMRequest` batches.
 
-    ``model`` is a Hugging Face model folder (or a hub id where the hub is reachable). Nothing
+    ``model`` is a Hugging Face model folder (or a hub id where the hub is reachable);
+    ``extra_args`` are further ``AsyncEngineArgs`` (e.g. ``block_size``; they win over the ones
+    derived from ``engine``) for settings :class:`EngineConfig` does not carry. Nothing
     starts at construction; :meth:`start` (called by the first :meth:`generate`) starts the
     engine core (~30 s on CPU with ``enforce_eager``, minutes on GPU with graph capture) and
     blocks the event loop while it does. :attr:`startup_s` records how long it took.
@@ -153,6 +155,7 @@ class VLLMEngine:
         *,
         name: str = "",
         replica: int = -1,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> None:
         if not model:
             raise LLMError("llm.model is empty; expected a Hugging Face model folder or hub id")
@@ -160,6 +163,7 @@ class VLLMEngine:
         self.config = engine
         self.name = name or model
         self.replica = replica
+        self.extra_args = dict(extra_args or {})
         self.startup_s = 0.0
         self._engine: Any = None
         self._vllm: Any = None
@@ -210,10 +214,16 @@ class VLLMEngine:
             disable_log_stats=True,  # our stat logger only (no periodic log lines)
         )
         if is_cpu:
+            # vLLM 0.32 on CPU: a seeded request whose prefill is chunked kills the engine
+            # ("CPU Generator does not use offset" when the partial prefill's sampled token is
+            # discarded). Every request carries a seed, so prefills are not chunked on CPU.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(c.max_model_len, 2048)
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 kwargs["kv_cache_memory_bytes"] = int(c.cpu_kvcache_gib * 2**30)
         else:
             kwargs["gpu_memory_utilization"] = c.gpu_memory_utilization
+        kwargs.update(self.extra_args)
         return vllm.AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
