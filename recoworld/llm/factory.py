@@ -29,7 +29,11 @@ class BackgroundModel:
         self._thread.start()
 
         async def build() -> LanguageModel:
-            return factory()
+            model = factory()
+            start = getattr(model, "start", None)
+            if start is not None:  # engines start here, so that a model that cannot start fails the open
+                await start()
+            return model
 
         try:
             self.inner = asyncio.run_coroutine_threadsafe(build(), self._loop).result(start_timeout_s)

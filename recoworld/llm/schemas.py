@@ -26,11 +26,20 @@ matched to the vocabulary case-insensitively (unknown -> none)."""
 _CONTROL = {c: " " for c in range(32)}
 
 
+def slack(chars: int) -> int:
+    """The length a decoder accepts for a string the schema limits to ``chars``. Grammars count
+    what they emit in tokens; a byte-level tokenizer can split one character over tokens and the
+    detokenizer then shows replacement characters, so the decoded text may be longer than the
+    grammar's count. Texts are clipped to ``chars`` where they are used."""
+    return 2 * chars + 8
+
+
 @functools.lru_cache(maxsize=256)
 def slate_type(k: int, tags: tuple[str, ...], rated: bool, feeling_chars: int, instruction_chars: int) -> type:
     """The answer to a slate: per item (in slate order) a decision, a watch percentage, a rating
     (datasets with ratings) and a short feeling; then continue or leave; then an optional
-    reflective instruction to the recommender."""
+    reflective instruction to the recommender. (Decode with the same call on
+    :func:`slack` lengths.)"""
     fields: list[tuple[str, Any]] = [
         ("decision", Literal["skip", "click", "watch"]),
         ("watch_percent", Annotated[int, Meta(ge=0, le=100)]),

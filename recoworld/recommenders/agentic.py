@@ -21,7 +21,7 @@ import numpy as np
 from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.prompts import RERANK_INSTRUCTIONS, data, item_line
-from recoworld.llm.schemas import json_schema, rerank_type
+from recoworld.llm.schemas import json_schema, rerank_type, slack
 from recoworld.llm.types import LLMRequest, Sampling
 from recoworld.llm.wrappers import CallLog, CallMeta, call_id, request_seed
 from recoworld.recommenders.base import Audience, PoolRecommender, PostProcessor
@@ -118,6 +118,7 @@ class AgenticRecommender:
             return cand[:k]
         t = rerank_type(ids, k)
         schema = json_schema(t)
+        lenient = rerank_type(ids, k, slack(300))
         prompt = self._prompt(b, session, turn, k, cand)
         sampling = Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
         for attempt in range(2):
@@ -132,7 +133,7 @@ class AgenticRecommender:
                 self.log.resolve(req.id, "error")
                 break
             try:
-                ans = decode(res.text, t)
+                ans = decode(res.text, lenient)
             except msgspec.ValidationError as e:
                 # Decodes as JSON but an id is not a candidate: hallucinated or repeated ids are
                 # rejected outright (no repair: the recommender named an item it may not show).

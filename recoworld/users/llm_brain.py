@@ -38,7 +38,7 @@ from recoworld.llm.prompts import (
     turn_block,
     user_header,
 )
-from recoworld.llm.schemas import decode, json_schema, language_type, slate_type, summary_type, tag_index
+from recoworld.llm.schemas import decode, json_schema, language_type, slack, slate_type, summary_type, tag_index
 from recoworld.llm.types import LLMRequest, Sampling
 from recoworld.llm.wrappers import CallLog, CallMeta, call_id, request_seed
 from recoworld.users.brain import ACTIONS, CLICK, RATE, SKIP, WATCH, Instructions, Mindset, ParametricBrain, SlateFeedback, TurnOutcome
@@ -87,11 +87,13 @@ class LanguageBrain:
     def _sampling(self) -> Sampling:
         return Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
 
-    async def ask(self, b: int, session: int, turn: int, purpose: str, prompt: str, t: type) -> object | None:
-        """One call (and one repair call if the answer does not decode into ``t``); the decoded
-        answer, or None when both fail (the caller falls back and the fallback is counted)."""
+    async def ask(self, b: int, session: int, turn: int, purpose: str, prompt: str, t: type, lenient: type | None = None) -> object | None:
+        """One call constrained to ``t`` (and one repair call if the answer does not decode into
+        ``lenient``, ``t`` with slack on string lengths); the decoded answer, or None when both
+        fail (the caller falls back and the fallback is counted)."""
         uid = int(self.p.uid[b])
         schema = json_schema(t)
+        lenient = lenient or t
         for attempt in range(2):
             name = purpose if attempt == 0 else f"repair-{purpose}"
             req = LLMRequest(
@@ -106,7 +108,7 @@ class LanguageBrain:
                     break
                 continue
             try:
-                ans = decode(res.text, t)
+                ans = decode(res.text, lenient)
             except (msgspec.ValidationError, msgspec.DecodeError) as e:
                 self.log.resolve(req.id, "invalid")
                 shown = res.text if len(res.text) <= 800 else res.text[:800] + "..."
@@ -128,8 +130,9 @@ class LanguageBrain:
             f"{self.header(b, mem, SUMMARY_INSTRUCTIONS)}\n## This session (visit {session + 1})\n{lines}\n"
             f"You ended it feeling {level(satisfaction)} satisfaction.\n\nYour answer (JSON):"
         )
-        ans = await self.ask(b, session, self.turns, "summary", prompt, summary_type(self.llm.summary_chars))
-        return None if ans is None else ans.summary  # type: ignore[attr-defined]
+        n = self.llm.summary_chars
+        ans = await self.ask(b, session, self.turns, "summary", prompt, summary_type(n), summary_type(slack(n)))
+        return None if ans is None else ans.summary.strip()[:n]  # type: ignore[attr-defined]
 
     def remember(self, mem: UserMemory, slate: np.ndarray, fb: SlateFeedback) -> None:
         for j, it in enumerate(slate.tolist()):
@@ -148,8 +151,9 @@ class LLMBrain(LanguageBrain):
         k = slate.shape[1]
         mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
         prompt = self.header(b, mem) + turn_block(session, turn, self.turns, mem.recent, mind_now) + slate_block(self.cat, slate[0])
-        t = slate_type(k, self.cat.tags[:64] if len(self.cat.tags) <= 64 else self.cat.tags, self.rated, self.llm.feeling_chars, self.llm.instruction_chars)
-        ans = await self.ask(b, session, turn, "slate", prompt, t)
+        fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
+        t = slate_type(k, self.cat.tags, self.rated, fc, ic)
+        ans = await self.ask(b, session, turn, "slate", prompt, t, slate_type(k, self.cat.tags, self.rated, slack(fc), slack(ic)))
         if ans is None:  # parametric fallback
             fb = self.brain.react(mind, rows, session, turn, slate)
             out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
@@ -161,7 +165,7 @@ class LLMBrain(LanguageBrain):
         feelings = np.empty((1, k), object)
         thr = self.brain.cfg.watch_threshold
         for j, item in enumerate(ans.items):  # type: ignore[attr-defined]
-            feelings[0, j] = item.feeling.strip() or None
+            feelings[0, j] = item.feeling.strip()[:fc] or None
             pct = item.watch_percent / 100.0
             if item.decision == "skip":
                 continue
@@ -177,7 +181,7 @@ class LLMBrain(LanguageBrain):
             more, less = tag_index(self.cat.tags, ins.more_of), tag_index(self.cat.tags, ins.less_of)
             mind.last_instruct_turn[0] = turn
             instructions = Instructions(rows=np.array([0]), more_of=np.array([more]), less_of=np.array([less if less != more else -1]))
-            text = ins.text.strip()
+            text = ins.text.strip()[:ic] or "Something different, please."
         else:
             instructions = Instructions(rows=np.zeros(0, np.int64), more_of=np.zeros(0, np.int64), less_of=np.zeros(0, np.int64))
             text = None
@@ -213,15 +217,16 @@ class HybridBrain(LanguageBrain):
             self.header(b, mem, LANGUAGE_INSTRUCTIONS) + turn_block(session, turn, self.turns, mem.recent, mind_now)
             + f"\n## The slate and your choices\n{choices}\n\nWrite a feeling for each of the {clicked.size} items you clicked, in order. {ask}\nYour answer (JSON):"
         )  # fmt: skip
-        t = language_type(int(clicked.size), self.llm.feeling_chars, self.llm.instruction_chars, True)
-        ans = await self.ask(b, session, turn, "language", prompt, t)
+        fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
+        t = language_type(int(clicked.size), fc, ic, True)
+        ans = await self.ask(b, session, turn, "language", prompt, t, language_type(int(clicked.size), slack(fc), slack(ic), True))
         if ans is None:
             return TurnResult(fb, out, template)
         feelings = np.empty((1, fb.action.shape[1]), object)
         for j, f in zip(clicked.tolist(), ans.feelings):  # type: ignore[attr-defined]
-            feelings[0, j] = f.strip() or None
+            feelings[0, j] = f.strip()[:fc] or None
         fb = SlateFeedback(action=fb.action, watch=fb.watch, rating=fb.rating, mind=fb.mind, feelings=feelings)
-        return TurnResult(fb, out, ans.instruction.strip() or template)  # type: ignore[attr-defined]
+        return TurnResult(fb, out, ans.instruction.strip()[:ic] or template)  # type: ignore[attr-defined]
 
 
 def apply_dynamics(brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray, action: np.ndarray, watch: np.ndarray, rating: np.ndarray) -> np.ndarray:
