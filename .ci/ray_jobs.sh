@@ -11,7 +11,7 @@ ray stop --force >/dev/null 2>&1 || true
 ray start --head --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1 --port=6390 \
   --dashboard-port=8265 --num-cpus=2 --disable-usage-stats
 trap 'ray stop --force >/dev/null 2>&1 || true' EXIT
-renv='{"excludes": [".venv/", "runs/", ".git/", "__pycache__/", ".hypothesis/", ".pytest_cache/"]}'
+renv='{"excludes": [".venv/", ".venv-llm/", ".cache/", "runs/", ".git/", "__pycache__/", ".hypothesis/", ".pytest_cache/"]}'
 submit() { ray job submit --address http://127.0.0.1:8265 --working-dir . --runtime-env-json "$renv" -- "$@"; }
 
 submit python jobs/whatif.py studies/quick_synthetic.toml --ray auto --run-id whatif --out "$out" --quiet
