@@ -72,8 +72,11 @@ class Personas:
         return [catalog.tags[j] for j in order if self.taste[i, j] > 0]
 
     def disliked_tags(self, catalog: Catalog, i: int, n: int = 3) -> list[str]:
-        order = np.argsort(-self.dislike[i], kind="stable")[:n]
-        return [catalog.tags[j] for j in order if self.dislike[i, j] > 0]
+        """Tags more common among the user's disliked items than among its liked ones (common
+        tags such as Drama fill both lists; a tag is not both liked and disliked)."""
+        surplus = self.dislike[i] - self.taste[i]
+        order = np.argsort(-surplus, kind="stable")[:n]
+        return [catalog.tags[j] for j in order if surplus[j] > 0 and self.dislike[i, j] > 0]
 
     def describe(self, catalog: Catalog, i: int) -> str:
         """A short text summary of persona ``i`` (for prompts and reports)."""
@@ -85,9 +88,10 @@ class Personas:
         if self.occupation[i]:
             who.append(f"({self.occupation[i]})")
         head = " ".join(who) if who else "A user"
-        likes = ", ".join(self.liked_tags(catalog, i)) or "nothing in particular"
+        liked = self.liked_tags(catalog, i)
+        likes = ", ".join(liked) or "nothing in particular"
         text = f"{head}; likes {likes}"
-        dis = self.disliked_tags(catalog, i)
+        dis = [t for t in self.disliked_tags(catalog, i) if t not in liked]
         if dis:
             text += f"; dislikes {', '.join(dis)}"
         tier = lambda x: "low" if x < 1 / 3 else ("high" if x >= 2 / 3 else "medium")  # noqa: E731
