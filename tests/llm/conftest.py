@@ -27,6 +27,12 @@ def llm_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
+def llm_cache_dir() -> Path:
+    """Where built test models are kept across sessions."""
+    return llm_cache()
+
+
+@pytest.fixture(scope="session")
 def vllm_cpu_env() -> dict[str, str]:
     """The environment a vLLM CPU server subprocess needs (MACHINE-NOTES), on top of ours."""
     env = dict(os.environ)
