@@ -442,8 +442,11 @@ class VLLMEngine:
         }
 
     def reset_counters(self) -> None:
-        """Zero the figures of :meth:`stats` (the prefix cache itself is kept)."""
-        self._counters.__init__()  # type: ignore[misc]
+        """Zero the figures of :meth:`stats` (the prefix cache itself is kept; requests in
+        flight stay counted as in flight)."""
+        in_flight = self._counters.in_flight
+        self._counters.__init__()  # type: ignore[misc]  # in place: vLLM's stat logger holds it
+        self._counters.in_flight = self._counters.max_in_flight = in_flight
 
     async def reset_prefix_cache(self) -> None:
         """Drop the engine's prefix cache (benchmarks compare cold and warm caches)."""
