@@ -59,6 +59,12 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
     """Start ``model.llm.replicas`` LLM replica actors and their engines (see the module
     docstring); on failure every one started is killed and a RunError says why."""
     llm = model.llm
+    tp = llm.engine.tensor_parallel_size
+    if model.replica_factory is None and llm.replica_num_gpus > 0 and tp > 1 and tp > llm.replica_num_gpus:
+        raise RunError(
+            f"llm.engine.tensor_parallel_size = {tp} spans {tp} GPUs, but each LLM replica reserves "
+            f"{llm.replica_num_gpus:g} (llm.replica_num_gpus); give each replica at least {tp}"
+        )
     cls = replica_actor_class(llm)
     handles = [
         cls.options(name=replica_actor_name(run_id, k), namespace=NAMESPACE).remote(k, None if model.replica_factory else llm, model.replica_factory)

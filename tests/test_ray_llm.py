@@ -367,6 +367,14 @@ def test_an_engine_that_cannot_start_fails_the_run_naming_the_replica_and_the_ca
     assert not (tmp_path / "broken").exists()
 
 
+def test_a_replica_smaller_than_its_engines_tensor_parallel_span_is_refused(cluster, world, tmp_path: Path) -> None:
+    cfg = study(20)
+    engine = msgspec.structs.replace(cfg.llm.engine, tensor_parallel_size=2)
+    cfg = msgspec.structs.replace(cfg, llm=msgspec.structs.replace(cfg.llm, engine=engine, replica_num_gpus=1.0))
+    with pytest.raises(RunError, match=r"^llm.engine.tensor_parallel_size = 2 spans 2 GPUs, but each LLM replica reserves 1 \(llm.replica_num_gpus\); give each replica at least 2$"):
+        run_study_on_ray(cfg, world, run_id="tp", out_dir=tmp_path)
+
+
 def test_shard_actors_are_sized_for_what_the_replicas_leave() -> None:
     llm = LLMConfig(model="m", replica_num_cpus=2, replica_num_gpus=1, replica_resources={"recoworld_llm": 1})
     left = after_replicas({"CPU": 8.0, "GPU": 4.0, "recoworld_llm": 4.0, "memory": 1e9}, llm, 3)
