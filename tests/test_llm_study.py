@@ -273,3 +273,31 @@ def test_llm_config_errors_name_the_field(toml: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         decode_study(f'name = "x"\n{toml}', source="s.toml")
     assert str(e.value) == f"s.toml: {message}"
+
+
+def test_a_users_prompts_extend_each_other_for_prefix_reuse(world, tmp_path: Path) -> None:
+    """Turn t+1's prompt starts with everything of turn t's prompt before its task (preamble,
+    persona, earlier visits, this visit so far); the summary prompt too; every user's prompts
+    share the preamble."""
+    model = ScriptedModel()
+    run(with_(BASE, arms=[ArmConfig(name="control")]), world, tmp_path, "prefix", model)
+    by_user: dict[int, list] = {}
+    for r in model.requests:
+        by_user.setdefault(r.user, []).append(r)
+    first = [reqs[0].prompt for reqs in by_user.values()]
+    shared = first[0].split("\nTags:")[0]
+    assert all(p.startswith(shared) for p in first) and len(shared) > 200
+    checked = 0
+    for reqs in by_user.values():
+        slates = [r for r in reqs if r.purpose == "slate"]
+        for a, b in zip(slates, slates[1:]):
+            if a.id.split("/")[2] != b.id.split("/")[2]:  # a new visit starts from the summaries
+                continue
+            stable = a.prompt.split("\n## Now\n")[0]
+            assert b.prompt.startswith(stable)
+            checked += 1
+        for s in (r for r in reqs if r.purpose == "summary"):
+            visit = s.id.split("/")[2]
+            last = [r for r in slates if r.id.split("/")[2] == visit][-1]
+            assert s.prompt.startswith(last.prompt.split("\n## This visit")[0])
+    assert checked > 10

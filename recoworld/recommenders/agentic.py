@@ -98,12 +98,15 @@ class AgenticRecommender:
         p, cat = self.aud.personas, self.aud.catalog
         likes = ", ".join(p.liked_tags(cat, b)) or "unknown"
         ins = "\n".join(f"- {data(t, 200)}" for t in self.instructions[b][-3:]) or "- (none)"
-        fb = "\n".join(self.feedback[b][-15:]) or "- (no slate yet)"
+        fb = "\n".join(self.feedback[b]) or "- (no slate yet)"
         prev = data(self.reasoning[b], 300) if self.reasoning[b] else "(none yet)"
         lines = "\n".join(item_line(cat, int(i), j + 1) for j, i in enumerate(cand))
+        # Stable parts first (rules, tastes, the append-only feedback history), then what
+        # changes every turn (instructions, own reasoning, candidates): a user's re-rank prompts
+        # share their prefix with the previous turn's.
         return (
-            f"{RERANK_INSTRUCTIONS}\n## The user\nTastes from history: {data(likes, 200)}\n"
-            f"Instructions the user wrote:\n{ins}\n\n## What the user did with earlier slates\n{fb}\n\n"
+            f"{RERANK_INSTRUCTIONS}\n## The user\nTastes from history: {data(likes, 200)}\n\n"
+            f"## What the user did with earlier slates\n{fb}\n\n## Instructions the user wrote\n{ins}\n\n"
             f"## Your previous reasoning\n{prev}\n\n## Visit {session + 1}, slate {turn + 1}: candidates, in the base recommender's order\n{lines}\n\n"
             f"Choose {k} ids. Your answer (JSON):"
         )

@@ -92,7 +92,7 @@ async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, l
             if lang is not None:
                 res = await lang.turn(mind, b, session, turn, slates, mem)
                 fb, out, text = res.feedback, res.outcome, res.instruction_text
-                lang.remember(mem, slates[0], fb)
+                lang.remember(mem, turn, slates[0], fb)
             else:
                 fb = brain.react(mind, rows, session, turn, slates)
                 out = brain.after_slate(mind, rows, session, turn, slates, fb)

@@ -83,7 +83,7 @@ class ScriptedModel:
                 d["rating"] = 4 if hit else None
             d["feeling"] = "right up my street" if hit else "not for me"
             items.append(d)
-        slate_no = int(m.group(1)) if (m := re.search(r"slate (\d+) of at most", prompt)) else 1
+        slate_no = int(m.group(1)) if (m := re.search(r"slate (\d+) of at most", prompt, re.IGNORECASE)) else 1
         instruction = None
         enum = props["instruction"]["anyOf"][0]["properties"]["more_of"]["anyOf"][0].get("enum", [])
         if not matched and likes:
@@ -121,7 +121,7 @@ def _tags_of(line: str) -> list[str]:
 
 
 def _wanted(prompt: str) -> str | None:
-    part = prompt.split("Instructions the user wrote:", 1)[-1].split("##", 1)[0]
+    part = prompt.split("Instructions the user wrote", 1)[-1].split("##", 1)[0]
     found = re.findall(r"more ([A-Za-z0-9'&/ -]+?)[.,<]", part)
     return found[-1].strip().lower() if found else None
 

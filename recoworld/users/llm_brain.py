@@ -33,8 +33,10 @@ from recoworld.llm.prompts import (
     SUMMARY_INSTRUCTIONS,
     USER_INSTRUCTIONS,
     data,
-    recent_line,
+    level,
+    session_block,
     slate_block,
+    slate_summary_lines,
     turn_block,
     user_header,
 )
@@ -81,8 +83,9 @@ class LanguageBrain:
             self._persona[b] = self.p.describe(self.cat, b)
         return self._persona[b]
 
-    def header(self, b: int, mem: UserMemory, instructions: str = USER_INSTRUCTIONS) -> str:
-        return user_header(instructions, self.cat.tags, self.persona(b), mem.summaries)
+    def header(self, b: int, mem: UserMemory) -> str:
+        """The user's stable prefix (shared preamble, persona, earlier visits)."""
+        return user_header(USER_INSTRUCTIONS, self.cat.tags, self.persona(b), mem.summaries)
 
     def _sampling(self) -> Sampling:
         return Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
@@ -123,22 +126,19 @@ class LanguageBrain:
     async def summarize(self, b: int, session: int, mem: UserMemory, satisfaction: float) -> str | None:
         """The session summary in the user's words (None: the model failed; the caller keeps the
         templated summary)."""
-        lines = "\n".join(mem.recent[-20:]) or "(nothing)"
-        from recoworld.llm.prompts import level
-
         prompt = (
-            f"{self.header(b, mem, SUMMARY_INSTRUCTIONS)}\n## This session (visit {session + 1})\n{lines}\n"
-            f"You ended it feeling {level(satisfaction)} satisfaction.\n\nYour answer (JSON):"
+            f"{self.header(b, mem)}{session_block(session, mem.recent)}\n## Now\nThe visit has ended; you feel "
+            f"{level(satisfaction)} satisfaction.\n{SUMMARY_INSTRUCTIONS}\nYour answer (JSON):"
         )
         n = self.llm.summary_chars
         ans = await self.ask(b, session, self.turns, "summary", prompt, summary_type(n), summary_type(slack(n)))
         return None if ans is None else ans.summary.strip()[:n]  # type: ignore[attr-defined]
 
-    def remember(self, mem: UserMemory, slate: np.ndarray, fb: SlateFeedback) -> None:
-        for j, it in enumerate(slate.tolist()):
-            r = fb.rating[0, j]
-            feel = fb.feelings[0, j] if fb.feelings is not None else None
-            mem.recent.append(recent_line(self.cat, it, ACTIONS[int(fb.action[0, j])], float(fb.watch[0, j]), None if np.isnan(r) else float(r), feel))
+    def remember(self, mem: UserMemory, turn: int, slate: np.ndarray, fb: SlateFeedback) -> None:
+        """Append the slate to this visit's memory (append-only: the next prompt extends this one)."""
+        actions = [ACTIONS[int(a)] for a in fb.action[0]]
+        feelings = list(fb.feelings[0]) if fb.feelings is not None else [None] * len(actions)
+        mem.recent.extend(slate_summary_lines(self.cat, turn, slate, actions, fb.watch[0], fb.rating[0], feelings))
 
 
 class LLMBrain(LanguageBrain):
@@ -214,7 +214,7 @@ class HybridBrain(LanguageBrain):
         ask = f"You want more {data(more, 60)}" + (f" and less {data(less, 60)}" if less else "") + "; say so to the recommender in your own words."
         mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
         prompt = (
-            self.header(b, mem, LANGUAGE_INSTRUCTIONS) + turn_block(session, turn, self.turns, mem.recent, mind_now)
+            self.header(b, mem) + turn_block(session, turn, self.turns, mem.recent, mind_now) + LANGUAGE_INSTRUCTIONS
             + f"\n## The slate and your choices\n{choices}\n\nWrite a feeling for each of the {clicked.size} items you clicked, in order. {ask}\nYour answer (JSON):"
         )  # fmt: skip
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
