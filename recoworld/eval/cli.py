@@ -2,7 +2,10 @@
 
     recoworld eval fidelity --dataset ml-100k|ml-latest-small|lastfm|... --brain parametric|hybrid|llm
                             --out DIR [--path DATA_DIR] [--seed N] [--split auto|time|random]
-                            [--config STUDY.toml] [--no-simulate]
+                            [--config STUDY.toml] [--users N] [--llm-samples S] [--no-simulate]
+
+``--brain llm`` needs ``--config``: a study file whose ``[llm]`` table names the model and whose
+``[simulation] slate_size`` cuts each candidate list into slates (docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--path", help="dataset folder (default: the data cache, then ../shared/data)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--split", default="auto", choices=["auto", "time", "random"], help="held-out order (default: by time where the data has times)")
-    f.add_argument("--config", help="a study TOML whose [llm] table configures --brain llm")
+    f.add_argument("--config", help="a study TOML whose [llm] table (and [simulation] slate_size) configures --brain llm")
+    f.add_argument("--users", type=int, default=0, help="evaluate a seeded sample of N users (default: all with a held-out interaction)")
+    f.add_argument("--llm-samples", type=int, default=1, help="--brain llm: answers per slate; > 1 gives watch probabilities (default 1)")
     f.add_argument("--no-simulate", action="store_true", help="skip protocol c (the simulated sessions)")
     f.set_defaults(func=cmd_fidelity)
 
@@ -41,6 +46,13 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
 
     if args.brain not in BRAINS:
         raise ConfigError(f"--brain: expected one of {', '.join(BRAINS)}, got {args.brain!r}")
+    if args.brain == "llm" and not args.config:
+        raise ConfigError(
+            "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names the model "
+            "(see recoworld/config.py, LLMConfig, and docs/fidelity.md)"
+        )
+    if args.users < 0:
+        raise ConfigError(f"--users: expected an integer >= 0 (0 = every user), got {args.users}")
     t0 = time.perf_counter()
     try:
         wc = WorldConfig(dataset=args.dataset, path=args.path or "")
@@ -48,7 +60,10 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
         raise ConfigError(f"--dataset: {e}") from None
     with console.status(f"loading {args.dataset}…"):
         world = load_world_for(wc, args.seed)
-    settings = FidelitySettings(brain=args.brain, seed=args.seed, split_order=args.split, simulate=not args.no_simulate)
+    settings = FidelitySettings(
+        brain=args.brain, seed=args.seed, split_order=args.split, simulate=not args.no_simulate, users=args.users,
+        llm_samples=args.llm_samples,
+    )  # fmt: skip
     with console.status(f"evaluating {args.brain} on {world.name}…"):
         result = evaluate(world, settings, llm_config=args.config)
     out = Path(args.out)
@@ -61,5 +76,12 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
         f"positive rate at 1:9 {h.get('positive_rate_1_9_sampled', float('nan')):.3f} vs real "
         f"{h.get('real_positive_rate_1_9', float('nan')):.3f}"
     )
-    console.print(f"tables in {time.perf_counter() - t0:.1f}s -> [bold]{out}[/] (fidelity.md, *.parquet)")
+    if result.meta.get("llm"):
+        from recoworld.eval.report import llm_summary
+
+        console.print(llm_summary(result.meta["llm"]), highlight=False)
+    console.print(
+        f"{result.meta['evaluated_users']:,} of {result.meta['eligible_users']:,} users evaluated; "
+        f"tables in {time.perf_counter() - t0:.1f}s -> [bold]{out}[/] (fidelity.md, *.parquet)"
+    )
     return 0

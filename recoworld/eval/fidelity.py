@@ -4,16 +4,20 @@
    check the split for leakage;
 2. on the training world only: catalog (embeddings, popularity), the choice / rating / return
    models, personas, recommenders;
-3. the deciders: the evaluated brain, and chance (``random``) as the floor;
-4. protocols a-d (:mod:`recoworld.eval.protocols`), behaviour simulated with the real core
-   loop (:func:`recoworld.study.simulate.simulate_arm`) for protocol c;
-5. tables -> Parquet + a Markdown report (:mod:`recoworld.eval.report`).
+3. the evaluated users: every user with a held-out interaction, or a seeded sample of
+   ``users`` of them (``--users N``; an LLM on a CPU is slow);
+4. the deciders: the evaluated brain, and chance (``random``) as the floor;
+5. protocols a-d (:mod:`recoworld.eval.protocols`), behaviour simulated with the real core
+   loop for protocol c (:func:`recoworld.study.simulate.simulate_arm`; the llm brain:
+   :func:`recoworld.study.llm_loop.simulate_arm_llm` with the same model);
+6. tables (and, for the llm brain, every model call: ``llm_calls``) -> Parquet + a Markdown
+   report (:mod:`recoworld.eval.report`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 import numpy as np
@@ -24,6 +28,8 @@ from recoworld.eval import protocols as P
 from recoworld.eval.decider import Decider, ParametricDecider, RandomDecider
 from recoworld.eval.split import Split, check_split, holdout_split
 from recoworld.items.catalog import Catalog, build_catalog
+from recoworld.llm.base import LanguageModel
+from recoworld.rng import generator
 from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
 from recoworld.world.model import World
@@ -46,6 +52,12 @@ class FidelitySettings(msgspec.Struct, frozen=True, kw_only=True):
     embedding_dim: int = 32
     simulate: bool = True
     """Run the simulator (protocol c); off for quick checks."""
+    users: int = 0
+    """Evaluate a seeded sample of this many users (among those with a held-out interaction);
+    0 = all of them. Fitting always uses every user's training part."""
+    llm_samples: int = 1
+    """llm brain: answers per slate (different seeds); > 1 gives watch probabilities (the share
+    of positive answers) and so expected / mode / ranked decisions, at that many times the calls."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +76,8 @@ class FidelityResult:
     settings: FidelitySettings
     meta: dict
     tables: dict[str, pl.DataFrame]
+    llm_calls: object = None
+    """llm brain: every model call (a pyarrow Table with the ``llm_calls`` schema), else None."""
 
 
 def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
@@ -78,54 +92,71 @@ def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
     return Fitting(split=split, catalog=catalog, fitted=fitted, personas=personas)
 
 
-def make_decider(kind: str, f: Fitting, seed: int, *, llm_config: str | None = None) -> Decider:
+def make_decider(
+    kind: str, f: Fitting, seed: int, *, llm_config: str | None = None, model: LanguageModel | None = None, llm_samples: int = 1
+) -> Decider:
     """The decider of brain ``kind``. ``hybrid`` makes its choices with the parametric brain
-    (its LLM writes words only), so it is evaluated through the parametric decider."""
+    (its LLM writes words only), so it is evaluated through the parametric decider. ``llm``
+    reads the ``[llm]`` table and slate size of study file ``llm_config`` and opens its model,
+    unless ``model`` is given (the caller owns it)."""
     match kind:
         case "parametric" | "hybrid":
             d = ParametricDecider(f.fitted.model, f.catalog, f.personas, seed)
             d.name = kind
             return d
         case "llm":
-            return _llm_decider(f, seed, llm_config)
+            return _llm_decider(f, seed, llm_config, model, llm_samples)
     raise ConfigError(f"--brain: expected one of {', '.join(BRAINS)}, got {kind!r}")
 
 
-def _llm_decider(f: Fitting, seed: int, llm_config: str | None) -> Decider:
+def _llm_decider(f: Fitting, seed: int, llm_config: str | None, model: LanguageModel | None, samples: int) -> Decider:
     if not llm_config:
         raise ConfigError(
             "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names the model "
-            "(see recoworld/config.py, LLMConfig)"
-        )
-    try:
-        from recoworld.users import llm_brain  # the lead's LLM brain
-    except ImportError:
-        llm_brain = None
-    factory = getattr(llm_brain, "fidelity_decider", None)
-    if factory is None:
-        raise ConfigError(
-            f"--brain llm with {llm_config}: no LLM decider is available yet (expected "
-            "recoworld.users.llm_brain.fidelity_decider(study_cfg, catalog, personas, seed) -> Decider)"
+            "(see recoworld/config.py, LLMConfig, and docs/fidelity.md)"
         )
     from recoworld.config import load_study
+    from recoworld.eval.llm_decider import LLMDecider
 
     cfg = load_study(llm_config)
     if cfg.llm is None:
         raise ConfigError(f"{llm_config}: --brain llm needs an [llm] config; the file has no [llm] table")
-    return factory(cfg, f.catalog, f.personas, seed)
+    if samples < 1:
+        raise ConfigError(f"--llm-samples: expected an integer >= 1, got {samples}")
+    return LLMDecider.from_study(cfg, f.catalog, f.personas, f.fitted.model, seed, model=model, samples=samples)
 
 
-def simulated_consumption(f: Fitting, users: np.ndarray, seed: int) -> P.Consumption:
+def sample_users(split: Split, n: int, seed: int) -> Split:
+    """The split with its held-out part limited to a seeded sample of ``n`` of the users who
+    have one (``n <= 0`` or at least that many: unchanged). An evaluation view, taken after
+    :func:`check_split`: training is untouched, so everything fitted is the same."""
+    users = np.unique(split.test.user)
+    if n <= 0 or n >= users.size:
+        return split
+    keep = np.sort(generator(seed, "fidelity-users").choice(users, n, replace=False))
+    return replace(split, test=split.test.take(np.isin(split.test.user, keep)))
+
+
+def simulated_consumption(f: Fitting, users: np.ndarray, seed: int, llm: Decider | None = None) -> P.Consumption:
     """Users ``users`` (rows of ``f.personas``) run through the simulator's core loop with the
     default study settings (3 sessions of up to 5 slates of 10, the MF recommender following
-    instructions); consumed = watched or rated."""
-    from recoworld.config import StudyConfig
+    instructions); consumed = watched or rated. With ``llm`` (an :class:`LLMDecider`), the llm
+    brain's loop with its model and call log (arm ``fidelity-sessions``)."""
+    import asyncio
+
+    from recoworld.config import ArmConfig, BrainConfig, StudyConfig
     from recoworld.study.prepare import Prepared
     from recoworld.study.simulate import TurnRecord, simulate_arm
     from recoworld.users.brain import WATCH
     from recoworld.users.population import segment_labels
 
-    cfg = StudyConfig(name="fidelity", seed=seed)
+    if llm is None:
+        cfg = StudyConfig(name="fidelity", seed=seed)
+    else:
+        cfg = StudyConfig(
+            name="fidelity", seed=seed, brain=BrainConfig(kind="llm"), llm=llm.llm,  # type: ignore[attr-defined]
+            arms=[ArmConfig(name="fidelity-sessions")],
+        )  # fmt: skip
     n = len(f.personas)
     prep = Prepared(
         cfg=cfg, world_name=f.split.world.name, catalog=f.catalog, model=f.fitted.model, report=f.fitted.report,
@@ -139,7 +170,13 @@ def simulated_consumption(f: Fitting, users: np.ndarray, seed: int) -> P.Consump
             r, c = np.nonzero(rec.feedback.action >= WATCH)  # row-major: slate position order
             parts.append((users[rec.rows[r]], np.full(r.size, rec.session), rec.slates[r, c]))
 
-    simulate_arm(prep, 0, users, observe)
+    if llm is None:
+        simulate_arm(prep, 0, users, observe)
+    else:
+        from recoworld.study.llm_loop import simulate_arm_llm
+
+        llm.timed(simulate_arm_llm(prep, 0, users, observe, llm.model, llm.log))  # type: ignore[attr-defined]
+        llm.log.flush()  # type: ignore[attr-defined]
     if not parts:
         return P.Consumption(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     u, s, i = (np.concatenate(x) for x in zip(*parts))
@@ -147,12 +184,26 @@ def simulated_consumption(f: Fitting, users: np.ndarray, seed: int) -> P.Consump
     return P.Consumption(u[o], s[o], i[o])
 
 
-def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None) -> FidelityResult:
-    """Run every protocol for brain ``s.brain`` on ``world``."""
+def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None, model: LanguageModel | None = None) -> FidelityResult:
+    """Run every protocol for brain ``s.brain`` on ``world``. ``llm_config``: the study file
+    whose ``[llm]`` table configures the llm brain; ``model``: a model to use instead of opening
+    that one (the caller closes it)."""
     t0 = time.perf_counter()
     f = fit_on_training(world, s)
     t_fit = time.perf_counter() - t0
-    brain = make_decider(s.brain, f, s.seed, llm_config=llm_config)
+    brain = make_decider(s.brain, f, s.seed, llm_config=llm_config, model=model, llm_samples=s.llm_samples)
+    try:
+        return _evaluate(world, s, f, brain, t0, t_fit)
+    finally:
+        close = getattr(brain, "close", None)
+        if close is not None:
+            close()
+
+
+def _evaluate(world: World, s: FidelitySettings, f: Fitting, brain: Decider, t0: float, t_fit: float) -> FidelityResult:
+    eligible = int(np.unique(f.split.test.user).size)
+    f = replace(f, split=sample_users(f.split, s.users, s.seed))
+    is_llm = hasattr(brain, "calls_table")
     levels = tuple(f.fitted.model.rating.levels) if f.fitted.model.rating else None
     chance = RandomDecider(s.seed, levels)
     deciders: list[Decider] = [brain, chance]
@@ -167,7 +218,7 @@ def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None
     if s.simulate:
         real = P.real_consumption(f.split)
         users = np.unique(real.user)
-        sim = simulated_consumption(f, users, s.seed)
+        sim = simulated_consumption(f, users, s.seed, brain if is_llm else None)
         tables["calibration"] = P.behaviour_calibration(
             f.split, f.catalog, f.personas, real, sim, sim_label=brain.name, seed=s.seed
         )
@@ -181,6 +232,7 @@ def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None
         else "",
         "split_order": f.split.order,
         "users": world.users.height,
+        "eligible_users": eligible,
         "evaluated_users": int(np.unique(f.split.test.user).size),
         "train_interactions": len(f.split.train_coded),
         "test_interactions": len(f.split.test),
@@ -190,12 +242,23 @@ def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None
         "seconds": time.perf_counter() - t0,
         "settings": msgspec.to_builtins(s),
     }
+    calls = None
+    if is_llm:
+        brain.close()  # type: ignore[attr-defined]
+        calls = brain.calls_table()  # type: ignore[attr-defined]
+        meta["llm"] = brain.stats()  # type: ignore[attr-defined]
+        meta["brain_note"] = (
+            "llm: every candidate list put to the language model slate by slate (no memory, a neutral mindset); "
+            "answers that stayed invalid after one repair count as skips (fallbacks, in meta.llm)"
+            + ("; protocol c ran the llm brain's own session loop with the same model" if s.simulate else "")
+        )
+        meta["seconds"] = time.perf_counter() - t0
     for name, df in tables.items():
         if df.height:
             tables[name] = df.with_columns(pl.lit(world.name).alias("dataset")).select(
                 "dataset", *[c for c in df.columns if c != "dataset"]
             )
-    return FidelityResult(dataset=world.name, settings=s, meta=meta, tables=tables)
+    return FidelityResult(dataset=world.name, settings=s, meta=meta, tables=tables, llm_calls=calls)
 
 
 def _scorers(f: Fitting, brain: Decider, seed: int) -> dict[str, P.Scorer]:

@@ -179,12 +179,24 @@ def _top_share(prob: np.ndarray, valid: np.ndarray, ratio: int) -> np.ndarray:
 
 def _decide_by_length(dec: Decider, lists: Lists, base: float | None, key: int) -> tuple[np.ndarray | None, np.ndarray]:
     """The decider sees each user's list without padding: users are grouped by list length
-    (a decider may judge a list as a whole, as an LLM reading it would)."""
+    (a decider may judge a list as a whole, as an LLM reading it would). A decider with
+    ``decide_lists(users, lists, *, base_rate, key) -> list[Decisions]`` gets every user's
+    list in one call instead (an LLM decider keeps them all in flight together)."""
     n, width = lists.items.shape
     prob = np.zeros((n, width))
     sampled = np.zeros((n, width), dtype=bool)
     length = lists.valid.sum(1)
     has_prob = True
+    ragged = getattr(dec, "decide_lists", None)
+    if ragged is not None:
+        got = ragged(lists.users, [lists.items[r, : length[r]] for r in range(n)], base_rate=base, key=key)
+        for r, d in enumerate(got):
+            sampled[r, : length[r]] = d.sampled
+            if d.prob is None:
+                has_prob = False
+            else:
+                prob[r, : length[r]] = d.prob
+        return (prob if has_prob else None), sampled
     for ln in np.unique(length):
         rows = np.flatnonzero(length == ln)
         d = dec.decide(lists.users[rows], lists.items[rows, :ln], base_rate=base, key=key)
@@ -263,7 +275,12 @@ def rating_alignment(split: Split, deciders: list[Decider], personas: Personas, 
     """Per decider on the held-out rated interactions: RMSE and MAE of its expected and of its
     sampled ratings; total-variation and Wasserstein-1 distance (rating points) between the
     sampled and the real rating distributions. Reference rows: the user's training mean and the
-    global training mean as predictions. Empty on data without ratings."""
+    global training mean as predictions. Empty on data without ratings.
+
+    A decider that rates only some pairs (NaN ``sampled`` elsewhere: the llm decider rates
+    what it watched in its lists) is scored on the pairs it rated, ``coverage`` says which share
+    that is, and a ``user mean (reference, <name> pairs)`` row scores the reference on the same
+    pairs (those pairs are a selection: held-out positives it chose to watch)."""
     te = split.test
     ok = ~np.isnan(te.rating)
     if not ok.any():
@@ -272,39 +289,46 @@ def rating_alignment(split: Split, deciders: list[Decider], personas: Personas, 
     lo, hi = split.world.rating_scale or (float(r.min()), float(r.max()))
     step = 0.5 if (np.abs(r - np.round(r)) > 0.01).any() else 1.0
     levels = np.round(np.arange(lo, hi + 1e-9, step), 2)
-    real_h = _hist(r, levels)
     rows = []
+    everything = np.ones(r.size, dtype=bool)
 
-    def row(name: str, kind: str, pred: np.ndarray, sampled: np.ndarray | None) -> dict:
-        d = {"brain": name, "prediction": kind, "ratings": int(r.size),
-             "rmse": float(np.sqrt(np.mean((pred - r) ** 2))), "mae": float(np.mean(np.abs(pred - r))),
+    def row(name: str, kind: str, pred: np.ndarray, sampled: np.ndarray | None, m: np.ndarray = everything) -> dict:
+        rr = r[m]
+        d = {"brain": name, "prediction": kind, "ratings": int(rr.size), "coverage": float(m.mean()),
+             "rmse": float(np.sqrt(np.mean((pred[m] - rr) ** 2))), "mae": float(np.mean(np.abs(pred[m] - rr))),
              "tv_distance": None, "wasserstein": None}  # fmt: skip
         if sampled is not None:
-            sim_h = _hist(sampled, levels)
+            real_h, sim_h = _hist(rr, levels), _hist(sampled[m], levels)
             d["tv_distance"] = float(0.5 * np.abs(sim_h - real_h).sum())
             d["wasserstein"] = float(np.abs(np.cumsum(sim_h - real_h)).sum() * step)
         return d
 
-    for dec in deciders:
-        rt = dec.rate(u, i, key=1)
-        if rt is None:
-            continue
-        if not np.isnan(rt.expected).all():
-            rows.append(row(dec.name, "expected", rt.expected, None))
-        rows.append(row(dec.name, "sampled", rt.sampled, rt.sampled))
     tr = split.train_coded
     tok = ~np.isnan(tr.rating)
     g = float(tr.rating[tok].mean())
     sums = np.bincount(tr.user[tok], weights=tr.rating[tok], minlength=split.world.users.height)
     cnt = np.bincount(tr.user[tok], minlength=split.world.users.height)
     umean = np.where(cnt > 0, sums / np.maximum(cnt, 1), g)
+    for dec in deciders:
+        rt = dec.rate(u, i, key=1)
+        if rt is None:
+            continue
+        m = ~np.isnan(rt.sampled)
+        if not m.any():
+            continue
+        if not np.isnan(rt.expected[m]).all():
+            rows.append(row(dec.name, "expected", rt.expected, None, m))
+        rows.append(row(dec.name, "sampled", rt.sampled, rt.sampled, m))
+        if not m.all():
+            rows.append(row(f"user mean (reference, {dec.name} pairs)", "expected", umean[u], None, m))
     rows.append(row("user mean (reference)", "expected", umean[u], None))
     rows.append(row("global mean (reference)", "expected", np.full(r.size, g), None))
     return pl.DataFrame(rows, schema_overrides={"tv_distance": pl.Float64, "wasserstein": pl.Float64})
 
 
 def rating_histograms(split: Split, deciders: list[Decider]) -> pl.DataFrame:
-    """Real vs. sampled rating shares per level (for the report)."""
+    """Real vs. sampled rating shares per level (for the report); a decider's shares are over
+    the pairs it rated."""
     te = split.test
     ok = ~np.isnan(te.rating)
     if not ok.any():
@@ -316,8 +340,8 @@ def rating_histograms(split: Split, deciders: list[Decider]) -> pl.DataFrame:
     frames = [pl.DataFrame({"brain": "real", "level": levels, "share": _hist(r, levels)})]
     for dec in deciders:
         rt = dec.rate(u, i, key=1)
-        if rt is not None:
-            frames.append(pl.DataFrame({"brain": dec.name, "level": levels, "share": _hist(rt.sampled, levels)}))
+        if rt is not None and not np.isnan(rt.sampled).all():
+            frames.append(pl.DataFrame({"brain": dec.name, "level": levels, "share": _hist(rt.sampled[~np.isnan(rt.sampled)], levels)}))
     return pl.concat(frames)
 
 

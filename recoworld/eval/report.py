@@ -6,14 +6,21 @@ leaves earlier files as they were):
 - ``discrimination.parquet``: dataset, brain, ratio, prior, decisions, users, accuracy,
   precision, recall, f1, sim_positive_rate, real_positive_rate;
 - ``discrimination_tiers.parquet``: the same per trait (activity, conformity, diversity) and tier;
-- ``ratings.parquet``: dataset, brain, prediction, ratings, rmse, mae, tv_distance, wasserstein;
+- ``ratings.parquet``: dataset, brain, prediction, ratings, coverage, rmse, mae, tv_distance,
+  wasserstein;
 - ``rating_hist.parquet``: dataset, brain, level, share;
 - ``calibration.parquet``: dataset, brain, metric, trait, tier, users, real, simulated, ratio;
 - ``hit.parquet``: dataset, recommender, users, candidates, hit_at_1, hit_at_5, ndcg_at_5;
-- ``meta.json``: split, sizes, the training fit's AUC, timings, settings;
+- ``llm_calls.parquet`` (llm brain): every model call, the ``llm_calls`` table of a run
+  (recoworld.io.schema: prompt, completion, seed, tokens, latency, parse status, and a
+  ``fallback`` row per slate that stayed invalid after one repair);
+- ``meta.json``: split, sizes, the training fit's AUC, timings, settings; ``llm``: calls by
+  parse status and purpose, tokens, fallbacks, the answers' decisions;
 - ``fidelity.md``: the tables in Markdown.
 
-Each Parquet file carries ``recoworld.fidelity_schema`` = :data:`SCHEMA_VERSION` in its metadata.
+Each Parquet file carries ``recoworld.fidelity_schema`` = :data:`SCHEMA_VERSION` in its metadata
+(``llm_calls.parquet`` also the run schema's version of that table). Version 2: ``coverage`` in
+``ratings``, ``llm_calls.parquet``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import pyarrow.parquet as pq
 
 from recoworld.eval.fidelity import FidelityResult
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 def _fmt(v: object) -> str:
@@ -78,6 +85,8 @@ def render_markdown(result: FidelityResult) -> str:
     ]
     if m.get("brain_note"):
         parts += ["", m["brain_note"] + "."]
+    if m.get("llm"):
+        parts += ["", llm_summary(m["llm"])]
     d = t["discrimination"]
     parts += [
         "",
@@ -98,7 +107,7 @@ def render_markdown(result: FidelityResult) -> str:
             "",
             "## b. Rating alignment (held-out ratings)",
             "",
-            markdown_table(t["ratings"], ["brain", "prediction", "ratings", "rmse", "mae", "tv_distance", "wasserstein"]),
+            markdown_table(t["ratings"], ["brain", "prediction", "ratings", "coverage", "rmse", "mae", "tv_distance", "wasserstein"]),
         ]
         h = t["rating_hist"]
         if h.height:
@@ -138,6 +147,24 @@ def render_markdown(result: FidelityResult) -> str:
     return "\n".join(parts)
 
 
+def llm_summary(llm: dict) -> str:
+    """One paragraph on the llm brain's calls: what they cost and how many failed."""
+    st = llm.get("by_status", {})
+    d = llm.get("decisions", {})
+    lat = llm.get("mean_latency_s")
+    statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(st.items())) or "none"
+    return (
+        f"LLM calls ({llm.get('model', '?')}): {llm.get('calls', 0):,} calls ({statuses}); "
+        f"{llm.get('fallbacks', 0):,} fallbacks (slates still invalid after one repair: "
+        f"{d.get('fallback_skip', 0):,} items counted as skips); answers: watch {d.get('watch', 0):,}, "
+        f"click {d.get('click', 0):,}, skip {d.get('skip', 0):,}; tokens in {llm.get('tokens_in', 0):,}, "
+        f"out {llm.get('tokens_out', 0):,}"
+        + (f"; mean latency {lat:.2f}s" if lat is not None else "")
+        + (f"; {llm['seconds']:.1f}s of calls, {llm['calls_per_s']:.1f} calls/s" if llm.get("calls_per_s") else "")
+        + ". Every call is in llm_calls.parquet."
+    )
+
+
 def write_result(result: FidelityResult, out: Path) -> list[Path]:
     """Write every table, ``meta.json`` and ``fidelity.md`` into ``out`` (created)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +183,11 @@ def write_result(result: FidelityResult, out: Path) -> list[Path]:
         meta = dict(table.schema.metadata or {})
         meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode(), b"recoworld.table": name.encode()})
         put(out / f"{name}.parquet", lambda p, tb=table.replace_schema_metadata(meta): pq.write_table(tb, p, compression="zstd"))
+    if result.llm_calls is not None:
+        calls = result.llm_calls
+        meta = dict(calls.schema.metadata or {})  # type: ignore[attr-defined]
+        meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode()})
+        put(out / "llm_calls.parquet", lambda p, tb=calls.replace_schema_metadata(meta): pq.write_table(tb, p, compression="zstd"))  # type: ignore[attr-defined]
     meta_json = msgspec.json.format(msgspec.json.encode({**result.meta, "headline": headline(result)}), indent=2)
     put(out / "meta.json", lambda p: p.write_bytes(meta_json + b"\n"))
     md = render_markdown(result)
