@@ -142,13 +142,19 @@ class ReplicaRouter:
 
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         loop = asyncio.get_running_loop()
-        futures, chosen = [], []
-        for r in requests:
-            k = self.table.choose(r.user)
+        chosen: list[int] = []
+        try:
+            for r in requests:
+                chosen.append(self.table.choose(r.user))
+        except LLMError:  # every replica is dead: nothing of this batch was queued
+            for k in chosen:
+                self.table.done(k)
+            raise
+        futures = []
+        for r, k in zip(requests, chosen):
             fut = loop.create_future()
             self._queued[k].append((r, fut))
             futures.append(fut)
-            chosen.append(k)
         if futures and self._flush_at is not loop:
             self._flush_at = loop  # one flush per loop round, after every ready coroutine queued
             loop.call_soon(self._flush)

@@ -127,7 +127,8 @@ def main() -> None:
     print(f"model calls per run: {calls:,}")
     print(f"in-process       {med(local):7.2f} s  (runs: {', '.join(f'{x:.2f}' for x in local)})")
     print(f"Ray, 2 shards    {med(on_ray):7.2f} s  (runs: {', '.join(f'{x:.2f}' for x in on_ray)})")
-    print(f"ratio Ray / in-process: {med(on_ray) / med(local):.2f}; overhead per call {1e3 * med(per_call):+.3f} ms")
+    ratios = [b / a for a, b in zip(local, on_ray)]  # paired per repeat: the machine's load drifts
+    print(f"ratio Ray / in-process (median of paired runs): {med(ratios):.2f}; overhead per call {1e3 * med(per_call):+.3f} ms")
     print(f"fixed cost of a run on Ray (8 users, minus in-process): {med(fixed):.2f} s; overhead per call net of it {1e3 * med(net):+.3f} ms")
     for slack, rows in routing.items():
         print(

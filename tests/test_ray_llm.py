@@ -175,20 +175,31 @@ def test_the_router_sends_one_batch_per_replica_per_round_and_routes_around_a_de
 
     out = asyncio.run(every_user_again())
     assert all(r[0].ok and r[0].replica == 1 for r in out) and retry.retried == 0
+    router.table.kill(1)
+    with pytest.raises(LLMError, match=r"^every one of the 2 LLM replicas is dead; none can serve the study$"):
+        asyncio.run(router.generate([_req(u, 2) for u in users]))
+    assert router.table.in_flight == [0, 0]
 
 
 # -- on Ray ---------------------------------------------------------------------------------------
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+try:
+    import ray
 
-from actors.coordinator import NAMESPACE, after_replicas, replica_actor_name  # noqa: E402
-from actors.driver import LLM_FIGURES, connect, run_study_on_ray  # noqa: E402
-from actors.llm_replica import ReplicaStats, replica_actor_class  # noqa: E402
-from actors.router import ray_router  # noqa: E402
+    from actors.coordinator import NAMESPACE, after_replicas, replica_actor_name
+    from actors.driver import LLM_FIGURES, connect, run_study_on_ray
+    from actors.llm_replica import ReplicaStats, replica_actor_class
+    from actors.router import ray_router
+except ImportError:  # the routing tests above still run
+    ray = None
+
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install -e '.[ray]')")
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    if ray is None:
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
     if ray.is_initialized():
         ray.shutdown()
     connect("local", num_cpus=2)
@@ -375,6 +386,7 @@ def test_a_replica_smaller_than_its_engines_tensor_parallel_span_is_refused(clus
         run_study_on_ray(cfg, world, run_id="tp", out_dir=tmp_path)
 
 
+@needs_ray
 def test_shard_actors_are_sized_for_what_the_replicas_leave() -> None:
     llm = LLMConfig(model="m", replica_num_cpus=2, replica_num_gpus=1, replica_resources={"recoworld_llm": 1})
     left = after_replicas({"CPU": 8.0, "GPU": 4.0, "recoworld_llm": 4.0, "memory": 1e9}, llm, 3)
