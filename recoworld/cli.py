@@ -114,11 +114,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     users = result.summary.filter((pl.col("segment") == "all"))["n"].max()
     console.print(summary_table(result.summary, segments=args.segments, title=f"{cfg.name}: {users:,} users per arm"))
+    manifest = msgspec.json.decode((result.path / "manifest.json").read_bytes())
+    if "llm" in manifest:
+        console.print(llm_line(manifest["llm"]), soft_wrap=True)
     console.print(
         f"{result.events:,} events in {result.seconds:.1f}s -> [bold]{result.path}[/]\n"
         f"read again with: recoworld summary {result.path}"
     )
     return 0
+
+
+def llm_line(llm: dict) -> str:
+    """One line of a run's language-model totals: calls, parse statuses (fallbacks and rejected
+    ids are never silent), tokens, prefix-cache hit rate."""
+    if not llm.get("calls"):
+        return "language model: no calls"
+    status = ", ".join(f"{k} {v:,}" for k, v in sorted(llm["by_status"].items()))
+    purpose = ", ".join(f"{k} {v:,}" for k, v in sorted(llm["by_purpose"].items()))
+    hit = llm.get("prefix_cache_hit_rate")
+    return (
+        f"language model: {llm['calls']:,} calls ({purpose}); parse status: {status}; tokens in {llm['tokens_in']:,}, "
+        f"out {llm['tokens_out']:,}" + (f"; prefix cache served {hit:.1%} of prompt tokens" if hit is not None else "")
+    )
 
 
 def _ray_driver():
@@ -138,6 +155,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     console.print(
         summary_table(summary, segments=args.segments, title=f"{manifest['study']} ({manifest['run_id']}): {manifest['users_per_arm']:,} users per arm")
     )
+    if "llm" in manifest:
+        console.print(llm_line(manifest["llm"]), soft_wrap=True)
     return 0
 
 

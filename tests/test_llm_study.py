@@ -301,3 +301,17 @@ def test_a_users_prompts_extend_each_other_for_prefix_reuse(world, tmp_path: Pat
             last = [r for r in slates if r.id.split("/")[2] == visit][-1]
             assert s.prompt.startswith(last.prompt.split("\n## This visit")[0])
     assert checked > 10
+
+
+def test_summary_command_prints_the_language_model_totals(world, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recoworld.cli import main
+
+    r = run(BASE, world, tmp_path, "cli", ScriptedModel(always_invalid=("summary",)))
+    assert main(["summary", str(r.path)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("language model:"))
+    calls = table(r, "llm_calls")
+    n = calls.filter(pl.col("finish_reason") != "none").height
+    sessions = table(r, "sessions").height
+    assert f"language model: {n:,} calls (" in line
+    assert f"fallback {sessions:,}" in line and f"invalid {2 * sessions:,}" in line
