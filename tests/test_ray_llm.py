@@ -181,6 +181,26 @@ def test_the_router_sends_one_batch_per_replica_per_round_and_routes_around_a_de
     assert router.table.in_flight == [0, 0]
 
 
+def test_the_replica_class_serves_in_process_and_stamps_its_index() -> None:
+    from actors.llm_replica import LLMReplicaActor, replica_needs
+
+    rep = LLMReplicaActor(3, factory=scripted_replica)
+
+    async def use():
+        await rep.start()
+        before = await rep.stats()
+        out = await rep.generate([LLMRequest(id="x/1/0/0/summary/0", prompt="p", seed=1, user=1, schema='{"properties": {"summary": {}}}')])
+        return before, out, await rep.stats()
+
+    before, out, after = asyncio.run(use())
+    assert before.served == 0 and before.model == "scripted"
+    assert out[0].ok and out[0].replica == 3 and "summary" in out[0].text
+    assert (after.served, after.batches, after.errors, after.in_flight, after.max_in_flight) == (1, 1, 0, 0, 1)
+    with pytest.raises(LLMError, match=r"^LLM replica 0: give an \[llm\] config or a factory, not neither$"):
+        LLMReplicaActor(0)
+    assert replica_needs(LLMConfig(model="m", replica_num_gpus=0.5, replica_num_cpus=2, replica_resources={"recoworld_llm": 1})) == "0.5 GPU, 2 CPU, 1 recoworld_llm"
+
+
 # -- on Ray ---------------------------------------------------------------------------------------
 
 try:
