@@ -98,7 +98,7 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
 
 def _last_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
+    return lines[-1].removeprefix("recoworld.errors.") if lines else type(e).__name__
 
 
 def after_replicas(cluster: dict[str, float], llm_cfg, replicas: int) -> dict[str, float]:  # noqa: ANN001 - LLMConfig | None

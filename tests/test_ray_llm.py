@@ -393,7 +393,7 @@ def broken_replica(index: int):
 
 
 def test_an_engine_that_cannot_start_fails_the_run_naming_the_replica_and_the_cause(cluster, world, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match=r"^LLM replica \d could not start its engine \(model 'scripted'\): .*model folder /nowhere does not exist"):
+    with pytest.raises(RunError, match=r"^LLM replica \d could not start its engine \(model 'scripted'\): LLMError: model folder /nowhere does not exist$"):
         run_study_on_ray(study(20), world, run_id="broken", out_dir=tmp_path, replica_factory=broken_replica)
     assert not (tmp_path / "broken").exists()
 
