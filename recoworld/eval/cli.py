@@ -69,10 +69,13 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
     out = Path(args.out)
     write_result(result, out)
     h = headline(result)
+    def both(name: str) -> str:  # a decider without probabilities has no ranked decisions
+        ranked = h.get(f"{name}_ranked")
+        return f"{h.get(f'{name}_sampled', float('nan')):.3f} sampled" + ("" if ranked is None else f" / {ranked:.3f} ranked")
+
     console.print(
         f"{world.name}, brain {args.brain} ({result.meta['split_order']} split): accuracy at 1:1 "
-        f"{h.get('accuracy_1_1_sampled', float('nan')):.3f} sampled / {h.get('accuracy_1_1_ranked', float('nan')):.3f} ranked; "
-        f"F1 at 1:9 {h.get('f1_1_9_sampled', float('nan')):.3f} sampled / {h.get('f1_1_9_ranked', float('nan')):.3f} ranked; "
+        f"{both('accuracy_1_1')}; F1 at 1:9 {both('f1_1_9')}; "
         f"positive rate at 1:9 {h.get('positive_rate_1_9_sampled', float('nan')):.3f} vs real "
         f"{h.get('real_positive_rate_1_9', float('nan')):.3f}"
     )
