@@ -17,8 +17,10 @@ Phases (the prefix cache is reset before each; figures are engine throughput):
 
 ``feed_raw`` is the function the simulator-vs-raw benchmark reuses to feed an engine directly.
 
+Each phase runs ``--repeats`` times, phases interleaved, and the medians are printed.
+
 Usage (the engine core is a spawned process: run as a script):
-    python benchmarks/bench_llm_engine.py [--n 256] [--concurrency 64] [--model DIR | --gemma]
+    python benchmarks/bench_llm_engine.py [--n 128] [--repeats 3] [--concurrency 64] [--model DIR | --gemma]
 With neither --model nor --gemma it builds (once) the tiny random-weight model of
 :mod:`recoworld.llm.tiny` in $RECOWORLD_LLM_CACHE (default .cache/llm).
 """
@@ -175,6 +177,16 @@ async def phase(engine, name: str, requests: list[LLMRequest], concurrency: int)
     }
 
 
+def median_row(rows: list[dict]) -> dict:
+    """The row of medians over repeats of one phase (numbers only; the rest from the first)."""
+    out = dict(rows[0])
+    for k, v in rows[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = statistics.median(r[k] for r in rows)
+    out["req_s_all"] = [round(r["req_s"], 2) for r in rows]
+    return out
+
+
 async def main(args: argparse.Namespace) -> None:
     from recoworld.config import EngineConfig
     from recoworld.llm.vllm_engine import VLLMEngine
@@ -203,18 +215,26 @@ async def main(args: argparse.Namespace) -> None:
         # warm-up: first requests pay one-time costs (grammar compilation, allocator)
         await feed_raw(engine, make_requests(8, seed=99, schema=True, unique_prefix=False, max_tokens=2 * args.max_tokens), 8)
         m, n, c = args.max_tokens, args.n, args.concurrency
-        rows = [
-            await phase(engine, "unique prefix", make_requests(n, seed=1, schema=False, unique_prefix=True, max_tokens=m), c),
-            await phase(engine, "shared prefix", make_requests(n, seed=1, schema=False, unique_prefix=False, max_tokens=m), c),
-            await phase(engine, "shared prefix + schema", make_requests(n, seed=1, schema=True, unique_prefix=False, max_tokens=2 * m), c),
-        ]  # fmt: skip
+        plans = [
+            ("unique prefix", make_requests(n, seed=1, schema=False, unique_prefix=True, max_tokens=m)),
+            ("shared prefix", make_requests(n, seed=1, schema=False, unique_prefix=False, max_tokens=m)),
+            ("shared prefix + schema", make_requests(n, seed=1, schema=True, unique_prefix=False, max_tokens=2 * m)),
+        ]
+        # phases interleaved over the repeats, medians taken: a load change on a shared machine
+        # then hits every phase alike instead of skewing one ratio
+        runs: dict[str, list[dict]] = {name: [] for name, _ in plans}
+        for _ in range(args.repeats):
+            for name, requests in plans:
+                runs[name].append(await phase(engine, name, requests, c))
+        rows = [median_row(runs[name]) for name, _ in plans]
     finally:
         await engine.close()
 
     print(f"\nvLLM engine benchmark: {label}")
     print(
         f"  engine start-up {engine.startup_s:.1f} s; N={args.n}, concurrency {args.concurrency}, "
-        f"max_tokens {args.max_tokens} (schema phase {2 * args.max_tokens}), block size {args.block_size or 'default'}"
+        f"max_tokens {args.max_tokens} (schema phase {2 * args.max_tokens}), block size {args.block_size or 'default'}; "
+        f"medians of {args.repeats} interleaved repeats"
     )
     print(f"  {'phase':<24}{'req/s':>8}{'out tok/s':>11}{'in tok':>8}{'out tok':>9}{'p50 s':>7}{'prefix hit':>11}{'valid':>9}{'errors':>7}")
     for r in rows:
@@ -223,6 +243,8 @@ async def main(args: argparse.Namespace) -> None:
             f"  {r['phase']:<24}{r['req_s']:>8.1f}{r['out_tok_s']:>11.0f}{r['in_tokens']:>8.0f}"
             f"{r['out_tokens']:>9.0f}{r['latency_p50_s']:>7.2f}{r['prefix_hit_rate']:>11.1%}{valid:>9}{r['errors']:>7}"
         )
+    for r in rows:
+        print(f"  {r['phase']:<24}req/s per repeat {r['req_s_all']}")
     uniq, shared, schema = rows
     print("  ratios:")
     print(f"    shared / unique prefix, req/s        {shared['req_s'] / uniq['req_s']:.2f}")
@@ -234,7 +256,8 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=256, help="requests per phase")
+    p.add_argument("--n", type=int, default=128, help="requests per phase")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each phase (interleaved); medians")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--max-tokens", type=int, default=100)
     p.add_argument("--model", default="", help="a Hugging Face model folder")
