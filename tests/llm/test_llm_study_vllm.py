@@ -125,3 +125,21 @@ def test_agentic_recommender_on_the_real_engine_names_only_candidates(tiny_model
         ids = json.loads(completion, strict=False)["ranking"]  # raw control characters may sit inside strings
         cands = prompt.split("candidates, in the base recommender's order", 1)[1]
         assert all(f"id <<{i}>>" in cands for i in ids) and len(set(ids)) == len(ids)
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def golden_study(tiny_model: Path) -> StudyConfig:
+    """The recorded real-engine run the default tier replays (tests/test_llm_replay_golden.py)."""
+    return study(
+        tiny_model, name="llm-tiny-golden", population=PopulationConfig(size=4),
+        simulation=SimulationConfig(sessions=2, turns=2, slate_size=3), brain=BrainConfig(kind="llm", instruct_below=0.9),
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("RECOWORLD_UPDATE_GOLDEN"), reason="writes tests/golden/llm_tiny_run: set RECOWORLD_UPDATE_GOLDEN=1")
+def test_record_the_golden_llm_run(tiny_model: Path, engine) -> None:
+    cfg = golden_study(tiny_model)
+    r = run_study(cfg, load_world_for(cfg.world, cfg.seed), run_id="llm_tiny_run", out_dir=GOLDEN, model=engine, overwrite=True)
+    check_all_valid(r)
