@@ -126,7 +126,8 @@ class LLMDecider:
 
     def decide_lists(self, users: np.ndarray, lists: Sequence[np.ndarray], *, base_rate: float | None, key: int) -> list[Decisions]:
         """Decisions on ragged lists (``lists[j]`` for user ``users[j]``), every user in flight
-        at once: what the harness calls, so that lists of different lengths share one batch."""
+        at once: what the harness calls, so that lists of different lengths share one batch.
+        Runs its own event loop (``asyncio.run``): call it from synchronous code only."""
         return self.timed(self._decide_all(np.asarray(users), lists, base_rate, key))
 
     def timed(self, coro):  # noqa: ANN001, ANN201
