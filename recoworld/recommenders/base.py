@@ -12,6 +12,7 @@ form the slate; *post-processors* edit the slate (creator injection).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -140,7 +141,12 @@ class PoolRecommender:
         m = min(self.m, self.shown.shape[1])
         cand, cs = self.source.candidates(idx, session, m, self.shown[idx])
         finite = np.isfinite(cs)
-        spread = np.nanstd(np.where(finite, cs, np.nan), axis=1) if not finite.all() else cs.std(axis=1)
+        if finite.all():
+            spread = cs.std(axis=1)
+        else:  # rows of exhausted users may be all -inf: their spread is NaN (then 1, below), quietly
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spread = np.nanstd(np.where(finite, cs, np.nan), axis=1)
         if self.cand.shape[1] != m:
             self.cand = np.zeros((self.cand.shape[0], m), np.int64)
             self.cand_scores = np.zeros((self.cand.shape[0], m), np.float32)
