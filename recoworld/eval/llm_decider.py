@@ -48,12 +48,11 @@ from recoworld.config import BrainConfig, LLMConfig, StudyConfig
 from recoworld.eval.decider import Decisions, Ratings
 from recoworld.items.catalog import Catalog
 from recoworld.llm.base import LanguageModel
-from recoworld.llm.prompts import USER_INSTRUCTIONS, slate_block, turn_block, user_header
 from recoworld.llm.schemas import slack, slate_type
 from recoworld.llm.wrappers import CallLog, RecordingModel, summarize_calls
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.choice import ChoiceModel
-from recoworld.users.llm_brain import LanguageBrain
+from recoworld.users.llm_brain import LanguageBrain, UserMemory, slate_prompt
 from recoworld.users.persona import Personas
 
 POSITIVE = ("click", "watch")
@@ -201,15 +200,14 @@ class LLMDecider:
         mind = np.array([0.5, 0.0, 0.0, float(self.p.diversity[b])])
         if b not in self._persona:
             self._persona[b] = self.p.describe(self.cat, b)
-        parts = [user_header(USER_INSTRUCTIONS, self.cat.tags, self._persona[b], []), turn_block(0, j, n_slates, [], mind)]
+        note = ""
         if base_rate is not None and self.tell_share:
             m = max(1, round(base_rate * n))
-            parts.append(
+            note = (
                 f"What you know about this list: the app shows you {n} items in {n_slates} slate{'s' if n_slates > 1 else ''}; "
                 f"about {m} of these {n} items are ones you would watch.\n"
             )
-        parts.append(slate_block(self.cat, slate))
-        return "".join(parts)
+        return slate_prompt(self.cat, self._persona[b], UserMemory(), 0, j, n_slates, mind, slate, note)
 
     # ---- results ------------------------------------------------------------------------------
 

@@ -150,7 +150,7 @@ class LLMBrain(LanguageBrain):
         rows = np.array([b])
         k = slate.shape[1]
         mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
-        prompt = self.header(b, mem) + turn_block(session, turn, self.turns, mem.recent, mind_now) + slate_block(self.cat, slate[0])
+        prompt = slate_prompt(self.cat, self.persona(b), mem, session, turn, self.turns, mind_now, slate[0])
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
         t = slate_type(k, self.cat.tags, self.rated, fc, ic)
         ans = await self.ask(b, session, turn, "slate", prompt, t, slate_type(k, self.cat.tags, self.rated, slack(fc), slack(ic)))
@@ -227,6 +227,13 @@ class HybridBrain(LanguageBrain):
             feelings[0, j] = f.strip()[:fc] or None
         fb = SlateFeedback(action=fb.action, watch=fb.watch, rating=fb.rating, mind=fb.mind, feelings=feelings)
         return TurnResult(fb, out, ans.instruction.strip()[:ic] or template)  # type: ignore[attr-defined]
+
+
+def slate_prompt(cat: Catalog, persona: str, mem: UserMemory, session: int, turn: int, turns: int, mind: np.ndarray, slate: np.ndarray, note: str = "") -> str:
+    """The llm brain's slate prompt: the user's stable prefix, this visit so far, the mindset in
+    words (``mind``: satisfaction, fatigue, boredom, curiosity), an optional ``note`` (what the
+    user knows about this slate, e.g. in the fidelity protocols), the slate task last."""
+    return user_header(USER_INSTRUCTIONS, cat.tags, persona, mem.summaries) + turn_block(session, turn, turns, mem.recent, mind) + note + slate_block(cat, slate)
 
 
 def apply_dynamics(brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray, action: np.ndarray, watch: np.ndarray, rating: np.ndarray) -> np.ndarray:
