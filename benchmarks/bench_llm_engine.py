@@ -181,8 +181,10 @@ def median_row(rows: list[dict]) -> dict:
     """The row of medians over repeats of one phase (numbers only; the rest from the first)."""
     out = dict(rows[0])
     for k, v in rows[0].items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, float):
             out[k] = statistics.median(r[k] for r in rows)
+        elif isinstance(v, int) and not isinstance(v, bool):  # counts: the worst repeat
+            out[k] = max(r[k] for r in rows) if k == "errors" else min(r[k] for r in rows)
     out["req_s_all"] = [round(r["req_s"], 2) for r in rows]
     return out
 
