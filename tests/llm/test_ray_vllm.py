@@ -80,6 +80,7 @@ def study(tiny_model: Path) -> StudyConfig:
     )
 
 
+@pytest.mark.timeout(900)  # the engine starts in ~20 s on an idle 2-core machine, minutes on a busy one
 def test_an_llm_brain_study_through_a_cpu_replica_actor_on_the_real_engine(cluster, tiny_model: Path, tmp_path: Path) -> None:
     from actors.driver import LLM_FIGURES, run_study_on_ray
 
