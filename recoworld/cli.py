@@ -1,6 +1,6 @@
 """The `recoworld` command. Only this module (and jobs/) reads flags and environment variables.
 
-    recoworld run STUDY.toml [--run-id ID] [--out DIR] [--overwrite] [--users N]
+    recoworld run STUDY.toml [--run-id ID] [--out DIR] [--overwrite] [--users N] [--replay RUN_DIR]
                              [--local | --ray auto|local|ADDRESS] [--shards N] [--resume RUN_ID]
     recoworld summary RUN_DIR [--segments]
     recoworld data fetch ml-100k
@@ -72,6 +72,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         cfg = msgspec.structs.replace(cfg, population=msgspec.structs.replace(cfg.population, size=args.users))
     if args.seed is not None:
         cfg = msgspec.structs.replace(cfg, seed=args.seed)
+    if args.replay:
+        if cfg.llm is None:
+            raise RunError(f"--replay {args.replay}: {args.study} uses no language model; nothing to replay")
+        cfg = msgspec.structs.replace(cfg, llm=msgspec.structs.replace(cfg.llm, backend="replay", replay_from=args.replay))
     if args.resume and args.run_id and args.resume != args.run_id:
         raise RunError(f"--resume {args.resume} and --run-id {args.run_id} name different runs; give one")
     if args.resume and args.overwrite:
@@ -211,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto (the running cluster, else an embedded one), local (embedded), or HOST:PORT")
     r.add_argument("--shards", type=int, help="Ray: user shards (default: [ray] shards, else one per cluster CPU)")
     r.add_argument("--resume", metavar="RUN_ID", help="finish the interrupted run RUN_ID without redoing its finished shards")
+    r.add_argument("--replay", metavar="RUN_DIR", help="language-model studies: answer every call from RUN_DIR's recorded llm_calls (no model)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("summary", help="print a run's summary from its Parquet files")

@@ -216,6 +216,9 @@ class EngineConfig(_Strict):
     tuned models); false = the prompt as is (base models)."""
     seed: int = 0
     """Engine seed (each request still carries its own)."""
+    block_size: int = 0
+    """KV-cache block size in tokens = the prefix cache's granularity (only whole blocks are
+    reused); 0 = vLLM's default (128 on CPU, where it must be a multiple of 32: 32 reuses more)."""
 
 
 class LLMConfig(_Strict):
@@ -405,6 +408,8 @@ def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
         raise bad("llm.retries", "an integer >= 0", m.retries)
     if m.timeout_s <= 0:
         raise bad("llm.timeout_s", "a number > 0", m.timeout_s)
+    if m.engine.block_size < 0:
+        raise bad("llm.engine.block_size", "an integer >= 0 (0 = vLLM's default)", m.engine.block_size)
     for name, amount in m.replica_resources.items():
         if name not in CLUSTER_RESOURCES:
             raise bad(f"llm.replica_resources.{name}", f"one of {sorted(CLUSTER_RESOURCES)}", name)

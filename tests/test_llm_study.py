@@ -315,3 +315,20 @@ def test_summary_command_prints_the_language_model_totals(world, tmp_path: Path,
     sessions = table(r, "sessions").height
     assert f"language model: {n:,} calls (" in line
     assert f"fallback {sessions:,}" in line and f"invalid {2 * sessions:,}" in line
+
+
+def test_run_command_replays_a_recorded_run(world, tmp_path: Path) -> None:
+    from recoworld.cli import main
+
+    first = run(BASE, world, tmp_path, "rec", ScriptedModel())
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "llm-small"\nseed = 5\n[world]\ndataset = "synthetic"\nsynthetic_users = 80\nsynthetic_items = 150\nembedding_dim = 4\n'
+        '[population]\nsize = 16\n[simulation]\nsessions = 2\nturns = 3\nslate_size = 5\n[brain]\nkind = "llm"\n'
+        '[recommender]\nkind = "mf"\ncandidates = 15\n[llm]\nbackend = "vllm"\nmodel = "/nowhere"\n'
+        '[creator]\nid = "evil"\nname = "Evil Corp"\n[[creator.items]]\ntitle = "Click Me"\ntext = ' + json.dumps(EVIL) + '\ntags = ["drama"]\n'
+        '[[arms]]\nname = "control"\n[[arms]]\nname = "inject"\ntreatment = "inject"\nposition = 0\nrate = 1.0\n'
+    )
+    assert main(["run", str(study), "--replay", str(first.path), "--out", str(tmp_path), "--run-id", "again", "--quiet"]) == 0
+    assert_frame_equal(table(first, "events"), table(RunResult(tmp_path / "again", pl.DataFrame(), 0, 0.0), "events"))
+    assert main(["run", str(study), "--replay", str(tmp_path / "nope"), "--out", str(tmp_path), "--run-id", "x", "--quiet"]) == 2

@@ -213,6 +213,8 @@ class VLLMEngine:
             ),
             disable_log_stats=True,  # our stat logger only (no periodic log lines)
         )
+        if c.block_size:
+            kwargs["block_size"] = c.block_size
         if is_cpu:
             # vLLM 0.32 on CPU: a seeded request whose prefill is chunked kills the engine
             # ("CPU Generator does not use offset" when the partial prefill's sampled token is
