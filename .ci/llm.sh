@@ -42,3 +42,18 @@ echo "== LLM tier: pytest -m llm tests =="
 start=$(date +%s)
 "$PY" -m pytest -m llm tests -q -ra --durations=15 "$@"
 echo "LLM tier: $(( $(date +%s) - start )) s"
+
+echo "== the README's LLM example: studies/llm_tiny.toml on the engine, then replayed without it =="
+"$PY" -c "from recoworld.llm.tiny import build_tiny_model; build_tiny_model('.cache/llm/tiny-llama')"
+rm -rf runs/llm
+.venv-llm/bin/recoworld run studies/llm_tiny.toml --out runs/llm --run-id tiny --quiet
+.venv-llm/bin/recoworld run studies/llm_tiny.toml --out runs/llm --run-id tiny-replay --replay runs/llm/tiny --quiet
+"$PY" - <<'PY'
+import json
+import polars as pl
+a, b = (pl.read_parquet(f"runs/llm/{r}/summary.parquet") for r in ("tiny", "tiny-replay"))
+assert a.equals(b), "the replay's summary differs from the recorded run's"
+llm = json.load(open("runs/llm/tiny/manifest.json"))["llm"]
+assert llm["calls"] > 0 and set(llm["by_status"]) == {"ok"}, llm
+print(f"llm_tiny: {llm['calls']} calls, all valid; replay reproduced the summary")
+PY
