@@ -87,22 +87,12 @@ def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, use
     n_events = 0
     totals: list[UserMetrics] = []
     for a, arm in enumerate(cfg.arms):
-        ev = run.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
-        ss = run.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
-        um = run.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
+        ev, ss, um = _arm_writers(run, arm.name, part, rows)
         batches: list[UserMetrics] = []
         for start in range(0, users.size, step):
             batch = users[start : start + step]
             e = enc.with_users(batch)
-
-            def observe(rec: TurnRecord | SessionRecord, e: RecordEncoder = e) -> None:
-                match rec:
-                    case TurnRecord():
-                        ev.write(e.events(rec))
-                    case SessionRecord():
-                        ss.write(e.sessions(rec))
-
-            metrics = simulate_arm(prep, a, batch, observe)
+            metrics = simulate_arm(prep, a, batch, _observer(e, ev, ss))
             um.write(e.user_metrics(metrics, prep.segments))
             batches.append(metrics)
             if progress:
@@ -112,6 +102,28 @@ def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, use
         n_events += ev.rows_written
         totals.append(UserMetrics.concat(batches))
     return n_events, totals
+
+
+def _arm_writers(run: RunDirectory | Parts, arm: str, part: int, rows: int) -> tuple:
+    """The events, sessions and user_metrics writers of one arm's part."""
+    return (
+        run.writer("events", EVENTS_SCHEMA, arm, part, rows),
+        run.writer("sessions", SESSIONS_SCHEMA, arm, part, rows),
+        run.writer("user_metrics", USER_METRICS_SCHEMA, arm, part, rows),
+    )
+
+
+def _observer(enc: RecordEncoder, ev, ss):  # noqa: ANN001, ANN202 - PartWriters -> Observer
+    """The core loop's observer: turn records to ``ev``, session records to ``ss``."""
+
+    def observe(rec: TurnRecord | SessionRecord) -> None:
+        match rec:
+            case TurnRecord():
+                ev.write(enc.events(rec))
+            case SessionRecord():
+                ss.write(enc.sessions(rec))
+
+    return observe
 
 
 def _simulate_to_llm(run: RunDirectory | Parts, prep: Prepared, part: int, users: np.ndarray, progress: Progress | None, model: LanguageModel) -> tuple[int, list[UserMetrics]]:
@@ -125,20 +137,10 @@ def _simulate_to_llm(run: RunDirectory | Parts, prep: Prepared, part: int, users
     n_events = 0
     totals: list[UserMetrics] = []
     for a, arm in enumerate(cfg.arms):
-        ev = run.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
-        ss = run.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
-        um = run.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
+        ev, ss, um = _arm_writers(run, arm.name, part, rows)
         lc = run.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows)
         log = CallLog(sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()])
-
-        def observe(rec: TurnRecord | SessionRecord, e: RecordEncoder = enc) -> None:
-            match rec:
-                case TurnRecord():
-                    ev.write(e.events(rec))
-                case SessionRecord():
-                    ss.write(e.sessions(rec))
-
-        metrics = asyncio.run(simulate_arm_llm(prep, a, users, observe, RecordingModel(model, log), log))
+        metrics = asyncio.run(simulate_arm_llm(prep, a, users, _observer(enc, ev, ss), RecordingModel(model, log), log))
         log.flush()
         um.write(enc.user_metrics(metrics, prep.segments))
         for w in (ev, ss, um, lc):
