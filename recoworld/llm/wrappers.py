@@ -69,8 +69,8 @@ class CallMeta:
 
 class CallLog:
     """The ``llm_calls`` rows of one arm of one shard: recorded by :class:`RecordingModel`,
-    each given its parse status by the consumer (:meth:`resolve`), written by :meth:`flush` in
-    call-id order (so a run's file does not depend on the order in which calls finished).
+    each given its parse status by the consumer (:meth:`resolve`), written by :meth:`flush` (or
+    :meth:`flush_if`, to bound memory), each write in call-id order.
 
     ``sink(table)`` receives the rows as an Arrow table with the ``llm_calls`` schema.
     Counters (``status_counts``) feed the run summary.
@@ -149,11 +149,18 @@ class CallLog:
                 self.cached_tokens += row["cached_tokens"]
                 self.cached_known += row["tokens_in"]
 
+    def flush_if(self, rows: int) -> int:
+        """:meth:`flush` the resolved rows once there are at least ``rows`` of them (bounds memory)."""
+        return self._write(self._done) if len(self._done) >= rows else 0
+
     def flush(self) -> int:
         """Write the resolved rows (and any left unresolved, as ``unchecked``); returns rows written."""
         for rid in list(self._pending):
             self.resolve(rid, "unchecked")
-        rows, self._done = self._done, []
+        return self._write(self._done)
+
+    def _write(self, rows: list[dict]) -> int:
+        self._done = []
         if not rows or self.sink is None:
             return len(rows)
         rows.sort(key=lambda r: _sort_key(r["call_id"]))

@@ -9,8 +9,9 @@ The steps are those of :func:`recoworld.study.simulate.simulate_arm`, for one us
 4. instruction (tags, and words for recommenders that read them) and leave;
 5. at the end of a session the model writes the summary kept in memory; the return model
    decides whether, and when, the user comes back.
-Records are emitted per user, in user order, once the batch is done: the files of a run do not
-depend on the order in which calls finished.
+A user's records are emitted together when it finishes (and ``llm_calls`` rows every few
+thousand calls), so memory holds only the users in flight; rows are in finishing order within a
+file — read them sorted by (user, session, turn, position) or by ``call_id``.
 """
 
 from __future__ import annotations
@@ -56,14 +57,14 @@ async def simulate_arm_llm(prep: Prepared, arm: int, users: np.ndarray, observe:
     m = UserMetrics.zeros(users.size)
     gate = asyncio.Semaphore(llm.users_in_flight)
 
-    async def one(b: int) -> list[TurnRecord | SessionRecord]:
+    async def one(b: int) -> None:
         async with gate:
-            return await _user_life(prep, arm, b, brain, lang, rec, m)
-
-    records = await asyncio.gather(*(one(b) for b in range(users.size)))
-    for recs in records:
-        for r in recs:
+            records = await _user_life(prep, arm, b, brain, lang, rec, m)
+        for r in records:  # a finished user's records go out at once: memory holds only users in flight
             observe(r)
+        log.flush_if(4096)
+
+    await asyncio.gather(*(one(b) for b in range(users.size)))
     return m
 
 
