@@ -238,6 +238,9 @@ class LLMConfig(_Strict):
     """openai: the environment variable holding the API key (read at start; never logged)."""
     concurrency: int = 64
     """openai: requests in flight at most per client (per shard on Ray)."""
+    structured_field: Literal["structured_outputs", "response_format"] = "structured_outputs"
+    """openai: how the JSON schema is sent: vLLM's `structured_outputs`, or the OpenAI-standard
+    `response_format` (json_schema) for other servers."""
     timeout_s: float = 120.0
     """Per request."""
     retries: int = 3

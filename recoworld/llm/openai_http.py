@@ -79,6 +79,7 @@ class OpenAIHTTPModel:
             concurrency=config.concurrency,
             timeout_s=config.timeout_s,
             chat=config.engine.chat_template,
+            structured_field=config.structured_field,
             disable_any_whitespace=config.engine.disable_any_whitespace,
         )
 
