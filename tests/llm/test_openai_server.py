@@ -66,7 +66,9 @@ def server(
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(tiny_model), "--served-model-name", "tiny",
         "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--max-model-len", "1024", "--max-num-seqs", "64",
+        "--enforce-eager", "--max-model-len", "4096", "--max-num-seqs", "64",
+        # seeded requests must not have their prefill chunked on CPU (see VLLMEngine._engine_args)
+        "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096", "--block-size", "32",
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]  # fmt: skip
     with log.open("wb") as out:
@@ -135,3 +137,36 @@ def test_wrong_key_is_refused_and_not_retryable(server: str, monkeypatch: pytest
     assert r.finish_reason == "error" and not r.retryable
     assert r.error.startswith("HTTP 401 from POST "), r.error
     assert "wrong-key" not in r.error
+
+
+def test_an_llm_study_runs_against_the_server_with_every_call_recorded_and_valid(
+    server: str, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A study pointed at an external endpoint (`[llm] backend = "openai"`): the path for
+    `vllm serve` and Ray Serve LLM deployments."""
+    import polars as pl
+
+    from recoworld.config import BrainConfig, LLMConfig, PopulationConfig, RecommenderConfig, SimulationConfig, StudyConfig, WorldConfig
+    from recoworld.study.prepare import load_world_for
+    from recoworld.study.runner import run_study
+
+    monkeypatch.setenv("RW_VLLM_KEY", KEY)
+    cfg = StudyConfig(
+        name="served",
+        seed=2,
+        world=WorldConfig(dataset="synthetic", synthetic_users=60, synthetic_items=120, embedding_dim=4),
+        population=PopulationConfig(size=5),
+        simulation=SimulationConfig(sessions=2, turns=2, slate_size=4),
+        brain=BrainConfig(kind="llm"),
+        recommender=RecommenderConfig(kind="mf", candidates=12),
+        llm=LLMConfig(
+            backend="openai", model="tiny", base_url=server, api_key_env="RW_VLLM_KEY", max_tokens=768,
+            feeling_chars=24, instruction_chars=80, summary_chars=120, concurrency=8,
+        ),
+    )  # fmt: skip
+    r = run_study(cfg, load_world_for(cfg.world, cfg.seed), run_id="served", out_dir=tmp_path)
+    calls = pl.read_parquet(sorted((r.path / "llm_calls").glob("arm=*/*.parquet")))
+    assert calls.height > 0
+    assert calls["parse_status"].cast(pl.String).unique().to_list() == ["ok"]
+    assert set(calls["model"].cast(pl.String)) == {"tiny"}
+    assert KEY not in (r.path / "study.json").read_text() and KEY not in (r.path / "manifest.json").read_text()
