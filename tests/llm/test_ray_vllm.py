@@ -111,3 +111,20 @@ def test_an_llm_brain_study_through_a_cpu_replica_actor_on_the_real_engine(clust
     assert replica["engine"]["requests"] == made.height and replica["engine"]["tokens_in"] == int(made["tokens_in"].sum())
     assert figures["routing"]["home"] == made.height
     print(f"replica startup {replica['startup_s']:.1f} s, prefix-cache hit rate {replica['engine']['prefix_cache_hit_rate']:.3f}")
+
+
+@pytest.mark.timeout(900)
+def test_a_hybrid_brain_study_through_a_cpu_replica_actor_on_the_real_engine(cluster, tiny_model: Path, tmp_path: Path) -> None:
+    from actors.driver import run_study_on_ray
+
+    cfg = msgspec.structs.replace(
+        study(tiny_model), name="ray-vllm-hybrid", brain=BrainConfig(kind="hybrid", instruct_below=0.7),
+        population=PopulationConfig(size=10), arms=[ArmConfig(name="control")],
+    )  # fmt: skip
+    res = run_study_on_ray(cfg, load_world_for(cfg.world, cfg.seed), run_id="ray-vllm-hybrid", out_dir=tmp_path)
+    calls = scan_table(res.path, "llm_calls").collect()
+    calls = calls.with_columns(pl.col(c).cast(pl.String) for c in ("purpose", "parse_status") if c in calls.columns)
+    assert calls.height > 0 and set(calls["parse_status"]) == {"ok"}
+    assert set(calls["purpose"]) <= {"language", "summary"} and "summary" in set(calls["purpose"])
+    assert set(calls["replica"]) == {0}
+    assert calls.filter(pl.col("purpose") == "summary").height == scan_table(res.path, "sessions").collect().height
