@@ -71,14 +71,7 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
         for k in range(llm.replicas)
     ]
     try:
-        ready = [h.ready.remote() for h in handles]
-        _, pending = ray.wait(ready, num_returns=len(ready), timeout=cfg.placement_timeout_s)
-        if pending:
-            raise RunError(
-                f"{len(pending)} of {llm.replicas} LLM replicas could not be placed within {cfg.placement_timeout_s:g} s "
-                f"(ray.placement_timeout_s): each needs {replica_needs(llm)} (llm.replica_num_gpus, llm.replica_num_cpus, "
-                f"llm.replica_resources); the cluster has {_resources(ray.cluster_resources())}"
-            )
+        await_placement(handles, cfg, "LLM replicas", f"{replica_needs(llm)} (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources)")
         starts = {h.start.remote(): k for k, h in enumerate(handles)}
         _, pending = ray.wait(list(starts), num_returns=len(starts), timeout=cfg.shard_timeout_s)
         if pending:
@@ -94,6 +87,18 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
             ray.kill(h, no_restart=True)
         raise
     return handles
+
+
+def await_placement(actors: list, cfg: RayConfig, what: str, needs: str) -> None:
+    """Wait until every actor answers ``ready``; a RunError after ``placement_timeout_s``
+    naming what each needs and what the cluster has."""
+    ready = [a.ready.remote() for a in actors]
+    _, pending = ray.wait(ready, num_returns=len(ready), timeout=cfg.placement_timeout_s)
+    if pending:
+        raise RunError(
+            f"{len(pending)} of {len(actors)} {what} could not be placed within {cfg.placement_timeout_s:g} s "
+            f"(ray.placement_timeout_s): each needs {needs}; the cluster has {_resources(ray.cluster_resources())}"
+        )
 
 
 def _last_line(e: BaseException) -> str:
@@ -165,16 +170,11 @@ class CoordinatorActor:
         n = pool_size(cfg, len(todo), after_replicas(ray.cluster_resources(), llm_cfg, len(model.replicas) if model else 0))
         actors = [cls.options(name=shard_actor_name(run_id, k), namespace=NAMESPACE).remote(prep_ref, folder, model) for k in range(n)]
         try:
-            ready = [a.ready.remote() for a in actors]
-            _, pending = ray.wait(ready, num_returns=len(ready), timeout=cfg.placement_timeout_s)
-            if pending:
-                raise RunError(
-                    f"{len(pending)} of {n} shard actors could not be placed within {cfg.placement_timeout_s:g} s "
-                    f"(ray.placement_timeout_s): each needs {cfg.shard_num_cpus:g} CPU"
-                    + "".join(f", {v:g} {k}" for k, v in cfg.shard_resources.items())
-                    + (f", {cfg.shard_memory_mb} MiB" if cfg.shard_memory_mb else "")
-                    + f"; the cluster has {_resources(ray.cluster_resources())}"
-                )
+            needs = (
+                f"{cfg.shard_num_cpus:g} CPU" + "".join(f", {v:g} {k}" for k, v in cfg.shard_resources.items())
+                + (f", {cfg.shard_memory_mb} MiB" if cfg.shard_memory_mb else "")
+            )  # fmt: skip
+            await_placement(actors, cfg, "shard actors", needs)
             queue = list(todo)
             inflight = {}
             for a in actors:

@@ -122,8 +122,14 @@ def test_invalid_completions_get_one_repair_then_the_parametric_decision(world, 
     calls = table(r, "llm_calls")
     status = dict(calls.group_by("parse_status").len().iter_rows())
     assert status["invalid"] > 0 and status["repaired"] > 0
+    first = calls.filter(pl.col("attempt") == 0)
     repairs = calls.filter(pl.col("purpose").str.starts_with("repair-"))
-    assert repairs.height == status["invalid"] - status.get("fallback", 0) * 1 or repairs.height >= status["repaired"]
+    # every invalid first answer, and only those, got exactly one repair call, for the same question
+    broken = first.filter(pl.col("parse_status") == "invalid")["call_id"].str.replace(r"/0$", "").sort()
+    repaired_for = repairs["call_id"].str.replace(r"/repair-([a-z]+)/1$", "/$1").sort()
+    assert broken.to_list() == repaired_for.to_list()
+    # a repair that decoded is "repaired"; one that did not leaves a fallback row
+    assert status["repaired"] + status.get("fallback", 0) == repairs.height
     manifest = json.loads((r.path / "manifest.json").read_text())
     assert manifest["llm"]["by_status"]["invalid"] == status["invalid"]
 

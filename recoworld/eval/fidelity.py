@@ -142,7 +142,6 @@ def simulated_consumption(f: Fitting, users: np.ndarray, seed: int, llm: Decider
     default study settings (3 sessions of up to 5 slates of 10, the MF recommender following
     instructions); consumed = watched or rated. With ``llm`` (an :class:`LLMDecider`), the llm
     brain's loop with its model and call log (arm ``fidelity-sessions``)."""
-    import asyncio
 
     from recoworld.config import ArmConfig, BrainConfig, StudyConfig
     from recoworld.study.prepare import Prepared

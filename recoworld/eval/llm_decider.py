@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from recoworld.config import BrainConfig, LLMConfig, StudyConfig
@@ -49,7 +50,7 @@ from recoworld.eval.decider import Decisions, Ratings
 from recoworld.items.catalog import Catalog
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.schemas import slack, slate_type
-from recoworld.llm.wrappers import CallLog, RecordingModel, summarize_calls
+from recoworld.llm.wrappers import CallLog, RecordingModel, call_totals
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.llm_brain import LanguageBrain, UserMemory, slate_prompt
@@ -217,7 +218,8 @@ class LLMDecider:
 
     def stats(self) -> dict:
         """Calls by parse status and purpose, tokens, fallbacks, and the answers' decisions."""
-        calls = summarize_calls([self.log])
+        table = self.calls_table()
+        calls = call_totals(pl.from_arrow(table)) if table is not None else {"calls": 0}
         return {
             "model": self.model.name,
             "slate_size": self.slate_size,

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from recoworld.errors import LLMError
 
 MAX_ENUM_TAGS = 64
 """Tag vocabularies up to this size are enums in the schema; larger ones are free strings
@@ -154,13 +153,3 @@ def tag_index(tags: tuple[str, ...], name: str | None) -> int:
             if t.lower() == low:
                 return j
         return -1
-
-
-def check_schema_for_engine(schema: str) -> None:
-    """Refuse a schema that is not a JSON object schema (a programming error, caught early)."""
-    try:
-        d = json.loads(schema)
-    except json.JSONDecodeError as e:
-        raise LLMError(f"output schema is not valid JSON: {e}") from None
-    if d.get("type") != "object":
-        raise LLMError(f"output schema must describe a JSON object; got type {d.get('type')!r}")

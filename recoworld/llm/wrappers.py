@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -17,6 +18,9 @@ from recoworld.errors import LLMError
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.types import LLMRequest, LLMResult
 from recoworld.rng import stable_hash64
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def request_seed(root: int, uid: int, session: int, turn: int, purpose: str, attempt: int = 0) -> int:
@@ -58,44 +62,29 @@ class RetryModel:
         await self.inner.close()
 
 
-class CallMeta:
-    """Where a request comes from, for its ``llm_calls`` row."""
-
-    __slots__ = ("user", "session", "turn", "attempt")
-
-    def __init__(self, user: int, session: int, turn: int, attempt: int = 0) -> None:
-        self.user, self.session, self.turn, self.attempt = user, session, turn, attempt
-
-
 class CallLog:
     """The ``llm_calls`` rows of one arm of one shard: recorded by :class:`RecordingModel`,
     each given its parse status by the consumer (:meth:`resolve`), written by :meth:`flush` (or
     :meth:`flush_if`, to bound memory), each write in call-id order.
 
-    ``sink(table)`` receives the rows as an Arrow table with the ``llm_calls`` schema.
-    Counters (``status_counts``) feed the run summary.
+    ``sink(table)`` receives the rows as an Arrow table with the ``llm_calls`` schema; totals
+    are computed from the rows (:func:`call_totals`).
     """
 
     def __init__(self, sink=None) -> None:  # noqa: ANN001 - Callable[[pa.Table], None] | None
         self.sink = sink
         self._pending: dict[str, dict] = {}
         self._done: list[dict] = []
-        self.status_counts: dict[str, int] = {}
-        self.purpose_counts: dict[str, int] = {}
-        self.tokens_in = self.tokens_out = 0
-        self.cached_tokens = 0
-        self.cached_known = 0
-        self.latency_s = 0.0
 
-    def add(self, req: LLMRequest, res: LLMResult, meta: CallMeta | None) -> None:
-        m = meta or _meta_from_id(req.id)
+    def add(self, req: LLMRequest, res: LLMResult) -> None:
+        user, session, turn, attempt = _where(req.id)
         self._pending[req.id] = {
             "call_id": req.id,
-            "user": m.user,
-            "session": m.session,
-            "turn": m.turn,
+            "user": user,
+            "session": session,
+            "turn": turn,
             "purpose": req.purpose,
-            "attempt": m.attempt,
+            "attempt": attempt,
             "model": res.model,
             "replica": res.replica,
             "seed": req.seed,
@@ -120,34 +109,20 @@ class CallLog:
             return
         if row["parse_status"] != "error":
             row["parse_status"] = status
-        self._count(row)
         self._done.append(row)
 
-    def note(self, request_id: str, status: str, meta: CallMeta, purpose: str, error: str = "") -> None:
+    def note(self, request_id: str, status: str, purpose: str, error: str = "") -> None:
         """A row that is no model call: a ``fallback`` to the parametric decision, or a
         ``repaired`` marker, so that every such case is counted in ``llm_calls``."""
+        user, session, turn, attempt = _where(request_id)
         row = {
-            "call_id": request_id, "user": meta.user, "session": meta.session, "turn": meta.turn,
-            "purpose": purpose, "attempt": meta.attempt, "model": "", "replica": -1, "seed": 0,
+            "call_id": request_id, "user": user, "session": session, "turn": turn,
+            "purpose": purpose, "attempt": attempt, "model": "", "replica": -1, "seed": 0,
             "prompt_hash": "", "prompt": "", "schema": "", "completion": "", "tokens_in": 0,
             "tokens_out": 0, "cached_tokens": -1, "latency_s": 0.0, "finish_reason": "none",
             "parse_status": status, "error": error,
         }  # fmt: skip
-        self._count(row)
         self._done.append(row)
-
-    def _count(self, row: dict) -> None:
-        st = row["parse_status"]
-        self.status_counts[st] = self.status_counts.get(st, 0) + 1
-        if row["finish_reason"] != "none":
-            p = row["purpose"]
-            self.purpose_counts[p] = self.purpose_counts.get(p, 0) + 1
-            self.tokens_in += row["tokens_in"]
-            self.tokens_out += row["tokens_out"]
-            self.latency_s += row["latency_s"]
-            if row["cached_tokens"] >= 0:
-                self.cached_tokens += row["cached_tokens"]
-                self.cached_known += row["tokens_in"]
 
     def flush_if(self, rows: int) -> int:
         """:meth:`flush` the resolved rows once there are at least ``rows`` of them (bounds memory)."""
@@ -176,11 +151,10 @@ def _sort_key(cid: str) -> tuple:
         return (cid,)
 
 
-def _meta_from_id(cid: str) -> CallMeta:
+def _where(cid: str) -> tuple[int, int, int, int]:
+    """(user, session, turn, attempt) of a call id (-1s for an id of another shape)."""
     k = _sort_key(cid)
-    if len(k) == 6:
-        return CallMeta(k[1], k[2], k[3], k[5])
-    return CallMeta(-1, -1, -1, 0)
+    return (k[1], k[2], k[3], k[5]) if len(k) == 6 else (-1, -1, -1, 0)
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
@@ -206,7 +180,7 @@ class RecordingModel:
     async def generate(self, requests: Sequence[LLMRequest]) -> list[LLMResult]:
         results = await self.inner.generate(requests)
         for req, res in zip(requests, results):
-            self.log.add(req, res, None)
+            self.log.add(req, res)
         return results
 
     async def close(self) -> None:
@@ -269,26 +243,25 @@ class ReplayModel:
         return None
 
 
-def summarize_calls(logs: Sequence[CallLog]) -> dict:
-    """Totals over logs: calls per parse status and purpose, tokens, prefix-cache share."""
-    status: dict[str, int] = {}
-    purpose: dict[str, int] = {}
-    tin = tout = cached = known = 0
-    lat = 0.0
-    for g in logs:
-        for k, v in g.status_counts.items():
-            status[k] = status.get(k, 0) + v
-        for k, v in g.purpose_counts.items():
-            purpose[k] = purpose.get(k, 0) + v
-        tin, tout, cached, known, lat = tin + g.tokens_in, tout + g.tokens_out, cached + g.cached_tokens, known + g.cached_known, lat + g.latency_s
-    calls = sum(purpose.values())
-    return {
-        "calls": calls,
-        "by_purpose": purpose,
-        "by_status": status,
-        "tokens_in": tin,
-        "tokens_out": tout,
-        "prefix_cache_hit_rate": (cached / known) if known else None,
-        "mean_latency_s": (lat / calls) if calls else None,
-    }
+def call_totals(calls: "pl.DataFrame") -> dict:
+    """Totals of ``llm_calls`` rows: calls by purpose, rows by parse status (fallbacks and
+    rejected ids are never silent), tokens, the prefix cache's share of prompt tokens, latency.
+    The run manifest and the fidelity evaluation both report these."""
+    import polars as pl
 
+    if calls.height == 0:
+        return {"calls": 0}
+    df = calls.with_columns(pl.col(c).cast(pl.String) for c in ("purpose", "parse_status", "finish_reason"))
+    made = df.filter(pl.col("finish_reason") != "none")  # fallback rows are no call
+    known = made.filter(pl.col("cached_tokens") >= 0)
+    tin = int(known["tokens_in"].sum())
+    count = lambda frame, col: {k: int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()}  # noqa: E731
+    return {
+        "calls": made.height,
+        "by_purpose": count(made, "purpose"),
+        "by_status": count(df, "parse_status"),
+        "tokens_in": int(made["tokens_in"].sum()),
+        "tokens_out": int(made["tokens_out"].sum()),
+        "prefix_cache_hit_rate": round(int(known["cached_tokens"].sum()) / tin, 4) if tin else None,
+        "mean_latency_s": round(float(made["latency_s"].mean()), 4) if made.height else None,
+    }

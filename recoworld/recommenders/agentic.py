@@ -16,14 +16,19 @@ Per user and turn:
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
+import msgspec
 import numpy as np
 
 from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.prompts import RERANK_INSTRUCTIONS, data, item_line
-from recoworld.llm.schemas import json_schema, rerank_type, slack
-from recoworld.llm.types import LLMRequest, Sampling
-from recoworld.llm.wrappers import CallLog, CallMeta, call_id, request_seed
+from recoworld.llm.ask import ask_structured
+from recoworld.llm.schemas import rerank_type, slack
+from recoworld.llm.types import Sampling
+from recoworld.llm.wrappers import CallLog
 from recoworld.recommenders.base import Audience, PoolRecommender, PostProcessor
 from recoworld.recommenders.factory import base_source
 from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, InstructionReranker
@@ -50,9 +55,6 @@ class AgenticRecommender:
     def __init__(self, base: PoolRecommender, post: tuple[PostProcessor, ...], model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, seed: int, m: int) -> None:
         self.base, self.post, self.model, self.llm, self.log = base, post, model, llm, log
         self.arm, self.seed, self.m = arm, seed, m
-        self.rejected = 0
-        self.fallbacks = 0
-        self.accepted = 0
 
     @property
     def name(self) -> str:
@@ -112,57 +114,19 @@ class AgenticRecommender:
         )
 
     async def _rank(self, b: int, session: int, turn: int, k: int, cand: np.ndarray, ids: tuple[str, ...]) -> np.ndarray:
-        import msgspec
-
-        from recoworld.llm.schemas import decode
-
-        uid = int(self.aud.personas.uid[b])
         if len(ids) < k or len(ids) != cand.size:  # exhausted users repeat items: keep the base order
             return cand[:k]
-        t = rerank_type(ids, k)
-        schema = json_schema(t)
-        lenient = rerank_type(ids, k, slack(300))
-        prompt = self._prompt(b, session, turn, k, cand)
-        sampling = Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
-        for attempt in range(2):
-            purpose = "rerank" if attempt == 0 else "repair-rerank"
-            req = LLMRequest(
-                id=call_id(self.arm, uid, session, turn, purpose, attempt), prompt=prompt,
-                seed=request_seed(self.seed, uid, session, turn, "rerank", attempt), sampling=sampling,
-                schema=schema, user=uid, purpose=purpose,
-            )  # fmt: skip
-            (res,) = await self.model.generate([req])
-            if not res.ok:
-                self.log.resolve(req.id, "error")
-                break
-            try:
-                ans = decode(res.text, lenient)
-            except msgspec.ValidationError as e:
-                # Decodes as JSON but an id is not a candidate: hallucinated or repeated ids are
-                # rejected outright (no repair: the recommender named an item it may not show).
-                if "ranking" in str(e) and _is_json(res.text):
-                    self.log.resolve(req.id, "rejected_id")
-                    self.rejected += 1
-                    return cand[:k]
-                self.log.resolve(req.id, "invalid")
-                prompt = f"{prompt}{_clip(res.text)}\nThat answer was invalid ({e}). Answer again with valid JSON only.\nYour answer (JSON):"
-                continue
-            except msgspec.DecodeError as e:
-                self.log.resolve(req.id, "invalid")
-                prompt = f"{prompt}{_clip(res.text)}\nThat answer was invalid ({e}). Answer again with valid JSON only.\nYour answer (JSON):"
-                continue
-            if len(set(ans.ranking)) != k:
-                self.log.resolve(req.id, "rejected_id")
-                self.rejected += 1
-                return cand[:k]
-            self.log.resolve(req.id, "ok" if attempt == 0 else "repaired")
-            self.accepted += 1
-            self.reasoning[b] = ans.reasoning
-            pos = {s: j for j, s in enumerate(ids)}
-            return cand[[pos[s] for s in ans.ranking]]
-        self.fallbacks += 1
-        self.log.note(call_id(self.arm, uid, session, turn, "fallback-rerank"), "fallback", CallMeta(uid, session, turn), "fallback-rerank")
-        return cand[:k]
+        out = await ask_structured(
+            self.model, self.log, arm=self.arm, root_seed=self.seed, uid=int(self.aud.personas.uid[b]), session=session,
+            turn=turn, purpose="rerank", prompt=self._prompt(b, session, turn, k, cand), t=rerank_type(ids, k),
+            lenient=rerank_type(ids, k, slack(300)), sampling=Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens),
+            check=partial(_refuse_ids, k),
+        )  # fmt: skip
+        if out.answer is None:
+            return cand[:k]  # rejected or fallback, counted in llm_calls: the base order
+        self.reasoning[b] = out.answer.reasoning  # type: ignore[attr-defined]
+        pos = {s: j for j, s in enumerate(ids)}
+        return cand[[pos[s] for s in out.answer.ranking]]  # type: ignore[attr-defined]
 
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
         self.base.observe(idx, slates, feedback)
@@ -184,15 +148,15 @@ class AgenticRecommender:
             self.instructions[b].append(t)
 
 
-def _clip(text: str, n: int = 600) -> str:
-    return text if len(text) <= n else text[:n] + "..."
-
-
-def _is_json(text: str) -> bool:
-    import json
-
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+def _refuse_ids(k: int, text: str, answer: object | None, error: Exception | None) -> str | None:
+    """``rejected_id`` for a ranking that names an item that is not a candidate, or one twice:
+    no repair, the recommender named something it may not show."""
+    if answer is not None:
+        return None if len(set(answer.ranking)) == k else "rejected_id"  # type: ignore[attr-defined]
+    if isinstance(error, msgspec.ValidationError) and "ranking" in str(error):
+        try:
+            json.loads(text, strict=False)
+        except ValueError:
+            return None  # not even JSON: invalid, repaired as usual
+        return "rejected_id"
+    return None

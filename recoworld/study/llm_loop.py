@@ -104,11 +104,10 @@ async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, l
             ins = out.instructions
             if ins.rows.size:
                 rec.instruct(rows[ins.rows], ins.more_of, ins.less_of)
-                if text is not None and hasattr(rec, "instruct_text"):
+                if hasattr(rec, "instruct_text"):
                     rec.instruct_text(rows[ins.rows], [text])
-            texts = [text] if (ins.rows.size and text is not None and lang is not None) else None
-            if ins.rows.size and texts is None and lang is not None:
-                texts = ins.texts(prep.catalog.tags)
+            # a language brain's words (always given when it instructs); parametric: coded templates
+            texts = [text] if (ins.rows.size and lang is not None) else None
             out_records.append(
                 TurnRecord(arm, rows, session, turn, np.array([day], np.float32), slates, fb, out.leave, ins.rows, ins.more_of, ins.less_of, texts)
             )

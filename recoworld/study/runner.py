@@ -234,25 +234,11 @@ def start_run(cfg: StudyConfig, prep: Prepared, root: Path, run_id: str, *, shar
 
 
 def llm_summary(run_dir: Path) -> dict:
-    """Totals of a run's ``llm_calls``: calls by purpose and parse status, tokens, prefix-cache
-    hit rate, latency; fallbacks and rejected ids are never silent."""
+    """:func:`~recoworld.llm.wrappers.call_totals` of a run's ``llm_calls``."""
+    from recoworld.llm.wrappers import call_totals
+
     files = sorted((Path(run_dir) / "llm_calls").glob("arm=*/*.parquet"))
-    if not files:
-        return {"calls": 0}
-    df = pl.read_parquet(files).with_columns(pl.col("purpose").cast(pl.String), pl.col("parse_status").cast(pl.String), pl.col("finish_reason").cast(pl.String))
-    calls = df.filter(pl.col("finish_reason") != "none")
-    known = calls.filter(pl.col("cached_tokens") >= 0)
-    tin = int(known["tokens_in"].sum()) if known.height else 0
-    count = lambda frame, col: {k: int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()}  # noqa: E731
-    return {
-        "calls": calls.height,
-        "by_purpose": count(calls, "purpose"),
-        "by_status": count(df, "parse_status"),
-        "tokens_in": int(calls["tokens_in"].sum()),
-        "tokens_out": int(calls["tokens_out"].sum()),
-        "prefix_cache_hit_rate": round(int(known["cached_tokens"].sum()) / tin, 4) if tin else None,
-        "mean_latency_s": round(float(calls["latency_s"].mean()), 4) if calls.height else None,
-    }
+    return call_totals(pl.read_parquet(files)) if files else {"calls": 0}
 
 
 def _results_part(study_json: bytes) -> object:

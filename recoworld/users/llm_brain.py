@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgspec
 import numpy as np
 
 from recoworld.config import LLMConfig
@@ -40,9 +39,10 @@ from recoworld.llm.prompts import (
     turn_block,
     user_header,
 )
-from recoworld.llm.schemas import decode, json_schema, language_type, slack, slate_type, summary_type, tag_index
-from recoworld.llm.types import LLMRequest, Sampling
-from recoworld.llm.wrappers import CallLog, CallMeta, call_id, request_seed
+from recoworld.llm.ask import ask_structured
+from recoworld.llm.schemas import language_type, slack, slate_type, summary_type, tag_index
+from recoworld.llm.types import Sampling
+from recoworld.llm.wrappers import CallLog
 from recoworld.users.brain import ACTIONS, CLICK, RATE, SKIP, WATCH, Instructions, Mindset, ParametricBrain, SlateFeedback, TurnOutcome
 from recoworld.users.persona import Personas
 
@@ -94,34 +94,13 @@ class LanguageBrain:
         """One call constrained to ``t`` (and one repair call if the answer does not decode into
         ``lenient``, ``t`` with slack on string lengths); the decoded answer, or None when both
         fail (the caller falls back and the fallback is counted)."""
-        uid = int(self.p.uid[b])
-        schema = json_schema(t)
-        lenient = lenient or t
-        for attempt in range(2):
-            name = purpose if attempt == 0 else f"repair-{purpose}"
-            req = LLMRequest(
-                id=call_id(self.arm, uid, session, turn, name, attempt), prompt=prompt,
-                seed=request_seed(self.brain.seed, uid, session, turn, purpose, attempt),
-                sampling=self._sampling(), schema=schema, user=uid, purpose=name,
-            )  # fmt: skip
-            (res,) = await self.model.generate([req])
-            if not res.ok:
-                self.log.resolve(req.id, "error")
-                if not res.retryable:
-                    break
-                continue
-            try:
-                ans = decode(res.text, lenient)
-            except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                self.log.resolve(req.id, "invalid")
-                shown = res.text if len(res.text) <= 800 else res.text[:800] + "..."
-                prompt = f"{prompt}{shown}\nThat answer was invalid: {e}. Answer again, with one JSON object in the schema, nothing else.\nYour answer (JSON):"
-                continue
-            self.log.resolve(req.id, "ok" if attempt == 0 else "repaired")
-            return ans
-        self.fallbacks += 1
-        self.log.note(call_id(self.arm, uid, session, turn, f"fallback-{purpose}"), "fallback", CallMeta(uid, session, turn), f"fallback-{purpose}")
-        return None
+        out = await ask_structured(
+            self.model, self.log, arm=self.arm, root_seed=self.brain.seed, uid=int(self.p.uid[b]), session=session,
+            turn=turn, purpose=purpose, prompt=prompt, t=t, lenient=lenient, sampling=self._sampling(),
+        )  # fmt: skip
+        if out.status == "fallback":
+            self.fallbacks += 1
+        return out.answer
 
     async def summarize(self, b: int, session: int, mem: UserMemory, satisfaction: float) -> str | None:
         """The session summary in the user's words (None: the model failed; the caller keeps the
