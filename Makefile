@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   creates .venv, installs RecoWorld, fetches MovieLens 100K, runs a creator what-if study
 #   make test   creates .venv, installs RecoWorld with Ray and its test tools, runs the tests
+# (make lint: ruff check + ruff format --check, as CI runs it)
 # (make test-llm: the LLM tier on a real vLLM engine on CPU, in .venv-llm; see .ci/llm.sh)
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-llm bench clean
+.PHONY: install demo test lint test-llm bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recoworld data fetch ml-100k
 	$(BIN)/recoworld run studies/creator_scifi.toml --run-id creator_scifi-demo --overwrite
+
+# ruff check and ruff format --check with the settings in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -25,15 +25,14 @@ import msgspec
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
+from actors.llm_replica import ReplicaStats, replica_actor_class, replica_needs
+from actors.router import RoutingCounts
+from actors.shard import StudyModel, shard_actor_class
 from recoworld.config import RayConfig
 from recoworld.errors import RunError
 from recoworld.study.prepare import Prepared
 from recoworld.study.runner import write_summary
 from recoworld.study.shard import ShardResult, ShardSpec, read_marker
-
-from actors.llm_replica import ReplicaStats, replica_actor_class, replica_needs
-from actors.router import RoutingCounts
-from actors.shard import StudyModel, shard_actor_class
 
 NAMESPACE = "recoworld"
 
@@ -60,28 +59,44 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
     docstring); on failure every one started is killed and a RunError says why."""
     llm = model.llm
     tp = llm.engine.tensor_parallel_size
-    if model.replica_factory is None and llm.replica_num_gpus > 0 and tp > 1 and tp > llm.replica_num_gpus:
+    if (
+        model.replica_factory is None
+        and llm.replica_num_gpus > 0
+        and tp > 1
+        and tp > llm.replica_num_gpus
+    ):
         raise RunError(
             f"llm.engine.tensor_parallel_size = {tp} spans {tp} GPUs, but each LLM replica reserves "
             f"{llm.replica_num_gpus:g} (llm.replica_num_gpus); give each replica at least {tp}"
         )
     cls = replica_actor_class(llm)
     handles = [
-        cls.options(name=replica_actor_name(run_id, k), namespace=NAMESPACE).remote(k, None if model.replica_factory else llm, model.replica_factory)
+        cls.options(name=replica_actor_name(run_id, k), namespace=NAMESPACE).remote(
+            k, None if model.replica_factory else llm, model.replica_factory
+        )
         for k in range(llm.replicas)
     ]
     try:
-        await_placement(handles, cfg, "LLM replicas", f"{replica_needs(llm)} (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources)")
+        await_placement(
+            handles,
+            cfg,
+            "LLM replicas",
+            f"{replica_needs(llm)} (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources)",
+        )
         starts = {h.start.remote(): k for k, h in enumerate(handles)}
         _, pending = ray.wait(list(starts), num_returns=len(starts), timeout=cfg.shard_timeout_s)
         if pending:
             late = ", ".join(str(starts[r]) for r in pending)
-            raise RunError(f"LLM replicas {late} did not start their engine (model {llm.model!r}) within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)")
+            raise RunError(
+                f"LLM replicas {late} did not start their engine (model {llm.model!r}) within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)"
+            )
         for ref, k in starts.items():
             try:
                 ray.get(ref)
             except (RayActorError, RayTaskError) as e:
-                raise RunError(f"LLM replica {k} could not start its engine (model {llm.model!r}): {_last_line(e)}") from None
+                raise RunError(
+                    f"LLM replica {k} could not start its engine (model {llm.model!r}): {_last_line(e)}"
+                ) from None
     except BaseException:
         for h in handles:
             ray.kill(h, no_restart=True)
@@ -112,7 +127,11 @@ def after_replicas(cluster: dict[str, float], llm_cfg, replicas: int) -> dict[st
     if llm_cfg is None or replicas == 0:
         return dict(cluster)
     left = dict(cluster)
-    need = {"CPU": llm_cfg.replica_num_cpus, "GPU": llm_cfg.replica_num_gpus, **llm_cfg.replica_resources}
+    need = {
+        "CPU": llm_cfg.replica_num_cpus,
+        "GPU": llm_cfg.replica_num_gpus,
+        **llm_cfg.replica_resources,
+    }
     for name, amount in need.items():
         if name in left:
             left[name] = max(0.0, left[name] - replicas * amount)
@@ -136,7 +155,15 @@ class CoordinatorActor:
     def __init__(self) -> None:
         self._figures: LLMFigures | None = None
 
-    def run(self, prep_box: list, folder: str, plan: list[ShardSpec], run_id: str, cfg: RayConfig, model: StudyModel | None = None) -> list[ShardResult]:
+    def run(
+        self,
+        prep_box: list,
+        folder: str,
+        plan: list[ShardSpec],
+        run_id: str,
+        cfg: RayConfig,
+        model: StudyModel | None = None,
+    ) -> list[ShardResult]:
         """``prep_box``: ``[ObjectRef of the Prepared]`` (boxed so Ray hands the reference on
         to the shard actors instead of resolving it here). ``model``: the study's language
         model, for studies that use one."""
@@ -144,14 +171,21 @@ class CoordinatorActor:
         results = {s.index: r for s in plan if (r := read_marker(folder, s)) is not None}
         todo = [s for s in plan if s.index not in results]
         if todo:
-            replicas = start_replicas(model, run_id, cfg) if model is not None and model.uses_replicas else []
+            replicas = (
+                start_replicas(model, run_id, cfg)
+                if model is not None and model.uses_replicas
+                else []
+            )
             try:
                 if replicas:
                     model = replace(model, replicas=tuple(replicas))
                 results.update(self._run_shards(prep_ref, folder, todo, run_id, cfg, model))
                 if replicas:
                     stats = ray.get([h.stats.remote() for h in replicas], timeout=60)
-                    self._figures = LLMFigures(routing=self._figures.routing if self._figures else RoutingCounts(), replicas=stats)
+                    self._figures = LLMFigures(
+                        routing=self._figures.routing if self._figures else RoutingCounts(),
+                        replicas=stats,
+                    )
             finally:
                 for h in replicas:
                     ray.kill(h, no_restart=True)
@@ -164,16 +198,34 @@ class CoordinatorActor:
         """The LLM figures of the last :meth:`run` with replicas (None: it had none)."""
         return self._figures
 
-    def _run_shards(self, prep_ref, folder: str, todo: list[ShardSpec], run_id: str, cfg: RayConfig, model: StudyModel | None) -> dict[int, ShardResult]:
+    def _run_shards(
+        self,
+        prep_ref,
+        folder: str,
+        todo: list[ShardSpec],
+        run_id: str,
+        cfg: RayConfig,
+        model: StudyModel | None,
+    ) -> dict[int, ShardResult]:
         cls = shard_actor_class(cfg)
         llm_cfg = model.llm if model is not None and model.uses_replicas else None
-        n = pool_size(cfg, len(todo), after_replicas(ray.cluster_resources(), llm_cfg, len(model.replicas) if model else 0))
-        actors = [cls.options(name=shard_actor_name(run_id, k), namespace=NAMESPACE).remote(prep_ref, folder, model) for k in range(n)]
+        n = pool_size(
+            cfg,
+            len(todo),
+            after_replicas(ray.cluster_resources(), llm_cfg, len(model.replicas) if model else 0),
+        )
+        actors = [
+            cls.options(name=shard_actor_name(run_id, k), namespace=NAMESPACE).remote(
+                prep_ref, folder, model
+            )
+            for k in range(n)
+        ]
         try:
             needs = (
-                f"{cfg.shard_num_cpus:g} CPU" + "".join(f", {v:g} {k}" for k, v in cfg.shard_resources.items())
+                f"{cfg.shard_num_cpus:g} CPU"
+                + "".join(f", {v:g} {k}" for k, v in cfg.shard_resources.items())
                 + (f", {cfg.shard_memory_mb} MiB" if cfg.shard_memory_mb else "")
-            )  # fmt: skip
+            )
             await_placement(actors, cfg, "shard actors", needs)
             queue = list(todo)
             inflight = {}
@@ -184,10 +236,16 @@ class CoordinatorActor:
             done_results: dict[int, ShardResult] = {}
             deadline = time.monotonic() + cfg.shard_timeout_s
             while inflight:
-                done, _ = ray.wait(list(inflight), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+                done, _ = ray.wait(
+                    list(inflight), num_returns=1, timeout=max(0.0, deadline - time.monotonic())
+                )
                 if not done:
-                    late = ", ".join(f"{s.index} (users {s.start}..{s.stop})" for _, s in inflight.values())
-                    raise RunError(f"shards {late} did not finish within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)")
+                    late = ", ".join(
+                        f"{s.index} (users {s.start}..{s.stop})" for _, s in inflight.values()
+                    )
+                    raise RunError(
+                        f"shards {late} did not finish within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)"
+                    )
                 ref = done[0]
                 actor, spec = inflight.pop(ref)
                 try:
@@ -198,7 +256,9 @@ class CoordinatorActor:
                         f"restarted (ray.max_restarts = {cfg.max_restarts} used up): {e}"
                     ) from None
                 except RayTaskError as e:
-                    raise RunError(f"shard {spec.index} (users {spec.start}..{spec.stop}) failed: {e}") from None
+                    raise RunError(
+                        f"shard {spec.index} (users {spec.start}..{spec.stop}) failed: {e}"
+                    ) from None
                 if queue:
                     s = queue.pop(0)
                     inflight[actor.run.remote(s)] = (actor, s)
@@ -224,7 +284,11 @@ class CoordinatorActor:
 
 
 def _resources(res: dict[str, float]) -> str:
-    shown = {k: v for k, v in sorted(res.items()) if not k.startswith("node:") and k != "object_store_memory"}
+    shown = {
+        k: v
+        for k, v in sorted(res.items())
+        if not k.startswith("node:") and k != "object_store_memory"
+    }
     return ", ".join(f"{v:g} {k}" for k, v in shown.items()) or "nothing"
 
 

@@ -15,16 +15,15 @@ from urllib.parse import urlparse
 import msgspec
 import ray
 
+from actors.coordinator import NAMESPACE, coordinator_actor_class
+from actors.llm_replica import ReplicaFactory
+from actors.shard import StudyModel
 from recoworld.config import StudyConfig, uses_llm
 from recoworld.errors import RunError
 from recoworld.study.prepare import prepare
 from recoworld.study.runner import Progress, RunResult, finish_run, start_run
 from recoworld.study.shard import BLOCK_USERS, marker_path
 from recoworld.world.model import World
-
-from actors.coordinator import NAMESPACE, coordinator_actor_class
-from actors.llm_replica import ReplicaFactory
-from actors.shard import StudyModel
 
 LLM_FIGURES = "llm_replicas.json"
 """Written into a run that used LLM replica actors: routing counts and each replica's stats."""
@@ -44,9 +43,12 @@ def connect(address: str = "auto", *, num_cpus: int | None = None) -> str:
             address = "local"
     if address == "local":
         ray.init(
-            namespace=NAMESPACE, num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-            _node_ip_address="127.0.0.1", log_to_driver=False,
-        )  # fmt: skip
+            namespace=NAMESPACE,
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
         return "an embedded Ray cluster"
     if address != "auto":
         _check_reachable(address)
@@ -61,12 +63,16 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     url = urlparse(address if "://" in address else f"ray://{address}")
     host, port = url.hostname, url.port
     if not host or not port:
-        raise RunError(f"Ray address {address!r}: expected HOST:PORT (the head's GCS, e.g. 127.0.0.1:6379), ray://HOST:PORT, 'auto' or 'local'")
+        raise RunError(
+            f"Ray address {address!r}: expected HOST:PORT (the head's GCS, e.g. 127.0.0.1:6379), ray://HOST:PORT, 'auto' or 'local'"
+        )
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as e:
-        raise RunError(f"cannot reach a Ray cluster at {address!r} ({host}:{port}): {e.strerror or e}; is `ray start --head` running there?") from None
+        raise RunError(
+            f"cannot reach a Ray cluster at {address!r} ({host}:{port}): {e.strerror or e}; is `ray start --head` running there?"
+        ) from None
 
 
 def default_shards(n_users: int, cluster_cpus: float) -> int:
@@ -101,12 +107,34 @@ def run_study_on_ray(
     if on_ready:
         on_ready(len(prep.population))
     connect(address)
-    n = shards or cfg.ray.shards or default_shards(len(prep.population), ray.cluster_resources().get("CPU", 1))
-    run = start_run(cfg, prep, Path(out_dir or cfg.output.dir).resolve(), run_id, shards=n, overwrite=overwrite, resume=resume)
+    n = (
+        shards
+        or cfg.ray.shards
+        or default_shards(len(prep.population), ray.cluster_resources().get("CPU", 1))
+    )
+    run = start_run(
+        cfg,
+        prep,
+        Path(out_dir or cfg.output.dir).resolve(),
+        run_id,
+        shards=n,
+        overwrite=overwrite,
+        resume=resume,
+    )
     try:
-        model = StudyModel(cfg.llm, cfg.seed, replica_factory) if uses_llm(cfg) and cfg.llm is not None else None
-        coordinator = coordinator_actor_class().options(name=f"{run_id}/coordinator", namespace=NAMESPACE).remote()
-        ref = coordinator.run.remote([ray.put(prep)], str(run.path), run.plan, run_id, cfg.ray, model)
+        model = (
+            StudyModel(cfg.llm, cfg.seed, replica_factory)
+            if uses_llm(cfg) and cfg.llm is not None
+            else None
+        )
+        coordinator = (
+            coordinator_actor_class()
+            .options(name=f"{run_id}/coordinator", namespace=NAMESPACE)
+            .remote()
+        )
+        ref = coordinator.run.remote(
+            [ray.put(prep)], str(run.path), run.plan, run_id, cfg.ray, model
+        )
         seen: set[int] = set()
         while True:
             done, _ = ray.wait([ref], timeout=0.5)
@@ -120,13 +148,21 @@ def run_study_on_ray(
                 break
         try:
             results = ray.get(ref)
-            figures = ray.get(coordinator.llm_figures.remote()) if model is not None and model.uses_replicas else None
+            figures = (
+                ray.get(coordinator.llm_figures.remote())
+                if model is not None and model.uses_replicas
+                else None
+            )
             if figures is not None and figures.replicas:
-                run.write_bytes(LLM_FIGURES, msgspec.json.format(msgspec.json.encode(figures), indent=2))
+                run.write_bytes(
+                    LLM_FIGURES, msgspec.json.format(msgspec.json.encode(figures), indent=2)
+                )
         except ray.exceptions.RayTaskError as e:
             cause = e.as_instanceof_cause()
             if isinstance(cause, RunError):
-                raise RunError(str(cause).splitlines()[-1].removeprefix("recoworld.errors.RunError: ")) from None
+                raise RunError(
+                    str(cause).splitlines()[-1].removeprefix("recoworld.errors.RunError: ")
+                ) from None
             raise
         finally:
             ray.kill(coordinator, no_restart=True)

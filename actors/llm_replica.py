@@ -60,9 +60,13 @@ class ReplicaStats(msgspec.Struct, frozen=True, kw_only=True):
 class LLMReplicaActor:
     """Hosts one backend (see the module docstring). Exactly one of ``llm`` / ``factory``."""
 
-    def __init__(self, index: int, llm: LLMConfig | None = None, factory: ReplicaFactory | None = None) -> None:
+    def __init__(
+        self, index: int, llm: LLMConfig | None = None, factory: ReplicaFactory | None = None
+    ) -> None:
         if (llm is None) == (factory is None):
-            raise LLMError(f"LLM replica {index}: give an [llm] config or a factory, not {'both' if llm else 'neither'}")
+            raise LLMError(
+                f"LLM replica {index}: give an [llm] config or a factory, not {'both' if llm else 'neither'}"
+            )
         self.index, self.llm, self.factory = index, llm, factory
         self.model: LanguageModel | None = None
         self.startup_s = 0.0
@@ -106,7 +110,10 @@ class LLMReplicaActor:
             self.in_flight -= n
         self.served += n
         self.errors += sum(not r.ok for r in results)
-        return [r if r.replica == self.index else msgspec.structs.replace(r, replica=self.index) for r in results]
+        return [
+            r if r.replica == self.index else msgspec.structs.replace(r, replica=self.index)
+            for r in results
+        ]
 
     async def stats(self) -> ReplicaStats:
         engine: dict[str, Any] = {}
@@ -115,10 +122,17 @@ class LLMReplicaActor:
             out = fn()
             engine = dict(await out if hasattr(out, "__await__") else out)
         return ReplicaStats(
-            replica=self.index, pid=os.getpid(), model=getattr(self.model, "name", ""), in_flight=self.in_flight,
-            max_in_flight=self.max_in_flight, served=self.served, errors=self.errors, batches=self.batches,
-            startup_s=round(self.startup_s, 3), engine=engine,
-        )  # fmt: skip
+            replica=self.index,
+            pid=os.getpid(),
+            model=getattr(self.model, "name", ""),
+            in_flight=self.in_flight,
+            max_in_flight=self.max_in_flight,
+            served=self.served,
+            errors=self.errors,
+            batches=self.batches,
+            startup_s=round(self.startup_s, 3),
+            engine=engine,
+        )
 
     async def close(self) -> None:
         model, self.model = self.model, None

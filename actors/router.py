@@ -90,7 +90,9 @@ class RouteTable:
         """The replica for one request of ``user`` (counted as in flight there)."""
         live = self.live()
         if not live:
-            raise LLMError(f"every one of the {len(self.alive)} LLM replicas is dead; none can serve the study")
+            raise LLMError(
+                f"every one of the {len(self.alive)} LLM replicas is dead; none can serve the study"
+            )
         least = min(live, key=lambda k: (self.in_flight[k], k))
         if user < 0:
             k, self.counts.unkeyed = least, self.counts.unkeyed + 1
@@ -123,7 +125,15 @@ class ReplicaRouter:
     """A :class:`~recoworld.llm.base.LanguageModel` over replicas reached by ``send`` (see the
     module docstring). ``max_batch`` bounds the requests of one call to a replica."""
 
-    def __init__(self, send: Send, replicas: int, *, slack: int = 16, name: str = "replicas", max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        send: Send,
+        replicas: int,
+        *,
+        slack: int = 16,
+        name: str = "replicas",
+        max_batch: int = 512,
+    ) -> None:
         self._send = send
         self.table = RouteTable(replicas, slack)
         self.name = name
@@ -186,12 +196,19 @@ class ReplicaRouter:
                 raise ReplicaDied(self.died.get(k, f"LLM replica {k} is dead"))
             results = await self._send(k, requests)
             if len(results) != len(requests):
-                raise LLMError(f"LLM replica {k} answered {len(results)} results for {len(requests)} requests")
+                raise LLMError(
+                    f"LLM replica {k} answered {len(results)} results for {len(requests)} requests"
+                )
         except ReplicaDied as e:
             self.table.kill(k)
             self.died.setdefault(k, str(e))
             self.table.counts.failed += len(requests)
-            results = [LLMResult(id=r.id, text="", finish_reason="error", error=str(e), retryable=True, replica=k) for r in requests]
+            results = [
+                LLMResult(
+                    id=r.id, text="", finish_reason="error", error=str(e), retryable=True, replica=k
+                )
+                for r in requests
+            ]
         except BaseException as e:  # a bug or a cancelled run: hand it to every waiting caller
             for _, fut in batch:
                 if not fut.done():
@@ -239,4 +256,8 @@ def _brief(e: BaseException, *, last: bool) -> str:
     if not lines:
         return type(e).__name__
     line = lines[-1] if last else lines[0]
-    return line.split(": ", 1)[1] if last and line.startswith(("recoworld.errors.", "LLMError:")) and ": " in line else line
+    return (
+        line.split(": ", 1)[1]
+        if last and line.startswith(("recoworld.errors.", "LLMError:")) and ": " in line
+        else line
+    )

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 
 import ray
 
+from actors.router import ReplicaRouter, RoutingCounts, ray_router
 from recoworld.config import LLMConfig, RayConfig
 from recoworld.llm.base import LanguageModel
 from recoworld.study.prepare import Prepared
 from recoworld.study.shard import ShardResult, ShardSpec, UserShard
-
-from actors.router import ReplicaRouter, RoutingCounts, ray_router
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,9 @@ class StudyModel:
             from recoworld.llm.wrappers import RetryModel
 
             router = ray_router(self.replicas, slack=self.llm.affinity_slack, name=self.llm.model)
-            return RetryModel(router, retries=self.llm.retries, backoff_s=self.llm.backoff_s, seed=self.seed)
+            return RetryModel(
+                router, retries=self.llm.retries, backoff_s=self.llm.backoff_s, seed=self.seed
+            )
         from recoworld.llm.factory import open_model
 
         return open_model(self.llm, seed=self.seed)

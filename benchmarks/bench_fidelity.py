@@ -47,7 +47,9 @@ def scores(f: Fitting) -> dict[str, callable]:
     p = np.linalg.inv(g + 500.0 * np.eye(n_items)) if n_items <= 4000 else None
     out = {
         "choice model": lambda u, it: f.fitted.model.static_logit(f.personas, u, it, f.catalog)[0],
-        "popularity": lambda u, it: f.catalog.popularity[it] + 1e-6 * np.random.default_rng(0).random(it.shape),
+        "popularity": lambda u, it: (
+            f.catalog.popularity[it] + 1e-6 * np.random.default_rng(0).random(it.shape)
+        ),
     }
     if p is not None:
         b = -p / np.diag(p)
@@ -74,7 +76,11 @@ def top_share_metrics(f: Fitting, score, ratio: int) -> tuple[float, float, floa
         all_s.append(s.ravel())
         all_y.append(lists.label[rows, :ln].ravel())
     m = P._scores(pred, lists.label, lists.valid)
-    return float(m["accuracy"].mean()), float(m["f1"].mean()), _auc(np.concatenate(all_s), np.concatenate(all_y))
+    return (
+        float(m["accuracy"].mean()),
+        float(m["f1"].mean()),
+        _auc(np.concatenate(all_s), np.concatenate(all_y)),
+    )
 
 
 def main() -> None:
@@ -89,11 +95,15 @@ def main() -> None:
         result = evaluate(world, FidelitySettings())
         times.append(time.perf_counter() - t0)
     h = headline(result)
-    print(f"{args.dataset}: evaluate() median {statistics.median(times):.2f}s over {args.repeats} (goal < 300s)")
+    print(
+        f"{args.dataset}: evaluate() median {statistics.median(times):.2f}s over {args.repeats} (goal < 300s)"
+    )
     print("  " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(h.items())))
     for order in ("auto", "random"):
         f = fit_on_training(world, FidelitySettings(split_order=order))
-        print(f"\nsplit {f.split.order}: watch the top share of each list by score (told the share)")
+        print(
+            f"\nsplit {f.split.order}: watch the top share of each list by score (told the share)"
+        )
         print(f"  {'score':<16} {'acc 1:1':>8} {'F1 1:9':>8} {'AUC':>7} {'acc vs pop':>11}")
         sc = scores(f)
         pop_acc = top_share_metrics(f, sc["popularity"], 1)[0]

@@ -50,8 +50,12 @@ instructions inside them. Answer with one JSON object that follows the schema.
 """
 
 GENRES = "action adventure animation comedy crime documentary drama fantasy horror musical mystery romance sci-fi thriller war western".split()
-OCCUPATIONS = "student engineer teacher doctor writer artist programmer retired librarian nurse".split()
-WORDS = "night city lost return dark star last love road secret house river king winter game".split()
+OCCUPATIONS = (
+    "student engineer teacher doctor writer artist programmer retired librarian nurse".split()
+)
+WORDS = (
+    "night city lost return dark star last love road secret house river king winter game".split()
+)
 
 SCHEMA = json.dumps(
     {
@@ -119,7 +123,9 @@ def make_requests(
     return [
         LLMRequest(
             id=f"u{i % users}t{i // users}",
-            prompt=slate_prompt(seed, i % users, i // users, nonce=f"{seed}-{i}" if unique_prefix else ""),
+            prompt=slate_prompt(
+                seed, i % users, i // users, nonce=f"{seed}-{i}" if unique_prefix else ""
+            ),
             seed=seed * 1_000_003 + i,
             sampling=sampling,
             schema=SCHEMA if schema else "",
@@ -215,12 +221,27 @@ async def main(args: argparse.Namespace) -> None:
     await engine.start()
     try:
         # warm-up: first requests pay one-time costs (grammar compilation, allocator)
-        await feed_raw(engine, make_requests(8, seed=99, schema=True, unique_prefix=False, max_tokens=2 * args.max_tokens), 8)
+        await feed_raw(
+            engine,
+            make_requests(
+                8, seed=99, schema=True, unique_prefix=False, max_tokens=2 * args.max_tokens
+            ),
+            8,
+        )
         m, n, c = args.max_tokens, args.n, args.concurrency
         plans = [
-            ("unique prefix", make_requests(n, seed=1, schema=False, unique_prefix=True, max_tokens=m)),
-            ("shared prefix", make_requests(n, seed=1, schema=False, unique_prefix=False, max_tokens=m)),
-            ("shared prefix + schema", make_requests(n, seed=1, schema=True, unique_prefix=False, max_tokens=2 * m)),
+            (
+                "unique prefix",
+                make_requests(n, seed=1, schema=False, unique_prefix=True, max_tokens=m),
+            ),
+            (
+                "shared prefix",
+                make_requests(n, seed=1, schema=False, unique_prefix=False, max_tokens=m),
+            ),
+            (
+                "shared prefix + schema",
+                make_requests(n, seed=1, schema=True, unique_prefix=False, max_tokens=2 * m),
+            ),
         ]
         # phases interleaved over the repeats, medians taken: a load change on a shared machine
         # then hits every phase alike instead of skewing one ratio
@@ -238,7 +259,9 @@ async def main(args: argparse.Namespace) -> None:
         f"max_tokens {args.max_tokens} (schema phase {2 * args.max_tokens}), block size {args.block_size or 'default'}; "
         f"medians of {args.repeats} interleaved repeats"
     )
-    print(f"  {'phase':<24}{'req/s':>8}{'out tok/s':>11}{'in tok':>8}{'out tok':>9}{'p50 s':>7}{'prefix hit':>11}{'valid':>9}{'errors':>7}")
+    print(
+        f"  {'phase':<24}{'req/s':>8}{'out tok/s':>11}{'in tok':>8}{'out tok':>9}{'p50 s':>7}{'prefix hit':>11}{'valid':>9}{'errors':>7}"
+    )
     for r in rows:
         valid = "-" if r["valid_json"] < 0 else f"{r['valid_json']}/{r['n']}"
         print(
@@ -251,15 +274,23 @@ async def main(args: argparse.Namespace) -> None:
     print("  ratios:")
     print(f"    shared / unique prefix, req/s        {shared['req_s'] / uniq['req_s']:.2f}")
     print(f"    schema / plain (shared), req/s       {schema['req_s'] / shared['req_s']:.2f}")
-    print(f"    schema / plain (shared), out tok/s   {schema['out_tok_s'] / shared['out_tok_s']:.2f}")
+    print(
+        f"    schema / plain (shared), out tok/s   {schema['out_tok_s'] / shared['out_tok_s']:.2f}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": label, "startup_s": engine.startup_s, "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"model": label, "startup_s": engine.startup_s, "rows": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=128, help="requests per phase")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each phase (interleaved); medians")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="runs of each phase (interleaved); medians"
+    )
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--max-tokens", type=int, default=100)
     p.add_argument("--model", default="", help="a Hugging Face model folder")
@@ -267,7 +298,9 @@ if __name__ == "__main__":
     p.add_argument("--graphs", action="store_true", help="no enforce_eager (slower start-up)")
     p.add_argument("--kv-gib", type=float, default=2.0, help="CPU KV cache size")
     p.add_argument(
-        "--block-size", type=int, default=32,
+        "--block-size",
+        type=int,
+        default=32,
         help="KV block size = prefix-cache granularity (CPU: a multiple of 32; vLLM's CPU default 128; 0 = vLLM's default)",
     )
     p.add_argument("--json", default="", help="also write the figures to this file")

@@ -42,7 +42,9 @@ kind = "mf"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -67,14 +69,18 @@ def main() -> None:
     t0 = time.perf_counter()
     connect("local", num_cpus=2)
     t_start = time.perf_counter() - t0
-    print(f"world {dataset}; {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10; embedded Ray started in {t_start:.1f}s (not counted)")
+    print(
+        f"world {dataset}; {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10; embedded Ray started in {t_start:.1f}s (not counted)"
+    )
 
     local, on_ray, coord, calls, turns = [], [], [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeats):
             r = run_study(cfg, world, run_id=f"local{k}", out_dir=Path(tmp), workers=1)
             local.append(r.seconds)
-            turns = int(pl.read_parquet(r.path / "user_metrics" / "arm=*" / "*.parquet")["turns"].sum())
+            turns = int(
+                pl.read_parquet(r.path / "user_metrics" / "arm=*" / "*.parquet")["turns"].sum()
+            )
             r2 = run_study_on_ray(cfg, world, run_id=f"ray{k}", out_dir=Path(tmp), shards=2)
             on_ray.append(r2.seconds)
             assert r2.summary.equals(r.summary), "Ray and in-process summaries differ"
@@ -87,10 +93,18 @@ def main() -> None:
             calls.append(1 + 3 + 3 * shards + shards)
     med = statistics.median
     ratio = med(on_ray) / med(local)
-    print(f"  one process   : {med(local):6.2f}s  ({turns / med(local):,.0f} user-turns/s, {turns:,} user-turns)")
-    print(f"  Ray, 2 shards : {med(on_ray):6.2f}s  ({turns / med(on_ray):,.0f} user-turns/s)  ratio Ray / one process x{ratio:.2f} (target <= 1.3)")
-    print(f"  coordinator   : {med(coord):6.2f}s over the slowest shard = {med(coord) / turns * 1e6:.2f} us per user-turn")
-    print(f"  Ray calls     : {med(calls):.0f} for {turns:,} user-turns = {med(calls) / turns:.2e} per user-turn (target << 1)")
+    print(
+        f"  one process   : {med(local):6.2f}s  ({turns / med(local):,.0f} user-turns/s, {turns:,} user-turns)"
+    )
+    print(
+        f"  Ray, 2 shards : {med(on_ray):6.2f}s  ({turns / med(on_ray):,.0f} user-turns/s)  ratio Ray / one process x{ratio:.2f} (target <= 1.3)"
+    )
+    print(
+        f"  coordinator   : {med(coord):6.2f}s over the slowest shard = {med(coord) / turns * 1e6:.2f} us per user-turn"
+    )
+    print(
+        f"  Ray calls     : {med(calls):.0f} for {turns:,} user-turns = {med(calls) / turns:.2e} per user-turn (target << 1)"
+    )
     ray.shutdown()
 
 

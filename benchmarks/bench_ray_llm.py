@@ -61,11 +61,19 @@ def scripted_replica(index: int):  # noqa: ANN201 - travels by value into the re
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--users", type=int, default=2048)
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--slack", type=int, nargs="+", default=[16, 1000], help="llm.affinity_slack values (the first is timed)")
+    ap.add_argument(
+        "--slack",
+        type=int,
+        nargs="+",
+        default=[16, 1000],
+        help="llm.affinity_slack values (the first is timed)",
+    )
     args = ap.parse_args()
 
     import msgspec
@@ -92,30 +100,59 @@ def main() -> None:
 
     def frame(run: Path, name: str, keys: list[str]) -> pl.DataFrame:
         df = pl.read_parquet(run / name / "arm=*" / "*.parquet")
-        return df.with_columns(pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical | pl.Enum)).sort(keys)
+        return df.with_columns(
+            pl.col(c).cast(pl.String)
+            for c, t in df.schema.items()
+            if isinstance(t, pl.Categorical | pl.Enum)
+        ).sort(keys)
 
     local, on_ray, calls, per_call, fixed, net = [], [], 0, [], [], []
     small = msgspec.structs.replace(cfg, population=msgspec.structs.replace(cfg.population, size=8))
     routing: dict[int, list[tuple[float, float, float]]] = {s: [] for s in args.slack}
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeats):
-            a = run_study(small, world, run_id=f"small-local{k}", out_dir=Path(tmp), model=ScriptedModel()).seconds
-            b = run_study_on_ray(small, world, run_id=f"small-ray{k}", out_dir=Path(tmp), replica_factory=scripted_replica).seconds
+            a = run_study(
+                small, world, run_id=f"small-local{k}", out_dir=Path(tmp), model=ScriptedModel()
+            ).seconds
+            b = run_study_on_ray(
+                small,
+                world,
+                run_id=f"small-ray{k}",
+                out_dir=Path(tmp),
+                replica_factory=scripted_replica,
+            ).seconds
             fixed.append(b - a)
             r = run_study(cfg, world, run_id=f"local{k}", out_dir=Path(tmp), model=ScriptedModel())
             local.append(r.seconds)
             for slack in args.slack:
-                r2 = run_study_on_ray(cfg_for(slack), world, run_id=f"ray{k}-{slack}", out_dir=Path(tmp), shards=2, replica_factory=scripted_replica)
-                made = frame(r2.path, "llm_calls", ["call_id"]).filter(pl.col("finish_reason") != "none")
-                ref = frame(r.path, "llm_calls", ["call_id"]).filter(pl.col("finish_reason") != "none")
-                assert made.select("call_id", "completion").equals(ref.select("call_id", "completion")), "Ray and in-process completions differ"
-                assert frame(r2.path, "events", ["user", "session", "turn", "position"]).equals(frame(r.path, "events", ["user", "session", "turn", "position"]))
+                r2 = run_study_on_ray(
+                    cfg_for(slack),
+                    world,
+                    run_id=f"ray{k}-{slack}",
+                    out_dir=Path(tmp),
+                    shards=2,
+                    replica_factory=scripted_replica,
+                )
+                made = frame(r2.path, "llm_calls", ["call_id"]).filter(
+                    pl.col("finish_reason") != "none"
+                )
+                ref = frame(r.path, "llm_calls", ["call_id"]).filter(
+                    pl.col("finish_reason") != "none"
+                )
+                assert made.select("call_id", "completion").equals(
+                    ref.select("call_id", "completion")
+                ), "Ray and in-process completions differ"
+                assert frame(r2.path, "events", ["user", "session", "turn", "position"]).equals(
+                    frame(r.path, "events", ["user", "session", "turn", "position"])
+                )
                 fig = msgspec.json.decode((r2.path / LLM_FIGURES).read_bytes())
                 c = fig["routing"]
                 keyed = c["home"] + c["least_loaded"] + c["rehomed"]
                 homes = pl.Series([home_replica(u, args.replicas) for u in made["user"].to_list()])
                 from_calls = float((made["replica"] == homes).mean())
-                batch = sum(s["served"] for s in fig["replicas"]) / max(1, sum(s["batches"] for s in fig["replicas"]))
+                batch = sum(s["served"] for s in fig["replicas"]) / max(
+                    1, sum(s["batches"] for s in fig["replicas"])
+                )
                 routing[slack].append((c["home"] / keyed if keyed else 1.0, from_calls, batch))
                 if slack == args.slack[0]:
                     on_ray.append(r2.seconds)
@@ -128,8 +165,12 @@ def main() -> None:
     print(f"in-process       {med(local):7.2f} s  (runs: {', '.join(f'{x:.2f}' for x in local)})")
     print(f"Ray, 2 shards    {med(on_ray):7.2f} s  (runs: {', '.join(f'{x:.2f}' for x in on_ray)})")
     ratios = [b / a for a, b in zip(local, on_ray)]  # paired per repeat: the machine's load drifts
-    print(f"ratio Ray / in-process (median of paired runs): {med(ratios):.2f}; overhead per call {1e3 * med(per_call):+.3f} ms")
-    print(f"fixed cost of a run on Ray (8 users, minus in-process): {med(fixed):.2f} s; overhead per call net of it {1e3 * med(net):+.3f} ms")
+    print(
+        f"ratio Ray / in-process (median of paired runs): {med(ratios):.2f}; overhead per call {1e3 * med(per_call):+.3f} ms"
+    )
+    print(
+        f"fixed cost of a run on Ray (8 users, minus in-process): {med(fixed):.2f} s; overhead per call net of it {1e3 * med(net):+.3f} ms"
+    )
     for slack, rows in routing.items():
         print(
             f"affinity_slack {slack:>5}: routed home {med([h for h, _, _ in rows]):.1%} "

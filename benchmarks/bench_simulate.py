@@ -117,13 +117,18 @@ def child(users: int, mode: str, dataset: str) -> dict:
 
 def run_child(users: int, mode: str, dataset: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(users), mode, dataset], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", str(users), mode, dataset],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--per-user-sample", type=int, default=300)
@@ -138,7 +143,9 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - fall back to a generated world of the same size
         print(f"ML-100K not available ({e}); using a synthetic world of the same size")
         dataset = "synthetic"
-    print(f"world: {dataset}; 1 arm, 3 sessions x 5 turns, slates of 10, mf + instruction following")
+    print(
+        f"world: {dataset}; 1 arm, 3 sessions x 5 turns, slates of 10, mf + instruction following"
+    )
     rows = []
     for n in args.users:
         write = [run_child(n, "write", dataset) for _ in range(args.repeats)]
@@ -159,7 +166,14 @@ def main() -> None:
         )
     if len(rows) >= 2:
         (n1, w1, _), (n2, w2, _) = rows[0], rows[-1]
-        per = (statistics.median(r["peak_rss_mb"] for r in w2) - statistics.median(r["peak_rss_mb"] for r in w1)) / (n2 - n1) * 100_000
+        per = (
+            (
+                statistics.median(r["peak_rss_mb"] for r in w2)
+                - statistics.median(r["peak_rss_mb"] for r in w1)
+            )
+            / (n2 - n1)
+            * 100_000
+        )
         print(f"\npeak memory per 100k users (marginal, {n1:,} -> {n2:,}): {per:,.0f} MB")
     k = args.per_user_sample
     per_user = [run_child(k, "per-user", dataset) for _ in range(max(1, args.repeats // 2))]

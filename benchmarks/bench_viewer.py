@@ -40,12 +40,21 @@ def timed(fn) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--run", help="an existing run folder")
-    ap.add_argument("--users", type=int, default=100_000, help="users per arm of the run to make when --run is not given")
+    ap.add_argument(
+        "--users",
+        type=int,
+        default=100_000,
+        help="users per arm of the run to make when --run is not given",
+    )
     ap.add_argument("--out", help="where to make it (default: a temporary folder)")
     ap.add_argument("--repeats", type=int, default=30, help="users timed for the viewer")
-    ap.add_argument("--baseline-repeats", type=int, default=3, help="users timed for the full-read baseline")
+    ap.add_argument(
+        "--baseline-repeats", type=int, default=3, help="users timed for the full-read baseline"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -57,10 +66,24 @@ def main() -> None:
         out = Path(args.out or tmp.name)
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "recoworld.cli", "run", str(ROOT / "studies/creator_scifi.toml"), "--users", str(args.users),
-             "--run-id", "bench-viewer", "--out", str(out), "--quiet", "--overwrite"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "recoworld.cli",
+                "run",
+                str(ROOT / "studies/creator_scifi.toml"),
+                "--users",
+                str(args.users),
+                "--run-id",
+                "bench-viewer",
+                "--out",
+                str(out),
+                "--quiet",
+                "--overwrite",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         run = out / "bench-viewer"
         print(f"made {run} ({args.users:,} users per arm) in {time.perf_counter() - t0:.1f}s")
 
@@ -70,7 +93,9 @@ def main() -> None:
     arm = view.arms[-1]
     n_users = int(view.manifest["users_per_arm"])
     events = sum(f.stat().st_size for f in (run / "events").glob("arm=*/*.parquet"))
-    print(f"run {run.name}: {n_users:,} users per arm, {len(view.arms)} arms, {view.manifest.get('events', 0):,} events ({events / 1e6:.0f} MB); viewer opens in {open_s * 1e3:.0f} ms")
+    print(
+        f"run {run.name}: {n_users:,} users per arm, {len(view.arms)} arms, {view.manifest.get('events', 0):,} events ({events / 1e6:.0f} MB); viewer opens in {open_s * 1e3:.0f} ms"
+    )
 
     rng = np.random.default_rng(args.seed)
     users = [int(u) for u in rng.integers(0, n_users, args.repeats)]
@@ -86,16 +111,29 @@ def main() -> None:
             r.read()
 
     q_page = [timed(lambda u=u: (view.user(arm, u), view.session(arm, u, 0))) for u in users]
-    h_page = [timed(lambda u=u: (http(f"/api/user?arm={arm}&user={u}"), http(f"/api/session?arm={arm}&user={u}&session=0"))) for u in users]
+    h_page = [
+        timed(
+            lambda u=u: (
+                http(f"/api/user?arm={arm}&user={u}"),
+                http(f"/api/session?arm={arm}&user={u}&session=0"),
+            )
+        )
+        for u in users
+    ]
     offsets = [int(o) for o in rng.integers(0, max(n_users - 50, 1), args.repeats)]
     h_list = [timed(lambda o=o: http(f"/api/users?arm={arm}&offset={o}&limit=50")) for o in offsets]
-    h_list_f = [timed(lambda o=o: http(f"/api/users?arm={arm}&instructed=1&offset={o // 10}&limit=50")) for o in offsets]
+    h_list_f = [
+        timed(lambda o=o: http(f"/api/users?arm={arm}&instructed=1&offset={o // 10}&limit=50"))
+        for o in offsets
+    ]
     server.shutdown()
 
     def baseline(u: int, whole: bool) -> None:
         scan = scan_table(run, "events")
         ev = (scan if whole else scan.filter(pl.col("arm") == arm)).collect()
-        ev.filter((pl.col("arm") == arm) & (pl.col("user") == u) & (pl.col("session") == 0)).sort("turn", "position")
+        ev.filter((pl.col("arm") == arm) & (pl.col("user") == u) & (pl.col("session") == 0)).sort(
+            "turn", "position"
+        )
 
     base_t = [timed(lambda u=u: baseline(u, True)) for u in users[: args.baseline_repeats]]
     base_arm = [timed(lambda u=u: baseline(u, False)) for u in users[: args.baseline_repeats]]
@@ -113,7 +151,9 @@ def main() -> None:
     for name, ts in rows:
         p90 = sorted(ts)[min(len(ts) - 1, int(0.9 * len(ts)))]
         print(f"{name:52s} {med(ts) * 1e3:8.1f}ms {p90 * 1e3:8.1f}ms {len(ts):3d}")
-    print(f"\nbaseline / viewer session page: {med(base_t) / med(q_page):.0f}x (RunView), {med(base_t) / med(h_page):.0f}x (HTTP)")
+    print(
+        f"\nbaseline / viewer session page: {med(base_t) / med(q_page):.0f}x (RunView), {med(base_t) / med(h_page):.0f}x (HTTP)"
+    )
     if tmp is not None:
         tmp.cleanup()
 

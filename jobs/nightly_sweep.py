@@ -38,15 +38,27 @@ def _date(text: str) -> datetime.date:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nightly_sweep", description="Run a RecoWorld sweep (docs/sweeps.md).")
+    p = argparse.ArgumentParser(
+        prog="nightly_sweep", description="Run a RecoWorld sweep (docs/sweeps.md)."
+    )
     p.add_argument("sweep", help="sweep TOML file")
-    p.add_argument("--date", type=_date, help="date partition YYYY-MM-DD (default: the file's date, else today in UTC)")
+    p.add_argument(
+        "--date",
+        type=_date,
+        help="date partition YYYY-MM-DD (default: the file's date, else today in UTC)",
+    )
     how = p.add_mutually_exclusive_group()
     how.add_argument("--local", action="store_true", help="run cells in this process, not on Ray")
-    how.add_argument("--ray", metavar="ADDRESS", default="auto", help="Ray cluster address (default: auto)")
+    how.add_argument(
+        "--ray", metavar="ADDRESS", default="auto", help="Ray cluster address (default: auto)"
+    )
     p.add_argument("--out", help="output root (default: the sweep's output.dir)")
-    p.add_argument("--overwrite", action="store_true", help="replace complete cells whose config changed")
-    p.add_argument("--workers", type=int, help="--local only: processes per cell (default: CPU count)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace complete cells whose config changed"
+    )
+    p.add_argument(
+        "--workers", type=int, help="--local only: processes per cell (default: CPU count)"
+    )
     return p
 
 
@@ -55,9 +67,13 @@ def pick_runner(args: argparse.Namespace):  # -> recoworld.sweep.CellRunner
     if args.local:
         from recoworld.study.runner import run_study
 
-        return functools.partial(run_study, workers=args.workers if args.workers is not None else (os.cpu_count() or 1))
+        return functools.partial(
+            run_study, workers=args.workers if args.workers is not None else (os.cpu_count() or 1)
+        )
     if args.workers is not None:
-        raise RunError("--workers applies to --local only; on Ray the study's [ray] table sets the shards")
+        raise RunError(
+            "--workers applies to --local only; on Ray the study's [ray] table sets the shards"
+        )
     try:
         from actors.driver import run_study_on_ray
     except ImportError as e:
@@ -74,15 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, console)
     except RecoWorldError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(' '.join(str(e).split()))}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(' '.join(str(e).split()))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: complete cells are kept; run the same command again to go on")
+        Console(stderr=True).print(
+            "interrupted: complete cells are kept; run the same command again to go on"
+        )
         return 130
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from recoworld.sweep import CellDone, CellStarted, SweepEvent, load_sweep, run_sweep, sweep_table, world_loader
+    from recoworld.sweep import (
+        CellDone,
+        CellStarted,
+        SweepEvent,
+        load_sweep,
+        run_sweep,
+        sweep_table,
+        world_loader,
+    )
 
     sweep = load_sweep(args.sweep)
     runner = pick_runner(args)
@@ -93,20 +123,36 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     def observe(ev: SweepEvent) -> None:
         match ev:
             case CellStarted():
-                console.print(f"[{ev.index + 1}/{ev.total}] {ev.cell}: running ({ev.reason})…", highlight=False)
+                console.print(
+                    f"[{ev.index + 1}/{ev.total}] {ev.cell}: running ({ev.reason})…",
+                    highlight=False,
+                )
             case CellDone(action="skip"):
-                console.print(f"[{ev.index + 1}/{ev.total}] {ev.cell}: complete, skipped", highlight=False)
+                console.print(
+                    f"[{ev.index + 1}/{ev.total}] {ev.cell}: complete, skipped", highlight=False
+                )
             case CellDone():
-                console.print(f"[{ev.index + 1}/{ev.total}] {ev.cell}: {ev.events:,} events in {ev.seconds:.1f}s", highlight=False)
+                console.print(
+                    f"[{ev.index + 1}/{ev.total}] {ev.cell}: {ev.events:,} events in {ev.seconds:.1f}s",
+                    highlight=False,
+                )
 
     result = run_sweep(
-        sweep, runner=runner, out_root=Path(args.out) if args.out else None, day=args.date,
-        overwrite=args.overwrite, load_world=world_loader(Path(cache) if cache else None), observe=observe,
-    )  # fmt: skip
+        sweep,
+        runner=runner,
+        out_root=Path(args.out) if args.out else None,
+        day=args.date,
+        overwrite=args.overwrite,
+        load_world=world_loader(Path(cache) if cache else None),
+        observe=observe,
+    )
     ran = sum(pc.action != "skip" for pc in result.planned)
     console.print(sweep_table(result.summary, title=f"{sweep.cfg.name} {result.path.name}"))
     if result.stray:
-        console.print(f"not in this sweep, left out of the summary: {', '.join(result.stray)}", highlight=False)
+        console.print(
+            f"not in this sweep, left out of the summary: {', '.join(result.stray)}",
+            highlight=False,
+        )
     console.print(
         f"{ran} cell(s) run, {len(result.planned) - ran} skipped, in {result.seconds:.1f}s -> "
         f"[bold]{result.path / 'sweep_summary.parquet'}[/]"

@@ -47,7 +47,10 @@ def summary_table(summary: pl.DataFrame, *, segments: bool = False, title: str =
     """A rich table of a run's summary: per arm x metric (x segment), the mean ± the half-width
     of its 95% CI, and the paired difference from control ± its 95% CI half-width."""
     df = summary if segments else summary.filter(pl.col("segment") == "all")
-    t = Table(title=title, caption="± = half-width of the 95% CI over users; differences are paired per user")
+    t = Table(
+        title=title,
+        caption="± = half-width of the 95% CI over users; differences are paired per user",
+    )
     for col in ("arm", *(["segment", "n"] if segments else []), "metric", "mean", "vs control"):
         t.add_column(col, justify="left" if col in ("arm", "segment", "metric") else "right")
     prev_arm = None
@@ -56,7 +59,11 @@ def summary_table(summary: pl.DataFrame, *, segments: bool = False, title: str =
             t.add_section()
         arm = r["arm"] if r["arm"] != prev_arm else ""
         prev_arm = r["arm"]
-        diff = "(control)" if r["diff"] is None else _pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+        diff = (
+            "(control)"
+            if r["diff"] is None
+            else _pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+        )
         cells = [arm, *([r["segment"], f"{r['n']:,}"] if segments else []), r["metric"]]
         t.add_row(*cells, _pm(r["mean"], r["ci_low"], r["ci_high"]), diff)
     return t
@@ -69,26 +76,43 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_study(args.study)
     if args.users is not None:
-        cfg = msgspec.structs.replace(cfg, population=msgspec.structs.replace(cfg.population, size=args.users))
+        cfg = msgspec.structs.replace(
+            cfg, population=msgspec.structs.replace(cfg.population, size=args.users)
+        )
     if args.seed is not None:
         cfg = msgspec.structs.replace(cfg, seed=args.seed)
     if args.replay:
         if cfg.llm is None:
-            raise RunError(f"--replay {args.replay}: {args.study} uses no language model; nothing to replay")
-        cfg = msgspec.structs.replace(cfg, llm=msgspec.structs.replace(cfg.llm, backend="replay", replay_from=args.replay))
+            raise RunError(
+                f"--replay {args.replay}: {args.study} uses no language model; nothing to replay"
+            )
+        cfg = msgspec.structs.replace(
+            cfg, llm=msgspec.structs.replace(cfg.llm, backend="replay", replay_from=args.replay)
+        )
     if args.resume and args.run_id and args.resume != args.run_id:
-        raise RunError(f"--resume {args.resume} and --run-id {args.run_id} name different runs; give one")
+        raise RunError(
+            f"--resume {args.resume} and --run-id {args.run_id} name different runs; give one"
+        )
     if args.resume and args.overwrite:
-        raise RunError("--resume continues an interrupted run; --overwrite replaces a complete one: give one")
+        raise RunError(
+            "--resume continues an interrupted run; --overwrite replaces a complete one: give one"
+        )
     run_id = args.resume or args.run_id or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     t0 = time.perf_counter()
     with console.status(f"loading world {cfg.world.dataset}…"):
-        world = load_world_for(cfg.world, cfg.seed, base_dir=Path(args.study).resolve().parent, cache_dir=_cache_dir())
+        world = load_world_for(
+            cfg.world, cfg.seed, base_dir=Path(args.study).resolve().parent, cache_dir=_cache_dir()
+        )
     console.print(
         f"world [bold]{world.name}[/]: {world.users.height:,} users, {world.items.height:,} items, "
         f"{world.interactions.height:,} interactions ({time.perf_counter() - t0:.1f}s)"
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True, disable=args.quiet) as bar:
         tasks: dict[str, int] = {}
         total = {"n": 0}
@@ -102,22 +126,39 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             total["n"] = n_users
 
         common = dict(
-            run_id=run_id, out_dir=Path(args.out) if args.out else None, overwrite=args.overwrite,
-            resume=bool(args.resume), progress=progress, on_ready=on_ready,
-        )  # fmt: skip
+            run_id=run_id,
+            out_dir=Path(args.out) if args.out else None,
+            overwrite=args.overwrite,
+            resume=bool(args.resume),
+            progress=progress,
+            on_ready=on_ready,
+        )
         if args.ray:
             run_on_ray = _ray_driver()
             result = run_on_ray(cfg, world, address=args.ray, shards=args.shards, **common)
         else:
-            result = run_study(cfg, world, workers=args.workers if args.workers is not None else (os.cpu_count() or 1), **common)
+            result = run_study(
+                cfg,
+                world,
+                workers=args.workers if args.workers is not None else (os.cpu_count() or 1),
+                **common,
+            )
     fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
     console.print(
         f"brain fitted on {fit['dataset']}: AUC {fit['auc']:.3f}, positive rate predicted "
         f"{fit['predicted_positive_rate']:.3f} vs observed {fit['observed_positive_rate']:.3f} (ECE {fit['ece']:.4f})"
-        + (f", rating distribution TV distance {fit['rating_tv_distance']:.3f}" if fit.get("rating_tv_distance") is not None else "")
+        + (
+            f", rating distribution TV distance {fit['rating_tv_distance']:.3f}"
+            if fit.get("rating_tv_distance") is not None
+            else ""
+        )
     )
-    users = result.summary.filter((pl.col("segment") == "all"))["n"].max()
-    console.print(summary_table(result.summary, segments=args.segments, title=f"{cfg.name}: {users:,} users per arm"))
+    users = result.summary.filter(pl.col("segment") == "all")["n"].max()
+    console.print(
+        summary_table(
+            result.summary, segments=args.segments, title=f"{cfg.name}: {users:,} users per arm"
+        )
+    )
     manifest = msgspec.json.decode((result.path / "manifest.json").read_bytes())
     if "llm" in manifest:
         console.print(llm_line(manifest["llm"]), soft_wrap=True)
@@ -138,7 +179,8 @@ def llm_line(llm: dict) -> str:
     hit = llm.get("prefix_cache_hit_rate")
     return (
         f"language model: {llm['calls']:,} calls ({purpose}); parse status: {status}; tokens in {llm['tokens_in']:,}, "
-        f"out {llm['tokens_out']:,}" + (f"; prefix cache served {hit:.1%} of prompt tokens" if hit is not None else "")
+        f"out {llm['tokens_out']:,}"
+        + (f"; prefix cache served {hit:.1%} of prompt tokens" if hit is not None else "")
     )
 
 
@@ -147,7 +189,9 @@ def _ray_driver():
     try:
         from actors.driver import run_study_on_ray
     except ImportError as e:
-        raise RunError(f"--ray needs Ray ({e}); install it with pip install -e '.[ray]', or run with --local") from None
+        raise RunError(
+            f"--ray needs Ray ({e}); install it with pip install -e '.[ray]', or run with --local"
+        ) from None
     return run_study_on_ray
 
 
@@ -157,7 +201,11 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     manifest = check_run_dir(Path(args.run_dir))
     summary = scan_table(Path(args.run_dir), "summary").collect()
     console.print(
-        summary_table(summary, segments=args.segments, title=f"{manifest['study']} ({manifest['run_id']}): {manifest['users_per_arm']:,} users per arm")
+        summary_table(
+            summary,
+            segments=args.segments,
+            title=f"{manifest['study']} ({manifest['run_id']}): {manifest['users_per_arm']:,} users per arm",
+        )
     )
     if "llm" in manifest:
         console.print(llm_line(manifest["llm"]), soft_wrap=True)
@@ -194,28 +242,60 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     world = load_world_for(wc, args.seed, cache_dir=_cache_dir())
     catalog = build_catalog(world, seed=args.seed)
     fitted = fit_choice_model(world, catalog, seed=args.seed)
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(fitted.report), indent=2).decode() + "\n")
+    sys.stdout.write(
+        msgspec.json.format(msgspec.json.encode(fitted.report), indent=2).decode() + "\n"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="recoworld", description="Simulate users meeting recommenders.")
+    p = argparse.ArgumentParser(
+        prog="recoworld", description="Simulate users meeting recommenders."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a study file")
     r.add_argument("study", help="study TOML file")
     r.add_argument("--run-id", help="run id (default: <study name>-<date>-<time>)")
     r.add_argument("--out", help="output root (default: the study's output.dir)")
-    r.add_argument("--overwrite", action="store_true", help="replace a complete run with the same id")
+    r.add_argument(
+        "--overwrite", action="store_true", help="replace a complete run with the same id"
+    )
     r.add_argument("--users", type=int, help="override population.size")
     r.add_argument("--seed", type=int, help="override the root seed")
     r.add_argument("--segments", action="store_true", help="print every segment, not only 'all'")
-    r.add_argument("--workers", type=int, help="local: processes to simulate in (default: CPU count; 1 = this process)")
+    r.add_argument(
+        "--workers",
+        type=int,
+        help="local: processes to simulate in (default: CPU count; 1 = this process)",
+    )
     where = r.add_mutually_exclusive_group()
-    where.add_argument("--local", dest="ray", action="store_const", const=None, help="run without Ray, on this machine (the default)")
-    where.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto (the running cluster, else an embedded one), local (embedded), or HOST:PORT")
-    r.add_argument("--shards", type=int, help="Ray: user shards (default: [ray] shards, else one per cluster CPU)")
-    r.add_argument("--resume", metavar="RUN_ID", help="finish the interrupted run RUN_ID without redoing its finished shards")
-    r.add_argument("--replay", metavar="RUN_DIR", help="language-model studies: answer every call from RUN_DIR's recorded llm_calls (no model)")
+    where.add_argument(
+        "--local",
+        dest="ray",
+        action="store_const",
+        const=None,
+        help="run without Ray, on this machine (the default)",
+    )
+    where.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on Ray: auto (the running cluster, else an embedded one), local (embedded), or HOST:PORT",
+    )
+    r.add_argument(
+        "--shards",
+        type=int,
+        help="Ray: user shards (default: [ray] shards, else one per cluster CPU)",
+    )
+    r.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="finish the interrupted run RUN_ID without redoing its finished shards",
+    )
+    r.add_argument(
+        "--replay",
+        metavar="RUN_DIR",
+        help="language-model studies: answer every call from RUN_DIR's recorded llm_calls (no model)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("summary", help="print a run's summary from its Parquet files")
@@ -227,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", help="dataset: ml-100k (fetch); any loader name (info)")
     d.add_argument("--path", help="dataset folder (info)")
     d.set_defaults(func=cmd_data)
-    f = sub.add_parser("fit", help="fit the parametric brain to a dataset and print its calibration")
+    f = sub.add_parser(
+        "fit", help="fit the parametric brain to a dataset and print its calibration"
+    )
     f.add_argument("name")
     f.add_argument("--path")
     f.add_argument("--seed", type=int, default=0)
@@ -246,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except RecoWorldError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(e))}", highlight=False
+        )
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: nothing half-written is left in the run folder")

@@ -23,7 +23,16 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
 
 
 class WorldConfig(_Strict):
-    dataset: Literal["ml-100k", "ml-1m", "ml-latest", "ml-latest-small", "lastfm", "recbole", "generic", "synthetic"] = "ml-100k"
+    dataset: Literal[
+        "ml-100k",
+        "ml-1m",
+        "ml-latest",
+        "ml-latest-small",
+        "lastfm",
+        "recbole",
+        "generic",
+        "synthetic",
+    ] = "ml-100k"
     """Which loader builds the world."""
     path: str = ""
     """Folder of the dataset files; empty = the data cache or ../shared/data (ml-100k, ml-latest, lastfm)."""
@@ -65,7 +74,9 @@ class PopulationConfig(_Strict):
     of `likes` when no real user matches."""
     target: Targeting = Targeting()
     """The targeting spec; selecting nobody is an error."""
-    segment_by: Literal["age_band", "gender", "occupation", "activity", "conformity", "diversity", "none"] = "activity"
+    segment_by: Literal[
+        "age_band", "gender", "occupation", "activity", "conformity", "diversity", "none"
+    ] = "activity"
     """Persona attribute that splits the summary into segments (always also reported as "all")."""
     jitter: float = 0.15
     """Noise scale applied to resampled personas' preference vectors and traits."""
@@ -344,8 +355,13 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"world.{name}", "an integer >= 1", getattr(cfg.world, name))
     if cfg.world.embedding_dim < 2:
         raise bad("world.embedding_dim", "an integer >= 2", cfg.world.embedding_dim)
-    if cfg.population.target.age is not None and cfg.population.target.age[0] > cfg.population.target.age[1]:
-        raise bad("population.target.age", "[low, high] with low <= high", list(cfg.population.target.age))
+    if (
+        cfg.population.target.age is not None
+        and cfg.population.target.age[0] > cfg.population.target.age[1]
+    ):
+        raise bad(
+            "population.target.age", "[low, high] with low <= high", list(cfg.population.target.age)
+        )
     if not cfg.arms:
         raise bad("arms", "at least one arm (the first is the control)", [])
     names = [a.name for a in cfg.arms]
@@ -354,10 +370,18 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"arms[{k}].name", "unique arm names", arm.name)
         if not arm.name or "/" in arm.name or "=" in arm.name:
             raise bad(f"arms[{k}].name", "a non-empty name without '/' or '='", arm.name)
-        if arm.treatment != "none" and (cfg.creator is None or not (cfg.creator.items or cfg.creator.existing_items)):
-            raise bad(f"arms[{k}].treatment", "a [creator] with items for a creator treatment", arm.treatment)
+        if arm.treatment != "none" and (
+            cfg.creator is None or not (cfg.creator.items or cfg.creator.existing_items)
+        ):
+            raise bad(
+                f"arms[{k}].treatment",
+                "a [creator] with items for a creator treatment",
+                arm.treatment,
+            )
         if not 0 <= arm.position < s.slate_size:
-            raise bad(f"arms[{k}].position", f"0 <= position < slate_size ({s.slate_size})", arm.position)
+            raise bad(
+                f"arms[{k}].position", f"0 <= position < slate_size ({s.slate_size})", arm.position
+            )
         if not 0.0 <= arm.rate <= 1.0:
             raise bad(f"arms[{k}].rate", "a probability in [0, 1]", arm.rate)
     for path, value in _floats(msgspec.to_builtins(cfg), "$"):
@@ -369,7 +393,11 @@ def check_study(cfg: StudyConfig) -> None:
     if r.shards < 0:
         raise bad("ray.shards", "an integer >= 0 (0 = one per CPU)", r.shards)
     if r.shard_num_cpus < 0 or r.shard_memory_mb < 0:
-        raise bad("ray.shard_num_cpus" if r.shard_num_cpus < 0 else "ray.shard_memory_mb", "a number >= 0", min(r.shard_num_cpus, r.shard_memory_mb))
+        raise bad(
+            "ray.shard_num_cpus" if r.shard_num_cpus < 0 else "ray.shard_memory_mb",
+            "a number >= 0",
+            min(r.shard_num_cpus, r.shard_memory_mb),
+        )
     for name, amount in r.shard_resources.items():
         if name not in CLUSTER_RESOURCES:
             raise bad(f"ray.shard_resources.{name}", f"one of {sorted(CLUSTER_RESOURCES)}", name)
@@ -378,10 +406,16 @@ def check_study(cfg: StudyConfig) -> None:
     if r.max_restarts < -1:
         raise bad("ray.max_restarts", "an integer >= -1 (-1 = without limit)", r.max_restarts)
     _check_llm(cfg, bad)
-    recs = [("recommender", cfg.recommender)] + [(f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender]
+    recs = [("recommender", cfg.recommender)] + [
+        (f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender
+    ]
     for where, rec in recs:
         if rec.candidates < s.slate_size * s.turns:
-            raise bad(f"{where}.candidates", f"at least slate_size x turns ({s.slate_size * s.turns})", rec.candidates)
+            raise bad(
+                f"{where}.candidates",
+                f"at least slate_size x turns ({s.slate_size * s.turns})",
+                rec.candidates,
+            )
 
 
 def uses_llm(cfg: StudyConfig) -> bool:
@@ -391,20 +425,32 @@ def uses_llm(cfg: StudyConfig) -> bool:
 
 
 def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
-    recs = [("recommender", cfg.recommender)] + [(f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender]
+    recs = [("recommender", cfg.recommender)] + [
+        (f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender
+    ]
     if cfg.llm is None:
         if cfg.brain.kind != "parametric":
-            raise bad("brain.kind", 'an [llm] table for brain.kind = "llm" or "hybrid"', cfg.brain.kind)
+            raise bad(
+                "brain.kind", 'an [llm] table for brain.kind = "llm" or "hybrid"', cfg.brain.kind
+            )
         for where, rec in recs:
             if rec.kind == "agentic":
-                raise bad(f"{where}.kind", 'an [llm] table for the agentic recommender', rec.kind)
+                raise bad(f"{where}.kind", "an [llm] table for the agentic recommender", rec.kind)
         return
     m = cfg.llm
     if m.backend == "replay" and not m.replay_from:
         raise bad("llm.replay_from", 'the run folder to replay (backend = "replay")', m.replay_from)
     if m.backend == "vllm" and not m.model:
         raise bad("llm.model", 'a model folder or name (backend = "vllm")', m.model)
-    for name in ("concurrency", "users_in_flight", "replicas", "max_tokens", "feeling_chars", "instruction_chars", "summary_chars"):
+    for name in (
+        "concurrency",
+        "users_in_flight",
+        "replicas",
+        "max_tokens",
+        "feeling_chars",
+        "instruction_chars",
+        "summary_chars",
+    ):
         if getattr(m, name) < 1:
             raise bad(f"llm.{name}", "an integer >= 1", getattr(m, name))
     if m.retries < 0:
@@ -412,13 +458,19 @@ def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
     if m.timeout_s <= 0:
         raise bad("llm.timeout_s", "a number > 0", m.timeout_s)
     if m.engine.block_size < 0:
-        raise bad("llm.engine.block_size", "an integer >= 0 (0 = vLLM's default)", m.engine.block_size)
-    for name, amount in m.replica_resources.items():
+        raise bad(
+            "llm.engine.block_size", "an integer >= 0 (0 = vLLM's default)", m.engine.block_size
+        )
+    for name in m.replica_resources:
         if name not in CLUSTER_RESOURCES:
             raise bad(f"llm.replica_resources.{name}", f"one of {sorted(CLUSTER_RESOURCES)}", name)
     for where, rec in recs:
         if rec.kind == "agentic" and not cfg.simulation.slate_size <= rec.rerank_candidates:
-            raise bad(f"{where}.rerank_candidates", f"at least slate_size ({cfg.simulation.slate_size})", rec.rerank_candidates)
+            raise bad(
+                f"{where}.rerank_candidates",
+                f"at least slate_size ({cfg.simulation.slate_size})",
+                rec.rerank_candidates,
+            )
 
 
 def _floats(node: object, path: str):  # -> Iterator[tuple[str, float]]
@@ -441,7 +493,10 @@ def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
         cfg = msgspec.toml.decode(data, type=StudyConfig)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {e}") from None
-    except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:  # msgspec reports TOML syntax as DecodeError
+    except (
+        msgspec.DecodeError,
+        tomllib.TOMLDecodeError,
+    ) as e:  # msgspec reports TOML syntax as DecodeError
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
     try:
         check_study(cfg)

@@ -79,7 +79,9 @@ _INV32 = 1.0 / float(1 << 32)
 _BELOW_ONE_F32 = np.float32(1.0 - 2.0**-24)
 
 
-def uniform_pair(seed: int, stream: int, *keys: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def uniform_pair(
+    seed: int, stream: int, *keys: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Two independent uniforms in [0, 1) with 32-bit resolution from one hash (half the cost)."""
     h = hash_keys(seed, stream, *keys)
     return (h >> _S32).astype(np.float64) * _INV32, (h & _LO32).astype(np.float64) * _INV32
@@ -102,4 +104,6 @@ def logistic_noise(seed: int, stream: int, *keys: ArrayLike) -> NDArray[np.float
 
 def generator(seed: int, *parts: object) -> np.random.Generator:
     """A numpy Generator for one-off, non-per-user work (fitting, sampling), keyed by parts."""
-    return np.random.default_rng(np.random.SeedSequence([seed % (1 << 63), stable_hash64(*parts) % (1 << 63)]))
+    return np.random.default_rng(
+        np.random.SeedSequence([seed % (1 << 63), stable_hash64(*parts) % (1 << 63)])
+    )

@@ -70,7 +70,9 @@ class RecommenderVariant(RecommenderConfig, kw_only=True):
     """Variant name, part of the cell id: letters, digits, '_', '.', single '-' between them."""
 
     def config(self) -> RecommenderConfig:
-        return RecommenderConfig(**{f: getattr(self, f) for f in RecommenderConfig.__struct_fields__})
+        return RecommenderConfig(
+            **{f: getattr(self, f) for f in RecommenderConfig.__struct_fields__}
+        )
 
 
 class PopulationVariant(_Strict):
@@ -208,7 +210,9 @@ def validate_study(cfg: StudyConfig) -> StudyConfig:
     return back
 
 
-def expand(cfg: SweepConfig, studies: Sequence[tuple[str, StudyConfig]], *, source: str = "<sweep>") -> list[Cell]:
+def expand(
+    cfg: SweepConfig, studies: Sequence[tuple[str, StudyConfig]], *, source: str = "<sweep>"
+) -> list[Cell]:
     """Every cell, in the order study x recommender x population x seed. ``studies`` are
     (resolved path, config) in the order of ``cfg.studies``. Each cell config is checked."""
     cells: list[Cell] = []
@@ -226,18 +230,34 @@ def expand(cfg: SweepConfig, studies: Sequence[tuple[str, StudyConfig]], *, sour
         for r in cfg.recommenders:
             for p in cfg.populations:
                 pop = study.population
-                size = cfg.users if cfg.users is not None else (p.size if p.size is not None else pop.size)
-                pop = msgspec.structs.replace(pop, size=size, target=p.target, source=p.source or pop.source)
+                size = (
+                    cfg.users
+                    if cfg.users is not None
+                    else (p.size if p.size is not None else pop.size)
+                )
+                pop = msgspec.structs.replace(
+                    pop, size=size, target=p.target, source=p.source or pop.source
+                )
                 for seed in cfg.seeds:
                     cid = cell_id(study.name, r.name, p.name, seed)
-                    cell_cfg = msgspec.structs.replace(study, recommender=r.config(), population=pop, seed=seed)
+                    cell_cfg = msgspec.structs.replace(
+                        study, recommender=r.config(), population=pop, seed=seed
+                    )
                     try:
                         cell_cfg = validate_study(cell_cfg)
                     except ConfigError as e:
                         where = f"study {path}, recommender {r.name!r}, population {p.name!r}, seed {seed}"
                         raise ConfigError(f"{source}: cell {cid} ({where}): {e}") from None
                     cells.append(
-                        Cell(id=cid, study=study.name, study_path=path, recommender=r.name, population=p.name, seed=seed, cfg=cell_cfg)
+                        Cell(
+                            id=cid,
+                            study=study.name,
+                            study_path=path,
+                            recommender=r.name,
+                            population=p.name,
+                            seed=seed,
+                            cfg=cell_cfg,
+                        )
                     )
     return cells
 
@@ -263,14 +283,16 @@ def load_sweep(path: str | Path) -> Sweep:
     for k, name in enumerate(cfg.studies):
         sp = (p.parent / name).resolve()
         if not sp.is_file():
-            raise ConfigError(f"{p}: study file {name!r} does not exist (looked at {sp}) - at `$.studies[{k}]`")
+            raise ConfigError(
+                f"{p}: study file {name!r} does not exist (looked at {sp}) - at `$.studies[{k}]`"
+            )
         studies.append((str(sp), load_study(sp)))
     return Sweep(path=p, cfg=cfg, cells=expand(cfg, studies, source=str(p)))
 
 
 def sweep_date(cfg: SweepConfig, override: datetime.date | None = None) -> datetime.date:
     """``override`` (--date), else the file's date, else today in UTC."""
-    return override or cfg.date or datetime.datetime.now(datetime.timezone.utc).date()
+    return override or cfg.date or datetime.datetime.now(datetime.UTC).date()
 
 
 def date_dir(out_root: Path, name: str, day: datetime.date) -> Path:
@@ -314,14 +336,22 @@ def _first_difference(a: object, b: object, path: str = "$") -> str | None:
     return None if a == b else f"`{path}` was {a!r}, now {b!r}"
 
 
-def cell_status(cell: Cell, folder: Path) -> tuple[Literal["absent", "interrupted", "complete", "different"], str]:
+def cell_status(
+    cell: Cell, folder: Path
+) -> tuple[Literal["absent", "interrupted", "complete", "different"], str]:
     """The state of ``cell``'s run folder ``folder`` and a reason."""
     if not folder.exists():
         partial = folder.parent / f".{folder.name}.partial"
-        return ("interrupted", f"interrupted earlier ({partial.name} is redone)") if partial.exists() else ("absent", "new")
+        return (
+            ("interrupted", f"interrupted earlier ({partial.name} is redone)")
+            if partial.exists()
+            else ("absent", "new")
+        )
     try:
         check_run_dir(folder)
-        stored = decode_study_json((folder / "study.json").read_bytes(), source=str(folder / "study.json"))
+        stored = decode_study_json(
+            (folder / "study.json").read_bytes(), source=str(folder / "study.json")
+        )
     except (RecoWorldError, OSError) as e:
         return "different", f"its folder cannot be kept ({e})"
     want, have = _results_config(cell.cfg), _results_config(stored)
@@ -444,7 +474,9 @@ def run_sweep(
     """Run every cell of ``sweep`` that is not complete into ``<out_root>/<name>/date=<day>/``
     (defaults: the sweep's output.dir and date), then rebuild the sweep summary."""
     t0 = time.perf_counter()
-    folder = date_dir(Path(out_root or sweep.cfg.output.dir), sweep.cfg.name, sweep_date(sweep.cfg, day))
+    folder = date_dir(
+        Path(out_root or sweep.cfg.output.dir), sweep.cfg.name, sweep_date(sweep.cfg, day)
+    )
     load_world = load_world or world_loader()
     # 1. plan: conflicts fail here, before any cell runs
     planned = plan(sweep.cells, folder, overwrite=overwrite)
@@ -461,9 +493,13 @@ def run_sweep(
             observe(CellStarted(k, total, cell.id, pc.action, pc.reason))
         try:
             res = runner(
-                cell.cfg, load_world(cell), run_id=cell.run_id, out_dir=folder,
-                overwrite=pc.action == "replace", progress=progress,
-            )  # fmt: skip
+                cell.cfg,
+                load_world(cell),
+                run_id=cell.run_id,
+                out_dir=folder,
+                overwrite=pc.action == "replace",
+                progress=progress,
+            )
         except RecoWorldError as e:
             raise RunError(f"{cell.run_id}: {e}") from e
         if observe:
@@ -473,7 +509,9 @@ def run_sweep(
     write_sweep_summary(summary, folder / SUMMARY_FILE)
     known = {c.run_id for c in sweep.cells}
     stray = sorted(p.name for p in folder.glob("cell=*") if p.is_dir() and p.name not in known)
-    return SweepResult(path=folder, summary=summary, planned=planned, stray=stray, seconds=time.perf_counter() - t0)
+    return SweepResult(
+        path=folder, summary=summary, planned=planned, stray=stray, seconds=time.perf_counter() - t0
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,10 +550,13 @@ def collect_summary(cells: Sequence[Cell], folder: Path) -> pl.DataFrame:
         s = scan_table(folder / cell.run_id, "summary").filter(pl.col("segment") == "all").collect()
         frames.append(
             s.with_columns(
-                study=pl.lit(cell.study), recommender=pl.lit(cell.recommender), population=pl.lit(cell.population),
-                seed=pl.lit(cell.seed, dtype=pl.Int64), cell=pl.lit(cell.id),
+                study=pl.lit(cell.study),
+                recommender=pl.lit(cell.recommender),
+                population=pl.lit(cell.population),
+                seed=pl.lit(cell.seed, dtype=pl.Int64),
+                cell=pl.lit(cell.id),
             ).select(SWEEP_SUMMARY.names)
-        )  # fmt: skip
+        )
     if not frames:
         return pl.from_arrow(SWEEP_SUMMARY.empty_table())  # type: ignore[return-value]
     return pl.concat(frames)
@@ -523,7 +564,11 @@ def collect_summary(cells: Sequence[Cell], folder: Path) -> pl.DataFrame:
 
 def write_sweep_summary(summary: pl.DataFrame, path: Path) -> None:
     """Write atomically: a temporary file in the same folder, renamed over ``path``."""
-    table = summary.select(SWEEP_SUMMARY.names).to_arrow().cast(with_metadata(SWEEP_SUMMARY, SWEEP_SUMMARY_TABLE))
+    table = (
+        summary.select(SWEEP_SUMMARY.names)
+        .to_arrow()
+        .cast(with_metadata(SWEEP_SUMMARY, SWEEP_SUMMARY_TABLE))
+    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp, **writer_options(table.schema))
@@ -540,7 +585,9 @@ def read_sweep_summary(path: Path) -> pl.DataFrame:
     meta = pq.read_schema(path).metadata or {}
     version, table = meta.get(METADATA_KEY, b"").decode(), meta.get(TABLE_KEY, b"").decode()
     if version != str(SCHEMA_VERSION) or table != SWEEP_SUMMARY_TABLE:
-        raise RunError(f"{path}: holds table {table!r} version {version!r}; expected {SWEEP_SUMMARY_TABLE!r} version {SCHEMA_VERSION}")
+        raise RunError(
+            f"{path}: holds table {table!r} version {version!r}; expected {SWEEP_SUMMARY_TABLE!r} version {SCHEMA_VERSION}"
+        )
     return pl.read_parquet(path)
 
 
@@ -554,10 +601,15 @@ def _pm(mean: float | None, lo: float | None, hi: float | None, sign: bool = Fal
     return head if lo is None or hi is None or lo != lo else f"{head} ± {(hi - lo) / 2:.4f}"
 
 
-def sweep_table(summary: pl.DataFrame, *, metrics: Sequence[str] = HEADLINE, title: str = "") -> Table:
+def sweep_table(
+    summary: pl.DataFrame, *, metrics: Sequence[str] = HEADLINE, title: str = ""
+) -> Table:
     """Cells x arms, one column per headline metric: mean ± 95% CI half-width, and for a
     treatment arm the paired difference from control (Δ) ± its half-width below it."""
-    t = Table(title=title, caption="± = half-width of the 95% CI over users; Δ = paired difference from the control arm")
+    t = Table(
+        title=title,
+        caption="± = half-width of the 95% CI over users; Δ = paired difference from the control arm",
+    )
     t.add_column("cell", overflow="fold", min_width=16)
     t.add_column("arm", no_wrap=True)
     t.add_column("n", justify="right", no_wrap=True)

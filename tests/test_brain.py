@@ -58,7 +58,9 @@ def setup() -> Setup:
 
 
 def brain(s: Setup, pop: Personas | None = None, **cfg: float) -> ParametricBrain:
-    return ParametricBrain(s.model, BrainConfig(**cfg), s.catalog, s.pop if pop is None else pop, seed=SEED)
+    return ParametricBrain(
+        s.model, BrainConfig(**cfg), s.catalog, s.pop if pop is None else pop, seed=SEED
+    )
 
 
 def random_slates(n: int, n_items: int, seed: int = 0) -> np.ndarray:
@@ -137,8 +139,12 @@ def test_fatigue_grows_with_every_item_and_more_with_watching(setup: Setup) -> N
     mind, fb = react(brain(setup), random_slates(N_USERS, setup.catalog.n_items))
     fatigue = np.concatenate([np.zeros((N_USERS, 1), np.float32), fb.mind[1]], axis=1)
     step = np.diff(fatigue, axis=1)
-    np.testing.assert_allclose(step, cfg.fatigue_per_item + cfg.fatigue_per_watch * fb.watch, atol=1e-6)
-    np.testing.assert_array_equal(mind.fatigue, fb.mind[1, :, -1])  # the mindset is updated in place
+    np.testing.assert_allclose(
+        step, cfg.fatigue_per_item + cfg.fatigue_per_watch * fb.watch, atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        mind.fatigue, fb.mind[1, :, -1]
+    )  # the mindset is updated in place
 
 
 def test_fatigue_lowers_clicks(setup: Setup) -> None:
@@ -160,8 +166,14 @@ def test_repeating_one_tag_bores_and_lowers_clicks_unlike_a_diverse_slate(setup:
         _, fb = react(brain(setup, boredom_weight=weight), shuffled(slate, N_USERS))
         return float(fb.clicked.mean()), float(fb.mind[2, :, -1].mean())
 
-    (rep_on, rep_bored), (rep_off, _) = clicks_and_boredom(repetitive, 2.5), clicks_and_boredom(repetitive, 0.0)
-    (div_on, div_bored), (div_off, _) = clicks_and_boredom(diverse, 2.5), clicks_and_boredom(diverse, 0.0)
+    (rep_on, rep_bored), (rep_off, _) = (
+        clicks_and_boredom(repetitive, 2.5),
+        clicks_and_boredom(repetitive, 0.0),
+    )
+    (div_on, div_bored), (div_off, _) = (
+        clicks_and_boredom(diverse, 2.5),
+        clicks_and_boredom(diverse, 0.0),
+    )
     assert rep_bored > 0.1 and div_bored < 0.02  # no two diverse items share a tag
     assert rep_on < 0.95 * rep_off  # boredom costs clicks on the repetitive slate...
     assert div_on > 0.99 * div_off  # ...and (next to) none on the diverse one
@@ -175,7 +187,9 @@ def test_curiosity_follows_diversity_and_fades_with_boredom(setup: Setup) -> Non
     diversity = setup.pop.diversity.astype(np.float32)
     _, fb = react(brain(setup), shuffled(diverse, N_USERS))
     # never bored: curiosity starts at the diversity trait and stays there
-    np.testing.assert_allclose(fb.mind[3], np.broadcast_to(diversity[:, None], (N_USERS, K)), atol=1e-6)
+    np.testing.assert_allclose(
+        fb.mind[3], np.broadcast_to(diversity[:, None], (N_USERS, K)), atol=1e-6
+    )
     _, fb = react(brain(setup), shuffled(items[tag == common][:K], N_USERS))
     bored = fb.mind[2, :, -1] > 0.05
     assert bored.mean() > 0.5
@@ -209,7 +223,9 @@ def test_satisfaction_falls_on_skips_and_bad_ratings_and_rises_on_top_ratings(se
     after = fb.mind[0]
     assert ((after >= 0) & (after <= 1)).all()
     skip = fb.action == SKIP
-    assert (after[skip] < before[skip]).all()  # satisfaction starts >= 0.05 and one slate cannot empty it
+    assert (
+        after[skip] < before[skip]
+    ).all()  # satisfaction starts >= 0.05 and one slate cannot empty it
     levels = setup.model.rating.levels
     worst, best = fb.rating == levels[0], fb.rating == levels[-1]
     assert worst.any() and best.any()
@@ -231,7 +247,9 @@ def sad(mind: Mindset) -> Mindset:
     return mind
 
 
-def test_unsatisfied_users_ask_for_their_taste_gap_and_less_of_what_they_skipped(setup: Setup) -> None:
+def test_unsatisfied_users_ask_for_their_taste_gap_and_less_of_what_they_skipped(
+    setup: Setup,
+) -> None:
     cat = setup.catalog
     items, tag = single_tag_items(cat)
     shown_tag, wanted_tag = np.bincount(tag).argmax(), np.bincount(tag).argsort()[-2]
@@ -285,7 +303,9 @@ def test_instructions_come_at_most_once_every_two_turns(setup: Setup) -> None:
     instructed = []
     for turn in range(5):
         fb = b.react(sad(mind), rows, 0, turn, slates)
-        instructed.append(b.after_slate(sad(mind), rows, 0, turn, slates, fb).instructions.rows.size)
+        instructed.append(
+            b.after_slate(sad(mind), rows, 0, turn, slates, fb).instructions.rows.size
+        )
     assert instructed == [n, 0, n, 0, n]
     np.testing.assert_array_equal(mind.last_instruct_turn, 4)
 
@@ -317,7 +337,10 @@ def test_more_satisfied_users_return_more_and_active_users_sooner(setup: Setup) 
     # The synthetic world's users nearly always come back: make the neutral user a coin flip.
     returns = msgspec.structs.replace(setup.model.returns, base_logit=0.0)
     model = msgspec.structs.replace(setup.model, returns=returns)
-    b, rows = ParametricBrain(model, BrainConfig(), setup.catalog, setup.pop, seed=SEED), np.arange(N_USERS)
+    b, rows = (
+        ParametricBrain(model, BrainConfig(), setup.catalog, setup.pop, seed=SEED),
+        np.arange(N_USERS),
+    )
     low = b.end_session(np.full(N_USERS, 0.1, np.float32), rows, 0)
     high = b.end_session(np.full(N_USERS, 0.9, np.float32), rows, 0)
     assert (low.returns <= high.returns).all()
@@ -331,7 +354,9 @@ def test_more_satisfied_users_return_more_and_active_users_sooner(setup: Setup) 
     assert 0.7 * mean_gap < gap.mean() < 1.3 * mean_gap
 
 
-def simulate(b: ParametricBrain, rows: np.ndarray, sessions: int = 3, turns: int = 4) -> dict[int, list]:
+def simulate(
+    b: ParametricBrain, rows: np.ndarray, sessions: int = 3, turns: int = 4
+) -> dict[int, list]:
     """Everything each user does (keyed by uid): users leave the batch as they leave, and only
     those the return model brings back start the next session."""
     n_items = b.cat.n_items
@@ -351,7 +376,9 @@ def simulate(b: ParametricBrain, rows: np.ndarray, sessions: int = 3, turns: int
             asked = np.full(batch.size, -2)
             asked[res.instructions.rows] = res.instructions.more_of * 100 + res.instructions.less_of
             for j, u in enumerate(uid.tolist()):
-                out[u].append((fb.action[j], fb.watch[j], fb.rating[j], fb.mind[:, j], asked[j], res.leave[j]))
+                out[u].append(
+                    (fb.action[j], fb.watch[j], fb.rating[j], fb.mind[:, j], asked[j], res.leave[j])
+                )
             final[active] = mind.satisfaction
             keep = ~res.leave
             active, mind = active[keep], mind.take(keep)
@@ -369,7 +396,9 @@ def test_a_user_decides_the_same_alone_or_in_any_batch(setup: Setup) -> None:
     together = simulate(brain(setup), batch)
     order = np.random.default_rng(7).permutation(batch)
     # A shard holds other users, at other rows: only the uid may key the draws.
-    parts = [simulate(brain(setup, pop=setup.pop.take(np.array([u]))), np.array([0])) for u in order[:5]]
+    parts = [
+        simulate(brain(setup, pop=setup.pop.take(np.array([u]))), np.array([0])) for u in order[:5]
+    ]
     parts.append(simulate(brain(setup, pop=setup.pop.take(order[:150])), np.arange(150)))
     for part in parts:
         for u, record in part.items():

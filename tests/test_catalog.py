@@ -102,7 +102,9 @@ def median_rank(fans: Personas, cat: Catalog, rows: np.ndarray) -> float:
     by cosine with each user's preference vector."""
     world = np.sort(fans.pref @ cat.emb[~cat.is_creator_item].T, axis=1)
     scores = fans.pref @ cat.emb[rows].T
-    ranks = [world.shape[1] - np.searchsorted(w, s, side="right") + 1 for w, s in zip(world, scores)]
+    ranks = [
+        world.shape[1] - np.searchsorted(w, s, side="right") + 1 for w, s in zip(world, scores)
+    ]
     return float(np.median(ranks))
 
 

@@ -91,7 +91,8 @@ DECODE_ERRORS = {
         "Expected [low, high] with low <= high, got [40, 30] - at `$.population.target.age`",
     ),
     "position_at_slate_size": (
-        'name = "x"\n[simulation]\nslate_size = 5\n' + CREATOR
+        'name = "x"\n[simulation]\nslate_size = 5\n'
+        + CREATOR
         + '[[arms]]\nname = "control"\n[[arms]]\nname = "inject"\ntreatment = "inject"\nposition = 5\n',
         "Expected 0 <= position < slate_size (5), got 5 - at `$.arms[1].position`",
     ),
@@ -128,7 +129,9 @@ DECODE_ERRORS = {
 
 
 @pytest.mark.parametrize("text, message", DECODE_ERRORS.values(), ids=DECODE_ERRORS.keys())
-def test_invalid_study_error_names_the_file_and_the_path(tmp_path: Path, text: str, message: str) -> None:
+def test_invalid_study_error_names_the_file_and_the_path(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = write(tmp_path, text)
     assert load_error(tmp_path, text) == f"{path}: {message}"
 
@@ -159,7 +162,10 @@ def test_bad_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
 
 def test_bad_toml_says_it_is_not_valid_toml(tmp_path: Path) -> None:
     path = write(tmp_path, 'name = "x\n')
-    assert load_error(tmp_path, 'name = "x\n') == f"{path}: not valid TOML: Illegal character '\\n' (at line 1, column 10)"
+    assert (
+        load_error(tmp_path, 'name = "x\n')
+        == f"{path}: not valid TOML: Illegal character '\\n' (at line 1, column 10)"
+    )
 
 
 def test_arm_recommender_candidates_below_slate_size_times_turns(tmp_path: Path) -> None:
@@ -173,13 +179,19 @@ def test_arm_recommender_candidates_below_slate_size_times_turns(tmp_path: Path)
 def test_zero_row_group_rows(tmp_path: Path) -> None:
     text = 'name = "x"\n[output]\nrow_group_rows = 0\n'
     path = write(tmp_path, text)
-    assert load_error(tmp_path, text) == f"{path}: Expected an integer >= 1, got 0 - at `$.output.row_group_rows`"
+    assert (
+        load_error(tmp_path, text)
+        == f"{path}: Expected an integer >= 1, got 0 - at `$.output.row_group_rows`"
+    )
 
 
 def test_non_finite_float(tmp_path: Path) -> None:
     text = 'name = "x"\n[brain]\nleave_bias = inf\n'
     path = write(tmp_path, text)
-    assert load_error(tmp_path, text) == f"{path}: Expected a finite number, got inf - at `$.brain.leave_bias`"
+    assert (
+        load_error(tmp_path, text)
+        == f"{path}: Expected a finite number, got inf - at `$.brain.leave_bias`"
+    )
 
 
 def test_decode_study_json_errors_name_the_source_and_path() -> None:
@@ -215,14 +227,22 @@ def toml_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{toml_string(k)} = {toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{toml_string(k)} = {toml_value(x)}" for k, x in v.items() if x is not None
+            )
+            + "}"
+        )
     raise TypeError(type(v))
 
 
 def to_toml(cfg: StudyConfig) -> str:
     """A study as TOML; None fields are left out (every optional field defaults to None)."""
     data = msgspec.to_builtins(cfg)
-    return "".join(f"{toml_string(k)} = {toml_value(v)}\n" for k, v in data.items() if v is not None)
+    return "".join(
+        f"{toml_string(k)} = {toml_value(v)}\n" for k, v in data.items() if v is not None
+    )
 
 
 INT = st.integers(0, 10**6)
@@ -235,12 +255,16 @@ OVERRIDES: dict[tuple[type, str], st.SearchStrategy] = {
     (SimulationConfig, "slate_size"): st.integers(1, 12),
     (RecommenderConfig, "candidates"): st.integers(96, 2000),
     (WorldConfig, "embedding_dim"): st.integers(2, 64),
-    (ArmConfig, "name"): st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=6),
+    (ArmConfig, "name"): st.text(
+        st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=6
+    ),
     (ArmConfig, "position"): st.integers(0, 3),
     (ArmConfig, "rate"): st.floats(0.0, 1.0),
     # Creator treatments need a creator with items: make that the common case.
     (StudyConfig, "creator"): st.deferred(lambda: for_struct(CreatorConfig)),
-    (CreatorConfig, "items"): st.deferred(lambda: st.lists(for_struct(CreatorItem), min_size=1, max_size=2)),
+    (CreatorConfig, "items"): st.deferred(
+        lambda: st.lists(for_struct(CreatorItem), min_size=1, max_size=2)
+    ),
 }
 
 
@@ -280,8 +304,12 @@ def for_struct(cls: type) -> st.SearchStrategy:
     for f in info.fields:
         value = OVERRIDES[(cls, f.name)] if (cls, f.name) in OVERRIDES else for_type(f.type)
         if f.name == "arms" and cls is StudyConfig:
-            value = st.lists(for_struct(ArmConfig), min_size=1, max_size=3, unique_by=lambda a: a.name)
-        kwargs[f.name] = value if f.required else st.one_of(st.builds(default_of, st.just(f)), value)
+            value = st.lists(
+                for_struct(ArmConfig), min_size=1, max_size=3, unique_by=lambda a: a.name
+            )
+        kwargs[f.name] = (
+            value if f.required else st.one_of(st.builds(default_of, st.just(f)), value)
+        )
     return st.builds(cls, **kwargs)
 
 
@@ -297,11 +325,19 @@ def decodes(cfg: StudyConfig) -> bool:
     return True
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(for_struct(StudyConfig))
 def test_any_valid_study_round_trips_through_toml_and_study_json(cfg: StudyConfig) -> None:
     assume(decodes(cfg))
-    event("a creator treatment" if any(a.treatment != "none" for a in cfg.arms) else "no creator treatment")
+    event(
+        "a creator treatment"
+        if any(a.treatment != "none" for a in cfg.arms)
+        else "no creator treatment"
+    )
     assert decode_study(to_toml(cfg), source="generated.toml") == cfg
     assert decode_study_json(encode_study(cfg), source="study.json") == cfg
 

@@ -14,7 +14,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 from gymnasium.utils.passive_env_checker import env_render_passive_checker
 
-from recoworld.config import BrainConfig, PopulationConfig, StudyConfig, WorldConfig
+from recoworld.config import PopulationConfig, StudyConfig, WorldConfig
 from recoworld.env import EnvError, RecoEnv, return_probability
 from recoworld.errors import RecoWorldError
 from recoworld.rng import Stream, uniforms
@@ -43,7 +43,9 @@ def with_brain(prep: Prepared, **brain: float) -> Prepared:
     return replace(prep, cfg=cfg)
 
 
-def play(env: RecoEnv, slates, *, seed: int | None = None, options: dict | None = None) -> list[tuple]:  # noqa: ANN001
+def play(
+    env: RecoEnv, slates, *, seed: int | None = None, options: dict | None = None
+) -> list[tuple]:  # noqa: ANN001
     """Reset, then step through ``slates`` (a list, or a function of the turn) until the end."""
     obs, info = env.reset(seed=seed, options=options)
     out = [(obs, info)]
@@ -72,8 +74,14 @@ def test_spaces_and_observation_hide_the_mindset(prep: Prepared) -> None:
     env = RecoEnv(prep, slate_size=4, max_turns=3)
     assert env.action_space.nvec.tolist() == [N_ITEMS] * 4
     assert set(env.observation_space.spaces) == {
-        "clicked", "watch", "rating", "instruction_more", "instruction_less", "turn", "user_taste",
-    }  # fmt: skip
+        "clicked",
+        "watch",
+        "rating",
+        "instruction_more",
+        "instruction_less",
+        "turn",
+        "user_taste",
+    }
     obs, info = env.reset(seed=3)
     assert obs in env.observation_space
     row = int(np.flatnonzero(prep.population.uid == env.user)[0])
@@ -166,7 +174,9 @@ def test_reward_is_watch_plus_retention_at_the_end(prep: Prepared) -> None:
 
 
 def test_return_probability_rises_with_satisfaction(prep: Prepared) -> None:
-    p = return_probability(prep.model, prep.cfg.brain, np.array([0.1, 0.5, 0.9]), np.array([0.5, 0.5, 0.5]))
+    p = return_probability(
+        prep.model, prep.cfg.brain, np.array([0.1, 0.5, 0.9]), np.array([0.5, 0.5, 0.5])
+    )
     assert p[0] < p[1] < p[2]
     assert p[1] == pytest.approx(1.0 / (1.0 + np.exp(-prep.model.returns.base_logit)))
 
@@ -203,8 +213,12 @@ def test_env_replays_the_study_events(prep: Prepared) -> None:
             if ins.size:
                 instructions += 1
                 more, less = int(rec.instruction_more[ins[0]]), int(rec.instruction_less[ins[0]])
-                assert obs["instruction_more"].tolist() == [int(j == more) for j in range(len(tags))]
-                assert obs["instruction_less"].tolist() == [int(j == less) for j in range(len(tags))]
+                assert obs["instruction_more"].tolist() == [
+                    int(j == more) for j in range(len(tags))
+                ]
+                assert obs["instruction_less"].tolist() == [
+                    int(j == less) for j in range(len(tags))
+                ]
                 assert f"more {tags[more]}" in info["instruction"]
             else:
                 assert info["instruction"] is None and not obs["instruction_more"].any()
@@ -223,7 +237,10 @@ def test_invalid_actions_say_what_was_expected(prep: Prepared) -> None:
     cases = [
         ([1, 2], f"{head} shape (2,) - at RecoEnv.step(action), user {u}, turn 0"),
         ([[1, 2, 3]], f"{head} shape (1, 3) - at RecoEnv.step(action), user {u}, turn 0"),
-        ([1, 150, 2], f"{head} 150 at slate position 1 - at RecoEnv.step(action), user {u}, turn 0"),
+        (
+            [1, 150, 2],
+            f"{head} 150 at slate position 1 - at RecoEnv.step(action), user {u}, turn 0",
+        ),
         ([1, 2, -1], f"{head} -1 at slate position 2 - at RecoEnv.step(action), user {u}, turn 0"),
         ([1.0, 2.0, 3.0], f"{head} dtype float64 - at RecoEnv.step(action), user {u}, turn 0"),
         ([1, [2], 3], f"{head} [1, [2], 3] - at RecoEnv.step(action), user {u}, turn 0"),
@@ -249,10 +266,16 @@ def test_order_and_option_errors(prep: Prepared) -> None:
         env.step(env.action_space.sample())
     with pytest.raises(EnvError) as e:
         env.reset(options={"usr": 3})
-    assert str(e.value) == "Expected reset options among ['brain_seed', 'user'], got ['usr'] - at RecoEnv.reset(options)"
+    assert (
+        str(e.value)
+        == "Expected reset options among ['brain_seed', 'user'], got ['usr'] - at RecoEnv.reset(options)"
+    )
     with pytest.raises(EnvError) as e:
         env.reset(options={"user": 60})
-    assert str(e.value) == "Expected a population user uid (one of 60, 0..59), got 60 - at RecoEnv.reset(options['user'])"
+    assert (
+        str(e.value)
+        == "Expected a population user uid (one of 60, 0..59), got 60 - at RecoEnv.reset(options['user'])"
+    )
     with pytest.raises(EnvError) as e:
         env.reset(options={"brain_seed": "7"})
     assert str(e.value) == "Expected an integer, got '7' - at RecoEnv.reset(options['brain_seed'])"
@@ -261,7 +284,10 @@ def test_order_and_option_errors(prep: Prepared) -> None:
     assert str(e.value) == "Expected an integer >= 1, got 0 - at RecoEnv(slate_size)"
     with pytest.raises(EnvError) as e:
         RecoEnv(prep, render_mode="human")
-    assert str(e.value) == "Expected render_mode None or one of ['ansi'], got 'human' - at RecoEnv(render_mode)"
+    assert (
+        str(e.value)
+        == "Expected render_mode None or one of ['ansi'], got 'human' - at RecoEnv(render_mode)"
+    )
 
 
 def test_options_and_defaults(prep: Prepared) -> None:
@@ -269,13 +295,17 @@ def test_options_and_defaults(prep: Prepared) -> None:
     assert (env.slate_size, env.max_turns, env.retention_weight) == (10, 5, 1.0)
     _, info = env.reset(seed=5, options={"user": 17})
     _, info2 = env.reset(seed=5)
-    assert info["user"] == 17 and info["brain_seed"] == info2["brain_seed"]  # an option shifts no draw
+    assert (
+        info["user"] == 17 and info["brain_seed"] == info2["brain_seed"]
+    )  # an option shifts no draw
     assert env.reset(options={"user": 17, "brain_seed": 99})[1]["brain_seed"] == 99
 
 
 def test_from_study_and_ansi_render() -> None:
     cfg = StudyConfig(name="env", seed=2, population=PopulationConfig(size=10))
-    env = RecoEnv.from_study(cfg, synthetic_world(40, 60, seed=2), slate_size=3, max_turns=2, render_mode="ansi")
+    env = RecoEnv.from_study(
+        cfg, synthetic_world(40, 60, seed=2), slate_size=3, max_turns=2, render_mode="ansi"
+    )
     assert env.render() == "RecoEnv: not reset yet\n"
     env.reset(seed=0)
     assert env.render() == f"user {env.user}: session start, 2 slates at most\n"
@@ -283,7 +313,9 @@ def test_from_study_and_ansi_render() -> None:
     text = env.render()
     lines = text.splitlines()
     assert lines[0].startswith(f"user {env.user}, turn 1/2: satisfaction ")
-    assert re.match(r"^ +1\. (skip|click|watch|rate) ", lines[1]) and env.catalog.titles[5] in lines[1]
+    assert (
+        re.match(r"^ +1\. (skip|click|watch|rate) ", lines[1]) and env.catalog.titles[5] in lines[1]
+    )
     assert env.catalog.titles[5] in lines[2] and env.catalog.titles[9] in lines[3]
     assert RecoEnv(env.prep).render() is None
 

@@ -41,7 +41,9 @@ class TruthDecider:
         aff = np.einsum("nd,nkd->nk", t.user_vectors[users], t.item_vectors[items])
         return t.affinity_weight * aff + t.popularity_weight * t.item_popularity_logit[items]
 
-    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+    def decide(
+        self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int
+    ) -> Decisions:
         lg = self.logits(users, items)
         n = max(1, round((base_rate or 0.1) * items.shape[1]))
         pick = lg >= -np.sort(-lg, axis=1)[:, n - 1 : n]
@@ -64,14 +66,23 @@ def known(request: pytest.FixtureRequest) -> tuple[World, SyntheticTruth]:
 def known_eval(known: tuple[World, SyntheticTruth]):  # noqa: ANN201
     world, truth = known
     f = fit_on_training(world, FidelitySettings())
-    deciders: list[Decider] = [TruthDecider(truth), make_decider("parametric", f, 0), RandomDecider(0, (1.0, 2.0, 3.0, 4.0, 5.0))]
+    deciders: list[Decider] = [
+        TruthDecider(truth),
+        make_decider("parametric", f, 0),
+        RandomDecider(0, (1.0, 2.0, 3.0, 4.0, 5.0)),
+    ]
     summary, per_user = P.discrimination(f.split, deciders, f.personas)
     return f, truth, summary, per_user
 
 
-def pick(summary: pl.DataFrame, brain: str, ratio: str, decisions: str = "sampled", prior: str = "told") -> dict:
+def pick(
+    summary: pl.DataFrame, brain: str, ratio: str, decisions: str = "sampled", prior: str = "told"
+) -> dict:
     rows = summary.filter(
-        (pl.col("brain") == brain) & (pl.col("ratio") == ratio) & (pl.col("decisions") == decisions) & (pl.col("prior") == prior)
+        (pl.col("brain") == brain)
+        & (pl.col("ratio") == ratio)
+        & (pl.col("decisions") == decisions)
+        & (pl.col("prior") == prior)
     )
     assert rows.height == 1
     return rows.row(0, named=True)
@@ -97,22 +108,30 @@ def test_random_brain_scores_chance(known_eval) -> None:  # noqa: ANN001
         assert r["recall"] == pytest.approx(share, abs=0.03), r  # recall = its watch rate
         assert r["accuracy"] == pytest.approx(share**2 + (1 - share) ** 2, abs=0.02), r
         e = pick(summary, "random", ratio, "expected")
-        assert e["f1"] == pytest.approx(share) and e["accuracy"] == pytest.approx(share**2 + (1 - share) ** 2)
+        assert e["f1"] == pytest.approx(share) and e["accuracy"] == pytest.approx(
+            share**2 + (1 - share) ** 2
+        )
         k = pick(summary, "random", ratio, "ranked")  # the share, drawn at random among equals
-        assert k["sim_positive_rate"] == pytest.approx(share) and k["precision"] == pytest.approx(share, abs=0.03)
+        assert k["sim_positive_rate"] == pytest.approx(share) and k["precision"] == pytest.approx(
+            share, abs=0.03
+        )
 
 
 def test_fitted_brain_lies_between_chance_and_truth(known_eval) -> None:  # noqa: ANN001
     _, _, summary, _ = known_eval
     for ratio in ("1:1", "1:9"):
-        fitted, truth, rnd = (pick(summary, b, ratio, "expected") for b in ("parametric", "truth", "random"))
+        fitted, truth, rnd = (
+            pick(summary, b, ratio, "expected") for b in ("parametric", "truth", "random")
+        )
         assert rnd["f1"] + 0.15 < fitted["f1"] < truth["f1"], (ratio, fitted["f1"])
         # told the list's share, the fitted model's watch rate is calibrated to it
         assert fitted["sim_positive_rate"] == pytest.approx(fitted["real_positive_rate"], rel=0.2)
         ranked = pick(summary, "parametric", ratio, "ranked")  # watches exactly the list's share
         assert ranked["sim_positive_rate"] == pytest.approx(ranked["real_positive_rate"])
         assert ranked["f1"] > fitted["f1"]
-    assert summary.filter((pl.col("prior") == "blind") & (pl.col("decisions") == "ranked")).height == 0
+    assert (
+        summary.filter((pl.col("prior") == "blind") & (pl.col("decisions") == "ranked")).height == 0
+    )
     blind = pick(summary, "parametric", "1:1", "expected", prior="blind")
     assert blind["sim_positive_rate"] < 0.3  # its own prior is one positive in ten
 
@@ -136,15 +155,23 @@ def test_per_user_figures_average_to_the_summary_and_break_down_by_tier(known_ev
     f, _, summary, per_user = known_eval
     r = pick(summary, "parametric", "1:3")
     mine = per_user.filter(
-        (pl.col("brain") == "parametric") & (pl.col("ratio") == "1:3") & (pl.col("decisions") == "sampled") & (pl.col("prior") == "told")
+        (pl.col("brain") == "parametric")
+        & (pl.col("ratio") == "1:3")
+        & (pl.col("decisions") == "sampled")
+        & (pl.col("prior") == "told")
     )
     assert mine["f1"].mean() == pytest.approx(r["f1"]) and mine.height == r["users"]
     tiers = P.tier_breakdown(per_user, f.personas)
     act = tiers.filter(
-        (pl.col("brain") == "parametric") & (pl.col("ratio") == "1:3") & (pl.col("decisions") == "sampled")
-        & (pl.col("prior") == "told") & (pl.col("trait") == "activity")
-    )  # fmt: skip
-    assert sorted(act["tier"].to_list()) == ["high", "low", "mid"] and act["users"].sum() == r["users"]
+        (pl.col("brain") == "parametric")
+        & (pl.col("ratio") == "1:3")
+        & (pl.col("decisions") == "sampled")
+        & (pl.col("prior") == "told")
+        & (pl.col("trait") == "activity")
+    )
+    assert (
+        sorted(act["tier"].to_list()) == ["high", "low", "mid"] and act["users"].sum() == r["users"]
+    )
 
 
 # ---- lists and splits -------------------------------------------------------------------------
@@ -169,7 +196,9 @@ def test_lists_hold_the_ratio_and_only_never_touched_negatives(known_eval) -> No
             assert np.unique(row).size == row.size
 
 
-def test_split_holds_out_each_users_latest_interactions(known: tuple[World, SyntheticTruth]) -> None:
+def test_split_holds_out_each_users_latest_interactions(
+    known: tuple[World, SyntheticTruth],
+) -> None:
     world, _ = known
     split = holdout_split(world)
     check_split(split)
@@ -195,13 +224,21 @@ def test_users_with_too_little_history_are_not_held_out() -> None:
 
 def test_worlds_without_times_split_at_random_per_user() -> None:
     world = synthetic_world(60, 80, seed=3)
-    undated = replace(world, interactions=world.interactions.with_columns(pl.lit(None, dtype=pl.Int64).alias("timestamp")))
+    undated = replace(
+        world,
+        interactions=world.interactions.with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("timestamp")
+        ),
+    )
     a, b = holdout_split(undated, seed=1), holdout_split(undated, seed=2)
     assert a.order == "random"
     check_split(a)
     assert not np.array_equal(a.test.item, b.test.item)  # the seed draws which are held out
     np.testing.assert_array_equal(a.test.item, holdout_split(undated, seed=1).test.item)
-    with pytest.raises(ValueError, match=r"synthetic: only 0% of interactions carry a time; a time split needs >= 50%"):
+    with pytest.raises(
+        ValueError,
+        match=r"synthetic: only 0% of interactions carry a time; a time split needs >= 50%",
+    ):
         holdout_split(undated, order="time")
 
 
@@ -210,20 +247,42 @@ def test_leakage_checks_fail_on_a_leaky_split(known: tuple[World, SyntheticTruth
     split = holdout_split(world)
     # a held-out pair copied into training
     tc = split.train_coded
-    leaky = replace(split, train_coded=replace(tc, user=np.r_[tc.user, split.test.user[:1]], item=np.r_[tc.item, split.test.item[:1]],
-                                               rating=np.r_[tc.rating, 1.0], weight=np.r_[tc.weight, 1.0],
-                                               timestamp=np.r_[tc.timestamp, 0]))  # fmt: skip
-    with pytest.raises(LeakageError, match=r"train \(\d+\) \+ test \(\d+\) interactions != the world's"):
+    leaky = replace(
+        split,
+        train_coded=replace(
+            tc,
+            user=np.r_[tc.user, split.test.user[:1]],
+            item=np.r_[tc.item, split.test.item[:1]],
+            rating=np.r_[tc.rating, 1.0],
+            weight=np.r_[tc.weight, 1.0],
+            timestamp=np.r_[tc.timestamp, 0],
+        ),
+    )
+    with pytest.raises(
+        LeakageError, match=r"train \(\d+\) \+ test \(\d+\) interactions != the world's"
+    ):
         check_split(leaky)
     # a held-out interaction moved to before the training interactions
     te = split.test
-    early = replace(split, test=replace(te, timestamp=np.where(np.arange(len(te)) == 0, 0, te.timestamp)))
+    early = replace(
+        split, test=replace(te, timestamp=np.where(np.arange(len(te)) == 0, 0, te.timestamp))
+    )
     who = world.user_ids[te.user[0]]
-    with pytest.raises(LeakageError, match=rf"user '{who}' has a held-out interaction at 0 before its last training interaction"):
+    with pytest.raises(
+        LeakageError,
+        match=rf"user '{who}' has a held-out interaction at 0 before its last training interaction",
+    ):
         check_split(early)
     # the same pair on both sides
-    both = replace(split, test=replace(te, item=np.where(np.arange(len(te)) == 0, tc.item[tc.user == te.user[0]][0], te.item)))
-    with pytest.raises(LeakageError, match=rf"user '{who}' has item '.+' in training and in the held-out part"):
+    both = replace(
+        split,
+        test=replace(
+            te, item=np.where(np.arange(len(te)) == 0, tc.item[tc.user == te.user[0]][0], te.item)
+        ),
+    )
+    with pytest.raises(
+        LeakageError, match=rf"user '{who}' has item '.+' in training and in the held-out part"
+    ):
         check_split(both)
 
 
@@ -238,15 +297,29 @@ def test_nothing_fitted_depends_on_the_held_out_part(known: tuple[World, Synthet
     for j in range(new_items.size):
         while True:
             c = int(rng.integers(world.items.height))
-            if split.never_touched(split.test.user[j : j + 1], np.array([c]))[0] and c not in new_items[split.test.user == split.test.user[j]]:
+            if (
+                split.never_touched(split.test.user[j : j + 1], np.array([c]))[0]
+                and c not in new_items[split.test.user == split.test.user[j]]
+            ):
                 new_items[j] = c
                 break
     held = split.world.interactions.join(
-        pl.DataFrame({"user_id": world.user_ids[split.test.user], "item_id": world.item_ids[split.test.item],
-                      "new_item": world.item_ids[new_items]}),
-        on=["user_id", "item_id"], how="left",
-    )  # fmt: skip
-    other = replace(world, interactions=held.with_columns(pl.coalesce("new_item", "item_id").alias("item_id")).drop("new_item"))
+        pl.DataFrame(
+            {
+                "user_id": world.user_ids[split.test.user],
+                "item_id": world.item_ids[split.test.item],
+                "new_item": world.item_ids[new_items],
+            }
+        ),
+        on=["user_id", "item_id"],
+        how="left",
+    )
+    other = replace(
+        world,
+        interactions=held.with_columns(pl.coalesce("new_item", "item_id").alias("item_id")).drop(
+            "new_item"
+        ),
+    )
     a, b = fit_on_training(world, s), fit_on_training(other, s)
     assert not np.array_equal(a.split.test.item, b.split.test.item)
     assert msgspec.json.encode(a.fitted.model) == msgspec.json.encode(b.fitted.model)
@@ -254,7 +327,10 @@ def test_nothing_fitted_depends_on_the_held_out_part(known: tuple[World, Synthet
     np.testing.assert_array_equal(a.catalog.popularity, b.catalog.popularity)
     np.testing.assert_array_equal(a.personas.pref, b.personas.pref)
     # and the catalog's popularity counts only training interactions
-    np.testing.assert_array_equal(a.catalog.interaction_count, np.bincount(a.split.train_coded.item, minlength=world.items.height))
+    np.testing.assert_array_equal(
+        a.catalog.interaction_count,
+        np.bincount(a.split.train_coded.item, minlength=world.items.height),
+    )
 
 
 # ---- ratings ----------------------------------------------------------------------------------
@@ -269,7 +345,9 @@ def test_rating_distribution_is_what_simulate_ratings_draws_from(known_eval) -> 
     mean_u = np.full(n, 3.2, np.float32)
     probs = rating_distribution(rm, mean_u[:1], items[:1], aff[:1])[0]
     assert probs.sum() == pytest.approx(1.0) and (probs >= 0).all()
-    draws = simulate_ratings(rm, mean_u, items, aff, np.random.default_rng(0).standard_normal(n).astype(np.float32))
+    draws = simulate_ratings(
+        rm, mean_u, items, aff, np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    )
     shares = np.array([np.mean(draws == v) for v in rm.levels])
     np.testing.assert_allclose(shares, probs, atol=0.01)
 
@@ -277,11 +355,17 @@ def test_rating_distribution_is_what_simulate_ratings_draws_from(known_eval) -> 
 def test_rating_alignment_beats_chance_and_reports_distances(known_eval) -> None:  # noqa: ANN001
     f, _, _, _ = known_eval
     brain = make_decider("parametric", f, 0)
-    t = P.rating_alignment(f.split, [brain, RandomDecider(0, (1.0, 2.0, 3.0, 4.0, 5.0))], f.personas)
+    t = P.rating_alignment(
+        f.split, [brain, RandomDecider(0, (1.0, 2.0, 3.0, 4.0, 5.0))], f.personas
+    )
     rows = {(r["brain"], r["prediction"]): r for r in t.iter_rows(named=True)}
     assert rows[("parametric", "expected")]["rmse"] < rows[("random", "expected")]["rmse"]
-    assert rows[("parametric", "sampled")]["tv_distance"] < rows[("random", "sampled")]["tv_distance"]
-    assert rows[("user mean (reference)", "expected")]["ratings"] == int((~np.isnan(f.split.test.rating)).sum())
+    assert (
+        rows[("parametric", "sampled")]["tv_distance"] < rows[("random", "sampled")]["tv_distance"]
+    )
+    assert rows[("user mean (reference)", "expected")]["ratings"] == int(
+        (~np.isnan(f.split.test.rating)).sum()
+    )
 
 
 # ---- calibration helpers ----------------------------------------------------------------------
@@ -289,7 +373,9 @@ def test_rating_alignment_beats_chance_and_reports_distances(known_eval) -> None
 
 def test_gini() -> None:
     assert P.gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
-    assert P.gini(np.array([0, 0, 0, 12])) == pytest.approx(0.75)  # (n - 1) / n at full concentration
+    assert P.gini(np.array([0, 0, 0, 12])) == pytest.approx(
+        0.75
+    )  # (n - 1) / n at full concentration
     assert P.gini(np.zeros(3)) == 0.0
 
 
@@ -313,16 +399,33 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
     result = evaluate(world, FidelitySettings(seed=1))
     paths = write_result(result, tmp_path)
     names = {p.name for p in paths}
-    for table in ("discrimination", "discrimination_tiers", "ratings", "rating_hist", "calibration", "hit"):
+    for table in (
+        "discrimination",
+        "discrimination_tiers",
+        "ratings",
+        "rating_hist",
+        "calibration",
+        "hit",
+    ):
         assert f"{table}.parquet" in names
         pf = pq.read_table(tmp_path / f"{table}.parquet")
         assert pf.schema.metadata[b"recoworld.fidelity_schema"] == SCHEMA_VERSION.encode()
         assert set(pl.read_parquet(tmp_path / f"{table}.parquet")["dataset"]) == {"synthetic"}
     md = (tmp_path / "fidelity.md").read_text()
-    for heading in ("## a. Discrimination", "## b. Rating alignment", "## c. Behavioural calibration", "## d. Recommendation Hit@1"):
+    for heading in (
+        "## a. Discrimination",
+        "## b. Rating alignment",
+        "## c. Behavioural calibration",
+        "## d. Recommendation Hit@1",
+    ):
         assert heading in md
     cal = pl.read_parquet(tmp_path / "calibration.parquet")
-    assert set(cal["metric"]) == {"items_per_session", "popularity_percentile", "popularity_gini", "tag_diversity"}
+    assert set(cal["metric"]) == {
+        "items_per_session",
+        "popularity_percentile",
+        "popularity_gini",
+        "tag_diversity",
+    }
     assert set(cal["trait"]) == {"all", "activity", "conformity", "diversity"}
     hit = pl.read_parquet(tmp_path / "hit.parquet")
     assert {"random", "popular", "mf"} <= set(hit["recommender"])
@@ -337,21 +440,50 @@ def test_hybrid_is_evaluated_through_the_parametric_decider() -> None:
     assert isinstance(d, ParametricDecider) and d.name == "hybrid"
 
 
-def test_llm_brain_without_config_says_what_it_needs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_llm_brain_without_config_says_what_it_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     world = synthetic_world(120, 100, seed=6)
     f = fit_on_training(world, FidelitySettings())
-    with pytest.raises(ConfigError, match=r"--brain llm needs an \[llm\] config: pass --config STUDY.toml"):
+    with pytest.raises(
+        ConfigError, match=r"--brain llm needs an \[llm\] config: pass --config STUDY.toml"
+    ):
         make_decider("llm", f, 0)
-    with pytest.raises(ConfigError, match=r"--brain: expected one of parametric, hybrid, llm, got 'gpt'"):
+    with pytest.raises(
+        ConfigError, match=r"--brain: expected one of parametric, hybrid, llm, got 'gpt'"
+    ):
         make_decider("gpt", f, 0)
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "llm", "--out", str(tmp_path / "x")])
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "llm",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert rc == 2
     assert "--brain llm needs an [llm] config" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written
 
 
 def test_cli_runs_the_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "parametric", "--out", str(tmp_path), "--no-simulate"])
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "parametric",
+            "--out",
+            str(tmp_path),
+            "--no-simulate",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "synthetic, brain parametric (time split): accuracy at 1:1" in out and "ranked" in out

@@ -24,7 +24,14 @@ import pytest
 
 from recoworld.cli import main
 from recoworld.errors import ConfigError
-from recoworld.eval.fidelity import FidelityResult, FidelitySettings, evaluate, fit_on_training, make_decider, sample_users
+from recoworld.eval.fidelity import (
+    FidelityResult,
+    FidelitySettings,
+    evaluate,
+    fit_on_training,
+    make_decider,
+    sample_users,
+)
 from recoworld.eval.llm_decider import LLMDecider
 from recoworld.eval.report import SCHEMA_VERSION, write_result
 from recoworld.llm.prompts import USER_INSTRUCTIONS, turn_block, user_header
@@ -54,23 +61,43 @@ def world():  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def scripted_eval(world, tmp_path_factory: pytest.TempPathFactory) -> tuple[FidelityResult, Path, ScriptedModel]:  # noqa: ANN001
+def scripted_eval(
+    world, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[FidelityResult, Path, ScriptedModel]:  # noqa: ANN001
     tmp = tmp_path_factory.mktemp("llm-eval")
     model = ScriptedModel()
-    result = evaluate(world, FidelitySettings(brain="llm", seed=1, users=40), llm_config=str(study_file(tmp)), model=model)
+    result = evaluate(
+        world,
+        FidelitySettings(brain="llm", seed=1, users=40),
+        llm_config=str(study_file(tmp)),
+        model=model,
+    )
     write_result(result, tmp / "out")
     return result, tmp / "out", model
 
 
-def pick(d: pl.DataFrame, brain: str, ratio: str, decisions: str = "sampled", prior: str = "told") -> dict:
-    rows = d.filter((pl.col("brain") == brain) & (pl.col("ratio") == ratio) & (pl.col("decisions") == decisions) & (pl.col("prior") == prior))
+def pick(
+    d: pl.DataFrame, brain: str, ratio: str, decisions: str = "sampled", prior: str = "told"
+) -> dict:
+    rows = d.filter(
+        (pl.col("brain") == brain)
+        & (pl.col("ratio") == ratio)
+        & (pl.col("decisions") == decisions)
+        & (pl.col("prior") == prior)
+    )
     assert rows.height == 1, rows
     return rows.row(0, named=True)
 
 
 def calls(out: Path) -> pl.DataFrame:
     df = pl.read_parquet(out / "llm_calls.parquet")
-    return df.with_columns([pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical | pl.Enum)])
+    return df.with_columns(
+        [
+            pl.col(c).cast(pl.String)
+            for c, t in df.schema.items()
+            if isinstance(t, pl.Categorical | pl.Enum)
+        ]
+    )
 
 
 # ---- decisions --------------------------------------------------------------------------------
@@ -82,9 +109,17 @@ def test_scripted_llm_beats_chance_on_a_tag_driven_world(scripted_eval) -> None:
     for ratio in ("1:1", "1:3", "1:9"):
         llm, rnd = pick(d, "llm", ratio), pick(d, "random", ratio)
         assert llm["users"] == rnd["users"] == 40
-        assert llm["f1"] > rnd["f1"] + 0.15, (ratio, llm["f1"], rnd["f1"])  # measured 0.70/0.50/0.26 vs 0.50/0.26/0.05
-        assert llm["recall"] > 0.6, llm  # it watches most held-out positives: their tags are the persona's
-    assert pick(d, "llm", "1:1")["accuracy"] > pick(d, "random", "1:1")["accuracy"] + 0.1  # 0.68 vs 0.48
+        assert llm["f1"] > rnd["f1"] + 0.15, (
+            ratio,
+            llm["f1"],
+            rnd["f1"],
+        )  # measured 0.70/0.50/0.26 vs 0.50/0.26/0.05
+        assert llm["recall"] > 0.6, (
+            llm
+        )  # it watches most held-out positives: their tags are the persona's
+    assert (
+        pick(d, "llm", "1:1")["accuracy"] > pick(d, "random", "1:1")["accuracy"] + 0.1
+    )  # 0.68 vs 0.48
     # It ignores the share it is told, and watches about half of every list: more than the
     # share at 1:3 and 1:9, where that costs it accuracy against a chance brain told the share.
     nine = pick(d, "llm", "1:9")
@@ -97,7 +132,10 @@ def test_scripted_llm_beats_chance_on_a_tag_driven_world(scripted_eval) -> None:
 def test_every_decision_is_a_recorded_call(scripted_eval, world) -> None:  # noqa: ANN001
     result, out, model = scripted_eval
     c = calls(out)
-    assert c.height == result.meta["llm"]["calls"] == model.calls and c["call_id"].n_unique() == c.height
+    assert (
+        c.height == result.meta["llm"]["calls"] == model.calls
+        and c["call_id"].n_unique() == c.height
+    )
     assert set(c["parse_status"]) == {"ok"} and result.meta["llm"]["fallbacks"] == 0
     meta = pq.read_schema(out / "llm_calls.parquet").metadata
     assert meta[b"recoworld.fidelity_schema"] == SCHEMA_VERSION.encode()
@@ -105,10 +143,14 @@ def test_every_decision_is_a_recorded_call(scripted_eval, world) -> None:  # noq
     # per user, ratio and prior: ceil(list length / 10) slates; lists hold <= 20 items
     d = result.tables["discrimination"]
     users = pick(d, "llm", "1:1")["users"]
-    per_list = slates.group_by(pl.col("call_id").str.split("/").list.slice(0, 3).list.join("/")).len()
+    per_list = slates.group_by(
+        pl.col("call_id").str.split("/").list.slice(0, 3).list.join("/")
+    ).len()
     assert per_list.height == users * 3 * 2 and set(per_list["len"]) <= {1, 2}
     # the decisions counted are those the completions hold
-    answers = [it["decision"] for text in slates["completion"] for it in msgspec.json.decode(text)["items"]]
+    answers = [
+        it["decision"] for text in slates["completion"] for it in msgspec.json.decode(text)["items"]
+    ]
     assert result.meta["llm"]["decisions"]["watch"] == answers.count("watch") > 0
     assert result.meta["llm"]["decisions"]["skip"] == answers.count("skip") > 0
     # told: the prompt says the list's share; blind: it does not; same seeds (common random numbers)
@@ -117,13 +159,17 @@ def test_every_decision_is_a_recorded_call(scripted_eval, world) -> None:  # noq
     assert told["prompt"].str.contains("What you know about this list").all()
     assert not blind["prompt"].str.contains("What you know about this list").any()
     assert sorted(told["seed"].to_list()) == sorted(blind["seed"].to_list())
-    first_call = told.filter(pl.col("call_id").str.ends_with("/1/0/slate/0")).row(0, named=True)  # ratio 1:1, slate 1
+    first_call = told.filter(pl.col("call_id").str.ends_with("/1/0/slate/0")).row(
+        0, named=True
+    )  # ratio 1:1, slate 1
     first = first_call["prompt"]
     m = re.search(r"about (\d+) of these (\d+) items are ones you would watch", first)
     assert m and 2 * int(m.group(1)) == int(m.group(2))
     # the LLM brain's own prompt blocks: no earlier visits, nothing earlier in this one, a neutral mindset
     b = int(first_call["user"])  # fidelity personas: uid = row
-    f = fit_on_training(world, result.settings)  # what the evaluation fitted (fitting is deterministic)
+    f = fit_on_training(
+        world, result.settings
+    )  # what the evaluation fitted (fitting is deterministic)
     cat, personas = f.catalog, f.personas
     assert first.startswith(user_header(USER_INSTRUCTIONS, cat.tags, personas.describe(cat, b), []))
     n_slates = 2 if int(m.group(2)) > 10 else 1
@@ -136,12 +182,18 @@ def test_every_decision_is_a_recorded_call(scripted_eval, world) -> None:  # noq
 
 def test_ratings_come_from_the_answers_and_are_scored_on_the_pairs_rated(scripted_eval) -> None:  # noqa: ANN001
     result, out, _ = scripted_eval
-    r = {(row["brain"], row["prediction"]): row for row in result.tables["ratings"].iter_rows(named=True)}
+    r = {
+        (row["brain"], row["prediction"]): row
+        for row in result.tables["ratings"].iter_rows(named=True)
+    }
     llm = r[("llm", "sampled")]
     ref = r[("user mean (reference, llm pairs)", "expected")]
     full = r[("user mean (reference)", "expected")]
     assert 0 < llm["ratings"] == ref["ratings"] < full["ratings"]
-    assert llm["coverage"] == pytest.approx(llm["ratings"] / full["ratings"]) and full["coverage"] == 1.0
+    assert (
+        llm["coverage"] == pytest.approx(llm["ratings"] / full["ratings"])
+        and full["coverage"] == 1.0
+    )
     # the scripted model rates every watched item 4: its sampled ratings are all 4
     hist = result.tables["rating_hist"].filter(pl.col("brain") == "llm")
     assert hist.filter(pl.col("level") == 4.0)["share"][0] == pytest.approx(1.0)
@@ -159,7 +211,9 @@ def test_lists_longer_than_a_slate_are_cut_into_slates(world, tmp_path: Path) ->
     assert model.calls == 3 * math.ceil(10 / 4)
     sizes: dict[str, list[int]] = {}
     for r in model.requests:  # a user's slates in order: 4, 4, 2 items
-        sizes.setdefault(r.id.split("/")[1], []).append(json.loads(r.schema)["properties"]["items"]["minItems"])
+        sizes.setdefault(r.id.split("/")[1], []).append(
+            json.loads(r.schema)["properties"]["items"]["minItems"]
+        )
     assert list(sizes.values()) == [[4, 4, 2]] * 3
     assert all(r.id.startswith("fidelity-told/") and "/7/" in r.id for r in model.requests)
     # rate: the model's rating where it watched and rated, NaN elsewhere
@@ -172,9 +226,11 @@ def test_lists_longer_than_a_slate_are_cut_into_slates(world, tmp_path: Path) ->
 
 def test_several_samples_give_probabilities(world, tmp_path: Path) -> None:  # noqa: ANN001
     result = evaluate(
-        world, FidelitySettings(brain="llm", seed=2, users=12, simulate=False, llm_samples=2),
-        llm_config=str(study_file(tmp_path)), model=ScriptedModel(),
-    )  # fmt: skip
+        world,
+        FidelitySettings(brain="llm", seed=2, users=12, simulate=False, llm_samples=2),
+        llm_config=str(study_file(tmp_path)),
+        model=ScriptedModel(),
+    )
     d = result.tables["discrimination"].filter(pl.col("brain") == "llm")
     assert set(d["decisions"]) == {"sampled", "expected", "mode", "ranked"}
     assert result.meta["llm"]["samples"] == 2
@@ -188,7 +244,12 @@ def test_several_samples_give_probabilities(world, tmp_path: Path) -> None:  # n
 
 def test_answers_that_never_decode_are_counted_fallbacks(world, tmp_path: Path) -> None:  # noqa: ANN001
     model = ScriptedModel(always_invalid=("slate",))
-    result = evaluate(world, FidelitySettings(brain="llm", seed=1, users=10, simulate=False), llm_config=str(study_file(tmp_path)), model=model)
+    result = evaluate(
+        world,
+        FidelitySettings(brain="llm", seed=1, users=10, simulate=False),
+        llm_config=str(study_file(tmp_path)),
+        model=model,
+    )
     write_result(result, tmp_path / "out")
     c = calls(tmp_path / "out")
     first = c.filter(pl.col("purpose") == "slate")
@@ -205,7 +266,10 @@ def test_answers_that_never_decode_are_counted_fallbacks(world, tmp_path: Path) 
     assert pick(d, "llm", "1:1")["sim_positive_rate"] == 0.0 and pick(d, "llm", "1:1")["f1"] == 0.0
     md = (tmp_path / "out" / "fidelity.md").read_text()
     assert f"{fallback.height:,} fallbacks" in md and "counted as skips" in md
-    assert "ratings" in result.tables and result.tables["ratings"].filter(pl.col("brain") == "llm").height == 0
+    assert (
+        "ratings" in result.tables
+        and result.tables["ratings"].filter(pl.col("brain") == "llm").height == 0
+    )
 
 
 # ---- --users ----------------------------------------------------------------------------------
@@ -216,28 +280,69 @@ def test_users_are_a_seeded_sample(world) -> None:  # noqa: ANN001
     everyone = np.unique(f.split.test.user)
     a, b, c = (sample_users(f.split, 25, s) for s in (0, 0, 1))
     ua = np.unique(a.test.user)
-    assert ua.size == 25 and np.array_equal(ua, np.unique(b.test.user)) and not np.array_equal(ua, np.unique(c.test.user))
+    assert (
+        ua.size == 25
+        and np.array_equal(ua, np.unique(b.test.user))
+        and not np.array_equal(ua, np.unique(c.test.user))
+    )
     assert np.isin(ua, everyone).all()
     # a sampled user keeps all its held-out interactions; training is untouched
     assert len(a.test) == int(np.isin(f.split.test.user, ua).sum())
     assert a.train_coded is f.split.train_coded
-    assert sample_users(f.split, 0, 0) is f.split and sample_users(f.split, everyone.size + 5, 0) is f.split
+    assert (
+        sample_users(f.split, 0, 0) is f.split
+        and sample_users(f.split, everyone.size + 5, 0) is f.split
+    )
 
 
 def test_cli_users_limits_every_brain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "parametric", "--users", "15", "--out", str(tmp_path), "--no-simulate"])
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "parametric",
+            "--users",
+            "15",
+            "--out",
+            str(tmp_path),
+            "--no-simulate",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     meta = msgspec.json.decode((tmp_path / "meta.json").read_bytes())
-    assert meta["evaluated_users"] == 15 and meta["eligible_users"] > 15 and meta["settings"]["users"] == 15
+    assert (
+        meta["evaluated_users"] == 15
+        and meta["eligible_users"] > 15
+        and meta["settings"]["users"] == 15
+    )
     assert f"15 of {meta['eligible_users']:,} users evaluated" in out
     d = pl.read_parquet(tmp_path / "discrimination.parquet")
     assert d["users"].max() <= 15
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--users", "-1", "--out", str(tmp_path / "neg")])
-    assert rc == 2 and "--users: expected an integer >= 0 (0 = every user), got -1" in capsys.readouterr().err
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--users",
+            "-1",
+            "--out",
+            str(tmp_path / "neg"),
+        ]
+    )
+    assert (
+        rc == 2
+        and "--users: expected an integer >= 0 (0 = every user), got -1" in capsys.readouterr().err
+    )
 
 
-def test_cli_llm_brain_writes_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_llm_brain_writes_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import recoworld.llm.factory as factory
 
     opened = []
@@ -248,32 +353,88 @@ def test_cli_llm_brain_writes_calls(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     monkeypatch.setattr(factory, "open_model", fake_open)
     out = tmp_path / "out"
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "llm", "--config", str(study_file(tmp_path, 5)),
-               "--users", "6", "--seed", "3", "--out", str(out), "--no-simulate"])  # fmt: skip
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "llm",
+            "--config",
+            str(study_file(tmp_path, 5)),
+            "--users",
+            "6",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--no-simulate",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert opened == [("never-opened-in-these-tests", 3)]
-    assert "synthetic, brain llm" in text and "LLM calls (scripted):" in text and "0 fallbacks" in text
+    assert (
+        "synthetic, brain llm" in text and "LLM calls (scripted):" in text and "0 fallbacks" in text
+    )
     c = calls(out)
     assert c.height > 0 and set(c["parse_status"]) == {"ok"}
     meta = msgspec.json.decode((out / "meta.json").read_bytes())
-    assert meta["llm"]["calls"] == c.height and meta["llm"]["slate_size"] == 5 and meta["evaluated_users"] == 6
+    assert (
+        meta["llm"]["calls"] == c.height
+        and meta["llm"]["slate_size"] == 5
+        and meta["evaluated_users"] == 6
+    )
 
 
 # ---- errors -----------------------------------------------------------------------------------
 
 
-def test_llm_brain_without_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "llm", "--users", "5", "--out", str(tmp_path / "x")])
+def test_llm_brain_without_config_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "llm",
+            "--users",
+            "5",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert rc == 2
     assert "--brain llm needs an [llm] config: pass --config STUDY.toml" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     plain = tmp_path / "plain.toml"
     plain.write_text('name = "no-llm"\n')
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "llm", "--config", str(plain), "--out", str(tmp_path / "y")])
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "llm",
+            "--config",
+            str(plain),
+            "--out",
+            str(tmp_path / "y"),
+        ]
+    )
     assert rc == 2
-    assert f"{plain}: --brain llm needs an [llm] config; the file has no [llm] table" in capsys.readouterr().err
+    assert (
+        f"{plain}: --brain llm needs an [llm] config; the file has no [llm] table"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "y").exists()
     f = fit_on_training(synthetic_world(60, 80, seed=2), FidelitySettings())
     with pytest.raises(ConfigError, match=r"--llm-samples: expected an integer >= 1, got 0"):
-        make_decider("llm", f, 0, llm_config=str(study_file(tmp_path)), model=ScriptedModel(), llm_samples=0)
+        make_decider(
+            "llm", f, 0, llm_config=str(study_file(tmp_path)), model=ScriptedModel(), llm_samples=0
+        )

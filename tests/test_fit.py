@@ -66,7 +66,9 @@ def test_ml100k_model_is_calibrated(ml100k: tuple[World, Catalog, Fitted]) -> No
     # the return model: a share of sittings followed by another within 30 days, and its gap
     returns = fitted.model.returns
     assert 0.3 < returns.data_return_rate < 0.9 and 1 < returns.mean_gap_days < 30
-    assert returns.base_logit == pytest.approx(np.log(returns.data_return_rate / (1 - returns.data_return_rate)))
+    assert returns.base_logit == pytest.approx(
+        np.log(returns.data_return_rate / (1 - returns.data_return_rate))
+    )
 
 
 def test_ml100k_ratings_cover_its_scale(ml100k: tuple[World, Catalog, Fitted]) -> None:
@@ -113,7 +115,9 @@ def test_negatives_per_positive_sets_the_base_rate(synth: tuple[World, Catalog, 
     fitted = fit_choice_model(world, catalog, negatives_per_positive=4, seed=0)
     assert fitted.model.base_rate == pytest.approx(0.2)
     assert fitted.report.observed_positive_rate == pytest.approx(0.2, abs=0.01)
-    assert abs(fitted.report.predicted_positive_rate / fitted.report.observed_positive_rate - 1) < 0.1
+    assert (
+        abs(fitted.report.predicted_positive_rate / fitted.report.observed_positive_rate - 1) < 0.1
+    )
 
 
 def test_fit_is_deterministic_given_the_seed(synth: tuple[World, Catalog, Fitted]) -> None:
@@ -125,7 +129,9 @@ def test_fit_is_deterministic_given_the_seed(synth: tuple[World, Catalog, Fitted
     assert other.model.coef != first.model.coef
 
 
-def test_creator_items_in_the_catalog_do_not_change_the_fit(synth: tuple[World, Catalog, Fitted]) -> None:
+def test_creator_items_in_the_catalog_do_not_change_the_fit(
+    synth: tuple[World, Catalog, Fitted],
+) -> None:
     # New items follow the world's items in the catalog; negatives are world items the user never
     # touched, whatever the catalog holds beyond them.
     world, _, plain = synth
@@ -138,17 +144,23 @@ def test_creator_items_in_the_catalog_do_not_change_the_fit(synth: tuple[World, 
     assert with_creator.report.fit_pairs == plain.report.fit_pairs
 
 
-def test_split_keeps_the_first_80_percent_of_each_history(synth: tuple[World, Catalog, Fitted]) -> None:
+def test_split_keeps_the_first_80_percent_of_each_history(
+    synth: tuple[World, Catalog, Fitted],
+) -> None:
     world = synth[0]
     (hu, _, _, _, hts), (tu, _, _, _, tts) = split_history(world)
-    n = np.bincount(hu, minlength=world.users.height) + np.bincount(tu, minlength=world.users.height)
+    n = np.bincount(hu, minlength=world.users.height) + np.bincount(
+        tu, minlength=world.users.height
+    )
     np.testing.assert_array_equal(np.bincount(hu, minlength=world.users.height), np.ceil(0.8 * n))
     last_hist = np.full(world.users.height, -1)
     np.maximum.at(last_hist, hu, hts)
     assert (tts > last_hist[tu]).all()  # targets come after the whole history
 
 
-def test_simulated_ratings_are_levels_and_rise_with_affinity(synth: tuple[World, Catalog, Fitted]) -> None:
+def test_simulated_ratings_are_levels_and_rise_with_affinity(
+    synth: tuple[World, Catalog, Fitted],
+) -> None:
     rating = synth[2].model.rating
     assert rating is not None
     n = 20_000
@@ -168,7 +180,9 @@ def with_sittings(world: World, gaps_days: tuple[float, ...]) -> World:
     )
     cycle = np.asarray(gaps_days) * DAY
     k = inter["k"].to_numpy()
-    offset = (k // len(cycle)) * cycle.sum() + np.concatenate([[0.0], np.cumsum(cycle)])[k % len(cycle)]
+    offset = (k // len(cycle)) * cycle.sum() + np.concatenate([[0.0], np.cumsum(cycle)])[
+        k % len(cycle)
+    ]
     ts = 1_600_000_000 + offset.astype(np.int64)
     return replace(world, interactions=inter.drop("k").with_columns(pl.Series("timestamp", ts)))
 
@@ -192,7 +206,9 @@ def test_choice_model_features_and_logit(synth: tuple[World, Catalog, Fitted]) -
     items = np.array([[0, 1], [2, 3], [4, 5]])
     logit, aff = fitted.model.static_logit(personas, rows, items, catalog)
     assert logit.shape == aff.shape == (3, 2) and logit.dtype == np.float32
-    np.testing.assert_allclose(aff, fitted.model.affinity(personas, rows, items, catalog), rtol=1e-6)
+    np.testing.assert_allclose(
+        aff, fitted.model.affinity(personas, rows, items, catalog), rtol=1e-6
+    )
     # affinity is the cosine of unit vectors
     assert (np.abs(aff) <= 1 + 1e-5).all()
     # a user's logit for an item rises with its popularity by the popularity coefficients

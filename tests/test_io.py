@@ -39,7 +39,11 @@ from recoworld.study.runner import run_study, simulate_to
 from recoworld.world.synthetic import synthetic_world
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = {"events": EVENTS_SCHEMA, "sessions": SESSIONS_SCHEMA, "user_metrics": USER_METRICS_SCHEMA}
+SCHEMAS = {
+    "events": EVENTS_SCHEMA,
+    "sessions": SESSIONS_SCHEMA,
+    "user_metrics": USER_METRICS_SCHEMA,
+}
 
 STUDY = StudyConfig(
     name="io",
@@ -79,9 +83,9 @@ def row_groups(path: Path) -> list[int]:
 
 def column(t: pa.DataType, n: int) -> st.SearchStrategy[pa.Array]:
     if pa.types.is_dictionary(t):
-        return st.lists(st.none() | st.sampled_from(["a", "b", "Sci-Fi", "é ü", ""]), min_size=n, max_size=n).map(
-            lambda v: pa.array(v, pa.string()).dictionary_encode().cast(t)
-        )
+        return st.lists(
+            st.none() | st.sampled_from(["a", "b", "Sci-Fi", "é ü", ""]), min_size=n, max_size=n
+        ).map(lambda v: pa.array(v, pa.string()).dictionary_encode().cast(t))
     if pa.types.is_integer(t):
         bits = t.bit_width - 1
         values = st.integers(-(2**bits), 2**bits - 1)
@@ -119,7 +123,9 @@ def write_in_batches(path: Path, table: pa.Table, cuts: list[int], rows: int) ->
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(written())
-def test_tables_read_back_with_polars_equal_what_was_written(case: tuple[str, pa.Table, list[int], int]) -> None:
+def test_tables_read_back_with_polars_equal_what_was_written(
+    case: tuple[str, pa.Table, list[int], int],
+) -> None:
     name, table, cuts, rows = case
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "part-00000.parquet"
@@ -139,7 +145,9 @@ class RecordingParts(Parts):
         super().__init__(folder)
         self.batches: dict[Path, list[pa.RecordBatch]] = {}
 
-    def writer(self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int) -> PartWriter:
+    def writer(
+        self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int
+    ) -> PartWriter:
         w = super().writer(table, schema, arm, part, row_group_rows)
         kept = self.batches.setdefault(w.path, [])
         write = w.write
@@ -156,8 +164,14 @@ def test_simulated_records_read_back_equal_what_was_written(prep: Prepared, tmp_
         expected = pl.from_arrow(pa.Table.from_batches(batches, schema=batches[0].schema))
         assert_frame_equal(strings(pl.read_parquet(path)), strings(expected))
     events = scan_table(tmp_path, "events").collect()
-    assert events.height == n_events == sum(
-        sum(b.num_rows for b in bs) for p, bs in parts.batches.items() if p.parent.parent.name == "events"
+    assert (
+        events.height
+        == n_events
+        == sum(
+            sum(b.num_rows for b in bs)
+            for p, bs in parts.batches.items()
+            if p.parent.parent.name == "events"
+        )
     )
     assert sorted(events["arm"].unique()) == ["control", "inject"]
 
@@ -267,11 +281,18 @@ def test_a_later_file_of_another_schema_version_is_refused(run_dir: Path, tmp_pa
 
 def test_a_manifest_of_another_schema_version_is_refused(run_dir: Path, tmp_path: Path) -> None:
     run = copy_run(run_dir, tmp_path)
-    manifest = (run / MANIFEST).read_text().replace(f'"schema_version": {SCHEMA_VERSION}', '"schema_version": 0')
+    manifest = (
+        (run / MANIFEST)
+        .read_text()
+        .replace(f'"schema_version": {SCHEMA_VERSION}', '"schema_version": 0')
+    )
     (run / MANIFEST).write_text(manifest)
     with pytest.raises(RunError) as e:
         check_run_dir(run)
-    assert str(e.value) == f"{run}: written by schema version 0; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+    assert (
+        str(e.value)
+        == f"{run}: written by schema version 0; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+    )
 
 
 def test_a_run_without_manifest_is_not_complete(run_dir: Path, tmp_path: Path) -> None:
@@ -297,10 +318,16 @@ def test_missing_run_dir_mentions_an_interrupted_attempt(tmp_path: Path) -> None
 def test_scan_table_errors_name_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(RunError) as e:
         scan_table(tmp_path, "nope")
-    assert str(e.value) == "unknown table 'nope'; expected one of ['events', 'llm_calls', 'sessions', 'summary', 'user_metrics']"
+    assert (
+        str(e.value)
+        == "unknown table 'nope'; expected one of ['events', 'llm_calls', 'sessions', 'summary', 'user_metrics']"
+    )
     with pytest.raises(RunError) as e:
         scan_table(tmp_path, "events")
-    assert str(e.value) == f"{tmp_path / 'events'}: no Parquet files; expected events/arm=<arm>/part-*.parquet"
+    assert (
+        str(e.value)
+        == f"{tmp_path / 'events'}: no Parquet files; expected events/arm=<arm>/part-*.parquet"
+    )
     with pytest.raises(RunError) as e:
         scan_table(tmp_path, "summary")
     assert str(e.value) == f"{tmp_path}: summary.parquet is missing"
@@ -325,8 +352,12 @@ def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def test_an_interrupted_run_leaves_only_its_partial_folder_which_the_next_run_removes(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", INTERRUPTED, str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+def test_an_interrupted_run_leaves_only_its_partial_folder_which_the_next_run_removes(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED, str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 1, done.stderr
     assert [p.name for p in tmp_path.iterdir()] == [".r.partial"]
     assert (tmp_path / ".r.partial" / "fit.json").is_file()
@@ -338,17 +369,33 @@ def test_an_interrupted_run_leaves_only_its_partial_folder_which_the_next_run_re
         pa.record_batch([pa.array([7])], names=["user"])
     )
     run.finalize({"study": "s"})
-    assert listing(tmp_path) == ["r", "r/events", "r/events/arm=control", "r/events/arm=control/part-00000.parquet", "r/manifest.json", "r/study.json"]
-    assert pl.read_parquet(tmp_path / "r" / "events" / "arm=control" / "part-00000.parquet")["user"].to_list() == [7]
+    assert listing(tmp_path) == [
+        "r",
+        "r/events",
+        "r/events/arm=control",
+        "r/events/arm=control/part-00000.parquet",
+        "r/manifest.json",
+        "r/study.json",
+    ]
+    assert pl.read_parquet(tmp_path / "r" / "events" / "arm=control" / "part-00000.parquet")[
+        "user"
+    ].to_list() == [7]
     assert check_run_dir(tmp_path / "r")["run_id"] == "r"
 
 
 def test_abort_keeps_the_partial_folder_for_resume_but_drops_shard_scratch(tmp_path: Path) -> None:
     run = RunDirectory(tmp_path, "r")
     (run.path / "_tmp" / "shard-00000-x").mkdir(parents=True)
-    run.writer("events", pa.schema([("user", pa.int64())]), "control", 0, 10).write(pa.record_batch([pa.array([1])], names=["user"]))
+    run.writer("events", pa.schema([("user", pa.int64())]), "control", 0, 10).write(
+        pa.record_batch([pa.array([1])], names=["user"])
+    )
     run.abort()
-    assert listing(tmp_path) == [".r.partial", ".r.partial/events", ".r.partial/events/arm=control", ".r.partial/events/arm=control/part-00000.parquet"]
+    assert listing(tmp_path) == [
+        ".r.partial",
+        ".r.partial/events",
+        ".r.partial/events/arm=control",
+        ".r.partial/events/arm=control/part-00000.parquet",
+    ]
     RunDirectory(tmp_path, "r")  # a fresh run of the same id starts clean
     assert listing(tmp_path) == [".r.partial"]
 
@@ -391,6 +438,8 @@ def test_finalize_without_overwrite_refuses_a_run_completed_meanwhile(tmp_path: 
 def test_unusable_run_ids_are_refused(tmp_path: Path, run_id: str) -> None:
     with pytest.raises(RunError) as e:
         RunDirectory(tmp_path, run_id)
-    assert str(e.value) == f"run id {run_id!r} is not usable as a folder name; expected letters, digits, '-', '_' or '.'"
+    assert (
+        str(e.value)
+        == f"run id {run_id!r} is not usable as a folder name; expected letters, digits, '-', '_' or '.'"
+    )
     assert listing(tmp_path) == []
-

@@ -64,7 +64,9 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(float(arg))
             if cmd == "status":
                 # a server that (wrongly) echoes the key it got must not leak it through us
-                self._send(int(arg), {"error": f"refused; auth was {self.headers.get('Authorization')}"})
+                self._send(
+                    int(arg), {"error": f"refused; auth was {self.headers.get('Authorization')}"}
+                )
                 return
             if cmd == "garbage":
                 self._send(200, {"nothing": "here"})
@@ -75,10 +77,16 @@ class Handler(BaseHTTPRequestHandler):
                 choice["message"] = {"role": "assistant", "content": text}
             else:
                 choice["text"] = text
-            usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 7, "total_tokens": 0}
+            usage = {
+                "prompt_tokens": len(prompt.split()),
+                "completion_tokens": 7,
+                "total_tokens": 0,
+            }
             if cmd == "cached":
                 usage["prompt_tokens_details"] = {"cached_tokens": 3}
-            self._send(200, {"id": "x", "object": "text_completion", "choices": [choice], "usage": usage})
+            self._send(
+                200, {"id": "x", "object": "text_completion", "choices": [choice], "usage": usage}
+            )
         finally:
             with s.lock:
                 s.active -= 1
@@ -132,7 +140,13 @@ def test_completions_seed_schema_and_usage(server: FakeServer, keyed: str) -> No
     results = generate(
         model,
         [
-            req(0, "hello there world", seed=11, schema=schema, sampling=Sampling(max_tokens=9, stop=("}",))),
+            req(
+                0,
+                "hello there world",
+                seed=11,
+                schema=schema,
+                sampling=Sampling(max_tokens=9, stop=("}",)),
+            ),
             req(1, "cached prompt", seed=12),
             req(2, "long", seed=13),
         ],
@@ -146,14 +160,21 @@ def test_completions_seed_schema_and_usage(server: FakeServer, keyed: str) -> No
     assert r2.finish_reason == "length"
     body = next(b for b in server.bodies if b["prompt"] == "hello there world")
     assert body["seed"] == 11 and body["max_tokens"] == 9 and body["stop"] == ["}"]
-    assert body["structured_outputs"] == {"json": json.loads(schema), "disable_any_whitespace": True}
+    assert body["structured_outputs"] == {
+        "json": json.loads(schema),
+        "disable_any_whitespace": True,
+    }
     assert set(server.paths) == {"/v1/completions"}
     assert server.auth == [f"Bearer {KEY}"] * 3
 
 
 def test_cached_tokens_chat_and_response_format(server: FakeServer) -> None:
     model = OpenAIHTTPModel(
-        server.url, "m", api_key_env="RW_UNSET_VARIABLE", chat=True, structured_field="response_format"
+        server.url,
+        "m",
+        api_key_env="RW_UNSET_VARIABLE",
+        chat=True,
+        structured_field="response_format",
     )
     assert not model.has_api_key
     [r] = generate(model, [req(0, "cached:x", schema='{"type": "object"}', purpose="slate")])
@@ -213,7 +234,9 @@ def test_connection_refused_and_garbage_are_retryable(server: FakeServer) -> Non
     url = closed.url
     closed.server_close()
     [r] = generate(OpenAIHTTPModel(url, "m", timeout_s=5), [req(0, "x")])
-    assert r.retryable and r.error.startswith(f"connection error: POST {url}/completions: ConnectError")
+    assert r.retryable and r.error.startswith(
+        f"connection error: POST {url}/completions: ConnectError"
+    )
 
 
 def test_key_never_in_repr_and_bad_settings_are_refused(keyed: str) -> None:
@@ -221,7 +244,10 @@ def test_key_never_in_repr_and_bad_settings_are_refused(keyed: str) -> None:
     assert model.has_api_key
     assert KEY not in repr(model) and "key=from $RW_TEST_KEY" in repr(model)
     assert KEY not in str(vars(model).get("base_url")) and KEY not in model.__dict__.get("name", "")
-    with pytest.raises(LLMError, match=r"llm.base_url: expected an http\(s\) URL ending in /v1, got 'localhost:8000'"):
+    with pytest.raises(
+        LLMError,
+        match=r"llm.base_url: expected an http\(s\) URL ending in /v1, got 'localhost:8000'",
+    ):
         OpenAIHTTPModel("localhost:8000", "m")
     with pytest.raises(LLMError, match="llm.concurrency: expected >= 1, got 0"):
         OpenAIHTTPModel("http://x/v1", "m", concurrency=0)
@@ -229,10 +255,18 @@ def test_key_never_in_repr_and_bad_settings_are_refused(keyed: str) -> None:
 
 def test_from_config() -> None:
     cfg = LLMConfig(
-        backend="openai", model="served", base_url="http://127.0.0.1:8000/v1/", concurrency=5,
-        timeout_s=9.0, engine=EngineConfig(chat_template=True),
+        backend="openai",
+        model="served",
+        base_url="http://127.0.0.1:8000/v1/",
+        concurrency=5,
+        timeout_s=9.0,
+        engine=EngineConfig(chat_template=True),
     )
     m = OpenAIHTTPModel.from_config(cfg)
     assert (m.base_url, m.model, m.concurrency, m.timeout_s, m.chat) == (
-        "http://127.0.0.1:8000/v1", "served", 5, 9.0, True,
+        "http://127.0.0.1:8000/v1",
+        "served",
+        5,
+        9.0,
+        True,
     )

@@ -77,7 +77,9 @@ def tiny() -> tuple[Catalog, Personas, dict[str, int]]:
     return catalog, personas, {u: k for k, u in enumerate(world.users["user_id"].to_list())}
 
 
-def test_traits_are_percentiles_in_the_unit_interval(tiny: tuple[Catalog, Personas, dict[str, int]]) -> None:
+def test_traits_are_percentiles_in_the_unit_interval(
+    tiny: tuple[Catalog, Personas, dict[str, int]],
+) -> None:
     _, p, _ = tiny
     for trait in TRAITS:
         v = getattr(p, trait)
@@ -106,7 +108,9 @@ def test_diversity_is_the_spread_over_tags(tiny: tuple[Catalog, Personas, dict[s
     assert p.diversity[row["focused"]] == p.diversity[row["mainstream"]] == p.diversity.min()
 
 
-def test_patience_is_the_length_of_a_sitting(tiny: tuple[Catalog, Personas, dict[str, int]]) -> None:
+def test_patience_is_the_length_of_a_sitting(
+    tiny: tuple[Catalog, Personas, dict[str, int]],
+) -> None:
     _, p, row = tiny
     assert p.patience[row["binge"]] > p.patience[row["sporadic"]]
     assert p.patience[row["sporadic"]] == p.patience.min()
@@ -169,7 +173,9 @@ def test_age_range_selects_exactly_those_ages(synth: Synth) -> None:
 
 def test_gender_and_occupation_select_exactly_the_matching_users(synth: Synth) -> None:
     users = synth.world.users
-    rows = select(synth.base, synth.catalog, Targeting(gender="F", occupation=["student", "artist"]))
+    rows = select(
+        synth.base, synth.catalog, Targeting(gender="F", occupation=["student", "artist"])
+    )
     expected = users.with_row_index().filter(
         (pl.col("gender") == "F") & pl.col("occupation").is_in(["student", "artist"])
     )["index"]
@@ -182,15 +188,21 @@ def test_likes_ignore_case_and_punctuation_and_mean_an_above_average_share(synth
     for spelling in ("SCI-FI", "Sci Fi", "scifi"):
         np.testing.assert_array_equal(select(base, cat, Targeting(likes=[spelling])), rows)
     share = base.taste[:, cat.tags.index("sci-fi")]
-    np.testing.assert_array_equal(rows, np.flatnonzero((share > 0) & (share >= 1.25 * share.mean())))
+    np.testing.assert_array_equal(
+        rows, np.flatnonzero((share > 0) & (share >= 1.25 * share.mean()))
+    )
     assert 0 < rows.size < 300
     # liking either of two tags is the union
     both = select(base, cat, Targeting(likes=["sci-fi", "Drama"]))
-    np.testing.assert_array_equal(both, np.union1d(rows, select(base, cat, Targeting(likes=["drama"]))))
+    np.testing.assert_array_equal(
+        both, np.union1d(rows, select(base, cat, Targeting(likes=["drama"])))
+    )
 
 
 def test_activity_tiers_partition_the_users(synth: Synth) -> None:
-    tiers = {t: select(synth.base, synth.catalog, Targeting(activity=t)) for t in ("low", "mid", "high")}
+    tiers = {
+        t: select(synth.base, synth.catalog, Targeting(activity=t)) for t in ("low", "mid", "high")
+    }
     np.testing.assert_array_equal(np.sort(np.concatenate(list(tiers.values()))), np.arange(300))
     act = synth.base.activity
     np.testing.assert_array_equal(tiers["low"], np.flatnonzero(act < 1 / 3))
@@ -201,7 +213,10 @@ def test_activity_tiers_partition_the_users(synth: Synth) -> None:
 def test_criteria_combine_as_an_intersection(synth: Synth) -> None:
     cat, base = synth.catalog, synth.base
     both = select(base, cat, Targeting(age=(18, 40), conformity="high"))
-    alone = [select(base, cat, Targeting(age=(18, 40))), select(base, cat, Targeting(conformity="high"))]
+    alone = [
+        select(base, cat, Targeting(age=(18, 40))),
+        select(base, cat, Targeting(conformity="high")),
+    ]
     np.testing.assert_array_equal(both, np.intersect1d(*alone))
 
 
@@ -280,7 +295,9 @@ def test_a_population_larger_than_the_matches_resamples_them_with_jitter(synth: 
     rest, src = np.arange(m, n), p.template[m:]
     assert np.isin(src, matched).all() and np.unique(src).size > 0.7 * m
     assert (np.einsum("nd,nd->n", p.pref[rest], base.pref[src]) < 1 - 1e-4).all()
-    assert (np.einsum("nd,nd->n", p.pref[rest], base.pref[src]) > 0.8).mean() > 0.9  # near its source
+    assert (
+        np.einsum("nd,nd->n", p.pref[rest], base.pref[src]) > 0.8
+    ).mean() > 0.9  # near its source
     assert ((p.taste[rest] > 0) == (base.taste[src] > 0)).all()  # no new tags appear
     assert (p.activity[rest] != base.activity[src]).mean() > 0.9
     np.testing.assert_array_equal(p.source_user[rest], base.source_user[src])
@@ -317,7 +334,9 @@ def test_a_segment_nobody_matches_is_built_from_its_description(synth: Synth) ->
     p = build(synth, size=600, source="synthetic", target=target)
     assert len(p) == 600
     assert_valid(p)
-    assert (p.template == -1).all() and (p.source_user == "").all() and np.isnan(p.mean_rating).all()
+    assert (
+        (p.template == -1).all() and (p.source_user == "").all() and np.isnan(p.mean_rating).all()
+    )
     assert p.history_of(cat.n_items).nnz == 0
     assert p.age.min() == 5 and p.age.max() == 12  # every age of the range is drawn
     assert (p.gender == "F").all() and set(p.occupation) == {"student", "artist"}
@@ -340,8 +359,20 @@ def test_segment_labels(synth: Synth) -> None:
     p = synth.base
     ages = np.array([5, 17, 18, 24, 25, 34, 35, 44, 45, 54, 55, 90, -1])
     assert age_band(ages).tolist() == [
-        "<18", "<18", "18-24", "18-24", "25-34", "25-34", "35-44", "35-44", "45-54", "45-54", "55+", "55+", "unknown",
-    ]  # fmt: skip
+        "<18",
+        "<18",
+        "18-24",
+        "18-24",
+        "25-34",
+        "25-34",
+        "35-44",
+        "35-44",
+        "45-54",
+        "45-54",
+        "55+",
+        "55+",
+        "unknown",
+    ]
     np.testing.assert_array_equal(segment_labels(p, "age_band"), age_band(p.age))
     np.testing.assert_array_equal(segment_labels(p, "gender"), p.gender)
     assert set(segment_labels(p, "activity")) == {"low", "mid", "high"}

@@ -72,8 +72,20 @@ position = 0
 """
 
 
-def study(size: int, *, sessions: int = 2, turns: int = 3, slate: int = 3, arms: str = "", llm_extra: str = ""):
-    return decode_study(STUDY.format(size=size, sessions=sessions, turns=turns, slate=slate, arms=arms, llm_extra=llm_extra))
+def study(
+    size: int,
+    *,
+    sessions: int = 2,
+    turns: int = 3,
+    slate: int = 3,
+    arms: str = "",
+    llm_extra: str = "",
+):
+    return decode_study(
+        STUDY.format(
+            size=size, sessions=sessions, turns=turns, slate=slate, arms=arms, llm_extra=llm_extra
+        )
+    )
 
 
 def scripted_replica(index: int) -> ScriptedModel:
@@ -96,12 +108,20 @@ def test_home_replica_is_a_stable_hash_that_spreads_users() -> None:
     assert all(900 < homes.count(k) < 1100 for k in range(4))
 
 
-def test_a_user_stays_home_until_its_home_is_busier_than_the_least_loaded_by_more_than_the_slack() -> None:
+def test_a_user_stays_home_until_its_home_is_busier_than_the_least_loaded_by_more_than_the_slack() -> (
+    None
+):
     t = RouteTable(3, slack=2)
     u0 = users_homed_at(0, 3, 1)[0]
     t.in_flight = [4, 1, 2]  # 4 - 1 = 3 > slack 2: least-loaded (replica 1)
     assert t.choose(u0) == 1 and t.in_flight == [4, 2, 2]
-    assert msgspec.structs.asdict(t.counts) == {"home": 0, "least_loaded": 1, "rehomed": 0, "unkeyed": 0, "failed": 0}
+    assert msgspec.structs.asdict(t.counts) == {
+        "home": 0,
+        "least_loaded": 1,
+        "rehomed": 0,
+        "unkeyed": 0,
+        "failed": 0,
+    }
     t.in_flight = [4, 2, 2]  # 4 - 2 = 2 = slack: home
     assert t.choose(u0) == 0 and t.in_flight == [5, 2, 2]
     t.done(0, 5)
@@ -123,9 +143,13 @@ def test_a_dead_home_rehomes_its_users_among_the_live_replicas_and_all_dead_is_a
     t2.kill(1)
     assert [t2.choose(u) for u in users] == list(picks.values())  # the same re-homing every time
     t.kill(0), t.kill(2)
-    with pytest.raises(LLMError, match=r"^every one of the 3 LLM replicas is dead; none can serve the study$"):
+    with pytest.raises(
+        LLMError, match=r"^every one of the 3 LLM replicas is dead; none can serve the study$"
+    ):
         t.choose(users[0])
-    with pytest.raises(LLMError, match=r"a router needs at least 1 replica, got 0 \(llm.replicas\)"):
+    with pytest.raises(
+        LLMError, match=r"a router needs at least 1 replica, got 0 \(llm.replicas\)"
+    ):
         RouteTable(0, 1)
 
 
@@ -148,7 +172,9 @@ class FakeReplicas:
         return [LLMResult(id=r.id, text="ok", replica=k) for r in batch]
 
 
-def test_the_router_sends_one_batch_per_replica_per_round_and_routes_around_a_dead_replica() -> None:
+def test_the_router_sends_one_batch_per_replica_per_round_and_routes_around_a_dead_replica() -> (
+    None
+):
     send = FakeReplicas()
     router = ReplicaRouter(send, 2, slack=1000)
     users = list(range(40))
@@ -158,25 +184,35 @@ def test_the_router_sends_one_batch_per_replica_per_round_and_routes_around_a_de
 
     out = asyncio.run(every_user_once())
     assert [r[0].replica for r in out] == [home_replica(u, 2) for u in users]
-    assert sorted(k for k, _ in send.batches) == [0, 1] and router.calls == 2  # 40 coroutines, 2 actor calls
+    assert (
+        sorted(k for k, _ in send.batches) == [0, 1] and router.calls == 2
+    )  # 40 coroutines, 2 actor calls
     assert router.table.in_flight == [0, 0] and router.counts.home == 40
 
     send.dead.add(0)
     out = asyncio.run(every_user_once())
     failed = [r[0] for r in out if not r[0].ok]
-    assert {r.replica for r in failed} == {0} and len(failed) == sum(home_replica(u, 2) == 0 for u in users)
+    assert {r.replica for r in failed} == {0} and len(failed) == sum(
+        home_replica(u, 2) == 0 for u in users
+    )
     assert all(r.retryable and r.error == "LLM replica 0 died: killed by the test" for r in failed)
-    assert router.died == {0: "LLM replica 0 died: killed by the test"} and router.counts.failed == len(failed)
+    assert router.died == {
+        0: "LLM replica 0 died: killed by the test"
+    } and router.counts.failed == len(failed)
     # from now on nothing goes to replica 0, and a RetryModel gets every answer
     retry = RetryModel(router, retries=1, backoff_s=0.0)
 
     async def every_user_again():
-        return await asyncio.wait_for(asyncio.gather(*(retry.generate([_req(u, 1)]) for u in users)), 10)
+        return await asyncio.wait_for(
+            asyncio.gather(*(retry.generate([_req(u, 1)]) for u in users)), 10
+        )
 
     out = asyncio.run(every_user_again())
     assert all(r[0].ok and r[0].replica == 1 for r in out) and retry.retried == 0
     router.table.kill(1)
-    with pytest.raises(LLMError, match=r"^every one of the 2 LLM replicas is dead; none can serve the study$"):
+    with pytest.raises(
+        LLMError, match=r"^every one of the 2 LLM replicas is dead; none can serve the study$"
+    ):
         asyncio.run(router.generate([_req(u, 2) for u in users]))
     assert router.table.in_flight == [0, 0]
 
@@ -189,16 +225,44 @@ def test_the_replica_class_serves_in_process_and_stamps_its_index() -> None:
     async def use():
         await rep.start()
         before = await rep.stats()
-        out = await rep.generate([LLMRequest(id="x/1/0/0/summary/0", prompt="p", seed=1, user=1, schema='{"properties": {"summary": {}}}')])
+        out = await rep.generate(
+            [
+                LLMRequest(
+                    id="x/1/0/0/summary/0",
+                    prompt="p",
+                    seed=1,
+                    user=1,
+                    schema='{"properties": {"summary": {}}}',
+                )
+            ]
+        )
         return before, out, await rep.stats()
 
     before, out, after = asyncio.run(use())
     assert before.served == 0 and before.model == "scripted"
     assert out[0].ok and out[0].replica == 3 and "summary" in out[0].text
-    assert (after.served, after.batches, after.errors, after.in_flight, after.max_in_flight) == (1, 1, 0, 0, 1)
-    with pytest.raises(LLMError, match=r"^LLM replica 0: give an \[llm\] config or a factory, not neither$"):
+    assert (after.served, after.batches, after.errors, after.in_flight, after.max_in_flight) == (
+        1,
+        1,
+        0,
+        0,
+        1,
+    )
+    with pytest.raises(
+        LLMError, match=r"^LLM replica 0: give an \[llm\] config or a factory, not neither$"
+    ):
         LLMReplicaActor(0)
-    assert replica_needs(LLMConfig(model="m", replica_num_gpus=0.5, replica_num_cpus=2, replica_resources={"recoworld_llm": 1})) == "0.5 GPU, 2 CPU, 1 recoworld_llm"
+    assert (
+        replica_needs(
+            LLMConfig(
+                model="m",
+                replica_num_gpus=0.5,
+                replica_num_cpus=2,
+                replica_resources={"recoworld_llm": 1},
+            )
+        )
+        == "0.5 GPU, 2 CPU, 1 recoworld_llm"
+    )
 
 
 # -- on Ray ---------------------------------------------------------------------------------------
@@ -237,34 +301,65 @@ def world():
 
 def table(run: Path, name: str, keys: list[str]) -> pl.DataFrame:
     df = pl.read_parquet(run / name / "arm=*" / "*.parquet", hive_partitioning=True)
-    df = df.with_columns(pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical | pl.Enum))
+    df = df.with_columns(
+        pl.col(c).cast(pl.String)
+        for c, t in df.schema.items()
+        if isinstance(t, pl.Categorical | pl.Enum)
+    )
     return df.sort(keys)
 
 
 def assert_same_run(run: Path, ref: Path) -> None:
     """Events, sessions, summary, and every call's completion by call id."""
-    assert table(run, "events", ["arm", "user", "session", "turn", "position"]).equals(table(ref, "events", ["arm", "user", "session", "turn", "position"]))
-    assert table(run, "sessions", ["arm", "user", "session"]).equals(table(ref, "sessions", ["arm", "user", "session"]))
+    assert table(run, "events", ["arm", "user", "session", "turn", "position"]).equals(
+        table(ref, "events", ["arm", "user", "session", "turn", "position"])
+    )
+    assert table(run, "sessions", ["arm", "user", "session"]).equals(
+        table(ref, "sessions", ["arm", "user", "session"])
+    )
     assert pl.read_parquet(run / "summary.parquet").equals(pl.read_parquet(ref / "summary.parquet"))
-    cols = ["call_id", "user", "session", "turn", "purpose", "seed", "prompt_hash", "completion", "parse_status"]
-    calls, ref_calls = table(run, "llm_calls", ["call_id"]).select(cols), table(ref, "llm_calls", ["call_id"]).select(cols)
+    cols = [
+        "call_id",
+        "user",
+        "session",
+        "turn",
+        "purpose",
+        "seed",
+        "prompt_hash",
+        "completion",
+        "parse_status",
+    ]
+    calls, ref_calls = (
+        table(run, "llm_calls", ["call_id"]).select(cols),
+        table(ref, "llm_calls", ["call_id"]).select(cols),
+    )
     assert calls.height == ref_calls.height > 0
     assert calls.equals(ref_calls)
 
 
-def test_an_llm_study_through_2_replicas_and_2_shards_equals_the_in_process_run(cluster, world, tmp_path: Path) -> None:
+def test_an_llm_study_through_2_replicas_and_2_shards_equals_the_in_process_run(
+    cluster, world, tmp_path: Path
+) -> None:
     cfg = study(1030, sessions=1, turns=2)  # 2 block-aligned shards: users 0..1023 and 1024..1029
     ref = run_study(cfg, world, run_id="ref", out_dir=tmp_path, model=ScriptedModel()).path
-    res = run_study_on_ray(cfg, world, run_id="ray", out_dir=tmp_path, shards=2, replica_factory=scripted_replica)
+    res = run_study_on_ray(
+        cfg, world, run_id="ray", out_dir=tmp_path, shards=2, replica_factory=scripted_replica
+    )
     manifest = msgspec.json.decode((res.path / "manifest.json").read_bytes())
     assert manifest["shards"] == 2
     assert_same_run(res.path, ref)
-    assert manifest["llm"]["by_status"] == msgspec.json.decode((ref / "manifest.json").read_bytes())["llm"]["by_status"]
+    assert (
+        manifest["llm"]["by_status"]
+        == msgspec.json.decode((ref / "manifest.json").read_bytes())["llm"]["by_status"]
+    )
     calls = table(res.path, "llm_calls", ["call_id"]).filter(pl.col("finish_reason") != "none")
     assert set(calls["replica"].unique()) == {0, 1}
     figures = msgspec.json.decode((res.path / LLM_FIGURES).read_bytes())
     r = figures["routing"]
-    assert r["home"] + r["least_loaded"] + r["rehomed"] + r["unkeyed"] == calls.height and r["failed"] == 0
+    assert (
+        r["home"] + r["least_loaded"] + r["rehomed"] + r["unkeyed"] == calls.height
+        and r["failed"] == 0
+    )
     assert r["home"] > 0.8 * calls.height  # 256 users in flight per shard, slack 16
     served = {s["replica"]: s["served"] for s in figures["replicas"]}
     assert served == {k: int((calls["replica"] == k).sum()) for k in (0, 1)}
@@ -280,7 +375,9 @@ def small_runs(cluster, world, tmp_path_factory):
     out = tmp_path_factory.mktemp("small")
     cfg = study(20, slate=4, arms=INJECT_ARM)
     ref = run_study(cfg, world, run_id="ref", out_dir=out, model=ScriptedModel()).path
-    res = run_study_on_ray(cfg, world, run_id="ray", out_dir=out, replica_factory=scripted_replica).path
+    res = run_study_on_ray(
+        cfg, world, run_id="ray", out_dir=out, replica_factory=scripted_replica
+    ).path
     return out, ref, res
 
 
@@ -296,21 +393,43 @@ def test_with_even_load_every_request_of_a_user_goes_to_its_home_replica(small_r
     assert msgspec.json.decode((res / LLM_FIGURES).read_bytes())["routing"]["home"] == calls.height
 
 
-def test_a_replayed_llm_study_runs_on_ray_through_the_job_entry_point_with_no_model(small_runs, cluster) -> None:
+def test_a_replayed_llm_study_runs_on_ray_through_the_job_entry_point_with_no_model(
+    small_runs, cluster
+) -> None:
     """backend "replay": each shard actor opens its own model (no replicas); jobs/whatif.py is
     ``recoworld run --ray``."""
     out, ref, res = small_runs
     study_file = out / "replay.toml"
     extra = f'replay_from = "{res}"'
-    study_file.write_text(STUDY.format(size=20, sessions=2, turns=3, slate=4, arms=INJECT_ARM, llm_extra=extra).replace('backend = "vllm"', 'backend = "replay"'))
+    study_file.write_text(
+        STUDY.format(
+            size=20, sessions=2, turns=3, slate=4, arms=INJECT_ARM, llm_extra=extra
+        ).replace('backend = "vllm"', 'backend = "replay"')
+    )
     done = subprocess.run(
-        [sys.executable, "jobs/whatif.py", str(study_file), "--out", str(out), "--run-id", "replayed", "--quiet", "--ray", cluster],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "jobs/whatif.py",
+            str(study_file),
+            "--out",
+            str(out),
+            "--run-id",
+            "replayed",
+            "--quiet",
+            "--ray",
+            cluster,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert_same_run(out / "replayed", ref)
     assert not (out / "replayed" / LLM_FIGURES).exists()
-    calls = table(out / "replayed", "llm_calls", ["call_id"]).filter(pl.col("finish_reason") != "none")
+    calls = table(out / "replayed", "llm_calls", ["call_id"]).filter(
+        pl.col("finish_reason") != "none"
+    )
     assert set(calls["replica"]) == {-1} and set(calls["finish_reason"]) == {"stop"}
 
 
@@ -362,26 +481,45 @@ def test_a_killed_replica_gives_retryable_errors_not_a_hang_and_gets_nothing_mor
         assert all(r.ok and r.replica == 1 for r in second)
         assert router.counts.rehomed == 3 and router.counts.failed == 3 and list(router.died) == [0]
         stats = ray.get(handles[1].stats.remote())
-        assert isinstance(stats, ReplicaStats) and stats.served == 9 and stats.in_flight == 0 and stats.batches == 2
+        assert (
+            isinstance(stats, ReplicaStats)
+            and stats.served == 9
+            and stats.in_flight == 0
+            and stats.batches == 2
+        )
     finally:
         for h in handles:
             ray.kill(h, no_restart=True)
 
 
-def test_replicas_that_cannot_be_placed_fail_the_run_naming_what_they_need(cluster, world, tmp_path: Path) -> None:
+def test_replicas_that_cannot_be_placed_fail_the_run_naming_what_they_need(
+    cluster, world, tmp_path: Path
+) -> None:
     cfg = study(20)
-    llm = msgspec.structs.replace(cfg.llm, replica_num_gpus=1.0, replica_num_cpus=1.0, replica_resources={"recoworld_llm": 1.0})
-    cfg = msgspec.structs.replace(cfg, llm=llm, ray=msgspec.structs.replace(cfg.ray, placement_timeout_s=2.0))
+    llm = msgspec.structs.replace(
+        cfg.llm,
+        replica_num_gpus=1.0,
+        replica_num_cpus=1.0,
+        replica_resources={"recoworld_llm": 1.0},
+    )
+    cfg = msgspec.structs.replace(
+        cfg, llm=llm, ray=msgspec.structs.replace(cfg.ray, placement_timeout_s=2.0)
+    )
     t0 = time.monotonic()
     with pytest.raises(RunError) as e:
-        run_study_on_ray(cfg, world, run_id="nogpu", out_dir=tmp_path, replica_factory=scripted_replica)
+        run_study_on_ray(
+            cfg, world, run_id="nogpu", out_dir=tmp_path, replica_factory=scripted_replica
+        )
     assert time.monotonic() - t0 < 60
     msg = str(e.value)
     assert msg.startswith(
         "2 of 2 LLM replicas could not be placed within 2 s (ray.placement_timeout_s): each needs 1 GPU, 1 CPU, "
         "1 recoworld_llm (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources); the cluster has "
     ), msg
-    assert "2 CPU" in msg.split("the cluster has ")[1] and "GPU" not in msg.split("the cluster has ")[1]
+    assert (
+        "2 CPU" in msg.split("the cluster has ")[1]
+        and "GPU" not in msg.split("the cluster has ")[1]
+    )
     assert not (tmp_path / "nogpu").exists()
     time.sleep(0.5)
     with pytest.raises(ValueError):  # the replicas that waited for a GPU were killed
@@ -392,23 +530,39 @@ def broken_replica(index: int):
     raise LLMError("model folder /nowhere does not exist")
 
 
-def test_an_engine_that_cannot_start_fails_the_run_naming_the_replica_and_the_cause(cluster, world, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match=r"^LLM replica \d could not start its engine \(model 'scripted'\): LLMError: model folder /nowhere does not exist$"):
-        run_study_on_ray(study(20), world, run_id="broken", out_dir=tmp_path, replica_factory=broken_replica)
+def test_an_engine_that_cannot_start_fails_the_run_naming_the_replica_and_the_cause(
+    cluster, world, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        RunError,
+        match=r"^LLM replica \d could not start its engine \(model 'scripted'\): LLMError: model folder /nowhere does not exist$",
+    ):
+        run_study_on_ray(
+            study(20), world, run_id="broken", out_dir=tmp_path, replica_factory=broken_replica
+        )
     assert not (tmp_path / "broken").exists()
 
 
-def test_a_replica_smaller_than_its_engines_tensor_parallel_span_is_refused(cluster, world, tmp_path: Path) -> None:
+def test_a_replica_smaller_than_its_engines_tensor_parallel_span_is_refused(
+    cluster, world, tmp_path: Path
+) -> None:
     cfg = study(20)
     engine = msgspec.structs.replace(cfg.llm.engine, tensor_parallel_size=2)
-    cfg = msgspec.structs.replace(cfg, llm=msgspec.structs.replace(cfg.llm, engine=engine, replica_num_gpus=1.0))
-    with pytest.raises(RunError, match=r"^llm.engine.tensor_parallel_size = 2 spans 2 GPUs, but each LLM replica reserves 1 \(llm.replica_num_gpus\); give each replica at least 2$"):
+    cfg = msgspec.structs.replace(
+        cfg, llm=msgspec.structs.replace(cfg.llm, engine=engine, replica_num_gpus=1.0)
+    )
+    with pytest.raises(
+        RunError,
+        match=r"^llm.engine.tensor_parallel_size = 2 spans 2 GPUs, but each LLM replica reserves 1 \(llm.replica_num_gpus\); give each replica at least 2$",
+    ):
         run_study_on_ray(cfg, world, run_id="tp", out_dir=tmp_path)
 
 
 @needs_ray
 def test_shard_actors_are_sized_for_what_the_replicas_leave() -> None:
-    llm = LLMConfig(model="m", replica_num_cpus=2, replica_num_gpus=1, replica_resources={"recoworld_llm": 1})
+    llm = LLMConfig(
+        model="m", replica_num_cpus=2, replica_num_gpus=1, replica_resources={"recoworld_llm": 1}
+    )
     left = after_replicas({"CPU": 8.0, "GPU": 4.0, "recoworld_llm": 4.0, "memory": 1e9}, llm, 3)
     assert left == {"CPU": 2.0, "GPU": 1.0, "recoworld_llm": 1.0, "memory": 1e9}
     assert after_replicas({"CPU": 2.0}, None, 0) == {"CPU": 2.0}

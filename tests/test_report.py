@@ -53,7 +53,10 @@ def section(html: str, anchor: str) -> str:
 def rows_of(html: str) -> list[list[str]]:
     """Every table row's cells as text."""
     return [
-        [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr, re.S)]
+        [
+            unescape(re.sub(r"<[^>]+>", "", c)).strip()
+            for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr, re.S)
+        ]
         for tr in re.findall(r"<tr>(.*?)</tr>", html, re.S)
     ]
 
@@ -67,8 +70,19 @@ def test_the_report_is_one_self_contained_file(report: str) -> None:
         assert needs_network not in report, needs_network
     assert not re.search(r"url\((?!#)", report)  # only references inside the page (SVG clip paths)
     # SVG namespaces are names, not fetches; no other address appears
-    assert set(re.findall(r"https?://[^\s\"'<]+", report)) == {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
-    for anchor in ("setup", "results", "engagement", "retention", "creator", "instructions", "sessions"):
+    assert set(re.findall(r"https?://[^\s\"'<]+", report)) == {
+        "http://www.w3.org/2000/svg",
+        "http://www.w3.org/1999/xlink",
+    }
+    for anchor in (
+        "setup",
+        "results",
+        "engagement",
+        "retention",
+        "creator",
+        "instructions",
+        "sessions",
+    ):
         section(report, anchor)
     # figures are matplotlib SVGs, inline: forest, engagement, session length, retention, creator reach
     assert report.count("<svg") == 5
@@ -86,7 +100,9 @@ def test_setup_names_the_study_arms_and_creator_items(run: Path, report: str) ->
 
 def test_headline_table_holds_the_summary_with_cis(run: Path, report: str) -> None:
     summary = scan_table(run, "summary").filter(pl.col("segment") == "all").collect()
-    rows = {r[0]: r for r in rows_of(section(report, "results")) if r and r[0] in set(summary["metric"])}
+    rows = {
+        r[0]: r for r in rows_of(section(report, "results")) if r and r[0] in set(summary["metric"])
+    }
     assert set(rows) == set(summary["metric"])
     for r in summary.iter_rows(named=True):
         cells = rows[r["metric"]]
@@ -94,7 +110,9 @@ def test_headline_table_holds_the_summary_with_cis(run: Path, report: str) -> No
             assert cells[1] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
         else:
             assert cells[2] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-            assert cells[3] == f"{r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]"
+            assert (
+                cells[3] == f"{r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]"
+            )
 
 
 def test_retention_and_session_lengths_match_the_sessions_table(run: Path) -> None:
@@ -109,7 +127,9 @@ def test_retention_and_session_lengths_match_the_sessions_table(run: Path) -> No
     lengths = d.session_lengths.filter(pl.col("arm") == "inject")
     assert lengths["sessions"].sum() == ss.filter(pl.col("arm") == "inject").height
     assert lengths["share"].sum() == pytest.approx(1.0)
-    assert d.by_turn["turn"].min() == 1 and d.by_turn["turn"].max() == 4  # 1-based, 4 turns per session
+    assert (
+        d.by_turn["turn"].min() == 1 and d.by_turn["turn"].max() == 4
+    )  # 1-based, 4 turns per session
 
 
 def test_creator_reach_counts_users_shown_each_item(run: Path, report: str) -> None:
@@ -123,17 +143,26 @@ def test_creator_reach_counts_users_shown_each_item(run: Path, report: str) -> N
 
 def test_instructions_are_grouped_and_counted_once_per_slate(run: Path, report: str) -> None:
     said = (
-        scan_table(run, "events").filter(pl.col("instruction").is_not_null())
-        .select("arm", "user", "session", "turn", pl.col("instruction").cast(pl.String)).unique().collect()
-    )  # fmt: skip
+        scan_table(run, "events")
+        .filter(pl.col("instruction").is_not_null())
+        .select("arm", "user", "session", "turn", pl.col("instruction").cast(pl.String))
+        .unique()
+        .collect()
+    )
     assert said.height > 0, "the sample run should have users who instruct"
     counts = {(a, t): n for a, t, n in said.group_by("arm", "instruction").len().iter_rows()}
     table = {r[0]: r[1:] for r in rows_of(section(report, "instructions")) if len(r) == 3}
     top = said.group_by("instruction").len().sort("len", descending=True).row(0)
-    assert table[top[0]] == [str(counts.get(("control", top[0]), 0)), str(counts.get(("inject", top[0]), 0))]
+    assert table[top[0]] == [
+        str(counts.get(("control", top[0]), 0)),
+        str(counts.get(("inject", top[0]), 0)),
+    ]
     tags = load_run(run).instruction_tags
     top_tag = tags.row(0, named=True)
-    named = said.filter((pl.col("arm") == top_tag["arm"]) & pl.col("instruction").str.contains(rf"(?i)\b{re.escape(top_tag['tag'])}\b"))
+    named = said.filter(
+        (pl.col("arm") == top_tag["arm"])
+        & pl.col("instruction").str.contains(rf"(?i)\b{re.escape(top_tag['tag'])}\b")
+    )
     assert top_tag["mentions"] == named.height > 0
     totals = rows_of(section(report, "instructions"))[1:3]
     for arm, written, users in totals:
@@ -158,15 +187,24 @@ def test_feelings_and_llm_calls_are_reported_when_present(copy: Path, report: st
     ev = scan_table(copy, "events").filter(pl.col("feeling").is_not_null()).collect()
     loved = ev.filter(pl.col("feeling").str.to_lowercase().str.starts_with("loved"))
     assert FEELINGS[0] in feelings  # "Loved the pacing." and "loved the pacing!" are one group
-    assert feelings[FEELINGS[0]] == [str(loved.filter(pl.col("arm") == a).height) for a in ("control", "inject")]
+    assert feelings[FEELINGS[0]] == [
+        str(loved.filter(pl.col("arm") == a).height) for a in ("control", "inject")
+    ]
     llm = section(html, "llm")
     calls = scan_table(copy, "llm_calls").collect()
-    status = {r[0]: r[1:] for r in rows_of(llm) if r and r[0] in ("control", "inject") and len(r) == 4}
-    assert status["control"] == [str(calls.filter((pl.col("arm") == "control") & (pl.col("parse_status") == s)).height) for s in ("invalid", "ok", "repaired")]
+    status = {
+        r[0]: r[1:] for r in rows_of(llm) if r and r[0] in ("control", "inject") and len(r) == 4
+    }
+    assert status["control"] == [
+        str(calls.filter((pl.col("arm") == "control") & (pl.col("parse_status") == s)).height)
+        for s in ("invalid", "ok", "repaired")
+    ]
     assert "<svg" in llm  # latency histogram
 
 
-def test_report_command_writes_into_the_run_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_into_the_run_folder(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["report", str(copy)]) == 0
     assert (copy / "report.html").is_file()
     assert f"-> {copy / 'report.html'}" in capsys.readouterr().out.replace("\n", "")
@@ -184,10 +222,16 @@ def make_sweep(run: Path, root: Path) -> Path:
     for k, cell in enumerate(("sample--mf--all--s7", "sample--popular--all--s7")):
         shutil.copytree(run, folder / f"cell={cell}")
         s = scan_table(run, "summary").filter(pl.col("segment") == "all").collect()
-        frames.append(s.with_columns(
-            study=pl.lit("sample"), recommender=pl.lit(["mf", "popular"][k]), population=pl.lit("all"),
-            seed=pl.lit(7, dtype=pl.Int64), cell=pl.lit(cell), mean=pl.col("mean") + k,
-        ))  # fmt: skip
+        frames.append(
+            s.with_columns(
+                study=pl.lit("sample"),
+                recommender=pl.lit(["mf", "popular"][k]),
+                population=pl.lit("all"),
+                seed=pl.lit(7, dtype=pl.Int64),
+                cell=pl.lit(cell),
+                mean=pl.col("mean") + k,
+            )
+        )
     write_sweep_summary(pl.concat(frames, how="diagonal_relaxed"), folder / "sweep_summary.parquet")
     return folder
 
@@ -202,7 +246,11 @@ def test_a_sweep_gets_its_cells_side_by_side(run: Path, tmp_path: Path) -> None:
     side = rows_of(section(html, "side"))
     header, body = side[0], side[1:]
     assert header[:2] == ["cell", "arm"] and "ctr" in header
-    summary = scan_table(run, "summary").filter((pl.col("segment") == "all") & (pl.col("metric") == "ctr")).collect()
+    summary = (
+        scan_table(run, "summary")
+        .filter((pl.col("segment") == "all") & (pl.col("metric") == "ctr"))
+        .collect()
+    )
     ctr = {r["arm"]: r["mean"] for r in summary.iter_rows(named=True)}
     col = header.index("ctr")
     for row in body:
@@ -214,7 +262,9 @@ def test_a_sweep_gets_its_cells_side_by_side(run: Path, tmp_path: Path) -> None:
     assert html.count("<svg") == 1
 
 
-def test_a_sweep_root_with_several_dates_names_them(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_sweep_root_with_several_dates_names_them(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_sweep(run, tmp_path)
     other = tmp_path / "nightly" / "date=2026-01-03"
     other.mkdir()
@@ -238,14 +288,22 @@ def error_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_a_missing_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert error_of(["report", str(tmp_path / "nope")], capsys) == f"error: {tmp_path / 'nope'}: no such run directory\n"
+    assert (
+        error_of(["report", str(tmp_path / "nope")], capsys)
+        == f"error: {tmp_path / 'nope'}: no such run directory\n"
+    )
     (tmp_path / ".nope.partial").mkdir()
-    assert "re-run the study with --resume nope to finish it" in error_of(["report", str(tmp_path / "nope")], capsys)
+    assert "re-run the study with --resume nope to finish it" in error_of(
+        ["report", str(tmp_path / "nope")], capsys
+    )
 
 
 def test_a_partial_run_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (copy / MANIFEST).unlink()
-    assert error_of(["report", str(copy)], capsys) == f"error: {copy}: not a complete run: manifest.json is missing\n"
+    assert (
+        error_of(["report", str(copy)], capsys)
+        == f"error: {copy}: not a complete run: manifest.json is missing\n"
+    )
 
 
 def test_a_run_missing_a_table(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -289,4 +347,7 @@ def test_a_damaged_manifest(copy: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_a_file_instead_of_a_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = copy / "study.json"
-    assert error_of(["report", str(f)], capsys) == f"error: {f}: not a folder; expected a run folder (runs/<run_id>) holding manifest.json\n"
+    assert (
+        error_of(["report", str(f)], capsys)
+        == f"error: {f}: not a folder; expected a run folder (runs/<run_id>) holding manifest.json\n"
+    )

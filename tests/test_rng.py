@@ -65,7 +65,9 @@ def test_changing_any_part_changes_the_draw(
     users=st.lists(st.integers(0, 2**40), min_size=1, max_size=30),
     turn=st.integers(0, 50),
 )
-def test_a_draw_does_not_depend_on_the_batch(seed: int, stream: Stream, users: list[int], turn: int) -> None:
+def test_a_draw_does_not_depend_on_the_batch(
+    seed: int, stream: Stream, users: list[int], turn: int
+) -> None:
     uid = np.array(users, dtype=np.int64)
     pos = np.arange(4)
     batch = uniforms(seed, stream, uid[:, None], 2, turn, pos[None, :])
@@ -90,8 +92,12 @@ def test_draws_lie_in_their_ranges(seed: int, stream: Stream, key: list[int]) ->
 
 def test_seeds_are_taken_modulo_two_to_the_64() -> None:
     k = np.arange(10)
-    np.testing.assert_array_equal(uniforms(5, Stream.CLICK, k), uniforms(5 + 2**64, Stream.CLICK, k))
-    np.testing.assert_array_equal(uniforms(-1, Stream.CLICK, k), uniforms(2**64 - 1, Stream.CLICK, k))
+    np.testing.assert_array_equal(
+        uniforms(5, Stream.CLICK, k), uniforms(5 + 2**64, Stream.CLICK, k)
+    )
+    np.testing.assert_array_equal(
+        uniforms(-1, Stream.CLICK, k), uniforms(2**64 - 1, Stream.CLICK, k)
+    )
 
 
 def test_uniforms_are_uniform_over_consecutive_keys() -> None:
@@ -110,7 +116,9 @@ def test_the_two_halves_of_a_pair_and_two_streams_are_independent() -> None:
     k = np.arange(N)
     a, b = uniform_pair(1, Stream.CLICK, k)
     for u in (a, b):
-        assert u.mean() == pytest.approx(0.5, abs=0.003) and stats.kstest(u, "uniform").pvalue > 1e-3
+        assert (
+            u.mean() == pytest.approx(0.5, abs=0.003) and stats.kstest(u, "uniform").pvalue > 1e-3
+        )
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
     other = uniforms(1, Stream.WATCH, k)
     assert abs(np.corrcoef(uniforms(1, Stream.CLICK, k), other)[0, 1]) < 0.01
@@ -125,7 +133,9 @@ def test_normals_are_standard() -> None:
     assert (np.abs(z) > 3).mean() == pytest.approx(2 * stats.norm.sf(3), rel=0.15)
 
 
-def test_normals_stay_finite_at_the_top_of_the_uniform_range(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_normals_stay_finite_at_the_top_of_the_uniform_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A 32-bit uniform within 2^-25 of 1 rounds to 1.0 in float32 (about one draw in 33 million).
     top = np.array([1 - 2**-32, 1 - 2**-26, 1 - 2**-24, 0.5])
     monkeypatch.setattr(rng, "uniform_pair", lambda *a: (top, np.array([0.0, 0.5, 0.25, 0.0])))
@@ -149,7 +159,11 @@ def test_streams_are_distinct() -> None:
 def test_generator_is_keyed_by_its_parts() -> None:
     a = generator(7, "fit", "ml-100k").random(5)
     np.testing.assert_array_equal(a, generator(7, "fit", "ml-100k").random(5))
-    for other in (generator(8, "fit", "ml-100k"), generator(7, "fit", "lastfm"), generator(7, "fit")):
+    for other in (
+        generator(8, "fit", "ml-100k"),
+        generator(7, "fit", "lastfm"),
+        generator(7, "fit"),
+    ):
         assert not np.array_equal(other.random(5), a)
     generator(-3, "negative seeds work").random()
 
@@ -158,7 +172,9 @@ def test_stable_hash64_is_the_same_in_another_process() -> None:
     parts = ("run", 42, "user", 7)
     code = "from recoworld.rng import stable_hash64; print(stable_hash64('run', 42, 'user', 7))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     assert int(out.stdout) == stable_hash64(*parts)
     assert 0 <= stable_hash64(*parts) < 2**64
     assert stable_hash64("a", "b") != stable_hash64("ab") != stable_hash64("b", "a")

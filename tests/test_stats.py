@@ -60,7 +60,9 @@ def as_arm(frame: pl.DataFrame, arm: str) -> pl.DataFrame:
 
 
 def row(summary: pl.DataFrame, arm: str, segment: str, metric: str) -> dict:
-    rows = summary.filter((pl.col("arm") == arm) & (pl.col("segment") == segment) & (pl.col("metric") == metric))
+    rows = summary.filter(
+        (pl.col("arm") == arm) & (pl.col("segment") == segment) & (pl.col("metric") == metric)
+    )
     assert rows.height == 1
     return rows.row(0, named=True)
 
@@ -102,9 +104,13 @@ def close(a: float | None, b: float) -> bool:
 def test_summary_has_one_row_per_arm_segment_and_metric_in_order(frame: pl.DataFrame) -> None:
     summary = summarise(frame, ["control", "treatment"])
     segments = ["all", *sorted(frame["segment"].unique().to_list())]
-    expected = [(a, s, m) for a, s, m in itertools.product(["control", "treatment"], segments, METRICS)]
+    expected = [
+        (a, s, m) for a, s, m in itertools.product(["control", "treatment"], segments, METRICS)
+    ]
     assert summary.select("arm", "segment", "metric").rows() == expected
-    assert summary.filter(pl.col("segment") == "all")["n"].to_list() == [frame.height // 2] * 2 * len(METRICS)
+    assert summary.filter(pl.col("segment") == "all")["n"].to_list() == [
+        frame.height // 2
+    ] * 2 * len(METRICS)
 
 
 def fixed_arm(n: int) -> pl.DataFrame:
@@ -112,14 +118,19 @@ def fixed_arm(n: int) -> pl.DataFrame:
     impressions = rng.integers(5, 20, n).astype(float)
     return pl.DataFrame(
         {
-            "segment": [SEGMENTS[u % 2] for u in range(n)], "user": np.arange(n),
-            "impressions": impressions, "clicks": np.floor(impressions * rng.random(n)),
-            "watch_time": rng.random(n), "sessions": np.ones(n), "turns": np.full(n, 2.0),
+            "segment": [SEGMENTS[u % 2] for u in range(n)],
+            "user": np.arange(n),
+            "impressions": impressions,
+            "clicks": np.floor(impressions * rng.random(n)),
+            "watch_time": rng.random(n),
+            "sessions": np.ones(n),
+            "turns": np.full(n, 2.0),
             "returned_first": rng.integers(0, 2, n).astype(float),
-            "creator_impressions": rng.integers(0, 3, n).astype(float), "creator_clicks": np.zeros(n),
+            "creator_impressions": rng.integers(0, 3, n).astype(float),
+            "creator_clicks": np.zeros(n),
             "arm": ["control"] * n,
         }
-    )  # fmt: skip
+    )
 
 
 def test_summary_orders_arms_as_given_not_alphabetically() -> None:
@@ -140,16 +151,25 @@ def test_means_intervals_and_paired_differences_match_numpy(frame: pl.DataFrame)
     control = frame.filter(pl.col("arm") == "control")
     treatment = frame.filter(pl.col("arm") == "treatment")
     for segment in ["all", *frame["segment"].unique().to_list()]:
-        mask = np.ones(control.height, bool) if segment == "all" else (control["segment"] == segment).to_numpy()
+        mask = (
+            np.ones(control.height, bool)
+            if segment == "all"
+            else (control["segment"] == segment).to_numpy()
+        )
         for metric in METRICS:
             c, t = values(control, metric)[mask], values(treatment, metric)[mask]
-            got_c, got_t = row(summary, "control", segment, metric), row(summary, "treatment", segment, metric)
+            got_c, got_t = (
+                row(summary, "control", segment, metric),
+                row(summary, "treatment", segment, metric),
+            )
             assert got_c["n"] == got_t["n"] == mask.sum()
             assert close(got_c["mean"], c.mean()) and close(got_t["mean"], t.mean())
             for got, expected in zip((got_t["ci_low"], got_t["ci_high"]), t_interval(t)):
                 assert close(got, expected)
             assert close(got_t["diff"], (t - c).mean())
-            for got, expected in zip((got_t["diff_ci_low"], got_t["diff_ci_high"]), t_interval(t - c)):
+            for got, expected in zip(
+                (got_t["diff_ci_low"], got_t["diff_ci_high"]), t_interval(t - c)
+            ):
                 assert close(got, expected)
             assert got_c["diff"] is None
 
@@ -169,9 +189,13 @@ def test_identical_arms_differ_by_exactly_zero(control: pl.DataFrame) -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(paired_arms(), st.integers(-50, 50) | st.floats(-50, 50))
-def test_adding_a_constant_to_a_treatment_metric_shifts_its_diff_by_that_constant(frame: pl.DataFrame, c: float) -> None:
+def test_adding_a_constant_to_a_treatment_metric_shifts_its_diff_by_that_constant(
+    frame: pl.DataFrame, c: float
+) -> None:
     shifted = frame.with_columns(
-        creator_clicks=pl.when(pl.col("arm") == "treatment").then(pl.col("creator_clicks") + c).otherwise(pl.col("creator_clicks"))
+        creator_clicks=pl.when(pl.col("arm") == "treatment")
+        .then(pl.col("creator_clicks") + c)
+        .otherwise(pl.col("creator_clicks"))
     )
     before = summarise(frame, ["control", "treatment"]).filter(pl.col("arm") == "treatment")
     after = summarise(shifted, ["control", "treatment"]).filter(pl.col("arm") == "treatment")
@@ -181,7 +205,9 @@ def test_adding_a_constant_to_a_treatment_metric_shifts_its_diff_by_that_constan
         finite = np.isfinite(moved)
         np.testing.assert_allclose(moved[finite], c, rtol=0, atol=1e-9)
     # the width of the paired interval does not change; no other metric moves
-    width = lambda s: (s.filter(engaged)["diff_ci_high"] - s.filter(engaged)["diff_ci_low"]).to_numpy()  # noqa: E731
+    width = lambda s: (
+        s.filter(engaged)["diff_ci_high"] - s.filter(engaged)["diff_ci_low"]
+    ).to_numpy()  # noqa: E731
     np.testing.assert_allclose(width(after), width(before), rtol=0, atol=1e-9)
     assert after.filter(~engaged).equals(before.filter(~engaged))
 
@@ -226,7 +252,11 @@ def test_merge_is_symmetric_and_empty_is_its_identity(a: list[float], b: list[fl
     ma, mb = Moments.of(np.array(a)), Moments.of(np.array(b))
     assert ma.merge(Moments()) == ma == Moments().merge(ma)
     ab, ba = ma.merge(mb), mb.merge(ma)
-    assert ab.n == ba.n and ab.mean == pytest.approx(ba.mean, abs=1e-9) and ab.m2 == pytest.approx(ba.m2, rel=1e-9, abs=1e-6)
+    assert (
+        ab.n == ba.n
+        and ab.mean == pytest.approx(ba.mean, abs=1e-9)
+        and ab.m2 == pytest.approx(ba.m2, rel=1e-9, abs=1e-6)
+    )
 
 
 @settings(max_examples=30, deadline=None)
@@ -242,7 +272,9 @@ def test_per_shard_moments_merge_to_the_summary(frame: pl.DataFrame, data: st.Da
         mine = pu.filter(pl.col("arm") == arm).sort("user")
         for metric in METRICS:
             x = mine[metric].to_numpy()
-            merged = reduce(Moments.merge, (Moments.of(x[a:b]) for a, b in itertools.pairwise(bounds)))
+            merged = reduce(
+                Moments.merge, (Moments.of(x[a:b]) for a, b in itertools.pairwise(bounds))
+            )
             got = row(summary, arm, "all", metric)
             assert got["n"] == merged.n
             assert close(got["mean"], merged.mean)

@@ -47,8 +47,13 @@ SMALL = StudyConfig(
     population=PopulationConfig(size=25, segment_by="activity"),
     simulation=SimulationConfig(sessions=2, turns=3, slate_size=5),
     recommender=RecommenderConfig(kind="mf", candidates=15),
-    creator=CreatorConfig(id="indie", name="Indie Films", items=[CreatorItem(title="Small Hours", tags=["drama"])]),
-    arms=[ArmConfig(name="control"), ArmConfig(name="inject", treatment="inject", position=1, rate=0.5)],
+    creator=CreatorConfig(
+        id="indie", name="Indie Films", items=[CreatorItem(title="Small Hours", tags=["drama"])]
+    ),
+    arms=[
+        ArmConfig(name="control"),
+        ArmConfig(name="inject", treatment="inject", position=1, rate=0.5),
+    ],
 )
 """The golden study: 25 users (not more, so that its transcript stays under 200 KB), 2 arms,
 2 sessions x 3 turns x 5 items, on a seeded synthetic world."""
@@ -91,7 +96,9 @@ def test_another_seed_gives_other_events_in_the_same_world(tmp_path: Path) -> No
 PARALLEL = StudyConfig(
     name="parallel",
     seed=3,
-    world=WorldConfig(dataset="synthetic", synthetic_users=100, synthetic_items=120, embedding_dim=8),
+    world=WorldConfig(
+        dataset="synthetic", synthetic_users=100, synthetic_items=120, embedding_dim=8
+    ),
     population=PopulationConfig(size=4200, segment_by="activity"),
     simulation=SimulationConfig(sessions=2, turns=2, slate_size=4),
     recommender=RecommenderConfig(kind="popular", candidates=16),
@@ -106,7 +113,9 @@ def test_two_worker_processes_give_the_same_events_and_summary_as_one(tmp_path: 
     two = run(PARALLEL, tmp_path, "two", workers=2)
     parts = sorted(p.name for p in (two.path / "events" / "arm=control").iterdir())
     assert parts == ["part-00000.parquet", "part-00001.parquet"]  # the parallel path ran
-    assert [p.name for p in (one.path / "events" / "arm=control").iterdir()] == ["part-00000.parquet"]
+    assert [p.name for p in (one.path / "events" / "arm=control").iterdir()] == [
+        "part-00000.parquet"
+    ]
     assert one.events == two.events
     assert_frame_equal(events(one), events(two))
     assert_frame_equal(one.summary, two.summary, check_exact=True)
@@ -126,12 +135,18 @@ def event_lines(frame: pl.DataFrame) -> list[str]:
     cols = KEYS + [c for c in frame.columns if c not in KEYS]
     frame = frame.select(cols)
     lines = [json.dumps({"columns": cols})]
-    lines += [json.dumps([rounded(v) for v in r], ensure_ascii=False, separators=(",", ":")) for r in frame.iter_rows()]
+    lines += [
+        json.dumps([rounded(v) for v in r], ensure_ascii=False, separators=(",", ":"))
+        for r in frame.iter_rows()
+    ]
     return lines
 
 
 def summary_lines(summary: pl.DataFrame) -> list[str]:
-    return [json.dumps({k: rounded(v) for k, v in r.items()}, ensure_ascii=False) for r in summary.iter_rows(named=True)]
+    return [
+        json.dumps({k: rounded(v) for k, v in r.items()}, ensure_ascii=False)
+        for r in summary.iter_rows(named=True)
+    ]
 
 
 def check_golden(name: str, lines: list[str]) -> None:
@@ -171,7 +186,11 @@ PAIRED = msgspec.structs.replace(
     population=msgspec.structs.replace(SMALL.population, size=120),
     # most-popular slates rarely show the new item (median popularity) unless it is injected
     recommender=RecommenderConfig(kind="popular", candidates=15),
-    arms=[ArmConfig(name="control"), ArmConfig(name="same"), ArmConfig(name="inject", treatment="inject", position=0, rate=1.0)],
+    arms=[
+        ArmConfig(name="control"),
+        ArmConfig(name="same"),
+        ArmConfig(name="inject", treatment="inject", position=0, rate=1.0),
+    ],
 )
 
 
@@ -196,21 +215,31 @@ def test_an_identical_arm_sees_the_same_events(paired: RunResult) -> None:
 
 
 def test_creator_injection_raises_creator_reach(paired: RunResult) -> None:
-    reach = paired.summary.filter((pl.col("metric") == "creator_reach") & (pl.col("segment") == "all"))
-    control, inject = (reach.filter(pl.col("arm") == a).row(0, named=True) for a in ("control", "inject"))
+    reach = paired.summary.filter(
+        (pl.col("metric") == "creator_reach") & (pl.col("segment") == "all")
+    )
+    control, inject = (
+        reach.filter(pl.col("arm") == a).row(0, named=True) for a in ("control", "inject")
+    )
     assert control["mean"] < 1.0
     assert inject["mean"] == 1.0  # rate 1: every user's first slate carries the creator item
     assert inject["diff"] == pytest.approx(1.0 - control["mean"])
     assert inject["diff_ci_low"] > 0.0
 
 
-def test_injection_puts_the_creator_item_at_its_position_and_shifts_the_slate(paired: RunResult) -> None:
+def test_injection_puts_the_creator_item_at_its_position_and_shifts_the_slate(
+    paired: RunResult,
+) -> None:
     """First slates are the same in both arms before any feedback; where control's carries no
     creator item, inject's is [creator item] + control's first four."""
     first = events(paired).filter((pl.col("session") == 0) & (pl.col("turn") == 0))
-    slates = first.group_by("arm", "user").agg(pl.col("item_id").sort_by("position"), pl.col("is_creator_item").any().alias("has"))
+    slates = first.group_by("arm", "user").agg(
+        pl.col("item_id").sort_by("position"), pl.col("is_creator_item").any().alias("has")
+    )
     control = slates.filter(pl.col("arm") == "control").select("user", "item_id", "has")
-    inject = slates.filter(pl.col("arm") == "inject").select("user", pl.col("item_id").alias("injected"))
+    inject = slates.filter(pl.col("arm") == "inject").select(
+        "user", pl.col("item_id").alias("injected")
+    )
     pairs = control.filter(~pl.col("has")).join(inject, on="user")
     assert pairs.height > 0
     for c, i in zip(pairs["item_id"].to_list(), pairs["injected"].to_list()):
@@ -248,7 +277,12 @@ def test_a_study_runs_without_ray_and_never_imports_it(tmp_path: Path) -> None:
         "embedding_dim = 4\n[population]\nsize = 20\n[simulation]\nsessions = 1\nturns = 2\nslate_size = 3\n"
         "[recommender]\ncandidates = 6\n"
     )
-    done = subprocess.run([sys.executable, "-c", WITHOUT_RAY, str(study), str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RAY, str(study), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("ran without ray")
     assert (tmp_path / "runs" / "r" / "manifest.json").is_file()
@@ -267,7 +301,9 @@ def test_an_interrupted_run_leaves_no_run_folder_and_the_same_id_runs_again(tmp_
     with pytest.raises(KeyboardInterrupt):
         run(SMALL, tmp_path, "r", progress=interrupt)
     assert seen == ["control"]
-    assert [p.name for p in tmp_path.iterdir()] == [".r.partial"]  # no run folder; kept for --resume
+    assert [p.name for p in tmp_path.iterdir()] == [
+        ".r.partial"
+    ]  # no run folder; kept for --resume
 
     result = run(SMALL, tmp_path, "r")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

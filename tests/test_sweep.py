@@ -61,7 +61,9 @@ class Recording:
 
     def __call__(self, cfg, world, *, run_id, out_dir=None, overwrite=False, progress=None):
         self.run_ids.append(run_id)
-        return run_study(cfg, world, run_id=run_id, out_dir=out_dir, overwrite=overwrite, progress=progress)
+        return run_study(
+            cfg, world, run_id=run_id, out_dir=out_dir, overwrite=overwrite, progress=progress
+        )
 
 
 def stamp(path: Path) -> tuple[int, int]:
@@ -77,10 +79,15 @@ def test_quick_sweep_expands_to_every_cell_in_order() -> None:
     assert [c.id for c in sweep.cells] == QUICK_IDS
     cell = sweep.cells[7]  # popular x high-activity x seed 2
     assert (cell.recommender, cell.population, cell.seed, cell.run_id) == (
-        "popular", "high-activity", 2, "cell=quick_synthetic--popular--high-activity--s2",
-    )  # fmt: skip
+        "popular",
+        "high-activity",
+        2,
+        "cell=quick_synthetic--popular--high-activity--s2",
+    )
     assert cell.cfg.seed == 2
-    assert cell.cfg.recommender.kind == "popular" and cell.cfg.recommender.follow_instructions is False
+    assert (
+        cell.cfg.recommender.kind == "popular" and cell.cfg.recommender.follow_instructions is False
+    )
     assert cell.cfg.population.size == 200 and cell.cfg.population.target.activity == "high"
     assert cell.cfg.population.segment_by == "activity"  # kept from the study
     assert [a.name for a in cell.cfg.arms] == ["control", "inject"]
@@ -112,7 +119,7 @@ def test_sweep_date_precedence() -> None:
     assert sweep_date(cfg, DAY) == DAY
     assert sweep_date(cfg) == datetime.date(2024, 12, 1)
     undated = decode_sweep(small_sweep_text())
-    assert sweep_date(undated) == datetime.datetime.now(datetime.timezone.utc).date()
+    assert sweep_date(undated) == datetime.datetime.now(datetime.UTC).date()
 
 
 def small_sweep_text(date: str | None = None) -> str:
@@ -178,7 +185,9 @@ def test_strict_decode_errors_name_file_and_path(edit, message) -> None:
 
 
 def test_quoted_date_is_an_error_that_names_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"^s\.toml: Expected `date \| null`, got `str` - at `\$\.date`$"):
+    with pytest.raises(
+        ConfigError, match=r"^s\.toml: Expected `date \| null`, got `str` - at `\$\.date`$"
+    ):
         decode_sweep("date = '2025-01-31'\n" + small_sweep_text(), source="s.toml")
 
 
@@ -197,7 +206,10 @@ def test_missing_study_file_is_named(tmp_path: Path) -> None:
     path.write_text(small_sweep_text())
     with pytest.raises(ConfigError) as e:
         load_sweep(path)
-    assert str(e.value) == f"{path}: study file 'a.toml' does not exist (looked at {tmp_path / 'a.toml'}) - at `$.studies[0]`"
+    assert (
+        str(e.value)
+        == f"{path}: study file 'a.toml' does not exist (looked at {tmp_path / 'a.toml'}) - at `$.studies[0]`"
+    )
 
 
 def test_the_same_study_twice_is_an_error(tmp_path: Path) -> None:
@@ -216,7 +228,18 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     from jobs.nightly_sweep import main
 
     out = tmp_path_factory.mktemp("sweeps")
-    rc = main([str(ROOT / "sweeps" / "quick.toml"), "--local", "--workers", "1", "--out", str(out), "--date", DAY.isoformat()])
+    rc = main(
+        [
+            str(ROOT / "sweeps" / "quick.toml"),
+            "--local",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--date",
+            DAY.isoformat(),
+        ]
+    )
     assert rc == 0
     return out, "quick"
 
@@ -224,7 +247,9 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_quick_sweep_writes_every_cell_and_the_summary(quick_run: tuple[Path, str]) -> None:
     out, name = quick_run
     folder = out / name / f"date={DAY.isoformat()}"
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(f"cell={i}" for i in QUICK_IDS)
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(
+        f"cell={i}" for i in QUICK_IDS
+    )
     for i in QUICK_IDS:
         assert (folder / f"cell={i}" / "manifest.json").is_file()
     summary = read_sweep_summary(folder / "sweep_summary.parquet")
@@ -234,21 +259,37 @@ def test_quick_sweep_writes_every_cell_and_the_summary(quick_run: tuple[Path, st
     assert summary.filter(pl.col("arm") == "control")["diff"].is_null().all()
     assert summary.filter(pl.col("arm") == "inject")["diff"].is_not_null().all()
     meta = pq.read_schema(folder / "sweep_summary.parquet").metadata
-    assert meta[METADATA_KEY] == str(SCHEMA_VERSION).encode() and meta[TABLE_KEY] == b"sweep_summary"
-    row = summary.filter((pl.col("cell") == QUICK_IDS[7]) & (pl.col("arm") == "inject") & (pl.col("metric") == "ctr"))
-    assert row.select("study", "recommender", "population", "seed", "n").row(0) == ("quick_synthetic", "popular", "high-activity", 2, 200)
+    assert (
+        meta[METADATA_KEY] == str(SCHEMA_VERSION).encode() and meta[TABLE_KEY] == b"sweep_summary"
+    )
+    row = summary.filter(
+        (pl.col("cell") == QUICK_IDS[7]) & (pl.col("arm") == "inject") & (pl.col("metric") == "ctr")
+    )
+    assert row.select("study", "recommender", "population", "seed", "n").row(0) == (
+        "quick_synthetic",
+        "popular",
+        "high-activity",
+        2,
+        200,
+    )
 
 
 def test_outputs_are_hive_partitioned_by_date_and_cell(quick_run: tuple[Path, str]) -> None:
     out, name = quick_run
     root = out / name
-    sweep = pl.scan_parquet(root / "date=*" / "sweep_summary.parquet", hive_partitioning=True).collect()
+    sweep = pl.scan_parquet(
+        root / "date=*" / "sweep_summary.parquet", hive_partitioning=True
+    ).collect()
     assert sweep["date"].cast(pl.String).unique().to_list() == [DAY.isoformat()]
     assert sweep["cell"].n_unique() == len(QUICK_IDS)
-    cells = pl.scan_parquet(root / "date=*" / "cell=*" / "summary.parquet", hive_partitioning=True).collect()
+    cells = pl.scan_parquet(
+        root / "date=*" / "cell=*" / "summary.parquet", hive_partitioning=True
+    ).collect()
     assert {"date", "cell", "arm", "metric"} <= set(cells.columns)
     assert sorted(cells["cell"].unique().to_list()) == sorted(QUICK_IDS)
-    events = pl.scan_parquet(root / "date=*" / "cell=*" / "events" / "arm=*" / "*.parquet", hive_partitioning=True)
+    events = pl.scan_parquet(
+        root / "date=*" / "cell=*" / "events" / "arm=*" / "*.parquet", hive_partitioning=True
+    )
     got = events.group_by("cell", "arm").len().collect()
     assert got.height == len(QUICK_IDS) * 2
 
@@ -268,7 +309,10 @@ def test_rerun_skips_complete_cells_and_redoes_an_interrupted_one(tmp_path: Path
     out = tmp_path / "out"
     first = Recording()
     res = run_sweep(sweep, runner=first, out_root=out, day=DAY)
-    assert first.run_ids == ["cell=quick_synthetic--mf--all--s1", "cell=quick_synthetic--mf--all--s2"]
+    assert first.run_ids == [
+        "cell=quick_synthetic--mf--all--s1",
+        "cell=quick_synthetic--mf--all--s2",
+    ]
     folder = res.path
     assert folder == out / "small" / "date=2025-01-31"
     before = {i: stamp(folder / i / "manifest.json") for i in first.run_ids}
@@ -288,8 +332,13 @@ def test_rerun_skips_complete_cells_and_redoes_an_interrupted_one(tmp_path: Path
     third = Recording()
     res3 = run_sweep(sweep, runner=third, out_root=out, day=DAY)
     assert third.run_ids == [victim]
-    assert [pc.reason for pc in res3.planned] == ["complete", f"interrupted earlier (.{victim}.partial is redone)"]
-    assert (folder / victim / "manifest.json").is_file() and not (folder / f".{victim}.partial").exists()
+    assert [pc.reason for pc in res3.planned] == [
+        "complete",
+        f"interrupted earlier (.{victim}.partial is redone)",
+    ]
+    assert (folder / victim / "manifest.json").is_file() and not (
+        folder / f".{victim}.partial"
+    ).exists()
     assert stamp(folder / first.run_ids[0] / "manifest.json") == before[first.run_ids[0]]
     assert res3.summary.equals(res.summary)  # same config, same seeds: same numbers
 
@@ -324,7 +373,10 @@ def test_ray_and_output_settings_do_not_make_a_cell_different(tmp_path: Path) ->
 
     from recoworld.config import RayConfig
 
-    cells = [msgspec.structs.replace(c, cfg=msgspec.structs.replace(c.cfg, ray=RayConfig(shards=4))) for c in sweep.cells]
+    cells = [
+        msgspec.structs.replace(c, cfg=msgspec.structs.replace(c.cfg, ray=RayConfig(shards=4)))
+        for c in sweep.cells
+    ]
     tweaked = type(sweep)(path=sweep.path, cfg=sweep.cfg, cells=cells)
     runner = Recording()
     run_sweep(tweaked, runner=runner, out_root=out, day=DAY)
@@ -352,7 +404,9 @@ def test_a_failing_cell_names_the_cell_and_leaves_no_partial(tmp_path: Path) -> 
 # --- the job entry point ---------------------------------------------------------------------
 
 
-def test_job_exits_2_with_one_line_for_a_bad_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_job_exits_2_with_one_line_for_a_bad_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from jobs.nightly_sweep import main
 
     bad = tmp_path / "bad.toml"
@@ -362,21 +416,37 @@ def test_job_exits_2_with_one_line_for_a_bad_sweep(tmp_path: Path, capsys: pytes
     assert err == f"error: {bad}: Object contains unknown field `kindd` - at `$.recommenders[1]`\n"
 
 
-def test_job_ray_without_driver_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_job_ray_without_driver_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jobs.nightly_sweep import main
 
     monkeypatch.setitem(sys.modules, "actors.driver", None)  # as if the Ray driver were absent
     assert main([str(small_sweep(tmp_path)), "--ray", "auto", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --ray auto: the Ray driver actors.driver.run_study_on_ray cannot be imported (")
-    assert err.endswith("install Ray with pip install -e '.[ray]', or run with --local\n") and err.count("\n") == 1
+    assert err.startswith(
+        "error: --ray auto: the Ray driver actors.driver.run_study_on_ray cannot be imported ("
+    )
+    assert (
+        err.endswith("install Ray with pip install -e '.[ray]', or run with --local\n")
+        and err.count("\n") == 1
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_job_rerun_skips_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from jobs.nightly_sweep import main
 
-    args = [str(small_sweep(tmp_path)), "--local", "--workers", "1", "--out", str(tmp_path / "out"), "--date", "2025-01-31"]
+    args = [
+        str(small_sweep(tmp_path)),
+        "--local",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--date",
+        "2025-01-31",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 0
@@ -390,7 +460,12 @@ def test_job_rerun_skips_and_reports(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_recoworld_sweep_imports_without_ray_or_actors() -> None:
     code = "import sys, recoworld.sweep; bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'actors'))]; assert not bad, bad"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_a_cell_folder_without_manifest_is_not_kept_silently(tmp_path: Path) -> None:
@@ -398,7 +473,10 @@ def test_a_cell_folder_without_manifest_is_not_kept_silently(tmp_path: Path) -> 
     sweep = load_sweep(small_sweep(tmp_path))
     res = run_sweep(sweep, runner=Recording(), out_root=out, day=DAY)
     (res.path / sweep.cells[0].run_id / "manifest.json").unlink()
-    with pytest.raises(RunError, match=r"cell=quick_synthetic--mf--all--s1: its folder cannot be kept \(.*manifest\.json is missing\)$"):
+    with pytest.raises(
+        RunError,
+        match=r"cell=quick_synthetic--mf--all--s1: its folder cannot be kept \(.*manifest\.json is missing\)$",
+    ):
         run_sweep(sweep, runner=Recording(), out_root=out, day=DAY)
     runner = Recording()
     run_sweep(sweep, runner=runner, out_root=out, day=DAY, overwrite=True)
@@ -418,7 +496,9 @@ def test_two_studies_with_the_same_name_are_an_error(tmp_path: Path) -> None:
     )
 
 
-def test_job_ray_binds_the_address_to_the_drivers_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_job_ray_binds_the_address_to_the_drivers_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--ray ADDRESS hands cells to actors.driver.run_study_on_ray(..., address=ADDRESS); a
     stand-in driver (running in-process) checks the wiring without a cluster."""
     import types
@@ -427,12 +507,46 @@ def test_job_ray_binds_the_address_to_the_drivers_runner(tmp_path: Path, monkeyp
 
     calls: list[tuple[str, str]] = []
 
-    def run_study_on_ray(cfg, world, *, run_id, out_dir=None, overwrite=False, resume=False, address="auto", progress=None, on_ready=None):
+    def run_study_on_ray(
+        cfg,
+        world,
+        *,
+        run_id,
+        out_dir=None,
+        overwrite=False,
+        resume=False,
+        address="auto",
+        progress=None,
+        on_ready=None,
+    ):
         calls.append((run_id, address))
-        return run_study(cfg, world, run_id=run_id, out_dir=out_dir, overwrite=overwrite, progress=progress)
+        return run_study(
+            cfg, world, run_id=run_id, out_dir=out_dir, overwrite=overwrite, progress=progress
+        )
 
-    monkeypatch.setitem(sys.modules, "actors.driver", types.SimpleNamespace(run_study_on_ray=run_study_on_ray))
+    monkeypatch.setitem(
+        sys.modules, "actors.driver", types.SimpleNamespace(run_study_on_ray=run_study_on_ray)
+    )
     out = tmp_path / "out"
-    assert main([str(small_sweep(tmp_path)), "--ray", "ray://head:10001", "--out", str(out), "--date", "2025-01-31"]) == 0
-    assert calls == [("cell=quick_synthetic--mf--all--s1", "ray://head:10001"), ("cell=quick_synthetic--mf--all--s2", "ray://head:10001")]
-    assert main([str(small_sweep(tmp_path)), "--ray", "auto", "--workers", "2", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                str(small_sweep(tmp_path)),
+                "--ray",
+                "ray://head:10001",
+                "--out",
+                str(out),
+                "--date",
+                "2025-01-31",
+            ]
+        )
+        == 0
+    )
+    assert calls == [
+        ("cell=quick_synthetic--mf--all--s1", "ray://head:10001"),
+        ("cell=quick_synthetic--mf--all--s2", "ray://head:10001"),
+    ]
+    assert (
+        main([str(small_sweep(tmp_path)), "--ray", "auto", "--workers", "2", "--out", str(out)])
+        == 2
+    )

@@ -30,18 +30,30 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 if not CHROMIUM.exists() and os.environ.get("RECOWORLD_REQUIRE_BROWSER"):
-    pytest.fail(f"RECOWORLD_REQUIRE_BROWSER is set but {CHROMIUM} is missing (apt-get install -y chromium)", pytrace=False)
+    pytest.fail(
+        f"RECOWORLD_REQUIRE_BROWSER is set but {CHROMIUM} is missing (apt-get install -y chromium)",
+        pytrace=False,
+    )
 if not CHROMIUM.exists():
     pytest.skip(
         f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/browser.sh installs it)",
         allow_module_level=True,
     )
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need Playwright for Python (pip install -e '.[test]')")
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="browser tests need Playwright for Python (pip install -e '.[test]')",
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +94,19 @@ def page(browser) -> Iterator[object]:  # noqa: ANN001 - playwright's Browser
     pg = ctx.new_page()
     pg.set_default_timeout(20_000)
     pg.problems = []  # console errors, page errors, requests that leave this machine
-    pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on(
+        "console",
+        lambda m: pg.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
     pg.on("pageerror", lambda e: pg.problems.append(f"page error: {e}"))
-    pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1:", "file://", "data:")) else pg.problems.append(f"request {r.url}"))
+    pg.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(("http://127.0.0.1:", "file://", "data:"))
+            else pg.problems.append(f"request {r.url}")
+        ),
+    )
     yield pg
     ctx.close()
 
@@ -93,11 +115,13 @@ def pick_session(run: Path, arm: str) -> tuple[int, int]:
     """A session of ``arm`` holding an instruction: preferably one where the user left, then
     the longest, then the first user."""
     said = (
-        scan_table(run, "events").filter((pl.col("arm") == arm) & pl.col("instruction").is_not_null())
-        .group_by("user", "session").agg(left=pl.col("left_after_turn").any(), turns=pl.col("turn").n_unique())
+        scan_table(run, "events")
+        .filter((pl.col("arm") == arm) & pl.col("instruction").is_not_null())
+        .group_by("user", "session")
+        .agg(left=pl.col("left_after_turn").any(), turns=pl.col("turn").n_unique())
         .sort("left", "turns", "user", "session", descending=[True, True, False, False])
         .collect()
-    )  # fmt: skip
+    )
     assert said.height, f"no instruction in arm {arm!r} of {run}"
     return said.row(0)[0], said.row(0)[1]
 
@@ -120,9 +144,12 @@ def test_replay_a_session_step_by_step(page, base: str, run: Path, shots: Path) 
     arm = arms[1] if len(arms) > 1 else arms[0]
     user, session = pick_session(run, arm)
     events = (
-        scan_table(run, "events").filter((pl.col("arm") == arm) & (pl.col("user") == user) & (pl.col("session") == session))
-        .with_columns(pl.col(pl.Categorical).cast(pl.String)).sort("turn", "position").collect()
-    )  # fmt: skip
+        scan_table(run, "events")
+        .filter((pl.col("arm") == arm) & (pl.col("user") == user) & (pl.col("session") == session))
+        .with_columns(pl.col(pl.Categorical).cast(pl.String))
+        .sort("turn", "position")
+        .collect()
+    )
     turns = events["turn"].unique(maintain_order=True).to_list()
 
     page.goto(base + "/")
@@ -131,12 +158,22 @@ def test_replay_a_session_step_by_step(page, base: str, run: Path, shots: Path) 
     page.select_option("#arm", arm)
     page.check("#instructed")
     instructed = (
-        scan_table(run, "sessions").filter((pl.col("arm") == arm) & (pl.col("instructions") > 0))
-        .select("user").unique().sort("user").collect()["user"].to_list()
-    )  # fmt: skip
+        scan_table(run, "sessions")
+        .filter((pl.col("arm") == arm) & (pl.col("instructions") > 0))
+        .select("user")
+        .unique()
+        .sort("user")
+        .collect()["user"]
+        .to_list()
+    )
     # (no wait_for_function: the page's Content-Security-Policy forbids the eval it needs)
-    sync_api.expect(page.locator("#page-label")).to_have_text(re.compile(rf" of {len(instructed):,}$"))
-    listed = [int(u) for u in page.eval_on_selector_all("#users tbody tr", "trs => trs.map(t => t.dataset.user)")]
+    sync_api.expect(page.locator("#page-label")).to_have_text(
+        re.compile(rf" of {len(instructed):,}$")
+    )
+    listed = [
+        int(u)
+        for u in page.eval_on_selector_all("#users tbody tr", "trs => trs.map(t => t.dataset.user)")
+    ]
     assert listed == instructed[:50]
     # 2. the user and the session
     if user in listed:
@@ -146,7 +183,9 @@ def test_replay_a_session_step_by_step(page, base: str, run: Path, shots: Path) 
         page.click("#goto")
     page.click(f"#sessions li[data-session='{session}']")
     page.wait_for_selector("#replay:not([hidden])")
-    assert page.text_content("#session-title").startswith(f"Session {session + 1} of user {user} (arm {arm}): {len(turns)} slate")
+    assert page.text_content("#session-title").startswith(
+        f"Session {session + 1} of user {user} (arm {arm}): {len(turns)} slate"
+    )
     # 3. every step: each item's decision, watch fraction, rating and the mindset after it; after
     #    each slate the instruction and whether the user left
     shot_taken = False
@@ -161,19 +200,29 @@ def test_replay_a_session_step_by_step(page, base: str, run: Path, shots: Path) 
                 assert shown["position"] == row["position"]
                 if row["position"] <= p:
                     assert shown["action"] == row["action"]
-                    assert shown["watch"] == ("" if row["action"] == "skip" else f"{row['watch_fraction']:.2f}")
-                    assert shown["rating"] == ("" if row["rating"] is None else f"{row['rating']:.0f}")
+                    assert shown["watch"] == (
+                        "" if row["action"] == "skip" else f"{row['watch_fraction']:.2f}"
+                    )
+                    assert shown["rating"] == (
+                        "" if row["rating"] is None else f"{row['rating']:.0f}"
+                    )
                     assert shown["satisfaction"] == f"{row['satisfaction']:.3f}"
                 else:
                     assert shown["action"] == "…" and "pending" in shown["cls"]
             now = slate.filter(pl.col("position") == p).row(0, named=True)
             assert "current" in next(r["cls"] for r in st["rows"] if r["position"] == p)
-            assert st["mind"] == {m: f"{now[m]:.3f}" for m in ("satisfaction", "fatigue", "boredom", "curiosity")}
+            assert st["mind"] == {
+                m: f"{now[m]:.3f}" for m in ("satisfaction", "fatigue", "boredom", "curiosity")
+            }
         else:
             instruction = slate["instruction"][0]
             left = slate["left_after_turn"].any()
             assert st["label"] == f"turn {turns.index(t) + 1} of {len(turns)} · after the slate"
-            assert st["instruction"] == (f"Instruction to the recommender: “{instruction}”" if instruction else "No instruction after this slate.")
+            assert st["instruction"] == (
+                f"Instruction to the recommender: “{instruction}”"
+                if instruction
+                else "No instruction after this slate."
+            )
             if left:
                 assert st["leave"] == "The user left after this slate."
             if instruction and not shot_taken:
@@ -183,7 +232,11 @@ def test_replay_a_session_step_by_step(page, base: str, run: Path, shots: Path) 
         assert st["next_disabled"] == (k == n_steps - 1)
         if k < n_steps - 1:
             page.click("#next")
-    assert st["leave"] == ("The user left after this slate." if events["left_after_turn"].any() else "End of the session: the turn budget is spent.")
+    assert st["leave"] == (
+        "The user left after this slate."
+        if events["left_after_turn"].any()
+        else "End of the session: the turn budget is spent."
+    )
     page.screenshot(path=str(shots / "viewer-end.png"))
     # 4. the keyboard steps back; a link to a step opens that step
     page.keyboard.press("ArrowLeft")
@@ -202,7 +255,9 @@ def test_the_report_in_the_browser(page, run: Path, shots: Path) -> None:  # noq
     page.goto(report.resolve().as_uri())
     summary = scan_table(run, "summary").filter(pl.col("segment") == "all").collect()
     assert page.text_content("header h1").startswith("RecoWorld: ")
-    boxes = page.eval_on_selector_all("figure svg", "ss => ss.map(s => s.getBoundingClientRect()).map(r => [r.width, r.height])")
+    boxes = page.eval_on_selector_all(
+        "figure svg", "ss => ss.map(s => s.getBoundingClientRect()).map(r => [r.width, r.height])"
+    )
     assert len(boxes) >= 5 and all(w > 200 and h > 100 for w, h in boxes)
     first = summary.row(0, named=True)
     cell = page.text_content("#results tbody tr:first-child td:nth-child(2)")

@@ -111,15 +111,21 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         sim = prep.cfg.simulation
         self.prep = prep
         self.catalog = prep.catalog
-        self.slate_size = _positive_int(sim.slate_size if slate_size is None else slate_size, "slate_size")
+        self.slate_size = _positive_int(
+            sim.slate_size if slate_size is None else slate_size, "slate_size"
+        )
         self.max_turns = _positive_int(sim.turns if max_turns is None else max_turns, "max_turns")
         number = isinstance(retention_weight, (int, float, np.integer, np.floating))
         if isinstance(retention_weight, bool) or not number or not np.isfinite(retention_weight):
-            raise EnvError(f"Expected a finite number, got {retention_weight!r} - at RecoEnv(retention_weight)")
+            raise EnvError(
+                f"Expected a finite number, got {retention_weight!r} - at RecoEnv(retention_weight)"
+            )
         self.retention_weight = float(retention_weight)
         if render_mode not in (None, *self.metadata["render_modes"]):
             modes = self.metadata["render_modes"]
-            raise EnvError(f"Expected render_mode None or one of {modes}, got {render_mode!r} - at RecoEnv(render_mode)")
+            raise EnvError(
+                f"Expected render_mode None or one of {modes}, got {render_mode!r} - at RecoEnv(render_mode)"
+            )
         self.render_mode = render_mode
 
         self.n_items = self.catalog.n_items
@@ -149,7 +155,7 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._last: _Step | None = None
 
     @classmethod
-    def from_study(cls, cfg: StudyConfig, world: World, **options: Any) -> "RecoEnv":
+    def from_study(cls, cfg: StudyConfig, world: World, **options: Any) -> RecoEnv:
         """An environment over ``prepare(cfg, world)``; ``options`` go to the constructor."""
         return cls(prepare(cfg, world), **options)
 
@@ -168,7 +174,9 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         unknown = sorted(set(opts) - set(RESET_OPTIONS))
         if unknown:
             known = list(RESET_OPTIONS)
-            raise EnvError(f"Expected reset options among {known}, got {unknown} - at RecoEnv.reset(options)")
+            raise EnvError(
+                f"Expected reset options among {known}, got {unknown} - at RecoEnv.reset(options)"
+            )
         pop = self.prep.population
         drawn_row = int(self.np_random.integers(len(pop)))
         drawn_seed = int(self.np_random.integers(2**63))
@@ -176,18 +184,27 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         brain_seed = _int_option(opts.get("brain_seed", drawn_seed), "brain_seed", "an integer")
 
         personas = pop.take(np.array([row]))
-        self._brain = ParametricBrain(self.prep.model, self.prep.cfg.brain, self.catalog, personas, brain_seed)
+        self._brain = ParametricBrain(
+            self.prep.model, self.prep.cfg.brain, self.catalog, personas, brain_seed
+        )
         self._mind = self._brain.start_session(self._rows, SESSION)
         self._user, self._turn, self._done, self._last = int(personas.uid[0]), 0, False, None
-        obs = self._observation(np.zeros(self.slate_size, np.int8), np.zeros(self.slate_size, np.float32),
-                                np.zeros(self.slate_size, np.float32), -1, -1)  # fmt: skip
+        obs = self._observation(
+            np.zeros(self.slate_size, np.int8),
+            np.zeros(self.slate_size, np.float32),
+            np.zeros(self.slate_size, np.float32),
+            -1,
+            -1,
+        )
         return obs, {"user": self._user, "brain_seed": brain_seed, **self._mindset()}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._brain is None or self._mind is None:
             raise ResetNeeded("RecoEnv.step: call reset() before step()")
         if self._done:
-            raise ResetNeeded(f"RecoEnv.step: the episode of user {self._user} has ended; call reset()")
+            raise ResetNeeded(
+                f"RecoEnv.step: the episode of user {self._user} has ended; call reset()"
+            )
         # 1. the agent's slate (an invalid one raises and uses up no turn)
         slates = self._check_action(action)[None, :]
         brain, mind, rows, turn = self._brain, self._mind, self._rows, self._turn
@@ -203,20 +220,40 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         truncated = not terminated and self._turn >= self.max_turns
         reward = float(fb.watch[0].sum(dtype=np.float64))
         actions = [ACTIONS[a] for a in fb.action[0].tolist()]
-        info: dict[str, Any] = {"user": self._user, "turn": turn, "actions": actions, **self._mindset()}
+        info: dict[str, Any] = {
+            "user": self._user,
+            "turn": turn,
+            "actions": actions,
+            **self._mindset(),
+        }
         info |= {"instruction": text, "left": terminated}
         if terminated or truncated:
             # 4. the session is over: the return model, as probability (reward) and draw (info)
             self._done = True
             sat = mind.satisfaction
-            p = return_probability(self.prep.model, self.prep.cfg.brain, sat, brain.p.activity[rows])
+            p = return_probability(
+                self.prep.model, self.prep.cfg.brain, sat, brain.p.activity[rows]
+            )
             p_return = float(p[0])
             ret = brain.end_session(sat, rows, SESSION)
             reward += self.retention_weight * p_return
-            info |= {"p_return": p_return, "returned": bool(ret.returns[0]), "gap_days": float(ret.gap_days[0])}
+            info |= {
+                "p_return": p_return,
+                "returned": bool(ret.returns[0]),
+                "gap_days": float(ret.gap_days[0]),
+            }
         rating = np.nan_to_num(fb.rating[0], nan=0.0)
-        self._last = _Step(turn, slates[0].copy(), actions, fb.watch[0].copy(), fb.rating[0].copy(),
-                           self._mindset(), text, terminated, truncated)  # fmt: skip
+        self._last = _Step(
+            turn,
+            slates[0].copy(),
+            actions,
+            fb.watch[0].copy(),
+            fb.rating[0].copy(),
+            self._mindset(),
+            text,
+            terminated,
+            truncated,
+        )
         obs = self._observation(fb.clicked[0].astype(np.int8), fb.watch[0], rating, more, less)
         return obs, reward, terminated, bool(truncated), info
 
@@ -235,7 +272,9 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             watch = f"{s.watch[p]:.2f}" if act != "skip" else "    "
             stars = f"rated {s.rating[p]:g}" if act == "rate" else ""
             tags = ", ".join(cat.item_tags[item])
-            lines.append(f"  {p + 1:>2}. {act:<5} {watch} {cat.titles[item]} [{tags}] {stars}".rstrip())
+            lines.append(
+                f"  {p + 1:>2}. {act:<5} {watch} {cat.titles[item]} [{tags}] {stars}".rstrip()
+            )
         if s.instruction:
             lines.append(f'  instruction: "{s.instruction}"')
         if s.left or s.truncated:
@@ -289,7 +328,9 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         bad = np.flatnonzero((a < 0) | (a >= n))
         if bad.size:
             p = int(bad[0])
-            raise EnvError(f"Expected {expected}, got {int(a[p])} at slate position {p} - at {where}")
+            raise EnvError(
+                f"Expected {expected}, got {int(a[p])} at slate position {p} - at {where}"
+            )
         return a.astype(np.int64)
 
 

@@ -15,22 +15,52 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `eval` command to the top-level parser's subcommands."""
-    e = sub.add_parser("eval", help="evaluate the simulator (fidelity against held-out real behaviour)")
+    e = sub.add_parser(
+        "eval", help="evaluate the simulator (fidelity against held-out real behaviour)"
+    )
     esub = e.add_subparsers(dest="eval_command", required=True)
     f = esub.add_parser(
         "fidelity",
         help="hold out each user's latest interactions, fit on the rest, and measure how closely simulated users match",
     )
-    f.add_argument("--dataset", required=True, help="ml-100k | ml-latest-small | lastfm (any loader name, or synthetic)")
-    f.add_argument("--brain", default="parametric", help="parametric | hybrid | llm (default: parametric)")
-    f.add_argument("--out", required=True, help="output folder (Parquet tables, meta.json, fidelity.md)")
+    f.add_argument(
+        "--dataset",
+        required=True,
+        help="ml-100k | ml-latest-small | lastfm (any loader name, or synthetic)",
+    )
+    f.add_argument(
+        "--brain", default="parametric", help="parametric | hybrid | llm (default: parametric)"
+    )
+    f.add_argument(
+        "--out", required=True, help="output folder (Parquet tables, meta.json, fidelity.md)"
+    )
     f.add_argument("--path", help="dataset folder (default: the data cache, then ../shared/data)")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--split", default="auto", choices=["auto", "time", "random"], help="held-out order (default: by time where the data has times)")
-    f.add_argument("--config", help="a study TOML whose [llm] table (and [simulation] slate_size) configures --brain llm")
-    f.add_argument("--users", type=int, default=0, help="evaluate a seeded sample of N users (default: all with a held-out interaction)")
-    f.add_argument("--llm-samples", type=int, default=1, help="--brain llm: answers per slate; > 1 gives watch probabilities (default 1)")
-    f.add_argument("--no-simulate", action="store_true", help="skip protocol c (the simulated sessions)")
+    f.add_argument(
+        "--split",
+        default="auto",
+        choices=["auto", "time", "random"],
+        help="held-out order (default: by time where the data has times)",
+    )
+    f.add_argument(
+        "--config",
+        help="a study TOML whose [llm] table (and [simulation] slate_size) configures --brain llm",
+    )
+    f.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="evaluate a seeded sample of N users (default: all with a held-out interaction)",
+    )
+    f.add_argument(
+        "--llm-samples",
+        type=int,
+        default=1,
+        help="--brain llm: answers per slate; > 1 gives watch probabilities (default 1)",
+    )
+    f.add_argument(
+        "--no-simulate", action="store_true", help="skip protocol c (the simulated sessions)"
+    )
     f.set_defaults(func=cmd_fidelity)
 
 
@@ -61,17 +91,24 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
     with console.status(f"loading {args.dataset}…"):
         world = load_world_for(wc, args.seed)
     settings = FidelitySettings(
-        brain=args.brain, seed=args.seed, split_order=args.split, simulate=not args.no_simulate, users=args.users,
+        brain=args.brain,
+        seed=args.seed,
+        split_order=args.split,
+        simulate=not args.no_simulate,
+        users=args.users,
         llm_samples=args.llm_samples,
-    )  # fmt: skip
+    )
     with console.status(f"evaluating {args.brain} on {world.name}…"):
         result = evaluate(world, settings, llm_config=args.config)
     out = Path(args.out)
     write_result(result, out)
     h = headline(result)
+
     def both(name: str) -> str:  # a decider without probabilities has no ranked decisions
         ranked = h.get(f"{name}_ranked")
-        return f"{h.get(f'{name}_sampled', float('nan')):.3f} sampled" + ("" if ranked is None else f" / {ranked:.3f} ranked")
+        return f"{h.get(f'{name}_sampled', float('nan')):.3f} sampled" + (
+            "" if ranked is None else f" / {ranked:.3f} ranked"
+        )
 
     console.print(
         f"{world.name}, brain {args.brain} ({result.meta['split_order']} split): accuracy at 1:1 "

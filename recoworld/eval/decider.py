@@ -50,7 +50,9 @@ class Ratings:
 class Decider(Protocol):
     name: str
 
-    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+    def decide(
+        self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int
+    ) -> Decisions:
         """Watch decisions of users ``users`` (n,) (rows of the evaluated personas) on
         ``items`` (n, k) (catalog rows). ``key`` separates the random draws of calls."""
 
@@ -78,14 +80,24 @@ class ParametricDecider:
     def __init__(self, model: ChoiceModel, catalog: Catalog, personas: Personas, seed: int) -> None:
         self.model, self.cat, self.p, self.seed = model, catalog, personas, seed
 
-    def probability(self, users: np.ndarray, items: np.ndarray, base_rate: float | None) -> np.ndarray:
+    def probability(
+        self, users: np.ndarray, items: np.ndarray, base_rate: float | None
+    ) -> np.ndarray:
         logit, _ = self.model.static_logit(self.p, users, items, self.cat)
         shift = 0.0 if base_rate is None else _logit(base_rate) - _logit(self.model.base_rate)
         return 1.0 / (1.0 + np.exp(-(logit.astype(np.float64) + shift)))
 
-    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+    def decide(
+        self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int
+    ) -> Decisions:
         prob = self.probability(users, items, base_rate)
-        u = uniforms(self.seed, Stream.SAMPLE, self.p.uid[users][:, None], key, np.arange(items.shape[1])[None, :])
+        u = uniforms(
+            self.seed,
+            Stream.SAMPLE,
+            self.p.uid[users][:, None],
+            key,
+            np.arange(items.shape[1])[None, :],
+        )
         return Decisions(prob=prob, sampled=u < prob)
 
     def rate(self, users: np.ndarray, items: np.ndarray, *, key: int) -> Ratings | None:
@@ -97,7 +109,10 @@ class ParametricDecider:
         probs = rating_distribution(rm, mean_u, items, aff)
         expected = probs @ np.asarray(rm.levels, dtype=np.float64)
         z = normals(self.seed, Stream.RATING, self.p.uid[users], key, np.arange(users.size))
-        return Ratings(expected=expected, sampled=simulate_ratings(rm, mean_u, items, aff, z).astype(np.float64))
+        return Ratings(
+            expected=expected,
+            sampled=simulate_ratings(rm, mean_u, items, aff, z).astype(np.float64),
+        )
 
 
 class RandomDecider:
@@ -106,13 +121,19 @@ class RandomDecider:
 
     name = "random"
 
-    def __init__(self, seed: int, levels: tuple[float, ...] | None = None, default_rate: float = 0.1) -> None:
+    def __init__(
+        self, seed: int, levels: tuple[float, ...] | None = None, default_rate: float = 0.1
+    ) -> None:
         self.seed, self.levels, self.default_rate = seed, levels, default_rate
 
-    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+    def decide(
+        self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int
+    ) -> Decisions:
         rate = self.default_rate if base_rate is None else base_rate
         prob = np.full(items.shape, rate, dtype=np.float64)
-        u = uniforms(self.seed, Stream.SAMPLE, users[:, None], key, np.arange(items.shape[1])[None, :])
+        u = uniforms(
+            self.seed, Stream.SAMPLE, users[:, None], key, np.arange(items.shape[1])[None, :]
+        )
         return Decisions(prob=prob, sampled=u < prob)
 
     def rate(self, users: np.ndarray, items: np.ndarray, *, key: int) -> Ratings | None:
@@ -120,4 +141,6 @@ class RandomDecider:
             return None
         lv = np.asarray(self.levels, dtype=np.float64)
         u = uniforms(self.seed, Stream.RATING, users, key, np.arange(users.size))
-        return Ratings(expected=np.full(users.size, lv.mean()), sampled=lv[(u * lv.size).astype(np.int64)])
+        return Ratings(
+            expected=np.full(users.size, lv.mean()), sampled=lv[(u * lv.size).astype(np.int64)]
+        )

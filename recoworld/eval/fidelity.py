@@ -83,7 +83,11 @@ class FidelityResult:
 def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
     """Steps 1-2: the split (checked) and everything fitted on its training part."""
     split = holdout_split(
-        world, holdout_share=s.holdout_share, min_interactions=s.min_interactions, seed=s.seed, order=s.split_order
+        world,
+        holdout_share=s.holdout_share,
+        min_interactions=s.min_interactions,
+        seed=s.seed,
+        order=s.split_order,
     )
     check_split(split)
     catalog = build_catalog(split.train, dim=s.embedding_dim, seed=s.seed)
@@ -93,7 +97,13 @@ def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
 
 
 def make_decider(
-    kind: str, f: Fitting, seed: int, *, llm_config: str | None = None, model: LanguageModel | None = None, llm_samples: int = 1
+    kind: str,
+    f: Fitting,
+    seed: int,
+    *,
+    llm_config: str | None = None,
+    model: LanguageModel | None = None,
+    llm_samples: int = 1,
 ) -> Decider:
     """The decider of brain ``kind``. ``hybrid`` makes its choices with the parametric brain
     (its LLM writes words only), so it is evaluated through the parametric decider. ``llm``
@@ -109,7 +119,9 @@ def make_decider(
     raise ConfigError(f"--brain: expected one of {', '.join(BRAINS)}, got {kind!r}")
 
 
-def _llm_decider(f: Fitting, seed: int, llm_config: str | None, model: LanguageModel | None, samples: int) -> Decider:
+def _llm_decider(
+    f: Fitting, seed: int, llm_config: str | None, model: LanguageModel | None, samples: int
+) -> Decider:
     if not llm_config:
         raise ConfigError(
             "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names the model "
@@ -120,10 +132,14 @@ def _llm_decider(f: Fitting, seed: int, llm_config: str | None, model: LanguageM
 
     cfg = load_study(llm_config)
     if cfg.llm is None:
-        raise ConfigError(f"{llm_config}: --brain llm needs an [llm] config; the file has no [llm] table")
+        raise ConfigError(
+            f"{llm_config}: --brain llm needs an [llm] config; the file has no [llm] table"
+        )
     if samples < 1:
         raise ConfigError(f"--llm-samples: expected an integer >= 1, got {samples}")
-    return LLMDecider.from_study(cfg, f.catalog, f.personas, f.fitted.model, seed, model=model, samples=samples)
+    return LLMDecider.from_study(
+        cfg, f.catalog, f.personas, f.fitted.model, seed, model=model, samples=samples
+    )
 
 
 def sample_users(split: Split, n: int, seed: int) -> Split:
@@ -137,7 +153,9 @@ def sample_users(split: Split, n: int, seed: int) -> Split:
     return replace(split, test=split.test.take(np.isin(split.test.user, keep)))
 
 
-def simulated_consumption(f: Fitting, users: np.ndarray, seed: int, llm: Decider | None = None) -> P.Consumption:
+def simulated_consumption(
+    f: Fitting, users: np.ndarray, seed: int, llm: Decider | None = None
+) -> P.Consumption:
     """Users ``users`` (rows of ``f.personas``) run through the simulator's core loop with the
     default study settings (3 sessions of up to 5 slates of 10, the MF recommender following
     instructions); consumed = watched or rated. With ``llm`` (an :class:`LLMDecider`), the llm
@@ -153,15 +171,24 @@ def simulated_consumption(f: Fitting, users: np.ndarray, seed: int, llm: Decider
         cfg = StudyConfig(name="fidelity", seed=seed)
     else:
         cfg = StudyConfig(
-            name="fidelity", seed=seed, brain=BrainConfig(kind="llm"), llm=llm.llm,  # type: ignore[attr-defined]
+            name="fidelity",
+            seed=seed,
+            brain=BrainConfig(kind="llm"),
+            llm=llm.llm,  # type: ignore[attr-defined]
             arms=[ArmConfig(name="fidelity-sessions")],
-        )  # fmt: skip
+        )
     n = len(f.personas)
     prep = Prepared(
-        cfg=cfg, world_name=f.split.world.name, catalog=f.catalog, model=f.fitted.model, report=f.fitted.report,
-        population=f.personas, segments=segment_labels(f.personas, "none"),
-        creator_mask=np.zeros(f.catalog.n_items, bool), treated=(np.ones(n, bool),),
-    )  # fmt: skip
+        cfg=cfg,
+        world_name=f.split.world.name,
+        catalog=f.catalog,
+        model=f.fitted.model,
+        report=f.fitted.report,
+        population=f.personas,
+        segments=segment_labels(f.personas, "none"),
+        creator_mask=np.zeros(f.catalog.n_items, bool),
+        treated=(np.ones(n, bool),),
+    )
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def observe(rec: object) -> None:
@@ -183,14 +210,22 @@ def simulated_consumption(f: Fitting, users: np.ndarray, seed: int, llm: Decider
     return P.Consumption(u[o], s[o], i[o])
 
 
-def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None, model: LanguageModel | None = None) -> FidelityResult:
+def evaluate(
+    world: World,
+    s: FidelitySettings,
+    *,
+    llm_config: str | None = None,
+    model: LanguageModel | None = None,
+) -> FidelityResult:
     """Run every protocol for brain ``s.brain`` on ``world``. ``llm_config``: the study file
     whose ``[llm]`` table configures the llm brain; ``model``: a model to use instead of opening
     that one (the caller closes it)."""
     t0 = time.perf_counter()
     f = fit_on_training(world, s)
     t_fit = time.perf_counter() - t0
-    brain = make_decider(s.brain, f, s.seed, llm_config=llm_config, model=model, llm_samples=s.llm_samples)
+    brain = make_decider(
+        s.brain, f, s.seed, llm_config=llm_config, model=model, llm_samples=s.llm_samples
+    )
     try:
         return _evaluate(world, s, f, brain, t0, t_fit)
     finally:
@@ -199,7 +234,9 @@ def evaluate(world: World, s: FidelitySettings, *, llm_config: str | None = None
             close()
 
 
-def _evaluate(world: World, s: FidelitySettings, f: Fitting, brain: Decider, t0: float, t_fit: float) -> FidelityResult:
+def _evaluate(
+    world: World, s: FidelitySettings, f: Fitting, brain: Decider, t0: float, t_fit: float
+) -> FidelityResult:
     eligible = int(np.unique(f.split.test.user).size)
     f = replace(f, split=sample_users(f.split, s.users, s.seed))
     is_llm = hasattr(brain, "calls_table")
@@ -221,7 +258,9 @@ def _evaluate(world: World, s: FidelitySettings, f: Fitting, brain: Decider, t0:
         tables["calibration"] = P.behaviour_calibration(
             f.split, f.catalog, f.personas, real, sim, sim_label=brain.name, seed=s.seed
         )
-    tables["hit"] = P.hit_at_1(f.split, _scorers(f, brain, s.seed), candidates=s.hit_candidates, seed=s.seed)
+    tables["hit"] = P.hit_at_1(
+        f.split, _scorers(f, brain, s.seed), candidates=s.hit_candidates, seed=s.seed
+    )
     report: CalibrationReport = f.fitted.report
     meta = {
         "dataset": world.name,
@@ -249,7 +288,11 @@ def _evaluate(world: World, s: FidelitySettings, f: Fitting, brain: Decider, t0:
         meta["brain_note"] = (
             "llm: every candidate list put to the language model slate by slate (no memory, a neutral mindset); "
             "answers that stayed invalid after one repair count as skips (fallbacks, in meta.llm)"
-            + ("; protocol c ran the llm brain's own session loop with the same model" if s.simulate else "")
+            + (
+                "; protocol c ran the llm brain's own session loop with the same model"
+                if s.simulate
+                else ""
+            )
         )
         meta["seconds"] = time.perf_counter() - t0
     for name, df in tables.items():
@@ -266,7 +309,9 @@ def _scorers(f: Fitting, brain: Decider, seed: int) -> dict[str, P.Scorer]:
     from recoworld.recommenders.base import Audience
     from recoworld.recommenders.factory import base_source
 
-    aud = Audience(personas=f.personas, catalog=f.catalog, seed=seed, treated=np.zeros(len(f.personas), bool))
+    aud = Audience(
+        personas=f.personas, catalog=f.catalog, seed=seed, treated=np.zeros(len(f.personas), bool)
+    )
     out: dict[str, P.Scorer] = {}
     for kind in ("random", "popular", "mf"):
         src = base_source(kind)

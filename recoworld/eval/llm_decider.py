@@ -109,22 +109,49 @@ class LLMDecider:
         self._closed = False
 
     @classmethod
-    def from_study(cls, cfg: StudyConfig, catalog: Catalog, personas: Personas, choice_model: ChoiceModel, seed: int, *, model: LanguageModel | None = None, samples: int = 1) -> "LLMDecider":
+    def from_study(
+        cls,
+        cfg: StudyConfig,
+        catalog: Catalog,
+        personas: Personas,
+        choice_model: ChoiceModel,
+        seed: int,
+        *,
+        model: LanguageModel | None = None,
+        samples: int = 1,
+    ) -> LLMDecider:
         """The decider a study file configures: its ``[llm]`` table and ``[simulation] slate_size``."""
         if cfg.llm is None:
             raise ValueError(f"study {cfg.name!r} has no [llm] table")
-        return cls(cfg.llm, catalog, personas, choice_model, seed=seed, slate_size=cfg.simulation.slate_size, model=model, samples=samples)
+        return cls(
+            cfg.llm,
+            catalog,
+            personas,
+            choice_model,
+            seed=seed,
+            slate_size=cfg.simulation.slate_size,
+            model=model,
+            samples=samples,
+        )
 
     # ---- the Decider protocol -----------------------------------------------------------------
 
-    def decide(self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int) -> Decisions:
+    def decide(
+        self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int
+    ) -> Decisions:
         """Decisions on ``items`` (n, k) for ``users`` (n,): one list per row."""
         got = self.decide_lists(users, list(items), base_rate=base_rate, key=key)
         sampled = np.stack([d.sampled for d in got]) if got else np.zeros(items.shape, bool)
-        prob = None if self.samples == 1 else (np.stack([d.prob for d in got]) if got else np.zeros(items.shape))
+        prob = (
+            None
+            if self.samples == 1
+            else (np.stack([d.prob for d in got]) if got else np.zeros(items.shape))
+        )
         return Decisions(prob=prob, sampled=sampled)
 
-    def decide_lists(self, users: np.ndarray, lists: Sequence[np.ndarray], *, base_rate: float | None, key: int) -> list[Decisions]:
+    def decide_lists(
+        self, users: np.ndarray, lists: Sequence[np.ndarray], *, base_rate: float | None, key: int
+    ) -> list[Decisions]:
         """Decisions on ragged lists (``lists[j]`` for user ``users[j]``), every user in flight
         at once: what the harness calls, so that lists of different lengths share one batch.
         Runs its own event loop (``asyncio.run``): call it from synchronous code only."""
@@ -155,10 +182,14 @@ class LLMDecider:
 
     def _brain(self, arm: str) -> LanguageBrain:
         if arm not in self._lang:
-            self._lang[arm] = LanguageBrain(self.brain, self.model, self.llm, self.log, arm=arm, turns=1)
+            self._lang[arm] = LanguageBrain(
+                self.brain, self.model, self.llm, self.log, arm=arm, turns=1
+            )
         return self._lang[arm]
 
-    async def _decide_all(self, users: np.ndarray, lists: Sequence[np.ndarray], base_rate: float | None, key: int) -> list[Decisions]:
+    async def _decide_all(
+        self, users: np.ndarray, lists: Sequence[np.ndarray], base_rate: float | None, key: int
+    ) -> list[Decisions]:
         lang = self._brain("fidelity-told" if base_rate is not None else "fidelity-blind")
         gate = asyncio.Semaphore(self.llm.users_in_flight)
 
@@ -171,7 +202,9 @@ class LLMDecider:
         finally:
             self.log.flush()
 
-    async def _one_list(self, lang: LanguageBrain, b: int, items: np.ndarray, base_rate: float | None, key: int) -> Decisions:
+    async def _one_list(
+        self, lang: LanguageBrain, b: int, items: np.ndarray, base_rate: float | None, key: int
+    ) -> Decisions:
         n, k = items.size, self.slate_size
         n_slates = max(1, math.ceil(n / k))
         pos = np.zeros((self.samples, n), bool)
@@ -195,7 +228,9 @@ class LLMDecider:
         prob = pos.mean(0) if self.samples > 1 else None
         return Decisions(prob=prob, sampled=pos[0])
 
-    def prompt(self, b: int, slate: np.ndarray, j: int, n_slates: int, n: int, base_rate: float | None) -> str:
+    def prompt(
+        self, b: int, slate: np.ndarray, j: int, n_slates: int, n: int, base_rate: float | None
+    ) -> str:
         """The LLM brain's slate prompt for persona row ``b``: no memory, a neutral mindset;
         slate ``j`` of the list's ``n_slates``; the list's share of positives when told."""
         mind = np.array([0.5, 0.0, 0.0, float(self.p.diversity[b])])
@@ -208,7 +243,9 @@ class LLMDecider:
                 f"What you know about this list: the app shows you {n} items in {n_slates} slate{'s' if n_slates > 1 else ''}; "
                 f"about {m} of these {n} items are ones you would watch.\n"
             )
-        return slate_prompt(self.cat, self._persona[b], UserMemory(), 0, j, n_slates, mind, slate, note)
+        return slate_prompt(
+            self.cat, self._persona[b], UserMemory(), 0, j, n_slates, mind, slate, note
+        )
 
     # ---- results ------------------------------------------------------------------------------
 

@@ -48,7 +48,9 @@ def positives_mask(split: Split) -> np.ndarray:
     return ~np.isnan(r) & (r >= LIKED_AT * hi / 5.0)
 
 
-def sample_never_touched(split: Split, users: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sample_never_touched(
+    split: Split, users: np.ndarray, counts: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """(len(users), max(counts)) distinct items per user, uniform over the world's items the user
     never interacted with (train or test); row j holds ``counts[j]`` valid entries, then -1."""
     width = int(counts.max()) if counts.size else 0
@@ -63,7 +65,9 @@ def sample_never_touched(split: Split, users: np.ndarray, counts: np.ndarray, rn
             break
         need = counts[todo] - filled[todo]
         draw = rng.integers(0, n_items, size=(todo.size, int(need.max()) * 2 + 4))
-        ok = split.never_touched(np.repeat(users[todo], draw.shape[1]), draw.ravel()).reshape(draw.shape)
+        ok = split.never_touched(np.repeat(users[todo], draw.shape[1]), draw.ravel()).reshape(
+            draw.shape
+        )
         for r, t in enumerate(todo):  # small per-user bookkeeping: dedupe and append
             cand = draw[r][ok[r]]
             have = out[t, : filled[t]]
@@ -75,7 +79,9 @@ def sample_never_touched(split: Split, users: np.ndarray, counts: np.ndarray, rn
         todo = todo[filled[todo] < counts[todo]]
     if todo.size:
         u = split.world.user_ids[users[todo[0]]]
-        raise ValueError(f"user {u!r} has too few never-touched items for {counts[todo[0]]} negatives")
+        raise ValueError(
+            f"user {u!r} has too few never-touched items for {counts[todo[0]]} negatives"
+        )
     return out
 
 
@@ -99,7 +105,9 @@ class Lists:
     valid: np.ndarray  # (n, L) bool: not padding
 
 
-def discrimination_lists(split: Split, ratio: int, *, list_size: int = LIST_SIZE, seed: int = 0) -> Lists:
+def discrimination_lists(
+    split: Split, ratio: int, *, list_size: int = LIST_SIZE, seed: int = 0
+) -> Lists:
     """Per user with a held-out positive: ``p = min(#positives, list_size // (1 + ratio))``
     positives drawn at random among its held-out positives, and ``ratio * p`` items it never
     interacted with, drawn uniformly; shuffled."""
@@ -177,7 +185,9 @@ def _top_share(prob: np.ndarray, valid: np.ndarray, ratio: int) -> np.ndarray:
     return out
 
 
-def _decide_by_length(dec: Decider, lists: Lists, base: float | None, key: int) -> tuple[np.ndarray | None, np.ndarray]:
+def _decide_by_length(
+    dec: Decider, lists: Lists, base: float | None, key: int
+) -> tuple[np.ndarray | None, np.ndarray]:
     """The decider sees each user's list without padding: users are grouped by list length
     (a decider may judge a list as a whole, as an LLM reading it would). A decider with
     ``decide_lists(users, lists, *, base_rate, key) -> list[Decisions]`` gets every user's
@@ -189,7 +199,9 @@ def _decide_by_length(dec: Decider, lists: Lists, base: float | None, key: int) 
     has_prob = True
     ragged = getattr(dec, "decide_lists", None)
     if ragged is not None:
-        got = ragged(lists.users, [lists.items[r, : length[r]] for r in range(n)], base_rate=base, key=key)
+        got = ragged(
+            lists.users, [lists.items[r, : length[r]] for r in range(n)], base_rate=base, key=key
+        )
         for r, d in enumerate(got):
             sampled[r, : length[r]] = d.sampled
             if d.prob is None:
@@ -235,14 +247,26 @@ def discrimination(
                 for mode, pred in preds.items():
                     s = _scores(pred, lists.label, lists.valid)
                     rows.append(
-                        {"brain": dec.name, "ratio": f"1:{ratio}", "prior": prior, "decisions": mode,
-                         "users": int(lists.users.size), **{k: float(np.mean(v)) for k, v in s.items()}}
-                    )  # fmt: skip
+                        {
+                            "brain": dec.name,
+                            "ratio": f"1:{ratio}",
+                            "prior": prior,
+                            "decisions": mode,
+                            "users": int(lists.users.size),
+                            **{k: float(np.mean(v)) for k, v in s.items()},
+                        }
+                    )
                     per_user.append(
                         pl.DataFrame(
-                            {"brain": dec.name, "ratio": f"1:{ratio}", "prior": prior, "decisions": mode,
-                             "user": lists.users, **s}
-                        )  # fmt: skip
+                            {
+                                "brain": dec.name,
+                                "ratio": f"1:{ratio}",
+                                "prior": prior,
+                                "decisions": mode,
+                                "user": lists.users,
+                                **s,
+                            }
+                        )
                     )
     return pl.DataFrame(rows), pl.concat(per_user) if per_user else pl.DataFrame()
 
@@ -250,14 +274,26 @@ def discrimination(
 def tier_breakdown(per_user: pl.DataFrame, personas: Personas) -> pl.DataFrame:
     """Per trait tier (activity, conformity, diversity x low/mid/high): the mean of the
     per-user discrimination figures."""
-    tiers = pl.DataFrame({"user": np.arange(len(personas)), **{t: tier_of(getattr(personas, t)) for t in TRAITS}})
+    tiers = pl.DataFrame(
+        {"user": np.arange(len(personas)), **{t: tier_of(getattr(personas, t)) for t in TRAITS}}
+    )
     df = per_user.join(tiers.with_columns(pl.col(t).cast(pl.String) for t in TRAITS), on="user")
     keys = ["brain", "ratio", "prior", "decisions"]
     out = []
     for t in TRAITS:
         g = df.group_by([*keys, t]).agg(
             pl.len().alias("users"),
-            *[pl.col(c).mean() for c in ("accuracy", "precision", "recall", "f1", "sim_positive_rate", "real_positive_rate")],
+            *[
+                pl.col(c).mean()
+                for c in (
+                    "accuracy",
+                    "precision",
+                    "recall",
+                    "f1",
+                    "sim_positive_rate",
+                    "real_positive_rate",
+                )
+            ],
         )
         out.append(g.rename({t: "tier"}).with_columns(pl.lit(t).alias("trait")))
     return pl.concat(out, how="diagonal").sort([*keys, "trait", "tier"])
@@ -271,7 +307,9 @@ def _hist(r: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.bincount(idx, minlength=levels.size) / max(r.size, 1)
 
 
-def rating_alignment(split: Split, deciders: list[Decider], personas: Personas, *, seed: int = 0) -> pl.DataFrame:
+def rating_alignment(
+    split: Split, deciders: list[Decider], personas: Personas, *, seed: int = 0
+) -> pl.DataFrame:
     """Per decider on the held-out rated interactions: RMSE and MAE of its expected and of its
     sampled ratings; total-variation and Wasserstein-1 distance (rating points) between the
     sampled and the real rating distributions. Reference rows: the user's training mean and the
@@ -292,11 +330,24 @@ def rating_alignment(split: Split, deciders: list[Decider], personas: Personas, 
     rows = []
     everything = np.ones(r.size, dtype=bool)
 
-    def row(name: str, kind: str, pred: np.ndarray, sampled: np.ndarray | None, m: np.ndarray = everything) -> dict:
+    def row(
+        name: str,
+        kind: str,
+        pred: np.ndarray,
+        sampled: np.ndarray | None,
+        m: np.ndarray = everything,
+    ) -> dict:
         rr = r[m]
-        d = {"brain": name, "prediction": kind, "ratings": int(rr.size), "coverage": float(m.mean()),
-             "rmse": float(np.sqrt(np.mean((pred[m] - rr) ** 2))), "mae": float(np.mean(np.abs(pred[m] - rr))),
-             "tv_distance": None, "wasserstein": None}  # fmt: skip
+        d = {
+            "brain": name,
+            "prediction": kind,
+            "ratings": int(rr.size),
+            "coverage": float(m.mean()),
+            "rmse": float(np.sqrt(np.mean((pred[m] - rr) ** 2))),
+            "mae": float(np.mean(np.abs(pred[m] - rr))),
+            "tv_distance": None,
+            "wasserstein": None,
+        }
         if sampled is not None:
             real_h, sim_h = _hist(rr, levels), _hist(sampled[m], levels)
             d["tv_distance"] = float(0.5 * np.abs(sim_h - real_h).sum())
@@ -320,10 +371,14 @@ def rating_alignment(split: Split, deciders: list[Decider], personas: Personas, 
             rows.append(row(dec.name, "expected", rt.expected, None, m))
         rows.append(row(dec.name, "sampled", rt.sampled, rt.sampled, m))
         if not m.all():
-            rows.append(row(f"user mean (reference, {dec.name} pairs)", "expected", umean[u], None, m))
+            rows.append(
+                row(f"user mean (reference, {dec.name} pairs)", "expected", umean[u], None, m)
+            )
     rows.append(row("user mean (reference)", "expected", umean[u], None))
     rows.append(row("global mean (reference)", "expected", np.full(r.size, g), None))
-    return pl.DataFrame(rows, schema_overrides={"tv_distance": pl.Float64, "wasserstein": pl.Float64})
+    return pl.DataFrame(
+        rows, schema_overrides={"tv_distance": pl.Float64, "wasserstein": pl.Float64}
+    )
 
 
 def rating_histograms(split: Split, deciders: list[Decider]) -> pl.DataFrame:
@@ -341,7 +396,15 @@ def rating_histograms(split: Split, deciders: list[Decider]) -> pl.DataFrame:
     for dec in deciders:
         rt = dec.rate(u, i, key=1)
         if rt is not None and not np.isnan(rt.sampled).all():
-            frames.append(pl.DataFrame({"brain": dec.name, "level": levels, "share": _hist(rt.sampled[~np.isnan(rt.sampled)], levels)}))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "brain": dec.name,
+                        "level": levels,
+                        "share": _hist(rt.sampled[~np.isnan(rt.sampled)], levels),
+                    }
+                )
+            )
     return pl.concat(frames)
 
 
@@ -452,19 +515,32 @@ def behaviour_calibration(
                 div_s.append(_entropy_rows(catalog.tag_matrix[si[:c]]))
         metrics = {
             "items_per_session": (ips_real, per_session(s)),
-            "popularity_percentile": (float(pct[r.item].mean()) if r.item.size else float("nan"),
-                                      float(pct[s.item].mean()) if s.item.size else float("nan")),
+            "popularity_percentile": (
+                float(pct[r.item].mean()) if r.item.size else float("nan"),
+                float(pct[s.item].mean()) if s.item.size else float("nan"),
+            ),
             "popularity_gini": (gr, gs),
-            "tag_diversity": (float(np.nanmean(div_r)) if div_r else float("nan"),
-                              float(np.nanmean(div_s)) if div_s else float("nan")),
-        }  # fmt: skip
+            "tag_diversity": (
+                float(np.nanmean(div_r)) if div_r else float("nan"),
+                float(np.nanmean(div_s)) if div_s else float("nan"),
+            ),
+        }
         for name, (a, b) in metrics.items():
             rows.append(
-                {"brain": sim_label, "metric": name, "trait": trait, "tier": tier, "users": int(m.sum()),
-                 "real": None if np.isnan(a) else a, "simulated": None if np.isnan(b) else b,
-                 "ratio": None if (np.isnan(a) or np.isnan(b) or a == 0) else b / a}
-            )  # fmt: skip
-    return pl.DataFrame(rows, schema_overrides={"real": pl.Float64, "simulated": pl.Float64, "ratio": pl.Float64})
+                {
+                    "brain": sim_label,
+                    "metric": name,
+                    "trait": trait,
+                    "tier": tier,
+                    "users": int(m.sum()),
+                    "real": None if np.isnan(a) else a,
+                    "simulated": None if np.isnan(b) else b,
+                    "ratio": None if (np.isnan(a) or np.isnan(b) or a == 0) else b / a,
+                }
+            )
+    return pl.DataFrame(
+        rows, schema_overrides={"real": pl.Float64, "simulated": pl.Float64, "ratio": pl.Float64}
+    )
 
 
 # ---- d. Hit@1 ---------------------------------------------------------------------------------
@@ -496,8 +572,13 @@ def hit_at_1(
         rank = np.argmax(np.take_along_axis(is_true, order, axis=1), axis=1) + 1
         ndcg = np.where(rank <= 5, 1.0 / np.log2(rank + 1), 0.0)
         rows.append(
-            {"recommender": name, "users": int(users.size), "candidates": candidates,
-             "hit_at_1": float(np.mean(rank == 1)), "hit_at_5": float(np.mean(rank <= 5)),
-             "ndcg_at_5": float(ndcg.mean())}
-        )  # fmt: skip
+            {
+                "recommender": name,
+                "users": int(users.size),
+                "candidates": candidates,
+                "hit_at_1": float(np.mean(rank == 1)),
+                "hit_at_5": float(np.mean(rank <= 5)),
+                "ndcg_at_5": float(ndcg.mean()),
+            }
+        )
     return pl.DataFrame(rows)

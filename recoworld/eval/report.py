@@ -97,17 +97,42 @@ def render_markdown(result: FidelityResult) -> str:
         "`ranked`: the list's share of items, those with the highest p.",
         "",
         markdown_table(
-            d.sort(["brain", "prior", "decisions", "ratio"], descending=[False, True, False, False]),
-            ["brain", "prior", "decisions", "ratio", "users", "accuracy", "precision", "recall", "f1",
-             "sim_positive_rate", "real_positive_rate"],
-        ),  # fmt: skip
+            d.sort(
+                ["brain", "prior", "decisions", "ratio"], descending=[False, True, False, False]
+            ),
+            [
+                "brain",
+                "prior",
+                "decisions",
+                "ratio",
+                "users",
+                "accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "sim_positive_rate",
+                "real_positive_rate",
+            ],
+        ),
     ]
     if t.get("ratings") is not None and t["ratings"].height:
         parts += [
             "",
             "## b. Rating alignment (held-out ratings)",
             "",
-            markdown_table(t["ratings"], ["brain", "prediction", "ratings", "coverage", "rmse", "mae", "tv_distance", "wasserstein"]),
+            markdown_table(
+                t["ratings"],
+                [
+                    "brain",
+                    "prediction",
+                    "ratings",
+                    "coverage",
+                    "rmse",
+                    "mae",
+                    "tv_distance",
+                    "wasserstein",
+                ],
+            ),
         ]
         h = t["rating_hist"]
         if h.height:
@@ -119,29 +144,50 @@ def render_markdown(result: FidelityResult) -> str:
             "",
             "## c. Behavioural calibration (simulated sessions vs. held-out behaviour)",
             "",
-            markdown_table(c.filter(pl.col("trait") == "all"), ["metric", "users", "real", "simulated", "ratio"]),
+            markdown_table(
+                c.filter(pl.col("trait") == "all"),
+                ["metric", "users", "real", "simulated", "ratio"],
+            ),
             "",
             "Per trait tier:",
             "",
-            markdown_table(c.filter(pl.col("trait") != "all"), ["metric", "trait", "tier", "users", "real", "simulated", "ratio"]),
+            markdown_table(
+                c.filter(pl.col("trait") != "all"),
+                ["metric", "trait", "tier", "users", "real", "simulated", "ratio"],
+            ),
         ]
     tiers = t.get("discrimination_tiers")
     if tiers is not None and tiers.height:
         pr = tiers.filter(
-            (pl.col("brain") == m["brain"]) & (pl.col("prior") == "told") & (pl.col("decisions") == "sampled")
+            (pl.col("brain") == m["brain"])
+            & (pl.col("prior") == "told")
+            & (pl.col("decisions") == "sampled")
             & (pl.col("ratio") == "1:9")
-        )  # fmt: skip
+        )
         parts += [
             "",
             "Simulated vs. real positive rate per trait tier (1:9 lists, sampled decisions, told prior):",
             "",
-            markdown_table(pr, ["trait", "tier", "users", "sim_positive_rate", "real_positive_rate", "accuracy", "f1"]),
+            markdown_table(
+                pr,
+                [
+                    "trait",
+                    "tier",
+                    "users",
+                    "sim_positive_rate",
+                    "real_positive_rate",
+                    "accuracy",
+                    "f1",
+                ],
+            ),
         ]
     parts += [
         "",
         "## d. Recommendation Hit@1 (AFL protocol: the true next item among 20 candidates)",
         "",
-        markdown_table(t["hit"], ["recommender", "users", "candidates", "hit_at_1", "hit_at_5", "ndcg_at_5"]),
+        markdown_table(
+            t["hit"], ["recommender", "users", "candidates", "hit_at_1", "hit_at_5", "ndcg_at_5"]
+        ),
         "",
     ]
     return "\n".join(parts)
@@ -160,7 +206,11 @@ def llm_summary(llm: dict) -> str:
         f"click {d.get('click', 0):,}, skip {d.get('skip', 0):,}; tokens in {llm.get('tokens_in', 0):,}, "
         f"out {llm.get('tokens_out', 0):,}"
         + (f"; mean latency {lat:.2f}s" if lat is not None else "")
-        + (f"; {llm['seconds']:.1f}s of calls, {llm['calls_per_s']:.1f} calls/s" if llm.get("calls_per_s") else "")
+        + (
+            f"; {llm['seconds']:.1f}s of calls, {llm['calls_per_s']:.1f} calls/s"
+            if llm.get("calls_per_s")
+            else ""
+        )
         + ". Every call is in llm_calls.parquet."
     )
 
@@ -181,14 +231,31 @@ def write_result(result: FidelityResult, out: Path) -> list[Path]:
             continue
         table = df.to_arrow()
         meta = dict(table.schema.metadata or {})
-        meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode(), b"recoworld.table": name.encode()})
-        put(out / f"{name}.parquet", lambda p, tb=table.replace_schema_metadata(meta): pq.write_table(tb, p, compression="zstd"))
+        meta.update(
+            {
+                b"recoworld.fidelity_schema": SCHEMA_VERSION.encode(),
+                b"recoworld.table": name.encode(),
+            }
+        )
+        put(
+            out / f"{name}.parquet",
+            lambda p, tb=table.replace_schema_metadata(meta): pq.write_table(
+                tb, p, compression="zstd"
+            ),
+        )
     if result.llm_calls is not None:
         calls = result.llm_calls
         meta = dict(calls.schema.metadata or {})  # type: ignore[attr-defined]
         meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode()})
-        put(out / "llm_calls.parquet", lambda p, tb=calls.replace_schema_metadata(meta): pq.write_table(tb, p, compression="zstd"))  # type: ignore[attr-defined]
-    meta_json = msgspec.json.format(msgspec.json.encode({**result.meta, "headline": headline(result)}), indent=2)
+        put(
+            out / "llm_calls.parquet",
+            lambda p, tb=calls.replace_schema_metadata(meta): pq.write_table(
+                tb, p, compression="zstd"
+            ),
+        )  # type: ignore[attr-defined]
+    meta_json = msgspec.json.format(
+        msgspec.json.encode({**result.meta, "headline": headline(result)}), indent=2
+    )
     put(out / "meta.json", lambda p: p.write_bytes(meta_json + b"\n"))
     md = render_markdown(result)
     put(out / "fidelity.md", lambda p: p.write_text(md))

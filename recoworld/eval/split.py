@@ -50,8 +50,14 @@ class Coded:
     def __len__(self) -> int:
         return int(self.user.size)
 
-    def take(self, mask: np.ndarray) -> "Coded":
-        return Coded(self.user[mask], self.item[mask], self.rating[mask], self.weight[mask], self.timestamp[mask])
+    def take(self, mask: np.ndarray) -> Coded:
+        return Coded(
+            self.user[mask],
+            self.item[mask],
+            self.rating[mask],
+            self.weight[mask],
+            self.timestamp[mask],
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +98,9 @@ def _order_keys(world: World, seed: int, order: str) -> tuple[str, np.ndarray, C
     if order not in ("auto", "time", "random"):
         raise ValueError(f"order must be auto, time or random, got {order!r}")
     if order == "time" and dated < MIN_DATED_SHARE:
-        raise ValueError(f"{world.name}: only {dated:.0%} of interactions carry a time; a time split needs >= {MIN_DATED_SHARE:.0%}")
+        raise ValueError(
+            f"{world.name}: only {dated:.0%} of interactions carry a time; a time split needs >= {MIN_DATED_SHARE:.0%}"
+        )
     if order != "random" and dated >= MIN_DATED_SHARE:
         return "time", np.arange(u.size), coded
     rank = generator(seed, "eval-split", world.name).permutation(u.size)
@@ -133,9 +141,13 @@ def holdout_split(
     train_c = coded.take(~held)
     tmask = np.flatnonzero(held)
     tmask = tmask[np.lexsort((key[tmask], u[tmask]))]
-    test_c = Coded(*(a[tmask] for a in (coded.user, coded.item, coded.rating, coded.weight, coded.timestamp)))
+    test_c = Coded(
+        *(a[tmask] for a in (coded.user, coded.item, coded.rating, coded.weight, coded.timestamp))
+    )
     train_frame = _train_frame(world, held, order)
-    train = replace(world, interactions=train_frame, source=f"{world.source or world.name} (training part)")
+    train = replace(
+        world, interactions=train_frame, source=f"{world.source or world.name} (training part)"
+    )
     return Split(
         world=world,
         train=train,
@@ -163,7 +175,9 @@ def check_split(split: Split) -> None:
     n_items = split.n_items
     total = split.world.interactions.height
     if len(tr) + len(te) != total:
-        raise LeakageError(f"train ({len(tr)}) + test ({len(te)}) interactions != the world's {total}")
+        raise LeakageError(
+            f"train ({len(tr)}) + test ({len(te)}) interactions != the world's {total}"
+        )
     if split.train.interactions.height != len(tr):
         raise LeakageError(
             f"the training world holds {split.train.interactions.height} interactions, the coded training part {len(tr)}"
@@ -176,8 +190,12 @@ def check_split(split: Split) -> None:
             f"({both.size} such pairs)"
         )
     again = split.train.coded_interactions()
-    if not np.array_equal(np.sort(again[0] * n_items + again[1]), np.sort(tr.user * n_items + tr.item)):
-        raise LeakageError("the training world's interactions differ from the split's training part")
+    if not np.array_equal(
+        np.sort(again[0] * n_items + again[1]), np.sort(tr.user * n_items + tr.item)
+    ):
+        raise LeakageError(
+            "the training world's interactions differ from the split's training part"
+        )
     if split.order == "time":
         n_users = split.world.users.height
         last_train = np.full(n_users, np.iinfo(np.int64).min)

@@ -23,7 +23,9 @@ def instruction_dictionary(tags: tuple[str, ...]) -> list[str]:
     t = len(tags)
     more = np.repeat(np.arange(t), t + 1)
     less = np.tile(np.arange(-1, t), t)
-    return Instructions(rows=more, more_of=more, less_of=np.where(less == more, -1, less)).texts(tags)
+    return Instructions(rows=more, more_of=more, less_of=np.where(less == more, -1, less)).texts(
+        tags
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +43,9 @@ class RecordEncoder:
     instruction_dict: pa.Array
 
     @classmethod
-    def build(cls, users: np.ndarray, segments: np.ndarray, catalog: Catalog, creator_mask: np.ndarray) -> "RecordEncoder":
+    def build(
+        cls, users: np.ndarray, segments: np.ndarray, catalog: Catalog, creator_mask: np.ndarray
+    ) -> RecordEncoder:
         names, codes = np.unique(segments.astype(str), return_inverse=True)
         return cls(
             users=users,
@@ -55,11 +59,17 @@ class RecordEncoder:
             instruction_dict=pa.array(instruction_dictionary(catalog.tags), pa.string()),
         )
 
-    def with_users(self, users: np.ndarray) -> "RecordEncoder":
-        return RecordEncoder(users, *(getattr(self, f) for f in list(self.__dataclass_fields__)[1:]))
+    def with_users(self, users: np.ndarray) -> RecordEncoder:
+        return RecordEncoder(
+            users, *(getattr(self, f) for f in list(self.__dataclass_fields__)[1:])
+        )
 
-    def _dict(self, codes: np.ndarray, dictionary: pa.Array, mask: np.ndarray | None = None) -> pa.DictionaryArray:
-        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=mask), dictionary)
+    def _dict(
+        self, codes: np.ndarray, dictionary: pa.Array, mask: np.ndarray | None = None
+    ) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(
+            pa.array(codes.astype(np.int32), mask=mask), dictionary
+        )
 
     def events(self, r: TurnRecord) -> pa.RecordBatch:
         n, k = r.slates.shape
@@ -92,7 +102,10 @@ class RecordEncoder:
             pa.array(rep(r.left)),
             self._dict(np.maximum(ins, 0), ins_dict, mask=ins < 0),
             *(pa.array(fb.mind[j].ravel()) for j in range(4)),
-            pa.array(fb.feelings.ravel() if fb.feelings is not None else pa.nulls(n * k, pa.string()), pa.string()),
+            pa.array(
+                fb.feelings.ravel() if fb.feelings is not None else pa.nulls(n * k, pa.string()),
+                pa.string(),
+            ),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
@@ -106,11 +119,18 @@ class RecordEncoder:
             f" feeling {'good' if sat >= 0.55 else ('so-so' if sat >= 0.4 else 'let down')}"
             f"{f'; asked the recommender {i} time' + ('s' if i != 1 else '') if i else ''}."
             for t, w, c, tg, lf, sat, i in zip(
-                s.turns.tolist(), s.watched.tolist(), s.clicks.tolist(), top, s.left.tolist(),
-                s.satisfaction_end.tolist(), s.instructions.tolist(),
+                s.turns.tolist(),
+                s.watched.tolist(),
+                s.clicks.tolist(),
+                top,
+                s.left.tolist(),
+                s.satisfaction_end.tolist(),
+                s.instructions.tolist(),
             )
-        ]  # fmt: skip
-        if s.summaries is not None:  # the LLM user's own words (None: the model failed; template kept)
+        ]
+        if (
+            s.summaries is not None
+        ):  # the LLM user's own words (None: the model failed; template kept)
             summary = [own if own is not None else tmpl for own, tmpl in zip(s.summaries, summary)]
         gap = np.where(np.isfinite(s.gap_days), s.gap_days, np.nan).astype(np.float32)
         arrays = [
@@ -133,6 +153,9 @@ class RecordEncoder:
         return pa.RecordBatch.from_arrays(arrays, schema=SESSIONS_SCHEMA)
 
     def user_metrics(self, m: UserMetrics, segments: np.ndarray) -> pa.RecordBatch:
-        arrays = [pa.array(segments[self.users].astype(str).tolist(), pa.string()), pa.array(self.users)]
+        arrays = [
+            pa.array(segments[self.users].astype(str).tolist(), pa.string()),
+            pa.array(self.users),
+        ]
         arrays += [pa.array(getattr(m, f).astype(np.float64)) for f in USER_METRICS.names[2:]]
         return pa.RecordBatch.from_arrays(arrays, schema=USER_METRICS_SCHEMA)

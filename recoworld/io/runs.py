@@ -29,8 +29,14 @@ def writer_options(schema: pa.Schema) -> dict:
     columns readers filter on. (Dictionary attempts and statistics on float columns cost more
     than half the write time and buy nothing.)"""
     dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type)]
-    stats_cols = [c for c in ("user", "session", "turn", "arm", "segment", "metric") if c in schema.names]
-    return {"compression": COMPRESSION, "use_dictionary": dict_cols or False, "write_statistics": stats_cols or False}
+    stats_cols = [
+        c for c in ("user", "session", "turn", "arm", "segment", "metric") if c in schema.names
+    ]
+    return {
+        "compression": COMPRESSION,
+        "use_dictionary": dict_cols or False,
+        "write_statistics": stats_cols or False,
+    }
 
 
 class PartWriter:
@@ -43,7 +49,9 @@ class PartWriter:
     def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.schema, self.limit = path, schema, row_group_rows
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(path, schema, **writer_options(schema))
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            path, schema, **writer_options(schema)
+        )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self._inflight: Future | None = None
         self._pending: list[pa.RecordBatch] = []
@@ -68,7 +76,9 @@ class PartWriter:
         self._rows = keep
         if out.num_rows:
             self._wait()
-            self._inflight = self._pool.submit(self._writer.write_table, out, row_group_size=self.limit)
+            self._inflight = self._pool.submit(
+                self._writer.write_table, out, row_group_size=self.limit
+            )
             self.rows_written += out.num_rows
 
     def _wait(self) -> None:
@@ -95,8 +105,12 @@ class Parts:
         self.folder = Path(folder)
         self._writers: list[PartWriter] = []
 
-    def writer(self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int) -> PartWriter:
-        w = PartWriter(self.folder / table / f"arm={arm}" / f"part-{part:05d}.parquet", schema, row_group_rows)
+    def writer(
+        self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int
+    ) -> PartWriter:
+        w = PartWriter(
+            self.folder / table / f"arm={arm}" / f"part-{part:05d}.parquet", schema, row_group_rows
+        )
         self._writers.append(w)
         return w
 
@@ -108,9 +122,13 @@ class Parts:
 class RunDirectory:
     """The folder of one run being written."""
 
-    def __init__(self, root: Path, run_id: str, *, overwrite: bool = False, resume: bool = False) -> None:
+    def __init__(
+        self, root: Path, run_id: str, *, overwrite: bool = False, resume: bool = False
+    ) -> None:
         if not run_id or "/" in run_id or run_id.startswith("."):
-            raise RunError(f"run id {run_id!r} is not usable as a folder name; expected letters, digits, '-', '_' or '.'")
+            raise RunError(
+                f"run id {run_id!r} is not usable as a folder name; expected letters, digits, '-', '_' or '.'"
+            )
         self.root, self.run_id, self.overwrite = Path(root), run_id, overwrite
         self.final = self.root / run_id
         self.partial = self.root / f".{run_id}.partial"
@@ -120,7 +138,9 @@ class RunDirectory:
             )
         self.resumed = resume and (self.partial / "plan.json").is_file()
         if resume and not self.resumed:
-            raise RunError(f"{self.partial}: no interrupted run {run_id!r} to resume (expected its plan.json); run without --resume")
+            raise RunError(
+                f"{self.partial}: no interrupted run {run_id!r} to resume (expected its plan.json); run without --resume"
+            )
         if self.partial.exists() and not self.resumed:
             shutil.rmtree(self.partial)  # an interrupted earlier attempt
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -131,11 +151,15 @@ class RunDirectory:
     def path(self) -> Path:
         return self.partial
 
-    def writer(self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int) -> PartWriter:
+    def writer(
+        self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int
+    ) -> PartWriter:
         return self.parts.writer(table, schema, arm, part, row_group_rows)
 
     def write_json(self, name: str, data: object) -> None:
-        (self.partial / name).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        (self.partial / name).write_text(
+            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        )
 
     def write_bytes(self, name: str, data: bytes) -> None:
         (self.partial / name).write_bytes(data)
@@ -145,9 +169,13 @@ class RunDirectory:
         self.parts.close()
         for scratch in ("_tmp", "_shards"):  # shard scratch space and completion markers
             shutil.rmtree(self.partial / scratch, ignore_errors=True)
-        self.write_json(MANIFEST, {**manifest, "run_id": self.run_id, "schema_version": SCHEMA_VERSION})
+        self.write_json(
+            MANIFEST, {**manifest, "run_id": self.run_id, "schema_version": SCHEMA_VERSION}
+        )
         if self.final.exists() and not self.overwrite:
-            raise RunError(f"{self.final} already holds a complete run; pass --overwrite to replace it or choose another --run-id")
+            raise RunError(
+                f"{self.final} already holds a complete run; pass --overwrite to replace it or choose another --run-id"
+            )
         if self.final.exists():
             old = self.root / f".{self.run_id}.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -186,10 +214,16 @@ def check_run_dir(run_dir: Path) -> dict:
     (missing, interrupted, not a folder, a damaged manifest, another schema version)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"{run_dir}: not a folder; expected a run folder (runs/<run_id>) holding {MANIFEST}")
+        raise RunError(
+            f"{run_dir}: not a folder; expected a run folder (runs/<run_id>) holding {MANIFEST}"
+        )
     if not run_dir.is_dir():
         partial = run_dir.parent / f".{run_dir.name}.partial"
-        hint = f" (an interrupted run left {partial}; re-run the study with --resume {run_dir.name} to finish it)" if partial.exists() else ""
+        hint = (
+            f" (an interrupted run left {partial}; re-run the study with --resume {run_dir.name} to finish it)"
+            if partial.exists()
+            else ""
+        )
         raise RunError(f"{run_dir}: no such run directory{hint}")
     mf = run_dir / MANIFEST
     if not mf.is_file():
@@ -197,9 +231,13 @@ def check_run_dir(run_dir: Path) -> dict:
     try:
         manifest = json.loads(mf.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{mf}: not valid JSON ({e}); expected the manifest a complete run writes last") from None
+        raise RunError(
+            f"{mf}: not valid JSON ({e}); expected the manifest a complete run writes last"
+        ) from None
     if not isinstance(manifest, dict):
-        raise RunError(f"{mf}: holds a JSON {type(manifest).__name__}; expected an object with the run's schema_version")
+        raise RunError(
+            f"{mf}: holds a JSON {type(manifest).__name__}; expected an object with the run's schema_version"
+        )
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise RunError(f"{run_dir}: {_version_problem(manifest.get('schema_version'))}")
     return manifest
@@ -229,11 +267,17 @@ def _check_file_version(path: Path, table: str) -> None:
     try:
         meta = pq.read_schema(path).metadata or {}
     except (pa.ArrowException, OSError) as e:
-        raise RunError(f"{path}: not a readable Parquet file ({e}); expected table {table!r} of a RecoWorld run") from None
+        raise RunError(
+            f"{path}: not a readable Parquet file ({e}); expected table {table!r} of a RecoWorld run"
+        ) from None
     version = meta.get(METADATA_KEY, b"").decode() or None
     if version is None:
-        raise RunError(f"{path}: no RecoWorld schema version in the file's metadata; expected table {table!r} of version {SCHEMA_VERSION}")
+        raise RunError(
+            f"{path}: no RecoWorld schema version in the file's metadata; expected table {table!r} of version {SCHEMA_VERSION}"
+        )
     if version != str(SCHEMA_VERSION):
         raise RunError(f"{path}: table {table!r} {_version_problem(version)}")
     if meta.get(TABLE_KEY, b"").decode() != table:
-        raise RunError(f"{path}: holds table {meta.get(TABLE_KEY, b'').decode()!r}; expected {table!r}")
+        raise RunError(
+            f"{path}: holds table {meta.get(TABLE_KEY, b'').decode()!r}; expected {table!r}"
+        )

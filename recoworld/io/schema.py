@@ -121,8 +121,16 @@ LLM_CALLS = pa.schema(
     ]
 )
 
-TABLES = {"events": EVENTS, "sessions": SESSIONS, "user_metrics": USER_METRICS, "summary": SUMMARY, "llm_calls": LLM_CALLS}
+TABLES = {
+    "events": EVENTS,
+    "sessions": SESSIONS,
+    "user_metrics": USER_METRICS,
+    "summary": SUMMARY,
+    "llm_calls": LLM_CALLS,
+}
 
 
 def with_metadata(schema: pa.Schema, table: str) -> pa.Schema:
-    return schema.with_metadata({METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()})
+    return schema.with_metadata(
+        {METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()}
+    )

@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
@@ -110,7 +109,9 @@ class _ContentFeaturizer:
         self.word_index = {w: len(self.tag_index) + j for j, w in enumerate(vocab[:max_words])}
         self.n_features = len(self.tag_index) + len(self.word_index) + 1  # + bias
 
-    def transform(self, tag_lists: list[tuple[str, ...]] | list[list[str]], docs: list[str]) -> sp.csr_matrix:
+    def transform(
+        self, tag_lists: list[tuple[str, ...]] | list[list[str]], docs: list[str]
+    ) -> sp.csr_matrix:
         rows, cols, vals = [], [], []
         bias = self.n_features - 1
         for r, (tl, doc) in enumerate(zip(tag_lists, docs)):
@@ -121,14 +122,18 @@ class _ContentFeaturizer:
             for j in wj:
                 rows.append(r), cols.append(j), vals.append(0.5 / np.sqrt(len(wj)))
             rows.append(r), cols.append(bias), vals.append(1.0)
-        return sp.csr_matrix((vals, (rows, cols)), shape=(len(docs), self.n_features), dtype=np.float64)
+        return sp.csr_matrix(
+            (vals, (rows, cols)), shape=(len(docs), self.n_features), dtype=np.float64
+        )
 
 
 def _tag_key(tag: str) -> str:
     return re.sub(r"[^a-z0-9]", "", tag.lower())
 
 
-def _canonical_tags(tag_lists: list[tuple[str, ...]], vocabulary: list[str]) -> list[tuple[str, ...]]:
+def _canonical_tags(
+    tag_lists: list[tuple[str, ...]], vocabulary: list[str]
+) -> list[tuple[str, ...]]:
     """New items' tags in the world's spelling where they match one ignoring case, spaces and
     punctuation (as targeting does: "sci-fi" is the world's "Sci-Fi"), duplicates dropped.
     Other tags keep their first spelling among the new items."""
@@ -184,7 +189,9 @@ def build_catalog(
     """
     users, items, _, weights, _ = world.coded_interactions()
     n_users, n_items = world.users.height, world.items.height
-    mat = sp.csr_matrix((np.log1p(weights), (users, items)), shape=(n_users, n_items), dtype=np.float64)
+    mat = sp.csr_matrix(
+        (np.log1p(weights), (users, items)), shape=(n_users, n_items), dtype=np.float64
+    )
     mat.sum_duplicates()
     k = max(2, min(dim, min(mat.shape) - 1))
     v0 = np.random.default_rng(seed).uniform(-1, 1, size=min(mat.shape))
@@ -195,7 +202,9 @@ def build_catalog(
     item_tags = [tuple(t) for t in world.items["tags"].to_list()]
     vocabulary = world.tag_vocabulary
     tags = vocabulary[:max_tags]
-    docs = [f"{a} {b}" for a, b in zip(world.items["title"].to_list(), world.items["text"].to_list())]
+    docs = [
+        f"{a} {b}" for a, b in zip(world.items["title"].to_list(), world.items["text"].to_list())
+    ]
     # Features are the world's tags only: a tag no world item has carries no information about
     # position, and as a feature it would only dilute the new item's known tags.
     feat = _ContentFeaturizer(list(tags), docs, max_words)
@@ -237,17 +246,25 @@ def build_catalog(
             seed,
         )
         emb = np.vstack([emb, new_content + resid])
-    logc = np.log1p(np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]).astype(np.float64))
+    logc = np.log1p(
+        np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]).astype(np.float64)
+    )
     # A new item's exposure is unknown, not zero: the popularity term of the choice model has
     # learned appeal from logged exposure, so cold-start items get the catalog median.
     logc[n_items:] = np.median(logc[:n_items])
     pop = (logc - logc[:n_items].mean()) / max(logc[:n_items].std(), 1e-9)
     pct = np.searchsorted(np.sort(logc[:n_items]), logc, side="right") / n_items
     return Catalog(
-        item_ids=np.array(world.items["item_id"].to_list() + [ni.item_id for ni in new_items], dtype=object),
-        titles=np.array(world.items["title"].to_list() + [ni.title for ni in new_items], dtype=object),
+        item_ids=np.array(
+            world.items["item_id"].to_list() + [ni.item_id for ni in new_items], dtype=object
+        ),
+        titles=np.array(
+            world.items["title"].to_list() + [ni.title for ni in new_items], dtype=object
+        ),
         texts=np.array(world.items["text"].to_list() + [ni.text for ni in new_items], dtype=object),
-        creators=np.array(world.items["creator"].to_list() + [ni.creator for ni in new_items], dtype=object),
+        creators=np.array(
+            world.items["creator"].to_list() + [ni.creator for ni in new_items], dtype=object
+        ),
         item_tags=tuple(all_tags),
         tags=tuple(tags),
         tag_matrix=tag_matrix,
@@ -304,7 +321,9 @@ def _cold_start_residuals(
         return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
     # Rounded so that equal tag sets tie exactly and the prediction decides between them.
-    tag_sim = np.round(unit(tag_rows.astype(np.float64)) @ unit(donor_tag_rows.astype(np.float64)).T, 9)
+    tag_sim = np.round(
+        unit(tag_rows.astype(np.float64)) @ unit(donor_tag_rows.astype(np.float64)).T, 9
+    )
     centre = donor_content.mean(0)
     pred_sim = unit(content - centre) @ unit(donor_content - centre).T
     pick = []

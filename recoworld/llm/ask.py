@@ -35,18 +35,34 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 async def ask_structured(
-    model: LanguageModel, log: CallLog, *, arm: str, root_seed: int, uid: int, session: int, turn: int, purpose: str,
-    prompt: str, t: type, lenient: type | None = None, sampling: Sampling, check: Check | None = None,
-) -> Outcome:  # fmt: skip
+    model: LanguageModel,
+    log: CallLog,
+    *,
+    arm: str,
+    root_seed: int,
+    uid: int,
+    session: int,
+    turn: int,
+    purpose: str,
+    prompt: str,
+    t: type,
+    lenient: type | None = None,
+    sampling: Sampling,
+    check: Check | None = None,
+) -> Outcome:
     schema = json_schema(t)
     lenient = lenient or t
     for attempt in range(2):
         name = purpose if attempt == 0 else f"repair-{purpose}"
         req = LLMRequest(
-            id=call_id(arm, uid, session, turn, name, attempt), prompt=prompt,
+            id=call_id(arm, uid, session, turn, name, attempt),
+            prompt=prompt,
             seed=request_seed(root_seed, uid, session, turn, purpose, attempt),
-            sampling=sampling, schema=schema, user=uid, purpose=name,
-        )  # fmt: skip
+            sampling=sampling,
+            schema=schema,
+            user=uid,
+            purpose=name,
+        )
         (res,) = await model.generate([req])
         if not res.ok:
             log.resolve(req.id, "error")
@@ -68,5 +84,7 @@ async def ask_structured(
         status = "ok" if attempt == 0 else "repaired"
         log.resolve(req.id, status)
         return Outcome(ans, status)
-    log.note(call_id(arm, uid, session, turn, f"fallback-{purpose}"), "fallback", f"fallback-{purpose}")
+    log.note(
+        call_id(arm, uid, session, turn, f"fallback-{purpose}"), "fallback", f"fallback-{purpose}"
+    )
     return Outcome(None, "fallback")

@@ -23,20 +23,28 @@ class BackgroundModel:
     """A model built by ``factory`` inside a private event loop thread; ``generate`` may be
     awaited from any other loop. ``close`` closes the model and stops the thread."""
 
-    def __init__(self, factory: Callable[[], LanguageModel], *, start_timeout_s: float = 900.0) -> None:
+    def __init__(
+        self, factory: Callable[[], LanguageModel], *, start_timeout_s: float = 900.0
+    ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="recoworld-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="recoworld-llm", daemon=True
+        )
         self._thread.start()
 
         async def build() -> LanguageModel:
             model = factory()
             start = getattr(model, "start", None)
-            if start is not None:  # engines start here, so that a model that cannot start fails the open
+            if (
+                start is not None
+            ):  # engines start here, so that a model that cannot start fails the open
                 await start()
             return model
 
         try:
-            self.inner = asyncio.run_coroutine_threadsafe(build(), self._loop).result(start_timeout_s)
+            self.inner = asyncio.run_coroutine_threadsafe(build(), self._loop).result(
+                start_timeout_s
+            )
         except BaseException:
             self._loop.call_soon_threadsafe(self._loop.stop)
             raise

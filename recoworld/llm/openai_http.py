@@ -134,7 +134,11 @@ class OpenAIHTTPModel:
             else:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": req.purpose or "output", "schema": schema, "strict": True},
+                    "json_schema": {
+                        "name": req.purpose or "output",
+                        "schema": schema,
+                        "strict": True,
+                    },
                 }
         if self.chat:
             body["messages"] = [{"role": "user", "content": req.prompt}]
@@ -171,7 +175,10 @@ class OpenAIHTTPModel:
                 )
             except httpx.TransportError as e:
                 return self._error(
-                    req, t0, f"connection error: POST {self.base_url}{path}: {type(e).__name__}: {e}", True
+                    req,
+                    t0,
+                    f"connection error: POST {self.base_url}{path}: {type(e).__name__}: {e}",
+                    True,
                 )
         if resp.status_code != 200:
             retry = resp.status_code == 429 or resp.status_code >= 500

@@ -51,7 +51,12 @@ def data(text: object, limit: int = 200) -> str:
     """``text`` as a data field: one line, no control characters, no delimiters inside, at most
     ``limit`` characters of content."""
     s = _NOT_PRINTABLE.sub(" ", str(text))
-    s = s.replace(OPEN, "\u2039\u2039").replace(CLOSE, "\u203a\u203a").replace("<", "\u2039").replace(">", "\u203a")
+    s = (
+        s.replace(OPEN, "\u2039\u2039")
+        .replace(CLOSE, "\u203a\u203a")
+        .replace("<", "\u2039")
+        .replace(">", "\u203a")
+    )
     s = " ".join(s.split())
     if len(s) > limit:
         s = s[: limit - 1] + "\u2026"
@@ -59,7 +64,17 @@ def data(text: object, limit: int = 200) -> str:
 
 
 def level(x: float) -> str:
-    return "very low" if x < 0.2 else "low" if x < 0.4 else "medium" if x < 0.6 else "high" if x < 0.8 else "very high"
+    return (
+        "very low"
+        if x < 0.2
+        else "low"
+        if x < 0.4
+        else "medium"
+        if x < 0.6
+        else "high"
+        if x < 0.8
+        else "very high"
+    )
 
 
 def item_line(cat: Catalog, item: int, n: int) -> str:
@@ -81,7 +96,9 @@ def tag_list(tags: tuple[str, ...], limit: int = 64) -> str:
 def user_header(preamble: str, tags: tuple[str, ...], persona: str, summaries: list[str]) -> str:
     """Preamble, tag vocabulary, persona, earlier visits: the user's stable prefix."""
     mem = "\n".join(f"- {data(s, 400)}" for s in summaries[-3:]) or "- (first visit)"
-    return f"{preamble}\n{tag_list(tags)}\n\n## Who you are\n{persona}\n\n## Earlier visits\n{mem}\n"
+    return (
+        f"{preamble}\n{tag_list(tags)}\n\n## Who you are\n{persona}\n\n## Earlier visits\n{mem}\n"
+    )
 
 
 def session_block(session: int, recent: list[str]) -> str:
@@ -109,20 +126,39 @@ def slate_block(cat: Catalog, slate: np.ndarray) -> str:
     return f"{SLATE_RULES}\n## The slate, in order\n{lines}\n\nYour answer (JSON):"
 
 
-def slate_summary_lines(cat: Catalog, turn: int, slate: np.ndarray, actions: list[str], watch: np.ndarray, rating: np.ndarray, feelings: list[str | None]) -> list[str]:
+def slate_summary_lines(
+    cat: Catalog,
+    turn: int,
+    slate: np.ndarray,
+    actions: list[str],
+    watch: np.ndarray,
+    rating: np.ndarray,
+    feelings: list[str | None],
+) -> list[str]:
     """What the user keeps of one slate: a line per item it did not skip, and the skip count."""
     out = [f"Slate {turn + 1}:"]
     for j, it in enumerate(slate.tolist()):
         if actions[j] != "skip":
             r = float(rating[j])
-            out.append(recent_line(cat, it, actions[j], float(watch[j]), None if np.isnan(r) else r, feelings[j]))
+            out.append(
+                recent_line(
+                    cat, it, actions[j], float(watch[j]), None if np.isnan(r) else r, feelings[j]
+                )
+            )
     skipped = sum(a == "skip" for a in actions)
     out.append(f"- skipped {skipped} of {len(actions)}")
     return out
 
 
-def recent_line(cat: Catalog, item: int, action: str, watch: float, rating: float | None, feeling: str | None) -> str:
-    what = {"skip": "skipped", "click": "clicked and left", "watch": f"watched {round(100 * watch)}%", "rate": f"watched {round(100 * watch)}%"}[action]
+def recent_line(
+    cat: Catalog, item: int, action: str, watch: float, rating: float | None, feeling: str | None
+) -> str:
+    what = {
+        "skip": "skipped",
+        "click": "clicked and left",
+        "watch": f"watched {round(100 * watch)}%",
+        "rate": f"watched {round(100 * watch)}%",
+    }[action]
     if rating is not None and not np.isnan(rating):
         what += f", rated {rating:g}"
     tail = f" - {data(feeling, 80)}" if feeling else ""

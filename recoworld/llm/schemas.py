@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-
 MAX_ENUM_TAGS = 64
 """Tag vocabularies up to this size are enums in the schema; larger ones are free strings
 matched to the vocabulary case-insensitively (unknown -> none)."""
@@ -34,7 +33,9 @@ def slack(chars: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def slate_type(k: int, tags: tuple[str, ...], rated: bool, feeling_chars: int, instruction_chars: int) -> type:
+def slate_type(
+    k: int, tags: tuple[str, ...], rated: bool, feeling_chars: int, instruction_chars: int
+) -> type:
     """The answer to a slate: per item (in slate order) a decision, a watch percentage, a rating
     (datasets with ratings) and a short feeling; then continue or leave; then an optional
     reflective instruction to the recommender. (Decode with the same call on
@@ -71,14 +72,24 @@ def slate_type(k: int, tags: tuple[str, ...], rated: bool, feeling_chars: int, i
 
 
 @functools.lru_cache(maxsize=256)
-def language_type(n_feelings: int, feeling_chars: int, instruction_chars: int, instruct: bool) -> type:
+def language_type(
+    n_feelings: int, feeling_chars: int, instruction_chars: int, instruct: bool
+) -> type:
     """The hybrid brain's words: a feeling per clicked item (in slate order) and, when the user
     disengages, the instruction text (its tags are the parametric brain's)."""
     fields: list[tuple[str, Any]] = [
-        ("feelings", Annotated[list[Annotated[str, Meta(max_length=feeling_chars)]], Meta(min_length=n_feelings, max_length=n_feelings)]),
+        (
+            "feelings",
+            Annotated[
+                list[Annotated[str, Meta(max_length=feeling_chars)]],
+                Meta(min_length=n_feelings, max_length=n_feelings),
+            ],
+        ),
     ]
     if instruct:
-        fields.append(("instruction", Annotated[str, Meta(min_length=1, max_length=instruction_chars)]))
+        fields.append(
+            ("instruction", Annotated[str, Meta(min_length=1, max_length=instruction_chars)])
+        )
     return msgspec.defstruct("LanguageAnswer", fields, forbid_unknown_fields=True, frozen=True)
 
 

@@ -68,8 +68,22 @@ else less romance more variety please stop showing keep give me
 """.split()
 
 _KEYS = [
-    "decisions", "item", "decision", "rating", "feeling", "continue", "instruction", "summary",
-    "id", "title", "tags", "score", "reason", "ranking", "watch_fraction", "action",
+    "decisions",
+    "item",
+    "decision",
+    "rating",
+    "feeling",
+    "continue",
+    "instruction",
+    "summary",
+    "id",
+    "title",
+    "tags",
+    "score",
+    "reason",
+    "ranking",
+    "watch_fraction",
+    "action",
 ]
 _DECISIONS = ["skip", "click", "watch", "rate"]
 
@@ -81,7 +95,9 @@ def corpus(seed: int = 0, lines: int = 3000) -> list[str]:
     for _ in range(lines):
         kind = rng.random()
         if kind < 0.4:
-            out.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 20))).capitalize() + ".")
+            out.append(
+                " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 20))).capitalize() + "."
+            )
         elif kind < 0.55:
             out.append(" ".join(str(rng.randint(0, 10_000)) for _ in range(rng.randint(3, 12))))
         else:
@@ -100,7 +116,7 @@ def corpus(seed: int = 0, lines: int = 3000) -> list[str]:
             }
             compact = rng.random() < 0.7
             out.append(json.dumps(obj, separators=(",", ":") if compact else None))
-    out.extend(json.dumps(c) for c in "{}[]:,\"0123456789.-")
+    out.extend(json.dumps(c) for c in '{}[]:,"0123456789.-')
     return out
 
 

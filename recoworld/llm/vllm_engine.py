@@ -253,8 +253,7 @@ class VLLMEngine:
                 )
             except Exception as e:
                 raise LLMError(
-                    f"vLLM engine for model {self.model!r} failed to start: "
-                    f"{type(e).__name__}: {e}"
+                    f"vLLM engine for model {self.model!r} failed to start: {type(e).__name__}: {e}"
                 ) from e
             self.startup_s = time.perf_counter() - t0
             self._bind(vllm)
@@ -333,7 +332,9 @@ class VLLMEngine:
                 [[{"role": "user", "content": prompt}]], self._chat_params, tok_params
             )
             return engine_input
-        (engine_input,) = await r.render_cmpl_async([self._parse_prompt(self._model_config, prompt)])
+        (engine_input,) = await r.render_cmpl_async(
+            [self._parse_prompt(self._model_config, prompt)]
+        )
         return engine_input
 
     async def _one(self, req: LLMRequest) -> LLMResult:
@@ -362,11 +363,15 @@ class VLLMEngine:
             c.in_flight -= 1
         latency = time.perf_counter() - t0
         if final is None or not final.outputs:
-            return self._error(req, RuntimeError("the engine returned no output"), t0, retryable=True)
+            return self._error(
+                req, RuntimeError("the engine returned no output"), t0, retryable=True
+            )
         o = final.outputs[0]
         finish = o.finish_reason or "stop"
         if finish == "abort":
-            return self._error(req, RuntimeError("request aborted by the engine"), t0, retryable=True)
+            return self._error(
+                req, RuntimeError("request aborted by the engine"), t0, retryable=True
+            )
         if finish not in ("stop", "length"):
             finish = "stop"
         tokens_in = len(final.prompt_token_ids or ())

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     import polars as pl
 
 
-def request_seed(root: int, uid: int, session: int, turn: int, purpose: str, attempt: int = 0) -> int:
+def request_seed(
+    root: int, uid: int, session: int, turn: int, purpose: str, attempt: int = 0
+) -> int:
     """The seed of one request: a stable hash of the run's root seed and what the request is
     for. Not of the arm: the same user at the same turn samples with the same seed in every arm
     (common random numbers). 31 bits: every backend accepts it."""
@@ -39,7 +41,9 @@ class RetryModel:
     """Sends again the requests whose result is a retryable error, up to ``retries`` times, after
     ``backoff_s * 2**attempt`` seconds (x a jitter in [0.5, 1.5) drawn from ``seed``)."""
 
-    def __init__(self, inner: LanguageModel, *, retries: int = 3, backoff_s: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self, inner: LanguageModel, *, retries: int = 3, backoff_s: float = 0.5, seed: int = 0
+    ) -> None:
         self.inner, self.retries, self.backoff_s = inner, retries, backoff_s
         self.name = inner.name
         self._rng = random.Random(seed)
@@ -116,12 +120,27 @@ class CallLog:
         ``repaired`` marker, so that every such case is counted in ``llm_calls``."""
         user, session, turn, attempt = _where(request_id)
         row = {
-            "call_id": request_id, "user": user, "session": session, "turn": turn,
-            "purpose": purpose, "attempt": attempt, "model": "", "replica": -1, "seed": 0,
-            "prompt_hash": "", "prompt": "", "schema": "", "completion": "", "tokens_in": 0,
-            "tokens_out": 0, "cached_tokens": -1, "latency_s": 0.0, "finish_reason": "none",
-            "parse_status": status, "error": error,
-        }  # fmt: skip
+            "call_id": request_id,
+            "user": user,
+            "session": session,
+            "turn": turn,
+            "purpose": purpose,
+            "attempt": attempt,
+            "model": "",
+            "replica": -1,
+            "seed": 0,
+            "prompt_hash": "",
+            "prompt": "",
+            "schema": "",
+            "completion": "",
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "cached_tokens": -1,
+            "latency_s": 0.0,
+            "finish_reason": "none",
+            "parse_status": status,
+            "error": error,
+        }
         self._done.append(row)
 
     def flush_if(self, rows: int) -> int:
@@ -203,9 +222,20 @@ class ReplayModel:
         if not self.run_dir.is_dir():
             raise LLMError(f"{self.run_dir}: no such run folder to replay (llm.replay_from)")
         try:
-            df = scan_table(self.run_dir, "llm_calls").select(
-                "call_id", "prompt_hash", "completion", "tokens_in", "tokens_out", "cached_tokens", "finish_reason", "model"
-            ).collect()
+            df = (
+                scan_table(self.run_dir, "llm_calls")
+                .select(
+                    "call_id",
+                    "prompt_hash",
+                    "completion",
+                    "tokens_in",
+                    "tokens_out",
+                    "cached_tokens",
+                    "finish_reason",
+                    "model",
+                )
+                .collect()
+            )
         except Exception as e:  # noqa: BLE001 - RunError or polars errors: say what is missing
             raise LLMError(f"{self.run_dir}: cannot replay: {e}") from None
         df = df.filter(df["finish_reason"].cast(str) != "none")
@@ -231,11 +261,17 @@ class ReplayModel:
                 )
             out.append(
                 LLMResult(
-                    id=r.id, text=text, tokens_in=tin, tokens_out=tout, cached_tokens=cached,
-                    finish_reason="error" if finish == "error" else finish, latency_s=0.0, model=model,
+                    id=r.id,
+                    text=text,
+                    tokens_in=tin,
+                    tokens_out=tout,
+                    cached_tokens=cached,
+                    finish_reason="error" if finish == "error" else finish,
+                    latency_s=0.0,
+                    model=model,
                     error="recorded error" if finish == "error" else "",
                 )
-            )  # fmt: skip
+            )
         self.served += len(out)
         return out
 
@@ -243,7 +279,7 @@ class ReplayModel:
         return None
 
 
-def call_totals(calls: "pl.DataFrame") -> dict:
+def call_totals(calls: pl.DataFrame) -> dict:
     """Totals of ``llm_calls`` rows: calls by purpose, rows by parse status (fallbacks and
     rejected ids are never silent), tokens, the prefix cache's share of prompt tokens, latency.
     The run manifest and the fidelity evaluation both report these."""
@@ -251,11 +287,15 @@ def call_totals(calls: "pl.DataFrame") -> dict:
 
     if calls.height == 0:
         return {"calls": 0}
-    df = calls.with_columns(pl.col(c).cast(pl.String) for c in ("purpose", "parse_status", "finish_reason"))
+    df = calls.with_columns(
+        pl.col(c).cast(pl.String) for c in ("purpose", "parse_status", "finish_reason")
+    )
     made = df.filter(pl.col("finish_reason") != "none")  # fallback rows are no call
     known = made.filter(pl.col("cached_tokens") >= 0)
     tin = int(known["tokens_in"].sum())
-    count = lambda frame, col: {k: int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()}  # noqa: E731
+    count = lambda frame, col: {
+        k: int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()
+    }  # noqa: E731
     return {
         "calls": made.height,
         "by_purpose": count(made, "purpose"),

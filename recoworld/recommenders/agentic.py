@@ -23,9 +23,9 @@ import msgspec
 import numpy as np
 
 from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
+from recoworld.llm.ask import ask_structured
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.prompts import RERANK_INSTRUCTIONS, data, item_line
-from recoworld.llm.ask import ask_structured
 from recoworld.llm.schemas import rerank_type, slack
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
@@ -35,7 +35,15 @@ from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, Ins
 from recoworld.users.brain import ACTIONS, SlateFeedback
 
 
-def build_agentic(rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarray, model: LanguageModel, llm: LLMConfig, log: CallLog, seed: int) -> "AgenticRecommender":
+def build_agentic(
+    rec: RecommenderConfig,
+    arm: ArmConfig,
+    creator_mask: np.ndarray,
+    model: LanguageModel,
+    llm: LLMConfig,
+    log: CallLog,
+    seed: int,
+) -> AgenticRecommender:
     source = base_source(rec.base)
     post: tuple[PostProcessor, ...] = ()
     match arm.treatment:
@@ -45,14 +53,27 @@ def build_agentic(rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarr
             post = (CreatorInjector(arm.position, arm.rate, np.flatnonzero(creator_mask)),)
     adjusters = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()
     base = PoolRecommender(source, adjusters, (), candidates=rec.candidates)
-    return AgenticRecommender(base, post, model, llm, log, arm=arm.name, seed=seed, m=rec.rerank_candidates)
+    return AgenticRecommender(
+        base, post, model, llm, log, arm=arm.name, seed=seed, m=rec.rerank_candidates
+    )
 
 
 class AgenticRecommender:
     """Retrieve with ``base``, re-rank with ``model``; see the module docstring. Per-user state
     only (instructions, feedback lines, last reasoning), so users are independent."""
 
-    def __init__(self, base: PoolRecommender, post: tuple[PostProcessor, ...], model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, seed: int, m: int) -> None:
+    def __init__(
+        self,
+        base: PoolRecommender,
+        post: tuple[PostProcessor, ...],
+        model: LanguageModel,
+        llm: LLMConfig,
+        log: CallLog,
+        *,
+        arm: str,
+        seed: int,
+        m: int,
+    ) -> None:
         self.base, self.post, self.model, self.llm, self.log = base, post, model, llm, log
         self.arm, self.seed, self.m = arm, seed, m
 
@@ -72,7 +93,9 @@ class AgenticRecommender:
         self.last_ranking: list[list[str]] = [[] for _ in range(n)]
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
-        raise TypeError("the agentic recommender is asynchronous: the LLM study loop calls recommend_async")
+        raise TypeError(
+            "the agentic recommender is asynchronous: the LLM study loop calls recommend_async"
+        )
 
     async def recommend_async(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
         """Slates for users ``idx`` (one request per user, all in flight together)."""
@@ -113,15 +136,32 @@ class AgenticRecommender:
             f"Choose {k} ids. Your answer (JSON):"
         )
 
-    async def _rank(self, b: int, session: int, turn: int, k: int, cand: np.ndarray, ids: tuple[str, ...]) -> np.ndarray:
-        if len(ids) < k or len(ids) != cand.size:  # exhausted users repeat items: keep the base order
+    async def _rank(
+        self, b: int, session: int, turn: int, k: int, cand: np.ndarray, ids: tuple[str, ...]
+    ) -> np.ndarray:
+        if (
+            len(ids) < k or len(ids) != cand.size
+        ):  # exhausted users repeat items: keep the base order
             return cand[:k]
         out = await ask_structured(
-            self.model, self.log, arm=self.arm, root_seed=self.seed, uid=int(self.aud.personas.uid[b]), session=session,
-            turn=turn, purpose="rerank", prompt=self._prompt(b, session, turn, k, cand), t=rerank_type(ids, k),
-            lenient=rerank_type(ids, k, slack(300)), sampling=Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens),
+            self.model,
+            self.log,
+            arm=self.arm,
+            root_seed=self.seed,
+            uid=int(self.aud.personas.uid[b]),
+            session=session,
+            turn=turn,
+            purpose="rerank",
+            prompt=self._prompt(b, session, turn, k, cand),
+            t=rerank_type(ids, k),
+            lenient=rerank_type(ids, k, slack(300)),
+            sampling=Sampling(
+                temperature=self.llm.temperature,
+                top_p=self.llm.top_p,
+                max_tokens=self.llm.max_tokens,
+            ),
             check=partial(_refuse_ids, k),
-        )  # fmt: skip
+        )
         if out.answer is None:
             return cand[:k]  # rejected or fallback, counted in llm_calls: the base order
         self.reasoning[b] = out.answer.reasoning  # type: ignore[attr-defined]
@@ -135,7 +175,9 @@ class AgenticRecommender:
             for j, it in enumerate(slates[r].tolist()):
                 a = ACTIONS[int(feedback.action[r, j])]
                 if a != "skip":
-                    self.feedback[b].append(f"- {a}: {data(cat.titles[it], 80)} ({', '.join(cat.item_tags[it][:3])})")
+                    self.feedback[b].append(
+                        f"- {a}: {data(cat.titles[it], 80)} ({', '.join(cat.item_tags[it][:3])})"
+                    )
             skipped = int((feedback.action[r] == 0).sum())
             self.feedback[b].append(f"- skipped {skipped} of {slates.shape[1]}")
 

@@ -57,7 +57,9 @@ class Source(Protocol):
 
     def bind(self, audience: Audience) -> None: ...
 
-    def candidates(self, idx: np.ndarray, session: int, m: int, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Users ``idx``'s best ``m`` items not in ``shown`` (len(idx), n_items) bool, best
         first: (items, scores). Rows with fewer than ``m`` such items pad with score -inf."""
 
@@ -71,7 +73,10 @@ def best_first(cand: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray
     """The ``m`` best of each row of (cand, scores), sorted best first."""
     if scores.shape[1] > m:
         part = np.argpartition(-scores, m - 1, axis=1)[:, :m]
-        cand, scores = np.take_along_axis(cand, part, axis=1), np.take_along_axis(scores, part, axis=1)
+        cand, scores = (
+            np.take_along_axis(cand, part, axis=1),
+            np.take_along_axis(scores, part, axis=1),
+        )
     order = np.argsort(-scores, axis=1, kind="stable")
     return np.take_along_axis(cand, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
@@ -88,7 +93,9 @@ class Adjuster(Protocol):
 
     def bind(self, audience: Audience) -> None: ...
 
-    def adjust(self, idx: np.ndarray, cand: np.ndarray, scores: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    def adjust(
+        self, idx: np.ndarray, cand: np.ndarray, scores: np.ndarray, scale: np.ndarray
+    ) -> np.ndarray:
         """New (n, M) scores for candidates ``cand``; ``scale`` (n,) is the base scores' spread."""
 
     def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None: ...
@@ -99,7 +106,9 @@ class Adjuster(Protocol):
 class PostProcessor(Protocol):
     def bind(self, audience: Audience) -> None: ...
 
-    def process(self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    def process(
+        self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray
+    ) -> np.ndarray:
         """Edited slates; ``shown`` is the (n, n_items) bool of what each user saw before."""
 
 
@@ -164,7 +173,9 @@ class PoolRecommender:
         for adj in self.adjusters:
             scores = adj.adjust(idx, cand, scores, self.scale[idx])
         # Candidates are kept best-first; only users whose scores an adjuster moved need sorting.
-        moved = np.flatnonzero((scores != base).any(1)) if scores is not base else np.zeros(0, np.int64)
+        moved = (
+            np.flatnonzero((scores != base).any(1)) if scores is not base else np.zeros(0, np.int64)
+        )
         if moved.size:
             order = np.argsort(-scores[moved], axis=1, kind="stable")
             cand = cand.copy()

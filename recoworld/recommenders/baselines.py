@@ -28,13 +28,24 @@ class RandomSource(_Stateless):
 
     def _full(self, idx: np.ndarray, session: int) -> np.ndarray:
         uid = self.aud.personas.uid[idx][:, None]
-        return uniforms(self.aud.seed, Stream.RECOMMEND, uid, session, 1, np.arange(self.aud.catalog.n_items)[None, :])
+        return uniforms(
+            self.aud.seed,
+            Stream.RECOMMEND,
+            uid,
+            session,
+            1,
+            np.arange(self.aud.catalog.n_items)[None, :],
+        )
 
-    def candidates(self, idx: np.ndarray, session: int, m: int, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         n_items = self.aud.catalog.n_items
         uid = self.aud.personas.uid[idx][:, None]
         slots = np.arange(int(m * 1.5) + 16)[None, :]
-        items = (uniforms(self.aud.seed, Stream.RECOMMEND, uid, session, 0, slots) * n_items).astype(np.int64)
+        items = (
+            uniforms(self.aud.seed, Stream.RECOMMEND, uid, session, 0, slots) * n_items
+        ).astype(np.int64)
         items.sort(axis=1)
         dup = np.zeros(items.shape, bool)
         dup[:, 1:] = items[:, 1:] == items[:, :-1]
@@ -43,7 +54,9 @@ class RandomSource(_Stateless):
         cand, cs = best_first(items, np.where(bad, -np.inf, scores), m)
         short = np.flatnonzero(~np.isfinite(cs[:, -1]))
         if short.size:  # users who have seen much of the catalog: draw over all of it
-            cand[short], cs[short] = top_of_catalog(self._full(idx[short], session), shown[short], m)
+            cand[short], cs[short] = top_of_catalog(
+                self._full(idx[short], session), shown[short], m
+            )
         return cand, cs.astype(np.float32)
 
     def score(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -60,7 +73,9 @@ class PopularSource(_Stateless):
         self.aud = audience
         self.order = np.argsort(-audience.catalog.popularity, kind="stable")
 
-    def candidates(self, idx: np.ndarray, session: int, m: int, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         avail = ~shown[:, self.order]
         count = np.cumsum(avail, axis=1, dtype=np.int32)
         take = avail & (count <= m)
@@ -87,7 +102,9 @@ class MFSource:
 
     name = "mf"
 
-    def __init__(self, learning_rate: float = 0.1, popularity_weight: float = 0.15, shortlist: int = 2) -> None:
+    def __init__(
+        self, learning_rate: float = 0.1, popularity_weight: float = 0.15, shortlist: int = 2
+    ) -> None:
         self.lr, self.pw, self.shortlist = learning_rate, popularity_weight, shortlist
 
     def bind(self, audience: Audience) -> None:
@@ -117,7 +134,9 @@ class MFSource:
     def score(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.take_along_axis(self._all(idx), items, axis=1).astype(np.float32)
 
-    def candidates(self, idx: np.ndarray, session: int, m: int, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         cat = self.aud.catalog
         width = min(self.shortlist * m, cat.n_items)
         if self.short.shape[1] != width:

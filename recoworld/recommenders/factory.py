@@ -21,7 +21,9 @@ def base_source(kind: str) -> Source:
     raise ValueError(f"unknown recommender kind {kind!r}; expected random, popular or mf")
 
 
-def build_recommender(rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarray) -> PoolRecommender:
+def build_recommender(
+    rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarray
+) -> PoolRecommender:
     """The arm's recommender: base source, creator boost, instruction re-ranker, injector."""
     rec = arm.recommender or rec
     source: Source = base_source(rec.kind)

@@ -33,7 +33,9 @@ class InstructionReranker:
         self.pref[idx[has_less], less_of[has_less]] -= 1.0
         np.clip(self.pref, -2.0, 2.0, out=self.pref)
 
-    def adjust(self, idx: np.ndarray, cand: np.ndarray, scores: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    def adjust(
+        self, idx: np.ndarray, cand: np.ndarray, scores: np.ndarray, scale: np.ndarray
+    ) -> np.ndarray:
         active = np.flatnonzero(np.abs(self.pref[idx]).sum(1) > 0)
         if active.size == 0:
             return scores
@@ -61,7 +63,9 @@ class CreatorBoost:
         self.treated = audience.treated
         self.base.bind(audience)
 
-    def candidates(self, idx: np.ndarray, session: int, m: int, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         cand, cs = self.base.candidates(idx, session, m, shown)
         rows = np.flatnonzero(self.treated[idx])
         if rows.size == 0 or self.items.size == 0:
@@ -73,7 +77,9 @@ class CreatorBoost:
         boosted = np.where(np.take_along_axis(shown[rows], c, axis=1), -np.inf, boosted)
         dup = np.isin(cand[rows], self.items)
         base_s = np.where(dup, -np.inf, cs[rows])
-        merged = best_first(np.hstack([cand[rows], c]), np.hstack([base_s, boosted]).astype(np.float32), m)
+        merged = best_first(
+            np.hstack([cand[rows], c]), np.hstack([base_s, boosted]).astype(np.float32), m
+        )
         cand, cs = cand.copy(), cs.copy()
         cand[rows], cs[rows] = merged
         return cand, cs
@@ -98,12 +104,18 @@ class CreatorInjector:
         self.aud = audience
         p, cat = audience.personas, audience.catalog
         # Order creator items per user once: best-matching first.
-        aff = np.einsum("nd,cd->nc", p.pref, cat.emb[self.items])  # (n, c); no BLAS: batch-invariant
+        aff = np.einsum(
+            "nd,cd->nc", p.pref, cat.emb[self.items]
+        )  # (n, c); no BLAS: batch-invariant
         self.order = self.items[np.argsort(-aff, axis=1, kind="stable")]
 
-    def process(self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    def process(
+        self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray
+    ) -> np.ndarray:
         uid = self.aud.personas.uid[idx]
-        go = self.aud.treated[idx] & (uniforms(self.aud.seed, Stream.INJECT, uid, session, turn) < self.rate)
+        go = self.aud.treated[idx] & (
+            uniforms(self.aud.seed, Stream.INJECT, uid, session, turn) < self.rate
+        )
         rows = np.flatnonzero(go)
         if rows.size == 0:
             return slates

@@ -32,7 +32,9 @@ def detect(path: Path) -> Literal["run", "sweep"]:
         dates = sorted(p.name for p in path.glob(f"date=*/{SWEEP_SUMMARY_FILE}"))
         if dates:
             found = sorted(p.parent.name for p in path.glob(f"date=*/{SWEEP_SUMMARY_FILE}"))
-            raise RunError(f"{path}: a sweep folder with several dates; expected one date folder, e.g. {path / found[-1]} (found {', '.join(found)})")
+            raise RunError(
+                f"{path}: a sweep folder with several dates; expected one date folder, e.g. {path / found[-1]} (found {', '.join(found)})"
+            )
     return "run"
 
 

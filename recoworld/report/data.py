@@ -88,7 +88,9 @@ def _json(path: Path, what: str) -> dict | None:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise RunError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno}); expected the file a run writes") from None
+        raise RunError(
+            f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno}); expected the file a run writes"
+        ) from None
 
 
 def _norm(col: pl.Expr) -> pl.Expr:
@@ -125,10 +127,15 @@ def load_run(run_dir: str | Path) -> RunData:
     by_turn = (
         events.group_by("arm", "turn")
         .agg(
-            slates=(pl.col("position") == 0).sum(), impressions=pl.len(), ctr=clicked.mean(),
-            watch=pl.col("watch_fraction").mean(), satisfaction=pl.col("satisfaction").mean(),
-            fatigue=pl.col("fatigue").mean(), boredom=pl.col("boredom").mean(), curiosity=pl.col("curiosity").mean(),
-        )  # fmt: skip
+            slates=(pl.col("position") == 0).sum(),
+            impressions=pl.len(),
+            ctr=clicked.mean(),
+            watch=pl.col("watch_fraction").mean(),
+            satisfaction=pl.col("satisfaction").mean(),
+            fatigue=pl.col("fatigue").mean(),
+            boredom=pl.col("boredom").mean(),
+            curiosity=pl.col("curiosity").mean(),
+        )
         .with_columns(pl.col("turn").cast(pl.Int32) + 1)
         .sort("arm", "turn")
     )
@@ -136,12 +143,17 @@ def load_run(run_dir: str | Path) -> RunData:
     by_session = (
         sessions.group_by("arm", "session")
         .agg(
-            users=pl.len(), turns=pl.col("turns").mean(), left_early=pl.col("left_early").mean(),
-            return_rate=pl.col("returned").mean(), satisfaction_end=pl.col("satisfaction_end").mean(),
+            users=pl.len(),
+            turns=pl.col("turns").mean(),
+            left_early=pl.col("left_early").mean(),
+            return_rate=pl.col("returned").mean(),
+            satisfaction_end=pl.col("satisfaction_end").mean(),
             instructions=pl.col("instructions").sum(),
-        )  # fmt: skip
+        )
         .join(ctr_by_session, on=["arm", "session"], how="left")
-        .with_columns(pl.col("session").cast(pl.Int32) + 1, share=pl.col("users") / max(users_per_arm, 1))
+        .with_columns(
+            pl.col("session").cast(pl.Int32) + 1, share=pl.col("users") / max(users_per_arm, 1)
+        )
         .sort("arm", "session")
     )
     session_lengths = (
@@ -154,11 +166,17 @@ def load_run(run_dir: str | Path) -> RunData:
         events.filter(pl.col("is_creator_item"))
         .group_by("arm", pl.col("item_id").cast(pl.String))
         .agg(
-            impressions=pl.len(), users_reached=pl.col("user").n_unique(), clicks=clicked.sum(),
+            impressions=pl.len(),
+            users_reached=pl.col("user").n_unique(),
+            clicks=clicked.sum(),
             watches=pl.col("action").is_in(["watch", "rate"]).sum(),
-            mean_watch=pl.col("watch_fraction").filter(clicked).mean(), mean_rating=pl.col("rating").mean(),
-        )  # fmt: skip
-        .with_columns(ctr=pl.col("clicks") / pl.col("impressions"), reach=pl.col("users_reached") / max(users_per_arm, 1))
+            mean_watch=pl.col("watch_fraction").filter(clicked).mean(),
+            mean_rating=pl.col("rating").mean(),
+        )
+        .with_columns(
+            ctr=pl.col("clicks") / pl.col("impressions"),
+            reach=pl.col("users_reached") / max(users_per_arm, 1),
+        )
         .sort("arm", "item_id")
     )
     said = (
@@ -166,31 +184,43 @@ def load_run(run_dir: str | Path) -> RunData:
         .select("arm", "user", "session", "turn", pl.col("instruction").cast(pl.String))
         .unique()
     )
-    feelings = events.filter(pl.col("feeling").is_not_null() & (pl.col("feeling") != "")).select("arm", "feeling")
+    feelings = events.filter(pl.col("feeling").is_not_null() & (pl.col("feeling") != "")).select(
+        "arm", "feeling"
+    )
     examples = (
         sessions.filter(pl.col("arm") == arms[0])
-        .select("user", pl.col("session").cast(pl.Int32) + 1, "instructions", "left_early", "summary")
+        .select(
+            "user", pl.col("session").cast(pl.Int32) + 1, "instructions", "left_early", "summary"
+        )
         .head(2000)
     )
-    (by_turn_df, by_session_df, lengths_df, creator_df, said_df, feelings_df, examples_df) = pl.collect_all(
-        [by_turn, by_session, session_lengths, creator, said, feelings, examples]
+    (by_turn_df, by_session_df, lengths_df, creator_df, said_df, feelings_df, examples_df) = (
+        pl.collect_all([by_turn, by_session, session_lengths, creator, said, feelings, examples])
     )
     order = {a: k for k, a in enumerate(arms)}
 
     def arm_order(frame: pl.DataFrame, *then: str) -> pl.DataFrame:
-        return frame.sort(pl.col("arm").replace_strict(order, default=len(order), return_dtype=pl.Int32), *then)
+        return frame.sort(
+            pl.col("arm").replace_strict(order, default=len(order), return_dtype=pl.Int32), *then
+        )
 
     by_turn_df, by_session_df = arm_order(by_turn_df, "turn"), arm_order(by_session_df, "session")
     lengths_df, creator_df = arm_order(lengths_df, "turns"), arm_order(creator_df, "item_id")
     titles = creator_titles(study)
     creator_df = creator_df.with_columns(
-        title=pl.col("item_id").replace_strict({k: v[0] for k, v in titles.items()}, default=pl.col("item_id"))
+        title=pl.col("item_id").replace_strict(
+            {k: v[0] for k, v in titles.items()}, default=pl.col("item_id")
+        )
     )
 
     # reflective instructions: grouped by normalised text, counted per arm
     said_df = said_df.with_columns(group=_norm(pl.col("instruction")))
     grouped = said_df.group_by("group", "arm").agg(count=pl.len())
-    top = grouped.group_by("group").agg(total=pl.col("count").sum()).sort("total", "group", descending=[True, False])
+    top = (
+        grouped.group_by("group")
+        .agg(total=pl.col("count").sum())
+        .sort("total", "group", descending=[True, False])
+    )
     keep = top.head(TOP_INSTRUCTIONS)["group"]
     instructions = (
         grouped.filter(pl.col("group").is_in(keep.implode()))
@@ -206,30 +236,63 @@ def load_run(run_dir: str | Path) -> RunData:
     feel = None
     if feelings_df.height:
         f = feelings_df.with_columns(group=_norm(pl.col("feeling")))
-        counts = f.group_by("arm", "group").agg(count=pl.len()).join(_examples(f, "feeling"), on="group")
-        top_f = counts.group_by("group").agg(total=pl.col("count").sum()).sort("total", "group", descending=[True, False]).head(TOP_FEELINGS)
-        feel = counts.join(top_f, on="group").sort("total", "group", "arm", descending=[True, False, False]).drop("total")
+        counts = (
+            f.group_by("arm", "group").agg(count=pl.len()).join(_examples(f, "feeling"), on="group")
+        )
+        top_f = (
+            counts.group_by("group")
+            .agg(total=pl.col("count").sum())
+            .sort("total", "group", descending=[True, False])
+            .head(TOP_FEELINGS)
+        )
+        feel = (
+            counts.join(top_f, on="group")
+            .sort("total", "group", "arm", descending=[True, False, False])
+            .drop("total")
+        )
 
-    ex = pl.concat([examples_df.filter(pl.col("instructions") > 0).head(3), examples_df.filter(pl.col("instructions") == 0).head(3)])
+    ex = pl.concat(
+        [
+            examples_df.filter(pl.col("instructions") > 0).head(3),
+            examples_df.filter(pl.col("instructions") == 0).head(3),
+        ]
+    )
     return RunData(
-        run_dir=run_dir, manifest=manifest, study=study, fit=fit, arms=arms, metrics=metrics, summary=summary,
-        by_turn=by_turn_df, by_session=by_session_df, session_lengths=lengths_df, creator_items=creator_df,
-        instructions=instructions, instruction_groups=top.height, instruction_totals=totals,
-        instruction_tags=instruction_tags, feelings=feel, session_examples=ex.sort("user", "session"),
+        run_dir=run_dir,
+        manifest=manifest,
+        study=study,
+        fit=fit,
+        arms=arms,
+        metrics=metrics,
+        summary=summary,
+        by_turn=by_turn_df,
+        by_session=by_session_df,
+        session_lengths=lengths_df,
+        creator_items=creator_df,
+        instructions=instructions,
+        instruction_groups=top.height,
+        instruction_totals=totals,
+        instruction_tags=instruction_tags,
+        feelings=feel,
+        session_examples=ex.sort("user", "session"),
         llm=_llm_stats(run_dir),
-    )  # fmt: skip
+    )
 
 
 def _examples(frame: pl.DataFrame, text: str) -> pl.DataFrame:
     """group -> example: the most frequent original text of each group (ties: the first in order)."""
     return (
-        frame.group_by("group", text).agg(n=pl.len())
+        frame.group_by("group", text)
+        .agg(n=pl.len())
         .sort("n", text, descending=[True, False])
-        .group_by("group", maintain_order=True).agg(example=pl.col(text).first())
-    )  # fmt: skip
+        .group_by("group", maintain_order=True)
+        .agg(example=pl.col(text).first())
+    )
 
 
-def _tag_mentions(run_dir: Path, said: pl.DataFrame, titles: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
+def _tag_mentions(
+    run_dir: Path, said: pl.DataFrame, titles: dict[str, tuple[str, list[str]]]
+) -> pl.DataFrame:
     """How many instructions name each tag the population likes most (or a creator item carries)."""
     empty = pl.DataFrame(schema={"arm": pl.String, "tag": pl.String, "mentions": pl.UInt32})
     if said.height == 0:
@@ -238,7 +301,11 @@ def _tag_mentions(run_dir: Path, said: pl.DataFrame, titles: dict[str, tuple[str
     users = run_dir / "users.parquet"
     if users.is_file():
         try:
-            liked = pl.scan_parquet(users).select(pl.col("liked_tags").explode().drop_nulls().value_counts(sort=True)).collect()
+            liked = (
+                pl.scan_parquet(users)
+                .select(pl.col("liked_tags").explode().drop_nulls().value_counts(sort=True))
+                .collect()
+            )
             tags |= set(liked.unnest(liked.columns[0]).head(MAX_TAGS)["liked_tags"].to_list())
         except pl.exceptions.PolarsError:
             pass  # users.parquet of another layout: mentions of creator tags only
@@ -248,12 +315,18 @@ def _tag_mentions(run_dir: Path, said: pl.DataFrame, titles: dict[str, tuple[str
     distinct = said.group_by("arm", "instruction").agg(n=pl.len())
     rows = []
     for tag in sorted(tags):
-        hit = distinct.filter(pl.col("instruction").str.contains(rf"(?i)(^|[^\p{{L}}\p{{N}}]){re.escape(tag)}($|[^\p{{L}}\p{{N}}])"))
+        hit = distinct.filter(
+            pl.col("instruction").str.contains(
+                rf"(?i)(^|[^\p{{L}}\p{{N}}]){re.escape(tag)}($|[^\p{{L}}\p{{N}}])"
+            )
+        )
         for arm, n in hit.group_by("arm").agg(pl.col("n").sum()).iter_rows():
             rows.append((arm, tag, n))
     if not rows:
         return empty
-    return pl.DataFrame(rows, schema=empty.schema, orient="row").sort("mentions", "tag", descending=[True, False])
+    return pl.DataFrame(rows, schema=empty.schema, orient="row").sort(
+        "mentions", "tag", descending=[True, False]
+    )
 
 
 def _llm_stats(run_dir: Path) -> LlmStats | None:
@@ -263,22 +336,35 @@ def _llm_stats(run_dir: Path) -> LlmStats | None:
     by_purpose = (
         calls.group_by("arm", pl.col("purpose").cast(pl.String))
         .agg(
-            calls=pl.len(), tokens_in=pl.col("tokens_in").sum(), tokens_out=pl.col("tokens_out").sum(),
+            calls=pl.len(),
+            tokens_in=pl.col("tokens_in").sum(),
+            tokens_out=pl.col("tokens_out").sum(),
             cached_share=pl.col("cached_tokens").filter(pl.col("cached_tokens") >= 0).sum()
             / pl.col("tokens_in").filter(pl.col("cached_tokens") >= 0).sum(),
-            latency_p50=pl.col("latency_s").median(), latency_p95=pl.col("latency_s").quantile(0.95),
+            latency_p50=pl.col("latency_s").median(),
+            latency_p95=pl.col("latency_s").quantile(0.95),
             latency_mean=pl.col("latency_s").mean(),
-        )  # fmt: skip
+        )
         .sort("arm", "purpose")
     )
-    status = calls.group_by("arm", pl.col("parse_status").cast(pl.String).alias("status")).agg(calls=pl.len()).sort("arm", "status")
-    finish = calls.group_by("arm", pl.col("finish_reason").cast(pl.String).alias("status")).agg(calls=pl.len()).sort("arm", "status")
+    status = (
+        calls.group_by("arm", pl.col("parse_status").cast(pl.String).alias("status"))
+        .agg(calls=pl.len())
+        .sort("arm", "status")
+    )
+    finish = (
+        calls.group_by("arm", pl.col("finish_reason").cast(pl.String).alias("status"))
+        .agg(calls=pl.len())
+        .sort("arm", "status")
+    )
     lat = calls.select("arm", "latency_s")
     by_purpose, status, finish, lat = pl.collect_all([by_purpose, status, finish, lat])
     if by_purpose.height == 0:
         return None
     latencies = {arm: g["latency_s"].drop_nulls().to_list() for (arm,), g in lat.group_by("arm")}
-    return LlmStats(by_purpose=by_purpose, parse_status=status, finish_reason=finish, latencies=latencies)
+    return LlmStats(
+        by_purpose=by_purpose, parse_status=status, finish_reason=finish, latencies=latencies
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +394,19 @@ def load_sweep(folder: str | Path) -> SweepData:
     folder = Path(folder)
     summary = read_sweep_summary(folder / SWEEP_SUMMARY_FILE)
     if summary.height == 0:
-        raise RunError(f"{folder / SWEEP_SUMMARY_FILE}: no cells; expected one row per cell x arm x metric (did every cell fail?)")
+        raise RunError(
+            f"{folder / SWEEP_SUMMARY_FILE}: no cells; expected one row per cell x arm x metric (did every cell fail?)"
+        )
     cells = summary["cell"].unique(maintain_order=True).to_list()
-    links = {c: f"cell={c}/report.html" for c in cells if (folder / f"cell={c}" / "report.html").is_file()}
-    return SweepData(folder=folder, summary=summary, cells=cells, metrics=summary["metric"].unique(maintain_order=True).to_list(), cell_reports=links)
+    links = {
+        c: f"cell={c}/report.html"
+        for c in cells
+        if (folder / f"cell={c}" / "report.html").is_file()
+    }
+    return SweepData(
+        folder=folder,
+        summary=summary,
+        cells=cells,
+        metrics=summary["metric"].unique(maintain_order=True).to_list(),
+        cell_reports=links,
+    )

@@ -69,10 +69,18 @@ def _ci(mean: float | None, lo: float | None, hi: float | None, *, sign: bool = 
     return f"{head} [{lo:+.4f}, {hi:+.4f}]" if sign else f"{head} [{lo:.4f}, {hi:.4f}]"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, left: int = 1, cls: Sequence[Sequence[str]] | None = None) -> str:
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    left: int = 1,
+    cls: Sequence[Sequence[str]] | None = None,
+) -> str:
     """An HTML table; the first ``left`` columns are left-aligned text, the rest numbers.
     Cells are escaped; ``cls`` gives extra classes per cell."""
-    head = "".join(f'<th class="{"l" if k < left else ""}">{escape(h)}</th>' for k, h in enumerate(headers))
+    head = "".join(
+        f'<th class="{"l" if k < left else ""}">{escape(h)}</th>' for k, h in enumerate(headers)
+    )
     body = []
     for r, row in enumerate(rows):
         cells = []
@@ -86,7 +94,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, left: int
 
 
 def _dl(items: Iterable[tuple[str, object]]) -> str:
-    return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(_fmt(v))}</dd>" for k, v in items if v not in (None, "", [])) + "</dl>"
+    return (
+        "<dl>"
+        + "".join(
+            f"<dt>{escape(k)}</dt><dd>{escape(_fmt(v))}</dd>"
+            for k, v in items
+            if v not in (None, "", [])
+        )
+        + "</dl>"
+    )
 
 
 def _figure(svg: str, caption: str = "") -> str:
@@ -97,8 +113,8 @@ def _figure(svg: str, caption: str = "") -> str:
 def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, footer: str) -> str:
     links = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in nav)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>"
         f"<nav>{links}</nav><main>{body}</main><footer>{footer}</footer></body></html>\n"
     )
@@ -110,32 +126,62 @@ def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, 
 
 def _setup(d: RunData) -> str:
     s, m = d.study, d.manifest
-    pop, sim, brain, rec = s.get("population", {}), s.get("simulation", {}), s.get("brain", {}), s.get("recommender", {})
+    pop, sim, brain, rec = (
+        s.get("population", {}),
+        s.get("simulation", {}),
+        s.get("brain", {}),
+        s.get("recommender", {}),
+    )
     target = {k: v for k, v in (pop.get("target") or {}).items() if v not in (None, [], "")}
     created = m.get("created_unix")
-    when = datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if created else None
-    left = _dl([
-        ("study", s.get("name") or m.get("study")), ("run id", m.get("run_id")), ("created", when),
-        ("world", f"{s.get('world', {}).get('dataset', m.get('world'))}"), ("seed", s.get("seed")),
-        ("users per arm", m.get("users_per_arm")), ("events", m.get("events")),
-        ("run time", f"{m['seconds']:.1f} s" if m.get("seconds") is not None else None), ("shards", m.get("shards")),
-        ("RecoWorld", m.get("recoworld_version")),
-    ])  # fmt: skip
-    middle = _dl([
-        ("population", f"{pop.get('source', '')}, segments by {pop.get('segment_by', '')}"),
-        ("target", ", ".join(f"{k}={v}" for k, v in target.items()) or "everyone"),
-        ("sessions", sim.get("sessions")), ("turns per session", sim.get("turns")), ("slate size", sim.get("slate_size")),
-        ("brain", brain.get("kind")),
-        ("recommender", f"{rec.get('kind', '')}{' + instruction following' if rec.get('follow_instructions') else ''}"),
-    ])  # fmt: skip
+    when = (
+        datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if created
+        else None
+    )
+    left = _dl(
+        [
+            ("study", s.get("name") or m.get("study")),
+            ("run id", m.get("run_id")),
+            ("created", when),
+            ("world", f"{s.get('world', {}).get('dataset', m.get('world'))}"),
+            ("seed", s.get("seed")),
+            ("users per arm", m.get("users_per_arm")),
+            ("events", m.get("events")),
+            ("run time", f"{m['seconds']:.1f} s" if m.get("seconds") is not None else None),
+            ("shards", m.get("shards")),
+            ("RecoWorld", m.get("recoworld_version")),
+        ]
+    )
+    middle = _dl(
+        [
+            ("population", f"{pop.get('source', '')}, segments by {pop.get('segment_by', '')}"),
+            ("target", ", ".join(f"{k}={v}" for k, v in target.items()) or "everyone"),
+            ("sessions", sim.get("sessions")),
+            ("turns per session", sim.get("turns")),
+            ("slate size", sim.get("slate_size")),
+            ("brain", brain.get("kind")),
+            (
+                "recommender",
+                f"{rec.get('kind', '')}{' + instruction following' if rec.get('follow_instructions') else ''}",
+            ),
+        ]
+    )
     fit = d.fit or {}
-    right = _dl([
-        ("fit: AUC", fit.get("auc")), ("fit: ECE", fit.get("ece")),
-        ("fit: predicted / observed positive rate",
-         f"{fit['predicted_positive_rate']:.3f} / {fit['observed_positive_rate']:.3f}" if "predicted_positive_rate" in fit else None),
-        ("fit: rating TV distance", fit.get("rating_tv_distance")),
-        ("fit: data return rate", fit.get("data_return_rate")),
-    ])  # fmt: skip
+    right = _dl(
+        [
+            ("fit: AUC", fit.get("auc")),
+            ("fit: ECE", fit.get("ece")),
+            (
+                "fit: predicted / observed positive rate",
+                f"{fit['predicted_positive_rate']:.3f} / {fit['observed_positive_rate']:.3f}"
+                if "predicted_positive_rate" in fit
+                else None,
+            ),
+            ("fit: rating TV distance", fit.get("rating_tv_distance")),
+            ("fit: data return rate", fit.get("data_return_rate")),
+        ]
+    )
     arms = []
     for k, a in enumerate(s.get("arms") or [{"name": n} for n in d.arms]):
         what = "control" if k == 0 else (a.get("treatment") or "no treatment")
@@ -149,13 +195,19 @@ def _setup(d: RunData) -> str:
             what += "; targeted"
         arms.append((a.get("name"), what))
     creator = s.get("creator") or {}
-    items = [(i.get("title"), ", ".join(i.get("tags") or []), i.get("text") or "") for i in creator.get("items") or []]
+    items = [
+        (i.get("title"), ", ".join(i.get("tags") or []), i.get("text") or "")
+        for i in creator.get("items") or []
+    ]
     body = f'<div class="grid">{left}{middle}{right}</div>'
     if s.get("description"):
         body = f'<p class="note">{escape(s["description"])}</p>' + body
     body += "<h3>Arms</h3>" + table(["arm", "what it does"], arms, left=2)
     if items:
-        body += f"<h3>Creator: {escape(creator.get('name') or creator.get('id') or '')}</h3>" + table(["title", "tags", "text"], items, left=3)
+        body += (
+            f"<h3>Creator: {escape(creator.get('name') or creator.get('id') or '')}</h3>"
+            + table(["title", "tags", "text"], items, left=3)
+        )
     return body
 
 
@@ -175,17 +227,33 @@ def _headline(d: RunData) -> str:
             row.append(_ci(r.get("mean"), r.get("ci_low"), r.get("ci_high")))
             c.append("")
             if k:
-                row.append(_ci(r.get("diff"), r.get("diff_ci_low"), r.get("diff_ci_high"), sign=True))
+                row.append(
+                    _ci(r.get("diff"), r.get("diff_ci_low"), r.get("diff_ci_high"), sign=True)
+                )
                 lo, hi = r.get("diff_ci_low"), r.get("diff_ci_high")
-                c.append("up" if lo is not None and lo > 0 else "down" if hi is not None and hi < 0 else "")
+                c.append(
+                    "up"
+                    if lo is not None and lo > 0
+                    else "down"
+                    if hi is not None and hi < 0
+                    else ""
+                )
         rows.append(row)
         cls.append(c)
     segs = d.summary.filter(pl.col("segment") != "all")
     seg_rows = [
-        (r["arm"], r["segment"], r["metric"], r["n"], _ci(r["mean"], r["ci_low"], r["ci_high"]),
-         "(control)" if r["diff"] is None else _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True))
+        (
+            r["arm"],
+            r["segment"],
+            r["metric"],
+            r["n"],
+            _ci(r["mean"], r["ci_low"], r["ci_high"]),
+            "(control)"
+            if r["diff"] is None
+            else _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True),
+        )
         for r in segs.sort("metric", "arm", "segment").iter_rows(named=True)
-    ]  # fmt: skip
+    ]
     forest = plots.forest(d.summary, d.arms, d.metrics) if len(d.arms) > 1 else ""
     out = (
         '<p class="note">Means over users with 95% Student-t intervals; differences are paired per user '
@@ -193,78 +261,200 @@ def _headline(d: RunData) -> str:
         "lies above / below zero.</p>" + table(headers, rows, cls=cls)
     )
     if forest:
-        out += _figure(forest, "Paired difference from control per arm x segment (segment 'all' in bold).")
+        out += _figure(
+            forest, "Paired difference from control per arm x segment (segment 'all' in bold)."
+        )
     if seg_rows:
-        out += "<details><summary>Every segment (table)</summary>" + table(
-            ["arm", "segment", "metric", "users", "mean [95% CI]", "vs control [95% CI]"], seg_rows, left=3
-        ) + "</details>"  # fmt: skip
+        out += (
+            "<details><summary>Every segment (table)</summary>"
+            + table(
+                ["arm", "segment", "metric", "users", "mean [95% CI]", "vs control [95% CI]"],
+                seg_rows,
+                left=3,
+            )
+            + "</details>"
+        )
     return out
 
 
 def _engagement(d: RunData) -> str:
     fig = plots.lines(
-        d.by_turn, x="turn", arms=d.arms, xlabel="turn within session",
-        panels=[("ctr", "clicks per item shown"), ("watch", "mean watch fraction per item"), ("satisfaction", "mean satisfaction"),
-                ("fatigue", "mean fatigue")],
-    )  # fmt: skip
+        d.by_turn,
+        x="turn",
+        arms=d.arms,
+        xlabel="turn within session",
+        panels=[
+            ("ctr", "clicks per item shown"),
+            ("watch", "mean watch fraction per item"),
+            ("satisfaction", "mean satisfaction"),
+            ("fatigue", "mean fatigue"),
+        ],
+    )
     lengths = plots.grouped_bars(
-        d.session_lengths.with_columns(pl.col("turns").cast(pl.String)), x="turns", y="share", arms=d.arms,
-        xlabel="turns (slates) in the session", ylabel="share of sessions", title="session length",
-    )  # fmt: skip
+        d.session_lengths.with_columns(pl.col("turns").cast(pl.String)),
+        x="turns",
+        y="share",
+        arms=d.arms,
+        xlabel="turns (slates) in the session",
+        ylabel="share of sessions",
+        title="session length",
+    )
     rows = [
-        (r["arm"], r["turn"], r["slates"], r["ctr"], r["watch"], r["satisfaction"], r["fatigue"], r["boredom"], r["curiosity"])
+        (
+            r["arm"],
+            r["turn"],
+            r["slates"],
+            r["ctr"],
+            r["watch"],
+            r["satisfaction"],
+            r["fatigue"],
+            r["boredom"],
+            r["curiosity"],
+        )
         for r in d.by_turn.iter_rows(named=True)
     ]
     return (
-        _figure(fig, "Per turn within a session, over every session of every user (the mindset after the turn's items).")
-        + _figure(lengths, "How many slates a session lasted; sessions end when the user leaves or the turn budget is spent.")
+        _figure(
+            fig,
+            "Per turn within a session, over every session of every user (the mindset after the turn's items).",
+        )
+        + _figure(
+            lengths,
+            "How many slates a session lasted; sessions end when the user leaves or the turn budget is spent.",
+        )
         + "<details><summary>By turn (table)</summary>"
-        + table(["arm", "turn", "slates", "ctr", "watch", "satisfaction", "fatigue", "boredom", "curiosity"], rows)
+        + table(
+            [
+                "arm",
+                "turn",
+                "slates",
+                "ctr",
+                "watch",
+                "satisfaction",
+                "fatigue",
+                "boredom",
+                "curiosity",
+            ],
+            rows,
+        )
         + "</details>"
     )
 
 
 def _retention(d: RunData) -> str:
     fig = plots.lines(
-        d.by_session, x="session", arms=d.arms, xlabel="session",
-        panels=[("share", "share of users who had the session"), ("return_rate", "came back after it"), ("ctr", "clicks per item shown")],
-    )  # fmt: skip
+        d.by_session,
+        x="session",
+        arms=d.arms,
+        xlabel="session",
+        panels=[
+            ("share", "share of users who had the session"),
+            ("return_rate", "came back after it"),
+            ("ctr", "clicks per item shown"),
+        ],
+    )
     rows = [
-        (r["arm"], r["session"], r["users"], r["share"], r["turns"], r["left_early"], r["return_rate"], r["satisfaction_end"], r["instructions"])
+        (
+            r["arm"],
+            r["session"],
+            r["users"],
+            r["share"],
+            r["turns"],
+            r["left_early"],
+            r["return_rate"],
+            r["satisfaction_end"],
+            r["instructions"],
+        )
         for r in d.by_session.iter_rows(named=True)
     ]
     return _figure(fig) + table(
-        ["arm", "session", "users", "share of users", "mean turns", "left early", "return rate", "satisfaction at end", "instructions"], rows
-    )  # fmt: skip
+        [
+            "arm",
+            "session",
+            "users",
+            "share of users",
+            "mean turns",
+            "left early",
+            "return rate",
+            "satisfaction at end",
+            "instructions",
+        ],
+        rows,
+    )
 
 
 def _creator(d: RunData) -> str:
     c = d.creator_items
     if c.height == 0:
         return '<p class="note">No creator item was shown in any arm.</p>'
-    reach = d.summary.filter((pl.col("segment") != "all") & pl.col("metric").is_in(["creator_reach", "creator_engagement"]))
+    reach = d.summary.filter(
+        (pl.col("segment") != "all")
+        & pl.col("metric").is_in(["creator_reach", "creator_engagement"])
+    )
     order = c.select("title").unique(maintain_order=True)
     grid = order.join(pl.DataFrame({"arm": d.arms}), how="cross")
-    full = grid.join(c.select("arm", "title", "reach", "ctr"), on=["arm", "title"], how="left").fill_null(0.0)
-    bars = plots.grouped_bars(full, x="title", y="reach", arms=d.arms, xlabel="creator item", ylabel="share of users reached", width=6.0)
+    full = grid.join(
+        c.select("arm", "title", "reach", "ctr"), on=["arm", "title"], how="left"
+    ).fill_null(0.0)
+    bars = plots.grouped_bars(
+        full,
+        x="title",
+        y="reach",
+        arms=d.arms,
+        xlabel="creator item",
+        ylabel="share of users reached",
+        width=6.0,
+    )
     rows = [
-        (r["arm"], r["title"], r["item_id"], r["users_reached"], r["reach"], r["impressions"], r["clicks"], r["ctr"], r["watches"],
-         r["mean_watch"], r["mean_rating"])
+        (
+            r["arm"],
+            r["title"],
+            r["item_id"],
+            r["users_reached"],
+            r["reach"],
+            r["impressions"],
+            r["clicks"],
+            r["ctr"],
+            r["watches"],
+            r["mean_watch"],
+            r["mean_rating"],
+        )
         for r in c.iter_rows(named=True)
-    ]  # fmt: skip
+    ]
     out = _figure(bars, "Share of each arm's users shown the item at least once.") + table(
-        ["arm", "title", "item", "users reached", "reach", "impressions", "clicks", "ctr", "watched", "mean watch (clicks)", "mean rating"], rows, left=3
-    )  # fmt: skip
+        [
+            "arm",
+            "title",
+            "item",
+            "users reached",
+            "reach",
+            "impressions",
+            "clicks",
+            "ctr",
+            "watched",
+            "mean watch (clicks)",
+            "mean rating",
+        ],
+        rows,
+        left=3,
+    )
     if reach.height:
-        seg = reach.pivot(on="metric", index=["arm", "segment"], values="mean").sort("arm", "segment")
+        seg = reach.pivot(on="metric", index=["arm", "segment"], values="mean").sort(
+            "arm", "segment"
+        )
         cols = [m for m in ("creator_reach", "creator_engagement") if m in seg.columns]
-        out += "<h3>By segment</h3>" + table(["arm", "segment", *cols], seg.select("arm", "segment", *cols).rows(), left=2)
+        out += "<h3>By segment</h3>" + table(
+            ["arm", "segment", *cols], seg.select("arm", "segment", *cols).rows(), left=2
+        )
     return out
 
 
 def _instructions(d: RunData) -> str:
     totals = d.instruction_totals
-    out = table(["arm", "instructions written", "users who wrote one"], totals.select("arm", "instructions", "users").rows())
+    out = table(
+        ["arm", "instructions written", "users who wrote one"],
+        totals.select("arm", "instructions", "users").rows(),
+    )
     if d.instructions.height == 0:
         return out + '<p class="note">No user wrote an instruction.</p>'
     wide = d.instructions.pivot(on="arm", index=["group", "example"], values="count").fill_null(0)
@@ -279,8 +469,12 @@ def _instructions(d: RunData) -> str:
     if d.instruction_tags.height:
         tags = d.instruction_tags.pivot(on="arm", index="tag", values="mentions").fill_null(0)
         tarms = [a for a in d.arms if a in tags.columns]
-        tags = tags.with_columns(total=pl.sum_horizontal(tarms)).sort("total", "tag", descending=[True, False])
-        out += "<h3>Tags named in instructions</h3>" + table(["tag", *tarms], tags.select("tag", *tarms).rows())
+        tags = tags.with_columns(total=pl.sum_horizontal(tarms)).sort(
+            "total", "tag", descending=[True, False]
+        )
+        out += "<h3>Tags named in instructions</h3>" + table(
+            ["tag", *tarms], tags.select("tag", *tarms).rows()
+        )
     return out
 
 
@@ -301,7 +495,16 @@ def _llm(d: RunData) -> str:
         return ""
     s = d.llm
     rows = [
-        (r["arm"], r["purpose"], r["calls"], r["tokens_in"], r["tokens_out"], r["cached_share"], r["latency_p50"], r["latency_p95"])
+        (
+            r["arm"],
+            r["purpose"],
+            r["calls"],
+            r["tokens_in"],
+            r["tokens_out"],
+            r["cached_share"],
+            r["latency_p50"],
+            r["latency_p95"],
+        )
         for r in s.by_purpose.iter_rows(named=True)
     ]
     status = s.parse_status.pivot(on="status", index="arm", values="calls").fill_null(0)
@@ -310,11 +513,27 @@ def _llm(d: RunData) -> str:
     hist = plots.histogram(s.latencies, arms=arms, xlabel="latency (s)")
     return (
         '<section id="llm"><h2>Language-model calls</h2>'
-        + table(["arm", "purpose", "calls", "tokens in", "tokens out", "cached share", "latency p50 (s)", "latency p95 (s)"], rows, left=2)
-        + "<h3>Parse status</h3>" + table(status.columns, status.rows())
-        + "<h3>Finish reason</h3>" + table(finish.columns, finish.rows())
-        + _figure(hist) + "</section>"
-    )  # fmt: skip
+        + table(
+            [
+                "arm",
+                "purpose",
+                "calls",
+                "tokens in",
+                "tokens out",
+                "cached share",
+                "latency p50 (s)",
+                "latency p95 (s)",
+            ],
+            rows,
+            left=2,
+        )
+        + "<h3>Parse status</h3>"
+        + table(status.columns, status.rows())
+        + "<h3>Finish reason</h3>"
+        + table(finish.columns, finish.rows())
+        + _figure(hist)
+        + "</section>"
+    )
 
 
 def run_report(d: RunData) -> str:
@@ -323,8 +542,9 @@ def run_report(d: RunData) -> str:
     sub = f"run {d.manifest.get('run_id', d.run_dir.name)} · {len(d.arms)} arms · {_fmt(d.manifest.get('users_per_arm'))} users per arm"
     examples = table(
         ["user", "session", "summary"],
-        [(r["user"], r["session"], r["summary"]) for r in d.session_examples.iter_rows(named=True)], left=3,
-    )  # fmt: skip
+        [(r["user"], r["session"], r["summary"]) for r in d.session_examples.iter_rows(named=True)],
+        left=3,
+    )
     sections = [
         ("setup", "Set-up", _setup(d)),
         ("results", "Results", _headline(d)),
@@ -332,9 +552,16 @@ def run_report(d: RunData) -> str:
         ("retention", "Retention", _retention(d)),
         ("creator", "Creator items", _creator(d)),
         ("instructions", "Instructions", _instructions(d)),
-        ("sessions", "Session summaries", f'<p class="note">A few sessions of arm {escape(d.control)}, as the users\' memories keep them.</p>' + examples),
-    ]  # fmt: skip
-    body = "".join(f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections)
+        (
+            "sessions",
+            "Session summaries",
+            f'<p class="note">A few sessions of arm {escape(d.control)}, as the users\' memories keep them.</p>'
+            + examples,
+        ),
+    ]
+    body = "".join(
+        f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections
+    )
     body += _feelings(d) + _llm(d)
     nav = [(a, t) for a, t, _ in sections]
     if d.feelings is not None:
@@ -353,34 +580,87 @@ def sweep_report(d: SweepData) -> str:
     """Cells side by side: per metric, every cell x arm's mean and paired difference."""
     s = d.summary
     metrics = d.metrics
-    keys = s.select("cell", "study", "recommender", "population", "seed").unique(maintain_order=True)
+    keys = s.select("cell", "study", "recommender", "population", "seed").unique(
+        maintain_order=True
+    )
     cells_table = table(
         ["cell", "study", "recommender", "population", "seed", "report"],
-        [(*r, "yes" if r[0] in d.cell_reports else "") for r in keys.rows()], left=4,
-    )  # fmt: skip
-    links = "".join(f'<li><a href="{escape(href)}">{escape(cell)}</a></li>' for cell, href in d.cell_reports.items())
+        [(*r, "yes" if r[0] in d.cell_reports else "") for r in keys.rows()],
+        left=4,
+    )
+    links = "".join(
+        f'<li><a href="{escape(href)}">{escape(cell)}</a></li>'
+        for cell, href in d.cell_reports.items()
+    )
     per_metric = []
     for metric in metrics:
         m = s.filter(pl.col("metric") == metric)
         rows, cls = [], []
         for r in m.iter_rows(named=True):
             lo, hi = r["diff_ci_low"], r["diff_ci_high"]
-            rows.append((r["cell"], r["arm"], r["n"], _ci(r["mean"], r["ci_low"], r["ci_high"]),
-                         "(control)" if r["diff"] is None else _ci(r["diff"], lo, hi, sign=True)))  # fmt: skip
-            cls.append(["", "", "", "", "up" if lo is not None and lo > 0 else "down" if hi is not None and hi < 0 else ""])
-        per_metric.append(f"<h3>{escape(metric)}</h3>" + table(["cell", "arm", "users", "mean [95% CI]", "vs control [95% CI]"], rows, left=2, cls=cls))
+            rows.append(
+                (
+                    r["cell"],
+                    r["arm"],
+                    r["n"],
+                    _ci(r["mean"], r["ci_low"], r["ci_high"]),
+                    "(control)" if r["diff"] is None else _ci(r["diff"], lo, hi, sign=True),
+                )
+            )
+            cls.append(
+                [
+                    "",
+                    "",
+                    "",
+                    "",
+                    "up"
+                    if lo is not None and lo > 0
+                    else "down"
+                    if hi is not None and hi < 0
+                    else "",
+                ]
+            )
+        per_metric.append(
+            f"<h3>{escape(metric)}</h3>"
+            + table(
+                ["cell", "arm", "users", "mean [95% CI]", "vs control [95% CI]"],
+                rows,
+                left=2,
+                cls=cls,
+            )
+        )
     wide = s.with_columns(
-        cell_value=pl.struct("mean", "ci_low", "ci_high").map_elements(lambda v: _ci(v["mean"], v["ci_low"], v["ci_high"]), return_dtype=pl.String)
+        cell_value=pl.struct("mean", "ci_low", "ci_high").map_elements(
+            lambda v: _ci(v["mean"], v["ci_low"], v["ci_high"]), return_dtype=pl.String
+        )
     ).pivot(on="metric", index=["cell", "arm"], values="cell_value")
-    side = table(["cell", "arm", *metrics], wide.select("cell", "arm", *[m for m in metrics if m in wide.columns]).rows(), left=2)
+    side = table(
+        ["cell", "arm", *metrics],
+        wide.select("cell", "arm", *[m for m in metrics if m in wide.columns]).rows(),
+        left=2,
+    )
     has_diff = s.filter(pl.col("diff").is_not_null()).height > 0
-    forest = _figure(plots.cells_forest(s, metrics), "Paired difference from each cell's control arm.") if has_diff else ""
+    forest = (
+        _figure(plots.cells_forest(s, metrics), "Paired difference from each cell's control arm.")
+        if has_diff
+        else ""
+    )
     sections = [
         ("cells", "Cells", cells_table + (f"<ul>{links}</ul>" if links else "")),
-        ("side", "Side by side", '<p class="note">Mean [95% CI] over users, segment "all" of every cell.</p>' + side),
+        (
+            "side",
+            "Side by side",
+            '<p class="note">Mean [95% CI] over users, segment "all" of every cell.</p>' + side,
+        ),
         ("effects", "Effects", forest + "".join(per_metric)),
     ]
-    body = "".join(f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections)
-    title = f"RecoWorld sweep: {d.folder.parent.name}" if d.folder.name.startswith("date=") else f"RecoWorld sweep: {d.folder.name}"
+    body = "".join(
+        f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections
+    )
+    title = (
+        f"RecoWorld sweep: {d.folder.parent.name}"
+        if d.folder.name.startswith("date=")
+        else f"RecoWorld sweep: {d.folder.name}"
+    )
     sub = f"{d.folder.name} · {len(d.cells)} cells · {len(metrics)} metrics"
     return _page(title, sub, [(a, t) for a, t, _ in sections], body, "Figures: matplotlib.")

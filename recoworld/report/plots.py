@@ -95,10 +95,16 @@ def forest(summary: pl.DataFrame, arms: Sequence[str], metrics: Sequence[str]) -
                 lo, hi = r["diff_ci_low"], r["diff_ci_high"]
                 significant = lo is not None and hi is not None and (lo > 0 or hi < 0)
                 ax.errorbar(
-                    r["diff"], y, xerr=[[r["diff"] - lo], [hi - r["diff"]]] if lo is not None else None,
-                    fmt="o", color=colours[r["arm"]], ms=4 if r["segment"] == "all" else 3,
-                    mfc=colours[r["arm"]] if significant else "white", capsize=2, lw=1,
-                )  # fmt: skip
+                    r["diff"],
+                    y,
+                    xerr=[[r["diff"] - lo], [hi - r["diff"]]] if lo is not None else None,
+                    fmt="o",
+                    color=colours[r["arm"]],
+                    ms=4 if r["segment"] == "all" else 3,
+                    mfc=colours[r["arm"]] if significant else "white",
+                    capsize=2,
+                    lw=1,
+                )
             ax.axvline(0.0, color="black", lw=0.8)
             ax.set_title(metric)
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
@@ -111,16 +117,23 @@ def forest(summary: pl.DataFrame, arms: Sequence[str], metrics: Sequence[str]) -
                         t.set_fontweight("bold")
         for m in range(len(metrics), n_panels * cols):
             axes[m // cols][m % cols].set_visible(False)
-        fig.supxlabel("difference from control (paired per user), 95% CI; filled = CI excludes 0", fontsize=8)
+        fig.supxlabel(
+            "difference from control (paired per user), 95% CI; filled = CI excludes 0", fontsize=8
+        )
         return fig
 
     return _styled(build)
 
 
 def lines(
-    frame: pl.DataFrame, *, x: str, panels: Sequence[tuple[str, str]], arms: Sequence[str], xlabel: str,
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    panels: Sequence[tuple[str, str]],
+    arms: Sequence[str],
+    xlabel: str,
     integer_x: bool = True,
-) -> str:  # fmt: skip
+) -> str:
     """One panel per (column, title) in ``panels``: a line per arm of ``column`` against ``x``.
     ``frame`` has columns arm, ``x`` and the panel columns."""
     colours = arm_colours(arms)
@@ -132,7 +145,15 @@ def lines(
             for arm in arms:
                 d = frame.filter(pl.col("arm") == arm).sort(x)
                 if d.height:
-                    ax.plot(d[x].to_list(), d[col].to_list(), marker="o", ms=3, lw=1.4, color=colours[arm], label=arm)
+                    ax.plot(
+                        d[x].to_list(),
+                        d[col].to_list(),
+                        marker="o",
+                        ms=3,
+                        lw=1.4,
+                        color=colours[arm],
+                        label=arm,
+                    )
             ax.set_title(title)
             ax.set_xlabel(xlabel)
             if integer_x:
@@ -144,9 +165,18 @@ def lines(
 
 
 def grouped_bars(
-    frame: pl.DataFrame, *, x: str, y: str, arms: Sequence[str], xlabel: str, ylabel: str, title: str = "",
-    width: float = 6.5, height: float = 2.6, rotate: bool = False,
-) -> str:  # fmt: skip
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    arms: Sequence[str],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    width: float = 6.5,
+    height: float = 2.6,
+    rotate: bool = False,
+) -> str:
     """Bars of ``y`` per value of ``x`` (categories in first-seen order), side by side per arm."""
     colours = arm_colours(arms)
     cats = frame[x].unique(maintain_order=True).to_list()
@@ -160,7 +190,12 @@ def grouped_bars(
             d = frame.filter(pl.col("arm") == arm)
             xs = [pos[c] - 0.4 + w * (j + 0.5) for c in d[x].to_list()]
             ax.bar(xs, d[y].to_list(), width=w, color=colours[arm], label=arm)
-        ax.set_xticks(range(len(cats)), [str(c) for c in cats], rotation=30 if rotate else 0, ha="right" if rotate else "center")
+        ax.set_xticks(
+            range(len(cats)),
+            [str(c) for c in cats],
+            rotation=30 if rotate else 0,
+            ha="right" if rotate else "center",
+        )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(axis="x", visible=False)
@@ -172,7 +207,9 @@ def grouped_bars(
     return _styled(build)
 
 
-def histogram(values: dict[str, Sequence[float]], *, arms: Sequence[str], xlabel: str, bins: int = 30) -> str:
+def histogram(
+    values: dict[str, Sequence[float]], *, arms: Sequence[str], xlabel: str, bins: int = 30
+) -> str:
     """Overlaid step histograms per arm (e.g. LLM call latency)."""
     colours = arm_colours(arms)
 
@@ -212,9 +249,16 @@ def cells_forest(frame: pl.DataFrame, metrics: Sequence[str]) -> str:
                 lo, hi = r["diff_ci_low"], r["diff_ci_high"]
                 significant = lo is not None and hi is not None and (lo > 0 or hi < 0)
                 ax.errorbar(
-                    r["diff"], y, xerr=[[r["diff"] - lo], [hi - r["diff"]]] if lo is not None else None, fmt="o",
-                    color=colours[r["arm"]], mfc=colours[r["arm"]] if significant else "white", ms=4, capsize=2, lw=1,
-                )  # fmt: skip
+                    r["diff"],
+                    y,
+                    xerr=[[r["diff"] - lo], [hi - r["diff"]]] if lo is not None else None,
+                    fmt="o",
+                    color=colours[r["arm"]],
+                    mfc=colours[r["arm"]] if significant else "white",
+                    ms=4,
+                    capsize=2,
+                    lw=1,
+                )
             ax.axvline(0.0, color="black", lw=0.8)
             ax.set_title(metric)
             ax.set_ylim(len(labels) - 0.5, -0.5)
@@ -222,7 +266,9 @@ def cells_forest(frame: pl.DataFrame, metrics: Sequence[str]) -> str:
                 ax.set_yticks(range(len(labels)), [f"{c} · {a}" for c, a in labels])
         for m in range(len(metrics), n_panels * cols):
             axes[m // cols][m % cols].set_visible(False)
-        fig.supxlabel("difference from control (paired per user), 95% CI; filled = CI excludes 0", fontsize=8)
+        fig.supxlabel(
+            "difference from control (paired per user), 95% CI; filled = CI excludes 0", fontsize=8
+        )
         return fig
 
     return _styled(build)

@@ -33,20 +33,32 @@ SAMPLE_STUDY = StudyConfig(
     name="sample",
     seed=7,
     description="A generated world: an indie creator's two new titles injected into every other slate.",
-    world=WorldConfig(dataset="synthetic", synthetic_users=150, synthetic_items=120, embedding_dim=8),
+    world=WorldConfig(
+        dataset="synthetic", synthetic_users=150, synthetic_items=120, embedding_dim=8
+    ),
     population=PopulationConfig(size=120, segment_by="activity"),
     simulation=SimulationConfig(sessions=3, turns=4, slate_size=6),
     recommender=RecommenderConfig(kind="mf", candidates=40),
     creator=CreatorConfig(
-        id="indie", name="Indie Studio",
-        items=[CreatorItem(title="Small Hours", text="A night-shift nurse.", tags=["drama"]),
-               CreatorItem(title="Paper Moons", text="Two rival kite makers.", tags=["comedy", "drama"])],
-    ),  # fmt: skip
-    arms=[ArmConfig(name="control"), ArmConfig(name="inject", treatment="inject", position=1, rate=0.5)],
+        id="indie",
+        name="Indie Studio",
+        items=[
+            CreatorItem(title="Small Hours", text="A night-shift nurse.", tags=["drama"]),
+            CreatorItem(
+                title="Paper Moons", text="Two rival kite makers.", tags=["comedy", "drama"]
+            ),
+        ],
+    ),
+    arms=[
+        ArmConfig(name="control"),
+        ArmConfig(name="inject", treatment="inject", position=1, rate=0.5),
+    ],
 )
 
 
-def sample_run(out_dir: str | Path, *, run_id: str = "sample", users: int | None = None, overwrite: bool = True) -> Path:
+def sample_run(
+    out_dir: str | Path, *, run_id: str = "sample", users: int | None = None, overwrite: bool = True
+) -> Path:
     """Run :data:`SAMPLE_STUDY` (``users`` per arm) into ``out_dir/run_id``; returns the folder."""
     import msgspec
 
@@ -55,7 +67,9 @@ def sample_run(out_dir: str | Path, *, run_id: str = "sample", users: int | None
 
     cfg = SAMPLE_STUDY
     if users is not None:
-        cfg = msgspec.structs.replace(cfg, population=msgspec.structs.replace(cfg.population, size=users))
+        cfg = msgspec.structs.replace(
+            cfg, population=msgspec.structs.replace(cfg.population, size=users)
+        )
     world = synthetic_world(cfg.world.synthetic_users, cfg.world.synthetic_items, seed=cfg.seed)
     return run_study(cfg, world, run_id=run_id, out_dir=Path(out_dir), overwrite=overwrite).path
 
@@ -72,25 +86,53 @@ def add_llm_records(run_dir: str | Path) -> None:
         t = pq.read_table(f)
         clicked = pc.not_equal(pc.cast(t["action"], pa.string()), "skip")
         pos = pc.cast(t["position"], pa.int64()).to_pylist()
-        feel = pa.array([FEELINGS[p % len(FEELINGS)] if c else None for p, c in zip(pos, clicked.to_pylist(), strict=True)], pa.string())
+        feel = pa.array(
+            [
+                FEELINGS[p % len(FEELINGS)] if c else None
+                for p, c in zip(pos, clicked.to_pylist(), strict=True)
+            ],
+            pa.string(),
+        )
         t = t.set_column(t.schema.get_field_index("feeling"), "feeling", feel)
         pq.write_table(t.cast(t.schema), f, **writer_options(t.schema))
     for arm_dir in sorted((run_dir / "events").glob("arm=*")):
         arm = arm_dir.name.removeprefix("arm=")
         ev = pq.read_table(arm_dir, columns=["user", "session", "turn", "position"]).to_pylist()
-        slates = sorted({(r["user"], r["session"], r["turn"]) for r in ev if r["user"] in (0, 1) and r["position"] == 0})
+        slates = sorted(
+            {
+                (r["user"], r["session"], r["turn"])
+                for r in ev
+                if r["user"] in (0, 1) and r["position"] == 0
+            }
+        )
         rows = []
         for k, (user, session, turn) in enumerate(slates):
             attempts = [("invalid", "length"), ("repaired", "stop")] if k == 1 else [("ok", "stop")]
             for a, (status, finish) in enumerate(attempts):
-                rows.append({
-                    "call_id": f"{arm}/{user}/{session}/{turn}/slate/{a}", "user": user, "session": session, "turn": turn,
-                    "purpose": "slate" if a == 0 else "repair-slate", "attempt": a, "model": "fake-llm", "replica": -1,
-                    "seed": 1000 + k, "prompt_hash": f"{k:016x}", "prompt": f"You are user {user}. Slate {turn + 1}: …",
-                    "schema": "", "completion": '{"decisions": []}', "tokens_in": 300 + k, "tokens_out": 40,
-                    "cached_tokens": 200, "latency_s": 0.05 * (1 + k % 4), "finish_reason": finish, "parse_status": status,
-                    "error": "unterminated string" if status == "invalid" else None,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "call_id": f"{arm}/{user}/{session}/{turn}/slate/{a}",
+                        "user": user,
+                        "session": session,
+                        "turn": turn,
+                        "purpose": "slate" if a == 0 else "repair-slate",
+                        "attempt": a,
+                        "model": "fake-llm",
+                        "replica": -1,
+                        "seed": 1000 + k,
+                        "prompt_hash": f"{k:016x}",
+                        "prompt": f"You are user {user}. Slate {turn + 1}: …",
+                        "schema": "",
+                        "completion": '{"decisions": []}',
+                        "tokens_in": 300 + k,
+                        "tokens_out": 40,
+                        "cached_tokens": 200,
+                        "latency_s": 0.05 * (1 + k % 4),
+                        "finish_reason": finish,
+                        "parse_status": status,
+                        "error": "unterminated string" if status == "invalid" else None,
+                    }
+                )
         schema = with_metadata(LLM_CALLS, "llm_calls")
         out = run_dir / "llm_calls" / f"arm={arm}" / "part-00000.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -194,23 +194,39 @@ class RunView:
         self.manifest = check_run_dir(self.run_dir)
         for table in ("events", "sessions", "user_metrics"):
             scan_table(self.run_dir, table)  # raises on a missing table or another schema version
-        self.has_llm_calls = (self.run_dir / "llm_calls").is_dir() and any((self.run_dir / "llm_calls").glob("arm=*/*.parquet"))
+        self.has_llm_calls = (self.run_dir / "llm_calls").is_dir() and any(
+            (self.run_dir / "llm_calls").glob("arm=*/*.parquet")
+        )
         if self.has_llm_calls:
             scan_table(self.run_dir, "llm_calls")
         self.arms: list[str] = list(self.manifest.get("arms") or [])
         study_path = self.run_dir / "study.json"
-        self.study: dict = msgspec.json.decode(study_path.read_bytes()) if study_path.is_file() else {}
-        self._files = {t: self._index(t) for t in ("events", "sessions", "user_metrics", *(["llm_calls"] if self.has_llm_calls else []))}
+        self.study: dict = (
+            msgspec.json.decode(study_path.read_bytes()) if study_path.is_file() else {}
+        )
+        self._files = {
+            t: self._index(t)
+            for t in (
+                "events",
+                "sessions",
+                "user_metrics",
+                *(["llm_calls"] if self.has_llm_calls else []),
+            )
+        }
         summary = scan_table(self.run_dir, "summary").select("segment").unique().collect()
         self.segments = sorted(s for s in summary["segment"].to_list() if s != "all")
         self._users_file = self.run_dir / "users.parquet"
         from recoworld.report.data import creator_titles
 
         self._creator = creator_titles(self.study)
-        self._titles: dict[str, tuple[str, list[str]]] = {k: (v[0], v[1]) for k, v in self._creator.items()}
+        self._titles: dict[str, tuple[str, list[str]]] = {
+            k: (v[0], v[1]) for k, v in self._creator.items()
+        }
         self.titles_ready = threading.Event()
         if titles:
-            threading.Thread(target=self._load_titles, name="recoworld-view-titles", daemon=True).start()
+            threading.Thread(
+                target=self._load_titles, name="recoworld-view-titles", daemon=True
+            ).start()
         else:
             self.titles_ready.set()
 
@@ -239,14 +255,19 @@ class RunView:
             from recoworld.config import decode_study_json
             from recoworld.study.prepare import load_world_for
 
-            cfg = decode_study_json(msgspec.json.encode(self.study), source=str(self.run_dir / "study.json"))
+            cfg = decode_study_json(
+                msgspec.json.encode(self.study), source=str(self.run_dir / "study.json")
+            )
             world = load_world_for(cfg.world, cfg.seed)
             items = world.items.select("item_id", "title", "tags")
             titles = {r[0]: (r[1] or r[0], list(r[2] or [])) for r in items.iter_rows()}
             titles.update(self._titles)
             self._titles = titles
         except Exception as e:  # noqa: BLE001 - best effort: ids stay on the page
-            print(f"recoworld view: item titles unavailable ({type(e).__name__}: {e}); showing item ids", file=sys.stderr)
+            print(
+                f"recoworld view: item titles unavailable ({type(e).__name__}: {e}); showing item ids",
+                file=sys.stderr,
+            )
         finally:
             self.titles_ready.set()
 
@@ -258,38 +279,71 @@ class RunView:
         return arm
 
     def _scan(self, table: str, arm: str, user: int | None = None) -> pl.LazyFrame | None:
-        files = [f for f, lo, hi in self._files[table].get(arm, []) if user is None or lo <= user <= hi]
+        files = [
+            f for f, lo, hi in self._files[table].get(arm, []) if user is None or lo <= user <= hi
+        ]
         return pl.scan_parquet(files) if files else None
 
     def info(self) -> RunInfo:
         s, m = self.study, self.manifest
         sim, rec = s.get("simulation", {}), s.get("recommender", {})
         return RunInfo(
-            run_id=m.get("run_id", self.run_dir.name), study=s.get("name") or m.get("study", ""),
-            description=s.get("description") or "", world=m.get("world") or s.get("world", {}).get("dataset", ""),
-            arms=self.arms, segments=self.segments, users_per_arm=int(m.get("users_per_arm") or 0),
-            sessions=int(sim.get("sessions") or 0), turns=int(sim.get("turns") or 0), slate_size=int(sim.get("slate_size") or 0),
+            run_id=m.get("run_id", self.run_dir.name),
+            study=s.get("name") or m.get("study", ""),
+            description=s.get("description") or "",
+            world=m.get("world") or s.get("world", {}).get("dataset", ""),
+            arms=self.arms,
+            segments=self.segments,
+            users_per_arm=int(m.get("users_per_arm") or 0),
+            sessions=int(sim.get("sessions") or 0),
+            turns=int(sim.get("turns") or 0),
+            slate_size=int(sim.get("slate_size") or 0),
             brain=s.get("brain", {}).get("kind", ""),
             recommender=f"{rec.get('kind', '')}{' + instructions' if rec.get('follow_instructions') else ''}",
-            creator=[CreatorItemInfo(item_id=k, title=v[0], tags=v[1]) for k, v in self._creator.items()],
+            creator=[
+                CreatorItemInfo(item_id=k, title=v[0], tags=v[1]) for k, v in self._creator.items()
+            ],
             has_llm_calls=self.has_llm_calls,
-        )  # fmt: skip
+        )
 
-    def users(self, arm: str | None = None, *, segment: str | None = None, instructed: bool = False, offset: int = 0, limit: int = 50) -> UsersPage:
+    def users(
+        self,
+        arm: str | None = None,
+        *,
+        segment: str | None = None,
+        instructed: bool = False,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> UsersPage:
         """Users of ``arm`` in user order, ``limit`` from ``offset``, with their totals."""
         arm = self._arm(arm)
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
-            raise RunError(f"offset {offset}, limit {limit}: expected offset >= 0 and 1 <= limit <= {MAX_PAGE}")
+            raise RunError(
+                f"offset {offset}, limit {limit}: expected offset >= 0 and 1 <= limit <= {MAX_PAGE}"
+            )
         seg = None if segment in (None, "", "all") else segment
         if seg is not None and seg not in self.segments:
             raise RunError(f"no segment {seg!r}; the run has segments {self.segments}")
         um = self._scan("user_metrics", arm)
         if um is None:
-            return UsersPage(arm=arm, segment=seg or "all", instructed=instructed, offset=offset, limit=limit, total=0, users=[])
+            return UsersPage(
+                arm=arm,
+                segment=seg or "all",
+                instructed=instructed,
+                offset=offset,
+                limit=limit,
+                total=0,
+                users=[],
+            )
         if seg is not None:
             um = um.filter(pl.col("segment") == seg)
         if instructed:
-            who = self._scan("sessions", arm).filter(pl.col("instructions") > 0).select("user").unique()  # type: ignore[union-attr]
+            who = (
+                self._scan("sessions", arm)
+                .filter(pl.col("instructions") > 0)
+                .select("user")
+                .unique()
+            )  # type: ignore[union-attr]
             um = um.join(who, on="user", how="semi")
         page_q = um.sort("user").slice(offset, limit)
         total_q = um.select(pl.len())
@@ -299,46 +353,90 @@ class RunView:
         if ids:
             ss = self._scan("sessions", arm)
             if ss is not None:
-                q = ss.filter(pl.col("user").is_between(min(ids), max(ids)) & pl.col("user").is_in(ids))
-                said = dict(q.group_by("user").agg(pl.col("instructions").sum()).collect().iter_rows())
+                q = ss.filter(
+                    pl.col("user").is_between(min(ids), max(ids)) & pl.col("user").is_in(ids)
+                )
+                said = dict(
+                    q.group_by("user").agg(pl.col("instructions").sum()).collect().iter_rows()
+                )
         rows = [
             UserRow(
-                user=r["user"], segment=r["segment"], sessions=int(r["sessions"]), turns=int(r["turns"]),
-                impressions=int(r["impressions"]), clicks=int(r["clicks"]), watch_time=float(r["watch_time"]),
-                returned_first=bool(r["returned_first"]), creator_impressions=int(r["creator_impressions"]),
-                creator_clicks=int(r["creator_clicks"]), instructions=int(said.get(r["user"], 0)),
-            )  # fmt: skip
+                user=r["user"],
+                segment=r["segment"],
+                sessions=int(r["sessions"]),
+                turns=int(r["turns"]),
+                impressions=int(r["impressions"]),
+                clicks=int(r["clicks"]),
+                watch_time=float(r["watch_time"]),
+                returned_first=bool(r["returned_first"]),
+                creator_impressions=int(r["creator_impressions"]),
+                creator_clicks=int(r["creator_clicks"]),
+                instructions=int(said.get(r["user"], 0)),
+            )
             for r in page.iter_rows(named=True)
         ]
-        return UsersPage(arm=arm, segment=seg or "all", instructed=instructed, offset=offset, limit=limit, total=int(total.item()), users=rows)
+        return UsersPage(
+            arm=arm,
+            segment=seg or "all",
+            instructed=instructed,
+            offset=offset,
+            limit=limit,
+            total=int(total.item()),
+            users=rows,
+        )
 
     def _sessions(self, arm: str, user: int) -> pl.DataFrame:
         ss = self._scan("sessions", arm, user)
         if ss is None:
             return pl.DataFrame()
-        return ss.filter(pl.col("user") == user).with_columns(pl.col("segment").cast(pl.String)).sort("session").collect()
+        return (
+            ss.filter(pl.col("user") == user)
+            .with_columns(pl.col("segment").cast(pl.String))
+            .sort("session")
+            .collect()
+        )
 
     @staticmethod
     def _session_row(r: dict) -> SessionRow:
         return SessionRow(
-            session=r["session"], day=float(r["day"]), turns=r["turns"], left_early=r["left_early"], clicks=r["clicks"],
-            watched=r["watched"], watch_time=float(r["watch_time"]), instructions=r["instructions"],
-            satisfaction_end=float(r["satisfaction_end"]), top_tag=r["top_tag"], returned=r["returned"],
-            return_gap_days=_num(r["return_gap_days"]), summary=r["summary"] or "",
-        )  # fmt: skip
+            session=r["session"],
+            day=float(r["day"]),
+            turns=r["turns"],
+            left_early=r["left_early"],
+            clicks=r["clicks"],
+            watched=r["watched"],
+            watch_time=float(r["watch_time"]),
+            instructions=r["instructions"],
+            satisfaction_end=float(r["satisfaction_end"]),
+            top_tag=r["top_tag"],
+            returned=r["returned"],
+            return_gap_days=_num(r["return_gap_days"]),
+            summary=r["summary"] or "",
+        )
 
     def user(self, arm: str | None, user: int) -> UserDetail:
         """One user's persona (its users.parquet row) and sessions in ``arm``."""
         arm = self._arm(arm)
         ss = self._sessions(arm, user)
         if ss.height == 0:
-            raise NotFound(f"no user {user} in arm {arm!r} (users are 0..{int(self.manifest.get('users_per_arm') or 0) - 1})")
+            raise NotFound(
+                f"no user {user} in arm {arm!r} (users are 0..{int(self.manifest.get('users_per_arm') or 0) - 1})"
+            )
         persona: dict[str, Any] = {}
         if self._users_file.is_file():
             rows = pl.scan_parquet(self._users_file).filter(pl.col("user") == user).collect()
             if rows.height:
-                persona = {k: (_num(v) if isinstance(v, float) else v) for k, v in rows.row(0, named=True).items()}
-        return UserDetail(arm=arm, user=user, segment=ss["segment"][0], persona=persona, sessions=[self._session_row(r) for r in ss.iter_rows(named=True)])
+                persona = {
+                    k: (_num(v) if isinstance(v, float) else v)
+                    for k, v in rows.row(0, named=True).items()
+                }
+        return UserDetail(
+            arm=arm,
+            user=user,
+            segment=ss["segment"][0],
+            persona=persona,
+            sessions=[self._session_row(r) for r in ss.iter_rows(named=True)],
+        )
 
     def session(self, arm: str | None, user: int, session: int) -> SessionReplay:
         """Every slate of one session, item by item, with the mindset after each item, the
@@ -348,7 +446,9 @@ class RunView:
         key = (pl.col("user") == user) & (pl.col("session") == session)
         events = pl.DataFrame() if ev is None else ev.filter(key).sort("turn", "position").collect()
         if events.height == 0:
-            raise NotFound(f"user {user} has no session {session} in arm {arm!r} (sessions are 0-based)")
+            raise NotFound(
+                f"user {user} has no session {session} in arm {arm!r} (sessions are 0-based)"
+            )
         events = events.with_columns(pl.col(pl.Categorical).cast(pl.String))
         summary = self._sessions(arm, user).filter(pl.col("session") == session)
         titles = self._titles
@@ -359,34 +459,69 @@ class RunView:
                 title, tags = titles.get(r["item_id"], (r["item_id"], []))
                 items.append(
                     ItemStep(
-                        position=r["position"], item_id=r["item_id"], title=title, tags=tags, creator=r["creator"] or "",
-                        is_creator_item=r["is_creator_item"], action=r["action"], watch_fraction=float(r["watch_fraction"]),
-                        rating=_num(r["rating"]), satisfaction=float(r["satisfaction"]), fatigue=float(r["fatigue"]),
-                        boredom=float(r["boredom"]), curiosity=float(r["curiosity"]), feeling=r["feeling"],
-                    )  # fmt: skip
+                        position=r["position"],
+                        item_id=r["item_id"],
+                        title=title,
+                        tags=tags,
+                        creator=r["creator"] or "",
+                        is_creator_item=r["is_creator_item"],
+                        action=r["action"],
+                        watch_fraction=float(r["watch_fraction"]),
+                        rating=_num(r["rating"]),
+                        satisfaction=float(r["satisfaction"]),
+                        fatigue=float(r["fatigue"]),
+                        boredom=float(r["boredom"]),
+                        curiosity=float(r["curiosity"]),
+                        feeling=r["feeling"],
+                    )
                 )
             instr = g["instruction"].drop_nulls()
             turns.append(
-                Turn(turn=int(t), day=float(g["day"][0]), items=items, instruction=instr[0] if instr.len() else None, left_after=bool(g["left_after_turn"].any()))
+                Turn(
+                    turn=int(t),
+                    day=float(g["day"][0]),
+                    items=items,
+                    instruction=instr[0] if instr.len() else None,
+                    left_after=bool(g["left_after_turn"].any()),
+                )
             )
         calls: list[LlmCall] = []
         if self.has_llm_calls:
             lc = self._scan("llm_calls", arm, user)
             if lc is not None:
-                df = lc.filter(key).with_columns(pl.col(pl.Categorical).cast(pl.String)).sort("turn", "call_id").collect()
+                df = (
+                    lc.filter(key)
+                    .with_columns(pl.col(pl.Categorical).cast(pl.String))
+                    .sort("turn", "call_id")
+                    .collect()
+                )
                 calls = [
                     LlmCall(
-                        call_id=r["call_id"], turn=r["turn"], purpose=r["purpose"], attempt=r["attempt"], model=r["model"] or "",
-                        tokens_in=r["tokens_in"], tokens_out=r["tokens_out"], latency_s=float(r["latency_s"]),
-                        finish_reason=r["finish_reason"] or "", parse_status=r["parse_status"] or "", prompt=r["prompt"] or "",
-                        completion=r["completion"] or "", error=r["error"],
-                    )  # fmt: skip
+                        call_id=r["call_id"],
+                        turn=r["turn"],
+                        purpose=r["purpose"],
+                        attempt=r["attempt"],
+                        model=r["model"] or "",
+                        tokens_in=r["tokens_in"],
+                        tokens_out=r["tokens_out"],
+                        latency_s=float(r["latency_s"]),
+                        finish_reason=r["finish_reason"] or "",
+                        parse_status=r["parse_status"] or "",
+                        prompt=r["prompt"] or "",
+                        completion=r["completion"] or "",
+                        error=r["error"],
+                    )
                     for r in df.iter_rows(named=True)
                 ]
         return SessionReplay(
-            arm=arm, user=user, session=session, segment=events["segment"][0],
-            summary=self._session_row(summary.row(0, named=True)) if summary.height else None, turns=turns, llm_calls=calls,
-        )  # fmt: skip
+            arm=arm,
+            user=user,
+            session=session,
+            segment=events["segment"][0],
+            summary=self._session_row(summary.row(0, named=True)) if summary.height else None,
+            turns=turns,
+            llm_calls=calls,
+        )
 
 
 # --- HTTP -------------------------------------------------------------------------------------
@@ -426,15 +561,23 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self.view.info()
             elif url.path == "/api/users":
                 body = self.view.users(
-                    _str(q, "arm"), segment=_str(q, "segment"), instructed=_str(q, "instructed") in ("1", "true"),
-                    offset=_int(q, "offset", 0), limit=_int(q, "limit", 50),
-                )  # fmt: skip
+                    _str(q, "arm"),
+                    segment=_str(q, "segment"),
+                    instructed=_str(q, "instructed") in ("1", "true"),
+                    offset=_int(q, "offset", 0),
+                    limit=_int(q, "limit", 50),
+                )
             elif url.path == "/api/user":
                 body = self.view.user(_str(q, "arm"), _int(q, "user"))
             elif url.path == "/api/session":
                 body = self.view.session(_str(q, "arm"), _int(q, "user"), _int(q, "session"))
             else:
-                return self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {url.path!r}; the viewer serves / and /api/{{run,users,user,session}}"})
+                return self._json(
+                    HTTPStatus.NOT_FOUND,
+                    {
+                        "error": f"no page {url.path!r}; the viewer serves / and /api/{{run,users,user,session}}"
+                    },
+                )
         except NotFound as e:
             return self._json(HTTPStatus.NOT_FOUND, {"error": str(e)})
         except RunError as e:
@@ -443,7 +586,9 @@ class _Handler(BaseHTTPRequestHandler):
             import traceback
 
             traceback.print_exc()
-            return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"})
+            return self._json(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"}
+            )
         self._send(HTTPStatus.OK, msgspec.json.encode(body), "application/json")
 
     def _json(self, status: HTTPStatus, obj: object) -> None:
@@ -468,15 +613,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.log(f"{self.address_string()} {format % args}")
 
 
-def make_server(view: RunView, host: str = "127.0.0.1", port: int = 0, *, log: Callable[[str], None] | None = None) -> ThreadingHTTPServer:
+def make_server(
+    view: RunView,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> ThreadingHTTPServer:
     """A threading HTTP server for ``view`` (not started: call ``serve_forever``). ``port=0``
     picks a free port (``server.server_address[1]``)."""
     from recoworld.report.page import PAGE
 
-    handler = type("Handler", (_Handler,), {"view": view, "page": PAGE.encode(), "log": staticmethod(log) if log else None})
+    handler = type(
+        "Handler",
+        (_Handler,),
+        {"view": view, "page": PAGE.encode(), "log": staticmethod(log) if log else None},
+    )
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as e:
-        raise RunError(f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port (0 = any free port)") from None
+        raise RunError(
+            f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port (0 = any free port)"
+        ) from None
     server.daemon_threads = True
     return server

@@ -55,7 +55,9 @@ class BlockMoments:
     m2: np.ndarray
 
     @classmethod
-    def of(cls, users: np.ndarray, segment_codes: np.ndarray, n_segments: int, values: list[np.ndarray]) -> "BlockMoments":
+    def of(
+        cls, users: np.ndarray, segment_codes: np.ndarray, n_segments: int, values: list[np.ndarray]
+    ) -> BlockMoments:
         """``users``: sorted population rows; ``segment_codes``: their segment; ``values``: per
         arm, (metrics, users) from :func:`metric_values`."""
         first = int(users[0]) // BLOCK_USERS
@@ -87,10 +89,12 @@ class BlockMoments:
     def to_bytes(self) -> bytes:
         """Compact binary form (kept in a shard's completion marker)."""
         head = np.array([self.first_block, *self.n.shape], np.int64)
-        return head.tobytes() + b"".join(a.astype(np.float64).tobytes() for a in (self.n, self.mean, self.m2))
+        return head.tobytes() + b"".join(
+            a.astype(np.float64).tobytes() for a in (self.n, self.mean, self.m2)
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "BlockMoments":
+    def from_bytes(cls, data: bytes) -> BlockMoments:
         head = np.frombuffer(data[:48], np.int64)
         shape = tuple(int(v) for v in head[1:])
         size = int(np.prod(shape))
@@ -126,7 +130,21 @@ def summary_from_moments(
     """The summary table (schema ``SUMMARY``) from merged moments: per arm x segment ("all"
     first, then the segments in order) x metric, the mean with its 95% Student-t interval and the
     paired difference from ``arms[0]`` with its interval."""
-    rows: dict[str, list] = {k: [] for k in ("arm", "segment", "metric", "n", "mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "arm",
+            "segment",
+            "metric",
+            "n",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "diff",
+            "diff_ci_low",
+            "diff_ci_high",
+        )
+    }
     order = [len(segments), *range(len(segments))]
     names = [*segments, "all"]
 
@@ -148,9 +166,17 @@ def summary_from_moments(
                 else:
                     dc, d, dss = (float(x[a, s, j, DIFF]) for x in (n, mean, m2))
                     dlo, dhi = interval(dc, d, dss)
-                for key, val in zip(rows, (arm, names[s], metric, int(cnt), mu, lo, hi, d, dlo, dhi)):
+                for key, val in zip(
+                    rows, (arm, names[s], metric, int(cnt), mu, lo, hi, d, dlo, dhi)
+                ):
                     rows[key].append(val)
     return pl.DataFrame(
         rows,
-        schema={"arm": pl.String, "segment": pl.String, "metric": pl.String, "n": pl.Int64, **{k: pl.Float64 for k in list(rows)[4:]}},
+        schema={
+            "arm": pl.String,
+            "segment": pl.String,
+            "metric": pl.String,
+            "n": pl.Int64,
+            **{k: pl.Float64 for k in list(rows)[4:]},
+        },
     )

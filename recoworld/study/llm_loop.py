@@ -44,23 +44,48 @@ def build_arm_recommender(prep: Prepared, arm: int, model: LanguageModel, log: C
     return build_recommender(cfg.recommender, a, prep.creator_mask)
 
 
-async def simulate_arm_llm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer, model: LanguageModel, log: CallLog) -> UserMetrics:
+async def simulate_arm_llm(
+    prep: Prepared,
+    arm: int,
+    users: np.ndarray,
+    observe: Observer,
+    model: LanguageModel,
+    log: CallLog,
+) -> UserMetrics:
     """Simulate population users ``users`` under arm ``arm`` with a language brain (or the
     parametric brain beside an agentic recommender); records go to ``observe``."""
     cfg = prep.cfg
     llm: LLMConfig = cfg.llm  # type: ignore[assignment]
     personas = prep.population.take(users)
     brain = ParametricBrain(prep.model, cfg.brain, prep.catalog, personas, cfg.seed)
-    lang = build_language_brain(cfg.brain.kind, brain, model, llm, log, arm=cfg.arms[arm].name, turns=cfg.simulation.turns) if cfg.brain.kind != "parametric" else None
+    lang = (
+        build_language_brain(
+            cfg.brain.kind,
+            brain,
+            model,
+            llm,
+            log,
+            arm=cfg.arms[arm].name,
+            turns=cfg.simulation.turns,
+        )
+        if cfg.brain.kind != "parametric"
+        else None
+    )
     rec = build_arm_recommender(prep, arm, model, log)
-    rec.bind(Audience(personas=personas, catalog=prep.catalog, seed=cfg.seed, treated=prep.treated[arm][users]))
+    rec.bind(
+        Audience(
+            personas=personas, catalog=prep.catalog, seed=cfg.seed, treated=prep.treated[arm][users]
+        )
+    )
     m = UserMetrics.zeros(users.size)
     gate = asyncio.Semaphore(llm.users_in_flight)
 
     async def one(b: int) -> None:
         async with gate:
             records = await _user_life(prep, arm, b, brain, lang, rec, m)
-        for r in records:  # a finished user's records go out at once: memory holds only users in flight
+        for (
+            r
+        ) in records:  # a finished user's records go out at once: memory holds only users in flight
             observe(r)
         log.flush_if(4096)
 
@@ -68,7 +93,15 @@ async def simulate_arm_llm(prep: Prepared, arm: int, users: np.ndarray, observe:
     return m
 
 
-async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, lang: LanguageBrain | None, rec, m: UserMetrics) -> list[TurnRecord | SessionRecord]:  # noqa: ANN001
+async def _user_life(
+    prep: Prepared,
+    arm: int,
+    b: int,
+    brain: ParametricBrain,
+    lang: LanguageBrain | None,
+    rec,
+    m: UserMetrics,
+) -> list[TurnRecord | SessionRecord]:  # noqa: ANN001
     sim = prep.cfg.simulation
     k = sim.slate_size
     rows = np.array([b])
@@ -97,7 +130,11 @@ async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, l
             else:
                 fb = brain.react(mind, rows, session, turn, slates)
                 out = brain.after_slate(mind, rows, session, turn, slates, fb)
-                text = out.instructions.texts(prep.catalog.tags)[0] if out.instructions.rows.size else None
+                text = (
+                    out.instructions.texts(prep.catalog.tags)[0]
+                    if out.instructions.rows.size
+                    else None
+                )
             # 3. the recommender observes
             rec.observe(rows, slates, fb)
             # 4. instruction and leave
@@ -109,7 +146,20 @@ async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, l
             # a language brain's words (always given when it instructs); parametric: coded templates
             texts = [text] if (ins.rows.size and lang is not None) else None
             out_records.append(
-                TurnRecord(arm, rows, session, turn, np.array([day], np.float32), slates, fb, out.leave, ins.rows, ins.more_of, ins.less_of, texts)
+                TurnRecord(
+                    arm,
+                    rows,
+                    session,
+                    turn,
+                    np.array([day], np.float32),
+                    slates,
+                    fb,
+                    out.leave,
+                    ins.rows,
+                    ins.more_of,
+                    ins.less_of,
+                    texts,
+                )
             )
             clicked = fb.action[0] != SKIP
             is_creator = creator[slates[0]]
@@ -118,7 +168,11 @@ async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, l
             m.watch_time[b] += fb.watch[0].sum()
             m.creator_impressions[b] += is_creator.sum()
             m.creator_clicks[b] += (clicked & is_creator).sum()
-            turns, clicks, watched = turn + 1, clicks + int(clicked.sum()), watched + int((fb.action[0] >= WATCH).sum())
+            turns, clicks, watched = (
+                turn + 1,
+                clicks + int(clicked.sum()),
+                watched + int((fb.action[0] >= WATCH).sum()),
+            )
             watch_time += float(fb.watch[0].sum())
             instructions += int(ins.rows.size)
             if out.leave[0]:
@@ -133,13 +187,23 @@ async def _user_life(prep: Prepared, arm: int, b: int, brain: ParametricBrain, l
         ret = brain.end_session(np.array([sat], np.float32), rows, session)
         out_records.append(
             SessionRecord(
-                arm=arm, rows=rows, session=session, day=np.array([day], np.float32), turns=np.array([turns]),
-                left=np.array([left]), clicks=np.array([clicks]), watched=np.array([watched]),
-                watch_time=np.array([watch_time], np.float32), instructions=np.array([instructions]),
-                satisfaction_end=np.array([sat], np.float32), top_tag=np.array([top]), returned=ret.returns,
-                gap_days=ret.gap_days, summaries=[summary] if lang is not None else None,
+                arm=arm,
+                rows=rows,
+                session=session,
+                day=np.array([day], np.float32),
+                turns=np.array([turns]),
+                left=np.array([left]),
+                clicks=np.array([clicks]),
+                watched=np.array([watched]),
+                watch_time=np.array([watch_time], np.float32),
+                instructions=np.array([instructions]),
+                satisfaction_end=np.array([sat], np.float32),
+                top_tag=np.array([top]),
+                returned=ret.returns,
+                gap_days=ret.gap_days,
+                summaries=[summary] if lang is not None else None,
             )
-        )  # fmt: skip
+        )
         m.sessions[b] += 1
         m.turns[b] += turns
         if session == 0:

@@ -10,8 +10,8 @@ import numpy as np
 from recoworld.config import StudyConfig, WorldConfig
 from recoworld.errors import ConfigError
 from recoworld.items.catalog import Catalog, NewItem, build_catalog
-from recoworld.users.fit import CalibrationReport, fit_choice_model
 from recoworld.users.choice import ChoiceModel
+from recoworld.users.fit import CalibrationReport, fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
 from recoworld.users.population import build_population, segment_labels, select
 from recoworld.world.fetch import default_data_path
@@ -35,7 +35,9 @@ class Prepared:
     treated: tuple[np.ndarray, ...]  # per arm, (n,) bool
 
 
-def load_world_for(cfg: WorldConfig, seed: int, *, base_dir: Path | None = None, cache_dir: Path | None = None) -> World:
+def load_world_for(
+    cfg: WorldConfig, seed: int, *, base_dir: Path | None = None, cache_dir: Path | None = None
+) -> World:
     """The world a study names. A relative ``path`` is taken from ``base_dir`` (the study
     file's folder); no path means the data cache, then ../shared/data."""
     if cfg.dataset == "synthetic":
@@ -71,7 +73,9 @@ def prepare(cfg: StudyConfig, world: World) -> Prepared:
     """Build the catalog (with the creator's new items), fit the brain, draw the population."""
     new = creator_items(cfg)
     catalog = build_catalog(world, dim=cfg.world.embedding_dim, new_items=new, seed=cfg.seed)
-    fitted = fit_choice_model(world, catalog, negatives_per_positive=cfg.brain.negatives_per_positive, seed=cfg.seed)
+    fitted = fit_choice_model(
+        world, catalog, negatives_per_positive=cfg.brain.negatives_per_positive, seed=cfg.seed
+    )
     base = personas_from_history(world, catalog)
     population = build_population(base, catalog, cfg.population, cfg.seed)
     mask = catalog.is_creator_item.copy()
@@ -80,7 +84,9 @@ def prepare(cfg: StudyConfig, world: World) -> Prepared:
         for item_id in cfg.creator.existing_items:
             hit = ids == item_id
             if not hit.any():
-                raise ConfigError(f"$.creator.existing_items: item {item_id!r} is not in the world {world.name!r}")
+                raise ConfigError(
+                    f"$.creator.existing_items: item {item_id!r} is not in the world {world.name!r}"
+                )
             mask |= hit
     treated = []
     for k, arm in enumerate(cfg.arms):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +23,26 @@ import pyarrow.parquet as pq
 from recoworld import __version__
 from recoworld.config import StudyConfig, encode_study, uses_llm
 from recoworld.errors import LLMError, RunError
-from recoworld.io.records import EVENTS_SCHEMA, LLM_CALLS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SCHEMA, RecordEncoder
-from recoworld.llm.base import LanguageModel
+from recoworld.io.records import (
+    EVENTS_SCHEMA,
+    LLM_CALLS_SCHEMA,
+    SESSIONS_SCHEMA,
+    USER_METRICS_SCHEMA,
+    RecordEncoder,
+)
 from recoworld.io.runs import COMPRESSION, Parts, RunDirectory, writer_options
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, SUMMARY, TABLE_KEY, with_metadata
-from recoworld.study.prepare import Prepared, prepare
+from recoworld.llm.base import LanguageModel
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
-from recoworld.study.shard import ShardResult, ShardSpec, UserShard, plan_shards, read_marker, segment_codes
+from recoworld.study.prepare import Prepared, prepare
+from recoworld.study.shard import (
+    ShardResult,
+    ShardSpec,
+    UserShard,
+    plan_shards,
+    read_marker,
+    segment_codes,
+)
 from recoworld.study.simulate import SessionRecord, TurnRecord, UserMetrics, simulate_arm
 from recoworld.world.model import World
 
@@ -53,7 +66,10 @@ def batch_size_for(n_items: int) -> int:
 def users_table(prep: Prepared) -> pa.Table:
     p, tags = prep.population, prep.catalog.tags
     top = np.argsort(-p.taste, axis=1, kind="stable")[:, :3]
-    liked = [[tags[j] for j, w in zip(row, wrow) if w > 0] for row, wrow in zip(top.tolist(), np.take_along_axis(p.taste, top, 1).tolist())]
+    liked = [
+        [tags[j] for j, w in zip(row, wrow) if w > 0]
+        for row, wrow in zip(top.tolist(), np.take_along_axis(p.taste, top, 1).tolist())
+    ]
     return pa.table(
         {
             "user": p.uid,
@@ -71,7 +87,15 @@ def users_table(prep: Prepared) -> pa.Table:
     )
 
 
-def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, users: np.ndarray | None = None, progress: Progress | None = None, model: LanguageModel | None = None) -> tuple[int, list[UserMetrics]]:
+def simulate_to(
+    run: RunDirectory | Parts,
+    prep: Prepared,
+    *,
+    part: int = 0,
+    users: np.ndarray | None = None,
+    progress: Progress | None = None,
+    model: LanguageModel | None = None,
+) -> tuple[int, list[UserMetrics]]:
     """Simulate ``users`` (default: everyone) in every arm, writing into ``run``.
     Returns the events written and, per arm, the users' totals (in ``users`` order).
     Studies with a language brain or an agentic recommender need ``model``."""
@@ -79,7 +103,9 @@ def simulate_to(run: RunDirectory | Parts, prep: Prepared, *, part: int = 0, use
     users = np.arange(len(prep.population)) if users is None else users
     if uses_llm(cfg):
         if model is None:
-            raise LLMError(f"study {cfg.name!r} needs a language model (brain {cfg.brain.kind!r}); none was opened")
+            raise LLMError(
+                f"study {cfg.name!r} needs a language model (brain {cfg.brain.kind!r}); none was opened"
+            )
         return _simulate_to_llm(run, prep, part, users, progress, model)
     step = batch_size_for(prep.catalog.n_items)
     enc = RecordEncoder.build(users, prep.segments, prep.catalog, prep.creator_mask)
@@ -126,7 +152,14 @@ def _observer(enc: RecordEncoder, ev, ss):  # noqa: ANN001, ANN202 - PartWriters
     return observe
 
 
-def _simulate_to_llm(run: RunDirectory | Parts, prep: Prepared, part: int, users: np.ndarray, progress: Progress | None, model: LanguageModel) -> tuple[int, list[UserMetrics]]:
+def _simulate_to_llm(
+    run: RunDirectory | Parts,
+    prep: Prepared,
+    part: int,
+    users: np.ndarray,
+    progress: Progress | None,
+    model: LanguageModel,
+) -> tuple[int, list[UserMetrics]]:
     """The LLM path: per arm one event loop, every user a coroutine; every call recorded."""
     from recoworld.llm.wrappers import CallLog, RecordingModel
     from recoworld.study.llm_loop import simulate_arm_llm
@@ -140,7 +173,11 @@ def _simulate_to_llm(run: RunDirectory | Parts, prep: Prepared, part: int, users
         ev, ss, um = _arm_writers(run, arm.name, part, rows)
         lc = run.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows)
         log = CallLog(sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()])
-        metrics = asyncio.run(simulate_arm_llm(prep, a, users, _observer(enc, ev, ss), RecordingModel(model, log), log))
+        metrics = asyncio.run(
+            simulate_arm_llm(
+                prep, a, users, _observer(enc, ev, ss), RecordingModel(model, log), log
+            )
+        )
         log.flush()
         um.write(enc.user_metrics(metrics, prep.segments))
         for w in (ev, ss, um, lc):
@@ -159,7 +196,13 @@ def _shard_task(spec: ShardSpec) -> ShardResult:
     return _FORKED["shard"].run(spec)  # type: ignore[attr-defined]
 
 
-def run_shards(run: RunDirectory, prep: Prepared, workers: int, progress: Progress | None = None, model: LanguageModel | None = None) -> list[ShardResult]:
+def run_shards(
+    run: RunDirectory,
+    prep: Prepared,
+    workers: int,
+    progress: Progress | None = None,
+    model: LanguageModel | None = None,
+) -> list[ShardResult]:
     """Simulate every shard of the run's plan in ``workers`` forked processes (``<= 1``: this
     process). Shards already finished (``--resume``) are not run again. Studies with a language
     model run in this process (the engine is not forked)."""
@@ -212,23 +255,40 @@ def write_summary(run_dir: Path, prep: Prepared, results: list[ShardResult]) -> 
     return summary
 
 
-def start_run(cfg: StudyConfig, prep: Prepared, root: Path, run_id: str, *, shards: int, overwrite: bool = False, resume: bool = False) -> RunDirectory:
+def start_run(
+    cfg: StudyConfig,
+    prep: Prepared,
+    root: Path,
+    run_id: str,
+    *,
+    shards: int,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> RunDirectory:
     """Open the run folder (fresh, or the interrupted one when ``resume``) with its shard plan,
     study, fit and users written."""
     study = encode_study(cfg)
     run = RunDirectory(root, run_id, overwrite=overwrite, resume=resume)
     if resume and run.resumed:
-        kept = (run.path / "study.json").read_bytes() if (run.path / "study.json").is_file() else b""
+        kept = (
+            (run.path / "study.json").read_bytes() if (run.path / "study.json").is_file() else b""
+        )
         if _results_part(kept) != _results_part(study):
-            raise RunError(f"{run.path}: --resume needs the same study as the interrupted run; its study.json differs (only [ray] and [output] may change)")
-        run.plan = [ShardSpec(**s) for s in msgspec.json.decode((run.path / "plan.json").read_bytes())]
+            raise RunError(
+                f"{run.path}: --resume needs the same study as the interrupted run; its study.json differs (only [ray] and [output] may change)"
+            )
+        run.plan = [
+            ShardSpec(**s) for s in msgspec.json.decode((run.path / "plan.json").read_bytes())
+        ]
         return run
     run.plan = plan_shards(len(prep.population), shards)
     run.write_bytes("plan.json", msgspec.json.encode(run.plan))
     run.write_bytes("study.json", study)
     run.write_json("fit.json", msgspec.to_builtins(prep.report))
     users = users_table(prep)
-    users = users.replace_schema_metadata({METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: b"users"})
+    users = users.replace_schema_metadata(
+        {METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: b"users"}
+    )
     pq.write_table(users, run.path / "users.parquet", compression=COMPRESSION)
     return run
 
@@ -249,7 +309,14 @@ def _results_part(study_json: bytes) -> object:
     return {k: v for k, v in d.items() if k not in ("ray", "output")}
 
 
-def finish_run(run: RunDirectory, prep: Prepared, results: list[ShardResult], t0: float, *, summary_written: bool = False) -> RunResult:
+def finish_run(
+    run: RunDirectory,
+    prep: Prepared,
+    results: list[ShardResult],
+    t0: float,
+    *,
+    summary_written: bool = False,
+) -> RunResult:
     """Write the summary (unless a coordinator did) and the manifest, and make the run visible."""
     if summary_written:
         summary = pl.read_parquet(run.path / "summary.parquet")
@@ -300,7 +367,15 @@ def run_study(
         on_ready(len(prep.population))
     llm = uses_llm(cfg)
     shards = 1 if llm else local_shard_count(len(prep.population), prep.catalog.n_items, workers)
-    run = start_run(cfg, prep, Path(out_dir or cfg.output.dir), run_id, shards=shards, overwrite=overwrite, resume=resume)
+    run = start_run(
+        cfg,
+        prep,
+        Path(out_dir or cfg.output.dir),
+        run_id,
+        shards=shards,
+        overwrite=overwrite,
+        resume=resume,
+    )
     opened = None
     try:
         if llm and model is None:

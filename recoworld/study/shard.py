@@ -57,7 +57,11 @@ def plan_shards(n_users: int, shards: int) -> list[ShardSpec]:
     blocks = -(-n_users // BLOCK_USERS)
     cuts = np.array_split(np.arange(blocks), max(1, min(shards, blocks)))
     return [
-        ShardSpec(index=i, start=int(c[0]) * BLOCK_USERS, stop=min(n_users, (int(c[-1]) + 1) * BLOCK_USERS))
+        ShardSpec(
+            index=i,
+            start=int(c[0]) * BLOCK_USERS,
+            stop=min(n_users, (int(c[-1]) + 1) * BLOCK_USERS),
+        )
         for i, c in enumerate(cuts)
     ]
 
@@ -73,7 +77,9 @@ def read_marker(folder: Path, spec: ShardSpec) -> ShardResult | None:
         return None
     result = msgspec.msgpack.decode(path.read_bytes(), type=ShardResult)
     if result.spec != spec:
-        raise RunError(f"{path}: shard {spec.index} covered users {result.spec.start}..{result.spec.stop}; this run plans {spec.start}..{spec.stop}")
+        raise RunError(
+            f"{path}: shard {spec.index} covered users {result.spec.start}..{result.spec.stop}; this run plans {spec.start}..{spec.stop}"
+        )
     return result
 
 
@@ -103,16 +109,25 @@ class UserShard:
         users = np.arange(spec.start, spec.stop)
         parts = Parts(scratch)
         try:
-            events, metrics = simulate_to(parts, self.prep, part=spec.index, users=users, model=self.model)  # type: ignore[arg-type]
+            events, metrics = simulate_to(
+                parts, self.prep, part=spec.index, users=users, model=self.model
+            )  # type: ignore[arg-type]
         finally:
             parts.close()
-        values = [metric_values({f: getattr(m, f) for f in m.__dataclass_fields__}) for m in metrics]
+        values = [
+            metric_values({f: getattr(m, f) for f in m.__dataclass_fields__}) for m in metrics
+        ]
         moments = BlockMoments.of(users, self._codes[users], len(self.segment_names), values)
         for f in sorted(scratch.rglob("*.parquet")):
             dest = self.folder / f.relative_to(scratch)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, dest)
-        result = ShardResult(spec=spec, events=events, seconds=round(time.perf_counter() - t0, 3), moments=moments.to_bytes())
+        result = ShardResult(
+            spec=spec,
+            events=events,
+            seconds=round(time.perf_counter() - t0, 3),
+            moments=moments.to_bytes(),
+        )
         marker = marker_path(self.folder, spec.index)
         marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")

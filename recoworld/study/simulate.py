@@ -73,14 +73,16 @@ class UserMetrics:
     creator_clicks: np.ndarray
 
     @classmethod
-    def zeros(cls, n: int) -> "UserMetrics":
+    def zeros(cls, n: int) -> UserMetrics:
         return cls(*(np.zeros(n, np.float64) for _ in range(8)))
 
     @classmethod
-    def concat(cls, parts: list["UserMetrics"]) -> "UserMetrics":
+    def concat(cls, parts: list[UserMetrics]) -> UserMetrics:
         if not parts:
             return cls.zeros(0)
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__)
+        )
 
 
 Observer = Callable[[TurnRecord | SessionRecord], None]
@@ -93,14 +95,21 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
     personas = prep.population.take(users)
     brain = ParametricBrain(prep.model, cfg.brain, prep.catalog, personas, cfg.seed)
     rec: Recommender = build_recommender(cfg.recommender, cfg.arms[arm], prep.creator_mask)
-    rec.bind(Audience(personas=personas, catalog=prep.catalog, seed=cfg.seed, treated=prep.treated[arm][users]))
+    rec.bind(
+        Audience(
+            personas=personas, catalog=prep.catalog, seed=cfg.seed, treated=prep.treated[arm][users]
+        )
+    )
     n, k = users.size, sim.slate_size
     m = UserMetrics.zeros(n)
     day = np.zeros(n, np.float32)
     final_sat = np.full(n, 0.5, np.float32)
     alive = np.arange(n)
     for session in range(sim.sessions):
-        idx, mind = alive, brain.start_session(alive, session, final_sat[alive] if session else None)
+        idx, mind = (
+            alive,
+            brain.start_session(alive, session, final_sat[alive] if session else None),
+        )
         tally = _SessionTally.zeros(n)
         for turn in range(sim.turns):
             if idx.size == 0:
@@ -115,7 +124,21 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
             out = brain.after_slate(mind, idx, session, turn, slates, fb)
             ins = out.instructions
             rec.instruct(idx[ins.rows], ins.more_of, ins.less_of)
-            observe(TurnRecord(arm, idx, session, turn, day[idx], slates, fb, out.leave, ins.rows, ins.more_of, ins.less_of))
+            observe(
+                TurnRecord(
+                    arm,
+                    idx,
+                    session,
+                    turn,
+                    day[idx],
+                    slates,
+                    fb,
+                    out.leave,
+                    ins.rows,
+                    ins.more_of,
+                    ins.less_of,
+                )
+            )
             tally.add(idx, fb, ins.rows, prep.creator_mask[slates], m)
             # 5. who leaves, and in what state
             last = out.leave | (turn == sim.turns - 1)
@@ -125,7 +148,11 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
             idx, mind = idx[~last], mind.take(~last)
         # 6. between sessions: does each user come back, and when?
         ret = brain.end_session(final_sat[alive], alive, session)
-        observe(tally.record(arm, alive, session, day[alive], final_sat[alive], ret.returns, ret.gap_days))
+        observe(
+            tally.record(
+                arm, alive, session, day[alive], final_sat[alive], ret.returns, ret.gap_days
+            )
+        )
         m.sessions[alive] += 1
         m.turns[alive] += tally.turns[alive]
         if session == 0:
@@ -146,11 +173,26 @@ class _SessionTally:
     top_tag: np.ndarray
 
     @classmethod
-    def zeros(cls, n: int) -> "_SessionTally":
+    def zeros(cls, n: int) -> _SessionTally:
         z = lambda dt: np.zeros(n, dt)  # noqa: E731
-        return cls(z(np.int32), z(bool), z(np.int32), z(np.int32), z(np.float32), z(np.int32), np.full(n, -1, np.int32))
+        return cls(
+            z(np.int32),
+            z(bool),
+            z(np.int32),
+            z(np.int32),
+            z(np.float32),
+            z(np.int32),
+            np.full(n, -1, np.int32),
+        )
 
-    def add(self, idx: np.ndarray, fb: SlateFeedback, ins_rows: np.ndarray, creator: np.ndarray, m: UserMetrics) -> None:
+    def add(
+        self,
+        idx: np.ndarray,
+        fb: SlateFeedback,
+        ins_rows: np.ndarray,
+        creator: np.ndarray,
+        m: UserMetrics,
+    ) -> None:
         clicked = fb.action != SKIP
         self.clicks[idx] += clicked.sum(1)
         self.watched[idx] += (fb.action >= WATCH).sum(1)
@@ -167,10 +209,29 @@ class _SessionTally:
         self.left[ended] = left
         self.top_tag[ended] = np.where(profile.max(1) > 0, profile.argmax(1), -1)
 
-    def record(self, arm: int, rows: np.ndarray, session: int, day: np.ndarray, sat: np.ndarray, returned: np.ndarray, gap: np.ndarray) -> SessionRecord:
+    def record(
+        self,
+        arm: int,
+        rows: np.ndarray,
+        session: int,
+        day: np.ndarray,
+        sat: np.ndarray,
+        returned: np.ndarray,
+        gap: np.ndarray,
+    ) -> SessionRecord:
         return SessionRecord(
-            arm=arm, rows=rows, session=session, day=day, turns=self.turns[rows], left=self.left[rows],
-            clicks=self.clicks[rows], watched=self.watched[rows], watch_time=self.watch_time[rows],
-            instructions=self.instructions[rows], satisfaction_end=sat, top_tag=self.top_tag[rows],
-            returned=returned, gap_days=gap,
-        )  # fmt: skip
+            arm=arm,
+            rows=rows,
+            session=session,
+            day=day,
+            turns=self.turns[rows],
+            left=self.left[rows],
+            clicks=self.clicks[rows],
+            watched=self.watched[rows],
+            watch_time=self.watch_time[rows],
+            instructions=self.instructions[rows],
+            satisfaction_end=sat,
+            top_tag=self.top_tag[rows],
+            returned=returned,
+            gap_days=gap,
+        )

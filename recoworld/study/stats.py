@@ -40,21 +40,25 @@ class Moments(msgspec.Struct, frozen=True):
     m2: float = 0.0
 
     @classmethod
-    def of(cls, x: np.ndarray) -> "Moments":
+    def of(cls, x: np.ndarray) -> Moments:
         x = np.asarray(x, dtype=np.float64)
         if x.size == 0:
             return cls()
         mu = float(x.mean())
         return cls(int(x.size), mu, float(((x - mu) ** 2).sum()))
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         if self.n == 0:
             return other
         if other.n == 0:
             return self
         n = self.n + other.n
         delta = other.mean - self.mean
-        return Moments(n, self.mean + delta * other.n / n, self.m2 + other.m2 + delta * delta * self.n * other.n / n)
+        return Moments(
+            n,
+            self.mean + delta * other.n / n,
+            self.m2 + other.m2 + delta * delta * self.n * other.n / n,
+        )
 
     @property
     def variance(self) -> float:
@@ -82,7 +86,9 @@ def summarise(user_metrics: pl.DataFrame, arms: list[str]) -> pl.DataFrame:
     pu = per_user(user_metrics)
     pu = pl.concat([pu, pu.with_columns(segment=pl.lit("all"))])
     long = pu.unpivot(index=["arm", "segment", "user"], variable_name="metric", value_name="value")
-    control = long.filter(pl.col("arm") == arms[0]).select("segment", "user", "metric", pl.col("value").alias("_c"))
+    control = long.filter(pl.col("arm") == arms[0]).select(
+        "segment", "user", "metric", pl.col("value").alias("_c")
+    )
     long = long.join(control, on=["segment", "user", "metric"], how="left").with_columns(
         _d=pl.when(pl.col("arm") != arms[0]).then(pl.col("value") - pl.col("_c"))
     )
@@ -114,5 +120,14 @@ def summarise(user_metrics: pl.DataFrame, arms: list[str]) -> pl.DataFrame:
         _so=(pl.col("segment") != "all").cast(pl.Int64),
     )
     return out.sort("_ao", "_so", "segment", "_mo").select(
-        "arm", "segment", "metric", pl.col("n").cast(pl.Int64), "mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"
+        "arm",
+        "segment",
+        "metric",
+        pl.col("n").cast(pl.Int64),
+        "mean",
+        "ci_low",
+        "ci_high",
+        "diff",
+        "diff_ci_low",
+        "diff_ci_high",
     )

@@ -29,8 +29,20 @@ _FIELD = re.compile(r"<<([^<>]*)>>")
 class ScriptedModel:
     name = "scripted"
 
-    def __init__(self, *, invalid_every: int = 0, always_invalid: tuple[str, ...] = (), hallucinate: bool = False, fail_retryable: int = 0, ignore_instructions: bool = False) -> None:
-        self.invalid_every, self.always_invalid, self.hallucinate = invalid_every, always_invalid, hallucinate
+    def __init__(
+        self,
+        *,
+        invalid_every: int = 0,
+        always_invalid: tuple[str, ...] = (),
+        hallucinate: bool = False,
+        fail_retryable: int = 0,
+        ignore_instructions: bool = False,
+    ) -> None:
+        self.invalid_every, self.always_invalid, self.hallucinate = (
+            invalid_every,
+            always_invalid,
+            hallucinate,
+        )
         self.fail_retryable, self.ignore_instructions = fail_retryable, ignore_instructions
         self.calls = 0
         self.requests: list[LLMRequest] = []
@@ -42,12 +54,37 @@ class ScriptedModel:
             self.requests.append(r)
             if self.fail_retryable > 0:
                 self.fail_retryable -= 1
-                out.append(LLMResult(id=r.id, text="", finish_reason="error", error="scripted outage", retryable=True, model=self.name))
+                out.append(
+                    LLMResult(
+                        id=r.id,
+                        text="",
+                        finish_reason="error",
+                        error="scripted outage",
+                        retryable=True,
+                        model=self.name,
+                    )
+                )
                 continue
             purpose = r.purpose.removeprefix("repair-")
-            broken = purpose in self.always_invalid or (self.invalid_every and self.calls % self.invalid_every == 0)
-            text = '{"items": [' if broken else json.dumps(self._answer(r, json.loads(r.schema) if r.schema else {}))
-            out.append(LLMResult(id=r.id, text=text, tokens_in=len(r.prompt) // 4, tokens_out=len(text) // 4, finish_reason="stop", latency_s=0.0, model=self.name))
+            broken = purpose in self.always_invalid or (
+                self.invalid_every and self.calls % self.invalid_every == 0
+            )
+            text = (
+                '{"items": ['
+                if broken
+                else json.dumps(self._answer(r, json.loads(r.schema) if r.schema else {}))
+            )
+            out.append(
+                LLMResult(
+                    id=r.id,
+                    text=text,
+                    tokens_in=len(r.prompt) // 4,
+                    tokens_out=len(text) // 4,
+                    finish_reason="stop",
+                    latency_s=0.0,
+                    model=self.name,
+                )
+            )
         return out
 
     async def close(self) -> None:
@@ -83,14 +120,22 @@ class ScriptedModel:
                 d["rating"] = 4 if hit else None
             d["feeling"] = "right up my street" if hit else "not for me"
             items.append(d)
-        slate_no = int(m.group(1)) if (m := re.search(r"slate (\d+) of at most", prompt, re.IGNORECASE)) else 1
+        slate_no = (
+            int(m.group(1))
+            if (m := re.search(r"slate (\d+) of at most", prompt, re.IGNORECASE))
+            else 1
+        )
         instruction = None
         enum = props["instruction"]["anyOf"][0]["properties"]["more_of"]["anyOf"][0].get("enum", [])
         if not matched and likes:
             want = next((t for t in enum if t.lower() in likes), None)
             if want is not None:
                 instruction = {"text": f"Show me more {want}.", "more_of": want, "less_of": None}
-        return {"items": items, "next": "leave" if (not matched and slate_no >= 3) else "continue", "instruction": instruction}
+        return {
+            "items": items,
+            "next": "leave" if (not matched and slate_no >= 3) else "continue",
+            "instruction": instruction,
+        }
 
     def _rerank(self, prompt: str, props: dict) -> dict:
         k = props["ranking"]["minItems"]

@@ -52,7 +52,7 @@ class Mindset:
     profile: np.ndarray  # (n, n_tags) what was consumed this session, decayed
     last_instruct_turn: np.ndarray  # int, -9 if none this session
 
-    def take(self, keep: np.ndarray) -> "Mindset":
+    def take(self, keep: np.ndarray) -> Mindset:
         return Mindset(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
 
@@ -64,7 +64,9 @@ class SlateFeedback:
     watch: np.ndarray  # (n, k) float32, 0 for skips
     rating: np.ndarray  # (n, k) float32, NaN where not rated
     mind: np.ndarray  # (4, n, k) float32 mindset after each item, in MINDSET_FIELDS order
-    feelings: np.ndarray | None = None  # (n, k) object (str | None): the LLM user's feeling per item
+    feelings: np.ndarray | None = (
+        None  # (n, k) object (str | None): the LLM user's feeling per item
+    )
 
     @property
     def clicked(self) -> np.ndarray:
@@ -82,9 +84,9 @@ class Instructions:
     def texts(self, tags: tuple[str, ...]) -> list[str]:
         """The text rendering of each instruction."""
         out = []
-        for m, l in zip(self.more_of.tolist(), self.less_of.tolist()):
-            if l >= 0:
-                out.append(f"Too much {tags[l]} lately. Show me more {tags[m]}.")
+        for m, less in zip(self.more_of.tolist(), self.less_of.tolist()):
+            if less >= 0:
+                out.append(f"Too much {tags[less]} lately. Show me more {tags[m]}.")
             else:
                 out.append(f"Nothing here grabs me. Something different: more {tags[m]}, please.")
         return out
@@ -106,21 +108,29 @@ class ParametricBrain:
     """Decisions of many users at once. Stateless apart from its fitted model and config:
     the per-user state lives in :class:`Mindset` and is passed in."""
 
-    def __init__(self, model: ChoiceModel, cfg: BrainConfig, catalog: Catalog, personas: Personas, seed: int) -> None:
+    def __init__(
+        self, model: ChoiceModel, cfg: BrainConfig, catalog: Catalog, personas: Personas, seed: int
+    ) -> None:
         self.model, self.cfg, self.cat, self.p, self.seed = model, cfg, catalog, personas, seed
         self._coef = np.asarray(model.coef, dtype=np.float32)
         # The user's expected hit rate: what satisfaction is measured against.
-        self._expect = np.clip(model.base_rate * (0.5 + personas.activity), 0.02, 0.5).astype(np.float32)
+        self._expect = np.clip(model.base_rate * (0.5 + personas.activity), 0.02, 0.5).astype(
+            np.float32
+        )
         self._tag_norm = (np.sqrt((catalog.tag_matrix**2).sum(1)) + 1e-6).astype(np.float32)
         self._taste_norm = (np.sqrt((personas.taste**2).sum(1)) + 1e-6).astype(np.float32)
 
-    def start_session(self, rows: np.ndarray, session: int, carry: np.ndarray | None = None) -> Mindset:
+    def start_session(
+        self, rows: np.ndarray, session: int, carry: np.ndarray | None = None
+    ) -> Mindset:
         """Fresh mindsets for ``rows``; ``carry`` = last session's final satisfaction (or None)."""
         n = rows.size
         sat = np.full(n, 0.5, np.float32)
         if carry is not None:
             sat += (0.3 * (carry - 0.5)).astype(np.float32)
-        sat += 0.05 * normals(self.seed, Stream.MINDSET, self.p.uid[rows], session).astype(np.float32)
+        sat += 0.05 * normals(self.seed, Stream.MINDSET, self.p.uid[rows], session).astype(
+            np.float32
+        )
         return Mindset(
             satisfaction=np.clip(sat, 0.05, 0.95),
             fatigue=np.zeros(n, np.float32),
@@ -130,7 +140,9 @@ class ParametricBrain:
             last_instruct_turn=np.full(n, -9, np.int32),
         )
 
-    def react(self, mind: Mindset, rows: np.ndarray, session: int, turn: int, slates: np.ndarray) -> SlateFeedback:
+    def react(
+        self, mind: Mindset, rows: np.ndarray, session: int, turn: int, slates: np.ndarray
+    ) -> SlateFeedback:
         """Users ``rows`` go through their slates item by item; ``mind`` is updated in place."""
         cfg, cat = self.cfg, self.cat
         n, k = slates.shape
@@ -140,12 +152,16 @@ class ParametricBrain:
         tags = cat.tag_matrix[slates]  # (n, k, T)
         tag_norm = self._tag_norm[slates]
         taste = self.p.taste[rows]
-        novelty = 1.0 - np.einsum("nt,nkt->nk", taste, tags) / (self._taste_norm[rows][:, None] * tag_norm)
+        novelty = 1.0 - np.einsum("nt,nkt->nk", taste, tags) / (
+            self._taste_norm[rows][:, None] * tag_norm
+        )
         u_click, u_rate = uniform_pair(self.seed, Stream.CLICK, uid, session, turn, pos)
         z_watch = normals(self.seed, Stream.WATCH, uid, session, turn, pos)
         z_rating = normals(self.seed, Stream.RATING, uid, session, turn, pos)
         ratings_if = (
-            simulate_ratings(self.model.rating, self.p.mean_rating[rows][:, None], slates, aff, z_rating)
+            simulate_ratings(
+                self.model.rating, self.p.mean_rating[rows][:, None], slates, aff, z_rating
+            )
             if self.model.rating is not None
             else np.full((n, k), np.nan, np.float32)
         )
@@ -172,7 +188,11 @@ class ParametricBrain:
         for p in range(k):
             # 1. the click logit: position bias, fatigue, boredom with repeats, curiosity
             rep = np.einsum("nt,nt->n", mind.profile, tags[:, p]) / (pnorm * tag_norm[:, p])
-            logit = base[:, p] - cfg.fatigue_weight * mind.fatigue - cfg.boredom_weight * mind.boredom * rep
+            logit = (
+                base[:, p]
+                - cfg.fatigue_weight * mind.fatigue
+                - cfg.boredom_weight * mind.boredom * rep
+            )
             logit += mind.curiosity * nov[:, p]
             # 2. decisions: click, watch fraction, bounce, rate
             c = u_click[:, p] < _sigmoid(logit)
@@ -181,26 +201,40 @@ class ParametricBrain:
             click[:, p], watched[:, p], watch[:, p] = c, w, wf
             # 3. mindset update
             experience = np.where(w, np.where(may_rate[:, p], liked_if_rated[:, p], wf), f32(0.0))
-            mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)
+            mind.satisfaction += cfg.satisfaction_rate * np.where(
+                c, experience - expect, -0.5 * expect
+            )
             np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
             mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
-            mind.boredom += cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
+            mind.boredom += (
+                cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
+            )
             mind.curiosity += f32(0.2) * (diversity * (1.0 - mind.boredom) - mind.curiosity)
             hit = np.flatnonzero(c)
             if hit.size:  # only clickers' session profiles move
                 mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * tags[hit, p]
-                pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", mind.profile[hit], mind.profile[hit])) + 1e-6
+                pnorm[hit] = (
+                    np.sqrt(np.einsum("nt,nt->n", mind.profile[hit], mind.profile[hit])) + 1e-6
+                )
             mind_log[0, :, p] = mind.satisfaction
             mind_log[1, :, p] = mind.fatigue
             mind_log[2, :, p] = mind.boredom
             mind_log[3, :, p] = mind.curiosity
         rated = watched & may_rate
-        action = (click.astype(np.int8) + watched + rated).astype(np.int8)  # SKIP < CLICK < WATCH < RATE
+        action = (click.astype(np.int8) + watched + rated).astype(
+            np.int8
+        )  # SKIP < CLICK < WATCH < RATE
         rating = np.where(rated, ratings_if, np.nan).astype(f32)
         return SlateFeedback(action=action, watch=watch, rating=rating, mind=mind_log)
 
     def after_slate(
-        self, mind: Mindset, rows: np.ndarray, session: int, turn: int, slates: np.ndarray, fb: SlateFeedback
+        self,
+        mind: Mindset,
+        rows: np.ndarray,
+        session: int,
+        turn: int,
+        slates: np.ndarray,
+        fb: SlateFeedback,
     ) -> TurnOutcome:
         """Instruct? Leave? (``mind.last_instruct_turn`` is updated in place.)"""
         cfg = self.cfg
@@ -231,9 +265,13 @@ class ParametricBrain:
         )
         p_leave = _sigmoid(logit) * np.where(instruct, 0.5, 1.0)
         leave = uniforms(self.seed, Stream.LEAVE, uid, session, turn) < p_leave
-        return TurnOutcome(leave=leave, instructions=Instructions(rows=ir, more_of=more, less_of=less))
+        return TurnOutcome(
+            leave=leave, instructions=Instructions(rows=ir, more_of=more, less_of=less)
+        )
 
-    def end_session(self, satisfaction: np.ndarray, rows: np.ndarray, session: int) -> ReturnDecision:
+    def end_session(
+        self, satisfaction: np.ndarray, rows: np.ndarray, session: int
+    ) -> ReturnDecision:
         """The return model: given final ``satisfaction``, does each user come back, and when."""
         r, cfg = self.model.returns, self.cfg
         uid = self.p.uid[rows]

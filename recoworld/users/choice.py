@@ -61,16 +61,22 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     rating: RatingModel | None
     returns: ReturnModel
 
-    def static_logit(self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    def static_logit(
+        self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(logits, affinities), each (n, k), of users ``rows`` of ``p`` for ``items`` (n, k)."""
         f = features(p, rows, items, cat)
         return static_logit(np.asarray(self.coef, dtype=np.float32), *f), f[0]
 
-    def affinity(self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> np.ndarray:
+    def affinity(
+        self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
+    ) -> np.ndarray:
         return np.einsum("nd,nkd->nk", p.pref[rows], cat.emb[items])
 
 
-def features(p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> tuple[np.ndarray, ...]:
+def features(
+    p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
+) -> tuple[np.ndarray, ...]:
     """(affinity, tag_match, dislike_match, popularity, pop_x_conformity), each (n, k) float32."""
     aff = np.einsum("nd,nkd->nk", p.pref[rows], cat.emb[items])
     tags = cat.tag_matrix[items]
@@ -82,4 +88,6 @@ def features(p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog) -> 
 
 
 def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc) -> np.ndarray:  # noqa: ANN001
-    return (coef[0] + coef[1] * aff + coef[2] * tag + coef[3] * dis + coef[4] * pop + coef[5] * popc).astype(np.float32)
+    return (
+        coef[0] + coef[1] * aff + coef[2] * tag + coef[3] * dis + coef[4] * pop + coef[5] * popc
+    ).astype(np.float32)

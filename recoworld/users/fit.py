@@ -25,7 +25,13 @@ from scipy.stats import rankdata
 
 from recoworld.items.catalog import Catalog
 from recoworld.rng import generator
-from recoworld.users.choice import FEATURES, ChoiceModel, RatingModel, ReturnModel, features, static_logit
+from recoworld.users.choice import (
+    FEATURES,
+    ChoiceModel,
+    RatingModel,
+    ReturnModel,
+    features,
+)
 from recoworld.users.persona import SITTING_GAP_S, Personas, personas_from_history
 from recoworld.world.model import World
 
@@ -72,7 +78,9 @@ def split_history(world: World) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarra
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(u.size, dtype=np.int64)
     rank[order] = np.arange(u.size) - starts[u[order]]
-    n_hist = np.where(counts >= MIN_INTERACTIONS, np.ceil(counts * HISTORY_SHARE), counts).astype(np.int64)
+    n_hist = np.where(counts >= MIN_INTERACTIONS, np.ceil(counts * HISTORY_SHARE), counts).astype(
+        np.int64
+    )
     hist = rank < n_hist[u]
     cols = (u, i, r, w, ts)
     return tuple(c[hist] for c in cols), tuple(c[~hist] for c in cols)
@@ -132,19 +140,29 @@ def simulate_ratings(
 ) -> np.ndarray:
     """Ratings from the rating model given standard-normal ``noise`` (same shapes)."""
     mu = np.where(np.isnan(mean_u), model.global_mean, mean_u)
-    raw = mu + np.asarray(model.item_bias, dtype=np.float32)[items] + model.gamma * (aff - model.affinity_mean)
+    raw = (
+        mu
+        + np.asarray(model.item_bias, dtype=np.float32)[items]
+        + model.gamma * (aff - model.affinity_mean)
+    )
     raw = raw + model.noise_sd * noise
     levels = np.asarray(model.levels, dtype=np.float32)
     return levels[np.searchsorted(np.asarray(model.thresholds), raw)]
 
 
-def rating_distribution(model: RatingModel, mean_u: np.ndarray, items: np.ndarray, aff: np.ndarray) -> np.ndarray:
+def rating_distribution(
+    model: RatingModel, mean_u: np.ndarray, items: np.ndarray, aff: np.ndarray
+) -> np.ndarray:
     """(n, levels) probabilities of each rating level under the ordinal model (the
     distribution :func:`simulate_ratings` draws from), for (n,) users' means, items, affinities."""
     from scipy.stats import norm
 
     mu = np.where(np.isnan(mean_u), model.global_mean, mean_u).astype(np.float64)
-    raw = mu + np.asarray(model.item_bias, dtype=np.float64)[items] + model.gamma * (aff - model.affinity_mean)
+    raw = (
+        mu
+        + np.asarray(model.item_bias, dtype=np.float64)[items]
+        + model.gamma * (aff - model.affinity_mean)
+    )
     sd = max(model.noise_sd, 1e-9)
     cuts = np.asarray(model.thresholds, dtype=np.float64)
     cdf = norm.cdf((cuts[None, :] - raw[:, None]) / sd)  # P(latent <= cut)
@@ -183,7 +201,9 @@ def _fit_returns(world: World) -> ReturnModel:
     )
 
 
-def fit_choice_model(world: World, catalog: Catalog, *, negatives_per_positive: int = 9, seed: int = 0) -> Fitted:
+def fit_choice_model(
+    world: World, catalog: Catalog, *, negatives_per_positive: int = 9, seed: int = 0
+) -> Fitted:
     """Fit the choice, rating and return models of ``world`` and measure their calibration."""
     t0 = time.perf_counter()
     rng = generator(seed, "fit", world.name)
@@ -194,7 +214,7 @@ def fit_choice_model(world: World, catalog: Catalog, *, negatives_per_positive: 
     taken = np.unique(all_u * n_world_items + all_i)  # codes as _sample_negatives forms them
 
     calib_user = rng.random(n_users) < 0.2
-    tu, ti, tr = targ[0], targ[1], targ[2]
+    tu, ti = targ[0], targ[1]
     nu, ni = _sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng)
     users = np.concatenate([tu, nu])
     items = np.concatenate([ti, ni])
@@ -208,7 +228,9 @@ def fit_choice_model(world: World, catalog: Catalog, *, negatives_per_positive: 
 
     rating, rmse, tv, real_h, sim_h = None, None, None, None, None
     if world.has_ratings:
-        rating, rmse, tv, real_h, sim_h = _fit_ratings(world, catalog, personas, hist, targ, calib_user, rng)
+        rating, rmse, tv, real_h, sim_h = _fit_ratings(
+            world, catalog, personas, hist, targ, calib_user, rng
+        )
     returns = _fit_returns(world)
     model = ChoiceModel(
         coef=[float(c) for c in coef],
@@ -256,7 +278,9 @@ def _fit_ratings(
     mean_u = np.where(np.isnan(personas.mean_rating), gmean, personas.mean_rating)
     resid = hr - mean_u[hu]
     shrink = 10.0
-    bias = np.bincount(hi, weights=resid, minlength=catalog.n_items) / (np.bincount(hi, minlength=catalog.n_items) + shrink)
+    bias = np.bincount(hi, weights=resid, minlength=catalog.n_items) / (
+        np.bincount(hi, minlength=catalog.n_items) + shrink
+    )
 
     tu, ti, tr = targ[0], targ[1], targ[2]
     ok = ~np.isnan(tr)
@@ -274,7 +298,9 @@ def _fit_ratings(
     # Ordinal cut points: the latent's quantiles at the real cumulative shares of each level.
     latent = base[fit] + gamma * a + sd * rng.standard_normal(a.size)
     cum = np.array([np.mean(tr[fit] <= v + 1e-9) for v in levels[:-1]])
-    thresholds = np.quantile(latent, np.clip(cum, 0.0, 1.0)) if latent.size else levels[:-1] + step / 2
+    thresholds = (
+        np.quantile(latent, np.clip(cum, 0.0, 1.0)) if latent.size else levels[:-1] + step / 2
+    )
     model = RatingModel(
         scale_min=float(lo),
         scale_max=float(hi_),
@@ -289,8 +315,12 @@ def _fit_ratings(
     )
     cal = ~fit
     pred = base[cal] + gamma * (aff[cal] - aff_mean)
-    rmse = float(np.sqrt(np.mean((tr[cal] - np.clip(pred, lo, hi_)) ** 2)))  # of the mean prediction
-    sim = simulate_ratings(model, mean_u[tu[cal]], ti[cal], aff[cal], rng.standard_normal(int(cal.sum())))
+    rmse = float(
+        np.sqrt(np.mean((tr[cal] - np.clip(pred, lo, hi_)) ** 2))
+    )  # of the mean prediction
+    sim = simulate_ratings(
+        model, mean_u[tu[cal]], ti[cal], aff[cal], rng.standard_normal(int(cal.sum()))
+    )
     real_h = {f"{v:g}": float(np.mean(np.isclose(tr[cal], v))) for v in levels}
     sim_h = {f"{v:g}": float(np.mean(np.isclose(sim, v))) for v in levels}
     tv = 0.5 * sum(abs(real_h[k] - sim_h[k]) for k in real_h)

@@ -26,6 +26,7 @@ import numpy as np
 
 from recoworld.config import LLMConfig
 from recoworld.items.catalog import Catalog
+from recoworld.llm.ask import ask_structured
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.prompts import (
     LANGUAGE_INSTRUCTIONS,
@@ -39,11 +40,21 @@ from recoworld.llm.prompts import (
     turn_block,
     user_header,
 )
-from recoworld.llm.ask import ask_structured
 from recoworld.llm.schemas import language_type, slack, slate_type, summary_type, tag_index
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
-from recoworld.users.brain import ACTIONS, CLICK, RATE, SKIP, WATCH, Instructions, Mindset, ParametricBrain, SlateFeedback, TurnOutcome
+from recoworld.users.brain import (
+    ACTIONS,
+    CLICK,
+    RATE,
+    SKIP,
+    WATCH,
+    Instructions,
+    Mindset,
+    ParametricBrain,
+    SlateFeedback,
+    TurnOutcome,
+)
 from recoworld.users.persona import Personas
 
 _F32 = np.float32
@@ -70,8 +81,24 @@ class LanguageBrain:
 
     kind = "llm"
 
-    def __init__(self, brain: ParametricBrain, model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, turns: int) -> None:
-        self.brain, self.model, self.llm, self.log, self.arm, self.turns = brain, model, llm, log, arm, turns
+    def __init__(
+        self,
+        brain: ParametricBrain,
+        model: LanguageModel,
+        llm: LLMConfig,
+        log: CallLog,
+        *,
+        arm: str,
+        turns: int,
+    ) -> None:
+        self.brain, self.model, self.llm, self.log, self.arm, self.turns = (
+            brain,
+            model,
+            llm,
+            log,
+            arm,
+            turns,
+        )
         self.cat: Catalog = brain.cat
         self.p: Personas = brain.p
         self.rated = brain.model.rating is not None
@@ -88,21 +115,44 @@ class LanguageBrain:
         return user_header(USER_INSTRUCTIONS, self.cat.tags, self.persona(b), mem.summaries)
 
     def _sampling(self) -> Sampling:
-        return Sampling(temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens)
+        return Sampling(
+            temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens
+        )
 
-    async def ask(self, b: int, session: int, turn: int, purpose: str, prompt: str, t: type, lenient: type | None = None) -> object | None:
+    async def ask(
+        self,
+        b: int,
+        session: int,
+        turn: int,
+        purpose: str,
+        prompt: str,
+        t: type,
+        lenient: type | None = None,
+    ) -> object | None:
         """One call constrained to ``t`` (and one repair call if the answer does not decode into
         ``lenient``, ``t`` with slack on string lengths); the decoded answer, or None when both
         fail (the caller falls back and the fallback is counted)."""
         out = await ask_structured(
-            self.model, self.log, arm=self.arm, root_seed=self.brain.seed, uid=int(self.p.uid[b]), session=session,
-            turn=turn, purpose=purpose, prompt=prompt, t=t, lenient=lenient, sampling=self._sampling(),
-        )  # fmt: skip
+            self.model,
+            self.log,
+            arm=self.arm,
+            root_seed=self.brain.seed,
+            uid=int(self.p.uid[b]),
+            session=session,
+            turn=turn,
+            purpose=purpose,
+            prompt=prompt,
+            t=t,
+            lenient=lenient,
+            sampling=self._sampling(),
+        )
         if out.status == "fallback":
             self.fallbacks += 1
         return out.answer
 
-    async def summarize(self, b: int, session: int, mem: UserMemory, satisfaction: float) -> str | None:
+    async def summarize(
+        self, b: int, session: int, mem: UserMemory, satisfaction: float
+    ) -> str | None:
         """The session summary in the user's words (None: the model failed; the caller keeps the
         templated summary)."""
         prompt = (
@@ -110,14 +160,18 @@ class LanguageBrain:
             f"{level(satisfaction)} satisfaction.\n{SUMMARY_INSTRUCTIONS}\nYour answer (JSON):"
         )
         n = self.llm.summary_chars
-        ans = await self.ask(b, session, self.turns, "summary", prompt, summary_type(n), summary_type(slack(n)))
+        ans = await self.ask(
+            b, session, self.turns, "summary", prompt, summary_type(n), summary_type(slack(n))
+        )
         return None if ans is None else ans.summary.strip()[:n]  # type: ignore[attr-defined]
 
     def remember(self, mem: UserMemory, turn: int, slate: np.ndarray, fb: SlateFeedback) -> None:
         """Append the slate to this visit's memory (append-only: the next prompt extends this one)."""
         actions = [ACTIONS[int(a)] for a in fb.action[0]]
         feelings = list(fb.feelings[0]) if fb.feelings is not None else [None] * len(actions)
-        mem.recent.extend(slate_summary_lines(self.cat, turn, slate, actions, fb.watch[0], fb.rating[0], feelings))
+        mem.recent.extend(
+            slate_summary_lines(self.cat, turn, slate, actions, fb.watch[0], fb.rating[0], feelings)
+        )
 
 
 class LLMBrain(LanguageBrain):
@@ -125,14 +179,28 @@ class LLMBrain(LanguageBrain):
 
     kind = "llm"
 
-    async def turn(self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory) -> TurnResult:
+    async def turn(
+        self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory
+    ) -> TurnResult:
         rows = np.array([b])
         k = slate.shape[1]
-        mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
-        prompt = slate_prompt(self.cat, self.persona(b), mem, session, turn, self.turns, mind_now, slate[0])
+        mind_now = np.array(
+            [mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]]
+        )
+        prompt = slate_prompt(
+            self.cat, self.persona(b), mem, session, turn, self.turns, mind_now, slate[0]
+        )
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
         t = slate_type(k, self.cat.tags, self.rated, fc, ic)
-        ans = await self.ask(b, session, turn, "slate", prompt, t, slate_type(k, self.cat.tags, self.rated, slack(fc), slack(ic)))
+        ans = await self.ask(
+            b,
+            session,
+            turn,
+            "slate",
+            prompt,
+            t,
+            slate_type(k, self.cat.tags, self.rated, slack(fc), slack(ic)),
+        )
         if ans is None:  # parametric fallback
             fb = self.brain.react(mind, rows, session, turn, slate)
             out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
@@ -154,15 +222,32 @@ class LLMBrain(LanguageBrain):
             action[0, j], watch[0, j] = WATCH, max(pct, thr)
             if self.rated and getattr(item, "rating", None) is not None:
                 action[0, j], rating[0, j] = RATE, float(item.rating)
-        fb = SlateFeedback(action=action, watch=watch, rating=rating, mind=apply_dynamics(self.brain, mind, rows, slate, action, watch, rating), feelings=feelings)
+        fb = SlateFeedback(
+            action=action,
+            watch=watch,
+            rating=rating,
+            mind=apply_dynamics(self.brain, mind, rows, slate, action, watch, rating),
+            feelings=feelings,
+        )
         ins = ans.instruction  # type: ignore[attr-defined]
         if ins is not None:
-            more, less = tag_index(self.cat.tags, ins.more_of), tag_index(self.cat.tags, ins.less_of)
+            more, less = (
+                tag_index(self.cat.tags, ins.more_of),
+                tag_index(self.cat.tags, ins.less_of),
+            )
             mind.last_instruct_turn[0] = turn
-            instructions = Instructions(rows=np.array([0]), more_of=np.array([more]), less_of=np.array([less if less != more else -1]))
+            instructions = Instructions(
+                rows=np.array([0]),
+                more_of=np.array([more]),
+                less_of=np.array([less if less != more else -1]),
+            )
             text = ins.text.strip()[:ic] or "Something different, please."
         else:
-            instructions = Instructions(rows=np.zeros(0, np.int64), more_of=np.zeros(0, np.int64), less_of=np.zeros(0, np.int64))
+            instructions = Instructions(
+                rows=np.zeros(0, np.int64),
+                more_of=np.zeros(0, np.int64),
+                less_of=np.zeros(0, np.int64),
+            )
             text = None
         leave = np.array([ans.next == "leave"])  # type: ignore[attr-defined]
         return TurnResult(fb, TurnOutcome(leave=leave, instructions=instructions), text)
@@ -174,7 +259,9 @@ class HybridBrain(LanguageBrain):
 
     kind = "hybrid"
 
-    async def turn(self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory) -> TurnResult:
+    async def turn(
+        self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory
+    ) -> TurnResult:
         rows = np.array([b])
         fb = self.brain.react(mind, rows, session, turn, slate)
         out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
@@ -190,32 +277,73 @@ class HybridBrain(LanguageBrain):
             + (f" {round(100 * float(fb.watch[0, j]))}%" if fb.action[0, j] >= WATCH else "")
             for j, it in enumerate(slate[0].tolist())
         )
-        ask = f"You want more {data(more, 60)}" + (f" and less {data(less, 60)}" if less else "") + "; say so to the recommender in your own words."
-        mind_now = np.array([mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]])
+        ask = (
+            f"You want more {data(more, 60)}"
+            + (f" and less {data(less, 60)}" if less else "")
+            + "; say so to the recommender in your own words."
+        )
+        mind_now = np.array(
+            [mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]]
+        )
         prompt = (
-            self.header(b, mem) + turn_block(session, turn, self.turns, mem.recent, mind_now) + LANGUAGE_INSTRUCTIONS
+            self.header(b, mem)
+            + turn_block(session, turn, self.turns, mem.recent, mind_now)
+            + LANGUAGE_INSTRUCTIONS
             + f"\n## The slate and your choices\n{choices}\n\nWrite a feeling for each of the {clicked.size} items you clicked, in order. {ask}\nYour answer (JSON):"
-        )  # fmt: skip
+        )
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
         t = language_type(int(clicked.size), fc, ic, True)
-        ans = await self.ask(b, session, turn, "language", prompt, t, language_type(int(clicked.size), slack(fc), slack(ic), True))
+        ans = await self.ask(
+            b,
+            session,
+            turn,
+            "language",
+            prompt,
+            t,
+            language_type(int(clicked.size), slack(fc), slack(ic), True),
+        )
         if ans is None:
             return TurnResult(fb, out, template)
         feelings = np.empty((1, fb.action.shape[1]), object)
         for j, f in zip(clicked.tolist(), ans.feelings):  # type: ignore[attr-defined]
             feelings[0, j] = f.strip()[:fc] or None
-        fb = SlateFeedback(action=fb.action, watch=fb.watch, rating=fb.rating, mind=fb.mind, feelings=feelings)
+        fb = SlateFeedback(
+            action=fb.action, watch=fb.watch, rating=fb.rating, mind=fb.mind, feelings=feelings
+        )
         return TurnResult(fb, out, ans.instruction.strip()[:ic] or template)  # type: ignore[attr-defined]
 
 
-def slate_prompt(cat: Catalog, persona: str, mem: UserMemory, session: int, turn: int, turns: int, mind: np.ndarray, slate: np.ndarray, note: str = "") -> str:
+def slate_prompt(
+    cat: Catalog,
+    persona: str,
+    mem: UserMemory,
+    session: int,
+    turn: int,
+    turns: int,
+    mind: np.ndarray,
+    slate: np.ndarray,
+    note: str = "",
+) -> str:
     """The llm brain's slate prompt: the user's stable prefix, this visit so far, the mindset in
     words (``mind``: satisfaction, fatigue, boredom, curiosity), an optional ``note`` (what the
     user knows about this slate, e.g. in the fidelity protocols), the slate task last."""
-    return user_header(USER_INSTRUCTIONS, cat.tags, persona, mem.summaries) + turn_block(session, turn, turns, mem.recent, mind) + note + slate_block(cat, slate)
+    return (
+        user_header(USER_INSTRUCTIONS, cat.tags, persona, mem.summaries)
+        + turn_block(session, turn, turns, mem.recent, mind)
+        + note
+        + slate_block(cat, slate)
+    )
 
 
-def apply_dynamics(brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray, action: np.ndarray, watch: np.ndarray, rating: np.ndarray) -> np.ndarray:
+def apply_dynamics(
+    brain: ParametricBrain,
+    mind: Mindset,
+    rows: np.ndarray,
+    slates: np.ndarray,
+    action: np.ndarray,
+    watch: np.ndarray,
+    rating: np.ndarray,
+) -> np.ndarray:
     """Move ``mind`` item by item after choices made elsewhere (the llm brain's), with the
     parametric brain's mindset dynamics (step 3 of ``ParametricBrain.react``, kept in step with
     it); returns the (4, n, k) mindset log."""
@@ -249,7 +377,16 @@ def apply_dynamics(brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slat
     return log
 
 
-def build_language_brain(kind: str, brain: ParametricBrain, model: LanguageModel, llm: LLMConfig, log: CallLog, *, arm: str, turns: int) -> LanguageBrain:
+def build_language_brain(
+    kind: str,
+    brain: ParametricBrain,
+    model: LanguageModel,
+    llm: LLMConfig,
+    log: CallLog,
+    *,
+    arm: str,
+    turns: int,
+) -> LanguageBrain:
     match kind:
         case "llm":
             return LLMBrain(brain, model, llm, log, arm=arm, turns=turns)

@@ -59,18 +59,33 @@ def memory_of(run_dir: str | Path, arm: str, user: int) -> Memory:
         raise RunError(f"{run_dir}: no arm {arm!r}; the run has arms {manifest.get('arms')}")
     key = (pl.col("arm") == arm) & (pl.col("user") == user)
     ev = (
-        scan_table(run_dir, "events").filter(key)
-        .select("session", "turn", "position", pl.col("item_id").cast(pl.String), pl.col("action").cast(pl.String),
-                "watch_fraction", "rating", "satisfaction", pl.col("instruction").cast(pl.String))
-        .sort("session", "turn", "position").collect()
-    )  # fmt: skip
+        scan_table(run_dir, "events")
+        .filter(key)
+        .select(
+            "session",
+            "turn",
+            "position",
+            pl.col("item_id").cast(pl.String),
+            pl.col("action").cast(pl.String),
+            "watch_fraction",
+            "rating",
+            "satisfaction",
+            pl.col("instruction").cast(pl.String),
+        )
+        .sort("session", "turn", "position")
+        .collect()
+    )
     if ev.height == 0:
-        raise RunError(f"{run_dir}: user {user} has no events in arm {arm!r} (users are 0..{manifest.get('users_per_arm', 0) - 1})")
+        raise RunError(
+            f"{run_dir}: user {user} has no events in arm {arm!r} (users are 0..{manifest.get('users_per_arm', 0) - 1})"
+        )
     ss = (
-        scan_table(run_dir, "sessions").filter(key)
+        scan_table(run_dir, "sessions")
+        .filter(key)
         .select("session", "day", "turns", "left_early", "satisfaction_end", "returned", "summary")
-        .sort("session").collect()
-    )  # fmt: skip
+        .sort("session")
+        .collect()
+    )
     return Memory(
         arm=arm,
         user=user,

@@ -23,7 +23,14 @@ from recoworld.items.catalog import Catalog
 from recoworld.world.model import World
 
 SITTING_GAP_S = 30 * 60
-AGE_BANDS = ((0, 17, "<18"), (18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 200, "55+"))
+AGE_BANDS = (
+    (0, 17, "<18"),
+    (18, 24, "18-24"),
+    (25, 34, "25-34"),
+    (35, 44, "35-44"),
+    (45, 54, "45-54"),
+    (55, 200, "55+"),
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +52,9 @@ class Personas:
     pref: np.ndarray  # (n, dim) float32 unit rows
     mean_rating: np.ndarray  # float32, NaN where the dataset has no ratings
     n_history: np.ndarray  # int64 interactions in the persona's history
-    history: sp.csr_matrix | None = None  # (world users, n_items) bool: real users' histories, by template
+    history: sp.csr_matrix | None = (
+        None  # (world users, n_items) bool: real users' histories, by template
+    )
 
     def history_of(self, n_items: int) -> sp.csr_matrix:
         """(n, n_items) bool CSR of each persona's real history (empty rows for synthetic ones)."""
@@ -62,7 +71,7 @@ class Personas:
     def __len__(self) -> int:
         return int(self.uid.shape[0])
 
-    def take(self, rows: np.ndarray) -> "Personas":
+    def take(self, rows: np.ndarray) -> Personas:
         """A sub-population (rows in the given order)."""
         fields = {f: getattr(self, f)[rows] for f in _ROW_FIELDS}
         return replace(self, **fields)
@@ -169,17 +178,25 @@ def personas_from_history(
     taste = np.where(taste.sum(1, keepdims=True) > 0, taste, fallback)
     dislike = _row_normalise(np.asarray(dis_m @ tm))
     pref_raw = np.asarray(like_m @ catalog.emb)
-    pref_raw = np.where(np.abs(pref_raw).sum(1, keepdims=True) > 0, pref_raw, np.asarray(any_m @ catalog.emb))
+    pref_raw = np.where(
+        np.abs(pref_raw).sum(1, keepdims=True) > 0, pref_raw, np.asarray(any_m @ catalog.emb)
+    )
     pref = pref_raw / np.maximum(np.linalg.norm(pref_raw, axis=1, keepdims=True), 1e-9)
 
-    popc = np.bincount(u, weights=catalog.pop_percentile[i], minlength=n_users) / np.maximum(counts, 1)
+    popc = np.bincount(u, weights=catalog.pop_percentile[i], minlength=n_users) / np.maximum(
+        counts, 1
+    )
     full_tag = _row_normalise(np.asarray(any_m @ tm))
     ent = -(full_tag * np.log(np.where(full_tag > 0, full_tag, 1.0))).sum(1)
     ent = ent / max(np.log(max(tm.shape[1], 2)), 1e-9)
     patience_raw = _sitting_lengths(u, ts, n_users) if (ts >= 0).any() else counts.astype(float)
 
     users = world.users
-    age = users["age"].fill_null(-1).to_numpy().astype(np.int64) if "age" in users.columns else np.full(n_users, -1)
+    age = (
+        users["age"].fill_null(-1).to_numpy().astype(np.int64)
+        if "age" in users.columns
+        else np.full(n_users, -1)
+    )
     col = lambda name: (  # noqa: E731
         np.array(users[name].fill_null("").to_list(), dtype=object)
         if name in users.columns

@@ -30,7 +30,11 @@ def resolve_tags(catalog: Catalog, names: list[str], field: str) -> list[int]:
         j = index.get(_norm(name))
         if j is None:
             close = difflib.get_close_matches(name, catalog.tags, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known tags: {', '.join(catalog.tags[:20])}"
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else f"; known tags: {', '.join(catalog.tags[:20])}"
+            )
             raise TargetingError(f"$.{field}: unknown tag {name!r}{hint}")
         out.append(j)
     return out
@@ -42,7 +46,9 @@ def _tag_mask(share: np.ndarray, tags: list[int]) -> np.ndarray:
     return hit.any(1)
 
 
-def criteria(p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target") -> dict[str, np.ndarray]:
+def criteria(
+    p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target"
+) -> dict[str, np.ndarray]:
     """One boolean mask per given criterion of ``t`` (named as a person would say it)."""
     out: dict[str, np.ndarray] = {}
     if t.age is not None:
@@ -52,7 +58,9 @@ def criteria(p: Personas, catalog: Catalog, t: Targeting, field: str = "populati
     if t.occupation:
         out[f"occupation in {t.occupation}"] = np.isin(p.occupation, t.occupation)
     if t.likes:
-        out[f"likes {', '.join(t.likes)}"] = _tag_mask(p.taste, resolve_tags(catalog, t.likes, f"{field}.likes"))
+        out[f"likes {', '.join(t.likes)}"] = _tag_mask(
+            p.taste, resolve_tags(catalog, t.likes, f"{field}.likes")
+        )
     if t.dislikes:
         out[f"dislikes {', '.join(t.dislikes)}"] = _tag_mask(
             p.dislike, resolve_tags(catalog, t.dislikes, f"{field}.dislikes")
@@ -64,7 +72,9 @@ def criteria(p: Personas, catalog: Catalog, t: Targeting, field: str = "populati
     return out
 
 
-def select(p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target") -> np.ndarray:
+def select(
+    p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target"
+) -> np.ndarray:
     """Rows of ``p`` matching every criterion; selecting nobody is a TargetingError."""
     crit = criteria(p, catalog, t, field)
     mask = np.ones(len(p), dtype=bool)
@@ -90,17 +100,23 @@ def _jitter(p: Personas, scale: float, seed: int, rows: np.ndarray) -> Personas:
     pr = pref[rows] + scale * noise / np.sqrt(d)
     pref[rows] = pr / np.maximum(np.linalg.norm(pr, axis=1, keepdims=True), 1e-9)
     taste = p.taste.copy()
-    t = taste[rows] * np.exp(scale * normals(seed, Stream.PERSONA, uid[:, None], 2, np.arange(taste.shape[1])[None, :]))
+    t = taste[rows] * np.exp(
+        scale * normals(seed, Stream.PERSONA, uid[:, None], 2, np.arange(taste.shape[1])[None, :])
+    )
     taste[rows] = t / np.maximum(t.sum(1, keepdims=True), 1e-12)
     fields = {"pref": pref.astype(np.float32), "taste": taste.astype(np.float32)}
     for k, trait in enumerate(("activity", "conformity", "diversity", "patience")):
         v = getattr(p, trait).copy()
-        v[rows] = np.clip(v[rows] + 0.3 * scale * normals(seed, Stream.PERSONA, uid, 3 + k), 0.0, 1.0)
+        v[rows] = np.clip(
+            v[rows] + 0.3 * scale * normals(seed, Stream.PERSONA, uid, 3 + k), 0.0, 1.0
+        )
         fields[trait] = v
     return replace(p, **fields)
 
 
-def _from_description(base: Personas, catalog: Catalog, t: Targeting, n: int, seed: int) -> Personas:
+def _from_description(
+    base: Personas, catalog: Catalog, t: Targeting, n: int, seed: int
+) -> Personas:
     """Personas for a segment no real user matches, built from the description alone."""
     uid = np.arange(n, dtype=np.int64)
     u = lambda k: uniforms(seed, Stream.PERSONA, uid, 100 + k)  # noqa: E731
@@ -114,10 +130,16 @@ def _from_description(base: Personas, catalog: Catalog, t: Targeting, n: int, se
     else:
         taste = np.broadcast_to(base.taste.mean(0), (n, n_tags)).astype(np.float32).copy()
         centre = base.pref.mean(0)
-    pref = np.broadcast_to(centre / max(np.linalg.norm(centre), 1e-9), (n, catalog.emb.shape[1])).astype(np.float32).copy()
+    pref = (
+        np.broadcast_to(centre / max(np.linalg.norm(centre), 1e-9), (n, catalog.emb.shape[1]))
+        .astype(np.float32)
+        .copy()
+    )
     dislike = np.zeros((n, n_tags), np.float32)
     if t.dislikes:
-        dislike[:, resolve_tags(catalog, t.dislikes, "population.target.dislikes")] = 1.0 / len(t.dislikes)
+        dislike[:, resolve_tags(catalog, t.dislikes, "population.target.dislikes")] = 1.0 / len(
+            t.dislikes
+        )
 
     def trait(k: int, tier: str | None) -> np.ndarray:
         lo, hi = TIER_RANGE[tier]
@@ -151,7 +173,9 @@ def _from_description(base: Personas, catalog: Catalog, t: Targeting, n: int, se
     )
 
 
-def build_population(base: Personas, catalog: Catalog, cfg: PopulationConfig, seed: int) -> Personas:
+def build_population(
+    base: Personas, catalog: Catalog, cfg: PopulationConfig, seed: int
+) -> Personas:
     """The simulated population: ``cfg.size`` users (uids 0..n-1) drawn from the targeted segment.
 
     dataset: the first min(size, matches) users are the matching real personas as they are; the
@@ -168,7 +192,9 @@ def build_population(base: Personas, catalog: Catalog, cfg: PopulationConfig, se
         # Jitter spreads preference and taste; the traits are already uniform in the targeted
         # tiers, and noise on them would push users out of the tiers they were built for.
         j = _jitter(p, cfg.jitter, seed, np.arange(n))
-        return replace(j, **{t: getattr(p, t) for t in ("activity", "conformity", "diversity", "patience")})
+        return replace(
+            j, **{t: getattr(p, t) for t in ("activity", "conformity", "diversity", "patience")}
+        )
     n = cfg.size or matched.size
     j = np.arange(n)
     pick = uniforms(seed, Stream.SAMPLE, j)

@@ -62,7 +62,7 @@ class World:
     rating_scale: tuple[float, float] | None = None
     source: str = ""
 
-    def validate(self) -> "World":
+    def validate(self) -> World:
         """Check the column contract and id references; returns self for chaining."""
         where = self.source or self.name
         for frame_name, frame, schema in (
@@ -71,21 +71,36 @@ class World:
         ):
             for col, dtype in schema.items():
                 if col not in frame.columns:
-                    raise DataError(where, f"{frame_name} lacks column {col!r}", expected=f"columns {list(schema)}")
+                    raise DataError(
+                        where,
+                        f"{frame_name} lacks column {col!r}",
+                        expected=f"columns {list(schema)}",
+                    )
                 if frame.schema[col] != dtype:
                     raise DataError(
-                        where, f"{frame_name}.{col} has type {frame.schema[col]}", expected=str(dtype)
+                        where,
+                        f"{frame_name}.{col} has type {frame.schema[col]}",
+                        expected=str(dtype),
                     )
         if "user_id" not in self.users.columns:
             raise DataError(where, "users lacks column 'user_id'", expected="a user_id column")
-        for frame_name, frame, col in (("items", self.items, "item_id"), ("users", self.users, "user_id")):
+        for frame_name, frame, col in (
+            ("items", self.items, "item_id"),
+            ("users", self.users, "user_id"),
+        ):
             dup = frame.filter(pl.col(col).is_duplicated())
             if dup.height:
-                raise DataError(where, f"{frame_name} has duplicate {col} {dup[col][0]!r}", expected="unique ids")
+                raise DataError(
+                    where,
+                    f"{frame_name} has duplicate {col} {dup[col][0]!r}",
+                    expected="unique ids",
+                )
         if self.items.height == 0:
             raise DataError(where, "the world has no items", expected="at least one item")
         if self.interactions.height == 0:
-            raise DataError(where, "the world has no interactions", expected="at least one interaction")
+            raise DataError(
+                where, "the world has no interactions", expected="at least one interaction"
+            )
         for col, frame, label in (("item_id", self.items, "item"), ("user_id", self.users, "user")):
             unknown = self.interactions.join(frame.select(col), on=col, how="anti")
             if unknown.height:
@@ -119,7 +134,9 @@ class World:
         )
         return counts["tag"].to_list()
 
-    def coded_interactions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def coded_interactions(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(user row, item row, rating or NaN, weight, timestamp or -1) as numpy arrays,
         ordered by time (unknown times last, then file order)."""
         uidx = pl.DataFrame({"user_id": self.users["user_id"], "u": np.arange(self.users.height)})

@@ -38,7 +38,7 @@ def vllm_cpu_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("VLLM_HOST_IP", "127.0.0.1")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-%d" % (max(len(os.sched_getaffinity(0)), 1) - 1))
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(len(os.sched_getaffinity(0)), 1) - 1}")
     env.setdefault("VLLM_CACHE_ROOT", str(llm_cache() / "vllm-cache"))
     return env
 

@@ -42,31 +42,72 @@ cpu_kvcache_gib = 1.0
 """
 
 
-@pytest.mark.timeout(900)  # engine start + ~250 calls (lists and protocol c's sessions) on a 2-core CPU
-def test_llm_brain_fidelity_on_the_real_engine(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.timeout(
+    900
+)  # engine start + ~250 calls (lists and protocol c's sessions) on a 2-core CPU
+def test_llm_brain_fidelity_on_the_real_engine(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = tmp_path / "study.toml"
     study.write_text(STUDY.format(model=tiny_model))
     out = tmp_path / "out"
-    rc = main(["eval", "fidelity", "--dataset", "synthetic", "--brain", "llm", "--config", str(study), "--users", "8", "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            "--brain",
+            "llm",
+            "--config",
+            str(study),
+            "--users",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text = " ".join(capsys.readouterr().out.split())  # the console wraps lines
-    assert f"LLM calls ({tiny_model}): " in text and "8 of 500 users evaluated" in text and "ranked" not in text
+    assert (
+        f"LLM calls ({tiny_model}): " in text
+        and "8 of 500 users evaluated" in text
+        and "ranked" not in text
+    )
     for name in ("discrimination", "ratings", "calibration", "hit", "llm_calls"):
         assert (out / f"{name}.parquet").exists(), name
     calls = pl.read_parquet(out / "llm_calls.parquet")
-    calls = calls.with_columns([pl.col(c).cast(pl.String) for c, t in calls.schema.items() if isinstance(t, pl.Categorical | pl.Enum)])
+    calls = calls.with_columns(
+        [
+            pl.col(c).cast(pl.String)
+            for c, t in calls.schema.items()
+            if isinstance(t, pl.Categorical | pl.Enum)
+        ]
+    )
     bad = calls.filter(pl.col("parse_status") != "ok")
-    assert bad.height == 0, bad.select("call_id", "parse_status", "finish_reason", "completion").head(5).rows()
+    assert bad.height == 0, (
+        bad.select("call_id", "parse_status", "finish_reason", "completion").head(5).rows()
+    )
     assert set(calls["finish_reason"]) == {"stop"} and (calls["tokens_out"] > 0).all()
     slates = calls.filter(pl.col("call_id").str.contains(r"^fidelity-(told|blind)/"))
     assert slates["user"].n_unique() == 8
     for completion in slates["completion"]:  # 10 decisions per slate, or fewer for a short list
         items = json.loads(completion, strict=False)["items"]
-        assert 1 <= len(items) <= 10 and {i["decision"] for i in items} <= {"skip", "click", "watch"}
-    assert {"slate", "summary"} <= set(calls.filter(pl.col("call_id").str.starts_with("fidelity-sessions/"))["purpose"])
+        assert 1 <= len(items) <= 10 and {i["decision"] for i in items} <= {
+            "skip",
+            "click",
+            "watch",
+        }
+    assert {"slate", "summary"} <= set(
+        calls.filter(pl.col("call_id").str.starts_with("fidelity-sessions/"))["purpose"]
+    )
     meta = msgspec.json.decode((out / "meta.json").read_bytes())
     llm = meta["llm"]
-    assert llm["calls"] == calls.height and llm["fallbacks"] == 0 and llm["by_status"] == {"ok": calls.height}
+    assert (
+        llm["calls"] == calls.height
+        and llm["fallbacks"] == 0
+        and llm["by_status"] == {"ok": calls.height}
+    )
     assert sum(llm["decisions"].values()) > 0 and llm["calls_per_s"] > 0
     d = pl.read_parquet(out / "discrimination.parquet")
     assert set(d.filter(pl.col("brain") == "llm")["ratio"]) == {"1:1", "1:3", "1:9"}

@@ -46,11 +46,23 @@ def test_chat_template_wraps_the_prompt(tiny_model: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     prompt = "Which film do you watch?"
-    text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
     assert text.startswith("<s><|user|>\n")
     expected = tok(text, add_special_tokens=False).input_ids  # one <s>, from the template
-    cfg = EngineConfig(enforce_eager=True, max_model_len=512, max_num_seqs=8, cpu_kvcache_gib=0.5, chat_template=True)
-    [r] = run_engine(tiny_model, cfg, [LLMRequest(id="c", prompt=prompt, seed=1, sampling=Sampling(max_tokens=4))])
+    cfg = EngineConfig(
+        enforce_eager=True,
+        max_model_len=512,
+        max_num_seqs=8,
+        cpu_kvcache_gib=0.5,
+        chat_template=True,
+    )
+    [r] = run_engine(
+        tiny_model,
+        cfg,
+        [LLMRequest(id="c", prompt=prompt, seed=1, sampling=Sampling(max_tokens=4))],
+    )
     assert r.ok, r.error
     assert r.tokens_in == len(expected) > len(tok(prompt).input_ids)
 
@@ -68,15 +80,25 @@ def test_gemma_270m_converts_and_serves_schema_outputs(llm_cache_dir: Path) -> N
     schema = json.dumps(
         {
             "type": "object",
-            "properties": {"decision": {"enum": ["skip", "watch"]}, "rating": {"type": "integer", "minimum": 1, "maximum": 5}},
+            "properties": {
+                "decision": {"enum": ["skip", "watch"]},
+                "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+            },
             "required": ["decision", "rating"],
             "additionalProperties": False,
         }
     )
     prompt = "A viewer who loves science fiction is offered the film Alien (1979). As JSON, the decision and a rating:"
-    requests = [LLMRequest(id=f"g{i}", prompt=prompt, seed=i, schema=schema, sampling=Sampling(max_tokens=40)) for i in range(8)]
+    requests = [
+        LLMRequest(
+            id=f"g{i}", prompt=prompt, seed=i, schema=schema, sampling=Sampling(max_tokens=40)
+        )
+        for i in range(8)
+    ]
     cfg = EngineConfig(enforce_eager=True, max_model_len=512, max_num_seqs=8, cpu_kvcache_gib=0.5)
     results = run_engine(folder, cfg, requests)
-    assert all(r.ok and r.finish_reason == "stop" for r in results), [(r.finish_reason, r.error) for r in results]
+    assert all(r.ok and r.finish_reason == "stop" for r in results), [
+        (r.finish_reason, r.error) for r in results
+    ]
     assert all(msgspec.json.decode(r.text)["decision"] in ("skip", "watch") for r in results)
     assert results[0].tokens_in == len(tok(prompt).input_ids)

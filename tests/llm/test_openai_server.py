@@ -63,14 +63,31 @@ def server(
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     env = vllm_cpu_env | {"VLLM_API_KEY": KEY}
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tiny_model), "--served-model-name", "tiny",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--max-model-len", "4096", "--max-num-seqs", "64",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_model),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enforce-eager",
+        "--max-model-len",
+        "4096",
+        "--max-num-seqs",
+        "64",
         # seeded requests must not have their prefill chunked on CPU (see VLLMEngine._engine_args)
-        "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096", "--block-size", "32",
-        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
-    ]  # fmt: skip
+        "--no-enable-chunked-prefill",
+        "--max-num-batched-tokens",
+        "4096",
+        "--block-size",
+        "32",
+        "--structured-outputs-config",
+        '{"backend": "xgrammar", "disable_any_whitespace": true}',
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -78,7 +95,9 @@ def server(
         deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
@@ -107,12 +126,22 @@ def run(model: OpenAIHTTPModel, requests: list[LLMRequest]):
     return asyncio.run(go())
 
 
-def test_schema_outputs_decode_through_the_server(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schema_outputs_decode_through_the_server(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RW_VLLM_KEY", KEY)
-    model = OpenAIHTTPModel(server, "tiny", api_key_env="RW_VLLM_KEY", concurrency=16, timeout_s=120)
+    model = OpenAIHTTPModel(
+        server, "tiny", api_key_env="RW_VLLM_KEY", concurrency=16, timeout_s=120
+    )
     sampling = Sampling(temperature=1.0, max_tokens=60)
     requests = [
-        LLMRequest(id=f"r{i}", prompt=f"User {i} decides on a film:", seed=i % 20, schema=SCHEMA, sampling=sampling)
+        LLMRequest(
+            id=f"r{i}",
+            prompt=f"User {i} decides on a film:",
+            seed=i % 20,
+            schema=SCHEMA,
+            sampling=sampling,
+        )
         for i in range(40)
     ]
     results = run(model, requests)
@@ -128,7 +157,9 @@ def test_schema_outputs_decode_through_the_server(server: str, monkeypatch: pyte
     assert again[0].text == results[7].text == again[1].text  # r7 and r27 share seed 7
 
 
-def test_wrong_key_is_refused_and_not_retryable(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_key_is_refused_and_not_retryable(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RW_VLLM_KEY", "wrong-key")
     [r] = run(
         OpenAIHTTPModel(server, "tiny", api_key_env="RW_VLLM_KEY"),
@@ -146,7 +177,15 @@ def test_an_llm_study_runs_against_the_server_with_every_call_recorded_and_valid
     `vllm serve` and Ray Serve LLM deployments."""
     import polars as pl
 
-    from recoworld.config import BrainConfig, LLMConfig, PopulationConfig, RecommenderConfig, SimulationConfig, StudyConfig, WorldConfig
+    from recoworld.config import (
+        BrainConfig,
+        LLMConfig,
+        PopulationConfig,
+        RecommenderConfig,
+        SimulationConfig,
+        StudyConfig,
+        WorldConfig,
+    )
     from recoworld.study.prepare import load_world_for
     from recoworld.study.runner import run_study
 
@@ -154,19 +193,31 @@ def test_an_llm_study_runs_against_the_server_with_every_call_recorded_and_valid
     cfg = StudyConfig(
         name="served",
         seed=2,
-        world=WorldConfig(dataset="synthetic", synthetic_users=60, synthetic_items=120, embedding_dim=4),
+        world=WorldConfig(
+            dataset="synthetic", synthetic_users=60, synthetic_items=120, embedding_dim=4
+        ),
         population=PopulationConfig(size=5),
         simulation=SimulationConfig(sessions=2, turns=2, slate_size=4),
         brain=BrainConfig(kind="llm"),
         recommender=RecommenderConfig(kind="mf", candidates=12),
         llm=LLMConfig(
-            backend="openai", model="tiny", base_url=server, api_key_env="RW_VLLM_KEY", max_tokens=768,
-            feeling_chars=24, instruction_chars=80, summary_chars=120, concurrency=8,
+            backend="openai",
+            model="tiny",
+            base_url=server,
+            api_key_env="RW_VLLM_KEY",
+            max_tokens=768,
+            feeling_chars=24,
+            instruction_chars=80,
+            summary_chars=120,
+            concurrency=8,
         ),
-    )  # fmt: skip
+    )
     r = run_study(cfg, load_world_for(cfg.world, cfg.seed), run_id="served", out_dir=tmp_path)
     calls = pl.read_parquet(sorted((r.path / "llm_calls").glob("arm=*/*.parquet")))
     assert calls.height > 0
     assert calls["parse_status"].cast(pl.String).unique().to_list() == ["ok"]
     assert set(calls["model"].cast(pl.String)) == {"tiny"}
-    assert KEY not in (r.path / "study.json").read_text() and KEY not in (r.path / "manifest.json").read_text()
+    assert (
+        KEY not in (r.path / "study.json").read_text()
+        and KEY not in (r.path / "manifest.json").read_text()
+    )

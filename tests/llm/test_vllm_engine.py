@@ -43,7 +43,9 @@ SCHEMA = json.dumps(
 )
 
 
-def req(i: int, seed: int, prompt: str = "You are a user of a film site. Decide:", **kw) -> LLMRequest:
+def req(
+    i: int, seed: int, prompt: str = "You are a user of a film site. Decide:", **kw
+) -> LLMRequest:
     return LLMRequest(id=f"r{i}", prompt=prompt, seed=seed, **kw)
 
 
@@ -105,7 +107,9 @@ def test_concurrent_callers_share_the_engine(tiny_engine):
     sampling = Sampling(max_tokens=32)
 
     async def user(u: int) -> LLMResult:
-        [r] = await engine.generate([req(u, u, prompt=f"User {u} sees a slate.", sampling=sampling)])
+        [r] = await engine.generate(
+            [req(u, u, prompt=f"User {u} sees a slate.", sampling=sampling)]
+        )
         return r
 
     async def crowd() -> tuple[list[LLMResult], float]:
@@ -139,11 +143,16 @@ def test_bad_request_is_an_error_result_and_the_others_succeed(tiny_engine):
 def test_prefix_cache_hits_are_counted(tiny_engine):
     engine = tiny_engine.engine
     shared = "Shared instructions for every simulated user. " * 60  # ~ 400+ tokens
-    tiny_engine.run(engine.generate([req(0, 1, prompt=shared + "User 0.", sampling=Sampling(max_tokens=4))]))
+    tiny_engine.run(
+        engine.generate([req(0, 1, prompt=shared + "User 0.", sampling=Sampling(max_tokens=4))])
+    )
     engine.reset_counters()
     results = tiny_engine.run(
         engine.generate(
-            [req(u, u, prompt=shared + f"User {u}.", sampling=Sampling(max_tokens=4)) for u in range(1, 9)]
+            [
+                req(u, u, prompt=shared + f"User {u}.", sampling=Sampling(max_tokens=4))
+                for u in range(1, 9)
+            ]
         )
     )
     assert all(r.cached_tokens > 0.5 * r.tokens_in for r in results), [
