@@ -18,25 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.errors import RunError
-from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY, TABLES
+from recoworld.io.schema import SCHEMA_VERSION, TABLES, version_problem
+from recoworld.io.tables import check_file, writer_options
 
 MANIFEST = "manifest.json"
-COMPRESSION = "zstd"
-
-
-def writer_options(schema: pa.Schema) -> dict:
-    """zstd; dictionary encoding for the categorical columns only; statistics on the key
-    columns readers filter on. (Dictionary attempts and statistics on float columns cost more
-    than half the write time and buy nothing.)"""
-    dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type)]
-    stats_cols = [
-        c for c in ("user", "session", "turn", "arm", "segment", "metric") if c in schema.names
-    ]
-    return {
-        "compression": COMPRESSION,
-        "use_dictionary": dict_cols or False,
-        "write_statistics": stats_cols or False,
-    }
 
 
 class PartWriter:
@@ -198,17 +183,6 @@ class RunDirectory:
         shutil.rmtree(self.partial / "_tmp", ignore_errors=True)
 
 
-def _version_problem(version: object) -> str:
-    """Why data of ``version`` cannot be read here, and what to do about it."""
-    if isinstance(version, str) and version.isdigit():
-        version = int(version)
-    if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
-        return f"written by schema version {version}; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
-    if isinstance(version, int) and not isinstance(version, bool):
-        return f"written by schema version {version} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
-    return f"written with schema version {version!r}; this RecoWorld reads version {SCHEMA_VERSION}"
-
-
 def check_run_dir(run_dir: Path) -> dict:
     """The manifest of a complete run, or a RunError saying what is wrong with the folder
     (missing, interrupted, not a folder, a damaged manifest, another schema version)."""
@@ -239,7 +213,7 @@ def check_run_dir(run_dir: Path) -> dict:
             f"{mf}: holds a JSON {type(manifest).__name__}; expected an object with the run's schema_version"
         )
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise RunError(f"{run_dir}: {_version_problem(manifest.get('schema_version'))}")
+        raise RunError(f"{run_dir}: {version_problem(manifest.get('schema_version'))}")
     return manifest
 
 
@@ -254,30 +228,10 @@ def scan_table(run_dir: Path, table: str) -> pl.LazyFrame:
         path = run_dir / "summary.parquet"
         if not path.is_file():
             raise RunError(f"{run_dir}: summary.parquet is missing")
-        _check_file_version(path, table)
+        check_file(path, table)
         return pl.scan_parquet(path)
     if not files:
         raise RunError(f"{folder}: no Parquet files; expected {table}/arm=<arm>/part-*.parquet")
     for f in files:
-        _check_file_version(f, table)
+        check_file(f, table)
     return pl.scan_parquet(folder / "arm=*" / "*.parquet", hive_partitioning=True)
-
-
-def _check_file_version(path: Path, table: str) -> None:
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (pa.ArrowException, OSError) as e:
-        raise RunError(
-            f"{path}: not a readable Parquet file ({e}); expected table {table!r} of a RecoWorld run"
-        ) from None
-    version = meta.get(METADATA_KEY, b"").decode() or None
-    if version is None:
-        raise RunError(
-            f"{path}: no RecoWorld schema version in the file's metadata; expected table {table!r} of version {SCHEMA_VERSION}"
-        )
-    if version != str(SCHEMA_VERSION):
-        raise RunError(f"{path}: table {table!r} {_version_problem(version)}")
-    if meta.get(TABLE_KEY, b"").decode() != table:
-        raise RunError(
-            f"{path}: holds table {meta.get(TABLE_KEY, b'').decode()!r}; expected {table!r}"
-        )

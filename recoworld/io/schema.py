@@ -134,3 +134,14 @@ def with_metadata(schema: pa.Schema, table: str) -> pa.Schema:
     return schema.with_metadata(
         {METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()}
     )
+
+
+def version_problem(version: object) -> str:
+    """Why data of ``version`` cannot be read here, and what to do about it."""
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
+        return f"written by schema version {version}; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+    if isinstance(version, int) and not isinstance(version, bool):
+        return f"written by schema version {version} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+    return f"written with schema version {version!r}; this RecoWorld reads version {SCHEMA_VERSION}"

@@ -30,8 +30,9 @@ from recoworld.io.records import (
     USER_METRICS_SCHEMA,
     RecordEncoder,
 )
-from recoworld.io.runs import COMPRESSION, Parts, RunDirectory, writer_options
+from recoworld.io.runs import Parts, RunDirectory
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, SUMMARY, TABLE_KEY, with_metadata
+from recoworld.io.tables import COMPRESSION, writer_options
 from recoworld.llm.base import LanguageModel
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
 from recoworld.study.prepare import Prepared, prepare

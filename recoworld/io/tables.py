@@ -1,0 +1,86 @@
+"""Single-file Parquet tables (a run's summary and users, a sweep's summary, fidelity tables,
+report samples): every whole-table write and read outside the part writers goes through here.
+
+A table is written with its schema version and name in the file's metadata, under a temporary
+name first and then renamed, so a reader never sees half a file; a read checks both.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recoworld.errors import RunError
+from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY, version_problem
+
+COMPRESSION = "zstd"
+
+
+def writer_options(schema: pa.Schema) -> dict:
+    """zstd; dictionary encoding for the categorical columns only; statistics on the key
+    columns readers filter on. (Dictionary attempts and statistics on float columns cost more
+    than half the write time and buy nothing.)"""
+    dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+    keys = ("user", "session", "turn", "arm", "segment", "metric")
+    stats_cols = [c for c in keys if c in schema.names]
+    return {
+        "compression": COMPRESSION,
+        "use_dictionary": dict_cols or False,
+        "write_statistics": stats_cols or False,
+    }
+
+
+def tag_schema(schema: pa.Schema, table: str) -> pa.Schema:
+    """``schema`` carrying the schema version and the table name in its metadata."""
+    meta = dict(schema.metadata or {})
+    meta |= {METADATA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: table.encode()}
+    return schema.with_metadata(meta)
+
+
+def write_table(path: str | Path, table: pa.Table, name: str) -> Path:
+    """Write ``table`` (table ``name``) to ``path`` atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = table.replace_schema_metadata(tag_schema(table.schema, name).metadata)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp, **writer_options(table.schema))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_file(path: str | Path, table: str) -> None:
+    """A RunError unless ``path`` is a readable Parquet file of ``table`` at this schema version."""
+    path = Path(path)
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as e:
+        raise RunError(
+            f"{path}: not a readable Parquet file ({e}); expected table {table!r} of a RecoWorld run"
+        ) from None
+    version = meta.get(METADATA_KEY, b"").decode() or None
+    if version is None:
+        raise RunError(
+            f"{path}: no RecoWorld schema version in the file's metadata; "
+            f"expected table {table!r} of version {SCHEMA_VERSION}"
+        )
+    if version != str(SCHEMA_VERSION):
+        raise RunError(f"{path}: table {table!r} {version_problem(version)}")
+    if meta.get(TABLE_KEY, b"").decode() != table:
+        found = meta.get(TABLE_KEY, b"").decode()
+        raise RunError(f"{path}: holds table {found!r}; expected {table!r}")
+
+
+def read_table(path: str | Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """Table ``name`` from ``path``, after checking its version and name."""
+    check_file(path, name)
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise RunError(f"{path}: cannot read table {name!r} ({e})") from None
