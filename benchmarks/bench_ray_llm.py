@@ -14,7 +14,8 @@ slates of 5, N users (default 2,048: two block-aligned shards). Figures (medians
   against the replica column of ``llm_calls``), at each ``--slack``.
 The in-process and Ray runs must give the same events and completions (checked).
 
-Usage: python benchmarks/bench_ray_llm.py [--users 2048] [--replicas 2] [--repeats 3] [--slack 16 1000]
+Usage: python benchmarks/bench_ray_llm.py [--users 2048] [--replicas 2] [--repeats 3]
+    [--slack 16 1000]
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ def main() -> None:
     t0 = time.perf_counter()
     connect("local", num_cpus=2)
     print(
-        f"{args.users:,} users, 1 arm, LLM brain (scripted model), 2 sessions x 3 turns, slates of 5; "
-        f"{args.replicas} replicas, 2 shards; embedded Ray (2 CPUs) started in {time.perf_counter() - t0:.1f}s (not counted)"
+        f"{args.users:,} users, 1 arm, LLM brain (scripted model), 2 sessions x 3 turns, slates of "
+        "5; "
+        f"{args.replicas} replicas, 2 shards; embedded Ray (2 CPUs) started in "
+        f"{time.perf_counter() - t0:.1f}s (not counted)"
     )
 
     def frame(run: Path, name: str, keys: list[str]) -> pl.DataFrame:
@@ -166,15 +169,18 @@ def main() -> None:
     print(f"Ray, 2 shards    {med(on_ray):7.2f} s  (runs: {', '.join(f'{x:.2f}' for x in on_ray)})")
     ratios = [b / a for a, b in zip(local, on_ray)]  # paired per repeat: the machine's load drifts
     print(
-        f"ratio Ray / in-process (median of paired runs): {med(ratios):.2f}; overhead per call {1e3 * med(per_call):+.3f} ms"
+        f"ratio Ray / in-process (median of paired runs): {med(ratios):.2f}; overhead per call "
+        f"{1e3 * med(per_call):+.3f} ms"
     )
     print(
-        f"fixed cost of a run on Ray (8 users, minus in-process): {med(fixed):.2f} s; overhead per call net of it {1e3 * med(net):+.3f} ms"
+        f"fixed cost of a run on Ray (8 users, minus in-process): {med(fixed):.2f} s; overhead per "
+        f"call net of it {1e3 * med(net):+.3f} ms"
     )
     for slack, rows in routing.items():
         print(
             f"affinity_slack {slack:>5}: routed home {med([h for h, _, _ in rows]):.1%} "
-            f"(from llm_calls: {med([f for _, f, _ in rows]):.1%}); {med([b for _, _, b in rows]):.0f} requests per replica call"
+            f"(from llm_calls: {med([f for _, f, _ in rows]):.1%}); "
+            f"{med([b for _, _, b in rows]):.0f} requests per replica call"
         )
 
 

@@ -154,15 +154,23 @@ def main() -> None:
         med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
         rows.append((n, write, nowrite))
         print(
-            f"\n{n:>7,} users: {med(write, 'user_turns'):,.0f} user-turns, {med(write, 'events'):,.0f} events "
+            f"\n{n:>7,} users: {med(write, 'user_turns'):,.0f} user-turns, "
+            f"{med(write, 'events'):,.0f} events "
             f"(prepare {med(write, 'prepare_s'):.2f}s, not counted)\n"
-            f"   with Parquet : {med(write, 'simulate_s'):6.2f}s  {med(write, 'user_turns_per_s'):>9,.0f} user-turns/s  "
+            f"   with Parquet : {med(write, 'simulate_s'):6.2f}s  "
+            f"{med(write, 'user_turns_per_s'):>9,.0f} user-turns/s  "
             f"{med(write, 'events_per_s'):>11,.0f} event rows/s\n"
-            f"   2 processes  : {med(write2, 'simulate_s'):6.2f}s  {med(write2, 'user_turns_per_s'):>9,.0f} user-turns/s  "
-            f"{med(write2, 'events_per_s'):>11,.0f} event rows/s  (x{med(write2, 'user_turns_per_s') / med(write, 'user_turns_per_s'):.2f} vs 1 process; Parquet included)\n"
-            f"   no writing   : {med(nowrite, 'simulate_s'):6.2f}s  {med(nowrite, 'user_turns_per_s'):>9,.0f} user-turns/s  "
-            f"-> writing costs x{med(write, 'simulate_s') / med(nowrite, 'simulate_s'):.2f} of the simulation time\n"
-            f"   peak RSS {med(write, 'peak_rss_mb'):,.0f} MB (before simulating {med(write, 'rss_before_sim_mb'):,.0f} MB)"
+            f"   2 processes  : {med(write2, 'simulate_s'):6.2f}s  "
+            f"{med(write2, 'user_turns_per_s'):>9,.0f} user-turns/s  "
+            f"{med(write2, 'events_per_s'):>11,.0f} event rows/s  "
+            f"(x{med(write2, 'user_turns_per_s') / med(write, 'user_turns_per_s'):.2f} vs 1 "
+            "process; Parquet included)\n"
+            f"   no writing   : {med(nowrite, 'simulate_s'):6.2f}s  "
+            f"{med(nowrite, 'user_turns_per_s'):>9,.0f} user-turns/s  "
+            f"-> writing costs x{med(write, 'simulate_s') / med(nowrite, 'simulate_s'):.2f} of the "
+            "simulation time\n"
+            f"   peak RSS {med(write, 'peak_rss_mb'):,.0f} MB (before simulating "
+            f"{med(write, 'rss_before_sim_mb'):,.0f} MB)"
         )
     if len(rows) >= 2:
         (n1, w1, _), (n2, w2, _) = rows[0], rows[-1]
@@ -183,7 +191,8 @@ def main() -> None:
     big = statistics.median(r["user_turns_per_s"] for r in rows[-1][2])
     print(
         f"\nbaseline, one user per batch ({k} users): {pu:,.0f} user-turns/s; "
-        f"batched {k} users: {bt:,.0f} ({bt / pu:.1f}x); batched {rows[-1][0]:,} users: {big:,.0f} ({big / pu:.0f}x)"
+        f"batched {k} users: {bt:,.0f} ({bt / pu:.1f}x); batched {rows[-1][0]:,} users: {big:,.0f} "
+        f"({big / pu:.0f}x)"
     )
 
 

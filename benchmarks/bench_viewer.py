@@ -1,7 +1,8 @@
 """Viewer latency on a large run: a user's session page vs. reading the whole events table.
 
     python benchmarks/bench_viewer.py --run runs/big            # an existing run
-    python benchmarks/bench_viewer.py --users 100000            # runs studies/creator_scifi.toml first (~40 s)
+    python benchmarks/bench_viewer.py --users 100000            # runs studies/creator_scifi.toml
+                                                                # first (~40 s)
 
 For ``--repeats`` users drawn with a fixed seed, times (1) what the page asks when a user's
 session is opened: ``/api/user`` then ``/api/session`` (persona + sessions, then every item of
@@ -94,7 +95,9 @@ def main() -> None:
     n_users = int(view.manifest["users_per_arm"])
     events = sum(f.stat().st_size for f in (run / "events").glob("arm=*/*.parquet"))
     print(
-        f"run {run.name}: {n_users:,} users per arm, {len(view.arms)} arms, {view.manifest.get('events', 0):,} events ({events / 1e6:.0f} MB); viewer opens in {open_s * 1e3:.0f} ms"
+        f"run {run.name}: {n_users:,} users per arm, {len(view.arms)} arms, "
+        f"{view.manifest.get('events', 0):,} events ({events / 1e6:.0f} MB); viewer opens in "
+        f"{open_s * 1e3:.0f} ms"
     )
 
     rng = np.random.default_rng(args.seed)
@@ -152,7 +155,8 @@ def main() -> None:
         p90 = sorted(ts)[min(len(ts) - 1, int(0.9 * len(ts)))]
         print(f"{name:52s} {med(ts) * 1e3:8.1f}ms {p90 * 1e3:8.1f}ms {len(ts):3d}")
     print(
-        f"\nbaseline / viewer session page: {med(base_t) / med(q_page):.0f}x (RunView), {med(base_t) / med(h_page):.0f}x (HTTP)"
+        f"\nbaseline / viewer session page: {med(base_t) / med(q_page):.0f}x (RunView), "
+        f"{med(base_t) / med(h_page):.0f}x (HTTP)"
     )
     if tmp is not None:
         tmp.cleanup()

@@ -88,7 +88,8 @@ def uniform_pair(
 
 
 def normals(seed: int, stream: int, *keys: ArrayLike) -> NDArray[np.float32]:
-    """Standard normal draws, float32 (Box-Muller over the two halves of one hash); always finite."""
+    """Standard normal draws, float32 (Box-Muller over the two halves of one hash); always
+    finite."""
     u1, u2 = uniform_pair(seed, stream, *keys)
     # u1 < 1, but the top 2^-25 of it rounds to 1.0 in float32, where log1p(-u1) is -inf: cap it
     # at the largest float32 below 1 (|z| <= 5.77), which changes no other draw.

@@ -81,7 +81,8 @@ def ml_copies(ml_world: World) -> tuple[Catalog, np.ndarray, np.ndarray]:
 
 
 def mean_cosine_to_tag(cat: Catalog, row: int, tag: str) -> float:
-    """Mean cosine of item ``row`` with the other world items (not creator items) carrying ``tag``."""
+    """Mean cosine of item ``row`` with the other world items (not creator items) carrying
+    ``tag``."""
     members = np.flatnonzero(np.array([tag in t for t in cat.item_tags]) & ~cat.is_creator_item)
     members = members[members != row]
     assert members.size >= 10, f"too few {tag} items to compare with: {members.size}"
@@ -130,7 +131,8 @@ def test_rendering_of_a_creator_item_names_creator_and_description() -> None:
         new_items=(new_item("n0", ("drama", "noir"), "Last Train", "A conductor keeps a secret."),),
     )
     assert cat.render(cat.n_items - 1) == (
-        "Title: Last Train\nCreator: Nova Studios\nTags: drama, noir\nDescription: A conductor keeps a secret."
+        "Title: Last Train\nCreator: Nova Studios\nTags: drama, noir\nDescription: A conductor "
+        "keeps a secret."
     )
 
 

@@ -16,9 +16,18 @@ from recoworld.world import fetch
 from recoworld.world.fetch import data_path_candidates, default_data_path, fetch_dataset
 from recoworld.world.loaders import load_world
 
-INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1\t4\t881250949\n2\t1\t5\t881250950\n"
-ITEM = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation Comedy\n"
-USER = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n1\t24\tM\ttechnician\t85711\n2\t53\tF\tother\t94043\n"
+INTER = (
+    "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    "1\t1\t4\t881250949\n2\t1\t5\t881250950\n"
+)
+ITEM = (
+    "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+    "1\tToy Story\t1995\tAnimation Comedy\n"
+)
+USER = (
+    "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
+    "1\t24\tM\ttechnician\t85711\n2\t53\tF\tother\t94043\n"
+)
 
 
 def fake_wheel(path: Path, *, skip: str | None = None) -> Path:
@@ -121,8 +130,10 @@ def test_pip_failure_says_pypi_must_be_reachable(
     dest = str(err.value).split(" -d ")[1].split("`")[0]
     assert str(err.value) == (
         "downloading recbole==1.2.1 (which carries MovieLens 100K) needs PyPI to be reachable: "
-        f"`{sys.executable} -m pip download --no-deps --only-binary=:all: -q recbole==1.2.1 -d {dest}` "
-        "exited with status 1:\nLooking in indexes: x\nERROR: No matching distribution found for recbole==1.2.1"
+        f"`{sys.executable} -m pip download --no-deps --only-binary=:all: -q recbole==1.2.1 -d "
+        f"{dest}` "
+        "exited with status 1:\nLooking in indexes: x\nERROR: No matching distribution found for "
+        "recbole==1.2.1"
     )
     assert list((tmp_path / "cache").iterdir()) == []
 
@@ -166,7 +177,8 @@ def test_default_path_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         default_data_path("ml-100k", cache)
     assert str(err.value) == (
         f"ml-100k: no local copy (looked in {', '.join(map(str, candidates))}); "
-        "expected one of those folders to exist; run `recoworld data fetch ml-100k`, or pass the dataset's folder"
+        "expected one of those folders to exist; run `recoworld data fetch ml-100k`, or pass the "
+        "dataset's folder"
     )
     with pytest.raises(DataError) as err:
         default_data_path("ml-1m", cache)

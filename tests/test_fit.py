@@ -174,7 +174,8 @@ def test_simulated_ratings_are_levels_and_rise_with_affinity(
 
 
 def with_sittings(world: World, gaps_days: tuple[float, ...]) -> World:
-    """``world`` with each user's interactions one per sitting, the gaps cycling through ``gaps_days``."""
+    """``world`` with each user's interactions one per sitting, the gaps cycling through
+    ``gaps_days``."""
     inter = world.interactions.sort("timestamp").with_columns(
         pl.int_range(pl.len()).over("user_id").alias("k")
     )

@@ -2,7 +2,8 @@
 unit tests run on real completions without vLLM. The recording, tests/golden/llm_tiny_run/, is
 rewritten by the LLM tier with
 
-    RECOWORLD_UPDATE_GOLDEN=1 .venv-llm/bin/python -m pytest -m llm tests/llm/test_llm_study_vllm.py -k golden
+    RECOWORLD_UPDATE_GOLDEN=1 .venv-llm/bin/python -m pytest -m llm \
+        tests/llm/test_llm_study_vllm.py -k golden
 
 after any change to prompts or schemas (replay refuses a prompt that differs from the recorded
 one, naming the call)."""

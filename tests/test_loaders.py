@@ -258,7 +258,8 @@ def test_ml100k_non_numeric_rating(tmp_path: Path) -> None:
         load_world("ml-100k", folder)
     assert (
         str(err.value)
-        == f"{folder / 'u.data'}, line 2: rating 'five' is not a number; expected a number from 1 to 5"
+        == f"{folder / 'u.data'}, line 2: rating 'five' is not a number; expected a number from 1 "
+        "to 5"
     )
 
 
@@ -304,7 +305,8 @@ def test_ml100k_bad_genre_flags(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("ml-100k", folder)
     assert str(err.value) == (
-        f"{folder / 'u.item'}, line 1: genre flags '0001110000000000002'; expected genre flags of 0 or 1"
+        f"{folder / 'u.item'}, line 1: genre flags '0001110000000000002'; expected genre flags of "
+        "0 or 1"
     )
 
 
@@ -315,7 +317,8 @@ def test_ml100k_duplicate_item(tmp_path: Path) -> None:
         load_world("ml-100k", folder)
     assert (
         str(err.value)
-        == f"{folder / 'u.item'}, line 3: duplicate item id '1' (first on line 1); expected unique item ids"
+        == f"{folder / 'u.item'}, line 3: duplicate item id '1' (first on line 1); expected unique "
+        "item ids"
     )
 
 
@@ -334,7 +337,8 @@ def test_ml100k_not_a_dataset_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("ml-100k", tmp_path / "nowhere")
     assert str(err.value) == (
-        f"{tmp_path / 'nowhere'}: folder not found; expected a MovieLens 100K folder (u.data, u.item, u.user)"
+        f"{tmp_path / 'nowhere'}: folder not found; expected a MovieLens 100K folder (u.data, "
+        "u.item, u.user)"
     )
 
 
@@ -389,7 +393,8 @@ def test_ml1m_bad_occupation(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("ml-1m", folder)
     assert str(err.value) == (
-        f"{folder / 'users.dat'}, line 2: occupation code '21' is out of range; expected an integer from 0 to 20"
+        f"{folder / 'users.dat'}, line 2: occupation code '21' is out of range; expected an "
+        "integer from 0 to 20"
     )
 
 
@@ -422,7 +427,10 @@ def latest_folder(root: Path, ratings: str | bytes | None = None) -> Path:
         folder / "ratings.csv",
         ratings
         if ratings is not None
-        else "userId,movieId,rating,timestamp\n1,1,4.5,1260759144\n2,2,0.5,1260759179\n1,3,3.0,1260759180\n",
+        else (
+            "userId,movieId,rating,timestamp\n"
+            "1,1,4.5,1260759144\n2,2,0.5,1260759179\n1,3,3.0,1260759180\n"
+        ),
     )
     return folder
 
@@ -455,7 +463,8 @@ def test_ml_latest_bad_encoding(tmp_path: Path) -> None:
         load_world("ml-latest", folder)
     assert (
         str(err.value)
-        == f"{folder / 'ratings.csv'}, line 3: byte 0xff at column 4 is not valid UTF-8; expected UTF-8 text"
+        == f"{folder / 'ratings.csv'}, line 3: byte 0xff at column 4 is not valid UTF-8; expected "
+        "UTF-8 text"
     )
 
 
@@ -464,7 +473,8 @@ def test_ml_latest_missing_column(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("ml-latest", folder)
     assert str(err.value) == (
-        f"{folder / 'ratings.csv'}, line 1: header lacks column 'rating' (found 'userId', 'movieId', 'timestamp'); "
+        f"{folder / 'ratings.csv'}, line 1: header lacks column 'rating' (found 'userId', "
+        "'movieId', 'timestamp'); "
         "expected comma-separated columns userId, movieId, rating, timestamp"
     )
 
@@ -474,8 +484,10 @@ def test_ml_latest_tab_separated(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("ml-latest", folder)
     assert str(err.value) == (
-        f"{folder / 'ratings.csv'}, line 1: header lacks columns 'userId', 'movieId', 'rating', 'timestamp' "
-        "(found 'userId\\tmovieId\\trating\\ttimestamp'); expected comma-separated columns userId, movieId, rating, timestamp"
+        f"{folder / 'ratings.csv'}, line 1: header lacks columns 'userId', 'movieId', 'rating', "
+        "'timestamp' "
+        "(found 'userId\\tmovieId\\trating\\ttimestamp'); expected comma-separated columns userId, "
+        "movieId, rating, timestamp"
     )
 
 
@@ -560,7 +572,8 @@ def test_lastfm_drops_unknown_artists_with_a_warning(tmp_path: Path) -> None:
     with pytest.warns(DataWarning) as record:
         world = load_world("lastfm", folder)
     assert str(record[0].message) == (
-        f"{folder / 'user_artists.dat'}: dropped 2 of 3 rows naming artists absent from {folder / 'artists.dat'}"
+        f"{folder / 'user_artists.dat'}: dropped 2 of 3 rows naming artists absent from "
+        f"{folder / 'artists.dat'}"
     )
     assert world.interactions["item_id"].to_list() == ["2"]
     assert world.users.rows() == [("10",), ("11",)]
@@ -572,7 +585,8 @@ def test_lastfm_zero_play_count(tmp_path: Path) -> None:
         load_world("lastfm", folder)
     assert (
         str(err.value)
-        == f"{folder / 'user_artists.dat'}, line 3: play count '0' is out of range; expected a number > 0"
+        == f"{folder / 'user_artists.dat'}, line 3: play count '0' is out of range; expected a "
+        "number > 0"
     )
 
 
@@ -581,7 +595,8 @@ def test_lastfm_wrong_header(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("lastfm", folder)
     assert str(err.value) == (
-        f"{folder / 'user_artists.dat'}, line 1: header is '10\\t2\\t300'; expected header 'userID\\tartistID\\tweight'"
+        f"{folder / 'user_artists.dat'}, line 1: header is '10\\t2\\t300'; expected header "
+        "'userID\\tartistID\\tweight'"
     )
 
 
@@ -594,7 +609,8 @@ def test_lastfm_impossible_date(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("lastfm", folder)
     assert str(err.value) == (
-        f"{folder / 'user_taggedartists.dat'}, line 2: no such date: 2009-04-31; expected a valid calendar date"
+        f"{folder / 'user_taggedartists.dat'}, line 2: no such date: 2009-04-31; expected a valid "
+        "calendar date"
     )
 
 
@@ -665,7 +681,8 @@ def test_recbole_missing_item_id(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_world("recbole", folder)
     assert str(err.value) == (
-        f"{folder / 'mini.inter'}, line 1: header lacks column 'item_id' (found 'user_id', 'rating'); "
+        f"{folder / 'mini.inter'}, line 1: header lacks column 'item_id' (found 'user_id', "
+        "'rating'); "
         "expected a tab-separated header of name:type fields (token, token_seq, float, float_seq) "
         "including user_id:token, item_id:token"
     )
@@ -793,7 +810,8 @@ def test_generic_without_interactions(tmp_path: Path) -> None:
         load_world("generic", tmp_path)
     assert (
         str(err.value)
-        == f"{tmp_path}: no interactions.parquet or interactions.csv; expected a folder holding one of them"
+        == f"{tmp_path}: no interactions.parquet or interactions.csv; expected a folder holding "
+        "one of them"
     )
 
 
@@ -804,7 +822,8 @@ def test_unknown_dataset() -> None:
     with pytest.raises(DataError) as err:
         load_world("netflix")
     assert str(err.value) == (
-        "netflix: unknown dataset; expected one of ml-100k, ml-1m, ml-latest, ml-latest-small, lastfm, recbole, generic"
+        "netflix: unknown dataset; expected one of ml-100k, ml-1m, ml-latest, ml-latest-small, "
+        "lastfm, recbole, generic"
     )
 
 

@@ -155,7 +155,10 @@ def cron_error(expr: object) -> str | None:
         return f"expected a cron string, got {expr!r}"
     parts = expr.split()
     if len(parts) != 5:
-        return f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)} in {expr!r}"
+        return (
+            f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)} "
+            f"in {expr!r}"
+        )
     for part, (name, lo, hi, names) in zip(parts, _CRON_FIELDS, strict=True):
         for item in part.split(","):
             base, slash, step = item.partition("/")
@@ -278,13 +281,15 @@ class Checker:
                 self.err(
                     where,
                     fld,
-                    f"recoworld_shard {res['recoworld_shard']} > CPUs {cpus:g}: each shard actor also reserves a CPU",
+                    f"recoworld_shard {res['recoworld_shard']} > CPUs {cpus:g}: each shard actor "
+                    "also reserves a CPU",
                 )
         if res.get("recoworld_llm", 0) != (gpus or 0):
             self.err(
                 where,
                 fld,
-                f"recoworld_llm {res.get('recoworld_llm', 0)} != GPUs {gpus or 0:g}: one LLM replica slot per GPU",
+                f"recoworld_llm {res.get('recoworld_llm', 0)} != GPUs {gpus or 0:g}: one LLM "
+                "replica slot per GPU",
             )
 
     # -- entry
@@ -579,7 +584,8 @@ class Checker:
             self.err(
                 where,
                 f"{fld}.template.spec.containers[0].resources.limits.nvidia.com/gpu",
-                f"{limits.get('nvidia.com/gpu')!r} != rayStartParams.num-gpus {params.get('num-gpus')!r}",
+                f"{limits.get('nvidia.com/gpu')!r} != rayStartParams.num-gpus "
+                f"{params.get('num-gpus')!r}",
             )
         return params, self.pod_shared_mounts(where, f"{fld}.template.spec", pod)
 
@@ -621,7 +627,8 @@ class Checker:
                 self.err(
                     where,
                     f"{gf}.replicas",
-                    f"expected minReplicas <= replicas <= maxReplicas, got {counts[0]} <= {counts[1]} <= {counts[2]}",
+                    f"expected minReplicas <= replicas <= maxReplicas, got {counts[0]} <= "
+                    f"{counts[1]} <= {counts[2]}",
                 )
             params, mounts = self.check_group_pod(where, gf, g)
             try:
@@ -736,13 +743,15 @@ class Checker:
             self.err(
                 where,
                 fld,
-                f"no ServiceAccount {sa!r} in k8s/ (kubectl create needs one allowed to create rayjobs)",
+                f"no ServiceAccount {sa!r} in k8s/ (kubectl create needs one allowed to create "
+                "rayjobs)",
             )
         elif not self.may_create_rayjobs(sa):
             self.err(
                 where,
                 fld,
-                f"ServiceAccount {sa!r} is bound to no Role that may create rayjobs (apiGroups ray.io, resources rayjobs, verbs create)",
+                f"ServiceAccount {sa!r} is bound to no Role that may create rayjobs (apiGroups "
+                "ray.io, resources rayjobs, verbs create)",
             )
         for v in pod.get("volumes") or []:
             cm = (v.get("configMap") or {}).get("name")
@@ -803,7 +812,8 @@ class Checker:
         self.err(
             where,
             source,
-            f"the RayJob spec and schedule differ from every RayCronJob's jobTemplate and schedule ({sorted(crons)}); keep the two nightly variants equal",
+            "the RayJob spec and schedule differ from every RayCronJob's jobTemplate and schedule "
+            f"({sorted(crons)}); keep the two nightly variants equal",
         )
 
     def check_configmap(self, where: str, b: dict) -> None:
@@ -905,7 +915,8 @@ def entrypoint_errors(cmd: str, root: Path = ROOT, *, shared: set[str] | None = 
             out = argv[argv.index("--out") + 1]
             if out not in shared:
                 errs.append(
-                    f"--out {out} is not shared storage on every pod (shared: {sorted(shared) or 'none'})"
+                    f"--out {out} is not shared storage on every pod (shared: "
+                    f"{sorted(shared) or 'none'})"
                 )
     return errs
 
@@ -1249,7 +1260,8 @@ BREAKAGES: list[tuple[str, Callable[[Manifests], None], list[str]]] = [
         ),
         [
             "more than one Ray version",
-            "2.52.0: k8s/raycluster.yaml: RayCluster recoworld: spec.workerGroupSpecs[1].template.spec.containers[0].image",
+            "2.52.0: k8s/raycluster.yaml: RayCluster recoworld: "
+            "spec.workerGroupSpecs[1].template.spec.containers[0].image",
         ],
     ),
     (

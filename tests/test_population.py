@@ -389,7 +389,8 @@ def test_describe_renders_a_persona(tiny: tuple[Catalog, Personas, dict[str, int
     text = p.describe(cat, row["picky"])
     assert text.startswith("A user; likes Drama; dislikes Comedy. Activity ")
     assert re.fullmatch(
-        r"A user; likes Drama; dislikes Comedy\. Activity (low|medium|high), taste for popular items "
+        r"A user; likes Drama; dislikes Comedy\. Activity (low|medium|high), taste for popular "
+        r"items "
         r"(low|medium|high), variety-seeking (low|medium|high), patience (low|medium|high)\.",
         text,
     )

@@ -1,6 +1,8 @@
-"""`recoworld eval ...` subcommands (registered by recoworld.cli; heavy imports stay inside the handlers).
+"""`recoworld eval ...` subcommands (registered by recoworld.cli; heavy imports stay inside the
+handlers).
 
-    recoworld eval fidelity --dataset ml-100k|ml-latest-small|lastfm|... --brain parametric|hybrid|llm
+    recoworld eval fidelity --dataset ml-100k|ml-latest-small|lastfm|...
+                            --brain parametric|hybrid|llm
                             --out DIR [--path DATA_DIR] [--seed N] [--split auto|time|random]
                             [--config STUDY.toml] [--users N] [--llm-samples S] [--no-simulate]
 
@@ -21,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     esub = e.add_subparsers(dest="eval_command", required=True)
     f = esub.add_parser(
         "fidelity",
-        help="hold out each user's latest interactions, fit on the rest, and measure how closely simulated users match",
+        help="hold out each user's latest interactions, fit on the rest, and measure how closely "
+        "simulated users match",
     )
     f.add_argument(
         "--dataset",
@@ -78,7 +81,8 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
         raise ConfigError(f"--brain: expected one of {', '.join(BRAINS)}, got {args.brain!r}")
     if args.brain == "llm" and not args.config:
         raise ConfigError(
-            "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names the model "
+            "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names "
+            "the model "
             "(see recoworld/config.py, LLMConfig, and docs/fidelity.md)"
         )
     if args.users < 0:

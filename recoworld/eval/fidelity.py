@@ -124,7 +124,8 @@ def _llm_decider(
 ) -> Decider:
     if not llm_config:
         raise ConfigError(
-            "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names the model "
+            "--brain llm needs an [llm] config: pass --config STUDY.toml whose [llm] table names "
+            "the model "
             "(see recoworld/config.py, LLMConfig, and docs/fidelity.md)"
         )
     from recoworld.config import load_study
@@ -265,7 +266,9 @@ def _evaluate(
     meta = {
         "dataset": world.name,
         "brain": s.brain,
-        "brain_note": "hybrid: choices and ratings by the parametric brain (its LLM writes words only)"
+        "brain_note": (
+            "hybrid: choices and ratings by the parametric brain (its LLM writes words only)"
+        )
         if s.brain == "hybrid"
         else "",
         "split_order": f.split.order,
@@ -286,7 +289,8 @@ def _evaluate(
         calls = brain.calls_table()  # type: ignore[attr-defined]
         meta["llm"] = brain.stats()  # type: ignore[attr-defined]
         meta["brain_note"] = (
-            "llm: every candidate list put to the language model slate by slate (no memory, a neutral mindset); "
+            "llm: every candidate list put to the language model slate by slate (no memory, a "
+            "neutral mindset); "
             "answers that stayed invalid after one repair count as skips (fallbacks, in meta.llm)"
             + (
                 "; protocol c ran the llm brain's own session loop with the same model"

@@ -99,7 +99,8 @@ def _order_keys(world: World, seed: int, order: str) -> tuple[str, np.ndarray, C
         raise ValueError(f"order must be auto, time or random, got {order!r}")
     if order == "time" and dated < MIN_DATED_SHARE:
         raise ValueError(
-            f"{world.name}: only {dated:.0%} of interactions carry a time; a time split needs >= {MIN_DATED_SHARE:.0%}"
+            f"{world.name}: only {dated:.0%} of interactions carry a time; a time split needs >= "
+            f"{MIN_DATED_SHARE:.0%}"
         )
     if order != "random" and dated >= MIN_DATED_SHARE:
         return "time", np.arange(u.size), coded
@@ -180,13 +181,15 @@ def check_split(split: Split) -> None:
         )
     if split.train.interactions.height != len(tr):
         raise LeakageError(
-            f"the training world holds {split.train.interactions.height} interactions, the coded training part {len(tr)}"
+            f"the training world holds {split.train.interactions.height} interactions, the coded "
+            f"training part {len(tr)}"
         )
     both = np.intersect1d(tr.user * n_items + tr.item, te.user * n_items + te.item)
     if both.size:
         u, i = divmod(int(both[0]), n_items)
         raise LeakageError(
-            f"user {split.world.user_ids[u]!r} has item {split.world.item_ids[i]!r} in training and in the held-out part "
+            f"user {split.world.user_ids[u]!r} has item {split.world.item_ids[i]!r} in training "
+            "and in the held-out part "
             f"({both.size} such pairs)"
         )
     again = split.train.coded_interactions()
@@ -211,6 +214,7 @@ def check_split(split: Split) -> None:
         if bad.size:
             u = int(bad[0])
             raise LeakageError(
-                f"user {split.world.user_ids[u]!r} has a held-out interaction at {first_test[u]} before its last "
+                f"user {split.world.user_ids[u]!r} has a held-out interaction at {first_test[u]} "
+                "before its last "
                 f"training interaction at {last_train[u]} ({bad.size} such users)"
             )

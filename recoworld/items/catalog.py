@@ -176,7 +176,8 @@ def build_catalog(
     donors: int = 10,
     seed: int = 0,
 ) -> Catalog:
-    """Build the catalog of ``world`` (fitting embeddings on all its interactions) plus ``new_items``.
+    """Build the catalog of ``world`` (fitting embeddings on all its interactions) plus
+    ``new_items``.
 
     ``shrinkage`` is the pseudo-count of the content prior: an item with n interactions gets
     ``(n * svd + shrinkage * content) / (n + shrinkage)`` before normalisation.
