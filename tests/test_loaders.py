@@ -252,50 +252,38 @@ def test_ml100k_comma_separated_data(tmp_path: Path) -> None:
     assert (err.value.line, err.value.path) == (3, str(folder / "u.data"))
 
 
-def test_ml100k_non_numeric_rating(tmp_path: Path) -> None:
-    folder = ml100k_folder(tmp_path, data="1\t1\t5\t881250949\n2\t2\tfive\t881250950\n")
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            "1\t1\t5\t881250949\n2\t2\tfive\t881250950\n",
+            "{f}/u.data, line 2: rating 'five' is not a number; expected a number from 1 to 5",
+            id="non-numeric rating",
+        ),
+        pytest.param(
+            "1\t1\t5\t881250949\n\n2\t2\t6\t881250950\n",  # blank line 2 skipped, counted
+            "{f}/u.data, line 3: rating '6' is out of range; expected a number from 1 to 5",
+            id="rating out of range",
+        ),
+        pytest.param(
+            "1\t1\t5\t881250949\n2\t99\t3\t881250950\n1\t98\t3\t881250950\n",
+            "{f}/u.data, line 2: item id '99' is not in {f}/u.item; "
+            "expected every item id in u.data to appear in {f}/u.item",
+            id="unknown item",
+        ),
+        pytest.param(
+            "7\t1\t5\t881250949\n",
+            "{f}/u.data, line 1: user id '7' is not in {f}/u.user; "
+            "expected every user id in u.data to appear in {f}/u.user",
+            id="unknown user",
+        ),
+    ],
+)
+def test_ml100k_bad_ratings_file(tmp_path: Path, data: str, message: str) -> None:
+    folder = ml100k_folder(tmp_path, data=data)
     with pytest.raises(DataError) as err:
         load_world("ml-100k", folder)
-    assert (
-        str(err.value)
-        == f"{folder / 'u.data'}, line 2: rating 'five' is not a number; expected a number from 1 "
-        "to 5"
-    )
-
-
-def test_ml100k_rating_out_of_range(tmp_path: Path) -> None:
-    folder = ml100k_folder(tmp_path, data="1\t1\t5\t881250949\n\n2\t2\t6\t881250950\n")
-    with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
-    # the blank line 2 is skipped but still counted
-    assert (
-        str(err.value)
-        == f"{folder / 'u.data'}, line 3: rating '6' is out of range; expected a number from 1 to 5"
-    )
-
-
-def test_ml100k_unknown_item(tmp_path: Path) -> None:
-    folder = ml100k_folder(
-        tmp_path, data="1\t1\t5\t881250949\n2\t99\t3\t881250950\n1\t98\t3\t881250950\n"
-    )
-    with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
-    items = folder / "u.item"
-    assert str(err.value) == (
-        f"{folder / 'u.data'}, line 2: item id '99' is not in {items}; "
-        f"expected every item id in u.data to appear in {items}"
-    )
-
-
-def test_ml100k_unknown_user(tmp_path: Path) -> None:
-    folder = ml100k_folder(tmp_path, data="7\t1\t5\t881250949\n")
-    with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
-    users = folder / "u.user"
-    assert str(err.value) == (
-        f"{folder / 'u.data'}, line 1: user id '7' is not in {users}; "
-        f"expected every user id in u.data to appear in {users}"
-    )
+    assert str(err.value) == message.format(f=folder)
 
 
 def test_ml100k_bad_genre_flags(tmp_path: Path) -> None:
@@ -388,24 +376,27 @@ def test_ml1m_small(tmp_path: Path) -> None:
     ]
 
 
-def test_ml1m_bad_occupation(tmp_path: Path) -> None:
-    folder = ml1m_folder(tmp_path, users="1::F::1::10::48067\n2::M::56::21::70072\n")
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        pytest.param(
+            "1::F::1::10::48067\n2::M::56::21::70072\n",
+            "{f}/users.dat, line 2: occupation code '21' is out of range; "
+            "expected an integer from 0 to 20",
+            id="occupation code",
+        ),
+        pytest.param(
+            "1::F::30::10::48067\n",
+            "{f}/users.dat, line 1: age code 30; expected one of 1, 18, 25, 35, 45, 50, 56",
+            id="age bucket",
+        ),
+    ],
+)
+def test_ml1m_bad_users_file(tmp_path: Path, users: str, message: str) -> None:
+    folder = ml1m_folder(tmp_path, users=users)
     with pytest.raises(DataError) as err:
         load_world("ml-1m", folder)
-    assert str(err.value) == (
-        f"{folder / 'users.dat'}, line 2: occupation code '21' is out of range; expected an "
-        "integer from 0 to 20"
-    )
-
-
-def test_ml1m_bad_age_bucket(tmp_path: Path) -> None:
-    folder = ml1m_folder(tmp_path, users="1::F::30::10::48067\n")
-    with pytest.raises(DataError) as err:
-        load_world("ml-1m", folder)
-    assert (
-        str(err.value)
-        == f"{folder / 'users.dat'}, line 1: age code 30; expected one of 1, 18, 25, 35, 45, 50, 56"
-    )
+    assert str(err.value) == message.format(f=folder)
 
 
 # ---- MovieLens latest ------------------------------------------------------------------------
@@ -455,40 +446,41 @@ def test_ml_latest_small_files(tmp_path: Path) -> None:
     assert world.interactions["rating"].to_list() == [4.5, 0.5, 3.0]
 
 
-def test_ml_latest_bad_encoding(tmp_path: Path) -> None:
-    folder = latest_folder(
-        tmp_path, ratings=b"userId,movieId,rating,timestamp\n1,1,4.5,1\n1,2\xff,3.0,2\n"
-    )
+@pytest.mark.parametrize(
+    ("ratings", "message"),
+    [
+        pytest.param(
+            b"userId,movieId,rating,timestamp\n1,1,4.5,1\n1,2\xff,3.0,2\n",
+            "{f}/ratings.csv, line 3: byte 0xff at column 4 is not valid UTF-8; "
+            "expected UTF-8 text",
+            id="bad encoding",
+        ),
+        pytest.param(
+            "userId,movieId,timestamp\n1,1,1\n",
+            "{f}/ratings.csv, line 1: header lacks column 'rating' "
+            "(found 'userId', 'movieId', 'timestamp'); "
+            "expected comma-separated columns userId, movieId, rating, timestamp",
+            id="missing column",
+        ),
+        pytest.param(
+            "userId\tmovieId\trating\ttimestamp\n1\t1\t4.5\t1\n",
+            "{f}/ratings.csv, line 1: header lacks columns 'userId', 'movieId', 'rating', "
+            "'timestamp' (found 'userId\\tmovieId\\trating\\ttimestamp'); "
+            "expected comma-separated columns userId, movieId, rating, timestamp",
+            id="tab separated",
+        ),
+        pytest.param(
+            "userId,movieId,rating,timestamp\n1,1,4.5,1\n1,2,,2\n",
+            "{f}/ratings.csv, line 3: rating is missing; expected a number from 0.5 to 5",
+            id="missing rating",
+        ),
+    ],
+)
+def test_ml_latest_bad_ratings_file(tmp_path: Path, ratings: str | bytes, message: str) -> None:
+    folder = latest_folder(tmp_path, ratings=ratings)
     with pytest.raises(DataError) as err:
         load_world("ml-latest", folder)
-    assert (
-        str(err.value)
-        == f"{folder / 'ratings.csv'}, line 3: byte 0xff at column 4 is not valid UTF-8; expected "
-        "UTF-8 text"
-    )
-
-
-def test_ml_latest_missing_column(tmp_path: Path) -> None:
-    folder = latest_folder(tmp_path, ratings="userId,movieId,timestamp\n1,1,1\n")
-    with pytest.raises(DataError) as err:
-        load_world("ml-latest", folder)
-    assert str(err.value) == (
-        f"{folder / 'ratings.csv'}, line 1: header lacks column 'rating' (found 'userId', "
-        "'movieId', 'timestamp'); "
-        "expected comma-separated columns userId, movieId, rating, timestamp"
-    )
-
-
-def test_ml_latest_tab_separated(tmp_path: Path) -> None:
-    folder = latest_folder(tmp_path, ratings="userId\tmovieId\trating\ttimestamp\n1\t1\t4.5\t1\n")
-    with pytest.raises(DataError) as err:
-        load_world("ml-latest", folder)
-    assert str(err.value) == (
-        f"{folder / 'ratings.csv'}, line 1: header lacks columns 'userId', 'movieId', 'rating', "
-        "'timestamp' "
-        "(found 'userId\\tmovieId\\trating\\ttimestamp'); expected comma-separated columns userId, "
-        "movieId, rating, timestamp"
-    )
+    assert str(err.value) == message.format(f=folder)
 
 
 def test_ml_latest_quoted_record_line_numbers(tmp_path: Path) -> None:
@@ -502,16 +494,6 @@ def test_ml_latest_quoted_record_line_numbers(tmp_path: Path) -> None:
     assert str(err.value) == (
         f"{folder / 'movies.csv'}, line 4: found 4 fields: '2,Bad, row,Drama,extra'; "
         "expected 3 comma-separated fields (movieId, title, genres)"
-    )
-
-
-def test_ml_latest_non_numeric_rating(tmp_path: Path) -> None:
-    folder = latest_folder(tmp_path, ratings="userId,movieId,rating,timestamp\n1,1,4.5,1\n1,2,,2\n")
-    with pytest.raises(DataError) as err:
-        load_world("ml-latest", folder)
-    assert (
-        str(err.value)
-        == f"{folder / 'ratings.csv'}, line 3: rating is missing; expected a number from 0.5 to 5"
     )
 
 
@@ -579,54 +561,55 @@ def test_lastfm_drops_unknown_artists_with_a_warning(tmp_path: Path) -> None:
     assert world.users.rows() == [("10",), ("11",)]
 
 
-def test_lastfm_zero_play_count(tmp_path: Path) -> None:
-    folder = lastfm_folder(tmp_path, "userID\tartistID\tweight\n10\t2\t300\n11\t1\t0\n")
+@pytest.mark.parametrize(
+    ("plays", "message"),
+    [
+        pytest.param(
+            "userID\tartistID\tweight\n10\t2\t300\n11\t1\t0\n",
+            "{f}/user_artists.dat, line 3: play count '0' is out of range; expected a number > 0",
+            id="zero play count",
+        ),
+        pytest.param(
+            "10\t2\t300\n",
+            "{f}/user_artists.dat, line 1: header is '10\\t2\\t300'; "
+            "expected header 'userID\\tartistID\\tweight'",
+            id="wrong header",
+        ),
+    ],
+)
+def test_lastfm_bad_plays_file(tmp_path: Path, plays: str, message: str) -> None:
+    folder = lastfm_folder(tmp_path, plays)
     with pytest.raises(DataError) as err:
         load_world("lastfm", folder)
-    assert (
-        str(err.value)
-        == f"{folder / 'user_artists.dat'}, line 3: play count '0' is out of range; expected a "
-        "number > 0"
-    )
+    assert str(err.value) == message.format(f=folder)
 
 
-def test_lastfm_wrong_header(tmp_path: Path) -> None:
-    folder = lastfm_folder(tmp_path, "10\t2\t300\n")
-    with pytest.raises(DataError) as err:
-        load_world("lastfm", folder)
-    assert str(err.value) == (
-        f"{folder / 'user_artists.dat'}, line 1: header is '10\\t2\\t300'; expected header "
-        "'userID\\tartistID\\tweight'"
-    )
-
-
-def test_lastfm_impossible_date(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tagging", "message"),
+    [
+        pytest.param(
+            "10\t2\t2\t31\t4\t2009",
+            "{f}/user_taggedartists.dat, line 2: no such date: 2009-04-31; "
+            "expected a valid calendar date",
+            id="impossible date",
+        ),
+        pytest.param(
+            "10\t2\t9\t1\t4\t2009",
+            "{f}/user_taggedartists.dat, line 2: tag id '9' is not in {f}/tags.dat; "
+            "expected every tag id in user_taggedartists.dat to appear in {f}/tags.dat",
+            id="unknown tag",
+        ),
+    ],
+)
+def test_lastfm_bad_taggings_file(tmp_path: Path, tagging: str, message: str) -> None:
     folder = lastfm_folder(tmp_path, "userID\tartistID\tweight\n10\t2\t300\n")
     write(
         folder / "user_taggedartists.dat",
-        "userID\tartistID\ttagID\tday\tmonth\tyear\n10\t2\t2\t31\t4\t2009\n",
+        f"userID\tartistID\ttagID\tday\tmonth\tyear\n{tagging}\n",
     )
     with pytest.raises(DataError) as err:
         load_world("lastfm", folder)
-    assert str(err.value) == (
-        f"{folder / 'user_taggedartists.dat'}, line 2: no such date: 2009-04-31; expected a valid "
-        "calendar date"
-    )
-
-
-def test_lastfm_unknown_tag(tmp_path: Path) -> None:
-    folder = lastfm_folder(tmp_path, "userID\tartistID\tweight\n10\t2\t300\n")
-    write(
-        folder / "user_taggedartists.dat",
-        "userID\tartistID\ttagID\tday\tmonth\tyear\n10\t2\t9\t1\t4\t2009\n",
-    )
-    with pytest.raises(DataError) as err:
-        load_world("lastfm", folder)
-    tags = folder / "tags.dat"
-    assert str(err.value) == (
-        f"{folder / 'user_taggedartists.dat'}, line 2: tag id '9' is not in {tags}; "
-        f"expected every tag id in user_taggedartists.dat to appear in {tags}"
-    )
+    assert str(err.value) == message.format(f=folder)
 
 
 # ---- RecBole ---------------------------------------------------------------------------------
@@ -676,27 +659,34 @@ def test_recbole_with_item_and_user(tmp_path: Path) -> None:
     assert world.interactions.rows() == [("1", "10", 4.5, 1.0, 100), ("2", "11", 2.0, 1.0, None)]
 
 
-def test_recbole_missing_item_id(tmp_path: Path) -> None:
-    folder = recbole_folder(tmp_path, "user_id:token\trating:float\n1\t3\n")
-    with pytest.raises(DataError) as err:
-        load_world("recbole", folder)
-    assert str(err.value) == (
-        f"{folder / 'mini.inter'}, line 1: header lacks column 'item_id' (found 'user_id', "
-        "'rating'); "
-        "expected a tab-separated header of name:type fields (token, token_seq, float, float_seq) "
-        "including user_id:token, item_id:token"
-    )
+_RECBOLE_LAYOUT = (
+    "expected a tab-separated header of name:type fields (token, token_seq, float, float_seq) "
+    "including user_id:token, item_id:token"
+)
 
 
-def test_recbole_bad_header_type(tmp_path: Path) -> None:
-    folder = recbole_folder(tmp_path, "user_id:token\titem_id:id\n1\t3\n")
+@pytest.mark.parametrize(
+    ("inter", "message"),
+    [
+        pytest.param(
+            "user_id:token\trating:float\n1\t3\n",
+            "{f}/mini.inter, line 1: header lacks column 'item_id' (found 'user_id', 'rating'); "
+            + _RECBOLE_LAYOUT,
+            id="missing item_id",
+        ),
+        pytest.param(
+            "user_id:token\titem_id:id\n1\t3\n",
+            "{f}/mini.inter, line 1: header field 'item_id:id' is not name:type; "
+            + _RECBOLE_LAYOUT,
+            id="bad header type",
+        ),
+    ],
+)
+def test_recbole_bad_header(tmp_path: Path, inter: str, message: str) -> None:
+    folder = recbole_folder(tmp_path, inter)
     with pytest.raises(DataError) as err:
         load_world("recbole", folder)
-    assert str(err.value) == (
-        f"{folder / 'mini.inter'}, line 1: header field 'item_id:id' is not name:type; "
-        "expected a tab-separated header of name:type fields (token, token_seq, float, float_seq) "
-        "including user_id:token, item_id:token"
-    )
+    assert str(err.value) == message.format(f=folder)
 
 
 def test_recbole_unknown_item(tmp_path: Path) -> None:
@@ -781,28 +771,33 @@ def test_generic_parquet_unknown_item(tmp_path: Path) -> None:
     )
 
 
-def test_generic_missing_item_id_column(tmp_path: Path) -> None:
-    path = write(tmp_path / "g" / "interactions.csv", "user_id,item\n1,2\n")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            "user_id,item\n1,2\n",
+            "{f}, line 1: header lacks column 'item_id' (found 'user_id', 'item'); "
+            "expected comma-separated columns user_id, item_id "
+            "(optionally rating, weight, timestamp)",
+            id="missing item_id column",
+        ),
+        pytest.param(
+            "user_id,item_id,weight\n1,2,1\n1,3,-2\n",
+            "{f}, line 3: weight '-2' is out of range; expected a number > 0",
+            id="negative weight",
+        ),
+        pytest.param(
+            "user_id,item_id\n1,2\n ,3\n",
+            "{f}, line 3: empty user id; expected a non-empty user id",
+            id="empty id",
+        ),
+    ],
+)
+def test_generic_bad_interactions_csv(tmp_path: Path, content: str, message: str) -> None:
+    path = write(tmp_path / "g" / "interactions.csv", content)
     with pytest.raises(DataError) as err:
         load_world("generic", tmp_path / "g")
-    assert str(err.value) == (
-        f"{path}, line 1: header lacks column 'item_id' (found 'user_id', 'item'); "
-        "expected comma-separated columns user_id, item_id (optionally rating, weight, timestamp)"
-    )
-
-
-def test_generic_negative_weight(tmp_path: Path) -> None:
-    path = write(tmp_path / "g" / "interactions.csv", "user_id,item_id,weight\n1,2,1\n1,3,-2\n")
-    with pytest.raises(DataError) as err:
-        load_world("generic", tmp_path / "g")
-    assert str(err.value) == f"{path}, line 3: weight '-2' is out of range; expected a number > 0"
-
-
-def test_generic_empty_id(tmp_path: Path) -> None:
-    path = write(tmp_path / "g" / "interactions.csv", "user_id,item_id\n1,2\n ,3\n")
-    with pytest.raises(DataError) as err:
-        load_world("generic", tmp_path / "g")
-    assert str(err.value) == f"{path}, line 3: empty user id; expected a non-empty user id"
+    assert str(err.value) == message.format(f=path)
 
 
 def test_generic_without_interactions(tmp_path: Path) -> None:
