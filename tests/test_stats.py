@@ -1,12 +1,13 @@
-"""Paired statistics and the summary (recoworld/study/stats.py), checked as properties against
-direct numpy/scipy computations: identical arms differ by exactly zero, shifts pass through the
-paired difference, intervals behave, and shard Moments merge to the global aggregate."""
+"""The metrics and the summary (recoworld/study/metrics.py, recoworld/study/aggregate.py),
+checked against direct numpy/scipy computations over every user: each formula, means and
+intervals, identical arms differ by exactly zero, shifts pass through the paired difference, and
+block moments merge to the same summary however the users are sharded."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from functools import reduce
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,9 +16,39 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from recoworld.study.stats import METRICS, Moments, per_user, summarise
+from recoworld.config import (
+    ArmConfig,
+    CreatorConfig,
+    CreatorItem,
+    PopulationConfig,
+    RecommenderConfig,
+    SimulationConfig,
+    StudyConfig,
+    WorldConfig,
+)
+from recoworld.io.runs import scan_table
+from recoworld.study.aggregate import (
+    BLOCK_USERS,
+    BlockMoments,
+    merge_blocks,
+    metric_values,
+    summary_from_moments,
+)
+from recoworld.study.metrics import METRIC_NAMES, METRICS
+from recoworld.study.prepare import load_world_for
+from recoworld.study.runner import run_study
 
 SEGMENTS = ("seg-a", "seg-b")
+TOTALS = (
+    "impressions",
+    "clicks",
+    "watch_time",
+    "sessions",
+    "turns",
+    "returned_first",
+    "creator_impressions",
+    "creator_clicks",
+)
 
 
 @st.composite
@@ -55,8 +86,37 @@ def paired_arms(draw: st.DrawFn) -> pl.DataFrame:
     return pl.concat([control, treatment.with_columns(segment=control["segment"])])
 
 
+SPACING = st.sampled_from([1, 7, 300, BLOCK_USERS])
+"""Population rows between consecutive users: > 1 spreads a few users over several blocks."""
+
+
 def as_arm(frame: pl.DataFrame, arm: str) -> pl.DataFrame:
     return frame.with_columns(arm=pl.lit(arm))
+
+
+def values(frame: pl.DataFrame, arm: str) -> np.ndarray:
+    """(metrics, users) of ``arm``, users in order."""
+    mine = frame.filter(pl.col("arm") == arm).sort("user")
+    return metric_values({k: mine[k].to_numpy() for k in TOTALS})
+
+
+def summarise(
+    frame: pl.DataFrame, arms: list[str], spacing: int = 1, cuts: list[int] | None = None
+) -> pl.DataFrame:
+    """The summary as a run computes it: block moments of shards cut before the blocks
+    ``cuts`` (users at population rows ``user * spacing``), merged."""
+    control = frame.filter(pl.col("arm") == arms[0]).sort("user")
+    segments = sorted(control["segment"].unique().to_list())
+    codes = np.searchsorted(segments, control["segment"].to_numpy())
+    rows = control["user"].to_numpy() * spacing
+    per_arm = [values(frame, a) for a in arms]
+    edges = [0, *np.searchsorted(rows // BLOCK_USERS, sorted(cuts or [])), len(rows)]
+    parts = [
+        BlockMoments.of(rows[a:b], codes[a:b], len(segments), [v[:, a:b] for v in per_arm])
+        for a, b in itertools.pairwise(edges)
+        if b > a
+    ]
+    return summary_from_moments(*merge_blocks(parts), arms, segments)
 
 
 def row(summary: pl.DataFrame, arm: str, segment: str, metric: str) -> dict:
@@ -65,20 +125,6 @@ def row(summary: pl.DataFrame, arm: str, segment: str, metric: str) -> dict:
     )
     assert rows.height == 1
     return rows.row(0, named=True)
-
-
-def values(frame: pl.DataFrame, metric: str) -> np.ndarray:
-    """A metric per user, computed directly from its definition in numpy."""
-    c = {k: frame[k].to_numpy() for k in frame.columns if k not in ("arm", "segment")}
-    return {
-        "ctr": c["clicks"] / c["impressions"],
-        "watch_time": c["watch_time"] / c["sessions"],
-        "session_length": c["turns"] / c["sessions"],
-        "sessions": c["sessions"],
-        "return_rate": c["returned_first"],
-        "creator_reach": (c["creator_impressions"] > 0).astype(np.float64),
-        "creator_engagement": c["creator_clicks"],
-    }[metric]
 
 
 def t_interval(x: np.ndarray) -> tuple[float, float]:
@@ -94,6 +140,54 @@ def close(a: float | None, b: float) -> bool:
     if a is None or (isinstance(a, float) and math.isnan(a)):
         return math.isnan(b)
     return a == pytest.approx(b, rel=1e-9, abs=1e-9)
+
+
+# --- each metric's formula ---------------------------------------------------------------------
+
+TWO_USERS = {
+    "impressions": np.array([8.0, 0.0]),
+    "clicks": np.array([2.0, 0.0]),
+    "watch_time": np.array([1.5, 0.0]),
+    "sessions": np.array([2.0, 1.0]),
+    "turns": np.array([6.0, 1.0]),
+    "returned_first": np.array([1.0, 0.0]),
+    "creator_impressions": np.array([3.0, 0.0]),
+    "creator_clicks": np.array([1.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        ("ctr", [0.25, math.nan]),
+        ("watch_time", [0.75, 0.0]),
+        ("session_length", [3.0, 1.0]),
+        ("sessions", [2.0, 1.0]),
+        ("return_rate", [1.0, 0.0]),
+        ("creator_reach", [1.0, 0.0]),
+        ("creator_engagement", [1.0, 0.0]),
+    ],
+)
+def test_each_metric_is_its_formula_over_the_users_totals(
+    metric: str, expected: list[float]
+) -> None:
+    got = METRICS[metric].of(TWO_USERS)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(metric_values(TWO_USERS)[METRIC_NAMES.index(metric)], got)
+
+
+def test_the_metrics_are_the_summarys_metrics_in_order() -> None:
+    assert METRIC_NAMES == (
+        "ctr",
+        "watch_time",
+        "session_length",
+        "sessions",
+        "return_rate",
+        "creator_reach",
+        "creator_engagement",
+    )
+    assert metric_values(TWO_USERS).shape == (len(METRICS), 2)
 
 
 # --- the summary's shape -----------------------------------------------------------------------
@@ -141,23 +235,34 @@ def test_summary_orders_arms_as_given_not_alphabetically() -> None:
     assert summary.filter(pl.col("arm") == "z-control")["diff"].is_null().all()
 
 
+def test_intervals_need_two_users() -> None:
+    frame = fixed_arm(3)  # seg-b holds one user
+    summary = summarise(pl.concat([frame, as_arm(frame, "treatment")]), ["control", "treatment"])
+    one = summary.filter(pl.col("segment") == "seg-b")
+    assert (one["n"] == 1).all()
+    for col in ("ci_low", "ci_high", "diff_ci_low", "diff_ci_high"):
+        assert one[col].drop_nulls().is_nan().all(), col
+
+
 # --- means, intervals and differences against numpy/scipy --------------------------------------
 
 
 @settings(max_examples=20, deadline=None)
-@given(paired_arms())
-def test_means_intervals_and_paired_differences_match_numpy(frame: pl.DataFrame) -> None:
-    summary = summarise(frame, ["control", "treatment"])
-    control = frame.filter(pl.col("arm") == "control")
-    treatment = frame.filter(pl.col("arm") == "treatment")
+@given(paired_arms(), SPACING, st.lists(st.integers(0, 30), max_size=4))
+def test_means_intervals_and_paired_differences_match_numpy_over_every_user(
+    frame: pl.DataFrame, spacing: int, cuts: list[int]
+) -> None:
+    summary = summarise(frame, ["control", "treatment"], spacing, cuts)
+    control = frame.filter(pl.col("arm") == "control").sort("user")
+    c_all, t_all = values(frame, "control"), values(frame, "treatment")
     for segment in ["all", *frame["segment"].unique().to_list()]:
         mask = (
             np.ones(control.height, bool)
             if segment == "all"
             else (control["segment"] == segment).to_numpy()
         )
-        for metric in METRICS:
-            c, t = values(control, metric)[mask], values(treatment, metric)[mask]
+        for j, metric in enumerate(METRIC_NAMES):
+            c, t = c_all[j][mask], t_all[j][mask]
             got_c, got_t = (
                 row(summary, "control", segment, metric),
                 row(summary, "treatment", segment, metric),
@@ -212,71 +317,66 @@ def test_adding_a_constant_to_a_treatment_metric_shifts_its_diff_by_that_constan
     assert after.filter(~engaged).equals(before.filter(~engaged))
 
 
-# --- Moments: intervals and exact merging ------------------------------------------------------
-
-SAMPLE = st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=60).map(np.array)
-
-
-@given(SAMPLE)
-def test_mean_interval_contains_the_mean(x: np.ndarray) -> None:
-    m = Moments.of(x)
-    lo, hi = m.ci95()
-    assert lo <= m.mean <= hi
-    assert (lo, hi) == pytest.approx(t_interval(x), rel=1e-9, abs=1e-9)
-
-
-@given(SAMPLE.filter(lambda x: np.ptp(x) > 1e-3))
-def test_mean_interval_narrows_as_the_same_sample_grows(x: np.ndarray) -> None:
-    widths = [np.subtract(*Moments.of(np.tile(x, r)).ci95()[::-1]) for r in (1, 2, 4)]
-    assert widths[0] > widths[1] > widths[2] > 0
-
-
-def test_intervals_need_two_values() -> None:
-    assert all(math.isnan(v) for v in Moments.of(np.array([3.0])).ci95())
-    assert math.isnan(Moments.of(np.array([3.0])).variance)
-    assert Moments.of(np.array([])) == Moments()
-
-
-@given(st.lists(st.lists(st.floats(-1e3, 1e3), max_size=20), min_size=1, max_size=6))
-def test_shard_moments_merge_to_the_global_moments(shards: list[list[float]]) -> None:
-    everything = np.array([v for s in shards for v in s])
-    merged = reduce(Moments.merge, (Moments.of(np.array(s)) for s in shards), Moments())
-    direct = Moments.of(everything)
-    assert merged.n == direct.n
-    assert merged.mean == pytest.approx(direct.mean, rel=1e-9, abs=1e-9)
-    assert merged.m2 == pytest.approx(direct.m2, rel=1e-9, abs=1e-6)
-
-
-@given(st.lists(st.floats(-1e3, 1e3), max_size=20), st.lists(st.floats(-1e3, 1e3), max_size=20))
-def test_merge_is_symmetric_and_empty_is_its_identity(a: list[float], b: list[float]) -> None:
-    ma, mb = Moments.of(np.array(a)), Moments.of(np.array(b))
-    assert ma.merge(Moments()) == ma == Moments().merge(ma)
-    ab, ba = ma.merge(mb), mb.merge(ma)
-    assert (
-        ab.n == ba.n
-        and ab.mean == pytest.approx(ba.mean, abs=1e-9)
-        and ab.m2 == pytest.approx(ba.m2, rel=1e-9, abs=1e-6)
-    )
+# --- block moments: the same summary for any sharding ------------------------------------------
 
 
 @settings(max_examples=30, deadline=None)
-@given(paired_arms(), st.data())
-def test_per_shard_moments_merge_to_the_summary(frame: pl.DataFrame, data: st.DataObject) -> None:
-    """Shards of users summarised apart and merged give the summary's n, mean and interval."""
-    n = frame.height // 2
-    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=4)))
-    bounds = [0, *cuts, n]
-    summary = summarise(frame, ["control", "treatment"])
-    pu = per_user(frame)
-    for arm in ("control", "treatment"):
-        mine = pu.filter(pl.col("arm") == arm).sort("user")
-        for metric in METRICS:
-            x = mine[metric].to_numpy()
-            merged = reduce(
-                Moments.merge, (Moments.of(x[a:b]) for a, b in itertools.pairwise(bounds))
-            )
-            got = row(summary, arm, "all", metric)
-            assert got["n"] == merged.n
-            assert close(got["mean"], merged.mean)
-            for g, e in zip((got["ci_low"], got["ci_high"]), merged.ci95()):
-                assert g == pytest.approx(e, rel=1e-9, abs=1e-9)
+@given(paired_arms(), SPACING, st.lists(st.integers(0, 30), max_size=4))
+def test_shards_cut_on_any_blocks_merge_to_the_same_summary_bit_for_bit(
+    frame: pl.DataFrame, spacing: int, cuts: list[int]
+) -> None:
+    arms = ["control", "treatment"]
+    one = summarise(frame, arms, spacing)
+    assert summarise(frame, arms, spacing, cuts).equals(one)
+
+
+@settings(max_examples=20, deadline=None)
+@given(paired_arms(), SPACING)
+def test_block_moments_survive_their_bytes(frame: pl.DataFrame, spacing: int) -> None:
+    control = frame.filter(pl.col("arm") == "control").sort("user")
+    codes = (control["segment"] == SEGMENTS[1]).cast(pl.Int64).to_numpy()
+    rows = control["user"].to_numpy() * spacing
+    m = BlockMoments.of(rows, codes, 2, [values(frame, "control"), values(frame, "treatment")])
+    back = BlockMoments.from_bytes(m.to_bytes())
+    assert back.first_block == m.first_block
+    for a, b in ((back.n, m.n), (back.mean, m.mean), (back.m2, m.m2)):
+        np.testing.assert_array_equal(a, b)
+
+
+# --- a run's summary is its users' summary -----------------------------------------------------
+
+BLOCKS = StudyConfig(
+    name="blocks",
+    seed=5,
+    world=WorldConfig(dataset="synthetic", synthetic_users=80, synthetic_items=60, embedding_dim=4),
+    population=PopulationConfig(size=2 * BLOCK_USERS + 100, segment_by="activity"),
+    simulation=SimulationConfig(sessions=2, turns=2, slate_size=4),
+    recommender=RecommenderConfig(kind="popular", candidates=10),
+    creator=CreatorConfig(id="indie", items=[CreatorItem(title="Small Hours", tags=["drama"])]),
+    arms=[
+        ArmConfig(name="control"),
+        ArmConfig(name="inject", treatment="inject", position=1, rate=0.5),
+    ],
+)
+"""Three blocks of users, two arms."""
+
+
+def test_a_runs_summary_equals_the_summary_computed_from_every_users_totals(
+    tmp_path: Path,
+) -> None:
+    run = run_study(
+        BLOCKS, load_world_for(BLOCKS.world, BLOCKS.seed), run_id="b", out_dir=tmp_path, workers=1
+    ).path
+    users = scan_table(run, "user_metrics").collect()
+    users = users.with_columns(pl.col(pl.Categorical).cast(pl.String))
+    stored = scan_table(run, "summary").collect()
+    direct = summarise(users, ["control", "inject"])
+    assert (
+        stored.select("arm", "segment", "metric", "n")
+        .sort(pl.all())
+        .equals(direct.select("arm", "segment", "metric", "n").sort(pl.all()))
+    )
+    for r in direct.iter_rows(named=True):
+        got = row(stored, r["arm"], r["segment"], r["metric"])
+        for col in ("mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"):
+            assert close(got[col], r[col] if r[col] is not None else math.nan), (r, col)

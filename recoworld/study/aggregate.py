@@ -2,10 +2,10 @@
 
 Users are grouped into fixed blocks of ``BLOCK_USERS`` consecutive population rows. A shard
 covers whole blocks and returns, per block, arm, segment and metric, the count, mean and sum of
-squared deviations (:class:`~recoworld.study.stats.Moments`, vectorised) of the metric and of
-its paired difference from control. Merging the blocks in block order (Chan et al.) gives the
-summary; since the blocks and the order do not depend on how users were sharded, the summary is
-bit-for-bit the same for any shard count, in one process or on a cluster.
+squared deviations of the metric (:mod:`recoworld.study.metrics`) and of its paired difference
+from control. Merging the blocks in block order (Chan et al.) gives the summary; since the
+blocks and the order do not depend on how users were sharded, the summary is bit-for-bit the
+same for any shard count, in one process or on a cluster.
 """
 
 from __future__ import annotations
@@ -17,31 +17,18 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from recoworld.study.stats import METRICS
+from recoworld.study.metrics import METRIC_NAMES, METRICS
 
 BLOCK_USERS = 1024
 """Users per aggregate block; shards are cut on block boundaries."""
 
-METRIC_NAMES = tuple(METRICS)
 VALUE, DIFF = 0, 1
 
 
 def metric_values(m: dict[str, np.ndarray]) -> np.ndarray:
-    """(n_metrics, n_users) per-user metrics from per-user totals (as :data:`METRICS` defines them).
-
-    Plain numpy, not the polars expressions: this runs in forked worker processes, where polars'
-    thread pool can deadlock. ``tests/test_ray.py`` checks the two agree."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cols = {
-            "ctr": m["clicks"] / m["impressions"],
-            "watch_time": m["watch_time"] / m["sessions"],
-            "session_length": m["turns"] / m["sessions"],
-            "sessions": m["sessions"],
-            "return_rate": m["returned_first"],
-            "creator_reach": (m["creator_impressions"] > 0).astype(np.float64),
-            "creator_engagement": m["creator_clicks"],
-        }
-    return np.stack([np.asarray(cols[k], np.float64) for k in METRIC_NAMES])
+    """(n_metrics, n_users): every metric of :data:`~recoworld.study.metrics.METRICS`, in order,
+    from per-user totals."""
+    return np.stack([metric.of(m) for metric in METRICS.values()])
 
 
 @dataclass(frozen=True, eq=False)
