@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from recoworld.sweep import (
+        SUMMARY_FILE,
         CellDone,
         CellStarted,
         SweepEvent,
@@ -155,7 +156,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         )
     console.print(
         f"{ran} cell(s) run, {len(result.planned) - ran} skipped, in {result.seconds:.1f}s -> "
-        f"[bold]{result.path / 'sweep_summary.parquet'}[/]"
+        f"[bold]{result.path / SUMMARY_FILE}[/]"
     )
     return 0
 

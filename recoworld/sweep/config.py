@@ -1,0 +1,110 @@
+"""The sweep file: its structs, decoded strictly like a study (unknown fields are errors naming
+the file and the ``$.path``), and the checks its values pass."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Literal
+
+from recoworld.config import RecommenderConfig, Strict, Targeting, decode_strict
+from recoworld.errors import ConfigError
+
+
+class RecommenderVariant(RecommenderConfig, kw_only=True):
+    """A named recommender: ``name`` plus the fields of a study's ``[recommender]``. Fields left
+    out take RecommenderConfig's defaults (not the study's), so a variant is fully given here."""
+
+    name: str
+    """Variant name, part of the cell id: letters, digits, '_', '.', single '-' between them."""
+
+    def config(self) -> RecommenderConfig:
+        return RecommenderConfig(
+            **{f: getattr(self, f) for f in RecommenderConfig.__struct_fields__}
+        )
+
+
+class PopulationVariant(Strict):
+    """A named population; replaces the study's ``size``, ``target`` (and ``source`` when given).
+    The study's ``segment_by`` and ``jitter`` are kept."""
+
+    name: str
+    """Population name, part of the cell id (same characters as a recommender name)."""
+    size: int | None = None
+    """Simulated users per arm; unset = the study's population.size."""
+    source: Literal["dataset", "synthetic"] | None = None
+    """dataset | synthetic personas; unset = the study's population.source."""
+    target: Targeting = Targeting()
+    """Who is simulated; unset = everyone (the study's own target is not kept)."""
+
+
+class SweepOutput(Strict):
+    dir: str = "runs/sweeps"
+    """Sweeps go to <dir>/<name>/date=YYYY-MM-DD/ (relative to the working directory, like a
+    study's output.dir); `--out` overrides it."""
+
+
+class SweepConfig(Strict, kw_only=True):
+    name: str
+    """Sweep name: the folder under output.dir (same characters as a recommender name)."""
+    description: str = ""
+    date: datetime.date | None = None
+    """The date partition, a TOML date without quotes (date = 2025-01-31); unset = today in UTC.
+    `--date YYYY-MM-DD` overrides it."""
+    studies: list[str]
+    """Study files, relative to this sweep file's folder."""
+    recommenders: list[RecommenderVariant]
+    """Recommender variants ([[recommenders]] tables); each replaces the study's [recommender].
+    Arms that set their own recommender keep it."""
+    populations: list[PopulationVariant]
+    """Population variants ([[populations]] tables)."""
+    seeds: list[int]
+    """Root seeds (>= 0); each replaces the study's seed (and a synthetic world's)."""
+    users: int | None = None
+    """Overrides every population's size (e.g. a smaller sweep for CI); unset = keep them."""
+    output: SweepOutput = SweepOutput()
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*")
+_NAME_RULE = "a name of letters, digits, '_', '.' and single '-' between them"
+
+
+def _bad(path: str, expected: str, got: object) -> ConfigError:
+    return ConfigError(f"Expected {expected}, got {got!r} - at `$.{path}`")
+
+
+def check_sweep(cfg: SweepConfig) -> None:
+    """The value checks of a decoded sweep; a ConfigError names the ``$.path``."""
+    if not _NAME.fullmatch(cfg.name) or cfg.name.startswith("."):
+        raise _bad("name", _NAME_RULE, cfg.name)
+    for field in ("studies", "recommenders", "populations", "seeds"):
+        if not getattr(cfg, field):
+            raise _bad(field, "at least one entry", [])
+    for field in ("recommenders", "populations"):
+        seen: set[str] = set()
+        for k, v in enumerate(getattr(cfg, field)):
+            if not _NAME.fullmatch(v.name):
+                raise _bad(f"{field}[{k}].name", _NAME_RULE, v.name)
+            if v.name in seen:
+                raise _bad(f"{field}[{k}].name", f"unique {field[:-1]} names", v.name)
+            seen.add(v.name)
+    for k, p in enumerate(cfg.populations):
+        if p.size is not None and p.size < 0:
+            raise _bad(f"populations[{k}].size", "an integer >= 0", p.size)
+    for k, s in enumerate(cfg.seeds):
+        if s < 0:
+            raise _bad(f"seeds[{k}]", "a seed >= 0", s)
+        if s in cfg.seeds[:k]:
+            raise _bad(f"seeds[{k}]", "unique seeds", s)
+    if cfg.users is not None and cfg.users < 0:
+        raise _bad("users", "an integer >= 0", cfg.users)
+
+
+def decode_sweep(data: bytes | str, *, source: str = "<string>") -> SweepConfig:
+    """Decode and check a sweep from TOML text. Errors name ``source`` and the field path."""
+    return decode_strict(data, SweepConfig, source=source, check=check_sweep)
+
+
+def sweep_date(cfg: SweepConfig, override: datetime.date | None = None) -> datetime.date:
+    """``override`` (--date), else the file's date, else today in UTC."""
+    return override or cfg.date or datetime.datetime.now(datetime.UTC).date()
