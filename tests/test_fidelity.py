@@ -11,7 +11,6 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 
 import recoworld.world.synthetic as synthetic
@@ -22,6 +21,7 @@ from recoworld.eval.decider import Decider, Decisions, ParametricDecider, Random
 from recoworld.eval.fidelity import FidelitySettings, evaluate, fit_on_training, make_decider
 from recoworld.eval.report import SCHEMA_VERSION, write_result
 from recoworld.eval.split import LeakageError, check_split, holdout_split
+from recoworld.io.tables import read_table
 from recoworld.users.fit import rating_distribution, simulate_ratings
 from recoworld.world.model import World
 from recoworld.world.synthetic import SyntheticTruth, synthetic_world, synthetic_world_with_truth
@@ -408,9 +408,10 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
         "hit",
     ):
         assert f"{table}.parquet" in names
-        pf = pq.read_table(tmp_path / f"{table}.parquet")
+        pf = read_table(tmp_path / f"{table}.parquet", table)  # checks the name and the version
         assert pf.schema.metadata[b"recoworld.fidelity_schema"] == SCHEMA_VERSION.encode()
-        assert set(pl.read_parquet(tmp_path / f"{table}.parquet")["dataset"]) == {"synthetic"}
+        assert pl.from_arrow(pf).equals(result.tables[table])
+        assert set(pf["dataset"].to_pylist()) == {"synthetic"}
     md = (tmp_path / "fidelity.md").read_text()
     for heading in (
         "## a. Discrimination",

@@ -18,9 +18,10 @@ leaves earlier files as they were):
   parse status and purpose, tokens, fallbacks, the answers' decisions;
 - ``fidelity.md``: the tables in Markdown.
 
-Each Parquet file carries ``recoworld.fidelity_schema`` = :data:`SCHEMA_VERSION` in its metadata
-(``llm_calls.parquet`` also the run schema's version of that table). Version 2: ``coverage`` in
-``ratings``, ``llm_calls.parquet``.
+Each Parquet file is written by :func:`recoworld.io.tables.write_table` (so it also carries its
+table name and the run schema's version) and carries ``recoworld.fidelity_schema`` =
+:data:`SCHEMA_VERSION` in its metadata. Version 2: ``coverage`` in ``ratings``,
+``llm_calls.parquet``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import msgspec
 import polars as pl
-import pyarrow.parquet as pq
 
 from recoworld.eval.fidelity import FidelityResult
+from recoworld.io.tables import write_table
 
 SCHEMA_VERSION = "2"
 
@@ -218,45 +219,28 @@ def llm_summary(llm: dict) -> str:
 def write_result(result: FidelityResult, out: Path) -> list[Path]:
     """Write every table, ``meta.json`` and ``fidelity.md`` into ``out`` (created)."""
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-
-    def put(path: Path, write) -> None:  # noqa: ANN001
-        tmp = path.with_name(f".{path.name}.tmp")
-        write(tmp)
-        os.replace(tmp, path)
-        written.append(path)
-
-    for name, df in result.tables.items():
-        if df.width == 0:  # e.g. ratings on data without ratings
-            continue
-        table = df.to_arrow()
-        meta = dict(table.schema.metadata or {})
-        meta.update(
-            {
-                b"recoworld.fidelity_schema": SCHEMA_VERSION.encode(),
-                b"recoworld.table": name.encode(),
-            }
-        )
-        put(
+    version = {b"recoworld.fidelity_schema": SCHEMA_VERSION.encode()}
+    # a table without columns (ratings of data without ratings) is left out
+    tables = {name: df.to_arrow() for name, df in result.tables.items() if df.width}
+    if result.llm_calls is not None:  # the run's llm_calls table, as the brain wrote it
+        tables["llm_calls"] = result.llm_calls  # type: ignore[assignment]
+    written = [
+        write_table(
             out / f"{name}.parquet",
-            lambda p, tb=table.replace_schema_metadata(meta): pq.write_table(
-                tb, p, compression="zstd"
-            ),
+            table.replace_schema_metadata({**(table.schema.metadata or {}), **version}),
+            name,
         )
-    if result.llm_calls is not None:
-        calls = result.llm_calls
-        meta = dict(calls.schema.metadata or {})  # type: ignore[attr-defined]
-        meta.update({b"recoworld.fidelity_schema": SCHEMA_VERSION.encode()})
-        put(
-            out / "llm_calls.parquet",
-            lambda p, tb=calls.replace_schema_metadata(meta): pq.write_table(
-                tb, p, compression="zstd"
-            ),
-        )  # type: ignore[attr-defined]
+        for name, table in tables.items()
+    ]
     meta_json = msgspec.json.format(
         msgspec.json.encode({**result.meta, "headline": headline(result)}), indent=2
     )
-    put(out / "meta.json", lambda p: p.write_bytes(meta_json + b"\n"))
-    md = render_markdown(result)
-    put(out / "fidelity.md", lambda p: p.write_text(md))
+    for path, data in (
+        (out / "meta.json", meta_json + b"\n"),
+        (out / "fidelity.md", render_markdown(result).encode()),
+    ):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        written.append(path)
     return written
