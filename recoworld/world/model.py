@@ -46,6 +46,15 @@ DEMOGRAPHIC_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
+MIN_USERS = 3
+MIN_ITEMS = 3
+"""The item embeddings are a rank-2 (at least) truncated SVD of the user x item matrix, which
+needs both sides larger than the rank (``recoworld.items.catalog.build_catalog``)."""
+MIN_USER_INTERACTIONS = 5
+"""Fitting holds out the latest interactions of users with at least this many
+(``recoworld.users.fit.MIN_INTERACTIONS``): a world without one such user has no targets."""
+
+
 def empty_friends() -> pl.DataFrame:
     return pl.DataFrame(schema={"user_id": pl.String(), "friend_id": pl.String()})
 
@@ -111,6 +120,24 @@ class World:
                 )
         if (self.interactions["weight"] <= 0).any():
             raise DataError(where, "an interaction has weight <= 0", expected="positive weights")
+        return self
+
+    def require_fittable(self) -> World:
+        """Raise a DataError when the world is too small to build a catalog and fit the choice
+        model (:data:`MIN_USERS`, :data:`MIN_ITEMS`, :data:`MIN_USER_INTERACTIONS`); returns
+        self. Checked by :func:`recoworld.world.loaders.load_world` unless told otherwise."""
+        per_user = self.interactions.group_by("user_id").len()["len"]
+        most = int(per_user.max()) if per_user.len() else 0  # type: ignore[arg-type]
+        users, items = self.users.height, self.items.height
+        if users < MIN_USERS or items < MIN_ITEMS or most < MIN_USER_INTERACTIONS:
+            raise DataError(
+                self.source or self.name,
+                f"the world is too small to fit: {users} user{'s' * (users != 1)}, "
+                f"{items} item{'s' * (items != 1)}, {self.interactions.height} "
+                f"interaction{'s' * (self.interactions.height != 1)}, at most {most} per user",
+                expected=f"at least {MIN_USERS} users, {MIN_ITEMS} items and one user with "
+                f">= {MIN_USER_INTERACTIONS} interactions",
+            )
         return self
 
     # ---- dense indices used by the numeric parts -------------------------------------------

@@ -40,8 +40,12 @@ LOADERS: dict[str, Callable[[Path], World]] = {
 _NEEDS_PATH = ("recbole", "generic")
 
 
-def load_world(dataset: str, path: str | Path | None = None) -> World:
+def load_world(dataset: str, path: str | Path | None = None, *, fittable: bool = True) -> World:
     """Load ``dataset`` (a key of :data:`LOADERS`) from ``path``.
+
+    With ``fittable`` (the default) a world too small to build a catalog and fit the choice
+    model is refused here, with one line saying the minimum
+    (:meth:`~recoworld.world.model.World.require_fittable`), rather than deep inside the fit.
 
     Without ``path``, the named datasets are looked up with
     :func:`~recoworld.world.fetch.default_data_path` (the cache, then ``../shared/data``);
@@ -56,7 +60,8 @@ def load_world(dataset: str, path: str | Path | None = None) -> World:
                 dataset, "no path given", expected=f"the folder holding the {dataset} files"
             )
         path = default_data_path("ml-latest" if dataset == "ml-latest-small" else dataset)
-    return loader(Path(path))
+    world = loader(Path(path))
+    return world.require_fittable() if fittable else world
 
 
 __all__ = [

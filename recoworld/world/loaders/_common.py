@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from recoworld.errors import DataError
 from recoworld.world.model import DEMOGRAPHIC_COLUMNS, INTERACTION_SCHEMA, ITEM_SCHEMA
 
 LINE = "_line"
+_CONTROL = r"[\x00-\x1f\x7f]"
+_CONTROL_RE = re.compile(_CONTROL)
 _SEP_NAMES = {"\t": "tab", ",": "comma", "|": "pipe", "::": "'::'", ";": "semicolon"}
 _ENCODING_NAMES = {"utf-8": "UTF-8", "latin-1": "Latin-1 (ISO-8859-1)"}
 
@@ -187,8 +190,23 @@ def read_header_table(
     if lines.height == 0:
         raise DataError(path, "the file is empty", expected=f"a {sep_word}-separated header line")
     header = [h.strip() for h in lines["raw"][0].split(separator)]
+    check_header(path, header, lines[LINE][0])
     layout = f"{len(header)} {sep_word}-separated fields ({', '.join(header)})"
     return header, _split_records(path, lines.slice(1), separator, header, layout)
+
+
+def check_header(path: Path, header: list[str], line: int) -> None:
+    """Raise when a header names a column twice (the second would silently shadow the first)."""
+    seen: dict[str, int] = {}
+    for k, name in enumerate(header, start=1):
+        if name in seen:
+            raise DataError(
+                path,
+                f"header repeats column {name!r} (columns {seen[name]} and {k})",
+                expected="a header naming each column once",
+                line=line,
+            )
+        seen[name] = k
 
 
 def _read_quoted(path: Path, text: str, separator: str, sep_word: str) -> tuple[list[str], Table]:
@@ -205,6 +223,7 @@ def _read_quoted(path: Path, text: str, separator: str, sep_word: str) -> tuple[
                 continue
             if header is None:
                 header = [h.strip() for h in record]
+                check_header(path, header, start)
                 layout = f"{len(header)} {sep_word}-separated fields ({', '.join(header)})"
                 continue
             if len(record) != len(header):
@@ -260,11 +279,72 @@ def check_ids(table: Table, *columns: str, labels: dict[str, str] | None = None)
     frame = table.frame.with_columns(pl.col(c).str.strip_chars() for c in columns)
     table = table.with_frame(frame)
     for c in columns:
+        label = (labels or {}).get(c, c.replace("_", " "))
         bad = table.first_where(pl.col(c).is_null() | (pl.col(c) == ""))
         if bad is not None:
-            label = (labels or {}).get(c, c.replace("_", " "))
             raise table.error(bad[LINE], f"empty {label}", f"a non-empty {label}")
+        # A NUL or other control character in an id is a corrupt file, not an id: it would
+        # print invisibly and break the text formats that carry ids downstream.
+        bad = table.first_where(pl.col(c).str.contains(_CONTROL))
+        if bad is not None:
+            value = bad[c]
+            at = next(k for k, ch in enumerate(value, start=1) if _CONTROL_RE.match(ch))
+            raise table.error(
+                bad[LINE],
+                f"{label} {_show(value)} holds control character {value[at - 1]!r} at "
+                f"character {at}",
+                f"a {label} of printable characters",
+            )
     return table
+
+
+def require_records(table: Table, what: str) -> Table:
+    """Raise when ``table`` holds no records (an empty file, or a header and nothing else)."""
+    if table.frame.height == 0:
+        raise DataError(
+            table.path,
+            "no records" + (" after the header" if table.unit == "line" else " (0 rows)"),
+            expected=f"at least one {what}",
+        )
+    return table
+
+
+_KIND_WORDS = {
+    "text": "text",
+    "integer": "integers",
+    "number": "numbers",
+    "time": "integer seconds, a datetime or a date",
+    "text list": "text or a list of text",
+}
+
+
+def check_dtype(table: Table, column: str, kind: str) -> None:
+    """Raise when a Parquet column's type cannot hold ``kind`` (see :data:`_KIND_WORDS`).
+
+    Text columns accept strings, categoricals and integers (ids written as numbers); numeric
+    kinds accept integers, floats and strings (parsed later, line by line). Nested types,
+    booleans and binary are refused for every kind but ``"text list"`` (list of strings).
+    """
+    dtype = table.frame.schema[column]
+    textual = dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum)
+    ok = {
+        "text": textual or dtype.is_integer(),
+        "integer": textual or dtype.is_integer() or dtype.is_float(),
+        "number": textual or dtype.is_integer() or dtype.is_float(),
+        "time": textual
+        or dtype.is_integer()
+        or dtype.is_float()
+        or isinstance(dtype, pl.Datetime | pl.Date),
+        "text list": textual
+        or (
+            isinstance(dtype, pl.List)
+            and (dtype.inner == pl.String or isinstance(dtype.inner, pl.Categorical | pl.Enum))
+        ),
+    }[kind]
+    if not ok:
+        raise table.error(
+            None, f"column {column!r} has type {dtype}", f"{column} as {_KIND_WORDS[kind]}"
+        )
 
 
 def to_number(
@@ -277,6 +357,7 @@ def to_number(
     low: float | None = None,
     high: float | None = None,
     positive: bool = False,
+    note: str = "",
 ) -> Table:
     """Parse a String column into ``dtype`` (Float64 or Int64), with range checks.
 
@@ -286,11 +367,13 @@ def to_number(
     """
     kind = "an integer" if dtype.is_integer() else "a number"
     if low is not None and high is not None:
-        expected = f"{kind} from {low:g} to {high:g}"
+        expected = f"{kind} from {_bound(low)} to {_bound(high)}"
     elif positive:
         expected = f"{kind} > 0"
     else:
         expected = kind
+    if note:
+        expected += f" ({note})"
     raw = pl.col(column)
     if table.frame.schema[column] == pl.String:
         raw = raw.str.strip_chars()
@@ -306,10 +389,24 @@ def to_number(
     bad = t.first_where(pl.col("_raw").is_not_null() & pl.col("_num").is_null())
     if bad is not None:
         raise t.error(bad[LINE], f"{label} {_show(bad['_raw'])} is not {kind}", expected)
+    source = table.frame.schema[column]
+    if dtype.is_integer():
+        # A non-strict cast truncates 1.5 to 1: a fractional value is not an integer.
+        fractional = (
+            pl.col("_raw").cast(pl.Float64, strict=False)
+            if source == pl.String
+            else (pl.col("_raw") if source.is_float() else None)
+        )
+        if fractional is not None:
+            bad = t.first_where(fractional.is_not_null() & (fractional != fractional.floor()))
+            if bad is not None:
+                raise t.error(bad[LINE], f"{label} {_show(bad['_raw'])} is not {kind}", expected)
     num = pl.col("_num")
-    out = pl.lit(False)
     if dtype.is_float():
-        out = out | ~num.is_finite()
+        bad = t.first_where(num.is_not_null() & ~num.is_finite())
+        if bad is not None:
+            raise t.error(bad[LINE], f"{label} {_show(bad['_raw'])} is not finite", expected)
+    out = pl.lit(False)
     if low is not None:
         out = out | (num < low)
     if high is not None:
@@ -322,6 +419,10 @@ def to_number(
     return table.with_frame(
         frame.drop(column, "_raw").rename({"_num": column}).select(table.frame.columns)
     )
+
+
+def _bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def check_unique(table: Table, column: str, *, label: str) -> None:
@@ -361,6 +462,24 @@ def split_tags(expr: pl.Expr, separator: str) -> pl.Expr:
 # ---- descriptions ----------------------------------------------------------------------------
 
 _TITLE_YEAR = r"^(.*?)\s*\((\d{4})(?:[-–]\d{0,4})?\)(?:\s*\(V\))?\s*$"
+
+
+MAX_TIMESTAMP = 253_402_300_799
+"""9999-12-31 23:59:59 UTC in seconds: a larger timestamp is in milliseconds or corrupt."""
+
+
+def to_timestamp(table: Table, column: str = "timestamp", *, required: bool = False) -> Table:
+    """Parse ``column`` into Int64 unix seconds from 0 (1970) to :data:`MAX_TIMESTAMP`."""
+    return to_number(
+        table,
+        column,
+        pl.Int64(),
+        label="timestamp",
+        required=required,
+        low=0,
+        high=MAX_TIMESTAMP,
+        note="unix seconds, up to the year 9999",
+    )
 
 
 def title_and_year(expr: pl.Expr) -> tuple[pl.Expr, pl.Expr]:

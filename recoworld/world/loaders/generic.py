@@ -42,6 +42,24 @@ TABLES: dict[str, tuple[list[str], list[str]]] = {
 
 TAG_SEPARATOR = "|"
 
+KINDS: dict[str, str] = {
+    "user_id": "text",
+    "item_id": "text",
+    "friend_id": "text",
+    "rating": "number",
+    "weight": "number",
+    "timestamp": "time",
+    "title": "text",
+    "text": "text",
+    "tags": "text list",
+    "creator": "text",
+    "age": "integer",
+    "gender": "text",
+    "occupation": "text",
+    "zip": "text",
+}
+"""Column -> what a Parquet column of that name may hold (see ``_common.check_dtype``)."""
+
 
 def read_table(folder: Path, role: str) -> c.Table | None:
     """``<role>.parquet`` or ``<role>.csv`` with its known columns (ids as stripped strings), or
@@ -78,6 +96,9 @@ def read_table(folder: Path, role: str) -> c.Table | None:
         described=f"{'a Parquet file' if table.unit == 'row' else 'comma-separated'} {described}",
     )
     keep = [col for col in required + optional if col in header]
+    if table.unit == "row":
+        for col in keep:
+            c.check_dtype(table, col, KINDS[col])
     ids = [col for col in keep if col.endswith("_id")]
     frame = table.frame.select(c.LINE, *keep).with_columns(pl.col(i).cast(pl.String) for i in ids)
     return c.check_ids(table.with_frame(frame), *ids)
@@ -86,12 +107,12 @@ def read_table(folder: Path, role: str) -> c.Table | None:
 def _timestamps(table: c.Table) -> c.Table:
     dtype = table.frame.schema["timestamp"]
     if isinstance(dtype, pl.Datetime):
-        return table.with_frame(table.frame.with_columns(pl.col("timestamp").dt.epoch("s")))
-    if isinstance(dtype, pl.Date):
-        return table.with_frame(
+        table = table.with_frame(table.frame.with_columns(pl.col("timestamp").dt.epoch("s")))
+    elif isinstance(dtype, pl.Date):
+        table = table.with_frame(
             table.frame.with_columns(pl.col("timestamp").cast(pl.Datetime("ms")).dt.epoch("s"))
         )
-    return c.to_number(table, "timestamp", pl.Int64(), label="timestamp", required=False)
+    return c.to_timestamp(table)
 
 
 def load_generic(path: Path) -> World:
@@ -104,6 +125,7 @@ def load_generic(path: Path) -> World:
             "no interactions.parquet or interactions.csv",
             expected="a folder holding one of them",
         )
+    c.require_records(inter, "interaction")
     if "rating" in inter.frame.columns:
         inter = c.to_number(inter, "rating", pl.Float64(), label="rating", required=False)
     if "weight" in inter.frame.columns:
@@ -118,21 +140,32 @@ def load_generic(path: Path) -> World:
     if items is None:
         items_df = c.items_frame(c.distinct_ids("item_id", inter.frame["item_id"]))
     else:
+        c.require_records(items, "item")
         c.check_unique(items, "item_id", label="item id")
         c.check_known(inter, "item_id", items.frame["item_id"], label="item id", source=items.path)
         items_df = c.items_frame(items.frame.with_columns(_tags(items.frame), *_title(items.frame)))
 
+    friends = read_table(folder, "friends")
     users = read_table(folder, "users")
     if users is None:
-        users_df = c.distinct_ids("user_id", inter.frame["user_id"])
+        # As for Last.fm: a friend who never interacted is still a user.
+        ids = [inter.frame["user_id"]]
+        if friends is not None:
+            ids += [friends.frame["user_id"], friends.frame["friend_id"]]
+        users_df = c.distinct_ids("user_id", *ids)
     else:
+        c.require_records(users, "user")
         c.check_unique(users, "user_id", label="user id")
+        if friends is not None:
+            for col in ("user_id", "friend_id"):
+                c.check_known(
+                    friends, col, users.frame["user_id"], label="user id", source=users.path
+                )
         c.check_known(inter, "user_id", users.frame["user_id"], label="user id", source=users.path)
         if "age" in users.frame.columns:
             users = c.to_number(users, "age", pl.Int64(), label="age", required=False)
         users_df = c.users_frame(users.frame)
 
-    friends = read_table(folder, "friends")
     friends_df = (
         empty_friends() if friends is None else friends.frame.select("user_id", "friend_id")
     )

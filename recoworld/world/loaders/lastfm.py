@@ -50,7 +50,7 @@ def load_lastfm(path: Path) -> World:
         labels=["id", "name", "url", "pictureURL"],
         header=["id", "name", "url", "pictureURL"],
     )
-    artists = c.check_ids(artists, "item_id")
+    artists = c.check_ids(c.require_records(artists, "artist"), "item_id")
     c.check_unique(artists, "item_id", label="artist id")
 
     plays = c.read_fields(
@@ -60,7 +60,7 @@ def load_lastfm(path: Path) -> World:
         labels=["userID", "artistID", "weight"],
         header=["userID", "artistID", "weight"],
     )
-    plays = c.check_ids(plays, "user_id", "item_id")
+    plays = c.check_ids(c.require_records(plays, "play count"), "user_id", "item_id")
     plays = c.to_number(plays, "weight", pl.Float64(), label="play count", positive=True)
     known = plays.frame.join(artists.frame.select("item_id"), on="item_id", how="semi")
     if dropped := plays.frame.height - known.height:

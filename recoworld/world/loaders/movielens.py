@@ -78,9 +78,10 @@ _RATING_LABELS = ["user id", "item id", "rating", "timestamp"]
 
 def _ratings(table: c.Table, low: float, high: float) -> c.Table:
     """Typed (user_id, item_id, rating, timestamp) records with line-numbered checks."""
+    c.require_records(table, "rating")
     table = c.check_ids(table, "user_id", "item_id")
     table = c.to_number(table, "rating", pl.Float64(), label="rating", low=low, high=high)
-    return c.to_number(table, "timestamp", pl.Int64(), label="timestamp")
+    return c.to_timestamp(table, required=True)
 
 
 def _movies(
@@ -180,7 +181,7 @@ def load_ml100k(path: Path) -> World:
             *genre_names,
         ],
     )
-    items = c.check_ids(items, "item_id")
+    items = c.check_ids(c.require_records(items, "movie"), "item_id")
     c.check_unique(items, "item_id", label="item id")
     bad = items.first_where(pl.any_horizontal(~pl.col(f).is_in(["0", "1"]) for f in flags))
     if bad is not None:
@@ -206,7 +207,12 @@ def load_ml100k(path: Path) -> World:
         labels=["user id", "age", "gender", "occupation", "zip code"],
     )
     users = c.to_number(
-        c.check_ids(users, "user_id"), "age", pl.Int64(), label="age", low=0, high=130
+        c.check_ids(c.require_records(users, "user"), "user_id"),
+        "age",
+        pl.Int64(),
+        label="age",
+        low=0,
+        high=130,
     )
     c.check_unique(users, "user_id", label="user id")
 
@@ -252,7 +258,7 @@ def load_ml1m(path: Path) -> World:
         names=["item_id", "title", "genres"],
         labels=["movie id", "title", "genres"],
     )
-    items = c.check_ids(items, "item_id")
+    items = c.check_ids(c.require_records(items, "movie"), "item_id")
     c.check_unique(items, "item_id", label="item id")
     items_df = _movies(items, c.split_tags(pl.col("genres"), "|"))
 
@@ -263,7 +269,7 @@ def load_ml1m(path: Path) -> World:
         names=["user_id", "gender", "age", "occupation", "zip"],
         labels=["user id", "gender", "age", "occupation", "zip code"],
     )
-    users = c.check_ids(users, "user_id")
+    users = c.check_ids(c.require_records(users, "user"), "user_id")
     c.check_unique(users, "user_id", label="user id")
     users = c.to_number(users, "age", pl.Int64(), label="age")
     bad = users.first_where(~pl.col("age").is_in(ML1M_AGES))
@@ -329,7 +335,7 @@ def load_ml_latest(path: Path, *, name: str = "ml-latest") -> World:
 
 
 def _latest_movies(path: Path) -> c.Table:
-    movies = _csv(path / "movies.csv", ["movieId", "title", "genres"])
+    movies = c.require_records(_csv(path / "movies.csv", ["movieId", "title", "genres"]), "movie")
     return c.check_ids(movies.with_frame(movies.frame.rename({"movieId": "item_id"})), "item_id")
 
 

@@ -54,6 +54,13 @@ def read_atomic(path: Path, required: list[str]) -> tuple[dict[str, str], c.Tabl
             raise DataError(
                 path, f"header field {field!r} is not name:type", expected=layout, line=1
             )
+        if m.group(1) in types:
+            raise DataError(
+                path,
+                f"header names field {m.group(1)!r} twice",
+                expected="a header naming each field once",
+                line=1,
+            )
         types[m.group(1)] = m.group(2)
     table = table.with_frame(table.frame.rename(dict(zip(header, types, strict=True))))
     c.require_columns(table, list(types), required, described=layout)
@@ -94,11 +101,21 @@ def load_recbole(
     """
     stem, folder = _find_inter(Path(path))
     types, inter = read_atomic(folder / f"{stem}.inter", ["user_id", "item_id"])
+    c.require_records(inter, "interaction")
     inter = c.check_ids(inter, "user_id", "item_id")
     if "rating" in types:
         inter = c.to_number(inter, "rating", pl.Float64(), label="rating")
     if "timestamp" in types:
-        inter = c.to_number(inter, "timestamp", pl.Float64(), label="timestamp", required=False)
+        inter = c.to_number(
+            inter,
+            "timestamp",
+            pl.Float64(),
+            label="timestamp",
+            required=False,
+            low=0,
+            high=c.MAX_TIMESTAMP,
+            note="unix seconds, up to the year 9999",
+        )
         inter = inter.with_frame(
             inter.frame.with_columns(pl.col("timestamp").round(0).cast(pl.Int64))
         )
@@ -122,6 +139,7 @@ def _items(path: Path, inter: c.Table) -> pl.DataFrame:
     if not path.exists():
         return c.items_frame(c.distinct_ids("item_id", inter.frame["item_id"]))
     types, table = read_atomic(path, ["item_id"])
+    c.require_records(table, "item")
     table = c.check_ids(table, "item_id")
     c.check_unique(table, "item_id", label="item id")
     c.check_known(inter, "item_id", table.frame["item_id"], label="item id", source=path)
@@ -151,6 +169,7 @@ def _users(path: Path, inter: c.Table) -> pl.DataFrame:
     if not path.exists():
         return c.distinct_ids("user_id", inter.frame["user_id"])
     types, table = read_atomic(path, ["user_id"])
+    c.require_records(table, "user")
     table = c.check_ids(table, "user_id")
     c.check_unique(table, "user_id", label="user id")
     c.check_known(inter, "user_id", table.frame["user_id"], label="user id", source=path)
