@@ -512,10 +512,8 @@ def decode_strict(
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {e}") from None
     except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:
-        # msgspec reports TOML syntax as DecodeError with tomllib's text, which does not name
-        # the format; its JSON syntax errors already say "JSON is malformed".
-        where = "not valid TOML: " if fmt == "toml" else ""
-        raise ConfigError(f"{source}: {where}{e}") from None
+        # syntax: msgspec's text ("Input data was truncated") does not always name the format
+        raise ConfigError(f"{source}: not valid {fmt.upper()}: {e}") from None
     if check is not None:
         try:
             check(cfg)

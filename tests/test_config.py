@@ -17,14 +17,20 @@ from recoworld.config import (
     ArmConfig,
     CreatorConfig,
     CreatorItem,
+    OutputConfig,
+    RayConfig,
     RecommenderConfig,
     SimulationConfig,
+    Strict,
     StudyConfig,
     WorldConfig,
+    decode_strict,
     decode_study,
     decode_study_json,
     encode_study,
     load_study,
+    results_difference,
+    results_identity,
 )
 from recoworld.errors import ConfigError, RecoWorldError
 
@@ -351,3 +357,69 @@ def test_every_shipped_study_decodes_and_round_trips(path: Path) -> None:
 
 def test_defaults_are_a_valid_study() -> None:
     assert decode_study('name = "x"\n') == StudyConfig(name="x")
+
+
+# --- the shared strict decoder ----------------------------------------------------------------
+
+
+class Tiny(Strict):
+    n: int = 0
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "message"),
+    [
+        (b"m = 1\n", "toml", "t.toml: Object contains unknown field `m`"),
+        (b'n = "1"\n', "toml", "t.toml: Expected `int`, got `str` - at `$.n`"),
+        (b"n = \n", "toml", "t.toml: not valid TOML: "),
+        (b'{"m": 1}', "json", "t.json: Object contains unknown field `m`"),
+        (b"{", "json", "t.json: not valid JSON: "),
+        (b'{"n": -1}', "json", "t.json: Expected n >= 0, got -1 - at `$.n`"),
+    ],
+)
+def test_decode_strict_errors_are_one_line_naming_source_and_path(data, fmt, message) -> None:
+    def check(t: Tiny) -> None:
+        if t.n < 0:
+            raise ConfigError(f"Expected n >= 0, got {t.n} - at `$.n`")
+
+    source = f"t.{fmt}"
+    with pytest.raises(ConfigError) as e:
+        decode_strict(data, Tiny, source=source, fmt=fmt, check=check)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    if not message.endswith(": "):
+        assert str(e.value) == message
+
+
+def test_decode_strict_returns_the_struct() -> None:
+    assert decode_strict("n = 3\n", Tiny, source="t.toml") == Tiny(n=3)
+    assert decode_strict(b'{"n": 3}', Tiny, source="t.json", fmt="json") == Tiny(n=3)
+
+
+# --- which parts of a study decide its results ----------------------------------------------
+
+
+def test_results_identity_ignores_ray_and_output_only() -> None:
+    cfg = StudyConfig(name="x")
+    same = msgspec.structs.replace(
+        cfg, ray=RayConfig(shards=4), output=OutputConfig(dir="elsewhere", row_group_rows=10)
+    )
+    other = msgspec.structs.replace(cfg, seed=1)
+    assert len(results_identity(cfg)) == 64 and int(results_identity(cfg), 16) >= 0
+    assert results_identity(same) == results_identity(cfg)
+    assert results_difference(cfg, same) is None
+    assert results_identity(other) != results_identity(cfg)
+    assert results_difference(cfg, other) == "`$.seed` was 0, now 1"
+
+
+def test_results_difference_names_the_first_nested_field() -> None:
+    cfg = StudyConfig(name="x")
+    new = msgspec.structs.replace(cfg, recommender=RecommenderConfig(candidates=120))
+    assert results_difference(cfg, new) == "`$.recommender.candidates` was 100, now 120"
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(for_struct(StudyConfig))
+def test_results_identity_survives_study_json(cfg: StudyConfig) -> None:
+    assume(decodes(cfg))
+    back = decode_study_json(encode_study(cfg), source="study.json")
+    assert results_identity(back) == results_identity(cfg)

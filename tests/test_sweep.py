@@ -17,8 +17,8 @@ from rich.console import Console
 
 from recoworld.errors import ConfigError, RunError
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY
+from recoworld.study.metrics import METRICS
 from recoworld.study.runner import run_study
-from recoworld.study.stats import METRICS
 from recoworld.sweep import (
     SWEEP_SUMMARY,
     cell_id,
@@ -292,6 +292,24 @@ def test_outputs_are_hive_partitioned_by_date_and_cell(quick_run: tuple[Path, st
     )
     got = events.group_by("cell", "arm").len().collect()
     assert got.height == len(QUICK_IDS) * 2
+
+
+def test_reading_a_sweep_summary_checks_the_file_and_the_table(
+    quick_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    with pytest.raises(RunError) as e:
+        read_sweep_summary(tmp_path / "sweep_summary.parquet")
+    assert (
+        str(e.value)
+        == f"{tmp_path / 'sweep_summary.parquet'}: no sweep summary; run the sweep to write it"
+    )
+    out, name = quick_run
+    cell_summary = (
+        out / name / f"date={DAY.isoformat()}" / f"cell={QUICK_IDS[0]}" / "summary.parquet"
+    )
+    with pytest.raises(RunError) as e:
+        read_sweep_summary(cell_summary)
+    assert str(e.value) == f"{cell_summary}: holds table 'summary'; expected 'sweep_summary'"
 
 
 def test_sweep_table_shows_cells_and_paired_differences(quick_run: tuple[Path, str]) -> None:
