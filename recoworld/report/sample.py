@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from recoworld.config import (
     ArmConfig,
@@ -26,8 +25,9 @@ from recoworld.config import (
     StudyConfig,
     WorldConfig,
 )
-from recoworld.io.runs import writer_options
-from recoworld.io.schema import LLM_CALLS, with_metadata
+from recoworld.io.samples import arm_parts, part_path
+from recoworld.io.schema import LLM_CALLS
+from recoworld.io.tables import read_table, write_table
 
 SAMPLE_STUDY = StudyConfig(
     name="sample",
@@ -81,32 +81,26 @@ def add_llm_records(run_dir: str | Path) -> None:
     """Give every clicked item of ``run_dir``'s events a feeling (from :data:`FEELINGS`, by
     position) and write an ``llm_calls`` table with one call per slate of user 0 and 1 (one
     of them invalid then repaired). Rewrites the run in place: use a copy."""
-    run_dir = Path(run_dir)
-    for f in sorted((run_dir / "events").glob("arm=*/*.parquet")):
-        t = pq.read_table(f)
-        clicked = pc.not_equal(pc.cast(t["action"], pa.string()), "skip")
-        pos = pc.cast(t["position"], pa.int64()).to_pylist()
-        feel = pa.array(
-            [
-                FEELINGS[p % len(FEELINGS)] if c else None
-                for p, c in zip(pos, clicked.to_pylist(), strict=True)
-            ],
-            pa.string(),
-        )
-        t = t.set_column(t.schema.get_field_index("feeling"), "feeling", feel)
-        pq.write_table(t.cast(t.schema), f, **writer_options(t.schema))
-    for arm_dir in sorted((run_dir / "events").glob("arm=*")):
-        arm = arm_dir.name.removeprefix("arm=")
-        ev = pq.read_table(arm_dir, columns=["user", "session", "turn", "position"]).to_pylist()
-        slates = sorted(
-            {
-                (r["user"], r["session"], r["turn"])
-                for r in ev
-                if r["user"] in (0, 1) and r["position"] == 0
-            }
-        )
+    for arm, files in arm_parts(run_dir, "events").items():
+        slates: set[tuple[int, int, int]] = set()
+        for f in files:
+            t = read_table(f, "events")
+            clicked = pc.not_equal(pc.cast(t["action"], pa.string()), "skip").to_pylist()
+            pos = pc.cast(t["position"], pa.int64()).to_pylist()
+            feel = pa.array(
+                [
+                    FEELINGS[p % len(FEELINGS)] if c else None
+                    for p, c in zip(pos, clicked, strict=True)
+                ],
+                pa.string(),
+            )
+            write_table(
+                f, t.set_column(t.schema.get_field_index("feeling"), "feeling", feel), "events"
+            )
+            keys = zip(t["user"].to_pylist(), t["session"].to_pylist(), t["turn"].to_pylist(), pos)
+            slates |= {(u, s, turn) for u, s, turn, p in keys if u in (0, 1) and p == 0}
         rows = []
-        for k, (user, session, turn) in enumerate(slates):
+        for k, (user, session, turn) in enumerate(sorted(slates)):
             attempts = [("invalid", "length"), ("repaired", "stop")] if k == 1 else [("ok", "stop")]
             for a, (status, finish) in enumerate(attempts):
                 rows.append(
@@ -133,10 +127,11 @@ def add_llm_records(run_dir: str | Path) -> None:
                         "error": "unterminated string" if status == "invalid" else None,
                     }
                 )
-        schema = with_metadata(LLM_CALLS, "llm_calls")
-        out = run_dir / "llm_calls" / f"arm={arm}" / "part-00000.parquet"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), out, **writer_options(schema))
+        write_table(
+            part_path(run_dir, "llm_calls", arm, 0),
+            pa.Table.from_pylist(rows, schema=LLM_CALLS),
+            "llm_calls",
+        )
 
 
 if __name__ == "__main__":
