@@ -1,7 +1,9 @@
-"""`recoworld report` and `recoworld view` (registered by recoworld.cli; heavy imports stay inside the handlers).
+"""`recoworld report` and `recoworld view` (registered by recoworld.cli; heavy imports stay
+inside the handlers).
 
-recoworld report PATH [-o OUT.html]     a run folder, or a sweep's date folder (sweep_summary.parquet)
-recoworld view RUN_DIR [--host 127.0.0.1] [--port 8765]
+recoworld report PATH [-o OUT.html]     a run folder, or a sweep's date folder
+                                        (sweep_summary.parquet)
+recoworld view RUN_DIR [--host 127.0.0.1] [--port 8765] [--allow-host NAME[:PORT]]...
 """
 
 from __future__ import annotations
@@ -41,15 +43,18 @@ def cmd_view(args: argparse.Namespace, console) -> int:
         args.host,
         args.port,
         log=(lambda line: console.print(line, highlight=False)) if args.verbose else None,
+        allow_hosts=tuple(args.allow_host),
     )
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in str(host) else host
     if not _loopback(args.host):
         console.print(
-            f"[yellow]warning:[/] serving on {args.host}: anyone who can reach this machine can read the run"
+            f"[yellow]warning:[/] serving on {args.host}: anyone who can reach this machine can "
+            "read the run; requests must name it as 127.0.0.1, localhost or an --allow-host NAME"
         )
     console.print(
-        f"viewing {view.manifest.get('run_id', view.run_dir.name)} ({view.manifest.get('users_per_arm', 0):,} users per arm) at "
+        f"viewing {view.manifest.get('run_id', view.run_dir.name)} "
+        f"({view.manifest.get('users_per_arm', 0):,} users per arm) at "
         f"[bold]http://{shown}:{port}/[/]  (Ctrl-C to stop)",
         highlight=False,
         soft_wrap=True,
@@ -82,5 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="address to listen on (default 127.0.0.1: this machine only)",
     )
     v.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    v.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="also answer requests addressed to NAME (the Host header), e.g. this machine's name "
+        "with --host 0.0.0.0; by default only 127.0.0.1, localhost and [::1] are answered",
+    )
     v.add_argument("--verbose", action="store_true", help="log every request")
     v.set_defaults(func=cmd_view)

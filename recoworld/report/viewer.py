@@ -16,8 +16,15 @@ Two layers:
   ``GET /api/user?arm=&user=``                              persona and sessions
   ``GET /api/session?arm=&user=&session=``                  the session's turns, item by item
 
-  Bad parameters get HTTP 400 and ``{"error": "<one line>"}``; an unknown user or session 404.
+  Bad parameters get HTTP 400 and ``{"error": "<one line>"}``: not a plain integer, outside
+  int64, or outside the run's ranges (a user past ``users_per_arm``, a session past the study's
+  ``sessions``); a user or session inside the ranges but not in the files gets 404. An
+  unexpected failure is 500 with one line; the trace goes to the terminal, never to the client.
   Sessions and turns are 0-based in the API (as stored); the page shows them 1-based.
+
+  The server answers only requests whose ``Host`` names it (DNS-rebinding defence; 421
+  otherwise), times each connection's socket out (10 s) and handles at most ``workers``
+  connections at once (503 beyond).
 """
 
 from __future__ import annotations
@@ -265,7 +272,8 @@ class RunView:
             self._titles = titles
         except Exception as e:  # noqa: BLE001 - best effort: ids stay on the page
             print(
-                f"recoworld view: item titles unavailable ({type(e).__name__}: {e}); showing item ids",
+                f"recoworld view: item titles unavailable ({type(e).__name__}: {e}); "
+                "showing item ids",
                 file=sys.stderr,
             )
         finally:
@@ -299,7 +307,8 @@ class RunView:
             turns=int(sim.get("turns") or 0),
             slate_size=int(sim.get("slate_size") or 0),
             brain=s.get("brain", {}).get("kind", ""),
-            recommender=f"{rec.get('kind', '')}{' + instructions' if rec.get('follow_instructions') else ''}",
+            recommender=f"{rec.get('kind', '')}"
+            + (" + instructions" if rec.get("follow_instructions") else ""),
             creator=[
                 CreatorItemInfo(item_id=k, title=v[0], tags=v[1]) for k, v in self._creator.items()
             ],
@@ -414,14 +423,26 @@ class RunView:
             summary=r["summary"] or "",
         )
 
+    def _check_user(self, user: int, session: int | None = None) -> None:
+        """A user (and session) number outside the run's ranges is a bad request (400), not a
+        missing one (404): the ranges are known from the manifest and the study."""
+        n = int(self.manifest.get("users_per_arm") or 0)
+        if user < 0 or (n and user >= n):
+            expected = f"from 0 to {n - 1}" if n else ">= 0"
+            raise RunError(f"user {user}: expected a user {expected}")
+        k = int(self.study.get("simulation", {}).get("sessions") or 0)
+        if session is not None and (session < 0 or (k and session >= k)):
+            expected = f"from 0 to {k - 1}" if k else ">= 0"
+            raise RunError(f"session {session}: expected a session {expected} (0-based)")
+
     def user(self, arm: str | None, user: int) -> UserDetail:
         """One user's persona (its users.parquet row) and sessions in ``arm``."""
         arm = self._arm(arm)
+        self._check_user(user)
         ss = self._sessions(arm, user)
         if ss.height == 0:
-            raise NotFound(
-                f"no user {user} in arm {arm!r} (users are 0..{int(self.manifest.get('users_per_arm') or 0) - 1})"
-            )
+            n = int(self.manifest.get("users_per_arm") or 0)
+            raise NotFound(f"no user {user} in arm {arm!r} (users are 0..{n - 1})")
         persona: dict[str, Any] = {}
         if self._users_file.is_file():
             rows = pl.scan_parquet(self._users_file).filter(pl.col("user") == user).collect()
@@ -442,6 +463,7 @@ class RunView:
         """Every slate of one session, item by item, with the mindset after each item, the
         instruction written after the slate (if any) and where the user left."""
         arm = self._arm(arm)
+        self._check_user(user, session)
         ev = self._scan("events", arm, user)
         key = (pl.col("user") == user) & (pl.col("session") == session)
         events = pl.DataFrame() if ev is None else ev.filter(key).sort("turn", "position").collect()
@@ -526,30 +548,100 @@ class RunView:
 
 # --- HTTP -------------------------------------------------------------------------------------
 
+INT64_MAX = 2**63 - 1
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
 
 def _int(q: dict[str, list[str]], name: str, default: int | None = None) -> int:
+    """The last ``name=`` of the query as a base-10 integer in the int64 range (what the Parquet
+    columns and polars' offsets hold); ``default`` when absent. Range rules of each endpoint are
+    checked by :class:`RunView`."""
     v = q.get(name, [None])[-1]
     if v is None or v == "":
         if default is None:
             raise RunError(f"parameter {name!r} is missing; expected an integer")
         return default
-    try:
-        return int(v)
-    except ValueError:
-        raise RunError(f"parameter {name!r} is {v!r}; expected an integer") from None
+    # int() also takes "1_000", " 7 ", "+7" and non-ASCII digits; the API takes plain digits
+    digits = v[1:] if v.startswith("-") else v
+    if not (digits.isascii() and digits.isdigit()):
+        raise RunError(f"parameter {name!r} is {_shown(v)}; expected an integer")
+    if len(digits) > 19 or not -INT64_MAX - 1 <= int(v) <= INT64_MAX:
+        raise RunError(
+            f"parameter {name!r} is {_shown(v)}; expected an integer from -2**63 to 2**63 - 1"
+        )
+    return int(v)
+
+
+def _shown(v: str) -> str:
+    """A query value for an error line: quoted, cut to 40 characters."""
+    return repr(v) if len(v) <= 40 else repr(v[:40]) + "..."
 
 
 def _str(q: dict[str, list[str]], name: str) -> str | None:
     return q.get(name, [None])[-1]
 
 
+def _flag(q: dict[str, list[str]], name: str) -> bool:
+    v = _str(q, name)
+    if v in (None, "", "0", "false"):
+        return False
+    if v in ("1", "true"):
+        return True
+    raise RunError(f"parameter {name!r} is {_shown(v)}; expected 1, true, 0 or false")
+
+
+def _host_port(value: str, default_port: int = 80) -> tuple[str, int] | None:
+    """``Host`` value -> (lower-case name, port), ``default_port`` when it names none; None when
+    malformed. IPv6 addresses come in brackets (``[::1]:8765``)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:]
+    elif value.count(":") == 1:
+        name, _, port = value.partition(":")
+    else:
+        name, port = value, ""
+    if port == "":
+        port = str(default_port)
+    if not name or not (port.isascii() and port.isdigit()) or len(port) > 5:
+        return None
+    return name, int(port)
+
+
+def allowed_hosts(bound: str, port: int, extra: tuple[str, ...] = ()) -> frozenset[tuple[str, int]]:
+    """The ``Host`` values a server bound to ``bound:port`` answers: the loopback names and the
+    bound address with that port, and each of ``extra`` (``NAME``, ``NAME:PORT``, ``[V6]``,
+    ``[V6]:PORT``; the bound port when none is given). Anything else is refused with 421: a page
+    on another site that rebinds its DNS name to 127.0.0.1 still sends its own name as ``Host``."""
+    out = {(h, port) for h in (*LOOPBACK_NAMES, bound.strip("[]").lower())}
+    for e in extra:
+        hp = _host_port(f"[{e}]" if e.count(":") > 1 and e[:1] != "[" else e, port)
+        if hp is None:
+            raise RunError(f"allowed host {e!r}: expected NAME, NAME:PORT or [IPV6]:PORT")
+        out.add(hp)
+    return frozenset(out)
+
+
+def _show_host(name: str, port: int) -> str:
+    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+
+
 class _Handler(BaseHTTPRequestHandler):
     view: RunView
     page: bytes
+    hosts: frozenset[tuple[str, int]] = frozenset()
+    answers: str = ""  # how the 421 line names this server
     log: Callable[[str], None] | None = None
     server_version = "RecoWorldView/1"
+    # the stdlib's own errors (bad request line, 501 for POST, ...) as one plain line
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if not self._host_ok():
+            return
         url = urlsplit(self.path)
         q = parse_qs(url.query)
         try:
@@ -563,7 +655,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self.view.users(
                     _str(q, "arm"),
                     segment=_str(q, "segment"),
-                    instructed=_str(q, "instructed") in ("1", "true"),
+                    instructed=_flag(q, "instructed"),
                     offset=_int(q, "offset", 0),
                     limit=_int(q, "limit", 50),
                 )
@@ -575,21 +667,42 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(
                     HTTPStatus.NOT_FOUND,
                     {
-                        "error": f"no page {url.path!r}; the viewer serves / and /api/{{run,users,user,session}}"
+                        "error": f"no page {url.path!r}; the viewer serves / and "
+                        "/api/{run,users,user,session}"
                     },
                 )
         except NotFound as e:
             return self._json(HTTPStatus.NOT_FOUND, {"error": str(e)})
         except RunError as e:
             return self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
-        except Exception as e:  # noqa: BLE001 - the page gets one line; the terminal the trace
+        except Exception:  # noqa: BLE001 - the terminal gets the trace; the page one line
             import traceback
 
             traceback.print_exc()
             return self._json(
-                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"}
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": "internal error in the viewer; its terminal has the details"},
             )
         self._send(HTTPStatus.OK, msgspec.json.encode(body), "application/json")
+
+    do_HEAD = do_GET  # noqa: N815 - the stdlib's name
+
+    def _host_ok(self) -> bool:
+        """Refuse (421, one plain line) a request whose ``Host`` is not one this server answers."""
+        values = self.headers.get_all("Host") or []
+        hp = _host_port(values[0]) if len(values) == 1 else None
+        if hp is not None and hp in self.hosts:
+            return True
+        got = "no Host header" if not values else f"Host {values[0][:100]!r}"
+        if len(values) > 1:
+            got = f"{len(values)} Host headers"
+        msg = (
+            f"421 Misdirected Request: {got}; this viewer answers {self.answers} "
+            "(recoworld view --allow-host NAME adds a name)\n"
+        )
+        self.close_connection = True
+        self._send(HTTPStatus.MISDIRECTED_REQUEST, msg.encode(), "text/plain; charset=utf-8")
+        return False
 
     def _json(self, status: HTTPStatus, obj: object) -> None:
         self._send(status, msgspec.json.encode(obj), "application/json")
@@ -602,7 +715,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header(
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "connect-src 'self'; img-src 'self' data:",
         )
         self.end_headers()
         if self.command != "HEAD":
@@ -613,27 +727,104 @@ class _Handler(BaseHTTPRequestHandler):
             self.log(f"{self.address_string()} {format % args}")
 
 
+BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n\r\n"
+    b"503 Service Unavailable: the viewer is busy; try again\n"
+)
+
+
+class ViewServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` with at most ``workers`` connections handled at once: one more
+    gets 503 at once (from the accepting thread, which never waits on a client) rather than a
+    thread of its own. Each connection's socket times out after the handler's ``timeout``
+    seconds, so a client that connects and goes quiet holds its slot that long at most."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], *, workers: int):
+        if workers < 1:
+            raise RunError(f"workers {workers}: expected at least 1")
+        super().__init__(address, handler)
+        self.workers = workers
+        self._slots = threading.BoundedSemaphore(workers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread started: the slot is still ours
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    @staticmethod
+    def _busy(request: Any) -> None:
+        try:
+            # read what the client has sent so far: closing a socket with unread input resets
+            # the connection, and the client would see the reset instead of the 503
+            request.settimeout(0.05)
+            try:
+                request.recv(65536)
+            except OSError:
+                pass
+            request.sendall(BUSY)
+        except OSError:
+            pass
+
+
 def make_server(
     view: RunView,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
     log: Callable[[str], None] | None = None,
-) -> ThreadingHTTPServer:
+    allow_hosts: tuple[str, ...] = (),
+    timeout: float = 10.0,
+    workers: int = 16,
+) -> ViewServer:
     """A threading HTTP server for ``view`` (not started: call ``serve_forever``). ``port=0``
-    picks a free port (``server.server_address[1]``)."""
+    picks a free port (``server.server_address[1]``).
+
+    Requests must name the server in ``Host`` (see :func:`allowed_hosts`; ``allow_hosts`` adds
+    names); each connection's socket times out after ``timeout`` seconds; at most ``workers``
+    connections are handled at once (see :class:`ViewServer`)."""
     from recoworld.report.page import PAGE
 
     handler = type(
         "Handler",
         (_Handler,),
-        {"view": view, "page": PAGE.encode(), "log": staticmethod(log) if log else None},
+        {
+            "view": view,
+            "page": PAGE.encode(),
+            "log": staticmethod(log) if log else None,
+            "timeout": timeout,
+        },
     )
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = ViewServer((host, port), handler, workers=workers)
     except OSError as e:
         raise RunError(
-            f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port (0 = any free port)"
+            f"cannot serve on {host}:{port}: {e.strerror or e}; "
+            "choose another --port (0 = any free port)"
         ) from None
-    server.daemon_threads = True
+    bound = server.server_address[1]
+    try:
+        handler.hosts = allowed_hosts(host, bound, allow_hosts)
+    except RunError:
+        server.server_close()
+        raise
+    handler.answers = f"127.0.0.1:{bound}, localhost:{bound}, [::1]:{bound}" + "".join(
+        f", {_show_host(h, p)}" for h, p in sorted(handler.hosts) if h not in LOOPBACK_NAMES
+    )
     return server
