@@ -239,9 +239,9 @@ def _read_quoted(path: Path, text: str, separator: str, sep_word: str) -> tuple[
     except csv.Error as exc:
         raise DataError(
             path,
-            f"malformed quoting ({exc})",
+            f"malformed quoting in the record that starts here ({exc})",
             expected="CSV with balanced double quotes",
-            line=reader.line_num,
+            line=end + 1,
         ) from None
     if header is None:
         raise DataError(path, "the file is empty", expected=f"a {sep_word}-separated header line")
