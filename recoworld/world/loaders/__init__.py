@@ -10,7 +10,18 @@
 - ``generic``: a folder of role-named Parquet/CSV tables -> :func:`.generic.load_generic`
 
 Every malformed input raises :class:`~recoworld.errors.DataError` naming the file, the line
-and the expected format.
+(or, for Parquet, the row or column) and the expected format, in one line: duplicate header
+columns, badly typed Parquet columns, empty or header-only files, control characters in ids,
+undecodable bytes, missing columns, non-finite ratings, duplicate ids, timestamps that are
+negative, fractional or beyond the year 9999 (milliseconds). :func:`load_world` also refuses a
+world too small to fit (:meth:`~recoworld.world.model.World.require_fittable`).
+
+A world without tags is valid (a generic folder with only interactions, Last.fm without
+``user_taggedartists.dat``, ML-100K with every genre flag 0): every item's ``tags`` is the
+empty list and ``World.tag_vocabulary`` is ``[]``. Its catalog has ``tags == ()`` and a
+``tag_matrix`` of shape ``(n_items, 0)`` (zero tag columns, no placeholder tag): a placeholder
+would leak into prompts, targeting and reports as if it were a real tag, so consumers of
+``tag_matrix`` must handle zero columns.
 """
 
 from __future__ import annotations
