@@ -1,4 +1,5 @@
-"""`recoworld report PATH`: a run folder or a sweep's date folder -> one self-contained HTML file."""
+"""`recoworld report PATH`: a run folder or a sweep's date folder -> one self-contained HTML
+file."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def detect(path: Path) -> Literal["run", "sweep"]:
         if dates:
             found = sorted(p.parent.name for p in path.glob(f"date=*/{SWEEP_SUMMARY_FILE}"))
             raise RunError(
-                f"{path}: a sweep folder with several dates; expected one date folder, e.g. {path / found[-1]} (found {', '.join(found)})"
+                f"{path}: a sweep folder with several dates; expected one date folder, "
+                f"e.g. {path / found[-1]} (found {', '.join(found)})"
             )
     return "run"
 

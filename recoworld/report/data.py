@@ -89,7 +89,8 @@ def _json(path: Path, what: str) -> dict | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise RunError(
-            f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno}); expected the file a run writes"
+            f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno}); "
+            "expected the file a run writes"
         ) from None
 
 
@@ -280,7 +281,8 @@ def load_run(run_dir: str | Path) -> RunData:
 
 
 def _examples(frame: pl.DataFrame, text: str) -> pl.DataFrame:
-    """group -> example: the most frequent original text of each group (ties: the first in order)."""
+    """group -> example: the most frequent original text of each group (ties: the first in
+    order)."""
     return (
         frame.group_by("group", text)
         .agg(n=pl.len())
@@ -395,7 +397,8 @@ def load_sweep(folder: str | Path) -> SweepData:
     summary = read_sweep_summary(folder / SWEEP_SUMMARY_FILE)
     if summary.height == 0:
         raise RunError(
-            f"{folder / SWEEP_SUMMARY_FILE}: no cells; expected one row per cell x arm x metric (did every cell fail?)"
+            f"{folder / SWEEP_SUMMARY_FILE}: no cells; "
+            "expected one row per cell x arm x metric (did every cell fail?)"
         )
     cells = summary["cell"].unique(maintain_order=True).to_list()
     links = {

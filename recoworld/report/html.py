@@ -17,15 +17,19 @@ import polars as pl
 from recoworld.report import plots
 from recoworld.report.data import RunData, SweepData
 
-CSS = """
-:root { --fg:#1d2330; --muted:#5b6472; --line:#d9dee7; --bg:#ffffff; --soft:#f4f6fa; --up:#0a7a3f; --down:#b3261e; }
+CSS = (
+    """
+:root { --fg:#1d2330; --muted:#5b6472; --line:#d9dee7; --bg:#ffffff; --soft:#f4f6fa; """
+    """--up:#0a7a3f; --down:#b3261e; }
 * { box-sizing:border-box; }
-body { font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; color:var(--fg);
+body { font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; """
+    """color:var(--fg);
        background:var(--bg); margin:0; }
 header { background:#1d2330; color:#fff; padding:18px 28px 12px; }
 header h1 { margin:0 0 4px; font-size:22px; }
 header p { margin:0; color:#c9d1de; }
-nav { position:sticky; top:0; background:#fff; border-bottom:1px solid var(--line); padding:6px 28px; z-index:1; }
+nav { position:sticky; top:0; background:#fff; border-bottom:1px solid var(--line); """
+    """padding:6px 28px; z-index:1; }
 nav a { margin-right:14px; color:#0b57d0; text-decoration:none; font-size:13px; }
 main { padding:8px 28px 40px; max-width:1400px; }
 section { margin-top:26px; }
@@ -33,7 +37,8 @@ h2 { font-size:18px; border-bottom:2px solid var(--line); padding-bottom:4px; }
 h3 { font-size:15px; margin:18px 0 6px; }
 .note { color:var(--muted); font-size:12.5px; max-width:900px; }
 table { border-collapse:collapse; margin:6px 0 10px; font-size:13px; }
-th, td { border-bottom:1px solid var(--line); padding:3px 10px; text-align:right; vertical-align:top; }
+th, td { border-bottom:1px solid var(--line); padding:3px 10px; text-align:right; """
+    """vertical-align:top; }
 th { background:var(--soft); font-weight:600; }
 td.l, th.l { text-align:left; }
 td:not(.l) { white-space:nowrap; }
@@ -46,6 +51,7 @@ details summary { cursor:pointer; color:#0b57d0; margin:6px 0; }
 .quote { font-style:italic; }
 footer { color:var(--muted); font-size:12px; padding:12px 28px; border-top:1px solid var(--line); }
 """
+)
 
 
 def _fmt(v: object, digits: int = 4) -> str:
@@ -114,8 +120,10 @@ def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, 
     links = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in nav)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>"
+        f"<header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>"
         f"<nav>{links}</nav><main>{body}</main><footer>{footer}</footer></body></html>\n"
     )
 
@@ -163,7 +171,8 @@ def _setup(d: RunData) -> str:
             ("brain", brain.get("kind")),
             (
                 "recommender",
-                f"{rec.get('kind', '')}{' + instruction following' if rec.get('follow_instructions') else ''}",
+                f"{rec.get('kind', '')}"
+                f"{' + instruction following' if rec.get('follow_instructions') else ''}",
             ),
         ]
     )
@@ -256,9 +265,9 @@ def _headline(d: RunData) -> str:
     ]
     forest = plots.forest(d.summary, d.arms, d.metrics) if len(d.arms) > 1 else ""
     out = (
-        '<p class="note">Means over users with 95% Student-t intervals; differences are paired per user '
-        "(every arm sees the same users with the same random numbers). Green / red: the difference's CI "
-        "lies above / below zero.</p>" + table(headers, rows, cls=cls)
+        '<p class="note">Means over users with 95% Student-t intervals; differences are paired '
+        "per user (every arm sees the same users with the same random numbers). Green / red: the "
+        "difference's CI lies above / below zero.</p>" + table(headers, rows, cls=cls)
     )
     if forest:
         out += _figure(
@@ -316,11 +325,13 @@ def _engagement(d: RunData) -> str:
     return (
         _figure(
             fig,
-            "Per turn within a session, over every session of every user (the mindset after the turn's items).",
+            "Per turn within a session, over every session of every user "
+            "(the mindset after the turn's items).",
         )
         + _figure(
             lengths,
-            "How many slates a session lasted; sessions end when the user leaves or the turn budget is spent.",
+            "How many slates a session lasted; "
+            "sessions end when the user leaves or the turn budget is spent.",
         )
         + "<details><summary>By turn (table)</summary>"
         + table(
@@ -462,9 +473,10 @@ def _instructions(d: RunData) -> str:
     rows = [(r["example"], *(r[a] for a in arms)) for r in wide.iter_rows(named=True)]
     shown = wide.height
     out += (
-        f"<h3>What they asked for (the {shown} most frequent of {d.instruction_groups} distinct texts)</h3>"
-        '<p class="note">Grouped by text, ignoring case and punctuation; counted once per slate.</p>'
-        + table(["instruction", *arms], rows)
+        f"<h3>What they asked for (the {shown} most frequent of {d.instruction_groups} "
+        "distinct texts)</h3>"
+        '<p class="note">Grouped by text, ignoring case and punctuation; '
+        "counted once per slate.</p>" + table(["instruction", *arms], rows)
     )
     if d.instruction_tags.height:
         tags = d.instruction_tags.pivot(on="arm", index="tag", values="mentions").fill_null(0)
@@ -485,7 +497,8 @@ def _feelings(d: RunData) -> str:
     arms = [a for a in d.arms if a in wide.columns]
     rows = [(r["example"], *(r[a] for a in arms)) for r in wide.iter_rows(named=True)]
     return (
-        '<section id="feelings"><h2>Feelings</h2><p class="note">What LLM users said they felt about items, '
+        '<section id="feelings"><h2>Feelings</h2>'
+        '<p class="note">What LLM users said they felt about items, '
         "grouped by text; the most frequent.</p>" + table(["feeling", *arms], rows) + "</section>"
     )
 
@@ -539,7 +552,10 @@ def _llm(d: RunData) -> str:
 def run_report(d: RunData) -> str:
     """The HTML page of a run's report."""
     title = f"RecoWorld: {d.study.get('name') or d.manifest.get('study', '')}"
-    sub = f"run {d.manifest.get('run_id', d.run_dir.name)} · {len(d.arms)} arms · {_fmt(d.manifest.get('users_per_arm'))} users per arm"
+    sub = (
+        f"run {d.manifest.get('run_id', d.run_dir.name)} · {len(d.arms)} arms · "
+        f"{_fmt(d.manifest.get('users_per_arm'))} users per arm"
+    )
     examples = table(
         ["user", "session", "summary"],
         [(r["user"], r["session"], r["summary"]) for r in d.session_examples.iter_rows(named=True)],
@@ -555,8 +571,8 @@ def run_report(d: RunData) -> str:
         (
             "sessions",
             "Session summaries",
-            f'<p class="note">A few sessions of arm {escape(d.control)}, as the users\' memories keep them.</p>'
-            + examples,
+            f'<p class="note">A few sessions of arm {escape(d.control)}, '
+            "as the users' memories keep them.</p>" + examples,
         ),
     ]
     body = "".join(
@@ -568,7 +584,10 @@ def run_report(d: RunData) -> str:
         nav.append(("feelings", "Feelings"))
     if d.llm is not None:
         nav.append(("llm", "LLM calls"))
-    footer = f"Replay any user's sessions: <code>recoworld view {escape(str(d.run_dir))}</code>. Figures: matplotlib."
+    footer = (
+        "Replay any user's sessions: "
+        f"<code>recoworld view {escape(str(d.run_dir))}</code>. Figures: matplotlib."
+    )
     return _page(title, sub, nav, body, footer)
 
 
