@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import msgspec
 import ray
@@ -30,9 +31,9 @@ from actors.router import RoutingCounts
 from actors.shard import StudyModel, shard_actor_class
 from recoworld.config import RayConfig
 from recoworld.errors import RunError
+from recoworld.study.lifecycle import finished_shards, write_summary
 from recoworld.study.prepare import Prepared
-from recoworld.study.runner import write_summary
-from recoworld.study.shard import ShardResult, ShardSpec, read_marker
+from recoworld.study.shard import ShardResult, ShardSpec
 
 NAMESPACE = "recoworld"
 
@@ -168,7 +169,7 @@ class CoordinatorActor:
         to the shard actors instead of resolving it here). ``model``: the study's language
         model, for studies that use one."""
         prep_ref = prep_box[0]
-        results = {s.index: r for s in plan if (r := read_marker(folder, s)) is not None}
+        results = finished_shards(Path(folder), plan)
         todo = [s for s in plan if s.index not in results]
         if todo:
             replicas = (

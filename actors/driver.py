@@ -20,9 +20,10 @@ from actors.llm_replica import ReplicaFactory
 from actors.shard import StudyModel
 from recoworld.config import StudyConfig, uses_llm
 from recoworld.errors import RunError
+from recoworld.study.aggregate import BLOCK_USERS
+from recoworld.study.lifecycle import Progress, Run, RunResult
 from recoworld.study.prepare import prepare
-from recoworld.study.runner import Progress, RunResult, finish_run, start_run
-from recoworld.study.shard import BLOCK_USERS, marker_path
+from recoworld.study.shard import marker_path
 from recoworld.world.model import World
 
 LLM_FIGURES = "llm_replicas.json"
@@ -112,16 +113,9 @@ def run_study_on_ray(
         or cfg.ray.shards
         or default_shards(len(prep.population), ray.cluster_resources().get("CPU", 1))
     )
-    run = start_run(
-        cfg,
-        prep,
-        Path(out_dir or cfg.output.dir).resolve(),
-        run_id,
-        shards=n,
-        overwrite=overwrite,
-        resume=resume,
-    )
-    try:
+    root = Path(out_dir or cfg.output.dir).resolve()
+    opts = {"shards": n, "overwrite": overwrite, "resume": resume, "t0": t0}
+    with Run.open(prep, root, run_id, **opts) as run:
         model = (
             StudyModel(cfg.llm, cfg.seed, replica_factory)
             if uses_llm(cfg) and cfg.llm is not None
@@ -166,7 +160,4 @@ def run_study_on_ray(
             raise
         finally:
             ray.kill(coordinator, no_restart=True)
-        return finish_run(run, prep, results, t0, summary_written=True)
-    except BaseException:
-        run.abort()
-        raise
+        return run.finish(results, summary_written=True)

@@ -47,3 +47,7 @@ class RunError(RecoWorldError):
 class LLMError(RecoWorldError):
     """A language model cannot serve the study: backend missing or dead, replay mismatch, a
     configuration the engine refuses. Names the model or run, and the call where one applies."""
+
+
+class RecommenderError(RecoWorldError):
+    """A recommender was used against its contract (or a plug-in broke it)."""

@@ -32,6 +32,7 @@ from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
 from recoworld.users.population import build_population
+from recoworld.users.words import TemplateTexts
 from recoworld.world.synthetic import synthetic_world
 
 K = 10
@@ -271,7 +272,7 @@ def test_unsatisfied_users_ask_for_their_taste_gap_and_less_of_what_they_skipped
     np.testing.assert_array_equal(ins.less_of, np.where(skipped_share - 0.6 > 0.15, shown_tag, -1))
     assert 0.2 < (ins.less_of == shown_tag).mean() < 1.0
     shown, wanted = cat.tags[shown_tag], cat.tags[wanted_tag]
-    for text, less in zip(ins.texts(cat.tags), ins.less_of.tolist()):
+    for text, less in zip(TemplateTexts(cat.tags, ins.more_of, ins.less_of), ins.less_of.tolist()):
         if less >= 0:
             assert text == f"Too much {shown} lately. Show me more {wanted}."
         else:
@@ -280,7 +281,7 @@ def test_unsatisfied_users_ask_for_their_taste_gap_and_less_of_what_they_skipped
 
 def test_instruction_texts_render_both_forms() -> None:
     ins = Instructions(rows=np.array([0, 3]), more_of=np.array([1, 2]), less_of=np.array([0, -1]))
-    assert ins.texts(("Drama", "Sci-Fi", "Comedy")) == [
+    assert TemplateTexts(("Drama", "Sci-Fi", "Comedy"), ins.more_of, ins.less_of)[:] == [
         "Too much Drama lately. Show me more Sci-Fi.",
         "Nothing here grabs me. Something different: more Comedy, please.",
     ]

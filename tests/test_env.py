@@ -15,12 +15,13 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.utils.passive_env_checker import env_render_passive_checker
 
 from recoworld.config import PopulationConfig, StudyConfig, WorldConfig
-from recoworld.env import EnvError, RecoEnv, return_probability
+from recoworld.env import EnvError, RecoEnv
 from recoworld.errors import RecoWorldError
+from recoworld.records import ACTIONS, SessionRecord, TurnRecord
 from recoworld.rng import Stream, uniforms
 from recoworld.study.prepare import Prepared, prepare
-from recoworld.study.simulate import SessionRecord, TurnRecord, simulate_arm
-from recoworld.users.brain import ACTIONS
+from recoworld.study.simulate import simulate_arm
+from recoworld.users.brain import ParametricBrain
 from recoworld.world.synthetic import synthetic_world
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "env.md"
@@ -174,9 +175,10 @@ def test_reward_is_watch_plus_retention_at_the_end(prep: Prepared) -> None:
 
 
 def test_return_probability_rises_with_satisfaction(prep: Prepared) -> None:
-    p = return_probability(
-        prep.model, prep.cfg.brain, np.array([0.1, 0.5, 0.9]), np.array([0.5, 0.5, 0.5])
-    )
+    personas = prep.population.take(np.zeros(3, np.int64))
+    personas = replace(personas, activity=np.full(3, 0.5, personas.activity.dtype))
+    brain = ParametricBrain(prep.model, prep.cfg.brain, prep.catalog, personas, prep.cfg.seed)
+    p = brain.return_probability(np.array([0.1, 0.5, 0.9]), np.arange(3))
     assert p[0] < p[1] < p[2]
     assert p[1] == pytest.approx(1.0 / (1.0 + np.exp(-prep.model.returns.base_logit)))
 
@@ -209,10 +211,11 @@ def test_env_replays_the_study_events(prep: Prepared) -> None:
             assert info["satisfaction"] == float(fb.mind[0, hit, -1])
             assert te == bool(rec.left[hit])
             assert tr == (not rec.left[hit] and rec.turn == env.max_turns - 1)
-            ins = np.flatnonzero(rec.instruction_rows == hit)
+            ins = np.flatnonzero(rec.instructions.rows == hit)
             if ins.size:
                 instructions += 1
-                more, less = int(rec.instruction_more[ins[0]]), int(rec.instruction_less[ins[0]])
+                more = int(rec.instructions.more_of[ins[0]])
+                less = int(rec.instructions.less_of[ins[0]])
                 assert obs["instruction_more"].tolist() == [
                     int(j == more) for j in range(len(tags))
                 ]

@@ -35,7 +35,8 @@ from recoworld.io.records import EVENTS_SCHEMA, SESSIONS_SCHEMA, USER_METRICS_SC
 from recoworld.io.runs import MANIFEST, Parts, PartWriter, RunDirectory, check_run_dir, scan_table
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY, TABLES
 from recoworld.study.prepare import Prepared, prepare
-from recoworld.study.runner import run_study, simulate_to
+from recoworld.study.runner import run_study
+from recoworld.study.shard import simulate_to
 from recoworld.world.synthetic import synthetic_world
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from recoworld.recommenders.base import Adjuster, Audience, PoolRecommender, Pos
 from recoworld.recommenders.baselines import MFSource, PopularSource, RandomSource
 from recoworld.recommenders.factory import base_source, build_recommender
 from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, InstructionReranker
-from recoworld.users.brain import SKIP, WATCH, SlateFeedback
+from recoworld.records import SKIP, WATCH, SlateFeedback
 from recoworld.users.persona import Personas, personas_from_history
 from recoworld.world.synthetic import SyntheticTruth, synthetic_world_with_truth
 
@@ -109,7 +109,7 @@ def run(
             if clicks is not None:
                 rec.observe(idx, slates, feedback(clicks(uid, slates)))
             if instruct is not None and (ins := instruct(uid, session, turn)) is not None:
-                rec.instruct(idx, *ins)
+                rec.instruct(idx, *ins, ["words"] * idx.size)
             if leaves is not None:
                 idx = idx[~leaves(uid, session, turn)]
     return out

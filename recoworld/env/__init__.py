@@ -1,5 +1,5 @@
 """Gymnasium environments over RecoWorld's users: the agent is the recommender."""
 
-from recoworld.env.reco_env import EnvError, RecoEnv, return_probability
+from recoworld.env.reco_env import EnvError, RecoEnv
 
-__all__ = ["EnvError", "RecoEnv", "return_probability"]
+__all__ = ["EnvError", "RecoEnv"]

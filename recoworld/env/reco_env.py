@@ -5,10 +5,15 @@ Each step is one turn of :func:`recoworld.study.simulate.simulate_arm`, with the
 recommender's place:
 
 1. the agent proposes a slate (the action: ``slate_size`` catalog rows);
-2. the user goes through it item by item (``brain.react``); its mindset moves;
-3. the user reflects: writes an instruction? leaves? (``brain.after_slate``);
-4. when the session ends (the user left, or the turn budget is spent), the return model
-   decides whether it comes back (``brain.end_session``).
+2. the user goes through it item by item, its mindset moving, then reflects: writes an
+   instruction? leaves? (``brain.decide``);
+3-5. the turn is settled as in every loop (:class:`recoworld.study.settle.Ledger`), with the
+   agent in the recommender's seat: it observes the feedback and hears the instruction;
+6. when the session ends (the user left, or the turn budget is spent), it is settled: the
+   return model decides whether the user comes back.
+
+:attr:`RecoEnv.records` holds the episode's turn and session records, the very records a
+study writes.
 
 The brain is keyed by (brain seed, user uid, session, turn, position), so the same user, brain
 seed and slates give exactly the events a study gives (a study's brain seed is ``cfg.seed``).
@@ -16,6 +21,7 @@ seed and slates give exactly the events a study gives (a study's brain seed is `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +30,13 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from recoworld.config import BrainConfig, StudyConfig
+from recoworld.config import StudyConfig
 from recoworld.errors import RecoWorldError
+from recoworld.recommenders.base import Audience, SyncRecommender
+from recoworld.records import ACTIONS, MINDSET_FIELDS, Record, SlateFeedback
 from recoworld.study.prepare import Prepared, prepare
-from recoworld.users.brain import ACTIONS, MINDSET_FIELDS, Mindset, ParametricBrain
-from recoworld.users.choice import ChoiceModel
+from recoworld.study.settle import Ledger
+from recoworld.users.brain import Mindset, ParametricBrain
 from recoworld.world.model import World
 
 SESSION = 0
@@ -43,17 +51,28 @@ class EnvError(RecoWorldError, ValueError):
     A ``ValueError`` too, as Gymnasium code expects of a bad action."""
 
 
-def return_probability(
-    model: ChoiceModel, cfg: BrainConfig, satisfaction: np.ndarray, activity: np.ndarray
-) -> np.ndarray:
-    """P(the user comes back) given its final ``satisfaction``: the probability that
-    :meth:`ParametricBrain.end_session` draws against. Kept in step with it by a test."""
-    logit = (
-        model.returns.base_logit
-        + cfg.return_satisfaction * (np.asarray(satisfaction, np.float64) - 0.5)
-        + cfg.return_activity * (np.asarray(activity, np.float64) - 0.5)
-    )
-    return 1.0 / (1.0 + np.exp(-logit))
+class _AgentSeat(SyncRecommender):
+    """The agent in the recommender's seat of the turn's settlement: it keeps what the user
+    did and asked for, for the next observation."""
+
+    def __init__(self) -> None:
+        self.feedback: SlateFeedback | None = None
+        self.more, self.less, self.text = -1, -1, None
+
+    def bind(self, audience: Audience) -> None:  # the env binds nothing: one user at a time
+        pass
+
+    def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        raise EnvError("RecoEnv: the agent's slate is the action given to step()")
+
+    def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
+        self.feedback = feedback
+        self.more, self.less, self.text = -1, -1, None
+
+    def instruct(
+        self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
+    ) -> None:
+        self.more, self.less, self.text = int(more_of[0]), int(less_of[0]), texts[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,6 +179,11 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return cls(prepare(cfg, world), **options)
 
     @property
+    def records(self) -> list[Record]:
+        """The current episode's turn records and, once it ended, its session record."""
+        return list(getattr(self, "_records", []))
+
+    @property
     def user(self) -> int | None:
         """The uid of the current episode's user (None before the first reset)."""
         return self._user
@@ -188,6 +212,17 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             self.prep.model, self.prep.cfg.brain, self.catalog, personas, brain_seed
         )
         self._mind = self._brain.start_session(self._rows, SESSION)
+        self._records: list[Record] = []
+        self._seat = _AgentSeat()
+        self._ledger = Ledger(
+            arm=0,
+            n=1,
+            turns=self.max_turns,
+            creator_mask=self.prep.creator_mask,
+            tags=self.catalog.tags,
+            observe=self._records.append,
+        )
+        self._ledger.start_session(self._rows, SESSION)
         self._user, self._turn, self._done, self._last = int(personas.uid[0]), 0, False, None
         obs = self._observation(
             np.zeros(self.slate_size, np.int8),
@@ -208,16 +243,15 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # 1. the agent's slate (an invalid one raises and uses up no turn)
         slates = self._check_action(action)[None, :]
         brain, mind, rows, turn = self._brain, self._mind, self._rows, self._turn
-        # 2. the user goes through the slate item by item; its mindset moves
-        fb = brain.react(mind, rows, SESSION, turn, slates)
-        # 3. the user reflects: writes an instruction? leaves?
-        out = brain.after_slate(mind, rows, SESSION, turn, slates, fb)
-        ins = out.instructions
-        more, less = (int(ins.more_of[0]), int(ins.less_of[0])) if ins.rows.size else (-1, -1)
-        text = ins.texts(self.catalog.tags)[0] if ins.rows.size else None
+        # 2. the user goes through the slate item by item, then reflects
+        decision = brain.decide(mind, rows, SESSION, turn, slates)
+        # 3-5. settled, the agent in the recommender's seat
+        seat, ledger = self._seat, self._ledger
+        last = bool(ledger.settle_turn(seat, rows, SESSION, turn, slates, decision, mind)[0])
+        fb, more, less, text = decision.feedback, seat.more, seat.less, seat.text
         self._turn = turn + 1
-        terminated = bool(out.leave[0])
-        truncated = not terminated and self._turn >= self.max_turns
+        terminated = bool(decision.leave[0])
+        truncated = last and not terminated
         reward = float(fb.watch[0].sum(dtype=np.float64))
         actions = [ACTIONS[a] for a in fb.action[0].tolist()]
         info: dict[str, Any] = {
@@ -227,20 +261,17 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             **self._mindset(),
         }
         info |= {"instruction": text, "left": terminated}
-        if terminated or truncated:
-            # 4. the session is over: the return model, as probability (reward) and draw (info)
+        if last:
+            # 6. the session is over: the return model, as probability (reward) and draw (info)
             self._done = True
-            sat = mind.satisfaction
-            p = return_probability(
-                self.prep.model, self.prep.cfg.brain, sat, brain.p.activity[rows]
-            )
-            p_return = float(p[0])
-            ret = brain.end_session(sat, rows, SESSION)
+            p_return = float(brain.return_probability(ledger.final_sat[rows], rows)[0])
+            ledger.settle_session(brain, rows, SESSION)
+            session = self._records[-1]
             reward += self.retention_weight * p_return
             info |= {
                 "p_return": p_return,
-                "returned": bool(ret.returns[0]),
-                "gap_days": float(ret.gap_days[0]),
+                "returned": bool(session.returned[0]),  # type: ignore[union-attr]
+                "gap_days": float(session.gap_days[0]),  # type: ignore[union-attr]
             }
         rating = np.nan_to_num(fb.rating[0], nan=0.0)
         self._last = _Step(

@@ -8,24 +8,12 @@ import numpy as np
 import pyarrow as pa
 
 from recoworld.io.schema import EVENTS, LLM_CALLS, SESSIONS, USER_METRICS, with_metadata
-from recoworld.items.catalog import Catalog
-from recoworld.study.simulate import SessionRecord, TurnRecord, UserMetrics
-from recoworld.users.brain import ACTIONS, Instructions
+from recoworld.records import ACTIONS, SessionRecord, TurnRecord, UserMetrics
 
 EVENTS_SCHEMA = with_metadata(EVENTS, "events")
 SESSIONS_SCHEMA = with_metadata(SESSIONS, "sessions")
 USER_METRICS_SCHEMA = with_metadata(USER_METRICS, "user_metrics")
 LLM_CALLS_SCHEMA = with_metadata(LLM_CALLS, "llm_calls")
-
-
-def instruction_dictionary(tags: tuple[str, ...]) -> list[str]:
-    """Every instruction text, at code ``more * (T + 1) + less + 1``."""
-    t = len(tags)
-    more = np.repeat(np.arange(t), t + 1)
-    less = np.tile(np.arange(-1, t), t)
-    return Instructions(rows=more, more_of=more, less_of=np.where(less == more, -1, less)).texts(
-        tags
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +23,7 @@ class RecordEncoder:
     users: np.ndarray
     segment_codes: np.ndarray  # (population,) int32 into segment_names
     segment_names: pa.Array
-    catalog: Catalog
+    tags: tuple[str, ...]
     creator_mask: np.ndarray  # (n_items,) bool: the study creator's items
     item_dict: pa.Array
     creator_dict: pa.Array
@@ -44,19 +32,29 @@ class RecordEncoder:
 
     @classmethod
     def build(
-        cls, users: np.ndarray, segments: np.ndarray, catalog: Catalog, creator_mask: np.ndarray
+        cls,
+        users: np.ndarray,
+        segments: np.ndarray,
+        *,
+        item_ids: np.ndarray,
+        creators: np.ndarray,
+        tags: tuple[str, ...],
+        creator_mask: np.ndarray,
+        instruction_words: list[str],
     ) -> RecordEncoder:
+        """``instruction_words``: the sentence of each coded instruction
+        (:func:`recoworld.users.words.instruction_dictionary`)."""
         names, codes = np.unique(segments.astype(str), return_inverse=True)
         return cls(
             users=users,
             segment_codes=codes.astype(np.int32),
             segment_names=pa.array(names.tolist(), pa.string()),
-            catalog=catalog,
+            tags=tuple(tags),
             creator_mask=creator_mask,
-            item_dict=pa.array(catalog.item_ids.tolist(), pa.string()),
-            creator_dict=pa.array(catalog.creators.tolist(), pa.string()),
+            item_dict=pa.array(item_ids.tolist(), pa.string()),
+            creator_dict=pa.array(creators.tolist(), pa.string()),
             action_dict=pa.array(list(ACTIONS), pa.string()),
-            instruction_dict=pa.array(instruction_dictionary(catalog.tags), pa.string()),
+            instruction_dict=pa.array(instruction_words, pa.string()),
         )
 
     def with_users(self, users: np.ndarray) -> RecordEncoder:
@@ -77,13 +75,14 @@ class RecordEncoder:
         rep = lambda a: np.repeat(a, k)  # noqa: E731
         items = r.slates.ravel()
         ins_code = np.full(n, -1, np.int64)
-        if r.instruction_texts is None:
-            ins_code[r.instruction_rows] = r.instruction_codes(len(self.catalog.tags))
+        ins = r.instructions
+        if ins.texts is None:
+            ins_code[ins.rows] = ins.codes(len(self.tags))
             ins_dict = self.instruction_dict
         else:  # free text (LLM brains): a dictionary of this batch's texts
-            ins_code[r.instruction_rows] = np.arange(len(r.instruction_texts))
-            ins_dict = pa.array(r.instruction_texts, pa.string())
-        ins = rep(ins_code)
+            ins_code[ins.rows] = np.arange(len(ins.texts))
+            ins_dict = pa.array(list(ins.texts), pa.string())
+        ins_at = rep(ins_code)
         fb = r.feedback
         rating = fb.rating.ravel()
         arrays = [
@@ -100,7 +99,7 @@ class RecordEncoder:
             pa.array(fb.watch.ravel()),
             pa.array(rating, mask=np.isnan(rating)),
             pa.array(rep(r.left)),
-            self._dict(np.maximum(ins, 0), ins_dict, mask=ins < 0),
+            self._dict(np.maximum(ins_at, 0), ins_dict, mask=ins_at < 0),
             *(pa.array(fb.mind[j].ravel()) for j in range(4)),
             pa.array(
                 fb.feelings.ravel() if fb.feelings is not None else pa.nulls(n * k, pa.string()),
@@ -111,27 +110,7 @@ class RecordEncoder:
 
     def sessions(self, s: SessionRecord) -> pa.RecordBatch:
         uid = self.users[s.rows]
-        tags = self.catalog.tags
-        top = [tags[j] if j >= 0 else None for j in s.top_tag.tolist()]
-        summary = [
-            f"Session {s.session + 1}: {t} turn{'s' if t != 1 else ''}, watched {w} of {c} clicked"
-            f"{f', mostly {tg}' if tg else ''}; {'left early' if lf else 'stayed to the end'}"
-            f" feeling {'good' if sat >= 0.55 else ('so-so' if sat >= 0.4 else 'let down')}"
-            f"{f'; asked the recommender {i} time' + ('s' if i != 1 else '') if i else ''}."
-            for t, w, c, tg, lf, sat, i in zip(
-                s.turns.tolist(),
-                s.watched.tolist(),
-                s.clicks.tolist(),
-                top,
-                s.left.tolist(),
-                s.satisfaction_end.tolist(),
-                s.instructions.tolist(),
-            )
-        ]
-        if (
-            s.summaries is not None
-        ):  # the LLM user's own words (None: the model failed; template kept)
-            summary = [own if own is not None else tmpl for own, tmpl in zip(s.summaries, summary)]
+        top = [self.tags[j] if j >= 0 else None for j in s.top_tag.tolist()]
         gap = np.where(np.isfinite(s.gap_days), s.gap_days, np.nan).astype(np.float32)
         arrays = [
             self._dict(self.segment_codes[uid], self.segment_names),
@@ -148,7 +127,7 @@ class RecordEncoder:
             pa.array(top, pa.string()),
             pa.array(s.returned),
             pa.array(gap, mask=np.isnan(gap)),
-            pa.array(summary, pa.string()),
+            pa.array(s.summaries, pa.string()),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=SESSIONS_SCHEMA)
 

@@ -16,13 +16,16 @@ Per user and turn:
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from functools import partial
 
 import msgspec
 import numpy as np
 
-from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
+from recoworld.config import LLMConfig
+from recoworld.errors import RecommenderError
 from recoworld.llm.ask import ask_structured
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.prompts import RERANK_INSTRUCTIONS, data, item_line
@@ -30,32 +33,7 @@ from recoworld.llm.schemas import rerank_type, slack
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
 from recoworld.recommenders.base import Audience, PoolRecommender, PostProcessor
-from recoworld.recommenders.factory import base_source
-from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, InstructionReranker
-from recoworld.users.brain import ACTIONS, SlateFeedback
-
-
-def build_agentic(
-    rec: RecommenderConfig,
-    arm: ArmConfig,
-    creator_mask: np.ndarray,
-    model: LanguageModel,
-    llm: LLMConfig,
-    log: CallLog,
-    seed: int,
-) -> AgenticRecommender:
-    source = base_source(rec.base)
-    post: tuple[PostProcessor, ...] = ()
-    match arm.treatment:
-        case "boost":
-            source = CreatorBoost(source, creator_mask, arm.boost)
-        case "inject":
-            post = (CreatorInjector(arm.position, arm.rate, np.flatnonzero(creator_mask)),)
-    adjusters = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()
-    base = PoolRecommender(source, adjusters, (), candidates=rec.candidates)
-    return AgenticRecommender(
-        base, post, model, llm, log, arm=arm.name, seed=seed, m=rec.rerank_candidates
-    )
+from recoworld.records import ACTIONS, SlateFeedback
 
 
 class AgenticRecommender:
@@ -93,14 +71,19 @@ class AgenticRecommender:
         self.last_ranking: list[list[str]] = [[] for _ in range(n)]
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
-        raise TypeError(
-            "the agentic recommender is asynchronous: the LLM study loop calls recommend_async"
+        """:meth:`recommend_async` from synchronous code (the vectorised loop, the Gymnasium
+        env): runs the requests on an event loop of its own."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.recommend_async(idx, session, turn, k))
+        raise RecommenderError(
+            "AgenticRecommender.recommend was called inside a running event loop; "
+            "expected `await recommend_async(...)` there"
         )
 
     async def recommend_async(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
         """Slates for users ``idx`` (one request per user, all in flight together)."""
-        import asyncio
-
         rows = await asyncio.gather(*(self._one(int(b), session, turn, k) for b in idx))
         return np.stack(rows)
 
@@ -181,13 +164,13 @@ class AgenticRecommender:
             skipped = int((feedback.action[r] == 0).sum())
             self.feedback[b].append(f"- skipped {skipped} of {slates.shape[1]}")
 
-    def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
-        self.base.instruct(idx, more_of, less_of)
-
-    def instruct_text(self, idx: np.ndarray, texts: list[str]) -> None:
-        """The words of users' reflective instructions (shown to the model as data)."""
-        for b, t in zip(idx.tolist(), texts):
-            self.instructions[b].append(t)
+    def instruct(
+        self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
+    ) -> None:
+        """Tags go to the base recommender; the words are shown to the model (as data)."""
+        self.base.instruct(idx, more_of, less_of, texts)
+        for j, b in enumerate(idx.tolist()):
+            self.instructions[b].append(texts[j])
 
 
 def _refuse_ids(k: int, text: str, answer: object | None, error: Exception | None) -> str | None:

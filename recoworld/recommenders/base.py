@@ -13,13 +13,14 @@ form the slate; *post-processors* edit the slate (creator injection).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from recoworld.items.catalog import Catalog
-from recoworld.users.brain import SlateFeedback
+from recoworld.records import SlateFeedback
 from recoworld.users.persona import Personas
 
 
@@ -35,7 +36,16 @@ class Audience:
 
 @runtime_checkable
 class Recommender(Protocol):
-    """What the simulator needs of a recommender."""
+    """What the simulator needs of a recommender: the public plug-in interface.
+
+    Every method takes ``idx``, rows into the audience of :meth:`bind`; a recommender keeps
+    per-user state only, so a user's slates never depend on who else shares its batch.
+    Both sides of ``recommend`` must work: the vectorised loop (and the Gymnasium env) call
+    :meth:`recommend`; the per-user coroutines of language-model studies await
+    :meth:`recommend_async`. A synchronous recommender gets the async side from
+    :class:`SyncRecommender`; an asynchronous one (a model, a service) runs its own event loop
+    in :meth:`recommend`.
+    """
 
     def bind(self, audience: Audience) -> None:
         """Start serving ``audience`` (resets all per-user state)."""
@@ -43,11 +53,28 @@ class Recommender(Protocol):
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
         """Slates (len(idx), k) of catalog rows for users ``idx`` of the audience."""
 
+    async def recommend_async(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        """:meth:`recommend` for callers inside an event loop."""
+
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
         """What users ``idx`` did with the slates they were shown."""
 
-    def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
-        """Reflective instructions: tag indices wanted more / less (-1: none)."""
+    def instruct(
+        self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
+    ) -> None:
+        """Reflective instructions of users ``idx``: the tag index each wants more of, the one
+        it wants less of (-1: none stands out), and the words it wrote (``texts[j]`` for user
+        ``idx[j]``; templated sentences for users who do not speak through a model)."""
+
+
+class SyncRecommender:
+    """Base of synchronous recommenders: the async side of :class:`Recommender` is the sync one."""
+
+    def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    async def recommend_async(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        return self.recommend(idx, session, turn, k)
 
 
 class Source(Protocol):
@@ -112,7 +139,7 @@ class PostProcessor(Protocol):
         """Edited slates; ``shown`` is the (n, n_items) bool of what each user saw before."""
 
 
-class PoolRecommender:
+class PoolRecommender(SyncRecommender):
     """Source + adjusters + post-processors, with slate selection shared by all of them.
 
     Items a persona's real history holds, and items already shown to the user in any earlier
@@ -196,6 +223,8 @@ class PoolRecommender:
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
         self.source.observe(idx, slates, feedback)
 
-    def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
+    def instruct(
+        self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
+    ) -> None:
         for adj in self.adjusters:
             adj.instruct(idx, more_of, less_of)

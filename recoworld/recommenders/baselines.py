@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from recoworld.recommenders.base import Audience, best_first, top_of_catalog
+from recoworld.records import SlateFeedback
 from recoworld.rng import Stream, uniforms
-from recoworld.users.brain import SlateFeedback
 
 
 class _Stateless:

@@ -1,13 +1,29 @@
-"""Build the recommender an arm of a study uses."""
+"""Build the recommender an arm of a study uses: the one builder, for every loop."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from recoworld.config import ArmConfig, RecommenderConfig
-from recoworld.recommenders.base import PoolRecommender, Source
+from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
+from recoworld.errors import LLMError
+from recoworld.llm.base import LanguageModel
+from recoworld.llm.wrappers import CallLog
+from recoworld.recommenders.agentic import AgenticRecommender
+from recoworld.recommenders.base import PoolRecommender, PostProcessor, Recommender, Source
 from recoworld.recommenders.baselines import MFSource, PopularSource, RandomSource
 from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, InstructionReranker
+
+
+@dataclass(frozen=True, eq=False)
+class Voice:
+    """What a recommender that speaks through a language model needs (the agentic one)."""
+
+    model: LanguageModel
+    llm: LLMConfig
+    log: CallLog
+    seed: int
 
 
 def base_source(kind: str) -> Source:
@@ -22,12 +38,18 @@ def base_source(kind: str) -> Source:
 
 
 def build_recommender(
-    rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarray
-) -> PoolRecommender:
-    """The arm's recommender: base source, creator boost, instruction re-ranker, injector."""
-    rec = arm.recommender or rec
-    source: Source = base_source(rec.kind)
-    post = ()
+    default: RecommenderConfig,
+    arm: ArmConfig,
+    creator_mask: np.ndarray,
+    voice: Voice | None = None,
+) -> Recommender:
+    """The arm's recommender (its own ``[arms.recommender]``, else ``default``): a base source,
+    the creator treatment (boost in ranking, or injection into the final slate), the
+    instruction re-ranker; for ``agentic``, a language model re-ranks the base's candidates
+    (needs ``voice``)."""
+    rec = arm.recommender or default
+    source: Source = base_source(rec.base if rec.kind == "agentic" else rec.kind)
+    post: tuple[PostProcessor, ...] = ()
     match arm.treatment:
         case "boost":
             source = CreatorBoost(source, creator_mask, arm.boost)
@@ -36,4 +58,21 @@ def build_recommender(
         case "none":
             pass
     adjusters = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()
-    return PoolRecommender(source, adjusters, post, candidates=rec.candidates)
+    if rec.kind != "agentic":
+        return PoolRecommender(source, adjusters, post, candidates=rec.candidates)
+    if voice is None:
+        raise LLMError(
+            f"arm {arm.name!r}: the agentic recommender needs a language model; "
+            "none was opened (expected an [llm] block and a model)"
+        )
+    base = PoolRecommender(source, adjusters, (), candidates=rec.candidates)
+    return AgenticRecommender(
+        base,
+        post,
+        voice.model,
+        voice.llm,
+        voice.log,
+        arm=arm.name,
+        seed=voice.seed,
+        m=rec.rerank_candidates,
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from recoworld.recommenders.base import Audience, Source, best_first
+from recoworld.records import SlateFeedback
 from recoworld.rng import Stream, uniforms
-from recoworld.users.brain import SlateFeedback
 
 
 class InstructionReranker:

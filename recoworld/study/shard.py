@@ -14,6 +14,7 @@ half-way is simply run again:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -23,10 +24,24 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from recoworld.errors import RunError
-from recoworld.io.runs import Parts
+from recoworld.config import uses_llm
+from recoworld.errors import LLMError, RunError
+from recoworld.io.records import (
+    EVENTS_SCHEMA,
+    LLM_CALLS_SCHEMA,
+    SESSIONS_SCHEMA,
+    USER_METRICS_SCHEMA,
+    RecordEncoder,
+)
+from recoworld.io.runs import Parts, PartWriter, RunDirectory
+from recoworld.llm.base import LanguageModel
+from recoworld.llm.wrappers import CallLog, RecordingModel
+from recoworld.records import Observer, Record, SessionRecord, TurnRecord, UserMetrics
 from recoworld.study.aggregate import BLOCK_USERS, BlockMoments, metric_values
+from recoworld.study.llm_loop import simulate_arm_llm
 from recoworld.study.prepare import Prepared
+from recoworld.study.simulate import simulate_arm
+from recoworld.users.words import instruction_dictionary
 
 MARKERS = "_shards"
 SCRATCH = "_tmp"
@@ -99,8 +114,6 @@ class UserShard:
         self.segment_names, self._codes = segment_codes(prep)
 
     def run(self, spec: ShardSpec) -> ShardResult:
-        from recoworld.study.runner import simulate_to  # runner imports this module
-
         done = read_marker(self.folder, spec)
         if done is not None:
             return done
@@ -135,3 +148,81 @@ class UserShard:
         os.replace(tmp, marker)
         shutil.rmtree(scratch, ignore_errors=True)
         return result
+
+
+def batch_size_for(n_items: int) -> int:
+    """Users simulated together: bounded so per-batch (users x items) arrays stay ~30M cells."""
+    return int(max(512, min(16384, 30_000_000 // max(n_items, 1))))
+
+
+def simulate_to(
+    parts: Parts | RunDirectory,
+    prep: Prepared,
+    *,
+    part: int = 0,
+    users: np.ndarray | None = None,
+    model: LanguageModel | None = None,
+) -> tuple[int, list[UserMetrics]]:
+    """Simulate ``users`` (default: everyone) in every arm, writing part ``part`` of each table
+    into ``parts``. Returns the events written and, per arm, the users' totals (in ``users``
+    order). Studies with a language brain or an agentic recommender need ``model``: their users
+    run as coroutines on one event loop per arm, every call recorded in ``llm_calls``."""
+    cfg = prep.cfg
+    users = np.arange(len(prep.population)) if users is None else users
+    llm = uses_llm(cfg)
+    if llm and model is None:
+        raise LLMError(
+            f"study {cfg.name!r} needs a language model (brain {cfg.brain.kind!r}, "
+            f"recommender {cfg.recommender.kind!r}); none was opened"
+        )
+    cat = prep.catalog
+    enc = RecordEncoder.build(
+        users,
+        prep.segments,
+        item_ids=cat.item_ids,
+        creators=cat.creators,
+        tags=cat.tags,
+        creator_mask=prep.creator_mask,
+        instruction_words=instruction_dictionary(cat.tags),
+    )
+    rows, step = cfg.output.row_group_rows, batch_size_for(cat.n_items)
+    n_events = 0
+    totals: list[UserMetrics] = []
+    for a, arm in enumerate(cfg.arms):
+        ev = parts.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
+        ss = parts.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
+        um = parts.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
+        if llm:
+            lc = parts.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows)
+            log = CallLog(sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()])
+            recorded = RecordingModel(model, log)  # type: ignore[arg-type]
+            loop = simulate_arm_llm(prep, a, users, _observer(enc, ev, ss), recorded, log)
+            metrics = asyncio.run(loop)
+            log.flush()
+            um.write(enc.user_metrics(metrics, prep.segments))
+            lc.close()
+        else:
+            batches: list[UserMetrics] = []
+            for start in range(0, users.size, step):
+                e = enc.with_users(users[start : start + step])
+                batches.append(simulate_arm(prep, a, e.users, _observer(e, ev, ss)))
+                um.write(e.user_metrics(batches[-1], prep.segments))
+            metrics = UserMetrics.concat(batches)
+        for w in (ev, ss, um):
+            w.close()
+        n_events += ev.rows_written
+        totals.append(metrics)
+    return n_events, totals
+
+
+def _observer(enc: RecordEncoder, events: PartWriter, sessions: PartWriter) -> Observer:
+    """The loops' observer: turn records to ``events``, session records to ``sessions``."""
+
+    def observe(rec: Record) -> None:
+        match rec:
+            case TurnRecord():
+                events.write(enc.events(rec))
+            case SessionRecord():
+                sessions.write(enc.sessions(rec))
+
+    return observe

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from recoworld.recommenders.base import Audience
-from recoworld.users.brain import SlateFeedback
+from recoworld.recommenders.base import Audience, SyncRecommender
+from recoworld.records import SlateFeedback
 
 
-class ScriptedRecommender:
+class ScriptedRecommender(SyncRecommender):
     """Shows ``slates[turn]`` (k items, the same for every user), or a function's output.
 
     ``script(idx, session, turn, k) -> (len(idx), k)`` may replace the fixed slates. It keeps
@@ -19,6 +21,7 @@ class ScriptedRecommender:
         self.slates, self.script = slates, script
         self.feedback: list[tuple[np.ndarray, np.ndarray, SlateFeedback]] = []
         self.instructions: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.texts: list[list[str]] = []
 
     def bind(self, audience: Audience) -> None:
         self.audience = audience
@@ -32,5 +35,8 @@ class ScriptedRecommender:
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
         self.feedback.append((idx.copy(), slates.copy(), feedback))
 
-    def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
+    def instruct(
+        self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
+    ) -> None:
         self.instructions.append((idx.copy(), more_of.copy(), less_of.copy()))
+        self.texts.append(list(texts))

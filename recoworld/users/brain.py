@@ -27,14 +27,36 @@ import numpy as np
 
 from recoworld.config import BrainConfig
 from recoworld.items.catalog import Catalog
+from recoworld.records import (
+    ACTIONS,
+    CLICK,
+    MINDSET_FIELDS,
+    RATE,
+    SKIP,
+    WATCH,
+    Instructions,
+    SlateFeedback,
+    TurnDecision,
+)
 from recoworld.rng import Stream, normals, uniform_pair, uniforms
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import simulate_ratings
 from recoworld.users.persona import Personas
 
-ACTIONS = ("skip", "click", "watch", "rate")
-SKIP, CLICK, WATCH, RATE = range(4)
-MINDSET_FIELDS = ("satisfaction", "fatigue", "boredom", "curiosity")
+__all__ = [
+    "ACTIONS",
+    "CLICK",
+    "MINDSET_FIELDS",
+    "RATE",
+    "SKIP",
+    "WATCH",
+    "Instructions",
+    "Mindset",
+    "ParametricBrain",
+    "ReturnDecision",
+    "SlateFeedback",
+    "TurnDecision",
+]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -54,48 +76,6 @@ class Mindset:
 
     def take(self, keep: np.ndarray) -> Mindset:
         return Mindset(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
-
-
-@dataclass(frozen=True, eq=False)
-class SlateFeedback:
-    """What n users did with their (n, k) slates."""
-
-    action: np.ndarray  # (n, k) int8 codes into ACTIONS
-    watch: np.ndarray  # (n, k) float32, 0 for skips
-    rating: np.ndarray  # (n, k) float32, NaN where not rated
-    mind: np.ndarray  # (4, n, k) float32 mindset after each item, in MINDSET_FIELDS order
-    feelings: np.ndarray | None = (
-        None  # (n, k) object (str | None): the LLM user's feeling per item
-    )
-
-    @property
-    def clicked(self) -> np.ndarray:
-        return self.action != SKIP
-
-
-@dataclass(frozen=True, eq=False)
-class Instructions:
-    """Reflective instructions of the users that wrote one (rows into the batch)."""
-
-    rows: np.ndarray  # batch rows that instructed
-    more_of: np.ndarray  # tag index wanted more of
-    less_of: np.ndarray  # tag index wanted less of, -1 if none stands out
-
-    def texts(self, tags: tuple[str, ...]) -> list[str]:
-        """The text rendering of each instruction."""
-        out = []
-        for m, less in zip(self.more_of.tolist(), self.less_of.tolist()):
-            if less >= 0:
-                out.append(f"Too much {tags[less]} lately. Show me more {tags[m]}.")
-            else:
-                out.append(f"Nothing here grabs me. Something different: more {tags[m]}, please.")
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class TurnOutcome:
-    leave: np.ndarray  # (n,) bool
-    instructions: Instructions
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,20 +154,17 @@ class ParametricBrain:
         u_click = u_click.astype(f32)
         noise_w = (0.8 * z_watch).astype(f32)
         may_rate = (u_rate < cfg.rate_probability) & ~np.isnan(ratings_if)
-        liked_if_rated = ((ratings_if - lo) / span).astype(f32)
-        expect = self._expect[rows]
-        diversity = self.p.diversity[rows].astype(f32)
+        liked = np.where(may_rate, (ratings_if - lo) / span, np.nan).astype(f32)
         w0 = f32(self.model.watch_intercept - self.model.watch_slope * self._coef[0])
         w1 = f32(self.model.watch_slope)
-        pnorm = np.sqrt(np.einsum("nt,nt->n", mind.profile, mind.profile)) + f32(1e-6)
+        step = _MindStep(self, mind, rows, slates)
 
         click = np.zeros((n, k), bool)
         watched = np.zeros((n, k), bool)
         watch = np.zeros((n, k), f32)
-        mind_log = np.empty((4, n, k), f32)
         for p in range(k):
             # 1. the click logit: position bias, fatigue, boredom with repeats, curiosity
-            rep = np.einsum("nt,nt->n", mind.profile, tags[:, p]) / (pnorm * tag_norm[:, p])
+            rep = step.repetition(p)
             logit = (
                 base[:, p]
                 - cfg.fatigue_weight * mind.fatigue
@@ -199,33 +176,39 @@ class ParametricBrain:
             wf = np.where(c, _sigmoid(w0 + w1 * logit + noise_w[:, p]), f32(0.0))
             w = c & (wf >= cfg.watch_threshold)
             click[:, p], watched[:, p], watch[:, p] = c, w, wf
-            # 3. mindset update
-            experience = np.where(w, np.where(may_rate[:, p], liked_if_rated[:, p], wf), f32(0.0))
-            mind.satisfaction += cfg.satisfaction_rate * np.where(
-                c, experience - expect, -0.5 * expect
-            )
-            np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
-            mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
-            mind.boredom += (
-                cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
-            )
-            mind.curiosity += f32(0.2) * (diversity * (1.0 - mind.boredom) - mind.curiosity)
-            hit = np.flatnonzero(c)
-            if hit.size:  # only clickers' session profiles move
-                mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * tags[hit, p]
-                pnorm[hit] = (
-                    np.sqrt(np.einsum("nt,nt->n", mind.profile[hit], mind.profile[hit])) + 1e-6
-                )
-            mind_log[0, :, p] = mind.satisfaction
-            mind_log[1, :, p] = mind.fatigue
-            mind_log[2, :, p] = mind.boredom
-            mind_log[3, :, p] = mind.curiosity
+            # 3. the mindset moves
+            step.update(p, rep, c, w, wf, liked[:, p])
         rated = watched & may_rate
-        action = (click.astype(np.int8) + watched + rated).astype(
-            np.int8
-        )  # SKIP < CLICK < WATCH < RATE
+        action = (click.astype(np.int8) + watched + rated).astype(np.int8)  # SKIP < ... < RATE
         rating = np.where(rated, ratings_if, np.nan).astype(f32)
-        return SlateFeedback(action=action, watch=watch, rating=rating, mind=mind_log)
+        return SlateFeedback(action=action, watch=watch, rating=rating, mind=step.log)
+
+    def apply_choices(
+        self,
+        mind: Mindset,
+        rows: np.ndarray,
+        slates: np.ndarray,
+        action: np.ndarray,
+        watch: np.ndarray,
+        rating: np.ndarray,
+    ) -> np.ndarray:
+        """Move ``mind`` item by item after choices made elsewhere (a language model's), with
+        the same dynamics as :meth:`react`; returns the (4, n, k) mindset log."""
+        step = _MindStep(self, mind, rows, slates)
+        r = self.model.rating
+        lo, span = (r.scale_min, r.scale_max - r.scale_min) if r is not None else (0.0, 1.0)
+        liked = ((rating - lo) / span).astype(np.float32)  # NaN where not rated
+        for p in range(slates.shape[1]):
+            c, w = action[:, p] != SKIP, action[:, p] >= WATCH
+            step.update(p, step.repetition(p), c, w, watch[:, p], liked[:, p])
+        return step.log
+
+    def decide(
+        self, mind: Mindset, rows: np.ndarray, session: int, turn: int, slates: np.ndarray
+    ) -> TurnDecision:
+        """The fitted model's decide step: :meth:`react`, then :meth:`after_slate`."""
+        fb = self.react(mind, rows, session, turn, slates)
+        return self.after_slate(mind, rows, session, turn, slates, fb)
 
     def after_slate(
         self,
@@ -235,8 +218,9 @@ class ParametricBrain:
         turn: int,
         slates: np.ndarray,
         fb: SlateFeedback,
-    ) -> TurnOutcome:
-        """Instruct? Leave? (``mind.last_instruct_turn`` is updated in place.)"""
+    ) -> TurnDecision:
+        """Leave? Instruct? (after ``fb``, what the users did with the slate) (``mind.last_instruct_turn`` is updated in place.) In a world
+        without tags there is nothing to ask for by name: nobody instructs."""
         cfg = self.cfg
         uid = self.p.uid[rows]
         # Reflection: under the threshold, at most once every two turns.
@@ -245,6 +229,7 @@ class ParametricBrain:
             (mind.satisfaction < cfg.instruct_below)
             & (u_ins < cfg.instruct_probability)
             & (turn - mind.last_instruct_turn >= 2)
+            & (self.cat.tag_matrix.shape[1] > 0)
         )
         ir = np.flatnonzero(instruct)
         tags = self.cat.tag_matrix[slates[ir]]  # (m, k, T)
@@ -265,22 +250,80 @@ class ParametricBrain:
         )
         p_leave = _sigmoid(logit) * np.where(instruct, 0.5, 1.0)
         leave = uniforms(self.seed, Stream.LEAVE, uid, session, turn) < p_leave
-        return TurnOutcome(
-            leave=leave, instructions=Instructions(rows=ir, more_of=more, less_of=less)
-        )
+        instructions = Instructions(rows=ir, more_of=more, less_of=less)
+        return TurnDecision(feedback=fb, leave=leave, instructions=instructions)
 
     def end_session(
         self, satisfaction: np.ndarray, rows: np.ndarray, session: int
     ) -> ReturnDecision:
         """The return model: given final ``satisfaction``, does each user come back, and when."""
-        r, cfg = self.model.returns, self.cfg
         uid = self.p.uid[rows]
+        back = uniforms(self.seed, Stream.RETURN, uid, session) < self.return_probability(
+            satisfaction, rows
+        )
+        mean_gap = self.model.returns.mean_gap_days * (1.5 - self.p.activity[rows])
+        gap = -np.log1p(-uniforms(self.seed, Stream.RETURN_GAP, uid, session)) * mean_gap
+        return ReturnDecision(returns=back, gap_days=np.where(back, gap, np.inf).astype(np.float32))
+
+    def return_probability(self, satisfaction: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """P(users ``rows`` come back) given their final ``satisfaction``."""
+        cfg = self.cfg
         logit = (
-            r.base_logit
+            self.model.returns.base_logit
             + cfg.return_satisfaction * (satisfaction - 0.5)
             + cfg.return_activity * (self.p.activity[rows] - 0.5)
         )
-        back = uniforms(self.seed, Stream.RETURN, uid, session) < _sigmoid(logit)
-        mean_gap = r.mean_gap_days * (1.5 - self.p.activity[rows])
-        gap = -np.log1p(-uniforms(self.seed, Stream.RETURN_GAP, uid, session)) * mean_gap
-        return ReturnDecision(returns=back, gap_days=np.where(back, gap, np.inf).astype(np.float32))
+        return _sigmoid(logit)
+
+
+class _MindStep:
+    """The mindset dynamics along one slate (the one definition, used by :meth:`react` and
+    :meth:`apply_choices`): satisfaction moves toward the item's experience relative to the
+    user's expected hit rate; fatigue grows with every item and with watching; boredom moves
+    toward the item's overlap with what was consumed this session; curiosity toward
+    diversity x (1 - boredom); a clicked item's tags enter the session profile."""
+
+    def __init__(self, brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray):
+        f32 = np.float32
+        self.cfg, self.mind = brain.cfg, mind
+        self.tags = brain.cat.tag_matrix[slates]  # (n, k, T)
+        self.tag_norm = brain._tag_norm[slates]
+        self.expect = brain._expect[rows]
+        self.diversity = brain.p.diversity[rows].astype(f32)
+        self.pnorm = np.sqrt(np.einsum("nt,nt->n", mind.profile, mind.profile)) + f32(1e-6)
+        self.log = np.empty((4, *slates.shape), f32)
+
+    def repetition(self, p: int) -> np.ndarray:
+        """How much item ``p`` repeats what each user consumed this session (cosine)."""
+        m = self.mind
+        return np.einsum("nt,nt->n", m.profile, self.tags[:, p]) / (
+            self.pnorm * self.tag_norm[:, p]
+        )
+
+    def update(
+        self,
+        p: int,
+        rep: np.ndarray,
+        c: np.ndarray,
+        w: np.ndarray,
+        wf: np.ndarray,
+        liked: np.ndarray,
+    ) -> None:
+        """After item ``p``: clicked ``c``, watched ``w``, watch fraction ``wf``, ``liked`` the
+        scaled rating (NaN where not rated: the watch fraction stands in)."""
+        cfg, mind, f32 = self.cfg, self.mind, np.float32
+        experience = np.where(w, np.where(np.isnan(liked), wf, liked), f32(0.0))
+        expect = self.expect
+        mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)
+        np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
+        mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
+        mind.boredom += cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
+        mind.curiosity += f32(0.2) * (self.diversity * (1.0 - mind.boredom) - mind.curiosity)
+        hit = np.flatnonzero(c)
+        if hit.size:  # only clickers' session profiles move
+            mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * self.tags[hit, p]
+            prof = mind.profile[hit]
+            self.pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", prof, prof)) + 1e-6
+        log = self.log
+        log[0, :, p], log[1, :, p] = mind.satisfaction, mind.fatigue
+        log[2, :, p], log[3, :, p] = mind.boredom, mind.curiosity

@@ -20,7 +20,7 @@ have the model write the session summary kept in memory and shown in later sessi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,19 +43,19 @@ from recoworld.llm.prompts import (
 from recoworld.llm.schemas import language_type, slack, slate_type, summary_type, tag_index
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
-from recoworld.users.brain import (
+from recoworld.records import (
     ACTIONS,
     CLICK,
     RATE,
     SKIP,
     WATCH,
     Instructions,
-    Mindset,
-    ParametricBrain,
     SlateFeedback,
-    TurnOutcome,
+    TurnDecision,
 )
+from recoworld.users.brain import Mindset, ParametricBrain
 from recoworld.users.persona import Personas
+from recoworld.users.words import instruction_text
 
 _F32 = np.float32
 
@@ -67,13 +67,6 @@ class UserMemory:
 
     summaries: list[str] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, eq=False)
-class TurnResult:
-    feedback: SlateFeedback
-    outcome: TurnOutcome
-    instruction_text: str | None
 
 
 class LanguageBrain:
@@ -165,6 +158,31 @@ class LanguageBrain:
         )
         return None if ans is None else ans.summary.strip()[:n]  # type: ignore[attr-defined]
 
+    async def decide(
+        self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory
+    ) -> TurnDecision:
+        """The decide step of user ``b`` (batch row) for its (1, k) ``slate``; what it did
+        enters this visit's memory. ``mind`` moves in place."""
+        decision = await self._decide(mind, b, session, turn, slate, mem)
+        self.remember(mem, turn, slate[0], decision.feedback)
+        return decision
+
+    async def _decide(
+        self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory
+    ) -> TurnDecision:
+        raise NotImplementedError
+
+    def _parametric(
+        self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray
+    ) -> TurnDecision:
+        """The fitted model's decision, its instruction in templated words."""
+        d = self.brain.decide(mind, np.array([b]), session, turn, slate)
+        ins = d.instructions
+        if not ins.rows.size:
+            return d
+        text = instruction_text(self.cat.tags, int(ins.more_of[0]), int(ins.less_of[0]))
+        return replace(d, instructions=replace(ins, texts=[text]))
+
     def remember(self, mem: UserMemory, turn: int, slate: np.ndarray, fb: SlateFeedback) -> None:
         """Append the slate to this visit's memory (append-only: the next prompt extends this one)."""
         actions = [ACTIONS[int(a)] for a in fb.action[0]]
@@ -179,9 +197,9 @@ class LLMBrain(LanguageBrain):
 
     kind = "llm"
 
-    async def turn(
+    async def _decide(
         self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory
-    ) -> TurnResult:
+    ) -> TurnDecision:
         rows = np.array([b])
         k = slate.shape[1]
         mind_now = np.array(
@@ -202,10 +220,7 @@ class LLMBrain(LanguageBrain):
             slate_type(k, self.cat.tags, self.rated, slack(fc), slack(ic)),
         )
         if ans is None:  # parametric fallback
-            fb = self.brain.react(mind, rows, session, turn, slate)
-            out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
-            text = out.instructions.texts(self.cat.tags)[0] if out.instructions.rows.size else None
-            return TurnResult(fb, out, text)
+            return self._parametric(mind, b, session, turn, slate)
         action = np.zeros((1, k), np.int8)
         watch = np.zeros((1, k), _F32)
         rating = np.full((1, k), np.nan, _F32)
@@ -226,7 +241,7 @@ class LLMBrain(LanguageBrain):
             action=action,
             watch=watch,
             rating=rating,
-            mind=apply_dynamics(self.brain, mind, rows, slate, action, watch, rating),
+            mind=self.brain.apply_choices(mind, rows, slate, action, watch, rating),
             feelings=feelings,
         )
         ins = ans.instruction  # type: ignore[attr-defined]
@@ -240,17 +255,12 @@ class LLMBrain(LanguageBrain):
                 rows=np.array([0]),
                 more_of=np.array([more]),
                 less_of=np.array([less if less != more else -1]),
+                texts=[ins.text.strip()[:ic] or "Something different, please."],
             )
-            text = ins.text.strip()[:ic] or "Something different, please."
         else:
-            instructions = Instructions(
-                rows=np.zeros(0, np.int64),
-                more_of=np.zeros(0, np.int64),
-                less_of=np.zeros(0, np.int64),
-            )
-            text = None
+            instructions = Instructions.none()
         leave = np.array([ans.next == "leave"])  # type: ignore[attr-defined]
-        return TurnResult(fb, TurnOutcome(leave=leave, instructions=instructions), text)
+        return TurnDecision(feedback=fb, leave=leave, instructions=instructions)
 
 
 class HybridBrain(LanguageBrain):
@@ -259,16 +269,14 @@ class HybridBrain(LanguageBrain):
 
     kind = "hybrid"
 
-    async def turn(
+    async def _decide(
         self, mind: Mindset, b: int, session: int, turn: int, slate: np.ndarray, mem: UserMemory
-    ) -> TurnResult:
-        rows = np.array([b])
-        fb = self.brain.react(mind, rows, session, turn, slate)
-        out = self.brain.after_slate(mind, rows, session, turn, slate, fb)
-        if not out.instructions.rows.size:
-            return TurnResult(fb, out, None)
-        ins = out.instructions
-        template = ins.texts(self.cat.tags)[0]
+    ) -> TurnDecision:
+        d = self._parametric(mind, b, session, turn, slate)
+        fb, ins = d.feedback, d.instructions
+        if not ins.rows.size:
+            return d
+        template = ins.texts[0]  # type: ignore[index]
         clicked = np.flatnonzero(fb.action[0] != SKIP)
         more = self.cat.tags[int(ins.more_of[0])]
         less = self.cat.tags[int(ins.less_of[0])] if ins.less_of[0] >= 0 else None
@@ -303,14 +311,15 @@ class HybridBrain(LanguageBrain):
             language_type(int(clicked.size), slack(fc), slack(ic), True),
         )
         if ans is None:
-            return TurnResult(fb, out, template)
+            return d
         feelings = np.empty((1, fb.action.shape[1]), object)
         for j, f in zip(clicked.tolist(), ans.feelings):  # type: ignore[attr-defined]
             feelings[0, j] = f.strip()[:fc] or None
         fb = SlateFeedback(
             action=fb.action, watch=fb.watch, rating=fb.rating, mind=fb.mind, feelings=feelings
         )
-        return TurnResult(fb, out, ans.instruction.strip()[:ic] or template)  # type: ignore[attr-defined]
+        words = ans.instruction.strip()[:ic] or template  # type: ignore[attr-defined]
+        return replace(d, feedback=fb, instructions=replace(ins, texts=[words]))
 
 
 def slate_prompt(
@@ -333,48 +342,6 @@ def slate_prompt(
         + note
         + slate_block(cat, slate)
     )
-
-
-def apply_dynamics(
-    brain: ParametricBrain,
-    mind: Mindset,
-    rows: np.ndarray,
-    slates: np.ndarray,
-    action: np.ndarray,
-    watch: np.ndarray,
-    rating: np.ndarray,
-) -> np.ndarray:
-    """Move ``mind`` item by item after choices made elsewhere (the llm brain's), with the
-    parametric brain's mindset dynamics (step 3 of ``ParametricBrain.react``, kept in step with
-    it); returns the (4, n, k) mindset log."""
-    cfg, cat = brain.cfg, brain.cat
-    n, k = slates.shape
-    tags = cat.tag_matrix[slates]
-    tag_norm = brain._tag_norm[slates]
-    expect = brain._expect[rows]
-    diversity = brain.p.diversity[rows].astype(_F32)
-    lo = brain.model.rating.scale_min if brain.model.rating else 0.0
-    span = (brain.model.rating.scale_max - lo) if brain.model.rating else 1.0
-    pnorm = np.sqrt(np.einsum("nt,nt->n", mind.profile, mind.profile)) + _F32(1e-6)
-    log = np.empty((4, n, k), _F32)
-    for p in range(k):
-        rep = np.einsum("nt,nt->n", mind.profile, tags[:, p]) / (pnorm * tag_norm[:, p])
-        c = action[:, p] != SKIP
-        w = action[:, p] >= WATCH
-        wf = watch[:, p]
-        liked = np.where(np.isnan(rating[:, p]), wf, (rating[:, p] - lo) / span).astype(_F32)
-        experience = np.where(w, liked, _F32(0.0))
-        mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)
-        np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
-        mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
-        mind.boredom += cfg.boredom_rate * np.where(c, _F32(1.0), _F32(0.3)) * (rep - mind.boredom)
-        mind.curiosity += _F32(0.2) * (diversity * (1.0 - mind.boredom) - mind.curiosity)
-        hit = np.flatnonzero(c)
-        if hit.size:
-            mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * tags[hit, p]
-            pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", mind.profile[hit], mind.profile[hit])) + 1e-6
-        log[:, :, p] = mind.satisfaction, mind.fatigue, mind.boredom, mind.curiosity
-    return log
 
 
 def build_language_brain(

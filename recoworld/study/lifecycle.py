@@ -1,0 +1,201 @@
+"""The run lifecycle, one API for every executor (the local process pool, the Ray driver and its
+coordinator):
+
+1. **open**: the run folder (fresh, or the interrupted one for ``--resume``), its shard plan,
+   the study, the fit report and the users table;
+2. **shards**: each shard writes itself (:class:`recoworld.study.shard.UserShard`) and leaves a
+   marker; :func:`finished_shards` reads the markers back (what ``--resume`` skips);
+3. **summary**: the shards' aggregates merged into ``summary.parquet``;
+4. **finish**: the manifest, written last, and the run made visible atomically;
+   **abort**: on any failure, open writers are closed and unfinished scratch dropped.
+
+``with Run.open(...) as run:`` aborts the run when the block raises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from recoworld import __version__
+from recoworld.config import (
+    StudyConfig,
+    decode_study_json,
+    encode_study,
+    results_difference,
+    uses_llm,
+)
+from recoworld.errors import RunError
+from recoworld.io.runs import RunDirectory
+from recoworld.io.schema import SUMMARY
+from recoworld.io.tables import read_table, write_table
+from recoworld.llm.wrappers import call_totals
+from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
+from recoworld.study.prepare import Prepared
+from recoworld.study.shard import ShardResult, ShardSpec, plan_shards, read_marker, segment_codes
+
+Progress = Callable[[str, int], None]
+"""Called with (arm name, users just finished)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    summary: pl.DataFrame
+    events: int
+    seconds: float
+
+
+def users_table(prep: Prepared) -> pa.Table:
+    """One row per population user: who it is (persona traits, segment, source user)."""
+    p, tags = prep.population, prep.catalog.tags
+    top = np.argsort(-p.taste, axis=1, kind="stable")[:, :3]
+    weights = np.take_along_axis(p.taste, top, 1).tolist()
+    liked = [[tags[j] for j, w in zip(r, ws) if w > 0] for r, ws in zip(top.tolist(), weights)]
+    return pa.table(
+        {
+            "user": p.uid,
+            "segment": prep.segments.astype(str).tolist(),
+            "source_user": p.source_user.tolist(),
+            "age": p.age,
+            "gender": p.gender.tolist(),
+            "occupation": p.occupation.tolist(),
+            "activity": p.activity,
+            "conformity": p.conformity,
+            "diversity": p.diversity,
+            "patience": p.patience,
+            "liked_tags": pa.array(liked, pa.list_(pa.string())),
+        }
+    )
+
+
+def finished_shards(folder: Path, plan: list[ShardSpec]) -> dict[int, ShardResult]:
+    """The results of the shards of ``plan`` whose markers exist, by shard index."""
+    return {s.index: r for s in plan if (r := read_marker(folder, s)) is not None}
+
+
+def write_summary(folder: Path, prep: Prepared, results: list[ShardResult]) -> pl.DataFrame:
+    """Merge the shards' aggregates (in block order) into ``summary.parquet``; returns it."""
+    n, mean, m2 = merge_blocks([BlockMoments.from_bytes(r.moments) for r in results])
+    names, _ = segment_codes(prep)
+    summary = summary_from_moments(n, mean, m2, [a.name for a in prep.cfg.arms], names)
+    write_table(Path(folder) / "summary.parquet", summary.to_arrow().cast(SUMMARY), "summary")
+    return summary
+
+
+def llm_summary(folder: Path) -> dict:
+    """:func:`~recoworld.llm.wrappers.call_totals` of a run's ``llm_calls``."""
+    files = sorted((Path(folder) / "llm_calls").glob("arm=*/*.parquet"))
+    if not files:
+        return {"calls": 0}
+    return call_totals(pl.from_arrow(pa.concat_tables(read_table(f, "llm_calls") for f in files)))
+
+
+class Run:
+    """One run being written (see the module docstring). Build it with :meth:`open`."""
+
+    def __init__(self, directory: RunDirectory, prep: Prepared, t0: float) -> None:
+        self.dir, self.prep, self.t0 = directory, prep, t0
+
+    @classmethod
+    def open(
+        cls,
+        prep: Prepared,
+        root: Path,
+        run_id: str,
+        *,
+        shards: int,
+        overwrite: bool = False,
+        resume: bool = False,
+        t0: float | None = None,
+    ) -> Run:
+        """Open ``<root>/<run_id>`` for ``prep``'s study, planned in ``shards`` shards (a
+        resumed run keeps its plan, and must be the same study but for [ray] and [output])."""
+        cfg = prep.cfg
+        t0 = time.perf_counter() if t0 is None else t0
+        study = encode_study(cfg)
+        d = RunDirectory(root, run_id, overwrite=overwrite, resume=resume)
+        if resume and d.resumed:
+            _check_same_study(d.path, cfg)
+            plan = (d.path / "plan.json").read_bytes()
+            d.plan = msgspec.json.decode(plan, type=list[ShardSpec])
+            return cls(d, prep, t0)
+        d.plan = plan_shards(len(prep.population), shards)
+        d.write_bytes("plan.json", msgspec.json.encode(d.plan))
+        d.write_bytes("study.json", study)
+        d.write_json("fit.json", msgspec.to_builtins(prep.report))
+        write_table(d.path / "users.parquet", users_table(prep), "users")
+        return cls(d, prep, t0)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        if kind is not None:
+            self.abort()
+
+    @property
+    def path(self) -> Path:
+        """The folder shards write into (the partial folder until :meth:`finish`)."""
+        return self.dir.path
+
+    @property
+    def plan(self) -> list[ShardSpec]:
+        return self.dir.plan
+
+    def finished(self) -> dict[int, ShardResult]:
+        """Shards already written (a resumed run's), by index."""
+        return finished_shards(self.path, self.plan)
+
+    def finish(self, results: list[ShardResult], *, summary_written: bool = False) -> RunResult:
+        """Write the summary (unless a coordinator did) and the manifest, and make the run
+        visible."""
+        prep, cfg = self.prep, self.prep.cfg
+        if summary_written:
+            summary = pl.from_arrow(read_table(self.path / "summary.parquet", "summary"))
+        else:
+            summary = write_summary(self.path, prep, results)
+        n_events = sum(r.events for r in results)
+        seconds = time.perf_counter() - self.t0
+        manifest = {
+            "study": cfg.name,
+            "world": prep.world_name,
+            "users_per_arm": len(prep.population),
+            "arms": [a.name for a in cfg.arms],
+            "events": n_events,
+            "shards": len(results),
+            "shard_seconds": [r.seconds for r in results],
+            "seconds": round(seconds, 3),
+            "recoworld_version": __version__,
+            **({"llm": llm_summary(self.path)} if uses_llm(cfg) else {}),
+            "created_unix": int(time.time()),
+        }
+        path = self.dir.finalize(manifest)
+        return RunResult(path=path, summary=summary, events=n_events, seconds=seconds)  # type: ignore[arg-type]
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.dir.write_bytes(name, data)
+
+    def abort(self) -> None:
+        """Stop after a failure (finished shards stay for ``--resume``)."""
+        self.dir.abort()
+
+
+def _check_same_study(folder: Path, cfg: StudyConfig) -> None:
+    kept = folder / "study.json"
+    if not kept.is_file():
+        raise RunError(f"{folder}: --resume needs the interrupted run's study.json; it is missing")
+    old = decode_study_json(kept.read_bytes(), source=str(kept))
+    diff = results_difference(old, cfg)
+    if diff is not None:
+        raise RunError(
+            f"{folder}: --resume needs the same study as the interrupted run "
+            f"(only [ray] and [output] may change); {diff}"
+        )
