@@ -22,14 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("recoworld", "actors", "jobs")
-
-# The refactor that makes these rules hold is in progress; the owner removes a mark once its
-# test passes (strict=False so an early fix does not turn the suite red).
-IN_PROGRESS = pytest.mark.xfail(strict=False, reason="refactor in progress")
 
 
 @dataclass(frozen=True)
@@ -239,7 +233,6 @@ def test_tarjan_finds_cycles_and_self_loops() -> None:
     assert [i.module for i in _a_cycle(g, ["a", "b", "c"])] == ["a", "b", "c"]
 
 
-@IN_PROGRESS
 def test_no_import_cycles() -> None:
     found = _cycles()
     assert not found, "import cycles (function-level imports included):\n" + "\n".join(found)
@@ -274,7 +267,6 @@ LLM_MUST_NOT_KNOW = (
 )
 
 
-@IN_PROGRESS
 def test_io_knows_schemas_and_files_only() -> None:
     found = _violations("recoworld.io", IO_MUST_NOT_KNOW)
     assert not found, "recoworld/io imports the simulation:\n" + "\n".join(found)
@@ -348,7 +340,6 @@ def test_the_parquet_write_finder_sees_every_spelling(tmp_path: Path) -> None:
     assert [line for line, _ in _parquet_writes(src)] == [6, 7, 8, 9, 10, 11]
 
 
-@IN_PROGRESS
 def test_parquet_is_written_only_in_io() -> None:
     found = [
         f"{path.relative_to(ROOT)}:{line}: {what}"
