@@ -13,7 +13,7 @@ import pytest
 
 from recoworld.cli import main
 from recoworld.io.runs import scan_table
-from recoworld.study.stats import METRICS
+from recoworld.study.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 
