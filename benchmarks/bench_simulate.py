@@ -15,12 +15,16 @@ Baselines in the same run:
 
 Figures are medians over --repeats. Usage:
     python benchmarks/bench_simulate.py [--users 10000 100000] [--repeats 3]
+    python benchmarks/bench_simulate.py --baseline-ref REF --users 20000 --repeats 5
+the second compares this code with git REF (e.g. the commit before a refactor), runs of the
+two alternated in fresh processes: medians and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -60,10 +64,11 @@ def child(users: int, mode: str, dataset: str) -> dict:
     import numpy as np
 
     from recoworld.config import decode_study
-    from recoworld.io.runs import RunDirectory
+    from recoworld.io.runs import Parts
+    from recoworld.study.lifecycle import Run
     from recoworld.study.prepare import prepare
-    from recoworld.study.runner import local_shard_count, run_shards, simulate_to
-    from recoworld.study.shard import plan_shards
+    from recoworld.study.runner import local_shard_count, run_shards
+    from recoworld.study.shard import simulate_to
     from recoworld.study.simulate import simulate_arm
 
     cfg = decode_study(STUDY.format(users=users, dataset=dataset))
@@ -82,13 +87,14 @@ def child(users: int, mode: str, dataset: str) -> dict:
     t0 = time.perf_counter()
     if mode in ("write", "write2"):
         with tempfile.TemporaryDirectory() as tmp:
-            run = RunDirectory(Path(tmp), "bench")
             if mode == "write":
-                events, _ = simulate_to(run, prep)
+                parts = Parts(Path(tmp))
+                events, _ = simulate_to(parts, prep)
+                parts.close()
             else:  # what `recoworld run --workers 2` does
-                run.plan = plan_shards(users, local_shard_count(users, prep.catalog.n_items, 2))
-                events = sum(r.events for r in run_shards(run, prep, 2))
-            run.finalize({})
+                shards = local_shard_count(users, prep.catalog.n_items, 2)
+                with Run.open(prep, Path(tmp), "bench", shards=shards) as run:
+                    events = sum(r.events for r in run_shards(run, prep, 2))
         user_turns = events // cfg.simulation.slate_size
     elif mode == "nowrite":
         users_all = np.arange(len(prep.population))
@@ -115,14 +121,51 @@ def child(users: int, mode: str, dataset: str) -> dict:
     }
 
 
-def run_child(users: int, mode: str, dataset: str) -> dict:
+def run_child(users: int, mode: str, dataset: str, tree: Path | None = None) -> dict:
+    """One measurement in a fresh process; ``tree``: a checkout of other code (its own copy of
+    this script and its ``recoworld``) instead of this one."""
+    script = Path(__file__) if tree is None else tree / "benchmarks" / Path(__file__).name
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(users), mode, dataset],
+        [sys.executable, str(script), "--child", str(users), mode, dataset],
         check=True,
         capture_output=True,
         text=True,
+        cwd=script.parent.parent,
+        env={**os.environ, "PYTHONPATH": str(script.parent.parent)},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(ref: str, users: int, repeats: int, dataset: str) -> None:
+    """This code (B) against git ``ref`` (A), alternated A, B, A, B, ... in fresh processes
+    (whole-process timings drift on a shared machine): medians and the ratio B / A."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "base"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            for mode in ("nowrite", "write"):
+                a, b = [], []
+                for _ in range(repeats):
+                    a.append(run_child(users, mode, dataset, tree)["user_turns_per_s"])
+                    b.append(run_child(users, mode, dataset)["user_turns_per_s"])
+                ma, mb = statistics.median(a), statistics.median(b)
+                print(
+                    f"{mode:>8}, {users:,} users, {repeats} alternated runs each: "
+                    f"{ref} {ma:,.0f} user-turns/s, this code {mb:,.0f} -> ratio {mb / ma:.3f} "
+                    f"(runs: {', '.join(f'{x:,.0f}' for x in a)} | "
+                    f"{', '.join(f'{x:,.0f}' for x in b)})"
+                )
+        finally:
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
+                check=False,
+                capture_output=True,
+            )
 
 
 def main() -> None:
@@ -133,6 +176,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--per-user-sample", type=int, default=300)
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--baseline-ref",
+        help="git ref to compare against: A/B alternated runs of both codes (first --users size)",
+    )
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), args.child[1], args.child[2])))
@@ -146,6 +193,9 @@ def main() -> None:
     print(
         f"world: {dataset}; 1 arm, 3 sessions x 5 turns, slates of 10, mf + instruction following"
     )
+    if args.baseline_ref:
+        compare(args.baseline_ref, args.users[0], args.repeats, dataset)
+        return
     rows = []
     for n in args.users:
         write = [run_child(n, "write", dataset) for _ in range(args.repeats)]
