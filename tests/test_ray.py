@@ -27,7 +27,6 @@ from recoworld.errors import RunError  # noqa: E402
 from recoworld.study.prepare import load_world_for  # noqa: E402
 from recoworld.study.runner import run_study  # noqa: E402
 from recoworld.study.shard import MARKERS, SCRATCH  # noqa: E402
-from recoworld.study.stats import summarise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,18 +112,6 @@ def test_the_same_events_and_summary_in_process_and_on_ray_with_1_2_4_shards(
         # a handful of files per shard: one per table and arm
         assert len(list((res.path / "events").rglob("*.parquet"))) == 2 * shards
         assert not (res.path / SCRATCH).exists() and not (res.path / MARKERS).exists()
-
-
-def test_merged_aggregates_equal_the_summary_computed_from_every_user(reference: Path) -> None:
-    um = pl.read_parquet(reference / "user_metrics" / "arm=*" / "*.parquet", hive_partitioning=True)
-    direct = summarise(um, ["control", "inject"])
-    merged = pl.read_parquet(reference / "summary.parquet")
-    assert merged.select("arm", "segment", "metric", "n").equals(
-        direct.select("arm", "segment", "metric", "n")
-    )
-    for col in ("mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"):
-        a, b = merged[col].fill_null(0.0).to_numpy(), direct[col].fill_null(0.0).to_numpy()
-        assert abs(a - b).max() < 1e-9, col
 
 
 def _run_in_thread(fn, *args, **kwargs):

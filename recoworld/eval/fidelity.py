@@ -164,8 +164,8 @@ def simulated_consumption(
 
     from recoworld.config import ArmConfig, BrainConfig, StudyConfig
     from recoworld.study.prepare import Prepared
-    from recoworld.study.simulate import TurnRecord, simulate_arm
-    from recoworld.users.brain import WATCH
+    from recoworld.records import WATCH, TurnRecord
+    from recoworld.study.simulate import simulate_arm
     from recoworld.users.population import segment_labels
 
     if llm is None:
