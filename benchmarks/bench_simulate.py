@@ -140,7 +140,8 @@ def compare(ref: str, users: int, repeats: int, dataset: str) -> None:
     """This code (B) against git ``ref`` (A), alternated A, B, A, B, ... in fresh processes
     (whole-process timings drift on a shared machine): medians and the ratio B / A."""
     root = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as tmp:
+    # beside this checkout, so that the baseline finds the same ../shared/data
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=".bench-baseline-") as tmp:
         tree = Path(tmp) / "base"
         subprocess.run(
             ["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref],
