@@ -142,7 +142,7 @@ def compare(ref: str, users: int, repeats: int, dataset: str) -> None:
     root = Path(__file__).resolve().parent.parent
     # beside this checkout, so that the baseline finds the same ../shared/data
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".bench-baseline-") as tmp:
-        tree = Path(tmp) / "base"
+        tree = Path(tmp)  # an empty folder: git worktree add fills it
         subprocess.run(
             ["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref],
             check=True,
