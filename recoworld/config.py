@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import re
 import tomllib
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -363,21 +366,18 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"world.{name}", "an integer >= 1", getattr(cfg.world, name))
     if cfg.world.embedding_dim < 2:
         raise bad("world.embedding_dim", "an integer >= 2", cfg.world.embedding_dim)
-    if (
-        cfg.population.target.age is not None
-        and cfg.population.target.age[0] > cfg.population.target.age[1]
-    ):
-        raise bad(
-            "population.target.age", "[low, high] with low <= high", list(cfg.population.target.age)
-        )
+    _check_targeting(cfg.population.target, "population.target", bad)
+    _check_ranges(cfg, bad)
     if not cfg.arms:
         raise bad("arms", "at least one arm (the first is the control)", [])
     names = [a.name for a in cfg.arms]
     for k, arm in enumerate(cfg.arms):
         if names.count(arm.name) > 1:
             raise bad(f"arms[{k}].name", "unique arm names", arm.name)
-        if not arm.name or "/" in arm.name or "=" in arm.name:
-            raise bad(f"arms[{k}].name", "a non-empty name without '/' or '='", arm.name)
+        if problem := id_problem(arm.name):
+            raise ConfigError(
+                f"Expected an arm name of {ID_RULE}, got {_show(arm.name)} ({problem}) - at `$.arms[{k}].name`"
+            )
         if arm.treatment != "none" and (
             cfg.creator is None or not (cfg.creator.items or cfg.creator.existing_items)
         ):
@@ -392,6 +392,8 @@ def check_study(cfg: StudyConfig) -> None:
             )
         if not 0.0 <= arm.rate <= 1.0:
             raise bad(f"arms[{k}].rate", "a probability in [0, 1]", arm.rate)
+        if arm.target is not None:
+            _check_targeting(arm.target, f"arms[{k}].target", bad)
     for path, value in _floats(msgspec.to_builtins(cfg), "$"):
         if not math.isfinite(value):
             raise ConfigError(f"Expected a finite number, got {value!r} - at `{path}`")
@@ -424,6 +426,192 @@ def check_study(cfg: StudyConfig) -> None:
                 f"at least slate_size x turns ({s.slate_size * s.turns})",
                 rec.candidates,
             )
+
+
+# --- identifiers, ranges and text: what a decoded study may hold ------------------------------
+
+_ID_CHARS = re.compile(r"[A-Za-z0-9_.\-]+")
+MAX_ID_BYTES = 100
+"""Longest arm name or run id, in UTF-8 bytes: a run folder is ``.<run_id>.partial`` while it is
+written, and file systems allow 255 bytes per name; hive partitions nest arm names in paths."""
+HIVE_RESERVED = frozenset({"__HIVE_DEFAULT_PARTITION__"})
+"""Partition values that Arrow/Polars hive readers turn into null."""
+ID_RULE = (
+    f"letters, digits, '_', '.' or '-' (1 to {MAX_ID_BYTES} bytes, not starting with '.', "
+    "not only digits)"
+)
+"""What :func:`id_problem` accepts, worded for error messages."""
+SEED_MAX = 2**32 - 1
+"""Seeds are unsigned 32-bit: every RNG derivation (SeedSequence, counter keys) takes them."""
+AGE_RANGE = (0, 120)
+"""Ages a targeting spec may ask for (inclusive)."""
+
+
+def _show(value: str, limit: int = 60) -> str:
+    """``repr`` of a string cut to ``limit`` characters: one line whatever it holds."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value.encode('utf-8', 'replace'))} bytes)"
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an arm name or a run id (both become folder names and hive
+    partition values), or None when it can."""
+    size = len(value.encode("utf-8", "replace"))
+    if not value:
+        return "empty"
+    if "\x00" in value:
+        return "contains NUL"
+    if size > MAX_ID_BYTES:
+        return f"{size} bytes"
+    if not _ID_CHARS.fullmatch(value):
+        bad_char = next(c for c in value if not _ID_CHARS.fullmatch(c))
+        return f"contains {bad_char!r}"
+    if value.startswith("."):
+        return "starts with '.'"
+    if value in HIVE_RESERVED:
+        return "reserved by hive partitioning"
+    if value.isdigit():
+        return "only digits: hive partitions would read it back as an integer"
+    return None
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it is a safe folder name and partition value (see :func:`id_problem`);
+    else a one-line ConfigError naming the rule and the problem."""
+    if problem := id_problem(run_id):
+        raise ConfigError(f"Expected a run id of {ID_RULE}, got {_show(run_id)} ({problem})")
+    return run_id
+
+
+def _check_targeting(t: Targeting, where: str, bad) -> None:  # noqa: ANN001
+    if t.age is None:
+        return
+    lo, hi = t.age
+    if not AGE_RANGE[0] <= lo <= hi <= AGE_RANGE[1]:
+        raise bad(
+            f"{where}.age",
+            f"[low, high] with {AGE_RANGE[0]} <= low <= high <= {AGE_RANGE[1]}"
+            if lo <= hi
+            else "[low, high] with low <= high",
+            list(t.age),
+        )
+
+
+PROBABILITIES = (
+    "brain.watch_threshold",
+    "brain.rate_probability",
+    "brain.satisfaction_rate",
+    "brain.boredom_rate",
+    "brain.instruct_below",
+    "brain.instruct_probability",
+)
+"""Fields that are chances, step sizes toward a target, or thresholds on [0, 1] quantities
+(satisfaction, watch fraction): each must lie in [0, 1]. ``arms[k].rate`` is checked with
+its arm."""
+NON_NEGATIVE = (
+    "brain.negatives_per_positive",
+    "brain.fatigue_per_item",
+    "brain.fatigue_per_watch",
+    "population.jitter",
+)
+"""Counts and amounts that only make sense >= 0."""
+
+
+def _get(cfg: object, dotted: str) -> object:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check_ranges(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
+    for name, value in (("seed", cfg.seed),) + (
+        (("llm.engine.seed", cfg.llm.engine.seed),) if cfg.llm is not None else ()
+    ):
+        if not 0 <= value <= SEED_MAX:
+            raise bad(name, f"a seed in [0, 2**32 - 1 = {SEED_MAX}]", value)
+    for name in PROBABILITIES:
+        value = _get(cfg, name)
+        if not 0.0 <= value <= 1.0:  # type: ignore[operator]
+            raise bad(name, "a number in [0, 1]", value)
+    for name in NON_NEGATIVE:
+        value = _get(cfg, name)
+        if value < 0:  # type: ignore[operator]
+            raise bad(name, "a number >= 0", value)
+    c = cfg.creator
+    if c is not None:
+        if problem := _text_id_problem(c.id):
+            raise bad("creator.id", f"a non-empty id ({problem})", c.id)
+        seen: dict[str, int] = {}
+        for k, item in enumerate(c.items):
+            item_id = item.item_id or f"{c.id}:{k}"
+            if item.item_id and (problem := _text_id_problem(item.item_id)):
+                raise bad(f"creator.items[{k}].item_id", f"an id ({problem})", item.item_id)
+            key = normalise_id(item_id)
+            if key in seen:
+                j = seen[key]
+                raise bad(
+                    f"creator.items[{k}].item_id",
+                    f"an id distinct from creator.items[{j}]'s "
+                    f"({(c.items[j].item_id or f'{c.id}:{j}')!r}) after normalisation "
+                    "(Unicode NFKC, case, surrounding spaces)",
+                    item_id,
+                )
+            seen[key] = k
+        for k, item_id in enumerate(c.existing_items):
+            if problem := _text_id_problem(item_id):
+                raise bad(f"creator.existing_items[{k}]", f"an item id ({problem})", item_id)
+
+
+def normalise_id(item_id: str) -> str:
+    """The form in which two item ids are the same item: NFKC, case-folded, stripped (ids that
+    differ only so would be confused by people, case-insensitive file systems and joins)."""
+    return unicodedata.normalize("NFKC", item_id).casefold().strip()
+
+
+def _text_id_problem(value: str) -> str | None:
+    if not value.strip():
+        return "empty"
+    if value != value.strip():
+        return "surrounding spaces"
+    return None
+
+
+FREE_TEXT = frozenset({"description", "text"})
+"""Fields of prose, where tabs and line breaks are allowed (other control characters are not)."""
+
+
+def _control_problem(path: str, value: str, free_text: bool) -> str | None:
+    for i, ch in enumerate(value):
+        if unicodedata.category(ch) == "Cc" and not (free_text and ch in "\t\n\r"):
+            name = "NUL" if ch == "\x00" else f"control character {ch!r}"
+            return (
+                f"Expected text without control characters, got {_show(value)} ({name} at "
+                f"character {i}) - at `{path}`"
+            )
+    return None
+
+
+def check_strings(node: object, path: str = "$") -> None:
+    """Every string (and mapping key) of a decoded config is free of NUL and other control
+    characters; prose fields (:data:`FREE_TEXT`) may hold tabs and line breaks."""
+    for where, value in _strings(node, path):
+        leaf = where.rsplit(".", 1)[-1]
+        if problem := _control_problem(where, value, leaf in FREE_TEXT):
+            raise ConfigError(problem)
+
+
+def _strings(node: object, path: str):  # -> Iterator[tuple[str, str]]
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(k, str):
+                yield f"{path} (key)", k
+            yield from _strings(v, f"{path}.{k}")
+    elif isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            yield from _strings(v, f"{path}[{i}]")
 
 
 def uses_llm(cfg: StudyConfig) -> bool:
@@ -505,7 +693,15 @@ def decode_strict(
     are errors), then run ``check`` on it. Every failure is one ConfigError line naming
     ``source`` and, where msgspec or the check knows it, the ``$.path``."""
     if isinstance(data, str):
-        data = data.encode()
+        data = data.encode("utf-8", "surrogatepass")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{source}: Expected UTF-8 text, got byte {data[e.start]:#04x} at line {line} "
+            f"(byte offset {e.start})"
+        ) from None
     decode = msgspec.toml.decode if fmt == "toml" else msgspec.json.decode
     try:
         cfg = decode(data, type=type_)
@@ -513,13 +709,23 @@ def decode_strict(
         raise ConfigError(f"{source}: {e}") from None
     except (msgspec.DecodeError, tomllib.TOMLDecodeError) as e:
         # syntax: msgspec's text ("Input data was truncated") does not always name the format
-        raise ConfigError(f"{source}: not valid {fmt.upper()}: {e}") from None
-    if check is not None:
-        try:
+        raise ConfigError(f"{source}: not valid {fmt.upper()}: {_one_line(str(e))}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: not valid {fmt.upper()}: Expected arrays and tables nested a few levels "
+            "deep, got nesting too deep to read"
+        ) from None
+    try:
+        check_strings(msgspec.to_builtins(cfg))
+        if check is not None:
             check(cfg)
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def decode_study(data: bytes | str, *, source: str = "<string>") -> StudyConfig:

@@ -14,15 +14,20 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from recoworld.config import (
+    NON_NEGATIVE,
+    PROBABILITIES,
     ArmConfig,
+    BrainConfig,
     CreatorConfig,
     CreatorItem,
     OutputConfig,
+    PopulationConfig,
     RayConfig,
     RecommenderConfig,
     SimulationConfig,
     Strict,
     StudyConfig,
+    Targeting,
     WorldConfig,
     decode_strict,
     decode_study,
@@ -113,7 +118,8 @@ DECODE_ERRORS = {
     ),
     "arm_name_with_a_slash": (
         'name = "x"\n[[arms]]\nname = "a/b"\n',
-        "Expected a non-empty name without '/' or '=', got 'a/b' - at `$.arms[0].name`",
+        "Expected an arm name of letters, digits, '_', '.' or '-' (1 to 100 bytes, not starting "
+        "with '.', not only digits), got 'a/b' (contains '/') - at `$.arms[0].name`",
     ),
     "no_arms": (
         'name = "x"\narms = []\n',
@@ -253,7 +259,10 @@ def to_toml(cfg: StudyConfig) -> str:
 
 INT = st.integers(0, 10**6)
 FLOAT = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
-TEXT = st.text(max_size=6)
+# Printable text: control characters are refused at decode time (tested on their own).
+TEXT = st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), max_size=6)
+BRAIN_PROBABILITIES = [p.split(".")[1] for p in PROBABILITIES]
+BRAIN_NON_NEGATIVE = [p.split(".")[1] for p in NON_NEGATIVE if p.startswith("brain.")]
 
 OVERRIDES: dict[tuple[type, str], st.SearchStrategy] = {
     (SimulationConfig, "sessions"): st.integers(1, 5),
@@ -261,11 +270,19 @@ OVERRIDES: dict[tuple[type, str], st.SearchStrategy] = {
     (SimulationConfig, "slate_size"): st.integers(1, 12),
     (RecommenderConfig, "candidates"): st.integers(96, 2000),
     (WorldConfig, "embedding_dim"): st.integers(2, 64),
-    (ArmConfig, "name"): st.text(
-        st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=6
-    ),
+    (ArmConfig, "name"): st.from_regex(r"[a-z][a-z0-9_.-]{0,5}", fullmatch=True),
     (ArmConfig, "position"): st.integers(0, 3),
     (ArmConfig, "rate"): st.floats(0.0, 1.0),
+    **{(BrainConfig, name): st.floats(0.0, 1.0) for name in BRAIN_PROBABILITIES},
+    **{(BrainConfig, name): st.floats(0.0, 1e6) for name in BRAIN_NON_NEGATIVE},
+    (BrainConfig, "negatives_per_positive"): st.integers(0, 20),
+    (PopulationConfig, "jitter"): st.floats(0.0, 1.0),
+    (Targeting, "age"): st.none() | st.tuples(st.integers(0, 60), st.integers(60, 120)),
+    (CreatorConfig, "id"): st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True),
+    (CreatorItem, "item_id"): st.just(""),
+    (CreatorConfig, "existing_items"): st.lists(
+        st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True), max_size=3
+    ),
     # Creator treatments need a creator with items: make that the common case.
     (StudyConfig, "creator"): st.deferred(lambda: for_struct(CreatorConfig)),
     (CreatorConfig, "items"): st.deferred(
