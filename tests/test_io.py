@@ -360,11 +360,13 @@ def test_an_interrupted_run_leaves_only_its_partial_folder_which_the_next_run_re
         [sys.executable, "-c", INTERRUPTED, str(tmp_path)], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 1, done.stderr
-    assert [p.name for p in tmp_path.iterdir()] == [".r.partial"]
+    # the dead owner's lock file stays, unlocked (the kernel released it)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.lock", ".r.partial"]
     assert (tmp_path / ".r.partial" / "fit.json").is_file()
 
-    run = RunDirectory(tmp_path, "r")
-    assert listing(tmp_path) == [".r.partial"]  # the leftovers are gone before anything is written
+    run = RunDirectory(tmp_path, "r")  # takes the stale lock over
+    # the leftovers are gone before anything is written
+    assert listing(tmp_path) == [".r.lock", ".r.partial"]
     run.write_json("study.json", {"second": True})
     run.writer("events", pa.schema([("user", pa.int64())]), "control", 0, 10).write(
         pa.record_batch([pa.array([7])], names=["user"])
@@ -391,14 +393,14 @@ def test_abort_keeps_the_partial_folder_for_resume_but_drops_shard_scratch(tmp_p
         pa.record_batch([pa.array([1])], names=["user"])
     )
     run.abort()
-    assert listing(tmp_path) == [
+    assert listing(tmp_path) == [  # the lock is released and its file removed
         ".r.partial",
         ".r.partial/events",
         ".r.partial/events/arm=control",
         ".r.partial/events/arm=control/part-00000.parquet",
     ]
     RunDirectory(tmp_path, "r")  # a fresh run of the same id starts clean
-    assert listing(tmp_path) == [".r.partial"]
+    assert listing(tmp_path) == [".r.lock", ".r.partial"]
 
 
 def test_an_existing_complete_run_needs_overwrite(tmp_path: Path) -> None:

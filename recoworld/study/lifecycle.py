@@ -6,10 +6,13 @@ coordinator):
 2. **shards**: each shard writes itself (:class:`recoworld.study.shard.UserShard`) and leaves a
    marker; :func:`finished_shards` reads the markers back (what ``--resume`` skips);
 3. **summary**: the shards' aggregates merged into ``summary.parquet``;
-4. **finish**: the manifest, written last, and the run made visible atomically;
+4. **finish**: only once every shard of the plan is there (:func:`check_complete`), the
+   manifest with every file's SHA-256, written last, and the run made visible atomically;
    **abort**: on any failure, open writers are closed and unfinished scratch dropped.
 
-``with Run.open(...) as run:`` aborts the run when the block raises.
+Opening takes the run id's lock (:class:`recoworld.io.lock.RunLock`) before anything is
+written; finish and abort release it. ``with Run.open(...) as run:`` aborts the run when the
+block raises.
 """
 
 from __future__ import annotations
@@ -33,13 +36,21 @@ from recoworld.config import (
     uses_llm,
 )
 from recoworld.errors import RunError
-from recoworld.io.runs import RunDirectory
+from recoworld.io.runs import RunDirectory, parquet_rows, part_name
 from recoworld.io.schema import SUMMARY
 from recoworld.io.tables import read_table, write_table
 from recoworld.llm.wrappers import call_totals
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
 from recoworld.study.prepare import Prepared
-from recoworld.study.shard import ShardResult, ShardSpec, plan_shards, read_marker, segment_codes
+from recoworld.study.shard import (
+    ShardResult,
+    ShardSpec,
+    check_marker_files,
+    marker_path,
+    plan_shards,
+    read_marker,
+    segment_codes,
+)
 
 Progress = Callable[[str, int], None]
 """Called with (arm name, users just finished)."""
@@ -79,6 +90,66 @@ def users_table(prep: Prepared) -> pa.Table:
 def finished_shards(folder: Path, plan: list[ShardSpec]) -> dict[int, ShardResult]:
     """The results of the shards of ``plan`` whose markers exist, by shard index."""
     return {s.index: r for s in plan if (r := read_marker(folder, s)) is not None}
+
+
+def check_complete(
+    folder: Path, plan: list[ShardSpec], arms: list[str], tables: list[str], n_users: int
+) -> list[ShardResult]:
+    """The shards' results, once every shard of ``plan`` has its marker and, for every arm and
+    table, its part file, holding the rows the shard wrote; the events add up to the marker's
+    count, the user metrics to the shard's users, ``users.parquet`` to ``n_users``. Else a
+    one-line RunError naming the first missing or short file."""
+    folder = Path(folder)
+    out = []
+    for spec in plan:
+        r = read_marker(folder, spec)
+        if r is None:
+            raise RunError(
+                f"{marker_path(folder, spec.index)}: missing; shard {spec.index} (users "
+                f"{spec.start}..{spec.stop}) did not finish, so the run stays partial"
+            )
+        wrote = {f.path: f.rows for f in r.files}
+        events = 0
+        for table in tables:
+            for arm in arms:
+                name = part_name(table, arm, spec.index)
+                path = folder / name
+                if not path.is_file():
+                    raise RunError(
+                        f"{path}: missing; shard {spec.index} finished without it, "
+                        "so the run stays partial"
+                    )
+                rows = parquet_rows(path)
+                if name in wrote and rows != wrote[name]:
+                    raise RunError(
+                        f"{path}: {rows} rows; shard {spec.index} wrote {wrote[name]}, "
+                        "so the run stays partial"
+                    )
+                users = spec.stop - spec.start
+                if table == "user_metrics" and rows != users:
+                    raise RunError(
+                        f"{path}: {rows} users; shard {spec.index} covers {users} "
+                        f"(users {spec.start}..{spec.stop}), so the run stays partial"
+                    )
+                events += rows if table == "events" else 0
+        if "events" in tables and events != r.events:
+            raise RunError(
+                f"{folder / 'events'}: shard {spec.index}'s parts hold {events} events; its "
+                f"marker counts {r.events}, so the run stays partial"
+            )
+        out.append(r)
+    rows = parquet_rows(folder / "users.parquet")
+    if rows != n_users:
+        raise RunError(
+            f"{folder / 'users.parquet'}: {rows} users; the population has {n_users}, "
+            "so the run stays partial"
+        )
+    return out
+
+
+def run_tables(cfg: StudyConfig) -> list[str]:
+    """The part tables every shard writes for every arm."""
+    return ["events", "sessions", "user_metrics", *(["llm_calls"] if uses_llm(cfg) else [])]
 
 
 def write_summary(folder: Path, prep: Prepared, results: list[ShardResult]) -> pl.DataFrame:
@@ -121,17 +192,23 @@ class Run:
         cfg = prep.cfg
         t0 = time.perf_counter() if t0 is None else t0
         study = encode_study(cfg)
-        d = RunDirectory(root, run_id, overwrite=overwrite, resume=resume)
-        if resume and d.resumed:
-            _check_same_study(d.path, cfg)
-            plan = (d.path / "plan.json").read_bytes()
-            d.plan = msgspec.json.decode(plan, type=list[ShardSpec])
-            return cls(d, prep, t0)
-        d.plan = plan_shards(len(prep.population), shards)
-        d.write_bytes("plan.json", msgspec.json.encode(d.plan))
-        d.write_bytes("study.json", study)
-        d.write_json("fit.json", msgspec.to_builtins(prep.report))
-        write_table(d.path / "users.parquet", users_table(prep), "users")
+        d = RunDirectory(root, run_id, overwrite=overwrite, resume=resume)  # takes the lock
+        try:
+            if resume and d.resumed:
+                _check_same_study(d.path, cfg)
+                plan = (d.path / "plan.json").read_bytes()
+                d.plan = msgspec.json.decode(plan, type=list[ShardSpec])
+                for r in finished_shards(d.path, d.plan).values():
+                    check_marker_files(d.path, r)  # keep only intact shards
+                return cls(d, prep, t0)
+            d.plan = plan_shards(len(prep.population), shards)
+            d.write_bytes("plan.json", msgspec.json.encode(d.plan))
+            d.write_bytes("study.json", study)
+            d.write_json("fit.json", msgspec.to_builtins(prep.report))
+            write_table(d.path / "users.parquet", users_table(prep), "users")
+        except BaseException:
+            d.abort()  # releases the lock
+            raise
         return cls(d, prep, t0)
 
     def __enter__(self) -> Run:
@@ -155,9 +232,12 @@ class Run:
         return finished_shards(self.path, self.plan)
 
     def finish(self, results: list[ShardResult], *, summary_written: bool = False) -> RunResult:
-        """Write the summary (unless a coordinator did) and the manifest, and make the run
-        visible."""
+        """Check that every shard of the plan is complete (:func:`check_complete`), write the
+        summary (unless a coordinator did) and the manifest, and make the run visible."""
         prep, cfg = self.prep, self.prep.cfg
+        on_disk = check_complete(
+            self.path, self.plan, [a.name for a in cfg.arms], run_tables(cfg), len(prep.population)
+        )
         if summary_written:
             summary = pl.from_arrow(read_table(self.path / "summary.parquet", "summary"))
         else:
@@ -177,7 +257,8 @@ class Run:
             **({"llm": llm_summary(self.path)} if uses_llm(cfg) else {}),
             "created_unix": int(time.time()),
         }
-        path = self.dir.finalize(manifest)
+        known = {f.path: f.sha256 for r in on_disk for f in r.files}
+        path = self.dir.finalize(manifest, known=known)
         return RunResult(path=path, summary=summary, events=n_events, seconds=seconds)  # type: ignore[arg-type]
 
     def write_bytes(self, name: str, data: bytes) -> None:

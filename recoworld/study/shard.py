@@ -8,7 +8,8 @@ half-way is simply run again:
 2. when every file is closed they are moved into place (``<table>/arm=<arm>/part-<i>.parquet``,
    the same names on every attempt, so a move repeated after a crash replaces, never adds);
 3. last, ``_shards/shard-<i>.done`` is written atomically: its :class:`ShardResult` carries the
-   shard's event count and summary aggregates. A shard whose marker exists is not run again
+   shard's event count, summary aggregates and every file it wrote with its rows and SHA-256
+   (checked when the run finishes, and when ``--resume`` keeps the shard). A shard whose marker exists is not run again
    (``--resume``, or a retried call after the shard finished).
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from recoworld.config import uses_llm
 from recoworld.errors import LLMError, RunError
+from recoworld.io.integrity import check_digests, digests
 from recoworld.io.records import (
     EVENTS_SCHEMA,
     LLM_CALLS_SCHEMA,
@@ -55,13 +57,24 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     stop: int
 
 
+class ShardFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A part file a shard wrote."""
+
+    path: str
+    """Relative to the run folder (``<table>/arm=<arm>/part-<i>.parquet``)."""
+    rows: int
+    sha256: str
+
+
 class ShardResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What a finished shard reports: its events and its summary aggregates (``BlockMoments`` bytes)."""
+    """What a finished shard reports: its events, its summary aggregates (``BlockMoments``
+    bytes) and its files (empty in markers written before files were recorded)."""
 
     spec: ShardSpec
     events: int
     seconds: float
     moments: bytes
+    files: tuple[ShardFile, ...] = ()
 
 
 def plan_shards(n_users: int, shards: int) -> list[ShardSpec]:
@@ -85,15 +98,42 @@ def marker_path(folder: Path, index: int) -> Path:
     return Path(folder) / MARKERS / f"shard-{index:05d}.done"
 
 
+def write_marker(folder: Path, result: ShardResult) -> None:
+    """Write shard ``result``'s marker atomically (the last step of a shard)."""
+    marker = marker_path(folder, result.spec.index)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(msgspec.msgpack.encode(result))
+    os.replace(tmp, marker)
+
+
+def check_marker_files(folder: Path, result: ShardResult) -> None:
+    """A one-line RunError naming the first file of a finished shard that is missing or has
+    changed since the shard finished (``--resume`` keeps only intact shards)."""
+    i = result.spec.index
+    check_digests(
+        folder,
+        {f.path: f.sha256 for f in result.files},
+        since=f"shard {i} finished",
+        hint="run the study again without --resume",
+    )
+
+
 def read_marker(folder: Path, spec: ShardSpec) -> ShardResult | None:
     """The result of a finished shard, or None. A marker for a different range is an error."""
     path = marker_path(folder, spec.index)
     if not path.is_file():
         return None
-    result = msgspec.msgpack.decode(path.read_bytes(), type=ShardResult)
+    try:
+        result = msgspec.msgpack.decode(path.read_bytes(), type=ShardResult)
+    except msgspec.DecodeError as e:
+        raise RunError(
+            f"{path}: not a shard marker ({e}); run the study again without --resume"
+        ) from None
     if result.spec != spec:
         raise RunError(
-            f"{path}: shard {spec.index} covered users {result.spec.start}..{result.spec.stop}; this run plans {spec.start}..{spec.stop}"
+            f"{path}: shard {spec.index} covered users {result.spec.start}..{result.spec.stop}; "
+            f"this run plans {spec.start}..{spec.stop}"
         )
     return result
 
@@ -131,21 +171,20 @@ class UserShard:
             metric_values({f: getattr(m, f) for f in m.__dataclass_fields__}) for m in metrics
         ]
         moments = BlockMoments.of(users, self._codes[users], len(self.segment_names), values)
-        for f in sorted(scratch.rglob("*.parquet")):
-            dest = self.folder / f.relative_to(scratch)
+        rows = parts.written()
+        hashes = digests(scratch, sorted(rows))  # of the bytes written, before they move
+        for name in sorted(rows):
+            dest = self.folder / name
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, dest)
+            os.replace(scratch / name, dest)
         result = ShardResult(
             spec=spec,
             events=events,
             seconds=round(time.perf_counter() - t0, 3),
             moments=moments.to_bytes(),
+            files=tuple(ShardFile(path=n, rows=rows[n], sha256=hashes[n]) for n in sorted(rows)),
         )
-        marker = marker_path(self.folder, spec.index)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_bytes(msgspec.msgpack.encode(result))
-        os.replace(tmp, marker)
+        write_marker(self.folder, result)
         shutil.rmtree(scratch, ignore_errors=True)
         return result
 
