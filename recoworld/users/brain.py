@@ -219,8 +219,9 @@ class ParametricBrain:
         slates: np.ndarray,
         fb: SlateFeedback,
     ) -> TurnDecision:
-        """Leave? Instruct? (after ``fb``, what the users did with the slate) (``mind.last_instruct_turn`` is updated in place.) In a world
-        without tags there is nothing to ask for by name: nobody instructs."""
+        """Leave? Instruct? (after ``fb``, what the users did with the slate)
+        (``mind.last_instruct_turn`` is updated in place.) In a world without tags
+        there is nothing to ask for by name: nobody instructs."""
         cfg = self.cfg
         uid = self.p.uid[rows]
         # Reflection: under the threshold, at most once every two turns.
@@ -232,14 +233,16 @@ class ParametricBrain:
             & (self.cat.tag_matrix.shape[1] > 0)
         )
         ir = np.flatnonzero(instruct)
-        tags = self.cat.tag_matrix[slates[ir]]  # (m, k, T)
-        shown = tags.mean(1)
-        skipped = (tags * (~fb.clicked[ir])[:, :, None]).sum(1) / fb.action.shape[1]
-        taste = self.p.taste[rows[ir]]
-        more = np.argmax(taste - shown, axis=1)
-        surplus = skipped - taste
-        less = np.where(surplus.max(1) > 0.15, np.argmax(surplus, axis=1), -1)
-        less = np.where(less == more, -1, less)
+        more = less = np.zeros(0, np.int64)
+        if ir.size:
+            tags = self.cat.tag_matrix[slates[ir]]  # (m, k, T)
+            shown = tags.mean(1)
+            skipped = (tags * (~fb.clicked[ir])[:, :, None]).sum(1) / fb.action.shape[1]
+            taste = self.p.taste[rows[ir]]
+            more = np.argmax(taste - shown, axis=1)
+            surplus = skipped - taste
+            less = np.where(surplus.max(1) > 0.15, np.argmax(surplus, axis=1), -1)
+            less = np.where(less == more, -1, less)
         mind.last_instruct_turn[ir] = turn
         # Leaving.
         logit = (
