@@ -150,16 +150,23 @@ def compare(ref: str, users: int, repeats: int, dataset: str) -> None:
         )
         try:
             for mode in ("nowrite", "write"):
-                a, b = [], []
+                runs: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
                 for _ in range(repeats):
-                    a.append(run_child(users, mode, dataset, tree)["user_turns_per_s"])
-                    b.append(run_child(users, mode, dataset)["user_turns_per_s"])
-                ma, mb = statistics.median(a), statistics.median(b)
+                    for side, where in (("a", tree), ("b", None)):
+                        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+                        rate = run_child(users, mode, dataset, where)["user_turns_per_s"]
+                        cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
+                        runs[side].append((rate, cpu))
+                med = lambda side, k: statistics.median(r[k] for r in runs[side])  # noqa: E731
+                pairs = statistics.median(b[0] / a[0] for a, b in zip(runs["a"], runs["b"]))
                 print(
-                    f"{mode:>8}, {users:,} users, {repeats} alternated runs each: "
-                    f"{ref} {ma:,.0f} user-turns/s, this code {mb:,.0f} -> ratio {mb / ma:.3f} "
-                    f"(runs: {', '.join(f'{x:,.0f}' for x in a)} | "
-                    f"{', '.join(f'{x:,.0f}' for x in b)})"
+                    f"{mode:>8}, {users:,} users, {repeats} alternated runs each:\n"
+                    f"  wall: {ref} {med('a', 0):,.0f} user-turns/s, this code "
+                    f"{med('b', 0):,.0f} -> ratio of medians {med('b', 0) / med('a', 0):.3f}, "
+                    f"median of paired ratios {pairs:.3f}\n"
+                    f"  CPU seconds per whole process (prepare included; less sensitive to a "
+                    f"busy machine): {ref} {med('a', 1):.2f}, this code {med('b', 1):.2f} -> "
+                    f"ratio {med('b', 1) / med('a', 1):.3f}"
                 )
         finally:
             subprocess.run(
