@@ -157,7 +157,7 @@ def compare(ref: str, users: int, repeats: int, dataset: str) -> None:
                         rate = run_child(users, mode, dataset, where)["user_turns_per_s"]
                         cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
                         runs[side].append((rate, cpu))
-                med = lambda side, k: statistics.median(r[k] for r in runs[side])  # noqa: E731
+                med = lambda side, k, runs=runs: statistics.median(r[k] for r in runs[side])
                 pairs = statistics.median(b[0] / a[0] for a, b in zip(runs["a"], runs["b"]))
                 print(
                     f"{mode:>8}, {users:,} users, {repeats} alternated runs each:\n"
