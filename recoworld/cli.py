@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import msgspec
 import polars as pl
@@ -26,7 +27,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from recoworld.errors import RecoWorldError, RunError
+from recoworld.config import SEED_MAX
+from recoworld.errors import ConfigError, RecoWorldError, RunError
 
 
 def _cache_dir() -> Path | None:
@@ -70,10 +72,21 @@ def summary_table(summary: pl.DataFrame, *, segments: bool = False, title: str =
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from recoworld.config import load_study
-    from recoworld.study.prepare import load_world_for
-    from recoworld.study.runner import run_study
+    from recoworld.config import check_run_id, load_study
+    from recoworld.study.preflight import check_memory
 
+    for flag in ("run_id", "resume"):
+        if getattr(args, flag):
+            _flag(f"--{flag.replace('_', '-')}", check_run_id, getattr(args, flag))
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(
+            f"--seed: Expected a seed in [0, 2**32 - 1 = {SEED_MAX}], got {args.seed}"
+        )
+    for flag in ("users", "workers", "shards"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "users" else 1):
+            floor = 0 if flag == "users" else 1
+            raise ConfigError(f"--{flag}: Expected an integer >= {floor}, got {value}")
     cfg = load_study(args.study)
     if args.users is not None:
         cfg = msgspec.structs.replace(
@@ -98,6 +111,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             "--resume continues an interrupted run; --overwrite replaces a complete one: give one"
         )
     run_id = args.resume or args.run_id or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not (args.resume or args.run_id):
+        _flag(f"{args.study}: the default run id (from `$.name`)", check_run_id, run_id)
+    out = Path(args.out) if args.out else Path(cfg.output.dir)
+    _check_out_dir(out, "--out" if args.out else f"{args.study}: `$.output.dir`")
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    check_memory(cfg, source=args.study, workers=1 if args.ray else workers)
+    from recoworld.study.prepare import load_world_for
+    from recoworld.study.runner import run_study
+
     t0 = time.perf_counter()
     with console.status(f"loading world {cfg.world.dataset}…"):
         world = load_world_for(
@@ -106,6 +128,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"world [bold]{world.name}[/]: {world.users.height:,} users, {world.items.height:,} items, "
         f"{world.interactions.height:,} interactions ({time.perf_counter() - t0:.1f}s)"
+    )
+    dims = (world.users.height, world.items.height, world.interactions.height)
+    check_memory(
+        cfg,
+        source=args.study,
+        workers=1 if args.ray else workers,
+        world=(*dims, len(world.tag_vocabulary)),
     )
     columns = (
         TextColumn("{task.description}"),
@@ -140,7 +169,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             result = run_study(
                 cfg,
                 world,
-                workers=args.workers if args.workers is not None else (os.cpu_count() or 1),
+                workers=workers,
                 **common,
             )
     fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
@@ -167,6 +196,30 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         f"read again with: recoworld summary {result.path}"
     )
     return 0
+
+
+def _flag(name: str, check, value: str) -> None:  # noqa: ANN001
+    try:
+        check(value)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def _check_out_dir(out: Path, name: str) -> None:
+    """The output root is a folder (or can be one) this process may write into; checked before
+    any work so that a bad --out costs nothing."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{name}: Expected a folder for the runs, got {out} (not a folder)")
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{name}: Expected a folder this user may write, got {out} (read-only)"
+            )
+    except OSError as e:
+        raise ConfigError(
+            f"{name}: Expected a folder for the runs, got {out} ({e.strerror or e})"
+        ) from None
 
 
 def llm_line(llm: dict) -> str:
@@ -248,10 +301,16 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (exit code 2, as argparse's own)."""
+
+    def error(self, message: str) -> NoReturn:
+        _error(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="recoworld", description="Simulate users meeting recommenders."
-    )
+    p = _Parser(prog="recoworld", description="Simulate users meeting recommenders.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a study file")
     r.add_argument("study", help="study TOML file")
@@ -322,19 +381,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(text: str) -> None:
+    """One line on stderr, whatever ``text`` holds (line breaks and control characters are
+    shown escaped)."""
+    line = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/] {escape(line)}", highlight=False
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; every failure is one line on stderr: 2 for bad input (RecoWorldError,
+    or an OSError naming its file), 130 when interrupted, 1 for anything unexpected (with the
+    traceback only under RECOWORLD_DEBUG=1)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
     console = Console(stderr=False)
     try:
         return args.func(args, console)
     except RecoWorldError as e:
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]error:[/] {escape(str(e))}", highlight=False
-        )
+        _error(str(e))
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: nothing half-written is left in the run folder")
+        _error("interrupted: nothing half-written is left in the run folder")
         return 130
+    except RecursionError:
+        _error("Expected input nested a few levels deep, got nesting too deep to process")
+        return 2
+    except MemoryError:
+        _error("out of memory: lower population.size or the world's size")
+        return 2
+    except OSError as e:
+        where = e.filename if e.filename is not None else "a file"
+        _error(f"{where}: {e.strerror or e}")
+        return 2
+    except Exception as e:
+        if os.environ.get("RECOWORLD_DEBUG") == "1":
+            raise
+        _error(f"internal error: {type(e).__name__}: {e} (set RECOWORLD_DEBUG=1 for the traceback)")
+        return 1
 
 
 if __name__ == "__main__":
