@@ -120,9 +120,9 @@ def test_llm_study_records_every_call_and_keeps_the_users_words(world, tmp_path:
     # the prompt hash and seed are recorded; seeds are the same for a user-turn in both arms
     slate = calls.filter(pl.col("purpose") == "slate")
     assert slate["prompt_hash"].str.len_chars().unique().to_list() == [16]
-    seeds = slate.with_columns(
-        pl.col("call_id").str.split("/").list.slice(1).list.join("/").alias("key")
-    ).pivot(on="arm", index="key", values="seed")
+    seeds = slate.pivot(
+        on="arm", index=["user", "session", "turn", "purpose", "attempt"], values="seed"
+    )
     assert seeds.height > 0 and (seeds["control"] == seeds["inject"]).all()
 
 
@@ -182,11 +182,14 @@ def test_invalid_completions_get_one_repair_then_the_parametric_decision(
     first = calls.filter(pl.col("attempt") == 0)
     repairs = calls.filter(pl.col("purpose").str.starts_with("repair-"))
     # every invalid first answer, and only those, got exactly one repair call, for the same question
-    broken = (
-        first.filter(pl.col("parse_status") == "invalid")["call_id"].str.replace(r"/0$", "").sort()
+    question = ["arm", "user", "session", "turn", "purpose"]
+    broken = first.filter(pl.col("parse_status") == "invalid").select(question).sort(question)
+    repaired_for = (
+        repairs.with_columns(pl.col("purpose").cast(pl.String).str.strip_prefix("repair-"))
+        .select(question)
+        .sort(question)
     )
-    repaired_for = repairs["call_id"].str.replace(r"/repair-([a-z]+)/1$", "/$1").sort()
-    assert broken.to_list() == repaired_for.to_list()
+    assert broken.rows() == repaired_for.rows() and (repairs["attempt"] == 1).all()
     # a repair that decoded is "repaired"; one that did not leaves a fallback row
     assert status["repaired"] + status.get("fallback", 0) == repairs.height
     manifest = json.loads((r.path / "manifest.json").read_text())
@@ -469,14 +472,13 @@ def test_a_users_prompts_extend_each_other_for_prefix_reuse(world, tmp_path: Pat
     for reqs in by_user.values():
         slates = [r for r in reqs if r.purpose == "slate"]
         for a, b in zip(slates, slates[1:]):
-            if a.id.split("/")[2] != b.id.split("/")[2]:  # a new visit starts from the summaries
+            if a.key.session != b.key.session:  # a new visit starts from the summaries
                 continue
             stable = a.prompt.split("\n## Now\n")[0]
             assert b.prompt.startswith(stable)
             checked += 1
         for s in (r for r in reqs if r.purpose == "summary"):
-            visit = s.id.split("/")[2]
-            last = [r for r in slates if r.id.split("/")[2] == visit][-1]
+            last = [r for r in slates if r.key.session == s.key.session][-1]
             assert s.prompt.startswith(last.prompt.split("\n## This visit")[0])
     assert checked > 10
 

@@ -5,7 +5,8 @@ Per user and candidate list (a discrimination list of protocol a):
 1. the list is cut, in order, into slates of ``slate_size`` items (the study's
    ``[simulation] slate_size``);
 2. each slate is put to the language model with the LLM brain's slate prompt and output schema
-   (:mod:`recoworld.users.llm_brain`): shared instructions and tags, the persona, *no memory*
+   (:mod:`recoworld.users.prompts`, :mod:`recoworld.users.answers`): shared instructions and
+   tags, the persona, *no memory*
    (no earlier sessions, nothing earlier in this session), a neutral mindset (the start of a
    session: satisfaction 0.5, no fatigue or boredom, curiosity = the persona's variety-seeking),
    then the slate. Told the list's share (``base_rate`` given), the prompt says so before the
@@ -49,12 +50,14 @@ from recoworld.config import BrainConfig, LLMConfig, StudyConfig
 from recoworld.eval.decider import Decisions, Ratings
 from recoworld.items.catalog import Catalog
 from recoworld.llm.base import LanguageModel
-from recoworld.llm.schemas import slack, slate_type
+from recoworld.llm.schemas import slack
 from recoworld.llm.wrappers import CallLog, RecordingModel, call_totals
+from recoworld.users.answers import slate_type
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.choice import ChoiceModel
-from recoworld.users.llm_brain import LanguageBrain, UserMemory, slate_prompt
+from recoworld.users.llm_brain import LanguageBrain
 from recoworld.users.persona import Personas
+from recoworld.users.prompts import slate_prompt
 
 POSITIVE = ("click", "watch")
 """Answers that count as a positive decision."""
@@ -105,7 +108,8 @@ class LLMDecider:
         self._persona: dict[int, str] = {}
         self.answers = {"skip": 0, "click": 0, "watch": 0, "fallback_skip": 0}
         self.busy_s = 0.0
-        """Wall seconds spent waiting on the model (decisions, and sessions run through :meth:`timed`)."""
+        """Wall seconds spent waiting on the model (decisions, and sessions run through
+        :meth:`timed`)."""
         self._closed = False
 
     @classmethod
@@ -120,7 +124,8 @@ class LLMDecider:
         model: LanguageModel | None = None,
         samples: int = 1,
     ) -> LLMDecider:
-        """The decider a study file configures: its ``[llm]`` table and ``[simulation] slate_size``."""
+        """The decider a study file configures: its ``[llm]`` table and ``[simulation]
+        slate_size``."""
         if cfg.llm is None:
             raise ValueError(f"study {cfg.name!r} has no [llm] table")
         return cls(
@@ -219,7 +224,8 @@ class LLMDecider:
                 if ans is None:  # still invalid after one repair: skips, counted as a fallback
                     self.answers["fallback_skip"] += slate.size
                     continue
-                for q, (item, it) in enumerate(zip(ans.items, slate.tolist())):  # type: ignore[attr-defined]
+                answers = ans.items  # type: ignore[attr-defined]
+                for q, (item, it) in enumerate(zip(answers, slate.tolist())):
                     self.answers[item.decision] += 1
                     pos[s, j * k + q] = item.decision in self.positive
                     r = getattr(item, "rating", None)
@@ -240,11 +246,21 @@ class LLMDecider:
         if base_rate is not None and self.tell_share:
             m = max(1, round(base_rate * n))
             note = (
-                f"What you know about this list: the app shows you {n} items in {n_slates} slate{'s' if n_slates > 1 else ''}; "
+                "What you know about this list: the app shows you "
+                f"{n} items in {n_slates} slate{'s' if n_slates > 1 else ''}; "
                 f"about {m} of these {n} items are ones you would watch.\n"
             )
         return slate_prompt(
-            self.cat, self._persona[b], UserMemory(), 0, j, n_slates, mind, slate, note
+            self.cat,
+            self._persona[b],
+            [],
+            [],
+            session=0,
+            turn=j,
+            turns=n_slates,
+            mind=mind,
+            slate=slate,
+            note=note,
         )
 
     # ---- results ------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import msgspec
 
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.schemas import decode, json_schema
-from recoworld.llm.types import LLMRequest, Sampling
-from recoworld.llm.wrappers import CallLog, call_id, request_seed
+from recoworld.llm.types import CallKey, LLMRequest, Sampling
+from recoworld.llm.wrappers import CallLog, request_seed
 
 Check = Callable[[str, object | None, Exception | None], str | None]
 """``check(text, answer, error)``: a parse status that refuses the answer outright (no repair),
@@ -54,14 +54,13 @@ async def ask_structured(
     lenient = lenient or t
     for attempt in range(2):
         name = purpose if attempt == 0 else f"repair-{purpose}"
-        req = LLMRequest(
-            id=call_id(arm, uid, session, turn, name, attempt),
+        key = CallKey(arm=arm, user=uid, session=session, turn=turn, purpose=name, attempt=attempt)
+        req = LLMRequest.of(
+            key,
             prompt=prompt,
             seed=request_seed(root_seed, uid, session, turn, purpose, attempt),
             sampling=sampling,
             schema=schema,
-            user=uid,
-            purpose=name,
         )
         (res,) = await model.generate([req])
         if not res.ok:
@@ -79,12 +78,14 @@ async def ask_structured(
         if err is not None:
             log.resolve(req.id, "invalid")
             shown = res.text if len(res.text) <= 800 else res.text[:800] + "..."
-            prompt = f"{prompt}{shown}\nThat answer was invalid: {err}. Answer again, with one JSON object in the schema, nothing else.\nYour answer (JSON):"
+            prompt = (
+                f"{prompt}{shown}\nThat answer was invalid: {err}. Answer again, with one JSON "
+                "object in the schema, nothing else.\nYour answer (JSON):"
+            )
             continue
         status = "ok" if attempt == 0 else "repaired"
         log.resolve(req.id, status)
         return Outcome(ans, status)
-    log.note(
-        call_id(arm, uid, session, turn, f"fallback-{purpose}"), "fallback", f"fallback-{purpose}"
-    )
+    fallback = CallKey(arm=arm, user=uid, session=session, turn=turn, purpose=f"fallback-{purpose}")
+    log.note(fallback, "fallback")
     return Outcome(None, "fallback")

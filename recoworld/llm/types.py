@@ -17,6 +17,30 @@ class Sampling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stop: tuple[str, ...] = ()
 
 
+class CallKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who asked the model, for what: the identity of one call of a run, as fields. The call log
+    takes its ``user``, ``session``, ``turn``, ``purpose`` and ``attempt`` columns from here;
+    :attr:`call_id` is derived from it once (the replay lookup key), never parsed back."""
+
+    arm: str
+    user: int
+    """The user's uid (also the routing key: a user's prompts go to the same replica)."""
+    session: int
+    turn: int
+    purpose: str
+    """slate | summary | language | rerank | repair-<purpose> | fallback-<purpose>"""
+    attempt: int = 0
+
+    @property
+    def call_id(self) -> str:
+        """``<arm>/<user>/<session>/<turn>/<purpose>/<attempt>``: unique within a run."""
+        return f"{self.arm}/{self.user}/{self.session}/{self.turn}/{self.purpose}/{self.attempt}"
+
+    def order(self) -> tuple[str, int, int, int, str, int]:
+        """The sort key of the call log's rows: (arm, user, session, turn, purpose, attempt)."""
+        return (self.arm, self.user, self.session, self.turn, self.purpose, self.attempt)
+
+
 class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One completion request.
 
@@ -26,6 +50,11 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     reproducible; it is derived from the run's root seed and (arm, user, session, turn, purpose,
     attempt), never from batch position. ``user`` is the routing key (a user's prompts go to the
     same replica, so its cached prefix is reused); -1 = none.
+
+    ``key``: the call's identity as fields, for the requests of a run (build them with
+    :meth:`of`: ``id``, ``user`` and ``purpose`` are then derived from it, and a request whose
+    fields disagree with its key is refused). None for an ad-hoc request (a benchmark, an
+    engine test), which the call log records with -1 for user, session and turn.
     """
 
     id: str
@@ -35,6 +64,37 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     schema: str = ""
     user: int = -1
     purpose: str = "slate"
+    key: CallKey | None = None
+
+    def __post_init__(self) -> None:
+        k = self.key
+        if k is not None and (self.id, self.user, self.purpose) != (k.call_id, k.user, k.purpose):
+            raise ValueError(
+                f"LLMRequest: id, user and purpose ({self.id!r}, {self.user}, {self.purpose!r}) "
+                f"disagree with its key {k.call_id!r}; build it with LLMRequest.of(key, ...)"
+            )
+
+    @classmethod
+    def of(
+        cls,
+        key: CallKey,
+        *,
+        prompt: str,
+        seed: int,
+        sampling: Sampling = Sampling(),
+        schema: str = "",
+    ) -> LLMRequest:
+        """The request of call ``key``: its id, routing user and purpose taken from the key."""
+        return cls(
+            id=key.call_id,
+            prompt=prompt,
+            seed=seed,
+            sampling=sampling,
+            schema=schema,
+            user=key.user,
+            purpose=key.purpose,
+            key=key,
+        )
 
     @property
     def prompt_hash(self) -> str:

@@ -10,13 +10,14 @@ import asyncio
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pyarrow as pa
 
 from recoworld.errors import LLMError
 from recoworld.llm.base import LanguageModel
-from recoworld.llm.types import LLMRequest, LLMResult
+from recoworld.llm.types import CallKey, LLMRequest, LLMResult
 from recoworld.rng import stable_hash64
 
 if TYPE_CHECKING:
@@ -30,11 +31,6 @@ def request_seed(
     for. Not of the arm: the same user at the same turn samples with the same seed in every arm
     (common random numbers). 31 bits: every backend accepts it."""
     return stable_hash64("llm", root, uid, session, turn, purpose, attempt) & 0x7FFFFFFF
-
-
-def call_id(arm: str, uid: int, session: int, turn: int, purpose: str, attempt: int = 0) -> str:
-    """``<arm>/<user>/<session>/<turn>/<purpose>/<attempt>``: unique within a run, the replay key."""
-    return f"{arm}/{uid}/{session}/{turn}/{purpose}/{attempt}"
 
 
 class RetryModel:
@@ -66,10 +62,65 @@ class RetryModel:
         await self.inner.close()
 
 
+class CallRow(msgspec.Struct, kw_only=True):
+    """One ``llm_calls`` row (the columns of :data:`recoworld.io.records.LLM_CALLS_SCHEMA`, in
+    order). Identity comes from the request's :class:`CallKey` fields; ``call_id`` is derived
+    from them once, as a column (replay looks calls up by it)."""
+
+    call_id: str
+    user: int
+    session: int
+    turn: int
+    purpose: str
+    attempt: int
+    model: str = ""
+    replica: int = -1
+    seed: int = 0
+    prompt_hash: str = ""
+    prompt: str = ""
+    schema: str = ""
+    completion: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached_tokens: int = -1
+    latency_s: float = 0.0
+    finish_reason: str = "none"
+    parse_status: str = "unchecked"
+    error: str = ""
+    order: tuple = ()
+    """The sort key within a write (not a column): the key's order, or ("", -1, ...) + id."""
+
+    @classmethod
+    def keyed(cls, key: CallKey | None, call_id: str, purpose: str, **cols: Any) -> CallRow:
+        """A row for the call ``key`` (None: an ad-hoc request, -1 for user, session, turn)."""
+        if key is None:
+            return cls(
+                call_id=call_id,
+                user=-1,
+                session=-1,
+                turn=-1,
+                purpose=purpose,
+                attempt=0,
+                order=("", -1, -1, -1, purpose, 0, call_id),
+                **cols,
+            )
+        return cls(
+            call_id=key.call_id,
+            user=key.user,
+            session=key.session,
+            turn=key.turn,
+            purpose=key.purpose,
+            attempt=key.attempt,
+            order=(*key.order(), ""),
+            **cols,
+        )
+
+
 class CallLog:
     """The ``llm_calls`` rows of one arm of one shard: recorded by :class:`RecordingModel`,
     each given its parse status by the consumer (:meth:`resolve`), written by :meth:`flush` (or
-    :meth:`flush_if`, to bound memory), each write in call-id order.
+    :meth:`flush_if`, to bound memory), each write in (arm, user, session, turn, purpose,
+    attempt) order.
 
     ``sink(table)`` receives the rows as an Arrow table with the ``llm_calls`` schema; totals
     are computed from the rows (:func:`call_totals`).
@@ -77,33 +128,29 @@ class CallLog:
 
     def __init__(self, sink=None) -> None:  # noqa: ANN001 - Callable[[pa.Table], None] | None
         self.sink = sink
-        self._pending: dict[str, dict] = {}
-        self._done: list[dict] = []
+        self._pending: dict[str, CallRow] = {}
+        self._done: list[CallRow] = []
 
     def add(self, req: LLMRequest, res: LLMResult) -> None:
-        user, session, turn, attempt = _where(req.id)
-        self._pending[req.id] = {
-            "call_id": req.id,
-            "user": user,
-            "session": session,
-            "turn": turn,
-            "purpose": req.purpose,
-            "attempt": attempt,
-            "model": res.model,
-            "replica": res.replica,
-            "seed": req.seed,
-            "prompt_hash": req.prompt_hash,
-            "prompt": req.prompt,
-            "schema": req.schema,
-            "completion": res.text,
-            "tokens_in": res.tokens_in,
-            "tokens_out": res.tokens_out,
-            "cached_tokens": res.cached_tokens,
-            "latency_s": res.latency_s,
-            "finish_reason": res.finish_reason,
-            "parse_status": "error" if not res.ok else "unchecked",
-            "error": res.error,
-        }
+        self._pending[req.id] = CallRow.keyed(
+            req.key,
+            req.id,
+            req.purpose,
+            model=res.model,
+            replica=res.replica,
+            seed=req.seed,
+            prompt_hash=req.prompt_hash,
+            prompt=req.prompt,
+            schema=req.schema,
+            completion=res.text,
+            tokens_in=res.tokens_in,
+            tokens_out=res.tokens_out,
+            cached_tokens=res.cached_tokens,
+            latency_s=res.latency_s,
+            finish_reason=res.finish_reason,
+            parse_status="error" if not res.ok else "unchecked",
+            error=res.error,
+        )
 
     def resolve(self, request_id: str, status: str) -> None:
         """Give a recorded call its parse status (ok | invalid | rejected_id | error) and move it
@@ -111,77 +158,44 @@ class CallLog:
         row = self._pending.pop(request_id, None)
         if row is None:
             return
-        if row["parse_status"] != "error":
-            row["parse_status"] = status
+        if row.parse_status != "error":
+            row.parse_status = status
         self._done.append(row)
 
-    def note(self, request_id: str, status: str, purpose: str, error: str = "") -> None:
+    def note(self, key: CallKey, status: str, error: str = "") -> None:
         """A row that is no model call: a ``fallback`` to the parametric decision, or a
         ``repaired`` marker, so that every such case is counted in ``llm_calls``."""
-        user, session, turn, attempt = _where(request_id)
-        row = {
-            "call_id": request_id,
-            "user": user,
-            "session": session,
-            "turn": turn,
-            "purpose": purpose,
-            "attempt": attempt,
-            "model": "",
-            "replica": -1,
-            "seed": 0,
-            "prompt_hash": "",
-            "prompt": "",
-            "schema": "",
-            "completion": "",
-            "tokens_in": 0,
-            "tokens_out": 0,
-            "cached_tokens": -1,
-            "latency_s": 0.0,
-            "finish_reason": "none",
-            "parse_status": status,
-            "error": error,
-        }
-        self._done.append(row)
+        self._done.append(
+            CallRow.keyed(key, key.call_id, key.purpose, parse_status=status, error=error)
+        )
 
     def flush_if(self, rows: int) -> int:
-        """:meth:`flush` the resolved rows once there are at least ``rows`` of them (bounds memory)."""
+        """:meth:`flush` the resolved rows once there are at least ``rows`` of them (bounds
+        memory)."""
         return self._write(self._done) if len(self._done) >= rows else 0
 
     def flush(self) -> int:
-        """Write the resolved rows (and any left unresolved, as ``unchecked``); returns rows written."""
+        """Write the resolved rows (and any left unresolved, as ``unchecked``); returns rows
+        written."""
         for rid in list(self._pending):
             self.resolve(rid, "unchecked")
         return self._write(self._done)
 
-    def _write(self, rows: list[dict]) -> int:
+    def _write(self, rows: list[CallRow]) -> int:
         self._done = []
         if not rows or self.sink is None:
             return len(rows)
-        rows.sort(key=lambda r: _sort_key(r["call_id"]))
+        rows.sort(key=lambda r: r.order)
         self.sink(rows_to_table(rows))
         return len(rows)
 
 
-def _sort_key(cid: str) -> tuple:
-    parts = cid.split("/")
-    try:
-        return (parts[0], int(parts[1]), int(parts[2]), int(parts[3]), parts[4], int(parts[5]))
-    except (IndexError, ValueError):
-        return (cid,)
-
-
-def _where(cid: str) -> tuple[int, int, int, int]:
-    """(user, session, turn, attempt) of a call id (-1s for an id of another shape)."""
-    k = _sort_key(cid)
-    return (k[1], k[2], k[3], k[5]) if len(k) == 6 else (-1, -1, -1, 0)
-
-
-def rows_to_table(rows: list[dict]) -> pa.Table:
+def rows_to_table(rows: Sequence[CallRow]) -> pa.Table:
     from recoworld.io.records import LLM_CALLS_SCHEMA
 
     cols = {}
     for f in LLM_CALLS_SCHEMA:
-        vals = [r[f.name] for r in rows]
+        vals = [getattr(r, f.name) for r in rows]
         if pa.types.is_dictionary(f.type):
             cols[f.name] = pa.array(vals, pa.string()).dictionary_encode()
         else:
@@ -250,14 +264,16 @@ class ReplayModel:
             rec = self._calls.get(r.id)
             if rec is None:
                 raise LLMError(
-                    f"{self.run_dir}: replay has no recorded call {r.id!r} (purpose {r.purpose}, prompt {r.prompt_hash}); "
+                    f"{self.run_dir}: replay has no recorded call {r.id!r} "
+                    f"(purpose {r.purpose}, prompt {r.prompt_hash}); "
                     "the replayed study must be the recorded one"
                 )
             h, text, tin, tout, cached, finish, model = rec
             if h != r.prompt_hash:
                 raise LLMError(
-                    f"{self.run_dir}: replay call {r.id!r}: the prompt differs from the recorded one "
-                    f"(hash {r.prompt_hash}, recorded {h}); the study or the prompt templates changed since the recording"
+                    f"{self.run_dir}: replay call {r.id!r}: the prompt differs from the recorded "
+                    f"one (hash {r.prompt_hash}, recorded {h}); the study or the prompt templates "
+                    "changed since the recording"
                 )
             out.append(
                 LLMResult(

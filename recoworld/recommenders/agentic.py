@@ -28,10 +28,10 @@ from recoworld.config import LLMConfig
 from recoworld.errors import RecommenderError
 from recoworld.llm.ask import ask_structured
 from recoworld.llm.base import LanguageModel
-from recoworld.llm.prompts import RERANK_INSTRUCTIONS, data, item_line
-from recoworld.llm.schemas import rerank_type, slack
+from recoworld.llm.schemas import slack
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
+from recoworld.recommenders.agentic_prompts import feedback_lines, rerank_prompt, rerank_type
 from recoworld.recommenders.base import Audience, PoolRecommender, PostProcessor
 from recoworld.records import ACTIONS, SlateFeedback
 
@@ -103,28 +103,23 @@ class AgenticRecommender:
         return slate[0]
 
     def _prompt(self, b: int, session: int, turn: int, k: int, cand: np.ndarray) -> str:
-        p, cat = self.aud.personas, self.aud.catalog
-        likes = ", ".join(p.liked_tags(cat, b)) or "unknown"
-        ins = "\n".join(f"- {data(t, 200)}" for t in self.instructions[b][-3:]) or "- (none)"
-        fb = "\n".join(self.feedback[b]) or "- (no slate yet)"
-        prev = data(self.reasoning[b], 300) if self.reasoning[b] else "(none yet)"
-        lines = "\n".join(item_line(cat, int(i), j + 1) for j, i in enumerate(cand))
-        # Stable parts first (rules, tastes, the append-only feedback history), then what
-        # changes every turn (instructions, own reasoning, candidates): a user's re-rank prompts
-        # share their prefix with the previous turn's.
-        return (
-            f"{RERANK_INSTRUCTIONS}\n## The user\nTastes from history: {data(likes, 200)}\n\n"
-            f"## What the user did with earlier slates\n{fb}\n\n## Instructions the user wrote\n{ins}\n\n"
-            f"## Your previous reasoning\n{prev}\n\n## Visit {session + 1}, slate {turn + 1}: candidates, in the base recommender's order\n{lines}\n\n"
-            f"Choose {k} ids. Your answer (JSON):"
+        cat = self.aud.catalog
+        return rerank_prompt(
+            cat,
+            likes=self.aud.personas.liked_tags(cat, b),
+            feedback=self.feedback[b],
+            instructions=self.instructions[b],
+            reasoning=self.reasoning[b],
+            session=session,
+            turn=turn,
+            k=k,
+            candidates=cand,
         )
 
     async def _rank(
         self, b: int, session: int, turn: int, k: int, cand: np.ndarray, ids: tuple[str, ...]
     ) -> np.ndarray:
-        if (
-            len(ids) < k or len(ids) != cand.size
-        ):  # exhausted users repeat items: keep the base order
+        if len(ids) < k or len(ids) != cand.size:  # exhausted users repeat items: the base order
             return cand[:k]
         out = await ask_structured(
             self.model,
@@ -155,14 +150,8 @@ class AgenticRecommender:
         self.base.observe(idx, slates, feedback)
         cat = self.aud.catalog
         for r, b in enumerate(idx.tolist()):
-            for j, it in enumerate(slates[r].tolist()):
-                a = ACTIONS[int(feedback.action[r, j])]
-                if a != "skip":
-                    self.feedback[b].append(
-                        f"- {a}: {data(cat.titles[it], 80)} ({', '.join(cat.item_tags[it][:3])})"
-                    )
-            skipped = int((feedback.action[r] == 0).sum())
-            self.feedback[b].append(f"- skipped {skipped} of {slates.shape[1]}")
+            actions = [ACTIONS[int(a)] for a in feedback.action[r]]
+            self.feedback[b].extend(feedback_lines(cat, slates[r].tolist(), actions))
 
     def instruct(
         self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
@@ -177,7 +166,8 @@ def _refuse_ids(k: int, text: str, answer: object | None, error: Exception | Non
     """``rejected_id`` for a ranking that names an item that is not a candidate, or one twice:
     no repair, the recommender named something it may not show."""
     if answer is not None:
-        return None if len(set(answer.ranking)) == k else "rejected_id"  # type: ignore[attr-defined]
+        ranking = answer.ranking  # type: ignore[attr-defined]
+        return None if len(set(ranking)) == k else "rejected_id"
     if isinstance(error, msgspec.ValidationError) and "ranking" in str(error):
         try:
             json.loads(text, strict=False)

@@ -28,19 +28,7 @@ from recoworld.config import LLMConfig
 from recoworld.items.catalog import Catalog
 from recoworld.llm.ask import ask_structured
 from recoworld.llm.base import LanguageModel
-from recoworld.llm.prompts import (
-    LANGUAGE_INSTRUCTIONS,
-    SUMMARY_INSTRUCTIONS,
-    USER_INSTRUCTIONS,
-    data,
-    level,
-    session_block,
-    slate_block,
-    slate_summary_lines,
-    turn_block,
-    user_header,
-)
-from recoworld.llm.schemas import language_type, slack, slate_type, summary_type, tag_index
+from recoworld.llm.schemas import slack
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
 from recoworld.records import (
@@ -53,8 +41,17 @@ from recoworld.records import (
     SlateFeedback,
     TurnDecision,
 )
+from recoworld.users.answers import language_type, slate_type, summary_type, tag_index
 from recoworld.users.brain import Mindset, ParametricBrain
 from recoworld.users.persona import Personas
+from recoworld.users.prompts import (
+    USER_INSTRUCTIONS,
+    language_prompt,
+    slate_prompt,
+    slate_summary_lines,
+    summary_prompt,
+    user_header,
+)
 from recoworld.users.words import instruction_text
 
 _F32 = np.float32
@@ -148,10 +145,7 @@ class LanguageBrain:
     ) -> str | None:
         """The session summary in the user's words (None: the model failed; the caller keeps the
         templated summary)."""
-        prompt = (
-            f"{self.header(b, mem)}{session_block(session, mem.recent)}\n## Now\nThe visit has ended; you feel "
-            f"{level(satisfaction)} satisfaction.\n{SUMMARY_INSTRUCTIONS}\nYour answer (JSON):"
-        )
+        prompt = summary_prompt(self.header(b, mem), session, mem.recent, satisfaction)
         n = self.llm.summary_chars
         ans = await self.ask(
             b, session, self.turns, "summary", prompt, summary_type(n), summary_type(slack(n))
@@ -184,7 +178,8 @@ class LanguageBrain:
         return replace(d, instructions=replace(ins, texts=[text]))
 
     def remember(self, mem: UserMemory, turn: int, slate: np.ndarray, fb: SlateFeedback) -> None:
-        """Append the slate to this visit's memory (append-only: the next prompt extends this one)."""
+        """Append the slate to this visit's memory (append-only: the next prompt extends this
+        one)."""
         actions = [ACTIONS[int(a)] for a in fb.action[0]]
         feelings = list(fb.feelings[0]) if fb.feelings is not None else [None] * len(actions)
         mem.recent.extend(
@@ -206,7 +201,15 @@ class LLMBrain(LanguageBrain):
             [mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]]
         )
         prompt = slate_prompt(
-            self.cat, self.persona(b), mem, session, turn, self.turns, mind_now, slate[0]
+            self.cat,
+            self.persona(b),
+            mem.summaries,
+            mem.recent,
+            session=session,
+            turn=turn,
+            turns=self.turns,
+            mind=mind_now,
+            slate=slate[0],
         )
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
         t = slate_type(k, self.cat.tags, self.rated, fc, ic)
@@ -280,24 +283,22 @@ class HybridBrain(LanguageBrain):
         clicked = np.flatnonzero(fb.action[0] != SKIP)
         more = self.cat.tags[int(ins.more_of[0])]
         less = self.cat.tags[int(ins.less_of[0])] if ins.less_of[0] >= 0 else None
-        choices = "\n".join(
-            f"{j + 1}. {data(self.cat.titles[it], 80)}: {ACTIONS[int(fb.action[0, j])]}"
-            + (f" {round(100 * float(fb.watch[0, j]))}%" if fb.action[0, j] >= WATCH else "")
-            for j, it in enumerate(slate[0].tolist())
-        )
-        ask = (
-            f"You want more {data(more, 60)}"
-            + (f" and less {data(less, 60)}" if less else "")
-            + "; say so to the recommender in your own words."
-        )
         mind_now = np.array(
             [mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]]
         )
-        prompt = (
-            self.header(b, mem)
-            + turn_block(session, turn, self.turns, mem.recent, mind_now)
-            + LANGUAGE_INSTRUCTIONS
-            + f"\n## The slate and your choices\n{choices}\n\nWrite a feeling for each of the {clicked.size} items you clicked, in order. {ask}\nYour answer (JSON):"
+        prompt = language_prompt(
+            self.header(b, mem),
+            self.cat,
+            session=session,
+            turn=turn,
+            turns=self.turns,
+            recent=mem.recent,
+            mind=mind_now,
+            slate=slate[0],
+            actions=[ACTIONS[int(a)] for a in fb.action[0]],
+            watch=fb.watch[0],
+            more=more,
+            less=less,
         )
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
         t = language_type(int(clicked.size), fc, ic, True)
@@ -320,28 +321,6 @@ class HybridBrain(LanguageBrain):
         )
         words = ans.instruction.strip()[:ic] or template  # type: ignore[attr-defined]
         return replace(d, feedback=fb, instructions=replace(ins, texts=[words]))
-
-
-def slate_prompt(
-    cat: Catalog,
-    persona: str,
-    mem: UserMemory,
-    session: int,
-    turn: int,
-    turns: int,
-    mind: np.ndarray,
-    slate: np.ndarray,
-    note: str = "",
-) -> str:
-    """The llm brain's slate prompt: the user's stable prefix, this visit so far, the mindset in
-    words (``mind``: satisfaction, fatigue, boredom, curiosity), an optional ``note`` (what the
-    user knows about this slate, e.g. in the fidelity protocols), the slate task last."""
-    return (
-        user_header(USER_INSTRUCTIONS, cat.tags, persona, mem.summaries)
-        + turn_block(session, turn, turns, mem.recent, mind)
-        + note
-        + slate_block(cat, slate)
-    )
 
 
 def build_language_brain(
