@@ -146,6 +146,11 @@ def small_sweep_text(date: str | None = None) -> str:
             "s.toml: Expected unique seeds, got 1 - at `$.seeds[2]`",
         ),
         (
+            lambda t: t.replace("seeds = [1]", "seeds = [4294967296]"),
+            "s.toml: Expected a seed in [0, 2**32 - 1 = 4294967295], got 4294967296"
+            " - at `$.seeds[0]`",
+        ),
+        (
             lambda t: t.replace("seeds = [1]", "seeds = []"),
             "s.toml: Expected at least one entry, got [] - at `$.seeds`",
         ),
@@ -155,7 +160,8 @@ def small_sweep_text(date: str | None = None) -> str:
         ),
         (
             lambda t: t.replace('name = "mf"', 'name = "mf--x"'),
-            "s.toml: Expected a name of letters, digits, '_', '.' and single '-' between them, got 'mf--x' - at `$.recommenders[0].name`",
+            "s.toml: Expected a name of letters, digits, '_', '.' and single '-' between them, "
+            "got 'mf--x' - at `$.recommenders[0].name`",
         ),
         (
             lambda t: t + '[[populations]]\nname = "fans"\ntarget = { likes = "Sci-Fi" }\n',
@@ -171,7 +177,8 @@ def small_sweep_text(date: str | None = None) -> str:
         ),
         (
             lambda t: t + "date = '2025-01-31'\n",
-            "s.toml: Object contains unknown field `date` - at `$.populations[0]`",  # TOML: after a table header
+            # TOML: after a table header
+            "s.toml: Object contains unknown field `date` - at `$.populations[0]`",
         ),
         (lambda t: t + "x = [\n", "s.toml: not valid TOML: "),
     ],
@@ -196,8 +203,9 @@ def test_a_cell_config_that_fails_the_study_checks_names_the_cell(tmp_path: Path
     with pytest.raises(ConfigError) as e:
         load_sweep(path)
     assert str(e.value) == (
-        f"{path}: cell quick_synthetic--mf--all--s1 (study {QUICK_STUDY}, recommender 'mf', population 'all', "
-        "seed 1): Expected at least slate_size x turns (32), got 10 - at `$.recommender.candidates`"
+        f"{path}: cell quick_synthetic--mf--all--s1 "
+        f"(study {QUICK_STUDY}, recommender 'mf', population 'all', seed 1): "
+        "Expected at least slate_size x turns (32), got 10 - at `$.recommender.candidates`"
     )
 
 
@@ -207,8 +215,8 @@ def test_missing_study_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_sweep(path)
     assert (
-        str(e.value)
-        == f"{path}: study file 'a.toml' does not exist (looked at {tmp_path / 'a.toml'}) - at `$.studies[0]`"
+        str(e.value) == f"{path}: study file 'a.toml' does not exist "
+        f"(looked at {tmp_path / 'a.toml'}) - at `$.studies[0]`"
     )
 
 
@@ -370,7 +378,8 @@ def test_a_changed_config_for_a_complete_cell_is_an_error_unless_overwrite(tmp_p
         run_sweep(changed, runner=runner, out_root=out, day=DAY)
     folder = out / "small" / "date=2025-01-31"
     assert str(e.value) == (
-        f"{folder}: 2 complete cell(s) were run with another config; pass --overwrite to replace them: "
+        f"{folder}: 2 complete cell(s) were run with another config; "
+        "pass --overwrite to replace them: "
         "cell=quick_synthetic--mf--all--s1: its study.json differs from the cell's config "
         "(`$.recommender.candidates` was 100, now 120); "
         "cell=quick_synthetic--mf--all--s2: its study.json differs from the cell's config "
@@ -477,7 +486,11 @@ def test_job_rerun_skips_and_reports(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_recoworld_sweep_imports_without_ray_or_actors() -> None:
-    code = "import sys, recoworld.sweep; bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'actors'))]; assert not bad, bad"
+    code = (
+        "import sys, recoworld.sweep; "
+        "bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'actors'))]; "
+        "assert not bad, bad"
+    )
     subprocess.run(
         [sys.executable, "-c", code],
         check=True,
@@ -493,7 +506,8 @@ def test_a_cell_folder_without_manifest_is_not_kept_silently(tmp_path: Path) -> 
     (res.path / sweep.cells[0].run_id / "manifest.json").unlink()
     with pytest.raises(
         RunError,
-        match=r"cell=quick_synthetic--mf--all--s1: its folder cannot be kept \(.*manifest\.json is missing\)$",
+        match=r"cell=quick_synthetic--mf--all--s1: "
+        r"its folder cannot be kept \(.*manifest\.json is missing\)$",
     ):
         run_sweep(sweep, runner=Recording(), out_root=out, day=DAY)
     runner = Recording()

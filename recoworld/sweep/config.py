@@ -7,7 +7,7 @@ import datetime
 import re
 from typing import Literal
 
-from recoworld.config import RecommenderConfig, Strict, Targeting, decode_strict
+from recoworld.config import SEED_MAX, RecommenderConfig, Strict, Targeting, decode_strict
 from recoworld.errors import ConfigError
 
 
@@ -59,7 +59,7 @@ class SweepConfig(Strict, kw_only=True):
     populations: list[PopulationVariant]
     """Population variants ([[populations]] tables)."""
     seeds: list[int]
-    """Root seeds (>= 0); each replaces the study's seed (and a synthetic world's)."""
+    """Root seeds (0 to 2**32 - 1); each replaces the study's seed (and a synthetic world's)."""
     users: int | None = None
     """Overrides every population's size (e.g. a smaller sweep for CI); unset = keep them."""
     output: SweepOutput = SweepOutput()
@@ -92,8 +92,8 @@ def check_sweep(cfg: SweepConfig) -> None:
         if p.size is not None and p.size < 0:
             raise _bad(f"populations[{k}].size", "an integer >= 0", p.size)
     for k, s in enumerate(cfg.seeds):
-        if s < 0:
-            raise _bad(f"seeds[{k}]", "a seed >= 0", s)
+        if not 0 <= s <= SEED_MAX:
+            raise _bad(f"seeds[{k}]", f"a seed in [0, 2**32 - 1 = {SEED_MAX}]", s)
         if s in cfg.seeds[:k]:
             raise _bad(f"seeds[{k}]", "unique seeds", s)
     if cfg.users is not None and cfg.users < 0:
