@@ -9,7 +9,12 @@ the loop.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,6 +35,29 @@ _FORKED: dict[str, UserShard] = {}  # the UserShard a forked worker inherits (se
 
 def _shard_task(spec: ShardSpec) -> ShardResult:
     return _FORKED["shard"].run(spec)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the worker is killed when its parent dies (SIGKILL included), so
+    no orphan goes on writing into the run's folder. Linux: ``PR_SET_PDEATHSIG`` (sent when
+    the thread that forked the worker exits; the pool forks from the thread that submits, the
+    one running the study); elsewhere a thread polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def run_shards(
@@ -65,7 +93,12 @@ def run_shards(
     _FORKED["shard"] = shard
     try:
         ctx = mp.get_context("fork")  # the workers inherit `prep` without pickling it
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = {pool.submit(_shard_task, spec): spec for spec in todo}
             for fut in as_completed(futures):
                 spec = futures[fut]
