@@ -10,11 +10,15 @@ Traits are percentiles in [0, 1] among the world's users:
 Taste is the distribution over the catalog's tags of liked items (rating >= 4 on a 5 scale or
 >= the user's mean; play-count weighted for implicit data); dislikes the same for rating <= 2.
 The preference vector is the unit mean of liked items' embeddings, in the catalog's space.
+
+"User likes tag T" has one definition, ``likes`` below, used by targeting (population.py), by
+the persona's description and by the run's ``users.parquet`` (``liked_tag_lists``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +27,14 @@ from recoworld.items.catalog import Catalog
 from recoworld.world.model import World
 
 SITTING_GAP_S = 30 * 60
+LIKE_LIFT = 1.25
+"""A user likes a tag whose share of its taste is >= LIKE_LIFT x the average user's share ..."""
+LIKE_SHARE = 0.5
+"""... or >= LIKE_SHARE of it (a tag most users favour, such as Drama, can still be liked)."""
+SHOWN_LIKES = 5
+"""Liked tags listed in a description (the targeted ones are always listed when liked)."""
+SHOWN_DISLIKES = 3
+"""Disliked tags listed in a description (likewise)."""
 AGE_BANDS = (
     (0, 17, "<18"),
     (18, 24, "18-24"),
@@ -31,6 +43,38 @@ AGE_BANDS = (
     (45, 54, "45-54"),
     (55, 200, "55+"),
 )
+
+
+def likes(share: np.ndarray, avg_share: np.ndarray) -> np.ndarray:
+    """(n_users, n_tags) bool: user u likes tag T iff ``share[u, T] > 0`` and
+    ``share[u, T] >= min(LIKE_LIFT * avg_share[T], LIKE_SHARE)``.
+
+    ``share`` is a taste (or dislike) distribution over tags, one row per user; ``avg_share`` the
+    average user's, the yardstick, taken over the world's users (not over a targeted population,
+    where every user would be compared with fans like itself). A user with an all-zero row likes
+    nothing; a world without tags (zero columns) has nobody liking anything.
+    """
+    share = np.asarray(share)
+    threshold = np.minimum(LIKE_LIFT * np.asarray(avg_share, dtype=share.dtype), LIKE_SHARE)
+    return (share > 0) & (share >= threshold)
+
+
+def _listed(
+    share: np.ndarray, mask: np.ndarray, always: tuple[int, ...], n: int
+) -> list[list[int]]:
+    """Per row, the tag columns ``mask`` holds, strongest (largest share) first, at most ``n`` of
+    them, except that the columns of ``always`` the row holds are kept, whatever their rank."""
+    forced = np.zeros(mask.shape[1], dtype=bool)
+    forced[list(always)] = True
+    out = []
+    for s, m in zip(share, mask):
+        order = np.argsort(-s, kind="stable")
+        cols = order[m[order]]
+        must = forced[cols]
+        extra = max(n - int(must.sum()), 0)
+        keep = must | (np.cumsum(~must) <= extra)
+        out.append(cols[keep].tolist())
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +99,10 @@ class Personas:
     history: sp.csr_matrix | None = (
         None  # (world users, n_items) bool: real users' histories, by template
     )
+    avg_taste: np.ndarray | None = None  # (n_tags,) the world's average taste: the yardstick of
+    avg_dislike: np.ndarray | None = None  # `likes`; None = this population's own average
+    targeted_likes: tuple[int, ...] = ()  # tag columns the population was targeted on liking
+    targeted_dislikes: tuple[int, ...] = ()  # (always listed in descriptions when they hold)
 
     def history_of(self, n_items: int) -> sp.csr_matrix:
         """(n, n_items) bool CSR of each persona's real history (empty rows for synthetic ones)."""
@@ -76,16 +124,37 @@ class Personas:
         fields = {f: getattr(self, f)[rows] for f in _ROW_FIELDS}
         return replace(self, **fields)
 
-    def liked_tags(self, catalog: Catalog, i: int, n: int = 5) -> list[str]:
-        order = np.argsort(-self.taste[i], kind="stable")[:n]
-        return [catalog.tags[j] for j in order if self.taste[i, j] > 0]
+    def average_share(self, field: Literal["taste", "dislike"]) -> np.ndarray:
+        """(n_tags,) the yardstick of ``likes`` for ``field``: the world's average user's share
+        (this population's own average where the world's is not known)."""
+        avg = getattr(self, f"avg_{field}")
+        if avg is not None:
+            return avg
+        m = getattr(self, field)
+        return m.mean(0) if len(m) else np.zeros(m.shape[1], m.dtype)
 
-    def disliked_tags(self, catalog: Catalog, i: int, n: int = 3) -> list[str]:
-        """Tags more common among the user's disliked items than among its liked ones (common
-        tags such as Drama fill both lists; a tag is not both liked and disliked)."""
-        surplus = self.dislike[i] - self.taste[i]
-        order = np.argsort(-surplus, kind="stable")[:n]
-        return [catalog.tags[j] for j in order if surplus[j] > 0 and self.dislike[i, j] > 0]
+    def liked_mask(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """(n, n_tags) bool: the tags each user (of ``rows``) likes: ``likes`` of its taste."""
+        return likes(self.taste[rows], self.average_share("taste"))
+
+    def disliked_mask(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """(n, n_tags) bool: the tags each user (of ``rows``) dislikes: ``likes`` of its dislike
+        distribution, less the tags it likes (common tags such as Drama fill both; liking wins)."""
+        return likes(self.dislike[rows], self.average_share("dislike")) & ~self.liked_mask(rows)
+
+    def liked_tags(self, catalog: Catalog, i: int, n: int = SHOWN_LIKES) -> list[str]:
+        """The tags user ``i`` likes, by share of its taste: at most ``n``, and every targeted
+        tag it likes."""
+        rows = slice(i, i + 1)
+        cols = _listed(self.taste[rows], self.liked_mask(rows), self.targeted_likes, n)
+        return [catalog.tags[j] for j in cols[0]]
+
+    def disliked_tags(self, catalog: Catalog, i: int, n: int = SHOWN_DISLIKES) -> list[str]:
+        """The tags user ``i`` dislikes, by share of its dislikes: at most ``n``, and every
+        targeted tag it dislikes."""
+        rows = slice(i, i + 1)
+        cols = _listed(self.dislike[rows], self.disliked_mask(rows), self.targeted_dislikes, n)
+        return [catalog.tags[j] for j in cols[0]]
 
     def describe(self, catalog: Catalog, i: int) -> str:
         """A short text summary of persona ``i`` (for prompts and reports)."""
@@ -97,10 +166,9 @@ class Personas:
         if self.occupation[i]:
             who.append(f"({self.occupation[i]})")
         head = " ".join(who) if who else "A user"
-        liked = self.liked_tags(catalog, i)
-        likes = ", ".join(liked) or "nothing in particular"
-        text = f"{head}; likes {likes}"
-        dis = [t for t in self.disliked_tags(catalog, i) if t not in liked]
+        liked = ", ".join(self.liked_tags(catalog, i)) or "nothing in particular"
+        text = f"{head}; likes {liked}"
+        dis = self.disliked_tags(catalog, i)
         if dis:
             text += f"; dislikes {', '.join(dis)}"
         tier = lambda x: "low" if x < 1 / 3 else ("high" if x >= 2 / 3 else "medium")  # noqa: E731
@@ -109,6 +177,13 @@ class Personas:
             f"{tier(self.conformity[i])}, variety-seeking {tier(self.diversity[i])}, "
             f"patience {tier(self.patience[i])}."
         )
+
+
+def liked_tag_lists(personas: Personas, catalog: Catalog) -> list[list[str]]:
+    """Per user, the liked tags its description lists (``Personas.liked_tags``), for the run's
+    ``users.parquet``."""
+    cols = _listed(personas.taste, personas.liked_mask(), personas.targeted_likes, SHOWN_LIKES)
+    return [[catalog.tags[j] for j in row] for row in cols]
 
 
 _ROW_FIELDS = (
@@ -220,6 +295,8 @@ def personas_from_history(
         mean_rating=user_mean.astype(np.float32),
         n_history=counts.astype(np.int64),
         history=history,
+        avg_taste=taste.mean(0) if n_users else np.zeros(tm.shape[1], np.float32),
+        avg_dislike=dislike.mean(0) if n_users else np.zeros(tm.shape[1], np.float32),
     )
 
 

@@ -14,7 +14,6 @@ from recoworld.items.catalog import Catalog
 from recoworld.rng import Stream, normals, uniforms
 from recoworld.users.persona import Personas, age_band, tier_of
 
-LIKE_LIFT = 1.25  # a user likes a tag whose share of its taste is >= 1.25x the average user's
 TIER_RANGE = {"low": (0.0, 1 / 3), "mid": (1 / 3, 2 / 3), "high": (2 / 3, 1.0), None: (0.0, 1.0)}
 
 
@@ -40,16 +39,15 @@ def resolve_tags(catalog: Catalog, names: list[str], field: str) -> list[int]:
     return out
 
 
-def _tag_mask(share: np.ndarray, tags: list[int]) -> np.ndarray:
-    mean = share.mean(0)
-    hit = (share[:, tags] > 0) & (share[:, tags] >= LIKE_LIFT * mean[tags])
-    return hit.any(1)
-
-
 def criteria(
     p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target"
 ) -> dict[str, np.ndarray]:
-    """One boolean mask per given criterion of ``t`` (named as a person would say it)."""
+    """One boolean mask per given criterion of ``t`` (named as a person would say it).
+
+    ``likes``/``dislikes`` hold for a user who likes (dislikes) any of the tags, by the one
+    definition of liking, ``Personas.liked_mask`` (``disliked_mask``), the same that describes
+    the user.
+    """
     out: dict[str, np.ndarray] = {}
     if t.age is not None:
         out[f"age {t.age[0]}-{t.age[1]}"] = (p.age >= t.age[0]) & (p.age <= t.age[1])
@@ -58,13 +56,11 @@ def criteria(
     if t.occupation:
         out[f"occupation in {t.occupation}"] = np.isin(p.occupation, t.occupation)
     if t.likes:
-        out[f"likes {', '.join(t.likes)}"] = _tag_mask(
-            p.taste, resolve_tags(catalog, t.likes, f"{field}.likes")
-        )
+        tags = resolve_tags(catalog, t.likes, f"{field}.likes")
+        out[f"likes {', '.join(t.likes)}"] = p.liked_mask()[:, tags].any(1)
     if t.dislikes:
-        out[f"dislikes {', '.join(t.dislikes)}"] = _tag_mask(
-            p.dislike, resolve_tags(catalog, t.dislikes, f"{field}.dislikes")
-        )
+        tags = resolve_tags(catalog, t.dislikes, f"{field}.dislikes")
+        out[f"dislikes {', '.join(t.dislikes)}"] = p.disliked_mask()[:, tags].any(1)
     for trait in ("activity", "conformity", "diversity"):
         tier = getattr(t, trait)
         if tier is not None:
@@ -136,6 +132,7 @@ def _from_description(
         .copy()
     )
     dislike = np.zeros((n, n_tags), np.float32)
+    # liking is judged against the world's average user, as for real personas
     if t.dislikes:
         dislike[:, resolve_tags(catalog, t.dislikes, "population.target.dislikes")] = 1.0 / len(
             t.dislikes
@@ -170,6 +167,39 @@ def _from_description(
         mean_rating=np.full(n, np.nan, np.float32),
         n_history=np.zeros(n, np.int64),
         history=None,
+        avg_taste=base.average_share("taste"),
+        avg_dislike=base.average_share("dislike"),
+    )
+
+
+def _keep_in_segment(p: Personas, before: Personas, catalog: Catalog, t: Targeting) -> Personas:
+    """``p`` where every user whom the jitter moved out of the segment ``t`` takes back
+    ``before``'s taste (it no longer likes or dislikes a targeted tag) or trait (it left the
+    targeted tier): the noise spreads users within the segment, never out of it. Draws nothing."""
+    fields: dict[str, np.ndarray] = {}
+    in_tags = np.ones(len(p), dtype=bool)
+    if t.likes:
+        tags = resolve_tags(catalog, t.likes, "population.target.likes")
+        in_tags &= p.liked_mask()[:, tags].any(1)
+    if t.dislikes:
+        tags = resolve_tags(catalog, t.dislikes, "population.target.dislikes")
+        in_tags &= p.disliked_mask()[:, tags].any(1)
+    if not in_tags.all():
+        fields["taste"] = np.where(in_tags[:, None], p.taste, before.taste)
+    for trait in ("activity", "conformity", "diversity"):
+        tier = getattr(t, trait)
+        if tier is not None:
+            v = getattr(p, trait)
+            fields[trait] = np.where(tier_of(v) == tier, v, getattr(before, trait))
+    return replace(p, **fields) if fields else p
+
+
+def _targeted(p: Personas, catalog: Catalog, t: Targeting) -> Personas:
+    """``p`` knowing the tags it was targeted on, which its descriptions always list."""
+    return replace(
+        p,
+        targeted_likes=tuple(resolve_tags(catalog, t.likes, "population.target.likes")),
+        targeted_dislikes=tuple(resolve_tags(catalog, t.dislikes, "population.target.dislikes")),
     )
 
 
@@ -180,7 +210,9 @@ def build_population(
 
     dataset: the first min(size, matches) users are the matching real personas as they are; the
     rest are resampled from them (seeded) with jitter. synthetic: every user is a jittered
-    resample, or, when no real user matches, built from the description.
+    resample, or, when no real user matches, built from the description. Every user matches
+    the target (a jittered one that would not keeps its source's taste or trait), and its
+    description lists the targeted tags.
     """
     try:
         matched = select(base, catalog, cfg.target)
@@ -192,9 +224,10 @@ def build_population(
         # Jitter spreads preference and taste; the traits are already uniform in the targeted
         # tiers, and noise on them would push users out of the tiers they were built for.
         j = _jitter(p, cfg.jitter, seed, np.arange(n))
-        return replace(
+        j = replace(
             j, **{t: getattr(p, t) for t in ("activity", "conformity", "diversity", "patience")}
         )
+        return _targeted(_keep_in_segment(j, p, catalog, cfg.target), catalog, cfg.target)
     n = cfg.size or matched.size
     j = np.arange(n)
     pick = uniforms(seed, Stream.SAMPLE, j)
@@ -204,9 +237,9 @@ def build_population(
         jittered = np.flatnonzero(j >= matched.size)
     else:
         rows, jittered = resampled, j
-    p = base.take(rows)
-    p = replace(p, uid=j.astype(np.int64))
-    return _jitter(p, cfg.jitter, seed, jittered)
+    p = replace(base.take(rows), uid=j.astype(np.int64))
+    jit = _keep_in_segment(_jitter(p, cfg.jitter, seed, jittered), p, catalog, cfg.target)
+    return _targeted(jit, catalog, cfg.target)
 
 
 def segment_labels(p: Personas, by: str) -> np.ndarray:
