@@ -67,8 +67,9 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
         and tp > llm.replica_num_gpus
     ):
         raise RunError(
-            f"llm.engine.tensor_parallel_size = {tp} spans {tp} GPUs, but each LLM replica reserves "
-            f"{llm.replica_num_gpus:g} (llm.replica_num_gpus); give each replica at least {tp}"
+            f"llm.engine.tensor_parallel_size = {tp} spans {tp} GPUs, "
+            f"but each LLM replica reserves {llm.replica_num_gpus:g} (llm.replica_num_gpus); "
+            f"give each replica at least {tp}"
         )
     cls = replica_actor_class(llm)
     handles = [
@@ -82,21 +83,24 @@ def start_replicas(model: StudyModel, run_id: str, cfg: RayConfig) -> list:  # -
             handles,
             cfg,
             "LLM replicas",
-            f"{replica_needs(llm)} (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources)",
+            f"{replica_needs(llm)} "
+            "(llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources)",
         )
         starts = {h.start.remote(): k for k, h in enumerate(handles)}
         _, pending = ray.wait(list(starts), num_returns=len(starts), timeout=cfg.shard_timeout_s)
         if pending:
             late = ", ".join(str(starts[r]) for r in pending)
             raise RunError(
-                f"LLM replicas {late} did not start their engine (model {llm.model!r}) within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)"
+                f"LLM replicas {late} did not start their engine (model {llm.model!r}) "
+                f"within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)"
             )
         for ref, k in starts.items():
             try:
                 ray.get(ref)
             except (RayActorError, RayTaskError) as e:
                 raise RunError(
-                    f"LLM replica {k} could not start its engine (model {llm.model!r}): {_last_line(e)}"
+                    f"LLM replica {k} could not start its engine (model {llm.model!r}): "
+                    f"{_last_line(e)}"
                 ) from None
     except BaseException:
         for h in handles:
@@ -112,8 +116,10 @@ def await_placement(actors: list, cfg: RayConfig, what: str, needs: str) -> None
     _, pending = ray.wait(ready, num_returns=len(ready), timeout=cfg.placement_timeout_s)
     if pending:
         raise RunError(
-            f"{len(pending)} of {len(actors)} {what} could not be placed within {cfg.placement_timeout_s:g} s "
-            f"(ray.placement_timeout_s): each needs {needs}; the cluster has {_resources(ray.cluster_resources())}"
+            f"{len(pending)} of {len(actors)} {what} could not be placed "
+            f"within {cfg.placement_timeout_s:g} s "
+            f"(ray.placement_timeout_s): each needs {needs}; "
+            f"the cluster has {_resources(ray.cluster_resources())}"
         )
 
 
@@ -245,7 +251,8 @@ class CoordinatorActor:
                         f"{s.index} (users {s.start}..{s.stop})" for _, s in inflight.values()
                     )
                     raise RunError(
-                        f"shards {late} did not finish within {cfg.shard_timeout_s:g} s (ray.shard_timeout_s)"
+                        f"shards {late} did not finish within {cfg.shard_timeout_s:g} s "
+                        "(ray.shard_timeout_s)"
                     )
                 ref = done[0]
                 actor, spec = inflight.pop(ref)
@@ -253,8 +260,9 @@ class CoordinatorActor:
                     done_results[spec.index] = ray.get(ref)
                 except RayActorError as e:
                     raise RunError(
-                        f"shard {spec.index} (users {spec.start}..{spec.stop}): its actor died and was not "
-                        f"restarted (ray.max_restarts = {cfg.max_restarts} used up): {e}"
+                        f"shard {spec.index} (users {spec.start}..{spec.stop}): "
+                        f"its actor died and was not restarted "
+                        f"(ray.max_restarts = {cfg.max_restarts} used up): {e}"
                     ) from None
                 except RayTaskError as e:
                     raise RunError(

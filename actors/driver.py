@@ -65,14 +65,16 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     host, port = url.hostname, url.port
     if not host or not port:
         raise RunError(
-            f"Ray address {address!r}: expected HOST:PORT (the head's GCS, e.g. 127.0.0.1:6379), ray://HOST:PORT, 'auto' or 'local'"
+            f"Ray address {address!r}: expected HOST:PORT (the head's GCS, e.g. 127.0.0.1:6379), "
+            "ray://HOST:PORT, 'auto' or 'local'"
         )
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as e:
         raise RunError(
-            f"cannot reach a Ray cluster at {address!r} ({host}:{port}): {e.strerror or e}; is `ray start --head` running there?"
+            f"cannot reach a Ray cluster at {address!r} ({host}:{port}): {e.strerror or e}; "
+            "is `ray start --head` running there?"
         ) from None
 
 

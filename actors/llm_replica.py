@@ -65,7 +65,8 @@ class LLMReplicaActor:
     ) -> None:
         if (llm is None) == (factory is None):
             raise LLMError(
-                f"LLM replica {index}: give an [llm] config or a factory, not {'both' if llm else 'neither'}"
+                f"LLM replica {index}: give an [llm] config or a factory, "
+                f"not {'both' if llm else 'neither'}"
             )
         self.index, self.llm, self.factory = index, llm, factory
         self.model: LanguageModel | None = None

@@ -245,7 +245,8 @@ class RayReplica:
 
 
 def ray_router(handles: Sequence, *, slack: int, name: str = "ray-replicas") -> ReplicaRouter:  # noqa: ANN001
-    """A :class:`ReplicaRouter` over ``LLMReplicaActor`` handles (replica ``k`` = ``handles[k]``)."""
+    """A :class:`ReplicaRouter` over ``LLMReplicaActor`` handles
+    (replica ``k`` = ``handles[k]``)."""
     return ReplicaRouter(RayReplica(handles), len(handles), slack=slack, name=name)
 
 

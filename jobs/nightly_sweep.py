@@ -1,7 +1,7 @@
 """Nightly sweep entry point: run every cell of a sweep file, then print and write its summary.
 
-    python jobs/nightly_sweep.py SWEEP.toml [--date YYYY-MM-DD] [--local [--workers N] | --ray ADDRESS]
-                                            [--out DIR] [--overwrite]
+    python jobs/nightly_sweep.py SWEEP.toml [--date YYYY-MM-DD]
+        [--local [--workers N] | --ray ADDRESS] [--out DIR] [--overwrite]
 
     ray job submit --working-dir . -- python jobs/nightly_sweep.py sweeps/nightly.toml
 
@@ -78,7 +78,8 @@ def pick_runner(args: argparse.Namespace):  # -> recoworld.sweep.CellRunner
         from actors.driver import run_study_on_ray
     except ImportError as e:
         raise RunError(
-            f"--ray {args.ray}: the Ray driver actors.driver.run_study_on_ray cannot be imported ({e}); "
+            f"--ray {args.ray}: the Ray driver actors.driver.run_study_on_ray "
+            f"cannot be imported ({e}); "
             "install Ray with pip install -e '.[ray]', or run with --local"
         ) from None
     return functools.partial(run_study_on_ray, address=args.ray)
@@ -134,7 +135,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 )
             case CellDone():
                 console.print(
-                    f"[{ev.index + 1}/{ev.total}] {ev.cell}: {ev.events:,} events in {ev.seconds:.1f}s",
+                    f"[{ev.index + 1}/{ev.total}] {ev.cell}: "
+                    f"{ev.events:,} events in {ev.seconds:.1f}s",
                     highlight=False,
                 )
 

@@ -270,14 +270,14 @@ def test_order_and_option_errors(prep: Prepared) -> None:
     with pytest.raises(EnvError) as e:
         env.reset(options={"usr": 3})
     assert (
-        str(e.value)
-        == "Expected reset options among ['brain_seed', 'user'], got ['usr'] - at RecoEnv.reset(options)"
+        str(e.value) == "Expected reset options among ['brain_seed', 'user'], got ['usr'] "
+        "- at RecoEnv.reset(options)"
     )
     with pytest.raises(EnvError) as e:
         env.reset(options={"user": 60})
     assert (
-        str(e.value)
-        == "Expected a population user uid (one of 60, 0..59), got 60 - at RecoEnv.reset(options['user'])"
+        str(e.value) == "Expected a population user uid (one of 60, 0..59), got 60 "
+        "- at RecoEnv.reset(options['user'])"
     )
     with pytest.raises(EnvError) as e:
         env.reset(options={"brain_seed": "7"})

@@ -165,7 +165,8 @@ def test_every_decision_is_a_recorded_call(scripted_eval, world) -> None:  # noq
     first = first_call["prompt"]
     m = re.search(r"about (\d+) of these (\d+) items are ones you would watch", first)
     assert m and 2 * int(m.group(1)) == int(m.group(2))
-    # the LLM brain's own prompt blocks: no earlier visits, nothing earlier in this one, a neutral mindset
+    # the LLM brain's own prompt blocks: no earlier visits, nothing earlier in this one,
+    # a neutral mindset
     b = int(first_call["user"])  # fidelity personas: uid = row
     f = fit_on_training(
         world, result.settings

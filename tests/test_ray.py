@@ -263,7 +263,8 @@ def test_a_run_whose_driver_is_killed_resumes_with_resume_run_id(
 def test_resume_needs_an_interrupted_run_of_the_same_study(cluster, world, tmp_path: Path) -> None:
     with pytest.raises(
         RunError,
-        match=r"no interrupted run 'nothing' to resume \(expected its plan.json\); run without --resume",
+        match=r"no interrupted run 'nothing' to resume \(expected its plan.json\); "
+        r"run without --resume",
     ):
         run_study_on_ray(study(2000), world, run_id="nothing", out_dir=tmp_path, resume=True)
     partial = tmp_path / ".changed.partial"
@@ -287,7 +288,8 @@ def test_missing_resources_fail_within_the_placement_timeout_naming_them(
     assert time.monotonic() - t0 < 60
     msg = str(e.value)
     assert msg.startswith(
-        "1 of 1 shard actors could not be placed within 2 s (ray.placement_timeout_s): each needs 1 CPU, 1 recoworld_llm; the cluster has "
+        "1 of 1 shard actors could not be placed within 2 s (ray.placement_timeout_s): "
+        "each needs 1 CPU, 1 recoworld_llm; the cluster has "
     )
     assert "2 CPU" in msg and "recoworld_llm" not in msg.split("the cluster has ")[1]
     assert not (tmp_path / "nores").exists()
@@ -317,8 +319,8 @@ def test_an_unreachable_address_is_a_clear_error_not_a_hang(tmp_path: Path) -> N
     )
     assert done.returncode == 2
     assert (
-        "error: cannot reach a Ray cluster at '127.0.0.1:1' (127.0.0.1:1): Connection refused; is `ray start --head` running there?"
-        in " ".join(done.stderr.split())
+        "error: cannot reach a Ray cluster at '127.0.0.1:1' (127.0.0.1:1): Connection refused; "
+        "is `ray start --head` running there?" in " ".join(done.stderr.split())
     )
     assert time.monotonic() - t0 < 60
     assert not list(tmp_path.glob("*/"))

@@ -108,7 +108,7 @@ def test_home_replica_is_a_stable_hash_that_spreads_users() -> None:
     assert all(900 < homes.count(k) < 1100 for k in range(4))
 
 
-def test_a_user_stays_home_until_its_home_is_busier_than_the_least_loaded_by_more_than_the_slack() -> (
+def test_a_user_stays_home_until_its_home_is_busier_than_the_least_loaded_by_more_than_the_slack() -> (  # noqa: E501
     None
 ):
     t = RouteTable(3, slack=2)
@@ -513,8 +513,10 @@ def test_replicas_that_cannot_be_placed_fail_the_run_naming_what_they_need(
     assert time.monotonic() - t0 < 60
     msg = str(e.value)
     assert msg.startswith(
-        "2 of 2 LLM replicas could not be placed within 2 s (ray.placement_timeout_s): each needs 1 GPU, 1 CPU, "
-        "1 recoworld_llm (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources); the cluster has "
+        "2 of 2 LLM replicas could not be placed within 2 s (ray.placement_timeout_s): "
+        "each needs 1 GPU, 1 CPU, "
+        "1 recoworld_llm (llm.replica_num_gpus, llm.replica_num_cpus, llm.replica_resources); "
+        "the cluster has "
     ), msg
     assert (
         "2 CPU" in msg.split("the cluster has ")[1]
@@ -535,7 +537,8 @@ def test_an_engine_that_cannot_start_fails_the_run_naming_the_replica_and_the_ca
 ) -> None:
     with pytest.raises(
         RunError,
-        match=r"^LLM replica \d could not start its engine \(model 'scripted'\): LLMError: model folder /nowhere does not exist$",
+        match=r"^LLM replica \d could not start its engine \(model 'scripted'\): "
+        r"LLMError: model folder /nowhere does not exist$",
     ):
         run_study_on_ray(
             study(20), world, run_id="broken", out_dir=tmp_path, replica_factory=broken_replica
@@ -553,7 +556,8 @@ def test_a_replica_smaller_than_its_engines_tensor_parallel_span_is_refused(
     )
     with pytest.raises(
         RunError,
-        match=r"^llm.engine.tensor_parallel_size = 2 spans 2 GPUs, but each LLM replica reserves 1 \(llm.replica_num_gpus\); give each replica at least 2$",
+        match=r"^llm.engine.tensor_parallel_size = 2 spans 2 GPUs, "
+        r"but each LLM replica reserves 1 \(llm.replica_num_gpus\); give each replica at least 2$",
     ):
         run_study_on_ray(cfg, world, run_id="tp", out_dir=tmp_path)
 

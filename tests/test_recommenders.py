@@ -133,7 +133,7 @@ def history(s: Setup) -> np.ndarray:
     return s.personas.history_of(s.catalog.n_items).toarray()
 
 
-# --- the pool machinery and the random baseline ----------------------------------------------------
+# --- the pool machinery and the random baseline ---------------------------------------------------
 
 
 def test_random_slates_are_distinct_valid_and_never_repeat_across_turns_and_sessions(
@@ -188,7 +188,7 @@ def test_exhausted_users_see_every_unseen_pool_item_before_repeats(setup: Setup,
     assert seen.all()
 
 
-# --- popular ------------------------------------------------------------------------------------------
+# --- popular --------------------------------------------------------------------------------------
 
 
 def test_popular_shows_the_most_popular_unseen_items_in_order(setup: Setup) -> None:
@@ -266,7 +266,7 @@ def test_mf_without_history_falls_back_to_popularity(setup: Setup) -> None:
     )
 
 
-# --- the instruction-following re-ranker -------------------------------------------------------------
+# --- the instruction-following re-ranker ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["random", "popular", "mf"])
@@ -332,7 +332,7 @@ def test_instruction_shift_is_weight_times_spread_and_halves_every_session(setup
     assert (r.adjust(np.array([5]), cand, base, scale) == 0).all()  # another user: untouched
 
 
-# --- creator injection ----------------------------------------------------------------------------------
+# --- creator injection ----------------------------------------------------------------------------
 
 
 def inject(position: int, rate: float, s: Setup) -> CreatorInjector:
@@ -417,7 +417,7 @@ def test_inject_rate_zero_changes_nothing(setup: Setup) -> None:
     )
 
 
-# --- creator boost ----------------------------------------------------------------------------------------
+# --- creator boost --------------------------------------------------------------------------------
 
 
 def first_creator_slot(s: Setup, slates: np.ndarray) -> np.ndarray:
@@ -462,7 +462,7 @@ def test_boost_applies_to_treated_users_only(setup: Setup) -> None:
     assert setup.catalog.is_creator_item[slates[:, :, treated]].any(-1).any(1).all()
 
 
-# --- per-user determinism ---------------------------------------------------------------------------------
+# --- per-user determinism -------------------------------------------------------------------------
 
 
 def tag_clicks(s: Setup) -> Clicks:
@@ -519,7 +519,7 @@ def test_a_users_slates_do_not_depend_on_who_shares_its_batch(setup: Setup, name
         np.testing.assert_array_equal(alone[:, :, 0], full[:, :, u])
 
 
-# --- the factory ----------------------------------------------------------------------------------------
+# --- the factory ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

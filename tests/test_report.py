@@ -84,7 +84,7 @@ def test_the_report_is_one_self_contained_file(report: str) -> None:
         "sessions",
     ):
         section(report, anchor)
-    # figures are matplotlib SVGs, inline: forest, engagement, session length, retention, creator reach
+    # inline matplotlib SVGs: forest, engagement, session length, retention, creator reach
     assert report.count("<svg") == 5
     assert report.count('<g id="figure_1">') == 5  # as matplotlib draws them
 
@@ -272,7 +272,8 @@ def test_a_sweep_root_with_several_dates_names_them(
     assert main(["report", str(tmp_path / "nightly")]) == 2
     err = capsys.readouterr().err
     assert err == (
-        f"error: {tmp_path / 'nightly'}: a sweep folder with several dates; expected one date folder, e.g. "
+        f"error: {tmp_path / 'nightly'}: a sweep folder with several dates; "
+        "expected one date folder, e.g. "
         f"{other} (found date=2026-01-02, date=2026-01-03)\n"
     )
 
@@ -309,7 +310,8 @@ def test_a_partial_run_folder(copy: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_a_run_missing_a_table(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.rmtree(copy / "sessions")
     assert error_of(["report", str(copy)], capsys) == (
-        f"error: {copy / 'sessions'}: no Parquet files; expected sessions/arm=<arm>/part-*.parquet\n"
+        f"error: {copy / 'sessions'}: no Parquet files; "
+        "expected sessions/arm=<arm>/part-*.parquet\n"
     )
 
 
@@ -317,7 +319,8 @@ def test_a_run_of_schema_version_1(copy: Path, capsys: pytest.CaptureFixture[str
     manifest = json.loads((copy / MANIFEST).read_text())
     (copy / MANIFEST).write_text(json.dumps({**manifest, "schema_version": 1}))
     assert error_of(["report", str(copy)], capsys) == (
-        f"error: {copy}: written by schema version 1; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study\n"
+        f"error: {copy}: written by schema version 1; "
+        f"this RecoWorld reads version {SCHEMA_VERSION}: re-run the study\n"
     )
 
 
@@ -326,7 +329,8 @@ def test_files_of_schema_version_1(copy: Path, capsys: pytest.CaptureFixture[str
     t = pq.read_table(f).drop_columns(["feeling"])  # version 1 had no feeling column
     pq.write_table(t.replace_schema_metadata({METADATA_KEY: b"1", TABLE_KEY: b"events"}), f)
     assert error_of(["report", str(copy)], capsys) == (
-        f"error: {f}: table 'events' written by schema version 1; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study\n"
+        f"error: {f}: table 'events' written by schema version 1; "
+        f"this RecoWorld reads version {SCHEMA_VERSION}: re-run the study\n"
     )
 
 
@@ -348,6 +352,6 @@ def test_a_damaged_manifest(copy: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_a_file_instead_of_a_folder(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = copy / "study.json"
     assert (
-        error_of(["report", str(f)], capsys)
-        == f"error: {f}: not a folder; expected a run folder (runs/<run_id>) holding manifest.json\n"
+        error_of(["report", str(f)], capsys) == f"error: {f}: not a folder; "
+        "expected a run folder (runs/<run_id>) holding manifest.json\n"
     )

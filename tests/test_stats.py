@@ -53,7 +53,8 @@ TOTALS = (
 
 @st.composite
 def arm_metrics(draw: st.DrawFn, n: int | None = None, arm: str = "control") -> pl.DataFrame:
-    """user_metrics of one arm for users 0..n-1, with consistent counts (clicks <= impressions...)."""
+    """user_metrics of one arm for users 0..n-1,
+    with consistent counts (clicks <= impressions...)."""
     n = draw(st.integers(2, 25)) if n is None else n
     rows = []
     for user in range(n):

@@ -161,7 +161,8 @@ def check_golden(name: str, lines: list[str]) -> None:
     assert len(lines) == len(expected) and not diffs, (
         f"{path}: {len(lines)} lines now, {len(expected)} stored; first differing line "
         f"{diffs[0] + 1 if diffs else min(len(lines), len(expected)) + 1}:\n"
-        f"  now:    {lines[diffs[0]] if diffs else '(end)'}\n  stored: {expected[diffs[0]] if diffs else '(end)'}\n"
+        f"  now:    {lines[diffs[0]] if diffs else '(end)'}\n"
+        f"  stored: {expected[diffs[0]] if diffs else '(end)'}\n"
         "If the change is intended, regenerate with RECOWORLD_UPDATE_GOLDEN=1 and review the diff."
     )
 
@@ -262,7 +263,9 @@ WITHOUT_RAY = textwrap.dedent(
 
     sys.meta_path.insert(0, NoRay())
     import recoworld.cli
-    code = recoworld.cli.main(["run", sys.argv[1], "--out", sys.argv[2], "--run-id", "r", "--quiet", "--workers", "1"])
+    code = recoworld.cli.main(
+        ["run", sys.argv[1], "--out", sys.argv[2], "--run-id", "r", "--quiet", "--workers", "1"]
+    )
     assert code == 0, code
     assert "ray" not in sys.modules, sorted(m for m in sys.modules if m.startswith("ray"))
     print("ran without ray")
@@ -273,8 +276,10 @@ WITHOUT_RAY = textwrap.dedent(
 def test_a_study_runs_without_ray_and_never_imports_it(tmp_path: Path) -> None:
     study = tmp_path / "tiny.toml"
     study.write_text(
-        'name = "tiny"\nseed = 2\n[world]\ndataset = "synthetic"\nsynthetic_users = 60\nsynthetic_items = 50\n'
-        "embedding_dim = 4\n[population]\nsize = 20\n[simulation]\nsessions = 1\nturns = 2\nslate_size = 3\n"
+        'name = "tiny"\nseed = 2\n[world]\ndataset = "synthetic"\n'
+        "synthetic_users = 60\nsynthetic_items = 50\n"
+        "embedding_dim = 4\n[population]\nsize = 20\n"
+        "[simulation]\nsessions = 1\nturns = 2\nslate_size = 3\n"
         "[recommender]\ncandidates = 6\n"
     )
     done = subprocess.run(

@@ -47,7 +47,8 @@ if not CHROMIUM.exists() and os.environ.get("RECOWORLD_REQUIRE_BROWSER"):
     )
 if not CHROMIUM.exists():
     pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/browser.sh installs it)",
+        f"browser tests need Debian's Chromium at {CHROMIUM} "
+        "(apt-get install -y chromium; .ci/browser.sh installs it)",
         allow_module_level=True,
     )
 sync_api = pytest.importorskip(
@@ -130,11 +131,16 @@ STATE_JS = """() => {
   const lab = document.getElementById('step-label');
   const rows = [...document.querySelectorAll('#slate tbody tr')].map(tr => ({
     position: Number(tr.dataset.position), cls: tr.className,
-    action: tr.querySelector('td.action').textContent, watch: tr.querySelector('td.watch').textContent,
-    rating: tr.querySelector('td.rating').textContent, satisfaction: tr.querySelector('td.satisfaction').textContent }));
-  const mind = Object.fromEntries([...document.querySelectorAll('#mindset [data-metric]')].map(r => [r.dataset.metric, r.querySelector('.value').textContent]));
-  return { label: lab.textContent, turn: Number(lab.dataset.turn), position: lab.dataset.position, rows, mind,
-           instruction: document.getElementById('instruction').textContent, leave: document.getElementById('leave').textContent,
+    action: tr.querySelector('td.action').textContent,
+    watch: tr.querySelector('td.watch').textContent,
+    rating: tr.querySelector('td.rating').textContent,
+    satisfaction: tr.querySelector('td.satisfaction').textContent }));
+  const mind = Object.fromEntries([...document.querySelectorAll('#mindset [data-metric]')].map(
+    r => [r.dataset.metric, r.querySelector('.value').textContent]));
+  return { label: lab.textContent, turn: Number(lab.dataset.turn), position: lab.dataset.position,
+           rows, mind,
+           instruction: document.getElementById('instruction').textContent,
+           leave: document.getElementById('leave').textContent,
            next_disabled: document.getElementById('next').disabled, hash: location.hash };
 }"""
 

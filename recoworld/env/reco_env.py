@@ -143,7 +143,8 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if render_mode not in (None, *self.metadata["render_modes"]):
             modes = self.metadata["render_modes"]
             raise EnvError(
-                f"Expected render_mode None or one of {modes}, got {render_mode!r} - at RecoEnv(render_mode)"
+                f"Expected render_mode None or one of {modes}, got {render_mode!r} "
+                "- at RecoEnv(render_mode)"
             )
         self.render_mode = render_mode
 
@@ -339,7 +340,8 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if row is None:
             pop = self.prep.population.uid
             raise EnvError(
-                f"Expected a population user uid (one of {len(pop)}, {int(pop.min())}..{int(pop.max())}), "
+                f"Expected a population user uid "
+                f"(one of {len(pop)}, {int(pop.min())}..{int(pop.max())}), "
                 f"got {u} - at RecoEnv.reset(options['user'])"
             )
         return row

@@ -81,8 +81,9 @@ def render_markdown(result: FidelityResult) -> str:
         "",
         f"Split: {m['split_order']} (held out per user: {m['settings']['holdout_share']:.0%}); "
         f"{m['evaluated_users']:,} evaluated users, {m['train_interactions']:,} training and "
-        f"{m['test_interactions']:,} held-out interactions. Choice model fitted on the training part "
-        f"only: AUC {m['fit_auc']:.3f} on its own inner split. {m['seconds']:.1f}s.",
+        f"{m['test_interactions']:,} held-out interactions. "
+        f"Choice model fitted on the training part only: "
+        f"AUC {m['fit_auc']:.3f} on its own inner split. {m['seconds']:.1f}s.",
     ]
     if m.get("brain_note"):
         parts += ["", m["brain_note"] + "."]
@@ -93,7 +94,8 @@ def render_markdown(result: FidelityResult) -> str:
         "",
         "## a. Discrimination (Agent4Rec protocol)",
         "",
-        "prior `told`: the simulated user knows the list's positive share; `blind`: its own fitted prior. "
+        "prior `told`: the simulated user knows the list's positive share; "
+        "`blind`: its own fitted prior. "
         "decisions `sampled`: one draw; `expected`: in expectation over draws; `mode`: p >= 0.5; "
         "`ranked`: the list's share of items, those with the highest p.",
         "",
@@ -167,7 +169,8 @@ def render_markdown(result: FidelityResult) -> str:
         )
         parts += [
             "",
-            "Simulated vs. real positive rate per trait tier (1:9 lists, sampled decisions, told prior):",
+            "Simulated vs. real positive rate per trait tier "
+            "(1:9 lists, sampled decisions, told prior):",
             "",
             markdown_table(
                 pr,
@@ -203,8 +206,10 @@ def llm_summary(llm: dict) -> str:
     return (
         f"LLM calls ({llm.get('model', '?')}): {llm.get('calls', 0):,} calls ({statuses}); "
         f"{llm.get('fallbacks', 0):,} fallbacks (slates still invalid after one repair: "
-        f"{d.get('fallback_skip', 0):,} items counted as skips); answers: watch {d.get('watch', 0):,}, "
-        f"click {d.get('click', 0):,}, skip {d.get('skip', 0):,}; tokens in {llm.get('tokens_in', 0):,}, "
+        f"{d.get('fallback_skip', 0):,} items counted as skips); "
+        f"answers: watch {d.get('watch', 0):,}, "
+        f"click {d.get('click', 0):,}, skip {d.get('skip', 0):,}; "
+        f"tokens in {llm.get('tokens_in', 0):,}, "
         f"out {llm.get('tokens_out', 0):,}"
         + (f"; mean latency {lat:.2f}s" if lat is not None else "")
         + (

@@ -168,7 +168,13 @@ def version_problem(version: object) -> str:
     if isinstance(version, str) and version.isdigit():
         version = int(version)
     if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
-        return f"written by schema version {version}; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+        return (
+            f"written by schema version {version}; "
+            f"this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+        )
     if isinstance(version, int) and not isinstance(version, bool):
-        return f"written by schema version {version} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+        return (
+            f"written by schema version {version} (a newer RecoWorld); "
+            f"this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+        )
     return f"written with schema version {version!r}; this RecoWorld reads version {SCHEMA_VERSION}"

@@ -1,4 +1,5 @@
-"""Recommenders behind one small protocol: recommend a slate, observe feedback, take instructions."""
+"""Recommenders behind one small protocol: recommend a slate, observe feedback,
+take instructions."""
 
 from recoworld.recommenders.base import Recommender
 

@@ -179,7 +179,7 @@ class PoolRecommender(SyncRecommender):
         finite = np.isfinite(cs)
         if finite.all():
             spread = cs.std(axis=1)
-        else:  # rows of exhausted users may be all -inf: their spread is NaN (then 1, below), quietly
+        else:  # exhausted users' rows may be all -inf: spread NaN (then 1, below), quietly
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 spread = np.nanstd(np.where(finite, cs, np.nan), axis=1)

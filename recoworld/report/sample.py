@@ -32,7 +32,9 @@ from recoworld.io.tables import read_table, write_table
 SAMPLE_STUDY = StudyConfig(
     name="sample",
     seed=7,
-    description="A generated world: an indie creator's two new titles injected into every other slate.",
+    description=(
+        "A generated world: an indie creator's two new titles injected into every other slate."
+    ),
     world=WorldConfig(
         dataset="synthetic", synthetic_users=150, synthetic_items=120, embedding_dim=8
     ),

@@ -91,7 +91,8 @@ class BlockMoments:
 
 
 def merge_blocks(parts: list[BlockMoments]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fold every block, in block order, into (n, mean, m2) of shape (arms, segments + 1, metrics, 2)."""
+    """Fold every block, in block order, into (n, mean, m2)
+    of shape (arms, segments + 1, metrics, 2)."""
     ordered = sorted(parts, key=lambda p: p.first_block)
     n = mean = m2 = None
     for p in ordered:

@@ -87,7 +87,10 @@ def expand(
                     try:
                         cell_cfg = validate_study(cell_cfg)
                     except ConfigError as e:
-                        where = f"study {path}, recommender {r.name!r}, population {p.name!r}, seed {seed}"
+                        where = (
+                            f"study {path}, recommender {r.name!r}, "
+                            f"population {p.name!r}, seed {seed}"
+                        )
                         raise ConfigError(f"{source}: cell {cid} ({where}): {e}") from None
                     cells.append(
                         Cell(

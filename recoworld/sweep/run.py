@@ -95,7 +95,8 @@ class SweepResult:
     summary: pl.DataFrame
     planned: list[PlannedCell]
     stray: list[str]
-    """cell=... folders under the date folder that are not in this grid (left out of the summary)."""
+    """cell=... folders under the date folder that are not in this grid
+    (left out of the summary)."""
     seconds: float
 
 

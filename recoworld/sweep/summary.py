@@ -72,7 +72,9 @@ def sweep_table(
     treatment arm the paired difference from control (Δ) ± its half-width below it."""
     t = Table(
         title=title,
-        caption="± = half-width of the 95% CI over users; Δ = paired difference from the control arm",
+        caption=(
+            "± = half-width of the 95% CI over users; Δ = paired difference from the control arm"
+        ),
     )
     t.add_column("cell", overflow="fold", min_width=16)
     t.add_column("arm", no_wrap=True)

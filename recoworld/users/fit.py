@@ -89,7 +89,8 @@ def split_history(world: World) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarra
 def _sample_negatives(
     users: np.ndarray, n_items: int, per: int, taken: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``per`` items per entry of ``users`` that the user never touched (``taken`` = sorted codes)."""
+    """``per`` items per entry of ``users`` that the user never touched
+    (``taken`` = sorted codes)."""
     uu = np.repeat(users, per)
     ii = rng.integers(0, n_items, size=uu.size)
     for _ in range(5):
