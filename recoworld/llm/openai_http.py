@@ -14,8 +14,12 @@ at most ``concurrency`` at a time per client; the server batches them (continuou
   200 whose body is not a completion are ``retryable=True``; any other 4xx is ``False``.
 - **API key**: read once, at construction, from the environment variable named by
   ``api_key_env`` and sent as ``Authorization: Bearer``; it is never logged and never put in an
-  error message or ``repr`` (any echo of it in a server's error body is masked). No variable
-  or an empty one = no header (a local ``vllm serve`` without ``--api-key``).
+  error message or ``repr``: any echo of it in a server's error body or an exception — raw,
+  ``repr()``-ed, JSON-escaped, or a piece of it — is masked (:func:`recoworld.llm.redact.mask`)
+  before the text is cut or formatted, and the finished message once more. A key with a
+  character outside printable ASCII is refused at construction with a one-line error that
+  names the variable and the position, not the key (HTTP header values are ASCII). No
+  variable or an empty one = no header (a local ``vllm serve`` without ``--api-key``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import httpx
 
 from recoworld.config import LLMConfig
 from recoworld.errors import LLMError
+from recoworld.llm.redact import mask
 from recoworld.llm.types import LLMRequest, LLMResult
 
 
@@ -66,6 +71,13 @@ class OpenAIHTTPModel:
         self.disable_any_whitespace = disable_any_whitespace
         self.api_key_env = api_key_env
         self.__key = os.environ.get(api_key_env, "") if api_key_env else ""
+        bad = next((i for i, c in enumerate(self.__key) if not " " < c < "\x7f"), None)
+        if bad is not None:
+            raise LLMError(
+                f"llm.api_key_env: the API key in ${api_key_env} has a character that is not "
+                f"printable ASCII at position {bad} (of {len(self.__key)}); HTTP headers carry "
+                "ASCII only: expected the key exactly as issued, without spaces or line breaks"
+            )
         self._client: httpx.AsyncClient | None = None
         self._sem: asyncio.Semaphore | None = None
         self._closed = False
@@ -95,7 +107,7 @@ class OpenAIHTTPModel:
         return bool(self.__key)
 
     def _mask(self, text: str) -> str:
-        return text.replace(self.__key, "***") if self.__key else text
+        return mask(text, self.__key)
 
     def _http(self) -> httpx.AsyncClient:
         if self._closed:
@@ -153,7 +165,7 @@ class OpenAIHTTPModel:
             finish_reason="error",
             latency_s=time.perf_counter() - t0,
             model=self.name,
-            error=self._mask(error)[:2000],
+            error=self._mask(error)[:2000],  # the pieces were masked before formatting too
             retryable=retryable,
         )
 
@@ -177,25 +189,29 @@ class OpenAIHTTPModel:
                 return self._error(
                     req,
                     t0,
-                    f"connection error: POST {self.base_url}{path}: {type(e).__name__}: {e}",
+                    f"connection error: POST {self.base_url}{path}: {type(e).__name__}: "
+                    f"{self._mask(str(e))}",
                     True,
                 )
         if resp.status_code != 200:
             retry = resp.status_code == 429 or resp.status_code >= 500
+            echo = self._mask(resp.text)  # before the cut: no piece of a key is left behind
             return self._error(
                 req,
                 t0,
-                f"HTTP {resp.status_code} from POST {self.base_url}{path}: {resp.text[:1000]}",
+                f"HTTP {resp.status_code} from POST {self.base_url}{path}: {echo[:1000]}",
                 retry,
             )
         try:
             return self._result(req, resp.json(), time.perf_counter() - t0)
         except (ValueError, KeyError, IndexError, TypeError) as e:
+            echo = self._mask(resp.text)  # before the cut and the repr()
             return self._error(
                 req,
                 t0,
-                f"unexpected response from POST {self.base_url}{path} ({type(e).__name__}: {e}); "
-                f"expected an OpenAI completion with choices[0]; got {resp.text[:300]!r}",
+                f"unexpected response from POST {self.base_url}{path} "
+                f"({type(e).__name__}: {self._mask(str(e))}); "
+                f"expected an OpenAI completion with choices[0]; got {echo[:300]!r}",
                 True,
             )
 
