@@ -34,8 +34,8 @@ from recoworld.eval.fidelity import (
 )
 from recoworld.eval.llm_decider import LLMDecider
 from recoworld.eval.report import SCHEMA_VERSION, write_result
-from recoworld.llm.prompts import USER_INSTRUCTIONS, turn_block, user_header
 from recoworld.testing.scripted_llm import ScriptedModel
+from recoworld.users.prompts import USER_INSTRUCTIONS, turn_block, user_header
 from recoworld.world.synthetic import synthetic_world
 
 STUDY = """
@@ -144,7 +144,7 @@ def test_every_decision_is_a_recorded_call(scripted_eval, world) -> None:  # noq
     d = result.tables["discrimination"]
     users = pick(d, "llm", "1:1")["users"]
     per_list = slates.group_by(
-        pl.col("call_id").str.split("/").list.slice(0, 3).list.join("/")
+        pl.col("call_id").str.extract(r"^([^/]+)/").alias("arm"), "user", "session"
     ).len()
     assert per_list.height == users * 3 * 2 and set(per_list["len"]) <= {1, 2}
     # the decisions counted are those the completions hold
@@ -212,7 +212,7 @@ def test_lists_longer_than_a_slate_are_cut_into_slates(world, tmp_path: Path) ->
     assert model.calls == 3 * math.ceil(10 / 4)
     sizes: dict[str, list[int]] = {}
     for r in model.requests:  # a user's slates in order: 4, 4, 2 items
-        sizes.setdefault(r.id.split("/")[1], []).append(
+        sizes.setdefault(str(r.key.user), []).append(
             json.loads(r.schema)["properties"]["items"]["minItems"]
         )
     assert list(sizes.values()) == [[4, 4, 2]] * 3
