@@ -266,6 +266,11 @@ class LLMConfig(Strict):
     """Per request."""
     retries: int = 3
     """Attempts after the first for a request that failed (error, timeout, HTTP 429/5xx)."""
+    max_failure_rate: float = 0.25
+    """The failure budget: the share of questions to the model (a slate, a summary, a re-rank)
+    that may end without a usable answer (the parametric fallback stands in) before the run
+    stops with an error naming the endpoint and the first failures. Judged once 20 questions
+    were asked (and at the end of each arm of each shard). 1 = never stop."""
     backoff_s: float = 0.5
     """First retry delay; doubled each attempt, with jitter."""
     temperature: float = 0.7
@@ -623,6 +628,8 @@ def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
     recs = [("recommender", cfg.recommender)] + [
         (f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender
     ]
+    if cfg.llm is not None and not 0.0 <= cfg.llm.max_failure_rate <= 1.0:
+        raise bad("llm.max_failure_rate", "a number in [0, 1]", cfg.llm.max_failure_rate)
     if cfg.llm is None:
         if cfg.brain.kind != "parametric":
             raise bad(

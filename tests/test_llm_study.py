@@ -199,8 +199,9 @@ def test_invalid_completions_get_one_repair_then_the_parametric_decision(
 def test_a_model_that_never_answers_validly_falls_back_to_the_parametric_brain_and_says_so(
     world, tmp_path: Path
 ) -> None:
+    no_budget = with_(BASE, llm=msgspec.structs.replace(BASE.llm, max_failure_rate=1.0))
     broken = run(
-        BASE, world, tmp_path, "broken", ScriptedModel(always_invalid=("slate", "summary"))
+        no_budget, world, tmp_path, "broken", ScriptedModel(always_invalid=("slate", "summary"))
     )
     parametric = run(
         with_(BASE, brain=BrainConfig(kind="parametric"), llm=None), world, tmp_path, "param"
@@ -220,6 +221,27 @@ def test_a_model_that_never_answers_validly_falls_back_to_the_parametric_brain_a
     )  # first try + repair
     manifest = json.loads((broken.path / "manifest.json").read_text())
     assert manifest["llm"]["by_status"]["fallback"] == turns + sessions
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        (ScriptedModel(always_invalid=("slate", "summary")), "invalid answer"),
+        (ScriptedModel(fail_retryable=10**9), "scripted outage"),
+    ],
+    ids=["never-valid", "dead-endpoint"],
+)
+def test_a_model_over_the_failure_budget_stops_the_run_naming_the_endpoint(
+    world, tmp_path: Path, model: ScriptedModel, why: str
+) -> None:
+    with pytest.raises(LLMError) as e:
+        run(BASE, world, tmp_path, "over-budget", model)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("language model at http://127.0.0.1:8000/v1 (model 'scripted'): ")
+    assert "over the failure budget [llm] max_failure_rate = 0.25" in msg
+    assert "First failures: slate for user 0" in msg and why in msg
+    assert not (tmp_path / "over-budget").exists()  # nothing that looks complete is left
 
 
 def test_hybrid_brain_chooses_parametrically_and_calls_the_model_only_for_words(
@@ -288,7 +310,9 @@ AGENTIC = with_(
 def test_agentic_recommender_rejects_hallucinated_ids_and_counts_them(
     world, tmp_path: Path
 ) -> None:
-    r = run(AGENTIC, world, tmp_path, "halluc", ScriptedModel(hallucinate=True))
+    # every ranking is refused: over any failure budget but 1, which this test sets to count them
+    no_budget = with_(AGENTIC, llm=msgspec.structs.replace(AGENTIC.llm, max_failure_rate=1.0))
+    r = run(no_budget, world, tmp_path, "halluc", ScriptedModel(hallucinate=True))
     base = run(
         with_(
             AGENTIC,

@@ -52,6 +52,7 @@ async def ask_structured(
 ) -> Outcome:
     schema = json_schema(t)
     lenient = lenient or t
+    why = ""
     for attempt in range(2):
         name = purpose if attempt == 0 else f"repair-{purpose}"
         key = CallKey(arm=arm, user=uid, session=session, turn=turn, purpose=name, attempt=attempt)
@@ -65,6 +66,7 @@ async def ask_structured(
         (res,) = await model.generate([req])
         if not res.ok:
             log.resolve(req.id, "error")
+            why = f"{purpose} for user {uid}, session {session}, turn {turn}: {res.error}"
             break
         ans, err = None, None
         try:
@@ -74,9 +76,14 @@ async def ask_structured(
         refused = check(res.text, ans, err) if check is not None else None
         if refused is not None:
             log.resolve(req.id, refused)
+            if log.budget is not None:
+                log.budget.count(True, f"{purpose} for user {uid}: {refused}")
             return Outcome(None, refused)
         if err is not None:
             log.resolve(req.id, "invalid")
+            why = (
+                f"{purpose} for user {uid}, session {session}, turn {turn}: invalid answer ({err})"
+            )
             shown = res.text if len(res.text) <= 800 else res.text[:800] + "..."
             prompt = (
                 f"{prompt}{shown}\nThat answer was invalid: {err}. Answer again, with one JSON "
@@ -85,7 +92,11 @@ async def ask_structured(
             continue
         status = "ok" if attempt == 0 else "repaired"
         log.resolve(req.id, status)
+        if log.budget is not None:
+            log.budget.count(False)
         return Outcome(ans, status)
     fallback = CallKey(arm=arm, user=uid, session=session, turn=turn, purpose=f"fallback-{purpose}")
     log.note(fallback, "fallback")
+    if log.budget is not None:
+        log.budget.count(True, why)
     return Outcome(None, "fallback")

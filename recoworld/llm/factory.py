@@ -96,3 +96,13 @@ def open_model(llm: LLMConfig, *, seed: int = 0) -> LanguageModel:
         return ReplayModel(llm.replay_from)
     bg = BackgroundModel(lambda: open_backend(llm))
     return RetryModel(bg, retries=llm.retries, backoff_s=llm.backoff_s, seed=seed)
+
+
+def endpoint_name(llm: LLMConfig) -> str:
+    """Where a study's questions go, in words (for errors): never the API key."""
+    match llm.backend:
+        case "openai":
+            return f"{llm.base_url} (model {llm.model!r})"
+        case "replay":
+            return f"the replay of {llm.replay_from}"
+    return f"the in-process vLLM engine (model {llm.model!r})"

@@ -116,6 +116,40 @@ class CallRow(msgspec.Struct, kw_only=True):
         )
 
 
+class FailureBudget:
+    """How many questions to the model may end without a usable answer (a parametric fallback
+    stands in) before the run stops: ``max_rate`` of them, judged from ``min_asks`` questions
+    on (and by :meth:`check` at the end). The error names ``endpoint`` and the first failures."""
+
+    def __init__(self, max_rate: float, endpoint: str, min_asks: int = 20) -> None:
+        self.max_rate, self.endpoint, self.min_asks = max_rate, endpoint, min_asks
+        self.asks = self.failures = 0
+        self.first: list[str] = []
+
+    def count(self, failed: bool, why: str = "") -> None:
+        """One question answered (``failed``: not usably); raises LLMError over budget."""
+        self.asks += 1
+        if failed:
+            self.failures += 1
+            if len(self.first) < 3:
+                self.first.append(why[:200] or "no usable answer")
+        if self.asks >= self.min_asks:
+            self.check()
+
+    def check(self) -> None:
+        """LLMError if the share of failed questions so far is over the budget (only once a few
+        were asked, or when every one failed)."""
+        if not self.failures or (self.asks < min(self.min_asks, 5) and self.failures < self.asks):
+            return
+        if self.failures / self.asks > self.max_rate:
+            raise LLMError(
+                f"language model at {self.endpoint}: {self.failures} of {self.asks} questions got "
+                f"no usable answer ({self.failures / self.asks:.0%}, over the failure budget "
+                f"[llm] max_failure_rate = {self.max_rate:g}); the run stops. First failures: "
+                + "; ".join(self.first)
+            )
+
+
 class CallLog:
     """The ``llm_calls`` rows of one arm of one shard: recorded by :class:`RecordingModel`,
     each given its parse status by the consumer (:meth:`resolve`), written by :meth:`flush` (or
@@ -126,8 +160,10 @@ class CallLog:
     are computed from the rows (:func:`call_totals`).
     """
 
-    def __init__(self, sink=None) -> None:  # noqa: ANN001 - Callable[[pa.Table], None] | None
-        self.sink = sink
+    def __init__(self, sink=None, budget: FailureBudget | None = None) -> None:  # noqa: ANN001
+        """``sink``: Callable[[pa.Table], None] | None; ``budget``: stops the run when too many
+        questions fail (None: never)."""
+        self.sink, self.budget = sink, budget
         self._pending: dict[str, CallRow] = {}
         self._done: list[CallRow] = []
 

@@ -37,7 +37,8 @@ from recoworld.io.records import (
 )
 from recoworld.io.runs import Parts, PartWriter, RunDirectory
 from recoworld.llm.base import LanguageModel
-from recoworld.llm.wrappers import CallLog, RecordingModel
+from recoworld.llm.factory import endpoint_name
+from recoworld.llm.wrappers import CallLog, FailureBudget, RecordingModel
 from recoworld.records import Observer, Record, SessionRecord, TurnRecord, UserMetrics
 from recoworld.study.aggregate import BLOCK_USERS, BlockMoments, metric_values
 from recoworld.study.llm_loop import simulate_arm_llm
@@ -233,11 +234,15 @@ def simulate_to(
         um = parts.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
         if llm:
             lc = parts.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows)
-            log = CallLog(sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()])
+            budget = FailureBudget(cfg.llm.max_failure_rate, endpoint_name(cfg.llm))  # type: ignore[union-attr]
+            log = CallLog(
+                sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()], budget=budget
+            )
             recorded = RecordingModel(model, log)  # type: ignore[arg-type]
             loop = simulate_arm_llm(prep, a, users, _observer(enc, ev, ss), recorded, log)
             metrics = asyncio.run(loop)
             log.flush()
+            budget.check()
             um.write(enc.user_metrics(metrics, prep.segments))
             lc.close()
         else:
