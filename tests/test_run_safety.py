@@ -407,3 +407,47 @@ def test_hashing_a_run_takes_little_time(finished: Path) -> None:
     size = sum(p.stat().st_size for p in finished.rglob("*") if p.is_file())
     print(f"verified {size / 1e6:.2f} MB in {seconds * 1000:.1f} ms")
     assert seconds < 5
+
+
+NEEDS = {
+    "summary": "recoworld/cli.py cmd_summary: check_run_dir(Path(args.run_dir), verify=True)",
+    "report": "recoworld/report/data.py load_run: verify_run(run_dir, manifest) after its scans",
+    "view": "recoworld/report/viewer.py RunView: verify_run after the table checks, once "
+    "report/sample.add_llm_records ends with reseal(run_dir)",
+}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=NEEDS[c])) for c in NEEDS],
+)
+def test_summary_report_and_view_refuse_a_run_whose_events_changed(
+    finished: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recoworld.cli import main
+    from recoworld.report.viewer import RunView
+
+    path = finished / "events" / "arm=control" / "part-00000.parquet"
+    flip(path)
+    if command == "view":  # RunView is what `recoworld view` opens (the command would serve)
+        with pytest.raises(RunError) as e:
+            RunView(finished, titles=False)
+        err = f"error: {e.value}\n"
+    else:
+        assert main([command, str(finished)]) == 2
+        err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: contents changed since the run finished (sha256 ")
+    assert err.endswith("); the run is corrupt\n")
+
+
+def test_reseal_records_a_deliberate_rewrite(finished: Path) -> None:
+    from recoworld.io.runs import reseal
+
+    path = finished / "events" / "arm=control" / "part-00000.parquet"
+    flip(path)
+    (finished / "report.html").write_text("<p>written after the run</p>")
+    manifest = reseal(finished)
+    assert manifest[FILES]["events/arm=control/part-00000.parquet"] == sha256_file(path)
+    assert "report.html" not in manifest[FILES]  # not a file of the run: rewritten at will
+    check_run_dir(finished, verify=True)
+    assert sorted(p.name for p in finished.parent.iterdir()) == ["r"]  # its lock dropped
