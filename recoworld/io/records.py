@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from recoworld.io.schema import EVENTS, LLM_CALLS, SESSIONS, USER_METRICS, with_metadata
-from recoworld.records import ACTIONS, SessionRecord, TurnRecord, UserMetrics
+from recoworld.records import ACTIONS, WATCH, SessionRecord, TurnRecord, UserMetrics
 
 EVENTS_SCHEMA = with_metadata(EVENTS, "events")
 SESSIONS_SCHEMA = with_metadata(SESSIONS, "sessions")
@@ -84,6 +84,7 @@ class RecordEncoder:
             ins_dict = pa.array(list(ins.texts), pa.string())
         ins_at = rep(ins_code)
         fb = r.feedback
+        action = fb.action.ravel()
         rating = fb.rating.ravel()
         arrays = [
             self._dict(rep(self.segment_codes[uid]), self.segment_names),
@@ -95,7 +96,9 @@ class RecordEncoder:
             self._dict(items, self.item_dict),
             self._dict(items, self.creator_dict),
             pa.array(self.creator_mask[items]),
-            self._dict(fb.action.ravel(), self.action_dict),
+            self._dict(action, self.action_dict),
+            pa.array(fb.clicked.ravel()),  # the summary's click: any action but skip
+            pa.array(action >= WATCH),
             pa.array(fb.watch.ravel()),
             pa.array(rating, mask=np.isnan(rating)),
             pa.array(rep(r.left)),

@@ -1,4 +1,5 @@
-"""The versioned Parquet schemas of a run. Bump SCHEMA_VERSION on any incompatible change.
+"""The versioned Parquet schemas of a run, and what every column means. Bump SCHEMA_VERSION on
+any incompatible change.
 
 Tables (one folder each under ``runs/<run_id>/``, hive-partitioned by ``arm=``):
 - ``events``: one row per item shown;
@@ -8,119 +9,322 @@ Tables (one folder each under ``runs/<run_id>/``, hive-partitioned by ``arm=``):
 - ``llm_calls``: one row per language-model call (LLM and hybrid brains, agentic recommender):
   prompt and completion, their hash, tokens, latency, finish reason, parse status, seed.
 
+A run also holds ``users.parquet`` (:data:`USERS`, one row per simulated user, a single file).
 A sweep's date folder holds ``sweep_summary`` (:data:`SWEEP_SUMMARY`, a single file written and
-read through ``recoworld/io/tables.py``); it is not a run table, so it is not in :data:`TABLES`.
+read through ``recoworld/io/tables.py``); neither is a part table, so neither is in
+:data:`TABLES`; :data:`DESCRIBED` lists every table.
+
+Every field carries its description in its Parquet field metadata (:data:`DESCRIPTION_KEY`), so
+a file says what its columns mean; ``recoworld schema [TABLE]`` prints them. Storage is 0-based:
+``user``, ``session``, ``turn`` and ``position`` count from 0 (the viewer shows 1-based numbers
+on screen, 0-based in its URLs and API).
 
 Version 2 added ``events.feeling`` (the LLM user's short feeling about an item; null for the
 parametric brain) and the ``llm_calls`` table.
+Version 3 added ``events.clicked`` and ``events.watched`` (the action as booleans, as the
+summary counts them) and the column descriptions.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METADATA_KEY = b"recoworld.schema_version"
 TABLE_KEY = b"recoworld.table"
+DESCRIPTION_KEY = b"description"
+"""The key of a column's description in its Parquet field metadata."""
 
 _dict_str = pa.dictionary(pa.int32(), pa.string())
 
+
+def _col(name: str, type_: pa.DataType, description: str) -> pa.Field:
+    return pa.field(name, type_, metadata={DESCRIPTION_KEY: description.encode()})
+
+
+def description(field: pa.Field) -> str:
+    """The description a field carries in its metadata ("" if none)."""
+    return (field.metadata or {}).get(DESCRIPTION_KEY, b"").decode()
+
+
+# Columns several tables share, described once.
+_SEGMENT = "the user's segment (a value of population.segment_by; the summary's segments)"
+_USER = (
+    "simulated user id, 0-based (the population row; the same id is the same user in every "
+    "arm: arms are paired per user)"
+)
+_SESSION = "the user's session, 0-based (0 = the first)"
+_TURN = "slate within the session, 0-based (0 = the first slate)"
+_DAY = "day the session started, in days since the user's first session (session 0: day 0)"
+
 EVENTS = pa.schema(
     [
-        ("segment", _dict_str),
-        ("user", pa.int64()),
-        ("session", pa.int16()),
-        ("turn", pa.int16()),
-        ("position", pa.int16()),
-        ("day", pa.float32()),
-        ("item_id", _dict_str),
-        ("creator", _dict_str),
-        ("is_creator_item", pa.bool_()),
-        ("action", _dict_str),
-        ("watch_fraction", pa.float32()),
-        ("rating", pa.float32()),
-        ("left_after_turn", pa.bool_()),
-        ("instruction", _dict_str),
-        ("satisfaction", pa.float32()),
-        ("fatigue", pa.float32()),
-        ("boredom", pa.float32()),
-        ("curiosity", pa.float32()),
-        ("feeling", pa.string()),
+        _col("segment", _dict_str, _SEGMENT),
+        _col("user", pa.int64(), _USER),
+        _col("session", pa.int16(), _SESSION),
+        _col("turn", pa.int16(), _TURN),
+        _col("position", pa.int16(), "slot in the slate, 0-based (0 = top)"),
+        _col("day", pa.float32(), _DAY),
+        _col(
+            "item_id",
+            _dict_str,
+            "the item shown: its catalog id (the study creator's items: '<creator id>:<k>')",
+        ),
+        _col("creator", _dict_str, "the item's creator (the study creator's name for its items)"),
+        _col(
+            "is_creator_item",
+            pa.bool_(),
+            "the item is one of the study creator's items (the summary's creator_reach and "
+            "creator_engagement count these)",
+        ),
+        _col(
+            "action",
+            _dict_str,
+            "skip | click (opened, then bounced: watched under brain.watch_threshold) | watch | "
+            "rate; each implies the ones before; a click in the summary's ctr is any action but "
+            "skip = `clicked`",
+        ),
+        _col(
+            "clicked",
+            pa.bool_(),
+            "action != skip: the user opened the item (a bounce counts). The summary's ctr is "
+            "per user sum(clicked) / rows (impressions), averaged over users",
+        ),
+        _col(
+            "watched",
+            pa.bool_(),
+            "action is watch or rate: the user watched at least brain.watch_threshold of the "
+            "item (sessions.watched counts these)",
+        ),
+        _col(
+            "watch_fraction",
+            pa.float32(),
+            "fraction of the item watched, 0..1 (0 for a skip; under brain.watch_threshold for "
+            "a click); the summary's watch_time is per user its sum / sessions",
+        ),
+        _col(
+            "rating",
+            pa.float32(),
+            "the rating given, on the world's rating scale; null unless action = rate",
+        ),
+        _col(
+            "left_after_turn",
+            pa.bool_(),
+            "the user left the session after this slate, before the turn budget ran out "
+            "(the same on every row of the slate)",
+        ),
+        _col(
+            "instruction",
+            _dict_str,
+            "what the user told the recommender after this slate (a templated sentence, or a "
+            "language user's words); null: nothing (the same on every row of the slate)",
+        ),
+        _col("satisfaction", pa.float32(), "the user's satisfaction after this item, 0..1"),
+        _col(
+            "fatigue",
+            pa.float32(),
+            "the user's fatigue after this item, >= 0 (grows with every item and with watching)",
+        ),
+        _col(
+            "boredom",
+            pa.float32(),
+            "the user's boredom after this item (moves toward the item's overlap with what "
+            "was consumed this session)",
+        ),
+        _col(
+            "curiosity",
+            pa.float32(),
+            "the user's curiosity after this item (weighs novel items in the click decision)",
+        ),
+        _col(
+            "feeling",
+            pa.string(),
+            "the language user's short feeling about the item; null for the parametric brain",
+        ),
     ]
 )
 
 SESSIONS = pa.schema(
     [
-        ("segment", _dict_str),
-        ("user", pa.int64()),
-        ("session", pa.int16()),
-        ("day", pa.float32()),
-        ("turns", pa.int16()),
-        ("left_early", pa.bool_()),
-        ("clicks", pa.int32()),
-        ("watched", pa.int32()),
-        ("watch_time", pa.float32()),
-        ("instructions", pa.int32()),
-        ("satisfaction_end", pa.float32()),
-        ("top_tag", pa.string()),
-        ("returned", pa.bool_()),
-        ("return_gap_days", pa.float32()),
-        ("summary", pa.string()),
+        _col("segment", _dict_str, _SEGMENT),
+        _col("user", pa.int64(), _USER),
+        _col("session", pa.int16(), _SESSION),
+        _col("day", pa.float32(), _DAY),
+        _col("turns", pa.int16(), "slates shown in the session, 1..simulation.turns"),
+        _col(
+            "left_early",
+            pa.bool_(),
+            "the user left before the turn budget (simulation.turns) ran out",
+        ),
+        _col(
+            "clicks",
+            pa.int32(),
+            "items clicked in the session: the session's events with clicked (action != skip)",
+        ),
+        _col(
+            "watched",
+            pa.int32(),
+            "items watched in the session: the session's events with watched (watch or rate)",
+        ),
+        _col(
+            "watch_time",
+            pa.float32(),
+            "sum of the session's events.watch_fraction (in items: 1.0 = one whole item)",
+        ),
+        _col("instructions", pa.int32(), "instructions the user wrote in the session"),
+        _col("satisfaction_end", pa.float32(), "satisfaction when the session ended, 0..1"),
+        _col(
+            "top_tag",
+            pa.string(),
+            "the tag most present in what the user clicked this session; null if none",
+        ),
+        _col(
+            "returned",
+            pa.bool_(),
+            "the user comes back for another session (after the last simulated session: would "
+            "come back)",
+        ),
+        _col("return_gap_days", pa.float32(), "days until the next session; null if not returning"),
+        _col(
+            "summary",
+            pa.string(),
+            "what the user remembers of the session: a templated sentence, or a language "
+            "user's own words",
+        ),
     ]
 )
 
 USER_METRICS = pa.schema(
     [
-        ("segment", pa.string()),
-        ("user", pa.int64()),
-        ("impressions", pa.float64()),
-        ("clicks", pa.float64()),
-        ("watch_time", pa.float64()),
-        ("sessions", pa.float64()),
-        ("turns", pa.float64()),
-        ("returned_first", pa.float64()),
-        ("creator_impressions", pa.float64()),
-        ("creator_clicks", pa.float64()),
+        _col("segment", pa.string(), _SEGMENT),
+        _col("user", pa.int64(), _USER),
+        _col(
+            "impressions",
+            pa.float64(),
+            "items shown over the run (the user's events rows in the arm); ctr's denominator",
+        ),
+        _col(
+            "clicks",
+            pa.float64(),
+            "items clicked over the run (events.clicked); the summary's ctr is clicks / "
+            "impressions per user, averaged over users",
+        ),
+        _col(
+            "watch_time",
+            pa.float64(),
+            "sum of events.watch_fraction over the run; the summary's watch_time is "
+            "watch_time / sessions per user",
+        ),
+        _col("sessions", pa.float64(), "sessions over the run (the summary's sessions)"),
+        _col(
+            "turns",
+            pa.float64(),
+            "slates over the run; the summary's session_length is turns / sessions per user",
+        ),
+        _col(
+            "returned_first",
+            pa.float64(),
+            "1 if the user came back after the first session, else 0 (the summary's return_rate)",
+        ),
+        _col(
+            "creator_impressions",
+            pa.float64(),
+            "the study creator's items shown over the run; the summary's creator_reach is "
+            "1 where this is > 0",
+        ),
+        _col(
+            "creator_clicks",
+            pa.float64(),
+            "the study creator's items clicked over the run (the summary's creator_engagement)",
+        ),
     ]
 )
+
+_METRIC = (
+    "the per-user metric: ctr (clicks / impressions: any action but skip, = events.clicked), "
+    "watch_time (watch fractions summed / sessions), session_length (turns / sessions), "
+    "sessions, return_rate (came back after the first session, 0/1), creator_reach (saw a "
+    "creator item, 0/1), creator_engagement (creator items clicked); see user_metrics"
+)
+_STATS = [
+    _col(
+        "n",
+        pa.int64(),
+        "users in the arm and segment (the mean is over users: each weighs the same)",
+    ),
+    _col(
+        "mean",
+        pa.float64(),
+        "mean over users of the per-user metric (not pooled: ctr is not all clicks / all "
+        "impressions)",
+    ),
+    _col("ci_low", pa.float64(), "lower end of the 95% Student-t interval of mean, over users"),
+    _col("ci_high", pa.float64(), "upper end of the 95% Student-t interval of mean, over users"),
+    _col(
+        "diff",
+        pa.float64(),
+        "mean over users of the paired difference from the control arm (the first arm: the "
+        "same users); null for the control arm",
+    ),
+    _col("diff_ci_low", pa.float64(), "lower end of the 95% Student-t interval of diff"),
+    _col("diff_ci_high", pa.float64(), "upper end of the 95% Student-t interval of diff"),
+]
+_ARM = "the arm (the study's arms; the first is the control that diff is taken from)"
 
 SUMMARY = pa.schema(
     [
-        ("arm", pa.string()),
-        ("segment", pa.string()),
-        ("metric", pa.string()),
-        ("n", pa.int64()),
-        ("mean", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("diff", pa.float64()),
-        ("diff_ci_low", pa.float64()),
-        ("diff_ci_high", pa.float64()),
+        _col("arm", pa.string(), _ARM),
+        _col("segment", pa.string(), "'all', or one segment (a value of population.segment_by)"),
+        _col("metric", pa.string(), _METRIC),
+        *_STATS,
     ]
 )
 
+_UNKEYED = "; -1 for a call made for no user (ad hoc)"
 LLM_CALLS = pa.schema(
     [
-        ("call_id", pa.string()),  # "<arm>/<user>/<session>/<turn>/<purpose>/<attempt>"
-        ("user", pa.int64()),
-        ("session", pa.int16()),
-        ("turn", pa.int16()),
-        ("purpose", _dict_str),  # slate | summary | language | rerank | repair-<purpose>
-        ("attempt", pa.int16()),
-        ("model", _dict_str),
-        ("replica", pa.int16()),  # Ray replica that served it, -1 in-process / HTTP
-        ("seed", pa.int64()),
-        ("prompt_hash", pa.string()),  # sha256 of prompt + schema, 16 hex digits
-        ("prompt", pa.string()),
-        ("schema", _dict_str),  # the JSON schema the output was constrained to ("" = none)
-        ("completion", pa.string()),
-        ("tokens_in", pa.int32()),
-        ("tokens_out", pa.int32()),
-        ("cached_tokens", pa.int32()),  # prompt tokens served from the prefix cache, -1 unknown
-        ("latency_s", pa.float32()),
-        ("finish_reason", _dict_str),  # stop | length | error | replay
-        ("parse_status", _dict_str),  # ok | invalid | repaired | fallback | rejected_id | error
-        ("error", pa.string()),
+        _col(
+            "call_id",
+            pa.string(),
+            "'<arm>/<user>/<session>/<turn>/<purpose>/<attempt>' (numbers 0-based); unique "
+            "within a run; replay looks calls up by it",
+        ),
+        _col("user", pa.int64(), "the simulated user the call is for, 0-based" + _UNKEYED),
+        _col("session", pa.int16(), "the user's session, 0-based" + _UNKEYED),
+        _col("turn", pa.int16(), "slate within the session, 0-based" + _UNKEYED),
+        _col(
+            "purpose",
+            _dict_str,
+            "slate | summary | language | rerank | repair-<purpose> (the second attempt)",
+        ),
+        _col("attempt", pa.int16(), "0 = the question, 1 = its repair after an invalid answer"),
+        _col("model", _dict_str, "the model that answered"),
+        _col("replica", pa.int16(), "Ray replica that served it; -1 in-process or HTTP"),
+        _col(
+            "seed",
+            pa.int64(),
+            "the request's seed (a hash of root seed, user, session, turn, purpose, attempt)",
+        ),
+        _col("prompt_hash", pa.string(), "sha256 of prompt + schema, 16 hex digits"),
+        _col("prompt", pa.string(), "the prompt sent"),
+        _col("schema", _dict_str, "the JSON schema the output was constrained to ('' = none)"),
+        _col("completion", pa.string(), "the model's completion"),
+        _col("tokens_in", pa.int32(), "prompt tokens"),
+        _col("tokens_out", pa.int32(), "completion tokens"),
+        _col(
+            "cached_tokens",
+            pa.int32(),
+            "prompt tokens served from the prefix cache; -1 unknown",
+        ),
+        _col("latency_s", pa.float32(), "seconds from request to completion"),
+        _col("finish_reason", _dict_str, "stop | length | error | replay"),
+        _col(
+            "parse_status",
+            _dict_str,
+            "ok | invalid | repaired | fallback | rejected_id | error (fallback: the "
+            "parametric brain's decision stands)",
+        ),
+        _col("error", pa.string(), "what went wrong ('' if nothing)"),
     ]
 )
 
@@ -132,29 +336,80 @@ TABLES = {
     "llm_calls": LLM_CALLS,
 }
 
+USERS_TABLE = "users"
+"""The table name ``users.parquet`` carries in its metadata."""
+
+USERS = pa.schema(
+    [
+        _col("user", pa.int64(), _USER),
+        _col("segment", pa.string(), _SEGMENT),
+        _col(
+            "source_user",
+            pa.string(),
+            "the world's user this persona was drawn from ('' if synthetic)",
+        ),
+        _col("age", pa.int64(), "age in years; -1 unknown"),
+        _col("gender", pa.string(), "gender as the world gives it ('' unknown)"),
+        _col("occupation", pa.string(), "occupation as the world gives it ('' unknown)"),
+        _col("activity", pa.float32(), "trait in [0, 1]: how often the user clicks and comes back"),
+        _col("conformity", pa.float32(), "trait in [0, 1]: how much popularity sways the user"),
+        _col(
+            "diversity",
+            pa.float32(),
+            "trait in [0, 1]: appetite for variety (the level curiosity moves to)",
+        ),
+        _col(
+            "patience",
+            pa.float32(),
+            "trait in [0, 1]: the higher, the later the user leaves a session",
+        ),
+        _col(
+            "liked_tags",
+            pa.list_(pa.string()),
+            "up to 3 tags with the largest share of the persona's taste",
+        ),
+    ]
+)
+"""One row per simulated user (``users.parquet``)."""
+
 SWEEP_SUMMARY_TABLE = "sweep_summary"
 """The table name a sweep summary file carries in its metadata."""
 
 SWEEP_SUMMARY = pa.schema(
     [
-        ("study", pa.string()),
-        ("recommender", pa.string()),
-        ("population", pa.string()),
-        ("seed", pa.int64()),
-        ("cell", pa.string()),
-        ("arm", pa.string()),
-        ("metric", pa.string()),
-        ("n", pa.int64()),
-        ("mean", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("diff", pa.float64()),
-        ("diff_ci_low", pa.float64()),
-        ("diff_ci_high", pa.float64()),
+        _col("study", pa.string(), "the study file's name (a sweep cell key)"),
+        _col("recommender", pa.string(), "the recommender variant (a sweep cell key)"),
+        _col("population", pa.string(), "the population variant (a sweep cell key)"),
+        _col("seed", pa.int64(), "the cell's root seed (a sweep cell key)"),
+        _col(
+            "cell",
+            pa.string(),
+            "the cell's id, '<study>--<recommender>--<population>--s<seed>' (its run folder)",
+        ),
+        _col("arm", pa.string(), _ARM),
+        _col("metric", pa.string(), _METRIC),
+        *_STATS,
     ]
 )
 """One row per sweep cell x arm x metric: segment "all" of each cell's ``summary`` with the
 cell's keys. The date is the hive partition of the folder the file is in (not a column)."""
+
+DESCRIBED = {**TABLES, USERS_TABLE: USERS, SWEEP_SUMMARY_TABLE: SWEEP_SUMMARY}
+"""Every table RecoWorld writes, by name: what ``recoworld schema`` prints."""
+
+WHERE = {
+    "events": "events/arm=<arm>/part-*.parquet: one row per item shown",
+    "sessions": "sessions/arm=<arm>/part-*.parquet: one row per user session",
+    "user_metrics": "user_metrics/arm=<arm>/part-*.parquet: one row per user (per-user totals)",
+    "summary": "summary.parquet: one row per arm x segment x metric",
+    "llm_calls": "llm_calls/arm=<arm>/part-*.parquet: one row per language-model call",
+    USERS_TABLE: "users.parquet: one row per simulated user",
+    SWEEP_SUMMARY_TABLE: (
+        "<sweep>/date=<date>/sweep_summary.parquet: one row per cell x arm x metric"
+    ),
+}
+"""Where each table lives in a run (or sweep) folder, and what a row is. In part tables the arm
+is the folder's hive partition (``arm=<arm>``), not a column of the file."""
 
 
 def with_metadata(schema: pa.Schema, table: str) -> pa.Schema:
