@@ -6,6 +6,7 @@
     recoworld data fetch ml-100k
     recoworld data info DATASET [--path DIR]
     recoworld fit DATASET [--path DIR]
+    recoworld schema [TABLE]
 
 Environment: RECOWORLD_CACHE (data cache folder, default ~/.cache/recoworld).
 """
@@ -301,6 +302,40 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _type_name(t: object) -> str:
+    import pyarrow as pa
+
+    if isinstance(t, pa.DictionaryType):
+        return f"{t.value_type} (dictionary)"
+    if pa.types.is_floating(t):
+        return f"float{t.bit_width}"
+    if isinstance(t, pa.ListType):
+        return f"list<{t.value_type}>"
+    return str(t)
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    """Each table's columns, types and descriptions, one line per column (from the schemas in
+    recoworld/io/schema.py, the same that every written file carries in its field metadata)."""
+    from recoworld.io.schema import DESCRIBED, SCHEMA_VERSION, WHERE, description
+
+    names = list(DESCRIBED) if args.table is None else [args.table]
+    if args.table is not None and args.table not in DESCRIBED:
+        _error(f"unknown table {args.table!r}; expected one of {', '.join(DESCRIBED)}")
+        return 2
+    lines = [f"schema version {SCHEMA_VERSION}; user, session, turn and position are 0-based"]
+    for name in names:
+        schema = DESCRIBED[name]
+        lines.append(f"\n{name}: {WHERE[name]}")
+        width = max(len(f.name) for f in schema)
+        types = [_type_name(f.type) for f in schema]
+        tw = max(len(t) for t in types)
+        for f, t in zip(schema, types):
+            lines.append(f"  {f.name:<{width}}  {t:<{tw}}  {description(f)}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors on one line (exit code 2, as argparse's own)."""
 
@@ -373,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--path")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_fit)
+    sc = sub.add_parser("schema", help="print the output tables' columns, types and descriptions")
+    sc.add_argument("table", nargs="?", help="one table (default: every table)")
+    sc.set_defaults(func=cmd_schema)
     from recoworld.eval.cli import register as register_eval
     from recoworld.report.cli import register as register_report
 

@@ -110,8 +110,8 @@ EVENTS = pa.schema(
         _col(
             "left_after_turn",
             pa.bool_(),
-            "the user left the session after this slate, before the turn budget ran out "
-            "(the same on every row of the slate)",
+            "the user chose to leave the session after this slate (the same on every row of "
+            "the slate)",
         ),
         _col(
             "instruction",
@@ -154,7 +154,7 @@ SESSIONS = pa.schema(
         _col(
             "left_early",
             pa.bool_(),
-            "the user left before the turn budget (simulation.turns) ran out",
+            "the user chose to leave (rather than stopping at the turn budget, simulation.turns)",
         ),
         _col(
             "clicks",
