@@ -98,7 +98,8 @@ details { margin-top:8px; } pre { white-space:pre-wrap; background:var(--soft); 
     <ul id="sessions"></ul>
   </div>
   <div id="replay" hidden>
-    <h3 id="session-title"></h3>
+    <h3 id="session-title" title="Sessions, turns and slate rows count from 1 here; the """
+    r"""URL, the API and the Parquet files count them from 0 (Session 1 = session 0)"></h3>
     <div id="session-summary" class="muted"></div>
     <div id="stepbar">
       <button id="first" title="first step (Home)">« first</button><button id="prev" """
