@@ -66,7 +66,8 @@ from recoworld.study import shard as shard_module
 from recoworld.study.runner import run_study
 from recoworld.world.synthetic import synthetic_world
 
-root, run_id, seed, mode, hold = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
+root, run_id, seed = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+mode, hold = sys.argv[4], Path(sys.argv[5])
 cfg = msgspec.structs.replace(STUDY, seed=seed)
 
 if mode == "slow-workers":

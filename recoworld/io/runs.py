@@ -306,7 +306,8 @@ def check_run_dir(run_dir: Path, *, verify: bool = False) -> dict:
     if not run_dir.is_dir():
         partial = run_dir.parent / f".{run_dir.name}.partial"
         hint = (
-            f" (an interrupted run left {partial}; re-run the study with --resume {run_dir.name} to finish it)"
+            f" (an interrupted run left {partial}; "
+            f"re-run the study with --resume {run_dir.name} to finish it)"
             if partial.exists()
             else ""
         )
@@ -322,7 +323,8 @@ def check_run_dir(run_dir: Path, *, verify: bool = False) -> dict:
         ) from None
     if not isinstance(manifest, dict):
         raise RunError(
-            f"{mf}: holds a JSON {type(manifest).__name__}; expected an object with the run's schema_version"
+            f"{mf}: holds a JSON {type(manifest).__name__}; "
+            "expected an object with the run's schema_version"
         )
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise RunError(f"{run_dir}: {version_problem(manifest.get('schema_version'))}")

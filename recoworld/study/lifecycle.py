@@ -259,7 +259,9 @@ class Run:
         }
         known = {f.path: f.sha256 for r in on_disk for f in r.files}
         path = self.dir.finalize(manifest, known=known)
-        return RunResult(path=path, summary=summary, events=n_events, seconds=seconds)  # type: ignore[arg-type]
+        return RunResult(  # type: ignore[arg-type]
+            path=path, summary=summary, events=n_events, seconds=seconds
+        )
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self.dir.write_bytes(name, data)
