@@ -252,7 +252,7 @@ def _ray_driver():
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     from recoworld.io.runs import check_run_dir, scan_table
 
-    manifest = check_run_dir(Path(args.run_dir))
+    manifest = check_run_dir(Path(args.run_dir), verify=True)
     summary = scan_table(Path(args.run_dir), "summary").collect()
     console.print(
         summary_table(

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recoworld.cli import main
-from recoworld.io.runs import MANIFEST, scan_table
+from recoworld.io.runs import MANIFEST, reseal, scan_table
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY
 from recoworld.report.build import write_report
 from recoworld.report.data import load_run
@@ -174,6 +174,7 @@ def test_run_text_is_escaped(copy: Path, tmp_path: Path) -> None:
     study = json.loads((copy / "study.json").read_text())
     study["description"] = "<script>alert('x')</script> & more"
     (copy / "study.json").write_text(json.dumps(study))
+    reseal(copy)  # a deliberate edit of a finished run (else the report refuses it as corrupt)
     html = (write_report(copy).path).read_text()
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in html

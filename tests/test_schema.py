@@ -141,10 +141,6 @@ def test_descriptions_survive_the_summary_file_of_a_run(small: RunResult) -> Non
     assert descriptions(written) == descriptions(SUMMARY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="study/lifecycle.py's users_table does not cast to io.schema.USERS yet",
-)
 def test_descriptions_survive_the_users_file_of_a_run(small: RunResult) -> None:
     written = read_table(small.path / "users.parquet", "users").schema
     assert descriptions(written) == descriptions(USERS)

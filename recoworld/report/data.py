@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from recoworld.errors import RunError
-from recoworld.io.runs import check_run_dir, scan_table
+from recoworld.io.runs import check_run_dir, scan_table, verify_run
 
 SWEEP_SUMMARY_FILE = "sweep_summary.parquet"
 
@@ -122,6 +122,7 @@ def load_run(run_dir: str | Path) -> RunData:
     metrics = summary["metric"].unique(maintain_order=True).to_list()
     events = scan_table(run_dir, "events")
     sessions = scan_table(run_dir, "sessions")
+    verify_run(run_dir, manifest)  # polars scans do not check page checksums: the hashes do
     users_per_arm = manifest.get("users_per_arm") or 0
 
     clicked = pl.col("action") != "skip"

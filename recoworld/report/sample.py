@@ -25,6 +25,7 @@ from recoworld.config import (
     StudyConfig,
     WorldConfig,
 )
+from recoworld.io.runs import reseal
 from recoworld.io.samples import arm_parts, part_path
 from recoworld.io.schema import LLM_CALLS
 from recoworld.io.tables import read_table, write_table
@@ -134,6 +135,7 @@ def add_llm_records(run_dir: str | Path) -> None:
             pa.Table.from_pylist(rows, schema=LLM_CALLS),
             "llm_calls",
         )
+    reseal(run_dir)  # a deliberate rewrite of a finished run: its manifest's hashes follow
 
 
 if __name__ == "__main__":

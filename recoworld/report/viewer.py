@@ -44,7 +44,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from recoworld.errors import RunError
-from recoworld.io.runs import check_run_dir, scan_table
+from recoworld.io.runs import check_run_dir, scan_table, verify_run
 
 MAX_PAGE = 500
 
@@ -192,8 +192,9 @@ def _num(v: float | None) -> float | None:
 class RunView:
     """Read-only queries on one complete run, safe to call from many threads.
 
-    Opening checks the run (manifest, schema version of every file) and reads each part file's
-    footer once for its ``user`` range; item titles are looked up in the run's world on a
+    Opening checks the run (manifest, schema version of every file, and the SHA-256 of every
+    file the manifest lists: polars scans do not verify page checksums) and reads each part
+    file's footer once for its ``user`` range; item titles are looked up in the run's world on a
     background thread (``titles=False`` skips it; ids are shown until they are there)."""
 
     def __init__(self, run_dir: str | Path, *, titles: bool = True) -> None:
@@ -206,6 +207,7 @@ class RunView:
         )
         if self.has_llm_calls:
             scan_table(self.run_dir, "llm_calls")
+        verify_run(self.run_dir, self.manifest)  # after the table checks: they name a lost table
         self.arms: list[str] = list(self.manifest.get("arms") or [])
         study_path = self.run_dir / "study.json"
         self.study: dict = (

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -37,7 +36,7 @@ from recoworld.config import (
 )
 from recoworld.errors import RunError
 from recoworld.io.runs import RunDirectory, parquet_rows, part_name
-from recoworld.io.schema import SUMMARY
+from recoworld.io.schema import SUMMARY, USERS
 from recoworld.io.tables import read_table, write_table
 from recoworld.llm.wrappers import call_totals
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
@@ -51,6 +50,7 @@ from recoworld.study.shard import (
     read_marker,
     segment_codes,
 )
+from recoworld.users.persona import liked_tag_lists
 
 Progress = Callable[[str, int], None]
 """Called with (arm name, users just finished)."""
@@ -66,10 +66,8 @@ class RunResult:
 
 def users_table(prep: Prepared) -> pa.Table:
     """One row per population user: who it is (persona traits, segment, source user)."""
-    p, tags = prep.population, prep.catalog.tags
-    top = np.argsort(-p.taste, axis=1, kind="stable")[:, :3]
-    weights = np.take_along_axis(p.taste, top, 1).tolist()
-    liked = [[tags[j] for j, w in zip(r, ws) if w > 0] for r, ws in zip(top.tolist(), weights)]
+    p = prep.population
+    liked = liked_tag_lists(p, prep.catalog)  # exactly the tags its persona says it likes
     return pa.table(
         {
             "user": p.uid,
@@ -84,7 +82,7 @@ def users_table(prep: Prepared) -> pa.Table:
             "patience": p.patience,
             "liked_tags": pa.array(liked, pa.list_(pa.string())),
         }
-    )
+    ).cast(USERS)
 
 
 def finished_shards(folder: Path, plan: list[ShardSpec]) -> dict[int, ShardResult]:
@@ -279,6 +277,6 @@ def _check_same_study(folder: Path, cfg: StudyConfig) -> None:
     diff = results_difference(old, cfg)
     if diff is not None:
         raise RunError(
-            f"{folder}: --resume needs the same study as the interrupted run "
-            f"(only [ray] and [output] may change); {diff}"
+            f"{folder}: --resume needs the same study as the interrupted run; its study.json "
+            f"differs (only [ray] and [output] may change): {diff}"
         )

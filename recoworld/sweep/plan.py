@@ -36,7 +36,7 @@ def cell_status(cell: Cell, folder: Path) -> tuple[CellState, str]:
             else ("absent", "new")
         )
     try:
-        check_run_dir(folder)
+        check_run_dir(folder, verify=True)
         stored = decode_study_json(
             (folder / "study.json").read_bytes(), source=str(folder / "study.json")
         )
