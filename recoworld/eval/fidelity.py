@@ -163,8 +163,8 @@ def simulated_consumption(
     brain's loop with its model and call log (arm ``fidelity-sessions``)."""
 
     from recoworld.config import ArmConfig, BrainConfig, StudyConfig
-    from recoworld.study.prepare import Prepared
     from recoworld.records import WATCH, TurnRecord
+    from recoworld.study.prepare import Prepared
     from recoworld.study.simulate import simulate_arm
     from recoworld.users.population import segment_labels
 
