@@ -171,7 +171,7 @@ class CoordinatorActor:
         cfg: RayConfig,
         model: StudyModel | None = None,
     ) -> list[ShardResult]:
-        """``prep_box``: ``[ObjectRef of the Prepared]`` (boxed so Ray hands the reference on
+        """``prep_box``: ``[ObjectRef of the study's replicates (Prepared)]`` (boxed so Ray hands the reference on
         to the shard actors instead of resolving it here). ``model``: the study's language
         model, for studies that use one."""
         prep_ref = prep_box[0]
@@ -197,8 +197,8 @@ class CoordinatorActor:
                 for h in replicas:
                     ray.kill(h, no_restart=True)
         ordered = [results[s.index] for s in plan]
-        prep: Prepared = ray.get(prep_ref)
-        write_summary(folder, prep, ordered)
+        preps: tuple[Prepared, ...] = ray.get(prep_ref)
+        write_summary(Path(folder), preps, ordered)
         return ordered
 
     def llm_figures(self) -> LLMFigures | None:

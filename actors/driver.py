@@ -22,7 +22,7 @@ from recoworld.config import StudyConfig, uses_llm
 from recoworld.errors import RunError
 from recoworld.study.aggregate import BLOCK_USERS
 from recoworld.study.lifecycle import Progress, Run, RunResult
-from recoworld.study.prepare import prepare
+from recoworld.study.prepare import prepare_all
 from recoworld.study.shard import marker_path
 from recoworld.world.model import World
 
@@ -106,18 +106,15 @@ def run_study_on_ray(
     own client (``openai``, ``replay``); see ``actors.coordinator``. A run with replicas gets
     ``llm_replicas.json``: how requests were routed, and each replica's figures."""
     t0 = time.perf_counter()
-    prep = prepare(cfg, world)
+    preps = prepare_all(cfg, world)
+    users = sum(len(p.population) for p in preps)
     if on_ready:
-        on_ready(len(prep.population))
+        on_ready(users)
     connect(address)
-    n = (
-        shards
-        or cfg.ray.shards
-        or default_shards(len(prep.population), ray.cluster_resources().get("CPU", 1))
-    )
+    n = shards or cfg.ray.shards or default_shards(users, ray.cluster_resources().get("CPU", 1))
     root = Path(out_dir or cfg.output.dir).resolve()
     opts = {"shards": n, "overwrite": overwrite, "resume": resume, "t0": t0}
-    with Run.open(prep, root, run_id, **opts) as run:
+    with Run.open(preps, root, run_id, **opts) as run:
         model = (
             StudyModel(cfg.llm, cfg.seed, replica_factory)
             if uses_llm(cfg) and cfg.llm is not None
@@ -129,7 +126,7 @@ def run_study_on_ray(
             .remote()
         )
         ref = coordinator.run.remote(
-            [ray.put(prep)], str(run.path), run.plan, run_id, cfg.ray, model
+            [ray.put(preps)], str(run.path), run.plan, run_id, cfg.ray, model
         )
         seen: set[int] = set()
         while True:

@@ -68,9 +68,11 @@ class StudyModel:
 class UserShardActor:
     """Simulates shards of one run into its folder."""
 
-    def __init__(self, prep: Prepared, folder: str, model: StudyModel | None = None) -> None:
+    def __init__(
+        self, preps: tuple[Prepared, ...], folder: str, model: StudyModel | None = None
+    ) -> None:
         self._model = model.open() if model is not None else None
-        self._shard = UserShard(prep, folder, self._model)
+        self._shard = UserShard(preps, folder, self._model)
 
     def ready(self) -> int:
         """Answers once the actor is placed and built: its process id."""

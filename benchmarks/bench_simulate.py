@@ -94,7 +94,7 @@ def child(users: int, mode: str, dataset: str) -> dict:
             else:  # what `recoworld run --workers 2` does
                 shards = local_shard_count(users, prep.catalog.n_items, 2)
                 with Run.open(prep, Path(tmp), "bench", shards=shards) as run:
-                    events = sum(r.events for r in run_shards(run, prep, 2))
+                    events = sum(r.events for r in run_shards(run, 2))
         user_turns = events // cfg.simulation.slate_size
     elif mode == "nowrite":
         users_all = np.arange(len(prep.population))

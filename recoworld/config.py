@@ -99,6 +99,12 @@ class SimulationConfig(Strict):
     """Slates per session at most (the turn budget)."""
     slate_size: int = 10
     """Items per slate."""
+    replicates: int = 0
+    """Replicates of the study: each draws its own placement of the creator's new items (which
+    plausible item each one is) and its own population (``population.size`` is split between
+    them); arms stay paired inside a replicate, and the summary pools replicates so that its
+    intervals include that uncertainty (``recoworld/study/pooling.py``). 0 = automatic: 5 for a
+    study with creator items, else 1. 1 = one replicate: intervals over users only."""
 
 
 class BrainConfig(Strict):
@@ -518,6 +524,7 @@ NON_NEGATIVE = (
     "brain.fatigue_per_item",
     "brain.fatigue_per_watch",
     "population.jitter",
+    "simulation.replicates",
 )
 """Counts and amounts that only make sense >= 0."""
 
@@ -797,3 +804,13 @@ def _first_difference(a: object, b: object, path: str = "$") -> str | None:
                 return d
         return None
     return None if a == b else f"`{path}` was {a!r}, now {b!r}"
+
+
+AUTO_REPLICATES = 5
+"""Replicates of a study with creator items when ``simulation.replicates = 0``."""
+
+
+def replicate_count(cfg: StudyConfig) -> int:
+    """How many replicates ``cfg`` runs (never more than its population size)."""
+    r = cfg.simulation.replicates or (AUTO_REPLICATES if cfg.creator is not None else 1)
+    return max(1, min(r, cfg.population.size)) if cfg.population.size else r

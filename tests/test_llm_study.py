@@ -45,7 +45,8 @@ BASE = StudyConfig(
         dataset="synthetic", synthetic_users=80, synthetic_items=150, embedding_dim=4
     ),
     population=PopulationConfig(size=16, segment_by="activity"),
-    simulation=SimulationConfig(sessions=2, turns=3, slate_size=5),
+    # one replicate: these tests are about the language-model paths, not about pooling
+    simulation=SimulationConfig(sessions=2, turns=3, slate_size=5, replicates=1),
     brain=BrainConfig(kind="llm"),
     recommender=RecommenderConfig(kind="mf", candidates=15),
     creator=CreatorConfig(
@@ -530,7 +531,7 @@ def test_run_command_replays_a_recorded_run(world, tmp_path: Path) -> None:
     study = tmp_path / "s.toml"
     study.write_text(
         'name = "llm-small"\nseed = 5\n[world]\ndataset = "synthetic"\nsynthetic_users = 80\nsynthetic_items = 150\nembedding_dim = 4\n'
-        '[population]\nsize = 16\n[simulation]\nsessions = 2\nturns = 3\nslate_size = 5\n[brain]\nkind = "llm"\n'
+        '[population]\nsize = 16\n[simulation]\nsessions = 2\nturns = 3\nslate_size = 5\nreplicates = 1\n[brain]\nkind = "llm"\n'
         '[recommender]\nkind = "mf"\ncandidates = 15\n[llm]\nbackend = "vllm"\nmodel = "/nowhere"\n'
         '[creator]\nid = "evil"\nname = "Evil Corp"\n[[creator.items]]\ntitle = "Click Me"\ntext = '
         + json.dumps(EVIL)

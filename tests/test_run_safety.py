@@ -261,7 +261,7 @@ def test_finish_refuses_a_run_with_a_missing_or_short_file(
 ) -> None:
     with pytest.raises(RunError) as e:
         with Run.open(prep, tmp_path, "r", shards=2) as run:
-            results = run_shards(run, prep, 1)
+            results = run_shards(run, 1)
             expected = damage(run.path)
             run.finish(results)
     assert str(e.value) == expected
@@ -389,7 +389,7 @@ def test_resume_refuses_a_finished_shard_whose_file_changed(prep: Prepared, tmp_
 
     with pytest.raises(KeyboardInterrupt):
         with Run.open(prep, tmp_path, "r", shards=2) as run:
-            run_shards(run, prep, 1, progress=interrupt)
+            run_shards(run, 1, progress=interrupt)
     partial = tmp_path / ".r.partial"
     assert marker_path(partial, 0).is_file() and not marker_path(partial, 1).is_file()
     path = partial / "events" / "arm=control" / "part-00000.parquet"

@@ -9,6 +9,7 @@ import itertools
 import math
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import polars as pl
 import pytest
@@ -33,6 +34,7 @@ from recoworld.study.aggregate import (
     merge_blocks,
     metric_values,
     summary_from_moments,
+    summary_from_replicates,
 )
 from recoworld.study.metrics import METRIC_NAMES, METRICS
 from recoworld.study.prepare import load_world_for
@@ -362,22 +364,43 @@ BLOCKS = StudyConfig(
 """Three blocks of users, two arms."""
 
 
+@pytest.mark.parametrize("replicates", [1, 3])
 def test_a_runs_summary_equals_the_summary_computed_from_every_users_totals(
-    tmp_path: Path,
+    tmp_path: Path, replicates: int
 ) -> None:
+    cfg = msgspec.structs.replace(
+        BLOCKS, simulation=msgspec.structs.replace(BLOCKS.simulation, replicates=replicates)
+    )
     run = run_study(
-        BLOCKS, load_world_for(BLOCKS.world, BLOCKS.seed), run_id="b", out_dir=tmp_path, workers=1
+        cfg, load_world_for(cfg.world, cfg.seed), run_id="b", out_dir=tmp_path, workers=1
     ).path
     users = scan_table(run, "user_metrics").collect()
     users = users.with_columns(pl.col(pl.Categorical).cast(pl.String))
     stored = scan_table(run, "summary").collect()
-    direct = summarise(users, ["control", "inject"])
+    arms, segments = ["control", "inject"], sorted(users["segment"].unique().to_list())
+    per_replicate = []
+    for r in range(replicates):  # each replicate's users, at their rows in its population
+        part = users.filter(pl.col("replicate") == r)
+        part = part.with_columns(pl.col("user") - pl.col("user").min())
+        control = part.filter(pl.col("arm") == arms[0]).sort("user")
+        codes = np.searchsorted(segments, control["segment"].to_numpy())
+        rows = control["user"].to_numpy()
+        values_r = [values(part, a) for a in arms]
+        per_replicate.append(merge_blocks([BlockMoments.of(rows, codes, len(segments), values_r)]))
+    direct = summary_from_replicates(per_replicate, arms, segments)
     assert (
-        stored.select("arm", "segment", "metric", "n")
+        stored.select("arm", "segment", "metric", "n", "replicates")
         .sort(pl.all())
-        .equals(direct.select("arm", "segment", "metric", "n").sort(pl.all()))
+        .equals(direct.select("arm", "segment", "metric", "n", "replicates").sort(pl.all()))
     )
+    assert set(stored["replicates"]) == {replicates}
     for r in direct.iter_rows(named=True):
         got = row(stored, r["arm"], r["segment"], r["metric"])
-        for col in ("mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high"):
+        for col in ("mean", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "se"):
             assert close(got[col], r[col] if r[col] is not None else math.nan), (r, col)
+    # the pooled mean is the plain mean of the replicates' means
+    ctr = users.filter(pl.col("arm") == "control").with_columns(
+        (pl.col("clicks") / pl.col("impressions")).alias("ctr")
+    )
+    by_rep = ctr.group_by("replicate").agg(pl.col("ctr").mean())["ctr"].mean()
+    assert row(stored, "control", "all", "ctr")["mean"] == pytest.approx(by_rep, rel=1e-12)

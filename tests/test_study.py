@@ -108,14 +108,17 @@ PARALLEL = StudyConfig(
 """Enough users (>= 4096) for simulate_parallel to fork; a small world keeps it fast."""
 
 
-def test_two_worker_processes_give_the_same_events_and_summary_as_one(tmp_path: Path) -> None:
-    one = run(PARALLEL, tmp_path, "one", workers=1)
-    two = run(PARALLEL, tmp_path, "two", workers=2)
-    parts = sorted(p.name for p in (two.path / "events" / "arm=control").iterdir())
-    assert parts == ["part-00000.parquet", "part-00001.parquet"]  # the parallel path ran
-    assert [p.name for p in (one.path / "events" / "arm=control").iterdir()] == [
-        "part-00000.parquet"
-    ]
+@pytest.mark.parametrize(("replicates", "shards"), [(1, (1, 2)), (3, (3, 3))])
+def test_two_worker_processes_give_the_same_events_and_summary_as_one(
+    tmp_path: Path, replicates: int, shards: tuple[int, int]
+) -> None:
+    sim = msgspec.structs.replace(PARALLEL.simulation, replicates=replicates)
+    cfg = msgspec.structs.replace(PARALLEL, simulation=sim)
+    one = run(cfg, tmp_path, "one", workers=1)
+    two = run(cfg, tmp_path, "two", workers=2)
+    for result, n in zip((one, two), shards):  # one shard per worker (at least per replicate)
+        parts = sorted(p.name for p in (result.path / "events" / "arm=control").iterdir())
+        assert parts == [f"part-{k:05d}.parquet" for k in range(n)]
     assert one.events == two.events
     assert_frame_equal(events(one), events(two))
     assert_frame_equal(one.summary, two.summary, check_exact=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -18,9 +18,12 @@ LLM_CALLS_SCHEMA = with_metadata(LLM_CALLS, "llm_calls")
 
 @dataclass(frozen=True, eq=False)
 class RecordEncoder:
-    """Encodes one batch of users: ``users`` are population rows (= uids) of batch rows."""
+    """Encodes one batch of users: ``users`` are population rows of batch rows; ``uids`` the
+    population's user ids by row; ``replicate`` the replicate the population belongs to."""
 
     users: np.ndarray
+    uids: np.ndarray
+    replicate: int
     segment_codes: np.ndarray  # (population,) int32 into segment_names
     segment_names: pa.Array
     tags: tuple[str, ...]
@@ -34,8 +37,10 @@ class RecordEncoder:
     def build(
         cls,
         users: np.ndarray,
+        uids: np.ndarray,
         segments: np.ndarray,
         *,
+        replicate: int = 0,
         item_ids: np.ndarray,
         creators: np.ndarray,
         tags: tuple[str, ...],
@@ -47,6 +52,8 @@ class RecordEncoder:
         names, codes = np.unique(segments.astype(str), return_inverse=True)
         return cls(
             users=users,
+            uids=uids,
+            replicate=replicate,
             segment_codes=codes.astype(np.int32),
             segment_names=pa.array(names.tolist(), pa.string()),
             tags=tuple(tags),
@@ -58,9 +65,7 @@ class RecordEncoder:
         )
 
     def with_users(self, users: np.ndarray) -> RecordEncoder:
-        return RecordEncoder(
-            users, *(getattr(self, f) for f in list(self.__dataclass_fields__)[1:])
-        )
+        return replace(self, users=users)
 
     def _dict(
         self, codes: np.ndarray, dictionary: pa.Array, mask: np.ndarray | None = None
@@ -71,7 +76,8 @@ class RecordEncoder:
 
     def events(self, r: TurnRecord) -> pa.RecordBatch:
         n, k = r.slates.shape
-        uid = self.users[r.rows]
+        row = self.users[r.rows]
+        uid = self.uids[row]
         rep = lambda a: np.repeat(a, k)  # noqa: E731
         items = r.slates.ravel()
         ins_code = np.full(n, -1, np.int64)
@@ -87,7 +93,7 @@ class RecordEncoder:
         action = fb.action.ravel()
         rating = fb.rating.ravel()
         arrays = [
-            self._dict(rep(self.segment_codes[uid]), self.segment_names),
+            self._dict(rep(self.segment_codes[row]), self.segment_names),
             pa.array(rep(uid)),
             pa.array(np.full(n * k, r.session, np.int16)),
             pa.array(np.full(n * k, r.turn, np.int16)),
@@ -112,11 +118,12 @@ class RecordEncoder:
         return pa.RecordBatch.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
     def sessions(self, s: SessionRecord) -> pa.RecordBatch:
-        uid = self.users[s.rows]
+        row = self.users[s.rows]
+        uid = self.uids[row]
         top = [self.tags[j] if j >= 0 else None for j in s.top_tag.tolist()]
         gap = np.where(np.isfinite(s.gap_days), s.gap_days, np.nan).astype(np.float32)
         arrays = [
-            self._dict(self.segment_codes[uid], self.segment_names),
+            self._dict(self.segment_codes[row], self.segment_names),
             pa.array(uid),
             pa.array(np.full(uid.size, s.session, np.int16)),
             pa.array(s.day.astype(np.float32)),
@@ -134,10 +141,12 @@ class RecordEncoder:
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=SESSIONS_SCHEMA)
 
-    def user_metrics(self, m: UserMetrics, segments: np.ndarray) -> pa.RecordBatch:
+    def user_metrics(self, m: UserMetrics) -> pa.RecordBatch:
+        names = np.asarray(self.segment_names.to_pylist(), dtype=object)
         arrays = [
-            pa.array(segments[self.users].astype(str).tolist(), pa.string()),
-            pa.array(self.users),
+            pa.array(names[self.segment_codes[self.users]].tolist(), pa.string()),
+            pa.array(self.uids[self.users]),
+            pa.array(np.full(self.users.size, self.replicate, np.int16)),
         ]
-        arrays += [pa.array(getattr(m, f).astype(np.float64)) for f in USER_METRICS.names[2:]]
+        arrays += [pa.array(getattr(m, f).astype(np.float64)) for f in USER_METRICS.names[3:]]
         return pa.RecordBatch.from_arrays(arrays, schema=USER_METRICS_SCHEMA)

@@ -199,6 +199,12 @@ USER_METRICS = pa.schema(
         _col("segment", pa.string(), _SEGMENT),
         _col("user", pa.int64(), _USER),
         _col(
+            "replicate",
+            pa.int16(),
+            "the replicate the user belongs to, 0-based: each replicate has its own placement of "
+            "the creator's new items and its own population; the summary pools replicates",
+        ),
+        _col(
             "impressions",
             pa.float64(),
             "items shown over the run (the user's events rows in the arm); ctr's denominator",
@@ -256,18 +262,42 @@ _STATS = [
         "mean",
         pa.float64(),
         "mean over users of the per-user metric (not pooled: ctr is not all clicks / all "
-        "impressions)",
+        "impressions); with replicates, the mean of the replicates' means",
     ),
-    _col("ci_low", pa.float64(), "lower end of the 95% Student-t interval of mean, over users"),
-    _col("ci_high", pa.float64(), "upper end of the 95% Student-t interval of mean, over users"),
+    _col(
+        "ci_low",
+        pa.float64(),
+        "lower end of the 95% interval of mean: over users with one replicate; with several, "
+        "the random-effects interval over replicates (placement and population uncertainty "
+        "included; recoworld/study/pooling.py)",
+    ),
+    _col("ci_high", pa.float64(), "upper end of the 95% interval of mean (see ci_low)"),
     _col(
         "diff",
         pa.float64(),
         "mean over users of the paired difference from the control arm (the first arm: the "
         "same users); null for the control arm",
     ),
-    _col("diff_ci_low", pa.float64(), "lower end of the 95% Student-t interval of diff"),
-    _col("diff_ci_high", pa.float64(), "upper end of the 95% Student-t interval of diff"),
+    _col("diff_ci_low", pa.float64(), "lower end of the 95% interval of diff (see ci_low)"),
+    _col("diff_ci_high", pa.float64(), "upper end of the 95% interval of diff (see ci_low)"),
+    _col(
+        "replicates",
+        pa.int32(),
+        "replicates pooled (each its own placement of the creator's new items and population); "
+        "1: the interval covers user noise only, not which plausible item a new item is",
+    ),
+    _col("se", pa.float64(), "standard error of mean (the interval's half-width / t)"),
+    _col("df", pa.float64(), "degrees of freedom of the interval's Student-t"),
+    _col(
+        "between_share",
+        pa.float64(),
+        "share of one replicate's uncertainty about mean that comes from the replicates' "
+        "placement and population (tau^2 / (tau^2 + within)); null with one replicate; above "
+        "0.5, which item a new item is matters more than which users saw it",
+    ),
+    _col("diff_se", pa.float64(), "standard error of diff"),
+    _col("diff_df", pa.float64(), "degrees of freedom of diff's interval"),
+    _col("diff_between_share", pa.float64(), "between_share of diff"),
 ]
 _ARM = "the arm (the study's arms; the first is the control that diff is taken from)"
 
@@ -342,6 +372,12 @@ USERS_TABLE = "users"
 USERS = pa.schema(
     [
         _col("user", pa.int64(), _USER),
+        _col(
+            "replicate",
+            pa.int16(),
+            "the replicate the user belongs to, 0-based: each replicate has its own placement of "
+            "the creator's new items and its own population; the summary pools replicates",
+        ),
         _col("segment", pa.string(), _SEGMENT),
         _col(
             "source_user",

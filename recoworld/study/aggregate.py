@@ -10,14 +10,13 @@ same for any shard count, in one process or on a cluster.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import stats as sps
 
 from recoworld.study.metrics import METRIC_NAMES, METRICS
+from recoworld.study.pooling import pool
 
 BLOCK_USERS = 1024
 """Users per aggregate block; shards are cut on block boundaries."""
@@ -115,56 +114,50 @@ def merge_blocks(parts: list[BlockMoments]) -> tuple[np.ndarray, np.ndarray, np.
 def summary_from_moments(
     n: np.ndarray, mean: np.ndarray, m2: np.ndarray, arms: list[str], segments: list[str]
 ) -> pl.DataFrame:
-    """The summary table (schema ``SUMMARY``) from merged moments: per arm x segment ("all"
-    first, then the segments in order) x metric, the mean with its 95% Student-t interval and the
-    paired difference from ``arms[0]`` with its interval."""
-    rows: dict[str, list] = {
-        k: []
-        for k in (
-            "arm",
-            "segment",
-            "metric",
-            "n",
-            "mean",
-            "ci_low",
-            "ci_high",
-            "diff",
-            "diff_ci_low",
-            "diff_ci_high",
-        )
-    }
+    """:func:`summary_from_replicates` of one replicate's merged moments."""
+    return summary_from_replicates([(n, mean, m2)], arms, segments)
+
+
+SUMMARY_COLUMNS = (
+    "arm", "segment", "metric", "n", "mean", "ci_low", "ci_high", "diff", "diff_ci_low",
+    "diff_ci_high", "replicates", "se", "df", "between_share", "diff_se", "diff_df",
+    "diff_between_share",
+)  # fmt: skip
+
+
+def summary_from_replicates(
+    replicates: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    arms: list[str],
+    segments: list[str],
+) -> pl.DataFrame:
+    """The summary table (schema ``SUMMARY``) from each replicate's merged (n, mean, m2): per
+    arm x segment ("all" first, then the segments in order) x metric, the pooled mean with its
+    95% interval and the paired difference from ``arms[0]`` with its interval
+    (:func:`recoworld.study.pooling.pool`: one replicate gives the Student-t interval over
+    users)."""
+    p = pool(*(np.stack([r[k] for r in replicates]) for k in range(3)))
+    lo, hi = p.interval()
+    rows: dict[str, list] = {k: [] for k in SUMMARY_COLUMNS}
     order = [len(segments), *range(len(segments))]
     names = [*segments, "all"]
-
-    def interval(count: float, mu: float, ss: float) -> tuple[float, float]:
-        if count < 2:
-            return (math.nan, math.nan)
-        half = float(sps.t.ppf(0.975, count - 1)) * math.sqrt(ss / (count - 1) / count)
-        return (mu - half, mu + half)
-
+    nan = lambda x: None if not np.isfinite(x) else float(x)  # noqa: E731
     for a, arm in enumerate(arms):
         for s in order:
-            if n[a, s, 0, VALUE] == 0:
+            if p.n[a, s, 0, VALUE] == 0:
                 continue
             for j, metric in enumerate(METRIC_NAMES):
-                cnt, mu, ss = (float(x[a, s, j, VALUE]) for x in (n, mean, m2))
-                lo, hi = interval(cnt, mu, ss)
-                if a == 0:
-                    d = dlo = dhi = None
-                else:
-                    dc, d, dss = (float(x[a, s, j, DIFF]) for x in (n, mean, m2))
-                    dlo, dhi = interval(dc, d, dss)
-                for key, val in zip(
-                    rows, (arm, names[s], metric, int(cnt), mu, lo, hi, d, dlo, dhi)
-                ):
+                v, d = (a, s, j, VALUE), (a, s, j, DIFF)
+                diff = (None,) * 6 if a == 0 else (
+                    float(p.mean[d]), nan(lo[d]), nan(hi[d]), nan(p.se[d]), float(p.df[d]),
+                    nan(p.between_share[d]),
+                )  # fmt: skip
+                values = (
+                    arm, names[s], metric, int(p.n[v]), float(p.mean[v]), nan(lo[v]), nan(hi[v]),
+                    diff[0], diff[1], diff[2], int(p.replicates[v]), nan(p.se[v]),
+                    float(p.df[v]), nan(p.between_share[v]), diff[3], diff[4], diff[5],
+                )  # fmt: skip
+                for key, val in zip(rows, values):
                     rows[key].append(val)
-    return pl.DataFrame(
-        rows,
-        schema={
-            "arm": pl.String,
-            "segment": pl.String,
-            "metric": pl.String,
-            "n": pl.Int64,
-            **{k: pl.Float64 for k in list(rows)[4:]},
-        },
-    )
+    types = {"arm": pl.String, "segment": pl.String, "metric": pl.String, "n": pl.Int64}
+    types["replicates"] = pl.Int32
+    return pl.DataFrame(rows, schema={k: types.get(k, pl.Float64) for k in rows})

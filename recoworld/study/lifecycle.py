@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -39,16 +40,16 @@ from recoworld.io.runs import RunDirectory, parquet_rows, part_name
 from recoworld.io.schema import SUMMARY, USERS
 from recoworld.io.tables import read_table, write_table
 from recoworld.llm.wrappers import call_totals
-from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_moments
+from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_replicates
 from recoworld.study.prepare import Prepared
 from recoworld.study.shard import (
     ShardResult,
     ShardSpec,
     check_marker_files,
     marker_path,
-    plan_shards,
+    plan_replicates,
     read_marker,
-    segment_codes,
+    segment_names,
 )
 from recoworld.users.persona import liked_tag_lists
 
@@ -64,13 +65,19 @@ class RunResult:
     seconds: float
 
 
-def users_table(prep: Prepared) -> pa.Table:
-    """One row per population user: who it is (persona traits, segment, source user)."""
+def users_table(preps: tuple[Prepared, ...]) -> pa.Table:
+    """One row per population user of every replicate: who it is (persona traits, segment,
+    source user, the tags it likes)."""
+    return pa.concat_tables(_users_of(p) for p in preps)
+
+
+def _users_of(prep: Prepared) -> pa.Table:
     p = prep.population
     liked = liked_tag_lists(p, prep.catalog)  # exactly the tags its persona says it likes
     return pa.table(
         {
             "user": p.uid,
+            "replicate": np.full(len(p), prep.replicate, np.int16),
             "segment": prep.segments.astype(str).tolist(),
             "source_user": p.source_user.tolist(),
             "age": p.age,
@@ -150,11 +157,19 @@ def run_tables(cfg: StudyConfig) -> list[str]:
     return ["events", "sessions", "user_metrics", *(["llm_calls"] if uses_llm(cfg) else [])]
 
 
-def write_summary(folder: Path, prep: Prepared, results: list[ShardResult]) -> pl.DataFrame:
-    """Merge the shards' aggregates (in block order) into ``summary.parquet``; returns it."""
-    n, mean, m2 = merge_blocks([BlockMoments.from_bytes(r.moments) for r in results])
-    names, _ = segment_codes(prep)
-    summary = summary_from_moments(n, mean, m2, [a.name for a in prep.cfg.arms], names)
+def write_summary(
+    folder: Path, preps: tuple[Prepared, ...], results: list[ShardResult]
+) -> pl.DataFrame:
+    """Merge each replicate's shard aggregates (in block order), pool the replicates
+    (:mod:`recoworld.study.pooling`) into ``summary.parquet``, and return it."""
+    by_replicate = [
+        merge_blocks([BlockMoments.from_bytes(r.moments) for r in results if r.spec.replicate == k])
+        for k in range(len(preps))
+    ]
+    cfg = preps[0].cfg
+    summary = summary_from_replicates(
+        by_replicate, [a.name for a in cfg.arms], segment_names(preps)
+    )
     write_table(Path(folder) / "summary.parquet", summary.to_arrow().cast(SUMMARY), "summary")
     return summary
 
@@ -170,13 +185,18 @@ def llm_summary(folder: Path) -> dict:
 class Run:
     """One run being written (see the module docstring). Build it with :meth:`open`."""
 
-    def __init__(self, directory: RunDirectory, prep: Prepared, t0: float) -> None:
-        self.dir, self.prep, self.t0 = directory, prep, t0
+    def __init__(self, directory: RunDirectory, preps: tuple[Prepared, ...], t0: float) -> None:
+        self.dir, self.preps, self.t0 = directory, preps, t0
+
+    @property
+    def users(self) -> int:
+        """Users per arm, over every replicate."""
+        return sum(len(p.population) for p in self.preps)
 
     @classmethod
     def open(
         cls,
-        prep: Prepared,
+        preps: tuple[Prepared, ...] | Prepared,
         root: Path,
         run_id: str,
         *,
@@ -185,8 +205,11 @@ class Run:
         resume: bool = False,
         t0: float | None = None,
     ) -> Run:
-        """Open ``<root>/<run_id>`` for ``prep``'s study, planned in ``shards`` shards (a
-        resumed run keeps its plan, and must be the same study but for [ray] and [output])."""
+        """Open ``<root>/<run_id>`` for the study of ``preps`` (its replicates; one Prepared:
+        one replicate), planned in ``shards`` shards (a resumed run keeps its plan, and must be
+        the same study but for [ray] and [output])."""
+        preps = (preps,) if isinstance(preps, Prepared) else tuple(preps)
+        prep = preps[0]
         cfg = prep.cfg
         t0 = time.perf_counter() if t0 is None else t0
         study = encode_study(cfg)
@@ -198,16 +221,16 @@ class Run:
                 d.plan = msgspec.json.decode(plan, type=list[ShardSpec])
                 for r in finished_shards(d.path, d.plan).values():
                     check_marker_files(d.path, r)  # keep only intact shards
-                return cls(d, prep, t0)
-            d.plan = plan_shards(len(prep.population), shards)
+                return cls(d, preps, t0)
+            d.plan = plan_replicates([len(p.population) for p in preps], shards)
             d.write_bytes("plan.json", msgspec.json.encode(d.plan))
             d.write_bytes("study.json", study)
             d.write_json("fit.json", msgspec.to_builtins(prep.report))
-            write_table(d.path / "users.parquet", users_table(prep), "users")
+            write_table(d.path / "users.parquet", users_table(preps), "users")
         except BaseException:
             d.abort()  # releases the lock
             raise
-        return cls(d, prep, t0)
+        return cls(d, preps, t0)
 
     def __enter__(self) -> Run:
         return self
@@ -232,20 +255,21 @@ class Run:
     def finish(self, results: list[ShardResult], *, summary_written: bool = False) -> RunResult:
         """Check that every shard of the plan is complete (:func:`check_complete`), write the
         summary (unless a coordinator did) and the manifest, and make the run visible."""
-        prep, cfg = self.prep, self.prep.cfg
+        prep, cfg = self.preps[0], self.preps[0].cfg
         on_disk = check_complete(
-            self.path, self.plan, [a.name for a in cfg.arms], run_tables(cfg), len(prep.population)
+            self.path, self.plan, [a.name for a in cfg.arms], run_tables(cfg), self.users
         )
         if summary_written:
             summary = pl.from_arrow(read_table(self.path / "summary.parquet", "summary"))
         else:
-            summary = write_summary(self.path, prep, results)
+            summary = write_summary(self.path, self.preps, results)
         n_events = sum(r.events for r in results)
         seconds = time.perf_counter() - self.t0
         manifest = {
             "study": cfg.name,
             "world": prep.world_name,
-            "users_per_arm": len(prep.population),
+            "users_per_arm": self.users,
+            "replicates": len(self.preps),
             "arms": [a.name for a in cfg.arms],
             "events": n_events,
             "shards": len(results),

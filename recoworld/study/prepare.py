@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
-from recoworld.config import StudyConfig, WorldConfig
+from recoworld.config import StudyConfig, WorldConfig, replicate_count
 from recoworld.errors import ConfigError
-from recoworld.items.catalog import Catalog, NewItem, build_catalog
+from recoworld.items.catalog import Catalog, NewItem, build_catalogs
 from recoworld.users.choice import ChoiceModel
-from recoworld.users.fit import CalibrationReport, fit_choice_model
+from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
 from recoworld.users.population import build_population, segment_labels, select
 from recoworld.world.fetch import default_data_path
@@ -33,6 +34,9 @@ class Prepared:
     segments: np.ndarray  # (n,) str per population user
     creator_mask: np.ndarray  # (n_items,) bool
     treated: tuple[np.ndarray, ...]  # per arm, (n,) bool
+    replicate: int = 0
+    """Which replicate of the study this is: its own placement of the creator's new items in
+    ``catalog`` and its own population (uids follow the earlier replicates')."""
 
 
 def load_world_for(
@@ -69,15 +73,57 @@ def creator_items(cfg: StudyConfig) -> tuple[NewItem, ...]:
     )
 
 
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of a replicate's placement and population draws (replicate 0: the study's)."""
+    if replicate == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, replicate]).generate_state(1)[0])
+
+
 def prepare(cfg: StudyConfig, world: World) -> Prepared:
-    """Build the catalog (with the creator's new items), fit the brain, draw the population."""
+    """The first replicate of :func:`prepare_all` (all of a one-replicate study)."""
+    return prepare_all(cfg, world, replicates=1)[0]
+
+
+def prepare_all(
+    cfg: StudyConfig, world: World, replicates: int | None = None
+) -> tuple[Prepared, ...]:
+    """Build the catalog (with the creator's new items), fit the brain, draw the population:
+    once per replicate (``replicate_count(cfg)`` unless given) for the placement of the new
+    items and the population, once for everything else. ``population.size`` is split between
+    the replicates (``0``: every matching real user, in each)."""
+    r = replicate_count(cfg) if replicates is None else replicates
+    seeds = tuple(replicate_seed(cfg.seed, k) for k in range(r))
     new = creator_items(cfg)
-    catalog = build_catalog(world, dim=cfg.world.embedding_dim, new_items=new, seed=cfg.seed)
-    fitted = fit_choice_model(
-        world, catalog, negatives_per_positive=cfg.brain.negatives_per_positive, seed=cfg.seed
+    catalogs = build_catalogs(
+        world, dim=cfg.world.embedding_dim, new_items=new, seed=cfg.seed, placement_seeds=seeds
     )
-    base = personas_from_history(world, catalog)
-    population = build_population(base, catalog, cfg.population, cfg.seed)
+    fitted = fit_choice_model(
+        world, catalogs[0], negatives_per_positive=cfg.brain.negatives_per_positive, seed=cfg.seed
+    )
+    base = personas_from_history(world, catalogs[0])
+    size = cfg.population.size
+    out: list[Prepared] = []
+    offset = 0
+    for k, (catalog, seed) in enumerate(zip(catalogs, seeds)):
+        pop_cfg = cfg.population
+        if size:
+            pop_cfg = msgspec.structs.replace(pop_cfg, size=size // r + (k < size % r))
+        population = build_population(base, catalog, pop_cfg, seed)
+        population = replace(population, uid=population.uid + offset)
+        offset += len(population)
+        out.append(_replicate(cfg, world, catalog, fitted, population, k))
+    return tuple(out)
+
+
+def _replicate(
+    cfg: StudyConfig,
+    world: World,
+    catalog: Catalog,
+    fitted: Fitted,
+    population: Personas,
+    replicate: int,
+) -> Prepared:
     mask = catalog.is_creator_item.copy()
     if cfg.creator is not None and cfg.creator.existing_items:
         ids = catalog.item_ids
@@ -106,4 +152,5 @@ def prepare(cfg: StudyConfig, world: World) -> Prepared:
         segments=segment_labels(population, cfg.population.segment_by),
         creator_mask=mask,
         treated=tuple(treated),
+        replicate=replicate,
     )

@@ -24,7 +24,7 @@ from recoworld.config import StudyConfig, uses_llm
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.factory import open_model
 from recoworld.study.lifecycle import Progress, Run, RunResult
-from recoworld.study.prepare import Prepared, prepare
+from recoworld.study.prepare import prepare_all
 from recoworld.study.shard import ShardResult, ShardSpec, UserShard, batch_size_for
 from recoworld.world.model import World
 
@@ -62,7 +62,6 @@ def _die_with_parent(parent: int) -> None:
 
 def run_shards(
     run: Run,
-    prep: Prepared,
     workers: int,
     progress: Progress | None = None,
     model: LanguageModel | None = None,
@@ -70,7 +69,8 @@ def run_shards(
     """Write every shard of the run's plan in ``workers`` forked processes (``<= 1``: this
     process). Shards already finished (``--resume``) are not run again. Studies with a language
     model run in this process (the engine is not forked)."""
-    shard = UserShard(prep, run.path, model)
+    shard = UserShard(run.preps, run.path, model)
+    arms = run.preps[0].cfg.arms
     if model is not None:
         workers = 1
     plan = run.plan
@@ -79,7 +79,7 @@ def run_shards(
 
     def done(spec: ShardSpec) -> None:
         if progress:
-            for arm in prep.cfg.arms:
+            for arm in arms:
                 progress(arm.name, spec.stop - spec.start)
 
     for s in plan:
@@ -92,7 +92,7 @@ def run_shards(
         return [results[s.index] for s in plan]
     _FORKED["shard"] = shard
     try:
-        ctx = mp.get_context("fork")  # the workers inherit `prep` without pickling it
+        ctx = mp.get_context("fork")  # the workers inherit the replicates without pickling them
         with ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
@@ -133,21 +133,21 @@ def run_study(
     language brain or agentic recommender uses ``model``, else opens the one its [llm] names
     (and closes it at the end)."""
     t0 = time.perf_counter()
-    prep = prepare(cfg, world)
+    preps = prepare_all(cfg, world)
+    n = sum(len(p.population) for p in preps)
     if on_ready:
-        on_ready(len(prep.population))
+        on_ready(n)
     llm = uses_llm(cfg)
-    n = len(prep.population)
-    shards = 1 if llm else local_shard_count(n, prep.catalog.n_items, workers)
+    shards = 1 if llm else local_shard_count(n, preps[0].catalog.n_items, workers)
     root = Path(out_dir or cfg.output.dir)
     opened = None
     try:
         with Run.open(
-            prep, root, run_id, shards=shards, overwrite=overwrite, resume=resume, t0=t0
+            preps, root, run_id, shards=shards, overwrite=overwrite, resume=resume, t0=t0
         ) as run:
             if llm and model is None:
                 model = opened = open_model(cfg.llm, seed=cfg.seed)  # type: ignore[arg-type]
-            return run.finish(run_shards(run, prep, workers, progress=progress, model=model))
+            return run.finish(run_shards(run, workers, progress=progress, model=model))
     finally:
         if opened is not None:
             asyncio.run(opened.close())

@@ -56,6 +56,8 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     index: int
     start: int
     stop: int
+    replicate: int = 0
+    """The replicate whose population rows ``[start, stop)`` are."""
 
 
 class ShardFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +95,17 @@ def plan_shards(n_users: int, shards: int) -> list[ShardSpec]:
         )
         for i, c in enumerate(cuts)
     ]
+
+
+def plan_replicates(sizes: list[int], shards: int) -> list[ShardSpec]:
+    """:func:`plan_shards` for each replicate's population (of ``sizes``), the shards shared
+    out in proportion; shard indices run on across replicates."""
+    total = max(sum(sizes), 1)
+    out: list[ShardSpec] = []
+    for r, n in enumerate(sizes):
+        for s in plan_shards(n, max(1, round(shards * n / total))):
+            out.append(ShardSpec(index=len(out), start=s.start, stop=s.stop, replicate=r))
+    return out
 
 
 def marker_path(folder: Path, index: int) -> Path:
@@ -139,20 +152,28 @@ def read_marker(folder: Path, spec: ShardSpec) -> ShardResult | None:
     return result
 
 
-def segment_codes(prep: Prepared) -> tuple[list[str], np.ndarray]:
-    """Sorted segment names and each population user's code into them."""
-    names, codes = np.unique(prep.segments.astype(str), return_inverse=True)
-    return names.tolist(), codes.astype(np.int64)
+def segment_names(preps: tuple[Prepared, ...]) -> list[str]:
+    """The sorted segment names of every replicate's population."""
+    return sorted(set().union(*(np.unique(p.segments.astype(str)).tolist() for p in preps)))
+
+
+def segment_codes(prep: Prepared, names: list[str]) -> np.ndarray:
+    """Each of ``prep``'s population users' code into ``names``."""
+    return np.searchsorted(np.asarray(names), prep.segments.astype(str)).astype(np.int64)
 
 
 class UserShard:
     """Simulates shards of one run into its folder (see the module docstring for the protocol)."""
 
-    def __init__(self, prep: Prepared, folder: str | Path, model: object | None = None) -> None:
-        """``model``: the LanguageModel of a study with a language brain or agentic recommender
-        (an in-process engine, an HTTP client, a replay, or the Ray router to replica actors)."""
-        self.prep, self.folder, self.model = prep, Path(folder), model
-        self.segment_names, self._codes = segment_codes(prep)
+    def __init__(
+        self, preps: tuple[Prepared, ...], folder: str | Path, model: object | None = None
+    ) -> None:
+        """``preps``: the study's replicates; ``model``: the LanguageModel of a study with a
+        language brain or agentic recommender (an in-process engine, an HTTP client, a replay,
+        or the Ray router to replica actors)."""
+        self.preps, self.folder, self.model = preps, Path(folder), model
+        self.segment_names = segment_names(preps)
+        self._codes = [segment_codes(p, self.segment_names) for p in preps]
 
     def run(self, spec: ShardSpec) -> ShardResult:
         done = read_marker(self.folder, spec)
@@ -161,17 +182,16 @@ class UserShard:
         t0 = time.perf_counter()
         scratch = self.folder / SCRATCH / f"shard-{spec.index:05d}-{uuid.uuid4().hex[:8]}"
         users = np.arange(spec.start, spec.stop)
+        prep, codes = self.preps[spec.replicate], self._codes[spec.replicate]
         parts = Parts(scratch)
         try:
             events, metrics = simulate_to(
-                parts, self.prep, part=spec.index, users=users, model=self.model
+                parts, prep, part=spec.index, users=users, model=self.model
             )  # type: ignore[arg-type]
         finally:
             parts.close()
-        values = [
-            metric_values({f: getattr(m, f) for f in m.__dataclass_fields__}) for m in metrics
-        ]
-        moments = BlockMoments.of(users, self._codes[users], len(self.segment_names), values)
+        values = [metric_values(m.as_dict()) for m in metrics]
+        moments = BlockMoments.of(users, codes[users], len(self.segment_names), values)
         rows = parts.written()
         hashes = digests(scratch, sorted(rows))  # of the bytes written, before they move
         for name in sorted(rows):
@@ -218,7 +238,9 @@ def simulate_to(
     cat = prep.catalog
     enc = RecordEncoder.build(
         users,
+        prep.population.uid,
         prep.segments,
+        replicate=prep.replicate,
         item_ids=cat.item_ids,
         creators=cat.creators,
         tags=cat.tags,
@@ -243,14 +265,14 @@ def simulate_to(
             metrics = asyncio.run(loop)
             log.flush()
             budget.check()
-            um.write(enc.user_metrics(metrics, prep.segments))
+            um.write(enc.user_metrics(metrics))
             lc.close()
         else:
             batches: list[UserMetrics] = []
             for start in range(0, users.size, step):
                 e = enc.with_users(users[start : start + step])
                 batches.append(simulate_arm(prep, a, e.users, _observer(e, ev, ss)))
-                um.write(e.user_metrics(batches[-1], prep.segments))
+                um.write(e.user_metrics(batches[-1]))
             metrics = UserMetrics.concat(batches)
         for w in (ev, ss, um):
             w.close()

@@ -47,6 +47,7 @@ def study(tiny_model: Path, **parts: object) -> StudyConfig:
         instruction_chars=80,
         summary_chars=120,
         temperature=0.8,
+        max_failure_rate=1.0,  # a tiny random-weight model: it proves the path, fallbacks expected
         engine=EngineConfig(
             enforce_eager=True, max_model_len=4096, max_num_seqs=64, cpu_kvcache_gib=1.0
         ),

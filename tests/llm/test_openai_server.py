@@ -210,6 +210,7 @@ def test_an_llm_study_runs_against_the_server_with_every_call_recorded_and_valid
             instruction_chars=80,
             summary_chars=120,
             concurrency=8,
+            max_failure_rate=1.0,  # a tiny random-weight model: fallbacks are expected
         ),
     )
     r = run_study(cfg, load_world_for(cfg.world, cfg.seed), run_id="served", out_dir=tmp_path)
