@@ -430,6 +430,72 @@ SWEEP_SUMMARY = pa.schema(
 """One row per sweep cell x arm x metric: segment "all" of each cell's ``summary`` with the
 cell's keys. The date is the hive partition of the folder the file is in (not a column)."""
 
+SWEEP_POOLED_TABLE = "sweep_pooled"
+"""The table name a sweep's pooled file carries in its metadata."""
+
+_POOLED = (
+    "; pooled over the seeds (each cell's mean, se and df from sweep_summary, equal weights; "
+    "random-effects interval, recoworld/study/pooling.py)"
+)
+SWEEP_POOLED = pa.schema(
+    [
+        _col("study", pa.string(), "the study file's name (a sweep cell key)"),
+        _col("recommender", pa.string(), "the recommender variant (a sweep cell key)"),
+        _col("population", pa.string(), "the population variant (a sweep cell key)"),
+        _col("arm", pa.string(), _ARM),
+        _col("metric", pa.string(), _METRIC),
+        _col(
+            "seeds",
+            pa.int32(),
+            "seeds pooled (cells with a value); 1: the interval is that seed's own, and "
+            "says nothing about how much another seed's population and items would move it",
+        ),
+        _col("n", pa.int64(), "users over all pooled seeds"),
+        _col("mean", pa.float64(), "mean of the seeds' means (each seed weighs the same)"),
+        _col(
+            "ci_low",
+            pa.float64(),
+            "lower end of the 95% interval of mean" + _POOLED,
+        ),
+        _col("ci_high", pa.float64(), "upper end of the 95% interval of mean (see ci_low)"),
+        _col("se", pa.float64(), "standard error of mean (the interval's half-width / t)"),
+        _col("df", pa.float64(), "degrees of freedom of the interval's Student-t"),
+        _col(
+            "between_share",
+            pa.float64(),
+            "share of one seed's uncertainty about mean that comes from the seed (its "
+            "population, world and item placement) rather than its own interval: tau^2 / "
+            "(tau^2 + mean se^2); null with one seed",
+        ),
+        _col(
+            "diff",
+            pa.float64(),
+            "mean of the seeds' paired differences from the control arm; null for the control",
+        ),
+        _col("diff_ci_low", pa.float64(), "lower end of the 95% interval of diff" + _POOLED),
+        _col("diff_ci_high", pa.float64(), "upper end of the 95% interval of diff (see ci_low)"),
+        _col("diff_se", pa.float64(), "standard error of diff"),
+        _col("diff_df", pa.float64(), "degrees of freedom of diff's interval"),
+        _col("diff_between_share", pa.float64(), "between_share of diff"),
+        _col(
+            "rank",
+            pa.int32(),
+            "the recommender variant's rank by mean among the variants of the same study, "
+            "population, arm and metric (1 = highest mean; ties share the lower rank); null "
+            "without a mean",
+        ),
+        _col(
+            "overlaps_best",
+            pa.bool_(),
+            "the 95% interval overlaps that of rank 1 (true for rank 1): the seeds do not "
+            "clearly set this variant below the best (a loose check: intervals that do not "
+            "overlap differ clearly; overlap is no proof of a tie); null without an interval",
+        ),
+    ]
+)
+"""One row per sweep study x recommender x population x arm x metric: the cells of every seed
+pooled (``sweep_pooled.parquet``, next to ``sweep_summary.parquet``), with each variant's rank."""
+
 DESCRIBED = {**TABLES, USERS_TABLE: USERS, SWEEP_SUMMARY_TABLE: SWEEP_SUMMARY}
 """Every table RecoWorld writes, by name: what ``recoworld schema`` prints."""
 
