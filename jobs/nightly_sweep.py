@@ -106,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from recoworld.sweep import (
+        POOLED_FILE,
         SUMMARY_FILE,
         CellDone,
         CellStarted,
         SweepEvent,
         load_sweep,
+        ranking_table,
         run_sweep,
         sweep_table,
         world_loader,
@@ -151,6 +153,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     )
     ran = sum(pc.action != "skip" for pc in result.planned)
     console.print(sweep_table(result.summary, title=f"{sweep.cfg.name} {result.path.name}"))
+    console.print(
+        ranking_table(
+            result.pooled, title=f"{sweep.cfg.name} {result.path.name}: seeds pooled, ranked"
+        )
+    )
     if result.stray:
         console.print(
             f"not in this sweep, left out of the summary: {', '.join(result.stray)}",
@@ -158,7 +165,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         )
     console.print(
         f"{ran} cell(s) run, {len(result.planned) - ran} skipped, in {result.seconds:.1f}s -> "
-        f"[bold]{result.path / SUMMARY_FILE}[/]"
+        f"[bold]{result.path / SUMMARY_FILE}[/], [bold]{POOLED_FILE}[/]"
     )
     return 0
 

@@ -1,15 +1,18 @@
 """Sweeps: the sweep file, grid expansion, cell runs into hive-partitioned folders, skipping
-complete cells, redoing interrupted ones, and the sweep summary. Local runner, tmp_path outputs."""
+complete cells, redoing interrupted ones, the sweep summary, and its seeds pooled and ranked.
+Local runner, tmp_path outputs."""
 
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -20,10 +23,16 @@ from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY
 from recoworld.study.metrics import METRICS
 from recoworld.study.runner import run_study
 from recoworld.sweep import (
+    POOLED_FILE,
+    SWEEP_POOLED,
     SWEEP_SUMMARY,
     cell_id,
     decode_sweep,
     load_sweep,
+    pool_estimates,
+    pool_seeds,
+    ranking_table,
+    read_sweep_pooled,
     read_sweep_summary,
     run_sweep,
     slug,
@@ -480,6 +489,7 @@ def test_job_rerun_skips_and_reports(tmp_path: Path, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "[1/2] quick_synthetic--mf--all--s1: complete, skipped" in text
     assert "0 cell(s) run, 2 skipped" in text
+    assert "seeds pooled, ranked" in text and "sweep_pooled.parquet" in text
     with pytest.raises(SystemExit) as e:
         main([*args[:-1], "31-01-2025"])
     assert e.value.code == 2
@@ -582,3 +592,136 @@ def test_job_ray_binds_the_address_to_the_drivers_runner(
         main([str(small_sweep(tmp_path)), "--ray", "auto", "--workers", "2", "--out", str(out)])
         == 2
     )
+
+
+# --- seeds pooled, variants ranked ----------------------------------------------------------
+
+
+def summary_rows(rows: list[dict]) -> pl.DataFrame:
+    """A sweep summary from ``rows`` (unset columns null; study, population, arm and metric
+    default to 's', 'all', 'control' and 'ctr'; the cell id follows the keys)."""
+    schema = pl.from_arrow(SWEEP_SUMMARY.empty_table()).schema
+    full = []
+    for r in rows:
+        r = {"study": "s", "population": "all", "arm": "control", "metric": "ctr", "n": 200, **r}
+        r["cell"] = cell_id(r["study"], r["recommender"], r["population"], r["seed"])
+        full.append({c: r.get(c) for c in schema})
+    return pl.DataFrame(full, schema=schema, orient="row")
+
+
+def seed_rows(recommender: str, means: list[float], se: float, df: float = 199.0) -> list[dict]:
+    return [
+        {"recommender": recommender, "seed": k + 1, "mean": m, "se": se, "df": df}
+        for k, m in enumerate(means)
+    ]
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory: pytest.TempPathFactory):
+    """The quick study x mf, popular x one population x seeds 1, 2, 3 (90 users): 6 cells."""
+    tmp = tmp_path_factory.mktemp("three")
+    path = tmp / "three.toml"
+    path.write_text(
+        f'name = "three"\nstudies = ["{QUICK_STUDY}"]\nseeds = [1, 2, 3]\nusers = 90\n'
+        '[[recommenders]]\nname = "mf"\nkind = "mf"\n'
+        '[[recommenders]]\nname = "popular"\nkind = "popular"\nfollow_instructions = false\n'
+        '[[populations]]\nname = "all"\n'
+    )
+    return run_sweep(
+        load_sweep(path),
+        runner=functools.partial(run_study, workers=1),
+        out_root=tmp / "out",
+        day=DAY,
+    )
+
+
+def test_a_sweep_with_three_seeds_writes_one_pooled_row_per_variant_arm_and_metric(
+    three_seeds,
+) -> None:
+    pooled = read_sweep_pooled(three_seeds.path / POOLED_FILE)
+    assert pooled.columns == SWEEP_POOLED.names
+    assert pooled.equals(three_seeds.pooled)
+    assert pooled.height == 2 * 1 * 2 * len(METRICS)  # recommenders x populations x arms x metrics
+    assert pooled.select("recommender", "population", "arm", "metric").is_unique().all()
+    assert (pooled["seeds"] == 3).all() and (pooled["n"] == 3 * 90).all()
+    assert pooled.filter(pl.col("arm") == "control")["diff"].is_null().all()
+    assert pooled.filter(pl.col("arm") == "inject")["diff_ci_low"].is_not_null().all()
+    meta = pq.read_schema(three_seeds.path / POOLED_FILE).metadata
+    assert meta[TABLE_KEY] == b"sweep_pooled"
+
+
+def test_the_pooled_mean_is_the_mean_of_the_seeds_means(three_seeds) -> None:
+    keys = ["recommender", "population", "arm", "metric"]
+    by_seed = three_seeds.summary.group_by(keys).agg(
+        pl.col("mean").mean().alias("seeds_mean"), pl.col("diff").mean().alias("seeds_diff")
+    )
+    both = three_seeds.pooled.join(by_seed, on=keys)
+    assert both.height == three_seeds.pooled.height
+    assert (both["mean"] - both["seeds_mean"]).abs().max() < 1e-12
+    inject = both.filter(pl.col("arm") == "inject")
+    assert (inject["diff"] - inject["seeds_diff"]).abs().max() < 1e-12
+
+
+def test_the_pooled_interval_is_wider_than_any_seeds_when_seeds_disagree() -> None:
+    se = 0.005
+    summary = summary_rows(seed_rows("mf", [0.10, 0.20, 0.30], se))
+    summary = summary.with_columns(
+        ci_low=pl.col("mean") - 1.972 * se, ci_high=pl.col("mean") + 1.972 * se
+    )
+    row = pool_seeds(summary).row(0, named=True)
+    assert row["mean"] == pytest.approx(0.2)
+    assert row["ci_high"] - row["ci_low"] > (summary["ci_high"] - summary["ci_low"]).max()
+    assert row["df"] == 2 and row["se"] == pytest.approx(0.1 / 3**0.5)  # spread of the means
+    assert row["between_share"] > 0.99
+
+
+def test_seeds_that_agree_keep_the_interval_their_own_errors_allow() -> None:
+    row = pool_seeds(summary_rows(seed_rows("mf", [0.2, 0.2, 0.2], 0.01, df=4.0))).row(
+        0, named=True
+    )
+    # the fixed-effect floor: sqrt(mean se^2 / seeds), with the seeds' degrees of freedom summed
+    assert row["se"] == pytest.approx(0.01 / 3**0.5) and row["df"] == 12
+    assert row["between_share"] == 0
+
+
+def test_one_seed_keeps_its_own_interval() -> None:
+    p = pool_estimates(np.array([[0.3]]), np.array([[0.02]]), np.array([[99.0]]))
+    assert p.replicates[0] == 1 and p.se[0] == pytest.approx(0.02) and p.df[0] == 99
+    assert np.isnan(p.between_share[0])
+
+
+def test_variants_are_ranked_by_pooled_mean_and_overlap_with_the_best_is_marked() -> None:
+    rows = [
+        *seed_rows("steady", [0.30, 0.31, 0.29], 0.002),  # best, narrow: [0.275, 0.325]
+        *seed_rows("noisy", [0.10, 0.45, 0.30], 0.002),  # 2nd by mean, wide: reaches the best
+        *seed_rows("low", [0.10, 0.11, 0.09], 0.002),  # clearly below
+        *seed_rows("tied", [0.30, 0.31, 0.29], 0.002),  # the best's equal
+        *[{**r, "population": "other"} for r in seed_rows("low", [0.5, 0.5, 0.5], 0.01)],
+    ]
+    pooled = pool_seeds(summary_rows(rows))
+    got = {
+        (r["population"], r["recommender"]): (r["rank"], r["overlaps_best"])
+        for r in pooled.iter_rows(named=True)
+    }
+    assert got == {
+        ("all", "steady"): (1, True),
+        ("all", "tied"): (1, True),
+        ("all", "noisy"): (3, True),
+        ("all", "low"): (4, False),
+        ("other", "low"): (1, True),  # ranked within its own population
+    }
+    console = Console(record=True, width=200)
+    console.print(ranking_table(pooled))
+    text = console.export_text()
+    assert "#3 ≈1" in text and "#4" in text and "#4 ≈1" not in text and "s / other" in text
+
+
+def test_reading_a_pooled_table_checks_the_file_and_the_table(three_seeds, tmp_path: Path) -> None:
+    missing = tmp_path / POOLED_FILE
+    with pytest.raises(RunError) as e:
+        read_sweep_pooled(missing)
+    assert str(e.value) == f"{missing}: no pooled sweep table; run the sweep to write it"
+    summary = three_seeds.path / "sweep_summary.parquet"
+    with pytest.raises(RunError) as e:
+        read_sweep_pooled(summary)
+    assert str(e.value) == f"{summary}: holds table 'sweep_summary'; expected 'sweep_pooled'"

@@ -1,5 +1,6 @@
 """Running a sweep: (1) plan, (2) run the cells that are missing, interrupted or (with
-``overwrite``) different, (3) rebuild the sweep summary from every cell of the grid.
+``overwrite``) different, (3) rebuild the sweep summary from every cell of the grid, and its
+seeds pooled.
 
 Never imports Ray: the cell runner is a parameter (:class:`CellRunner`, the keyword signature of
 :func:`recoworld.study.runner.run_study`); ``jobs/nightly_sweep.py`` picks it. Progress is
@@ -24,6 +25,7 @@ from recoworld.study.runner import Progress, RunResult
 from recoworld.sweep.cells import Cell, Sweep
 from recoworld.sweep.config import sweep_date
 from recoworld.sweep.plan import Action, PlannedCell, plan
+from recoworld.sweep.pooled import POOLED_FILE, pool_seeds, write_sweep_pooled
 from recoworld.sweep.summary import SUMMARY_FILE, collect_summary, write_sweep_summary
 from recoworld.world.model import World
 
@@ -93,6 +95,8 @@ class SweepResult:
     path: Path
     """The date folder."""
     summary: pl.DataFrame
+    pooled: pl.DataFrame
+    """The summary's seeds pooled per study x recommender x population x arm x metric, ranked."""
     planned: list[PlannedCell]
     stray: list[str]
     """cell=... folders under the date folder that are not in this grid
@@ -117,7 +121,8 @@ def run_sweep(
     progress: Progress | None = None,
 ) -> SweepResult:
     """Run every cell of ``sweep`` that is not complete into ``<out_root>/<name>/date=<day>/``
-    (defaults: the sweep's output.dir and date), then rebuild the sweep summary."""
+    (defaults: the sweep's output.dir and date), then rebuild the sweep summary and the
+    pooled table (its seeds pooled, the variants ranked)."""
     t0 = time.perf_counter()
     folder = date_dir(
         Path(out_root or sweep.cfg.output.dir), sweep.cfg.name, sweep_date(sweep.cfg, day)
@@ -172,8 +177,15 @@ def run_sweep(
     # 3. the summary, from every cell of the grid
     summary = collect_summary(sweep.cells, folder)
     write_sweep_summary(summary, folder / SUMMARY_FILE)
+    pooled = pool_seeds(summary)
+    write_sweep_pooled(pooled, folder / POOLED_FILE)
     known = {c.run_id for c in sweep.cells}
     stray = sorted(p.name for p in folder.glob("cell=*") if p.is_dir() and p.name not in known)
     return SweepResult(
-        path=folder, summary=summary, planned=planned, stray=stray, seconds=time.perf_counter() - t0
+        path=folder,
+        summary=summary,
+        pooled=pooled,
+        planned=planned,
+        stray=stray,
+        seconds=time.perf_counter() - t0,
     )
