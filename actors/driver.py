@@ -23,8 +23,11 @@ from recoworld.errors import RunError
 from recoworld.study.aggregate import BLOCK_USERS
 from recoworld.study.lifecycle import Progress, Run, RunResult
 from recoworld.study.prepare import prepare_all
-from recoworld.study.shard import marker_path
+from recoworld.study.progress import ProgressBoard
 from recoworld.world.model import World
+
+POLL_S = 0.5
+"""How often the driver reads the shards' progress while it waits."""
 
 LLM_FIGURES = "llm_replicas.json"
 """Written into a run that used LLM replica actors: routing counts and each replica's stats."""
@@ -128,15 +131,13 @@ def run_study_on_ray(
         ref = coordinator.run.remote(
             [ray.put(preps)], str(run.path), run.plan, run_id, cfg.ray, model
         )
-        seen: set[int] = set()
+        # running shards leave progress files, finished ones a marker: progress costs no Ray call
+        arms = [arm.name for arm in cfg.arms]
+        board = ProgressBoard(run.path, run.plan, arms, progress) if progress else None
         while True:
-            done, _ = ray.wait([ref], timeout=0.5)
-            if progress:  # finished shards leave a marker: progress costs no Ray call
-                for s in run.plan:
-                    if s.index not in seen and marker_path(run.path, s.index).is_file():
-                        seen.add(s.index)
-                        for arm in cfg.arms:
-                            progress(arm.name, s.stop - s.start)
+            done, _ = ray.wait([ref], timeout=POLL_S)
+            if board:
+                board.poll()
             if done:
                 break
         try:

@@ -2,8 +2,9 @@
 
 One actor holds the run's prepared inputs (catalog, fitted brain, population: read zero-copy
 from the object store) and simulates the shards it is handed, one call per shard of thousands
-of users. A killed actor is restarted by Ray and the interrupted call retried; since a shard
-run is idempotent, the retry writes exactly the files an undisturbed run writes.
+of users, leaving its progress in a file that the driver polls (:mod:`recoworld.study.progress`).
+A killed actor is restarted by Ray and the interrupted call retried; since a shard run is
+idempotent, the retry writes exactly the files an undisturbed run writes.
 
 A study with a language brain or an agentic recommender also hands each actor a
 :class:`StudyModel`: the actor opens the model its shards use (every user of a shard is a
@@ -29,6 +30,7 @@ from actors.router import ReplicaRouter, RoutingCounts, ray_router
 from recoworld.config import LLMConfig, RayConfig
 from recoworld.llm.base import LanguageModel
 from recoworld.study.prepare import Prepared
+from recoworld.study.progress import ProgressFile
 from recoworld.study.shard import ShardResult, ShardSpec, UserShard
 
 
@@ -79,7 +81,9 @@ class UserShardActor:
         return os.getpid()
 
     def run(self, spec: ShardSpec) -> ShardResult:
-        return self._shard.run(spec)
+        """Write shard ``spec``; its progress goes to a file in the run's scratch folder, which
+        the driver reads when it polls (no Ray call per batch)."""
+        return self._shard.run(spec, ProgressFile(self._shard.folder, spec.index))
 
     def routing(self) -> RoutingCounts | None:
         """How this actor's router spread its requests over the replicas (None: no router)."""

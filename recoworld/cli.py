@@ -25,8 +25,17 @@ import msgspec
 import polars as pl
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from recoworld.config import SEED_MAX
 from recoworld.errors import ConfigError, RecoWorldError, RunError
@@ -138,22 +147,26 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         world=(*dims, len(world.tag_vocabulary)),
     )
     columns = (
+        SpinnerColumn(finished_text=" "),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _Count(),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=True, disable=args.quiet) as bar:
+        # a spinner while the study is prepared, then one bar per arm from 0 (users finished)
+        fitting = bar.add_task("fitting the choice model, drawing the population…", total=None)
         tasks: dict[str, int] = {}
-        total = {"n": 0}
 
         def progress(arm: str, done: int) -> None:
-            if arm not in tasks:
-                tasks[arm] = bar.add_task(f"arm {arm}", total=total["n"] or None)
+            if arm not in tasks:  # not announced by on_ready: a bar without a total
+                tasks[arm] = bar.add_task(f"arm {arm}", total=None)
             bar.advance(tasks[arm], done)
 
         def on_ready(n_users: int) -> None:
-            total["n"] = n_users
+            bar.remove_task(fitting)
+            for arm in cfg.arms:
+                tasks[arm.name] = bar.add_task(f"arm {arm.name}", total=n_users)
 
         common = dict(
             run_id=run_id,
@@ -197,6 +210,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         f"read again with: recoworld summary {result.path}"
     )
     return 0
+
+
+class _Count(MofNCompleteColumn):
+    """``done/total`` beside a bar; nothing beside a spinner (a task without a total)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else super().render(task)
 
 
 def _flag(name: str, check, value: str) -> None:  # noqa: ANN001

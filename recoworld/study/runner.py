@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from recoworld.config import StudyConfig, uses_llm
@@ -25,6 +25,7 @@ from recoworld.llm.base import LanguageModel
 from recoworld.llm.factory import open_model
 from recoworld.study.lifecycle import Progress, Run, RunResult
 from recoworld.study.prepare import prepare_all
+from recoworld.study.progress import ProgressBoard, ProgressFile
 from recoworld.study.shard import ShardResult, ShardSpec, UserShard, batch_size_for
 from recoworld.world.model import World
 
@@ -32,9 +33,13 @@ __all__ = ["Progress", "RunResult", "local_shard_count", "run_shards", "run_stud
 
 _FORKED: dict[str, UserShard] = {}  # the UserShard a forked worker inherits (set around a pool)
 
+POLL_S = 0.25
+"""How often the parent of forked workers reads their progress files."""
 
-def _shard_task(spec: ShardSpec) -> ShardResult:
-    return _FORKED["shard"].run(spec)
+
+def _shard_task(spec: ShardSpec, report: bool) -> ShardResult:
+    shard = _FORKED["shard"]
+    return shard.run(spec, ProgressFile(shard.folder, spec.index) if report else None)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -68,7 +73,12 @@ def run_shards(
 ) -> list[ShardResult]:
     """Write every shard of the run's plan in ``workers`` forked processes (``<= 1``: this
     process). Shards already finished (``--resume``) are not run again. Studies with a language
-    model run in this process (the engine is not forked)."""
+    model run in this process (the engine is not forked).
+
+    ``progress(arm, users)`` hears users finish as they do: in this process straight from the
+    shard (after each batch, or each user of a language-model study); from forked workers
+    through their progress files, polled every ``POLL_S`` (:mod:`recoworld.study.progress`).
+    Shards finished earlier are told first, whole."""
     shard = UserShard(run.preps, run.path, model)
     arms = run.preps[0].cfg.arms
     if model is not None:
@@ -77,18 +87,14 @@ def run_shards(
     results = run.finished()
     todo = [s for s in plan if s.index not in results]
 
-    def done(spec: ShardSpec) -> None:
-        if progress:
-            for arm in arms:
-                progress(arm.name, spec.stop - spec.start)
-
-    for s in plan:
-        if s.index in results:
-            done(s)
+    if progress:
+        for s in plan:
+            if s.index in results:
+                for arm in arms:
+                    progress(arm.name, s.stop - s.start)
     if workers <= 1 or len(todo) < 2 or "fork" not in mp.get_all_start_methods():
         for spec in todo:
-            results[spec.index] = shard.run(spec)
-            done(spec)
+            results[spec.index] = shard.run(spec, progress)
         return [results[s.index] for s in plan]
     _FORKED["shard"] = shard
     try:
@@ -99,11 +105,19 @@ def run_shards(
             initializer=_die_with_parent,
             initargs=(os.getpid(),),
         ) as pool:
-            futures = {pool.submit(_shard_task, spec): spec for spec in todo}
-            for fut in as_completed(futures):
-                spec = futures[fut]
-                results[spec.index] = fut.result()
-                done(spec)
+            board = (
+                ProgressBoard(run.path, todo, [a.name for a in arms], progress)
+                if progress
+                else None
+            )
+            futures = {pool.submit(_shard_task, spec, board is not None): spec for spec in todo}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    results[futures[fut].index] = fut.result()
+                if board:
+                    board.poll()
     finally:
         _FORKED.clear()
     return [results[s.index] for s in plan]

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -175,7 +176,11 @@ class UserShard:
         self.segment_names = segment_names(preps)
         self._codes = [segment_codes(p, self.segment_names) for p in preps]
 
-    def run(self, spec: ShardSpec) -> ShardResult:
+    def run(
+        self, spec: ShardSpec, progress: Callable[[str, int], None] | None = None
+    ) -> ShardResult:
+        """Write shard ``spec`` (nothing if its marker exists). ``progress(arm, users)`` hears
+        users finish as the shard goes (see :class:`UsersDone`); the marker is written after."""
         done = read_marker(self.folder, spec)
         if done is not None:
             return done
@@ -186,7 +191,7 @@ class UserShard:
         parts = Parts(scratch)
         try:
             events, metrics = simulate_to(
-                parts, prep, part=spec.index, users=users, model=self.model
+                parts, prep, part=spec.index, users=users, model=self.model, progress=progress
             )  # type: ignore[arg-type]
         finally:
             parts.close()
@@ -222,11 +227,13 @@ def simulate_to(
     part: int = 0,
     users: np.ndarray | None = None,
     model: LanguageModel | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> tuple[int, list[UserMetrics]]:
     """Simulate ``users`` (default: everyone) in every arm, writing part ``part`` of each table
     into ``parts``. Returns the events written and, per arm, the users' totals (in ``users``
     order). Studies with a language brain or an agentic recommender need ``model``: their users
-    run as coroutines on one event loop per arm, every call recorded in ``llm_calls``."""
+    run as coroutines on one event loop per arm, every call recorded in ``llm_calls``.
+    ``progress(arm, users)``: users finished, as they finish (:class:`UsersDone`)."""
     cfg = prep.cfg
     users = np.arange(len(prep.population)) if users is None else users
     llm = uses_llm(cfg)
@@ -261,24 +268,63 @@ def simulate_to(
                 sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()], budget=budget
             )
             recorded = RecordingModel(model, log)  # type: ignore[arg-type]
-            loop = simulate_arm_llm(prep, a, users, _observer(enc, ev, ss), recorded, log)
+            done = UsersDone(progress, arm.name, cfg.simulation.sessions)
+            loop = simulate_arm_llm(
+                prep, a, users, done.watch(_observer(enc, ev, ss)), recorded, log
+            )
             metrics = asyncio.run(loop)
+            done.upto(users.size)
             log.flush()
             budget.check()
             um.write(enc.user_metrics(metrics))
             lc.close()
         else:
             batches: list[UserMetrics] = []
+            done = UsersDone(progress, arm.name, cfg.simulation.sessions)
             for start in range(0, users.size, step):
                 e = enc.with_users(users[start : start + step])
-                batches.append(simulate_arm(prep, a, e.users, _observer(e, ev, ss)))
+                batches.append(simulate_arm(prep, a, e.users, done.watch(_observer(e, ev, ss))))
                 um.write(e.user_metrics(batches[-1]))
+                done.upto(start + e.users.size)
             metrics = UserMetrics.concat(batches)
         for w in (ev, ss, um):
             w.close()
         n_events += ev.rows_written
         totals.append(metrics)
     return n_events, totals
+
+
+class UsersDone:
+    """Progress as an observer of one arm's records: ``progress(arm, users)`` as users finish
+    (a session record of users who do not come back, or of the last session), and
+    :meth:`upto` at the end of a batch reports any not heard of yet, so that the calls add up
+    to exactly the users simulated."""
+
+    def __init__(
+        self, progress: Callable[[str, int], None] | None, arm: str, sessions: int
+    ) -> None:
+        self.progress, self.arm, self.last, self.told = progress, arm, sessions - 1, 0
+
+    def watch(self, observe: Observer) -> Observer:
+        """``observe``, and progress after each session record (``observe`` itself if none)."""
+        if self.progress is None:
+            return observe
+
+        def seen(rec: Record) -> None:
+            observe(rec)
+            if isinstance(rec, SessionRecord):
+                n = rec.rows.size if rec.session >= self.last else int((~rec.returned).sum())
+                if n:
+                    self.told += n
+                    self.progress(self.arm, n)  # type: ignore[misc]
+
+        return seen
+
+    def upto(self, users: int) -> None:
+        """The arm's first ``users`` users have finished."""
+        if self.progress is not None and users > self.told:
+            self.progress(self.arm, users - self.told)
+            self.told = users
 
 
 def _observer(enc: RecordEncoder, events: PartWriter, sessions: PartWriter) -> Observer:
