@@ -1,4 +1,5 @@
-"""Nightly sweep entry point: run every cell of a sweep file, then print and write its summary.
+"""Nightly sweep entry point: run every cell of a sweep file, then print and write its summary
+and its seeds pooled (variants ranked).
 
     python jobs/nightly_sweep.py SWEEP.toml [--date YYYY-MM-DD]
         [--local [--workers N] | --ray ADDRESS] [--out DIR] [--overwrite]
