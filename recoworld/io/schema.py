@@ -298,6 +298,53 @@ _STATS = [
     _col("diff_se", pa.float64(), "standard error of diff"),
     _col("diff_df", pa.float64(), "degrees of freedom of diff's interval"),
     _col("diff_between_share", pa.float64(), "between_share of diff"),
+    _col(
+        "lift",
+        pa.float64(),
+        "relative lift in percent, 100 * diff / the control arm's mean (same segment and "
+        "metric); null for the control arm and where the control mean is 0",
+    ),
+    _col(
+        "lift_ci_low",
+        pa.float64(),
+        "lower end of the 95% interval of lift: delta method with the paired covariance, "
+        "pooled over replicates like diff (recoworld/study/inference.py); null where the "
+        "control mean is not distinguishable from 0 (the interval is unbounded there)",
+    ),
+    _col("lift_ci_high", pa.float64(), "upper end of the 95% interval of lift (see lift_ci_low)"),
+    _col(
+        "p_value",
+        pa.float64(),
+        "two-sided p-value of diff against 0 (t = diff / diff_se on diff_df degrees of "
+        "freedom); 1 where diff is exactly 0; null for the control arm and where diff_se is "
+        "unknown. Not adjusted: see p_holm and q_bh",
+    ),
+    _col(
+        "p_holm",
+        pa.float64(),
+        "p_value after Holm's adjustment over every test of the run's summary (treatment arms "
+        "x segments x metrics): a family-wise error bound, valid however the tests depend on "
+        "each other. In a sweep summary, the family is the cell's own summary",
+    ),
+    _col(
+        "q_bh",
+        pa.float64(),
+        "Benjamini-Hochberg q-value over the same family as p_holm: calling every row with "
+        "q_bh <= f a change keeps the expected share of false calls at most f",
+    ),
+    _col(
+        "significant",
+        pa.bool_(),
+        "p_holm <= 0.05: the difference holds with the whole summary's family-wise error "
+        "at 5% (Holm); null for the control arm and where p_value is null",
+    ),
+    _col(
+        "mde",
+        pa.float64(),
+        "minimum detectable effect, in the metric's units: the true diff this design detects "
+        "with 80% power at two-sided 5%, (t(0.975, diff_df) + t(0.8, diff_df)) * diff_se; "
+        "null for the control arm",
+    ),
 ]
 _ARM = "the arm (the study's arms; the first is the control that diff is taken from)"
 
