@@ -210,6 +210,19 @@ class ArmConfig(Strict):
     """Overrides the study's recommender for this arm."""
     target: Targeting | None = None
     """Treat only the population members this spec selects (default: all of them)."""
+    placebo_of: str = ""
+    """Makes this arm the negative control (placebo) of the named treatment arm: the same
+    treatment, with the same settings (every field but ``name`` must equal that arm's), applied
+    to existing catalog items matched to the creator's items on tags and popularity instead of
+    to the creator's items (``recoworld.study.prepare.match_placebo``). The arm's
+    ``creator_reach``, ``creator_engagement`` and events' ``is_creator_item`` then count the
+    placebo items, so placebo - control is the effect of the slot (any similar item there) and
+    treatment - placebo that of the creator's content. "" = not a placebo."""
+
+
+PLACEBO_SAME = ("treatment", "position", "rate", "boost", "recommender", "target")
+"""The fields of a placebo arm that must equal those of its treatment arm (``placebo_of``):
+everything but the arm's identity, so that the two differ only in which items are treated."""
 
 
 class EngineConfig(Strict):
@@ -404,6 +417,8 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"arms[{k}].rate", "a probability in [0, 1]", arm.rate)
         if arm.target is not None:
             _check_targeting(arm.target, f"arms[{k}].target", bad)
+        if arm.placebo_of:
+            _check_placebo(cfg, k, bad)
     for path, value in _floats(msgspec.to_builtins(cfg), "$"):
         if not math.isfinite(value):
             raise ConfigError(f"Expected a finite number, got {value!r} - at `{path}`")
@@ -435,6 +450,35 @@ def check_study(cfg: StudyConfig) -> None:
                 f"{where}.candidates",
                 f"at least slate_size x turns ({s.slate_size * s.turns})",
                 rec.candidates,
+            )
+
+
+def _check_placebo(cfg: StudyConfig, k: int, bad) -> None:  # noqa: ANN001
+    """Arm ``k`` names a treatment arm (inject or boost, not itself a placebo) and has its
+    settings; the creator's items exist (checked with the treatment)."""
+    arm, where = cfg.arms[k], f"arms[{k}].placebo_of"
+    of = next((j for j, a in enumerate(cfg.arms) if a.name == arm.placebo_of), None)
+    if of is None or of == k:
+        others = [a.name for j, a in enumerate(cfg.arms) if j != k]
+        raise bad(where, f"the name of another arm of the study (one of {others})", arm.placebo_of)
+    target = cfg.arms[of]
+    if target.treatment == "none" or target.placebo_of:
+        raise bad(
+            where,
+            "the name of a treatment arm (inject or boost, not a placebo): arm "
+            f"{target.name!r} has treatment {target.treatment!r}"
+            + (f" and is the placebo of {target.placebo_of!r}" if target.placebo_of else ""),
+            arm.placebo_of,
+        )
+    for name in PLACEBO_SAME:
+        mine, theirs = getattr(arm, name), getattr(target, name)
+        if mine != theirs:
+            shown = lambda v: msgspec.to_builtins(v) if isinstance(v, Strict) else v
+            raise bad(
+                f"arms[{k}].{name}",
+                f"the {name} of arm {target.name!r} ({shown(theirs)!r}), of which this arm is "
+                "the placebo",
+                shown(mine),
             )
 
 

@@ -44,9 +44,10 @@ def build_recommender(
     voice: Voice | None = None,
 ) -> Recommender:
     """The arm's recommender (its own ``[arms.recommender]``, else ``default``): a base source,
-    the creator treatment (boost in ranking, or injection into the final slate), the
-    instruction re-ranker; for ``agentic``, a language model re-ranks the base's candidates
-    (needs ``voice``)."""
+    the creator treatment (boost in ranking, or injection into the final slate) of the items of
+    ``creator_mask`` (the arm's ``Prepared.arm_items``: the creator's, or a placebo arm's matched
+    existing items), the instruction re-ranker; for ``agentic``, a language model re-ranks the
+    base's candidates (needs ``voice``)."""
     rec = arm.recommender or default
     source: Source = base_source(rec.base if rec.kind == "agentic" else rec.kind)
     post: tuple[PostProcessor, ...] = ()

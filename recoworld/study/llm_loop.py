@@ -53,7 +53,7 @@ async def simulate_arm_llm(
             cfg.brain.kind, brain, model, llm, log, arm=name, turns=sim.turns
         )
     voice = Voice(model=model, llm=llm, log=log, seed=cfg.seed)
-    rec = build_recommender(cfg.recommender, cfg.arms[arm], prep.creator_mask, voice)
+    rec = build_recommender(cfg.recommender, cfg.arms[arm], prep.arm_items[arm], voice)
     treated = prep.treated[arm][users]
     rec.bind(Audience(personas=personas, catalog=prep.catalog, seed=cfg.seed, treated=treated))
     held: dict[int, list[Record]] = {}  # a user's records, until it finishes
@@ -61,7 +61,7 @@ async def simulate_arm_llm(
         arm=arm,
         n=users.size,
         turns=sim.turns,
-        creator_mask=prep.creator_mask,
+        creator_mask=prep.arm_items[arm],
         tags=prep.catalog.tags,
         observe=lambda r: held.setdefault(int(r.rows[0]), []).append(r),
     )

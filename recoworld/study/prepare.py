@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
@@ -11,6 +11,7 @@ import numpy as np
 from recoworld.config import StudyConfig, WorldConfig, replicate_count
 from recoworld.errors import ConfigError
 from recoworld.items.catalog import Catalog, NewItem, build_catalogs
+from recoworld.rng import generator
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
@@ -37,6 +38,18 @@ class Prepared:
     replicate: int = 0
     """Which replicate of the study this is: its own placement of the creator's new items in
     ``catalog`` and its own population (uids follow the earlier replicates')."""
+    arm_items: tuple[np.ndarray, ...] = ()
+    """Per arm, the (n_items,) bool mask of the items its treatment applies to and its creator
+    metrics count (``creator_reach``, ``creator_engagement``, events' ``is_creator_item``): the
+    creator's items, or for a placebo arm (``placebo_of``) the matched :attr:`placebo`. Left
+    out: ``creator_mask`` for every arm."""
+    placebo: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """The existing item matched to each of the creator's items (``np.flatnonzero(creator_mask)``,
+    in order) by :func:`match_placebo`; empty when the study has no placebo arm."""
+
+    def __post_init__(self) -> None:
+        if not self.arm_items:  # frozen: the one place a default is derived from other fields
+            object.__setattr__(self, "arm_items", (self.creator_mask,) * len(self.cfg.arms))
 
 
 def load_world_for(
@@ -134,6 +147,13 @@ def _replicate(
                     f"$.creator.existing_items: item {item_id!r} is not in the world {world.name!r}"
                 )
             mask |= hit
+    placebo = np.zeros(0, np.int64)
+    arm_items = [mask] * len(cfg.arms)
+    if any(arm.placebo_of for arm in cfg.arms):
+        placebo = match_placebo(catalog, mask, replicate_seed(cfg.seed, replicate))
+        placebo_mask = np.zeros_like(mask)
+        placebo_mask[placebo] = True
+        arm_items = [placebo_mask if arm.placebo_of else mask for arm in cfg.arms]
     treated = []
     for k, arm in enumerate(cfg.arms):
         if arm.target is None:
@@ -153,4 +173,55 @@ def _replicate(
         creator_mask=mask,
         treated=tuple(treated),
         replicate=replicate,
+        arm_items=tuple(arm_items),
+        placebo=placebo,
     )
+
+
+PLACEBO_CANDIDATES = 5
+"""Existing items a placebo is drawn from, per creator item (see :func:`match_placebo`)."""
+PLACEBO_CALIPER = 0.1
+"""Widest gap in popularity percentile between a creator item and its placebo, while at least
+:data:`PLACEBO_CANDIDATES` items lie within it (else doubled until they do)."""
+
+
+def match_placebo(
+    catalog: Catalog, creator_mask: np.ndarray, seed: int, k: int = PLACEBO_CANDIDATES
+) -> np.ndarray:
+    """The existing item matched to each item of ``creator_mask`` (in index order), all
+    distinct: a world item that is not the creator's, drawn uniformly among ``k`` candidates by
+    ``generator(seed, "placebo", item_id)``. The candidates are, among the items within
+    :data:`PLACEBO_CALIPER` of its popularity percentile (a new item has the catalog median:
+    :func:`build_catalogs`; an existing one its own), those with the most similar tag set
+    (cosine of tag indicators; the same tags where any has them), at most ``k`` of them, the
+    nearest in popularity. Popularity is a caliper, not a tie-break: the choice model rewards
+    it and real users have seen popular items (which are then not recommended to them), so a
+    hit with the same tags would be no placebo of a new item. Drawn by the replicate's seed,
+    the placebo varies across replicates as the placement of the new items does, wherever
+    several items tie for the best tag set."""
+    items = np.flatnonzero(creator_mask)
+    free = ~creator_mask & ~catalog.is_creator_item
+    if free.sum() < items.size:
+        raise ConfigError(
+            f"Expected at least {items.size} existing items that are not the creator's to match "
+            f"a placebo to each creator item, got {int(free.sum())} - at `$.arms[*].placebo_of`"
+        )
+    tags = catalog.tag_matrix.astype(np.float64)
+    tags /= np.maximum(np.linalg.norm(tags, axis=1, keepdims=True), 1e-12)
+    out: list[int] = []
+    for i in items:
+        distance = np.abs(catalog.pop_percentile - catalog.pop_percentile[i]).astype(np.float64)
+        caliper = PLACEBO_CALIPER
+        while (free & (distance <= caliper)).sum() < min(k, free.sum()):
+            caliper *= 2
+        pool = np.flatnonzero(free & (distance <= caliper))
+        # Rounded so that equal tag sets tie exactly and popularity decides between them.
+        sim = np.round(tags[pool] @ tags[i], 9)
+        best = pool[sim == sim.max()]
+        near = best[np.argsort(distance[best], kind="stable")[:k]]
+        # One uniform per item, the smallest among the candidates wins (as cold-start donors).
+        u = generator(seed, "placebo", str(catalog.item_ids[i])).random(catalog.n_items)
+        pick = int(near[np.argmin(u[near])])
+        out.append(pick)
+        free[pick] = False
+    return np.array(out, np.int64)

@@ -243,21 +243,22 @@ def simulate_to(
             f"recommender {cfg.recommender.kind!r}); none was opened"
         )
     cat = prep.catalog
-    enc = RecordEncoder.build(
-        users,
-        prep.population.uid,
-        prep.segments,
-        replicate=prep.replicate,
-        item_ids=cat.item_ids,
-        creators=cat.creators,
-        tags=cat.tags,
-        creator_mask=prep.creator_mask,
-        instruction_words=instruction_dictionary(cat.tags),
-    )
     rows, step = cfg.output.row_group_rows, batch_size_for(cat.n_items)
     n_events = 0
     totals: list[UserMetrics] = []
     for a, arm in enumerate(cfg.arms):
+        # is_creator_item marks the items this arm treats (a placebo arm's: the placebo items)
+        enc = RecordEncoder.build(
+            users,
+            prep.population.uid,
+            prep.segments,
+            replicate=prep.replicate,
+            item_ids=cat.item_ids,
+            creators=cat.creators,
+            tags=cat.tags,
+            creator_mask=prep.arm_items[a],
+            instruction_words=instruction_dictionary(cat.tags),
+        )
         ev = parts.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
         ss = parts.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
         um = parts.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)

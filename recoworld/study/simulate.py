@@ -23,7 +23,7 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
     sim = cfg.simulation
     personas = prep.population.take(users)
     brain = ParametricBrain(prep.model, cfg.brain, prep.catalog, personas, cfg.seed)
-    rec = build_recommender(cfg.recommender, cfg.arms[arm], prep.creator_mask)
+    rec = build_recommender(cfg.recommender, cfg.arms[arm], prep.arm_items[arm])
     rec.bind(
         Audience(
             personas=personas, catalog=prep.catalog, seed=cfg.seed, treated=prep.treated[arm][users]
@@ -33,7 +33,7 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
         arm=arm,
         n=users.size,
         turns=sim.turns,
-        creator_mask=prep.creator_mask,
+        creator_mask=prep.arm_items[arm],
         tags=prep.catalog.tags,
         observe=observe,
     )
