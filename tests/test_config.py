@@ -133,6 +133,22 @@ DECODE_ERRORS = {
         'name = "x"\n[creator]\nid = "c"\n[[arms]]\nname = "control"\n[[arms]]\nname = "i"\ntreatment = "inject"\n',
         "Expected a [creator] with items for a creator treatment, got 'inject' - at `$.arms[1].treatment`",
     ),
+    "placebo_of_the_control": (
+        'name = "x"\n'
+        + CREATOR
+        + '[[arms]]\nname = "control"\n[[arms]]\nname = "p"\ntreatment = "boost"\n'
+        + 'placebo_of = "control"\n',
+        "Expected the name of a treatment arm (inject or boost, not a placebo): arm 'control' "
+        "has treatment 'none', got 'control' - at `$.arms[1].placebo_of`",
+    ),
+    "placebo_with_other_settings_than_its_treatment": (
+        'name = "x"\n'
+        + CREATOR
+        + '[[arms]]\nname = "b"\ntreatment = "boost"\nboost = 2.0\n'
+        + '[[arms]]\nname = "p"\ntreatment = "boost"\nplacebo_of = "b"\n',
+        "Expected the boost of arm 'b' (2.0), of which this arm is the placebo, got 1.0 "
+        "- at `$.arms[1].boost`",
+    ),
     "candidates_below_slate_size_times_turns": (
         'name = "x"\n[simulation]\nturns = 5\nslate_size = 10\n[recommender]\ncandidates = 49\n',
         "Expected at least slate_size x turns (50), got 49 - at `$.recommender.candidates`",
@@ -273,6 +289,9 @@ OVERRIDES: dict[tuple[type, str], st.SearchStrategy] = {
     (ArmConfig, "name"): st.from_regex(r"[a-z][a-z0-9_.-]{0,5}", fullmatch=True),
     (ArmConfig, "position"): st.integers(0, 3),
     (ArmConfig, "rate"): st.floats(0.0, 1.0),
+    # A placebo names another arm and repeats its settings: drawn as "" or a name arms may have
+    # (valid where that arm is a matching treatment arm).
+    (ArmConfig, "placebo_of"): st.sampled_from(["", "a", "b"]),
     **{(BrainConfig, name): st.floats(0.0, 1.0) for name in BRAIN_PROBABILITIES},
     **{(BrainConfig, name): st.floats(0.0, 1e6) for name in BRAIN_NON_NEGATIVE},
     (BrainConfig, "negatives_per_positive"): st.integers(0, 20),

@@ -52,8 +52,9 @@ class InstructionReranker:
 
 
 class CreatorBoost:
-    """Wraps a source: for treated users, the creator's items enter the candidate pool with
-    their base score plus ``boost`` times the spread of that user's pool scores."""
+    """Wraps a source: for treated users, the creator's items (a placebo arm's: its placebo
+    items) enter the candidate pool with their base score plus ``boost`` times the spread of
+    that user's pool scores."""
 
     def __init__(self, base: Source, creator_mask: np.ndarray, boost: float) -> None:
         self.base, self.items, self.boost = base, np.flatnonzero(creator_mask), boost
@@ -92,8 +93,9 @@ class CreatorBoost:
 
 
 class CreatorInjector:
-    """Puts a creator item at ``position`` of a treated user's slate with chance ``rate`` per
-    slate: the creator item this user has not been shown yet that its recommender scores
+    """Puts a creator item (a placebo arm's: a placebo item) at ``position`` of a treated
+    user's slate with chance ``rate`` per slate: the one this user has not been shown yet (nor
+    has in its real history) that its recommender scores
     highest (by the catalog embedding against the user's preference as the platform knows it
     — its history), shifting the rest down and dropping the last."""
 
