@@ -107,7 +107,7 @@ def test_every_column_has_a_description(table: str) -> None:
 
 
 def test_every_run_table_and_the_users_and_sweep_tables_are_described() -> None:
-    assert set(TABLES) | {"users", "sweep_summary"} == set(DESCRIBED)
+    assert set(TABLES) | {"users", "sweep_summary", "sweep_pooled"} == set(DESCRIBED)
     assert DESCRIBED["users"] is USERS and DESCRIBED["sweep_summary"] is SWEEP_SUMMARY
 
 
@@ -202,5 +202,5 @@ def test_schema_of_an_unknown_table_is_a_one_line_error(
     assert captured.out == ""
     assert captured.err.strip() == (
         "error: unknown table 'clicks'; expected one of "
-        "events, sessions, user_metrics, summary, llm_calls, users, sweep_summary"
+        "events, sessions, user_metrics, summary, llm_calls, users, sweep_summary, sweep_pooled"
     )

@@ -543,7 +543,12 @@ SWEEP_POOLED = pa.schema(
 """One row per sweep study x recommender x population x arm x metric: the cells of every seed
 pooled (``sweep_pooled.parquet``, next to ``sweep_summary.parquet``), with each variant's rank."""
 
-DESCRIBED = {**TABLES, USERS_TABLE: USERS, SWEEP_SUMMARY_TABLE: SWEEP_SUMMARY}
+DESCRIBED = {
+    **TABLES,
+    USERS_TABLE: USERS,
+    SWEEP_SUMMARY_TABLE: SWEEP_SUMMARY,
+    SWEEP_POOLED_TABLE: SWEEP_POOLED,
+}
 """Every table RecoWorld writes, by name: what ``recoworld schema`` prints."""
 
 WHERE = {
@@ -555,6 +560,10 @@ WHERE = {
     USERS_TABLE: "users.parquet: one row per simulated user",
     SWEEP_SUMMARY_TABLE: (
         "<sweep>/date=<date>/sweep_summary.parquet: one row per cell x arm x metric"
+    ),
+    SWEEP_POOLED_TABLE: (
+        "<sweep>/date=<date>/sweep_pooled.parquet: one row per study x recommender x "
+        "population x arm x metric (seeds pooled)"
     ),
 }
 """Where each table lives in a run (or sweep) folder, and what a row is. In part tables the arm
