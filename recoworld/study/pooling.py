@@ -84,3 +84,16 @@ def pool(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> Pooled:
         between=between,
         between_share=share,
     )
+
+
+def pool_estimates(mean: np.ndarray, se: np.ndarray, df: np.ndarray) -> Pooled:
+    """Pool estimates that are themselves summaries (one per seed, replicate or run, on axis 0:
+    a mean, its standard error and degrees of freedom) as :func:`pool` pools replicates. A NaN ``mean`` is a seed without a value (left out); a NaN ``se`` or ``df < 1``
+    is a mean without a standard error (counted in the mean and the spread, not in the floor).
+    The result's ``n`` counts degrees of freedom + 1, not users (the caller sums its users)."""
+    mean, se, df = (np.asarray(x, np.float64) for x in (mean, se, df))
+    has = np.isfinite(mean)
+    has_se = has & np.isfinite(se) & np.isfinite(df) & (df >= 1)
+    k = np.where(has_se, df + 1, np.where(has, 1.0, 0.0))
+    m2 = np.where(has_se, np.where(has_se, se, 0.0) ** 2 * k * (k - 1), 0.0)
+    return pool(k, np.where(has, mean, 0.0), m2)

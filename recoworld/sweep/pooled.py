@@ -9,8 +9,8 @@ and pools them with :func:`recoworld.study.pooling.pool`: the mean of the seeds'
 random-effects interval over seeds, floored at what the seeds' own standard errors allow.
 
 A seed enters ``pool`` with its mean, its standard error ``se`` and its degrees of freedom
-``df`` from ``sweep_summary`` (:func:`pool_estimates`): as ``df + 1`` "users" with sum of
-squares ``se^2 (df + 1) df``, so that ``pool``'s per-replicate variance is ``se^2`` exactly and,
+``df`` from ``sweep_summary`` (:func:`recoworld.study.pooling.pool_estimates`): as ``df + 1``
+"users" with sum of squares ``se^2 (df + 1) df``, so that ``pool``'s per-replicate variance is ``se^2`` exactly and,
 where the floor binds, its degrees of freedom are the sum of the seeds' ``df`` (not the sum of
 their users': a seed whose own interval rests on 5 replicate means has 4 of them, not
 thousands). ``n`` is then the seeds' users, summed.
@@ -33,7 +33,7 @@ from rich.table import Table
 from recoworld.errors import RunError
 from recoworld.io.schema import SWEEP_POOLED, SWEEP_POOLED_TABLE
 from recoworld.io.tables import read_table, write_table
-from recoworld.study.pooling import Pooled, pool
+from recoworld.study.pooling import pool_estimates
 from recoworld.sweep.summary import HEADLINE, _pm
 
 POOLED_FILE = "sweep_pooled.parquet"
@@ -46,19 +46,6 @@ RANKED_WITHIN = ("study", "population", "arm", "metric")
 """Recommender variants are ranked against each other within each value of these."""
 
 LEVEL = 0.95
-
-
-def pool_estimates(mean: np.ndarray, se: np.ndarray, df: np.ndarray) -> Pooled:
-    """Pool per-seed estimates (seed on axis 0) as :func:`~recoworld.study.pooling.pool` pools
-    replicates. A NaN ``mean`` is a seed without a value (left out); a NaN ``se`` or ``df < 1``
-    is a mean without a standard error (counted in the mean and the spread, not in the floor).
-    The result's ``n`` counts degrees of freedom + 1, not users (the caller sums its users)."""
-    mean, se, df = (np.asarray(x, np.float64) for x in (mean, se, df))
-    has = np.isfinite(mean)
-    has_se = has & np.isfinite(se) & np.isfinite(df) & (df >= 1)
-    k = np.where(has_se, df + 1, np.where(has, 1.0, 0.0))
-    m2 = np.where(has_se, np.where(has_se, se, 0.0) ** 2 * k * (k - 1), 0.0)
-    return pool(k, np.where(has, mean, 0.0), m2)
 
 
 def _nan_to_null(a: np.ndarray) -> list[float | None]:
