@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from recoworld.errors import RunError
 from recoworld.io.runs import check_run_dir, scan_table, verify_run
+from recoworld.study import inference
+from recoworld.study.metrics import METRIC_NAMES, METRICS
+from recoworld.study.pooling import pool
 
 SWEEP_SUMMARY_FILE = "sweep_summary.parquet"
 
@@ -25,6 +30,16 @@ TOP_INSTRUCTIONS = 20
 TOP_FEELINGS = 15
 MAX_TAGS = 200
 """Tags looked for in instructions: the creator items' and the population's most liked ones."""
+CREATOR_METRICS = ("creator_reach", "creator_engagement")
+BETWEEN_DOMINATES = 0.5
+"""A creator metric's (or its difference's) between_share above this gets a warning."""
+TURN_VALUES = ("ctr", "watch", "satisfaction", "fatigue", "boredom", "curiosity")
+SESSION_VALUES = ("share", "turns", "left_early", "return_rate", "satisfaction_end", "ctr")
+EFFECT_COLUMNS = (
+    "diff", "diff_ci_low", "diff_ci_high", "diff_se", "diff_df", "diff_between_share", "lift",
+    "lift_ci_low", "lift_ci_high", "p_value", "p_holm", "q_bh", "significant", "mde",
+)  # fmt: skip
+"""The columns of a paired effect, as the summary names them."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,14 @@ class RunData:
     summary: pl.DataFrame
     """summary.parquet as written: arm, segment, metric, n, mean, CIs, diff and its CIs."""
     by_turn: pl.DataFrame
-    """arm, turn, slates, impressions, ctr, watch (mean watch fraction per item shown), mean
-    mindset (satisfaction, fatigue, boredom, curiosity) after the items of that turn."""
+    """arm, turn, slates, impressions, and per user who had that turn (each user weighs the
+    same, like the summary): ctr, watch (mean watch fraction per item shown), mindset
+    (satisfaction, fatigue, boredom, curiosity) after the turn's items; each value ``v`` with
+    its 95% interval ``v_lo``, ``v_hi`` (:func:`banded`)."""
     by_session: pl.DataFrame
-    """arm, session, users, share (of the arm's users who had it), ctr, turns, left_early,
-    return_rate (share who came back after it), satisfaction_end, instructions."""
+    """arm, session, users, instructions, and with 95% intervals (``v_lo``, ``v_hi``): share
+    (of the arm's users who had it), and over the users who had it: ctr, turns, left_early,
+    return_rate (came back after it), satisfaction_end."""
     session_lengths: pl.DataFrame
     """arm, turns, sessions, share of the arm's sessions."""
     creator_items: pl.DataFrame
@@ -76,6 +94,22 @@ class RunData:
     """A few session summaries of the first arm: user, session, summary."""
     llm: LlmStats | None
     """None when the run has no llm_calls table or it is empty."""
+    replicates: int = 1
+    """Replicates pooled (the manifest's; 1 for a run without them)."""
+    has_creator_items: bool = False
+    """Whether the study has creator items (then placement is uncertain)."""
+    placebos: tuple[tuple[str, str], ...] = ()
+    """(treatment arm, its placebo arm) for every arm with ``placebo_of``."""
+    slot_content: pl.DataFrame | None = None
+    """Per treatment with a placebo: :func:`slot_and_content` (None without a placebo arm)."""
+    creator_replicates: pl.DataFrame | None = None
+    """arm, replicate, item_id, title, users (of the replicate), users_reached, reach, clicks,
+    engagement (clicks per user of the replicate): how much the placement draw matters."""
+    replicate_means: pl.DataFrame | None = None
+    """arm, replicate, metric, n, mean: every metric's mean over each replicate's users
+    (segment "all"); the summary's mean is the mean of these."""
+    warnings: tuple[str, ...] = ()
+    """What a reader must know before trusting an interval (:func:`run_warnings`)."""
 
     @property
     def control(self) -> str:
@@ -126,11 +160,18 @@ def load_run(run_dir: str | Path) -> RunData:
     users_per_arm = manifest.get("users_per_arm") or 0
 
     clicked = pl.col("action") != "skip"
-    by_turn = (
-        events.group_by("arm", "turn")
+    user_metrics = scan_table(run_dir, "user_metrics")
+    # each user's replicate (one per user, the same in every arm)
+    replicate_of = (
+        user_metrics.filter(pl.col("arm") == arms[0])
+        .select("user", pl.col("replicate").cast(pl.Int32))
+        .unique("user")
+    )
+    per_replicate = replicate_of.group_by("replicate").agg(replicate_users=pl.len())
+    # curves: per user per turn (each user weighs the same), then per replicate's moments
+    turn_moments = (
+        events.group_by("arm", "user", "turn")
         .agg(
-            slates=(pl.col("position") == 0).sum(),
-            impressions=pl.len(),
             ctr=clicked.mean(),
             watch=pl.col("watch_fraction").mean(),
             satisfaction=pl.col("satisfaction").mean(),
@@ -138,25 +179,43 @@ def load_run(run_dir: str | Path) -> RunData:
             boredom=pl.col("boredom").mean(),
             curiosity=pl.col("curiosity").mean(),
         )
+        .join(replicate_of, on="user")
+        .group_by("arm", "replicate", "turn")
+        .agg(moments(TURN_VALUES))
         .with_columns(pl.col("turn").cast(pl.Int32) + 1)
-        .sort("arm", "turn")
     )
-    ctr_by_session = events.group_by("arm", "session").agg(ctr=clicked.mean())
-    by_session = (
+    turn_counts = (
+        events.group_by("arm", "turn")
+        .agg(slates=(pl.col("position") == 0).sum(), impressions=pl.len())
+        .with_columns(pl.col("turn").cast(pl.Int32) + 1)
+    )
+    ctr_by_session = events.group_by("arm", "user", "session").agg(ctr=clicked.mean())
+    session_moments = (
+        sessions.select(
+            "arm",
+            "user",
+            "session",
+            "turns",
+            "left_early",
+            "satisfaction_end",
+            return_rate="returned",
+        )
+        .join(ctr_by_session, on=["arm", "user", "session"], how="left")
+        .join(replicate_of, on="user")
+        .group_by("arm", "replicate", "session")
+        .agg(pl.len().alias("had"), *moments([v for v in SESSION_VALUES if v != "share"]))
+        .join(per_replicate, on="replicate")
+        .with_columns(  # share of the replicate's users who had the session: a 0/1 per user
+            pl.col("session").cast(pl.Int32) + 1,
+            share_n=pl.col("replicate_users"),
+            share_mean=pl.col("had") / pl.col("replicate_users"),
+            share_m2=pl.col("had") * (1 - pl.col("had") / pl.col("replicate_users")),
+        )
+    )
+    session_counts = (
         sessions.group_by("arm", "session")
-        .agg(
-            users=pl.len(),
-            turns=pl.col("turns").mean(),
-            left_early=pl.col("left_early").mean(),
-            return_rate=pl.col("returned").mean(),
-            satisfaction_end=pl.col("satisfaction_end").mean(),
-            instructions=pl.col("instructions").sum(),
-        )
-        .join(ctr_by_session, on=["arm", "session"], how="left")
-        .with_columns(
-            pl.col("session").cast(pl.Int32) + 1, share=pl.col("users") / max(users_per_arm, 1)
-        )
-        .sort("arm", "session")
+        .agg(users=pl.len(), instructions=pl.col("instructions").sum())
+        .with_columns(pl.col("session").cast(pl.Int32) + 1)
     )
     session_lengths = (
         sessions.group_by("arm", "turns")
@@ -196,8 +255,25 @@ def load_run(run_dir: str | Path) -> RunData:
         )
         .head(2000)
     )
-    (by_turn_df, by_session_df, lengths_df, creator_df, said_df, feelings_df, examples_df) = (
-        pl.collect_all([by_turn, by_session, session_lengths, creator, said, feelings, examples])
+    creator_by_replicate = (
+        events.filter(pl.col("is_creator_item"))
+        .join(replicate_of, on="user")
+        .group_by("arm", "replicate", pl.col("item_id").cast(pl.String))
+        .agg(users_reached=pl.col("user").n_unique(), clicks=clicked.sum())
+    )
+    (
+        turn_m, turn_n, session_m, session_n, lengths_df, creator_df, said_df, feelings_df,
+        examples_df, creator_rep, reps_df, um_df,
+    ) = pl.collect_all(
+        [
+            turn_moments, turn_counts, session_moments, session_counts, session_lengths,
+            creator, said, feelings, examples, creator_by_replicate, per_replicate,
+            user_metrics,
+        ]
+    )  # fmt: skip
+    by_turn_df = turn_n.join(banded(turn_m, ["arm", "turn"], TURN_VALUES), on=["arm", "turn"])
+    by_session_df = session_n.join(
+        banded(session_m, ["arm", "session"], SESSION_VALUES), on=["arm", "session"]
     )
     order = {a: k for k, a in enumerate(arms)}
 
@@ -209,11 +285,39 @@ def load_run(run_dir: str | Path) -> RunData:
     by_turn_df, by_session_df = arm_order(by_turn_df, "turn"), arm_order(by_session_df, "session")
     lengths_df, creator_df = arm_order(lengths_df, "turns"), arm_order(creator_df, "item_id")
     titles = creator_titles(study)
-    creator_df = creator_df.with_columns(
-        title=pl.col("item_id").replace_strict(
-            {k: v[0] for k, v in titles.items()}, default=pl.col("item_id")
+    title_of = pl.col("item_id").replace_strict(
+        {k: v[0] for k, v in titles.items()}, default=pl.col("item_id")
+    )
+    creator_df = creator_df.with_columns(title=title_of)
+    # every item an arm showed, in every replicate (0 where a replicate's users never saw it)
+    creator_rep = (
+        creator_df.select("arm", "item_id")
+        .join(reps_df, how="cross")
+        .join(creator_rep, on=["arm", "replicate", "item_id"], how="left")
+        .fill_null(0)
+        .with_columns(
+            title=title_of,
+            users=pl.col("replicate_users"),
+            reach=pl.col("users_reached") / pl.col("replicate_users"),
+            engagement=pl.col("clicks") / pl.col("replicate_users"),
+        )
+        .select(
+            "arm",
+            "replicate",
+            "item_id",
+            "title",
+            "users",
+            "users_reached",
+            "reach",
+            "clicks",
+            "engagement",
         )
     )
+    creator_rep = arm_order(creator_rep, "item_id", "replicate")
+    replicates = int(manifest.get("replicates") or reps_df.height or 1)
+    has_creator = bool(titles)
+    pairs = tuple((t, p) for t, p in placebo_pairs(study) if t in arms and p in arms)
+    slot_content = slot_and_content(summary, um_df, pairs) if pairs else None
 
     # reflective instructions: grouped by normalised text, counted per arm
     said_df = said_df.with_columns(group=_norm(pl.col("instruction")))
@@ -278,6 +382,13 @@ def load_run(run_dir: str | Path) -> RunData:
         feelings=feel,
         session_examples=ex.sort("user", "session"),
         llm=_llm_stats(run_dir),
+        replicates=replicates,
+        has_creator_items=has_creator,
+        placebos=pairs,
+        slot_content=slot_content,
+        creator_replicates=creator_rep,
+        replicate_means=arm_order(replicate_means(um_df), "replicate"),
+        warnings=run_warnings(summary, replicates, has_creator, slot_content),
     )
 
 
@@ -368,6 +479,296 @@ def _llm_stats(run_dir: Path) -> LlmStats | None:
     return LlmStats(
         by_purpose=by_purpose, parse_status=status, finish_reason=finish, latencies=latencies
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Intervals: bands on curves, paired effects, warnings
+
+
+def moments(values: Sequence[str]) -> list[pl.Expr]:
+    """Per group, for each column ``v``: ``v_n`` (non-null values), ``v_mean``, ``v_m2`` (sum
+    of squared deviations), the moments :func:`banded` pools."""
+    out = []
+    for v in values:
+        x = pl.col(v).cast(pl.Float64)
+        out += [
+            x.count().alias(f"{v}_n"),
+            x.mean().alias(f"{v}_mean"),
+            ((x - x.mean()) ** 2).sum().alias(f"{v}_m2"),
+        ]
+    return out
+
+
+def banded(frame: pl.DataFrame, keys: Sequence[str], values: Sequence[str]) -> pl.DataFrame:
+    """Per ``keys`` cell, each value's mean with its 95% interval (``v``, ``v_lo``, ``v_hi``),
+    from per-replicate moments (``frame``: keys, replicate and :func:`moments`' columns of
+    per-user values) pooled like the summary (:func:`recoworld.study.pooling.pool`): with one
+    replicate the Student-t interval over users, with several the replicates' mean and their
+    random-effects interval (placement and population included)."""
+    keys = list(keys)
+    cells = frame.select(keys).unique().sort(keys).with_row_index("_cell")
+    reps = frame.select("replicate").unique().sort("replicate").with_row_index("_rep")
+    m = frame.join(cells, on=keys).join(reps, on="replicate")
+    c, r = m["_cell"].to_numpy(), m["_rep"].to_numpy()
+    out = cells.drop("_cell")
+    cols = []
+    for v in values:
+        parts = []
+        for part in ("n", "mean", "m2"):
+            a = np.zeros((reps.height, cells.height))
+            a[r, c] = m[f"{v}_{part}"].cast(pl.Float64).fill_null(0.0).to_numpy()
+            parts.append(a)
+        pooled = pool(*parts)
+        lo, hi = pooled.interval()
+        cols += [
+            pl.Series(v, pooled.mean).fill_nan(None),
+            pl.Series(f"{v}_lo", lo).fill_nan(None),
+            pl.Series(f"{v}_hi", hi).fill_nan(None),
+        ]
+    return out.with_columns(cols)
+
+
+def _metric_values(frame: pl.DataFrame) -> np.ndarray:
+    """(metrics, users): every summary metric of each row of a ``user_metrics`` frame, by the
+    one definition (:data:`recoworld.study.metrics.METRICS`)."""
+    names = {m.total for m in METRICS.values()} | {m.per for m in METRICS.values() if m.per}
+    totals = {c: frame[c].cast(pl.Float64).to_numpy() for c in names}
+    return np.stack([METRICS[m].of(totals) for m in METRIC_NAMES]).reshape(len(METRIC_NAMES), -1)
+
+
+def replicate_means(user_metrics: pl.DataFrame) -> pl.DataFrame:
+    """arm, replicate, metric, n, mean: each metric's mean over each replicate's users."""
+    x = _metric_values(user_metrics)
+    wide = user_metrics.select("arm", pl.col("replicate").cast(pl.Int32)).with_columns(
+        pl.Series(m, x[k]) for k, m in enumerate(METRIC_NAMES)
+    )
+    return (
+        wide.unpivot(index=["arm", "replicate"], variable_name="metric")
+        .group_by("arm", "replicate", "metric", maintain_order=True)
+        .agg(n=pl.len(), mean=pl.col("value").mean())
+        .sort("arm", "replicate", maintain_order=True)
+    )
+
+
+def paired_effect(
+    user_metrics: pl.DataFrame, arm: str, base: str, segments: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """``arm`` - ``base`` per segment ("all" first) and metric, paired per user and computed
+    like the summary's differences: per replicate the moments (n, mean, m2) of each user's
+    difference of each metric (:data:`~recoworld.study.metrics.METRICS` on the user's totals),
+    pooled with :func:`recoworld.study.pooling.pool`; the lift over ``base`` by
+    :func:`recoworld.study.inference.relative_lift`, the p-value and the MDE as the summary
+    has them. ``user_metrics``: the table (arm, user, replicate, segment and the totals).
+    Columns: segment, metric, n, replicates, base_mean, mean and the summary's names for a
+    difference (:data:`EFFECT_COLUMNS`; p_holm, q_bh and significant null: the family is the
+    caller's). Raises RunError when the two arms do not hold the same users."""
+    a = user_metrics.filter(pl.col("arm") == arm).sort("user")
+    b = user_metrics.filter(pl.col("arm") == base).sort("user")
+    if a.height == 0 or b.height == 0 or not a["user"].equals(b["user"]):
+        raise RunError(
+            f"user_metrics: arms {arm!r} and {base!r} do not hold the same users "
+            f"({a.height} and {b.height} rows); expected every arm to hold every user (paired)"
+        )
+    if segments is None:
+        segments = ["all", *sorted(a["segment"].unique().to_list())]
+    seg_index = {s: k for k, s in enumerate(segments)}
+    rep = a["replicate"].cast(pl.Int64).to_numpy()
+    reps = np.unique(rep)
+    r_idx = np.searchsorted(reps, rep)
+    seg = a["segment"].replace_strict(seg_index, default=-1, return_dtype=pl.Int64).to_numpy()
+    xa, xb = _metric_values(a), _metric_values(b)
+    kinds = (xb, xa, xa - xb)  # base, arm, difference
+    n_r, n_s, n_m = len(reps), len(segments), len(METRIC_NAMES)
+    n = np.zeros((n_r, n_s))
+    mean, m2 = np.zeros((3, n_r, n_s, n_m)), np.zeros((3, n_r, n_s, n_m))
+    groups = [(seg >= 0, seg)]
+    if "all" in seg_index:
+        groups.append((np.ones_like(seg, bool), np.full_like(seg, seg_index["all"])))
+    for keep, s in groups:
+        key = r_idx[keep] * n_s + s[keep]
+        cnt = np.bincount(key, minlength=n_r * n_s).astype(np.float64)
+        n += cnt.reshape(n_r, n_s)
+        for k, x in enumerate(kinds):
+            for j in range(n_m):
+                v = x[j][keep]
+                mu = np.divide(
+                    np.bincount(key, v, minlength=n_r * n_s), cnt, out=np.zeros(cnt.size),
+                    where=cnt > 0,
+                )  # fmt: skip
+                sq = np.bincount(key, (v - mu[key]) ** 2, minlength=n_r * n_s)
+                mean[k, :, :, j] += mu.reshape(n_r, n_s)
+                m2[k, :, :, j] += sq.reshape(n_r, n_s)
+    nn = np.broadcast_to(n[..., None], (n_r, n_s, n_m))
+    d = pool(nn, mean[2], m2[2])
+    lo, hi = d.interval()
+    # base as arm 0, arm as arm 1 (the layout relative_lift takes): (replicates, 2, ...)
+    zero = np.zeros_like(mean[2])
+    lift = inference.relative_lift(
+        np.stack([nn, nn], 1), mean[:2].swapaxes(0, 1), m2[:2].swapaxes(0, 1),
+        np.stack([zero, mean[2]], 1), np.stack([zero, m2[2]], 1),
+    )  # fmt: skip
+    base_mean, arm_mean = pool(nn, mean[0], m2[0]).mean, pool(nn, mean[1], m2[1]).mean
+    pv, mde = inference.p_values(d.mean, d.se, d.df), inference.mde(d.se, d.df)
+    rows = []
+    for s, name in enumerate(segments):
+        if d.n[s, 0] == 0:
+            continue
+        for j, metric in enumerate(METRIC_NAMES):
+            c = (s, j)
+            rows.append(
+                {
+                    "segment": name,
+                    "metric": metric,
+                    "n": int(d.n[c]),
+                    "replicates": int(d.replicates[c]),
+                    "base_mean": base_mean[c],
+                    "mean": arm_mean[c],
+                    "diff": d.mean[c],
+                    "diff_ci_low": lo[c],
+                    "diff_ci_high": hi[c],
+                    "diff_se": d.se[c],
+                    "diff_df": d.df[c],
+                    "diff_between_share": d.between_share[c],
+                    "lift": lift.lift[1][c],
+                    "lift_ci_low": lift.low[1][c],
+                    "lift_ci_high": lift.high[1][c],
+                    "p_value": pv[c],
+                    "p_holm": None,
+                    "q_bh": None,
+                    "significant": None,
+                    "mde": mde[c],
+                }  # fmt: skip
+            )
+    types = {"segment": pl.String, "metric": pl.String, "n": pl.Int64, "replicates": pl.Int32}
+    types["significant"] = pl.Boolean
+    schema = {k: types.get(k, pl.Float64) for k in rows[0]} if rows else None
+    return pl.DataFrame(rows, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def placebo_pairs(study: dict) -> tuple[tuple[str, str], ...]:
+    """(treatment arm, placebo arm) for every arm of ``study.json`` with ``placebo_of``."""
+    return tuple(
+        (a["placebo_of"], a["name"]) for a in study.get("arms") or [] if a.get("placebo_of")
+    )
+
+
+def slot_and_content(
+    summary: pl.DataFrame, user_metrics: pl.DataFrame, pairs: Sequence[tuple[str, str]]
+) -> pl.DataFrame:
+    """Per (treatment, placebo) pair, segment and metric, three paired effects: ``total``
+    (treatment - control) and ``slot`` (placebo - control) from the summary (their p_holm,
+    q_bh and significant over the summary's family), and ``content`` (treatment - placebo) by
+    :func:`paired_effect`, with Holm and Benjamini-Hochberg over every content row (their own
+    family: the summary does not hold them). Columns: treatment, placebo, effect, arm, base,
+    segment, metric, n, base_mean, mean and :data:`EFFECT_COLUMNS`."""
+    control = summary["arm"][0]
+    segments = summary["segment"].unique(maintain_order=True).to_list()
+    frames = []
+    base_means = summary.select("arm", "segment", "metric", base_mean=pl.col("mean"))
+    for treatment, placebo in pairs:
+        for effect, arm in (("total", treatment), ("slot", placebo)):
+            rows = summary.filter(pl.col("arm") == arm).join(
+                base_means.filter(pl.col("arm") == control).drop("arm"),
+                on=["segment", "metric"],
+            )
+            frames.append(
+                rows.select(
+                    pl.lit(treatment).alias("treatment"),
+                    pl.lit(placebo).alias("placebo"),
+                    pl.lit(effect).alias("effect"),
+                    "arm",
+                    pl.lit(control).alias("base"),
+                    "segment",
+                    "metric",
+                    "n",
+                    "base_mean",
+                    "mean",
+                    *EFFECT_COLUMNS,
+                )  # fmt: skip
+            )
+        content = paired_effect(user_metrics, treatment, placebo, segments)
+        frames.append(
+            content.select(
+                pl.lit(treatment).alias("treatment"),
+                pl.lit(placebo).alias("placebo"),
+                pl.lit("content").alias("effect"),
+                pl.lit(treatment).alias("arm"),
+                pl.lit(placebo).alias("base"),
+                "segment",
+                "metric",
+                "n",
+                "base_mean",
+                "mean",
+                *EFFECT_COLUMNS,
+            )  # fmt: skip
+        )
+    out = pl.concat(frames, how="vertical_relaxed")
+    is_content = (out["effect"] == "content").to_numpy()
+    p = np.where(is_content, out["p_value"].cast(pl.Float64).fill_null(np.nan).to_numpy(), np.nan)
+    holm, bh = inference.holm(p), inference.benjamini_hochberg(p)
+    return out.with_columns(
+        p_holm=pl.when(pl.Series(is_content)).then(pl.Series(holm)).otherwise("p_holm"),
+        q_bh=pl.when(pl.Series(is_content)).then(pl.Series(bh)).otherwise("q_bh"),
+    ).with_columns(
+        pl.col("p_holm", "q_bh").fill_nan(None),
+        significant=pl.when(pl.Series(is_content))
+        .then(pl.col("p_holm").fill_nan(None) <= inference.ALPHA)
+        .otherwise("significant"),
+    )
+
+
+def run_warnings(
+    summary: pl.DataFrame,
+    replicates: int,
+    has_creator_items: bool,
+    slot_content: pl.DataFrame | None = None,
+) -> tuple[str, ...]:
+    """One line per thing a reader must know before trusting the intervals: a run with
+    creator items but one replicate (its intervals ignore placement uncertainty), and every
+    creator metric (segment "all") whose between_share or diff_between_share is above
+    :data:`BETWEEN_DOMINATES` (which item a new item is matters more than which users saw it)."""
+    out = []
+    if has_creator_items and replicates <= 1:
+        out.append(
+            "This run has one replicate but creator items: its intervals cover which users were "
+            "drawn, not which plausible item each new creator item is (placement), so they are "
+            "too narrow for claims about the creator. Run the study with "
+            "simulation.replicates of 2 or more (0, the default, runs 5)."
+        )
+    hits = []
+    rows = summary.filter(
+        (pl.col("segment") == "all") & pl.col("metric").is_in(CREATOR_METRICS)
+    ).select("arm", "metric", "between_share", "diff_between_share")
+    control = summary["arm"][0] if summary.height else ""
+    for r in rows.iter_rows(named=True):
+        for col, what in (("between_share", "mean"), ("diff_between_share", "difference")):
+            v = r[col]
+            if v is not None and v == v and v > BETWEEN_DOMINATES:
+                vs = f" from {control}" if what == "difference" else ""
+                hits.append(f"{r['metric']} {what} of {r['arm']}{vs} ({100 * v:.0f}%)")
+    if slot_content is not None:
+        content = slot_content.filter(
+            (pl.col("effect") == "content")
+            & (pl.col("segment") == "all")
+            & pl.col("metric").is_in(CREATOR_METRICS)
+        )
+        for r in content.iter_rows(named=True):
+            v = r["diff_between_share"]
+            if v is not None and v == v and v > BETWEEN_DOMINATES:
+                hits.append(
+                    f"{r['metric']} difference of {r['treatment']} from {r['placebo']} "
+                    f"({100 * v:.0f}%)"
+                )
+    if hits:
+        out.append(
+            "Between-replicate variance dominates (over half of one replicate's uncertainty "
+            "comes from the placement of the new items and the population drawn): "
+            + "; ".join(hits)
+            + ". Which plausible item a new item is matters more here than which users saw it: "
+            "read these intervals as spanning placements, and look at the per-replicate spread "
+            "under Creator items."
+        )
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------
