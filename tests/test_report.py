@@ -75,6 +75,7 @@ def test_the_report_is_one_self_contained_file(report: str) -> None:
         "http://www.w3.org/1999/xlink",
     }
     for anchor in (
+        "read",
         "setup",
         "results",
         "engagement",
@@ -84,9 +85,10 @@ def test_the_report_is_one_self_contained_file(report: str) -> None:
         "sessions",
     ):
         section(report, anchor)
-    # inline matplotlib SVGs: forest, engagement, session length, retention, creator reach
-    assert report.count("<svg") == 5
-    assert report.count('<g id="figure_1">') == 5  # as matplotlib draws them
+    # inline matplotlib SVGs: forest, engagement, session length, retention, creator reach,
+    # creator reach per replicate (the sample study runs 5 replicates)
+    assert report.count("<svg") == 6
+    assert report.count('<g id="figure_1">') == 6  # as matplotlib draws them
 
 
 def test_setup_names_the_study_arms_and_creator_items(run: Path, report: str) -> None:
@@ -100,30 +102,89 @@ def test_setup_names_the_study_arms_and_creator_items(run: Path, report: str) ->
 
 def test_headline_table_holds_the_summary_with_cis(run: Path, report: str) -> None:
     summary = scan_table(run, "summary").filter(pl.col("segment") == "all").collect()
-    rows = {
-        r[0]: r for r in rows_of(section(report, "results")) if r and r[0] in set(summary["metric"])
-    }
-    assert set(rows) == set(summary["metric"])
+    results = rows_of(section(report, "results"))
+    means = {r[0]: r for r in results if len(r) == 3 and r[0] in set(summary["metric"])}
+    assert set(means) == set(summary["metric"])
     for r in summary.iter_rows(named=True):
-        cells = rows[r["metric"]]
-        if r["arm"] == "control":
-            assert cells[1] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-        else:
-            assert cells[2] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-            assert (
-                cells[3] == f"{r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]"
-            )
+        cells = means[r["metric"]]
+        col = 1 if r["arm"] == "control" else 2
+        assert cells[col] == f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+
+
+def fmt_p(v: float | None) -> str:
+    return "–" if v is None else "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def fmt_lift(r: dict) -> str:
+    if r["lift"] is None:
+        return "–"
+    if r["lift_ci_low"] is None:
+        return f"{r['lift']:+.1f}%"
+    return f"{r['lift']:+.1f}% [{r['lift_ci_low']:+.1f}%, {r['lift_ci_high']:+.1f}%]"
+
+
+def effect_cells(r: dict) -> list[str]:
+    """The report's cells of one paired difference, from a summary-like row."""
+    share = r["diff_between_share"]
+    return [
+        f"{r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]",
+        fmt_lift(r),
+        fmt_p(r["p_value"]),
+        fmt_p(r["p_holm"]),
+        fmt_p(r["q_bh"]),
+        "yes" if r["significant"] else "no",
+        f"{r['mde']:,.4f}",
+        "–" if share is None else f"{100 * share:.0f}%",
+    ]
+
+
+def test_every_difference_has_its_lift_holm_q_and_mde_beside_it(run: Path, report: str) -> None:
+    summary = scan_table(run, "summary").collect()
+    results = section(report, "results")
+    rows = {(r[0], r[1]): r[2:] for r in rows_of(results) if len(r) == 10 and r[0] != "metric"}
+    treated = summary.filter((pl.col("segment") == "all") & (pl.col("arm") != "control"))
+    assert len(rows) == treated.height == 7
+    for r in treated.iter_rows(named=True):
+        assert rows[(r["metric"], "inject − control")] == effect_cells(r)
+    # every segment too, in the folded table
+    segs = {(r[0], r[1], r[2]): r[5:] for r in rows_of(results) if len(r) == 13 and r[3] != "users"}
+    for r in summary.filter(pl.col("segment") != "all").iter_rows(named=True):
+        if r["arm"] != "control":
+            assert segs[(r["arm"], r["segment"], r["metric"])] == effect_cells(r)
+    mde = summary.filter(
+        (pl.col("segment") == "all") & (pl.col("metric") == "ctr") & (pl.col("arm") == "inject")
+    )["mde"][0]
+    assert f"This study could detect effects of about (80% power, 5%): ctr ±{mde:.4f}" in (
+        text_of(results)
+    )
+
+
+def test_how_to_read_explains_intervals_significance_lift_and_mde(report: str) -> None:
+    note = text_of(section(report, "read"))
+    for words in (
+        "pools 5 replicates",
+        "Holm's adjustment over the whole summary table",
+        "Lift is the difference as a percentage of the control's mean",
+        "MDE (minimum detectable effect)",
+        "q (BH)",
+    ):
+        assert words in note, words
+    assert "Slot vs content" not in note  # no placebo arm in the sample study
 
 
 def test_retention_and_session_lengths_match_the_sessions_table(run: Path) -> None:
     d = load_run(run)
     ss = scan_table(run, "sessions").collect()
     users = json.loads((run / MANIFEST).read_text())["users_per_arm"]
+    replicate = scan_table(run, "user_metrics").select("arm", "user", "replicate").collect()
+    ss = ss.join(replicate, on=["arm", "user"])
     for r in d.by_session.iter_rows(named=True):
         s = ss.filter((pl.col("arm") == r["arm"]) & (pl.col("session") == r["session"] - 1))
         assert r["users"] == s.height
-        assert r["share"] == pytest.approx(s.height / users)
-        assert r["return_rate"] == pytest.approx(s["returned"].mean())
+        assert r["share"] == pytest.approx(s.height / users)  # replicates of equal size
+        # pooled like the summary: the mean of the replicates' means
+        per = s.group_by("replicate").agg(pl.col("returned").cast(pl.Float64).mean())
+        assert r["return_rate"] == pytest.approx(per["returned"].mean())
     lengths = d.session_lengths.filter(pl.col("arm") == "inject")
     assert lengths["sessions"].sum() == ss.filter(pl.col("arm") == "inject").height
     assert lengths["share"].sum() == pytest.approx(1.0)

@@ -275,6 +275,11 @@ def load_run(run_dir: str | Path) -> RunData:
     by_session_df = session_n.join(
         banded(session_m, ["arm", "session"], SESSION_VALUES), on=["arm", "session"]
     )
+    # a share cannot leave [0, 1]: a t-interval over few replicates can, so it is clipped
+    by_turn_df = by_turn_df.with_columns(_clipped(["ctr", "watch"]))
+    by_session_df = by_session_df.with_columns(
+        _clipped(["share", "left_early", "return_rate", "ctr"])
+    )
     order = {a: k for k, a in enumerate(arms)}
 
     def arm_order(frame: pl.DataFrame, *then: str) -> pl.DataFrame:
@@ -287,6 +292,12 @@ def load_run(run_dir: str | Path) -> RunData:
     titles = creator_titles(study)
     title_of = pl.col("item_id").replace_strict(
         {k: v[0] for k, v in titles.items()}, default=pl.col("item_id")
+    )
+    placebo_arms = [a.get("name") for a in study.get("arms") or [] if a.get("placebo_of")]
+    title_of = (
+        pl.when(pl.col("arm").is_in(placebo_arms))
+        .then(pl.format("{} (placebo)", pl.col("item_id")))
+        .otherwise(title_of)
     )
     creator_df = creator_df.with_columns(title=title_of)
     # every item an arm showed, in every replicate (0 where a replicate's users never saw it)
@@ -526,6 +537,10 @@ def banded(frame: pl.DataFrame, keys: Sequence[str], values: Sequence[str]) -> p
             pl.Series(f"{v}_hi", hi).fill_nan(None),
         ]
     return out.with_columns(cols)
+
+
+def _clipped(shares: Sequence[str]) -> list[pl.Expr]:
+    return [pl.col(f"{v}_{e}").clip(0.0, 1.0) for v in shares for e in ("lo", "hi")]
 
 
 def _metric_values(frame: pl.DataFrame) -> np.ndarray:

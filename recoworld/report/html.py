@@ -49,6 +49,12 @@ dt { color:var(--muted); } dd { margin:0; }
 figure { margin:8px 0 14px; } figure svg { max-width:100%; height:auto; }
 details summary { cursor:pointer; color:#0b57d0; margin:6px 0; }
 .quote { font-style:italic; }
+.warn { background:#fff4e5; border-left:4px solid #e69f00; padding:8px 12px; margin:8px 0;
+        max-width:1000px; }
+.read { background:var(--soft); border-left:4px solid #0072B2; padding:6px 14px;
+        max-width:1000px; font-size:13px; }
+.read li { margin:3px 0; }
+td.weak { color:var(--muted); }
 footer { color:var(--muted); font-size:12px; padding:12px 28px; border-top:1px solid var(--line); }
 """
 )
@@ -73,6 +79,68 @@ def _ci(mean: float | None, lo: float | None, hi: float | None, *, sign: bool = 
     if lo is None or hi is None or math.isnan(lo):
         return head
     return f"{head} [{lo:+.4f}, {hi:+.4f}]" if sign else f"{head} [{lo:.4f}, {hi:.4f}]"
+
+
+def _lift(v: float | None, lo: float | None, hi: float | None) -> str:
+    """Relative lift in percent with its interval: ``+2.4% [-1.0%, +5.9%]``."""
+    if v is None or math.isnan(v):
+        return "–"
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"{v:+.1f}%"
+    return f"{v:+.1f}% [{lo:+.1f}%, {hi:+.1f}%]"
+
+
+def _p(v: float | None) -> str:
+    if v is None or math.isnan(v):
+        return "–"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _significant(v: bool | None) -> str:
+    return "–" if v is None else ("yes" if v else "no")
+
+
+def _share(v: float | None) -> str:
+    return "–" if v is None or math.isnan(v) else f"{100 * v:.0f}%"
+
+
+def _effect_class(r: dict) -> str:
+    """up / down: significant after Holm; weak: the CI misses 0 but not after Holm."""
+    lo, hi, d = r.get("diff_ci_low"), r.get("diff_ci_high"), r.get("diff")
+    if r.get("significant") and d is not None:
+        return "up" if d > 0 else "down"
+    if lo is not None and hi is not None and (lo > 0 or hi < 0):
+        return "weak"
+    return ""
+
+
+def _effect_cells(r: dict) -> tuple[list[object], list[str]]:
+    """The cells of one paired difference: difference [CI], lift [CI], p, p (Holm), q (BH),
+    significant, MDE, between share; and their classes."""
+    cells = [
+        _ci(r.get("diff"), r.get("diff_ci_low"), r.get("diff_ci_high"), sign=True),
+        _lift(r.get("lift"), r.get("lift_ci_low"), r.get("lift_ci_high")),
+        _p(r.get("p_value")),
+        _p(r.get("p_holm")),
+        _p(r.get("q_bh")),
+        _significant(r.get("significant")),
+        r.get("mde"),
+        _share(r.get("diff_between_share")),
+    ]
+    c = _effect_class(r)
+    return cells, [c, c, "", "", "", c, "", ""]
+
+
+EFFECT_HEADERS = (
+    "difference [95% CI]",
+    "lift [95% CI]",
+    "p",
+    "p (Holm)",
+    "q (BH)",
+    "significant",
+    "MDE",
+    "between share",
+)
 
 
 def table(
@@ -220,55 +288,122 @@ def _setup(d: RunData) -> str:
     return body
 
 
+def _warnings(d: RunData) -> str:
+    return "".join(f'<p class="warn"><b>Warning.</b> {escape(w)}</p>' for w in d.warnings)
+
+
+def _how_to_read(d: RunData) -> str:
+    users = _fmt(d.manifest.get("users_per_arm"))
+    if d.replicates > 1:
+        covers = (
+            f"An interval covers both which users were drawn and, since this run pools "
+            f"{d.replicates} replicates (each its own placement of the creator's new items and "
+            f"its own population, {users} users per arm in all), which plausible item a new "
+            "item is: it is the replicates' spread (random effects), never narrower than user "
+            "noise alone. <i>between share</i> is the part of one replicate's uncertainty that "
+            "the placement explains."
+        )
+    elif d.has_creator_items:
+        covers = (
+            f"An interval covers which users were drawn ({users} per arm) only: with one "
+            "replicate the placement of the creator's new items is fixed, so intervals on "
+            "creator claims are too narrow (see the warning)."
+        )
+    else:
+        covers = f"An interval covers which users were drawn ({users} per arm)."
+    items = [
+        "<b>Intervals</b> (95%, on every mean, difference and curve). " + covers,
+        "<b>Differences</b> are paired per user: every arm sees the same users with the same "
+        "random numbers, so <i>arm − control</i> is the mean of each user's own difference.",
+        "<b>Lift</b> is the difference as a percentage of the control's mean, with its own "
+        "interval (delta method); none where the control's mean is not distinguishable from 0.",
+        "<b>Significant</b> means the difference holds after Holm's adjustment over the whole "
+        "summary table (every treatment arm x segment x metric) at 5%: the chance of even one "
+        "false claim in the table is at most 5%. A CI that misses 0 alone is not enough "
+        "(grey in the tables). <i>q (BH)</i> is the Benjamini-Hochberg q-value, for screening.",
+        "<b>MDE</b> (minimum detectable effect): the true difference this study would detect "
+        "with 80% power; a non-significant difference says little about effects smaller "
+        "than it.",
+    ]
+    if d.placebos:
+        items.append(
+            "<b>Slot vs content</b>: a placebo arm gives the same treatment to matched existing "
+            "items. <i>placebo − control</i> is the effect of the slot (any similar item put "
+            "there); <i>treatment − placebo</i> is the effect of the creator's content."
+        )
+    return '<div class="read"><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>"
+
+
+def _mde_sentence(d: RunData) -> str:
+    """'This study could detect effects of about …' per metric (segment all, the largest MDE
+    over the treatment arms), with the MDE as a share of the control's mean."""
+    allseg = d.summary.filter((pl.col("segment") == "all") & (pl.col("arm") != d.control))
+    control = d.summary.filter((pl.col("segment") == "all") & (pl.col("arm") == d.control))
+    means = dict(zip(control["metric"], control["mean"], strict=True))
+    parts = []
+    for metric in d.metrics:
+        m = allseg.filter(pl.col("metric") == metric)["mde"].drop_nulls()
+        if m.len() == 0:
+            continue
+        v = float(m.max())
+        c = means.get(metric)
+        rel = f" ({100 * v / abs(c):.0f}% of control)" if c else ""
+        parts.append(f"{escape(metric)} ±{v:.4f}{rel}")
+    if not parts:
+        return ""
+    return (
+        '<p class="note"><b>This study could detect effects of about</b> (80% power, 5%): '
+        + "; ".join(parts)
+        + ".</p>"
+    )
+
+
 def _headline(d: RunData) -> str:
     allseg = d.summary.filter(pl.col("segment") == "all")
-    headers = ["metric"]
-    for k, arm in enumerate(d.arms):
-        headers.append(f"{arm} mean [95% CI]")
-        if k:
-            headers.append(f"{arm} − {d.control} [95% CI]")
+
+    def row_of(arm: str, metric: str) -> dict:
+        r = allseg.filter((pl.col("arm") == arm) & (pl.col("metric") == metric))
+        return r.row(0, named=True) if r.height else {}
+
+    means = [
+        [metric]
+        + [
+            _ci(r.get("mean"), r.get("ci_low"), r.get("ci_high"))
+            for r in (row_of(arm, metric) for arm in d.arms)
+        ]
+        for metric in d.metrics
+    ]
     rows, cls = [], []
     for metric in d.metrics:
-        row, c = [metric], [""]
-        for k, arm in enumerate(d.arms):
-            r = allseg.filter((pl.col("arm") == arm) & (pl.col("metric") == metric))
-            r = r.row(0, named=True) if r.height else {}
-            row.append(_ci(r.get("mean"), r.get("ci_low"), r.get("ci_high")))
-            c.append("")
-            if k:
-                row.append(
-                    _ci(r.get("diff"), r.get("diff_ci_low"), r.get("diff_ci_high"), sign=True)
-                )
-                lo, hi = r.get("diff_ci_low"), r.get("diff_ci_high")
-                c.append(
-                    "up"
-                    if lo is not None and lo > 0
-                    else "down"
-                    if hi is not None and hi < 0
-                    else ""
-                )
-        rows.append(row)
-        cls.append(c)
+        for arm in d.arms[1:]:
+            cells, c = _effect_cells(row_of(arm, metric))
+            rows.append([metric, f"{arm} − {d.control}", *cells])
+            cls.append(["", "", *c])
     segs = d.summary.filter(pl.col("segment") != "all")
-    seg_rows = [
-        (
-            r["arm"],
-            r["segment"],
-            r["metric"],
-            r["n"],
-            _ci(r["mean"], r["ci_low"], r["ci_high"]),
-            "(control)"
-            if r["diff"] is None
-            else _ci(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True),
+    seg_rows, seg_cls = [], []
+    for r in segs.sort("metric", "arm", "segment").iter_rows(named=True):
+        cells, c = (
+            _effect_cells(r) if r["diff"] is not None else (["(control)"] + [""] * 7, [""] * 8)
         )
-        for r in segs.sort("metric", "arm", "segment").iter_rows(named=True)
-    ]
+        seg_rows.append(
+            [r["arm"], r["segment"], r["metric"], r["n"], _ci(r["mean"], r["ci_low"], r["ci_high"])]
+            + cells
+        )
+        seg_cls.append(["", "", "", "", "", *c])
     forest = plots.forest(d.summary, d.arms, d.metrics) if len(d.arms) > 1 else ""
-    out = (
-        '<p class="note">Means over users with 95% Student-t intervals; differences are paired '
-        "per user (every arm sees the same users with the same random numbers). Green / red: the "
-        "difference's CI lies above / below zero.</p>" + table(headers, rows, cls=cls)
+    out = '<p class="note">Means over users with 95% intervals (segment "all").</p>' + table(
+        ["metric", *(f"{a} mean [95% CI]" for a in d.arms)], means
     )
+    if rows:
+        out += (
+            "<h3>Differences from control</h3>"
+            '<p class="note">Paired per user. Green / red: significant after Holm over the '
+            "whole summary (every arm x segment x metric); grey: the CI misses 0 but the "
+            "difference does not survive the adjustment. between share: the part of one "
+            "replicate's uncertainty about the difference that the placement explains.</p>"
+            + table(["metric", "arms", *EFFECT_HEADERS], rows, left=2, cls=cls)
+            + _mde_sentence(d)
+        )
     if forest:
         out += _figure(
             forest, "Paired difference from control per arm x segment (segment 'all' in bold)."
@@ -277,9 +412,10 @@ def _headline(d: RunData) -> str:
         out += (
             "<details><summary>Every segment (table)</summary>"
             + table(
-                ["arm", "segment", "metric", "users", "mean [95% CI]", "vs control [95% CI]"],
+                ["arm", "segment", "metric", "users", "mean [95% CI]", *EFFECT_HEADERS],
                 seg_rows,
                 left=3,
+                cls=seg_cls,
             )
             + "</details>"
         )
@@ -325,8 +461,11 @@ def _engagement(d: RunData) -> str:
     return (
         _figure(
             fig,
-            "Per turn within a session, over every session of every user "
-            "(the mindset after the turn's items).",
+            "Per turn within a session: each user's value over their sessions (the mindset "
+            "after the turn's items), averaged over the users who had the turn; the band is "
+            "the 95% interval of that mean"
+            + (" (the replicates' random-effects interval)." if d.replicates > 1 else ".")
+            + " Arms are nudged apart along the x axis so that equal curves stay visible.",
         )
         + _figure(
             lengths,
@@ -378,7 +517,12 @@ def _retention(d: RunData) -> str:
         )
         for r in d.by_session.iter_rows(named=True)
     ]
-    return _figure(fig) + table(
+    caption = (
+        "Share: of all the arm's users; return rate, ctr: over the users who had the "
+        "session (each user weighs the same). Bands: 95% intervals"
+        + (", the replicates' random-effects interval." if d.replicates > 1 else " over users.")
+    )
+    return _figure(fig, caption) + table(
         [
             "arm",
             "session",
@@ -449,6 +593,7 @@ def _creator(d: RunData) -> str:
         rows,
         left=3,
     )
+    out += _replicate_spread(d)
     if reach.height:
         seg = reach.pivot(on="metric", index=["arm", "segment"], values="mean").sort(
             "arm", "segment"
@@ -457,6 +602,126 @@ def _creator(d: RunData) -> str:
         out += "<h3>By segment</h3>" + table(
             ["arm", "segment", *cols], seg.select("arm", "segment", *cols).rows(), left=2
         )
+    return out
+
+
+def _replicate_spread(d: RunData) -> str:
+    """Each creator item's reach and engagement per replicate: how much the placement draw
+    matters (with one replicate, a note that it was not drawn again)."""
+    c = d.creator_replicates
+    if c is None or c.height == 0:
+        return ""
+    if d.replicates <= 1:
+        return (
+            "<h3>Per replicate</h3>"
+            '<p class="note">One replicate: the new items were placed once, so how much their '
+            "placement matters is not measured here.</p>"
+        )
+    reps = sorted(c["replicate"].unique().to_list())
+    wide = []
+    for (arm, item_id, title), g in c.group_by(["arm", "item_id", "title"], maintain_order=True):
+        by = dict(zip(g["replicate"], zip(g["reach"], g["engagement"], strict=True), strict=True))
+        vals = [by.get(r, (0.0, 0.0)) for r in reps]
+        reach = [v[0] for v in vals]
+        wide.append(
+            [arm, title, item_id]
+            + [f"{v[0]:.3f} / {v[1]:.3f}" for v in vals]
+            + [f"{min(reach):.3f}–{max(reach):.3f}"]
+        )
+    per_metric = []
+    rm = d.replicate_means
+    if rm is not None and rm.height:
+        for metric in ("creator_reach", "creator_engagement"):
+            m = rm.filter(pl.col("metric") == metric)
+            for arm in d.arms:
+                a = m.filter(pl.col("arm") == arm).sort("replicate")
+                if a.height:
+                    per_metric.append([metric, arm, *a["mean"].to_list()])
+    out = (
+        "<h3>Per replicate: how much the placement draw matters</h3>"
+        f'<p class="note">Each of the {d.replicates} replicates placed the new items afresh '
+        "(and drew its own users). Dots: each replicate's share of users reached by the item "
+        "and its clicks per user; in a placebo arm the items are the matched existing ones.</p>"
+        + _figure(plots.replicate_spread(c, arms=d.arms))
+        + table(
+            [
+                "arm",
+                "title",
+                "item",
+                *(f"replicate {r}: reach / clicks per user" for r in reps),
+                "reach range",
+            ],
+            wide,
+            left=3,
+        )  # fmt: skip
+    )
+    if per_metric:
+        out += (
+            '<p class="note">The creator metrics per replicate (the summary\'s mean is their '
+            "mean):</p>"
+            + table(["metric", "arm", *(f"replicate {r}" for r in reps)], per_metric, left=2)
+        )
+    return out
+
+
+def _slot_content(d: RunData) -> str:
+    """Per treatment with a placebo: total, slot (placebo − control) and content (treatment −
+    placebo) effects with intervals, lift and significance."""
+    sc = d.slot_content
+    if sc is None or sc.height == 0:
+        return ""
+    colours = plots.arm_colours(d.arms)
+    out = (
+        '<p class="note">A placebo arm gives the same treatment to existing items matched to the '
+        "creator's on tags and popularity. <b>slot</b> = placebo − control: what putting any "
+        "similar item there does. <b>content</b> = treatment − placebo: what the creator's own "
+        "items add; paired per user and pooled over replicates like the summary's differences, "
+        "with Holm and BH over the content rows (their own family). For creator_reach and "
+        "creator_engagement the placebo arm counts its placebo items, so slot also holds the "
+        "gap between the two sets' organic exposure.</p>"
+    )
+    names = {"total": "total", "slot": "slot", "content": "content"}
+    for treatment, placebo in d.placebos:
+        pair = sc.filter((pl.col("treatment") == treatment) & (pl.col("placebo") == placebo))
+        allseg = pair.filter(pl.col("segment") == "all")
+        rows, cls = [], []
+        for metric in d.metrics:
+            for effect in ("total", "slot", "content"):
+                r = allseg.filter((pl.col("metric") == metric) & (pl.col("effect") == effect))
+                if not r.height:
+                    continue
+                r = r.row(0, named=True)
+                cells, c = _effect_cells(r)
+                rows.append([metric, names[effect], f"{r['arm']} − {r['base']}", *cells])
+                cls.append(["", "", "", *c])
+        labels = {
+            "total": (f"total: {treatment} − {d.control}", colours.get(treatment, "#000")),
+            "slot": (f"slot: {placebo} − {d.control}", colours.get(placebo, "#000")),
+            "content": (f"content: {treatment} − {placebo}", "#000000"),
+        }
+        fig_rows = allseg.with_columns(
+            label=pl.col("effect").replace_strict({k: v[0] for k, v in labels.items()}),
+            colour=pl.col("effect").replace_strict({k: v[1] for k, v in labels.items()}),
+        ).sort(pl.col("effect").replace_strict({"total": 0, "slot": 1, "content": 2}))
+        segs = pair.filter(pl.col("segment") != "all").sort("metric", "effect", "segment")
+        seg_rows, seg_cls = [], []
+        for r in segs.iter_rows(named=True):
+            cells, c = _effect_cells(r)
+            seg_rows.append([r["metric"], r["effect"], r["segment"], *cells])
+            seg_cls.append(["", "", "", *c])
+        out += (
+            f"<h3>{escape(treatment)} with placebo {escape(placebo)}</h3>"
+            + table(["metric", "effect", "arms", *EFFECT_HEADERS], rows, left=3, cls=cls)
+            + _figure(plots.effects(fig_rows, d.metrics))
+        )
+        if seg_rows:
+            out += (
+                "<details><summary>Every segment (table)</summary>"
+                + table(
+                    ["metric", "effect", "segment", *EFFECT_HEADERS], seg_rows, left=3, cls=seg_cls
+                )
+                + "</details>"
+            )
     return out
 
 
@@ -561,12 +826,15 @@ def run_report(d: RunData) -> str:
         [(r["user"], r["session"], r["summary"]) for r in d.session_examples.iter_rows(named=True)],
         left=3,
     )
+    slot_content = _slot_content(d)
     sections = [
+        ("read", "How to read this", _how_to_read(d) + _warnings(d)),
         ("setup", "Set-up", _setup(d)),
         ("results", "Results", _headline(d)),
+        *([("slot-content", "Slot vs content", slot_content)] if slot_content else []),
         ("engagement", "Engagement", _engagement(d)),
         ("retention", "Retention", _retention(d)),
-        ("creator", "Creator items", _creator(d)),
+        ("creator", "Creator items", _warnings(d) + _creator(d)),
         ("instructions", "Instructions", _instructions(d)),
         (
             "sessions",
