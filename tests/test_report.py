@@ -9,17 +9,25 @@ import shutil
 from html import unescape
 from pathlib import Path
 
+import msgspec
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from scipy import stats as sps
 
 from recoworld.cli import main
+from recoworld.config import ArmConfig
 from recoworld.io.runs import MANIFEST, reseal, scan_table
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY
 from recoworld.report.build import write_report
-from recoworld.report.data import load_run
-from recoworld.report.sample import FEELINGS, add_llm_records, sample_run
+from recoworld.report.data import load_run, paired_effect, run_warnings
+from recoworld.report.sample import FEELINGS, SAMPLE_STUDY, add_llm_records, sample_run
+from recoworld.study.metrics import METRICS
+from recoworld.study.pooling import pool
+from recoworld.study.runner import run_study
 from recoworld.sweep import write_sweep_summary
+from recoworld.world.synthetic import synthetic_world
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +40,41 @@ def report(run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("report") / "report.html"
     write_report(run, out)
     return out.read_text()
+
+
+def placebo_run(root: Path, replicates: int, *, placebo: bool = True) -> Path:
+    """The sample study with an inject-placebo arm beside inject, ``replicates`` replicates."""
+    cfg = SAMPLE_STUDY
+    arms = list(cfg.arms)
+    if placebo:
+        arms.append(
+            ArmConfig(
+                name="inject-placebo", treatment="inject", position=1, rate=0.5,
+                placebo_of="inject",
+            )
+        )  # fmt: skip
+    cfg = msgspec.structs.replace(
+        cfg,
+        arms=arms,
+        simulation=msgspec.structs.replace(cfg.simulation, replicates=replicates),
+    )
+    world = synthetic_world(cfg.world.synthetic_users, cfg.world.synthetic_items, seed=cfg.seed)
+    run_id = f"r{replicates}{'p' if placebo else ''}"
+    return run_study(cfg, world, run_id=run_id, out_dir=root, overwrite=True).path
+
+
+@pytest.fixture(scope="module")
+def placebo3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A placebo study with 3 replicates and its report."""
+    path = placebo_run(tmp_path_factory.mktemp("placebo3"), 3)
+    return path, write_report(path).path.read_text()
+
+
+@pytest.fixture(scope="module")
+def placebo1(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A placebo study with one replicate and its report."""
+    path = placebo_run(tmp_path_factory.mktemp("placebo1"), 1)
+    return path, write_report(path).path.read_text()
 
 
 @pytest.fixture()
@@ -86,7 +129,7 @@ def test_the_report_is_one_self_contained_file(report: str) -> None:
     ):
         section(report, anchor)
     # inline matplotlib SVGs: forest, engagement, session length, retention, creator reach,
-    # creator reach per replicate (the sample study runs 5 replicates)
+    # creator reach per replicate (the sample study runs several replicates)
     assert report.count("<svg") == 6
     assert report.count('<g id="figure_1">') == 6  # as matplotlib draws them
 
@@ -159,10 +202,12 @@ def test_every_difference_has_its_lift_holm_q_and_mde_beside_it(run: Path, repor
     )
 
 
-def test_how_to_read_explains_intervals_significance_lift_and_mde(report: str) -> None:
+def test_how_to_read_explains_intervals_significance_lift_and_mde(run: Path, report: str) -> None:
     note = text_of(section(report, "read"))
+    replicates = json.loads((run / MANIFEST).read_text())["replicates"]
+    assert replicates > 1  # a study with creator items runs several by default
     for words in (
-        "pools 5 replicates",
+        f"pools {replicates} replicates",
         "Holm's adjustment over the whole summary table",
         "Lift is the difference as a percentage of the control's mean",
         "MDE (minimum detectable effect)",
@@ -170,6 +215,184 @@ def test_how_to_read_explains_intervals_significance_lift_and_mde(report: str) -
     ):
         assert words in note, words
     assert "Slot vs content" not in note  # no placebo arm in the sample study
+
+
+# --- intervals, lift, slot vs content, warnings --------------------------------------------------
+
+
+def test_paired_effect_is_computed_like_the_summarys_differences(
+    placebo3: tuple[Path, str],
+) -> None:
+    path, _ = placebo3
+    summary = scan_table(path, "summary").collect()
+    um = scan_table(path, "user_metrics").collect()
+    segments = summary["segment"].unique(maintain_order=True).to_list()
+    mine = paired_effect(um, "inject", "control", segments)
+    theirs = summary.filter(pl.col("arm") == "inject")
+    cols = [
+        "n", "diff", "diff_ci_low", "diff_ci_high", "diff_se", "diff_df", "diff_between_share",
+        "lift", "lift_ci_low", "lift_ci_high", "p_value", "mde",
+    ]  # fmt: skip
+    both = mine.join(theirs, on=["segment", "metric"], suffix="_summary")
+    assert both.height == theirs.height == 4 * 7
+    for c in cols:
+        a = both[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        b = both[f"{c}_summary"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=c)
+
+
+def test_content_effect_equals_a_direct_paired_computation(placebo1: tuple[Path, str]) -> None:
+    path, html = placebo1
+    um = scan_table(path, "user_metrics").collect()
+    t = um.filter(pl.col("arm") == "inject").sort("user")
+    p = um.filter(pl.col("arm") == "inject-placebo").sort("user")
+    assert t["user"].equals(p["user"])
+    d = load_run(path)
+    content = d.slot_content.filter((pl.col("effect") == "content") & (pl.col("segment") == "all"))
+    for metric, m in METRICS.items():
+        diff = m.of({c: t[c].to_numpy() for c in t.columns}) - m.of(
+            {c: p[c].to_numpy() for c in p.columns}
+        )
+        n = diff.size
+        se = diff.std(ddof=1) / np.sqrt(n)
+        half = sps.t.ppf(0.975, n - 1) * se
+        r = content.filter(pl.col("metric") == metric).row(0, named=True)
+        assert r["diff"] == pytest.approx(diff.mean(), abs=1e-12)
+        assert r["n"] == n
+        if se > 0:
+            assert r["diff_ci_low"] == pytest.approx(diff.mean() - half, abs=1e-12)
+            assert r["diff_ci_high"] == pytest.approx(diff.mean() + half, abs=1e-12)
+            base = m.of({c: p[c].to_numpy() for c in p.columns}).mean()
+            assert r["lift"] == pytest.approx(100 * diff.mean() / base)
+    # the page shows it, next to slot and total taken from the summary
+    table = {
+        (r[0], r[1]): r[3:]
+        for r in rows_of(section(html, "slot-content"))
+        if len(r) == 11 and " − " in r[2]  # the segment "all" table (arms, not a segment)
+    }
+    summary = scan_table(path, "summary").filter(pl.col("segment") == "all").collect()
+    for r in summary.filter(pl.col("arm") != "control").iter_rows(named=True):
+        effect = "total" if r["arm"] == "inject" else "slot"
+        assert table[(r["metric"], effect)] == effect_cells(r)
+    for r in content.iter_rows(named=True):
+        assert table[(r["metric"], "content")] == effect_cells(r)
+
+
+def test_slot_and_content_need_a_placebo_arm(report: str) -> None:
+    assert 'id="slot-content"' not in report
+
+
+def test_every_curve_has_a_band_around_it(placebo3: tuple[Path, str]) -> None:
+    path, html = placebo3
+    d = load_run(path)
+    for frame, values in (
+        (d.by_turn, ("ctr", "watch", "satisfaction", "fatigue")),
+        (d.by_session, ("share", "return_rate", "ctr")),
+    ):
+        assert frame["arm"].unique(maintain_order=True).to_list() == d.arms
+        for v in values:
+            assert (frame[f"{v}_lo"] <= frame[v]).all() and (frame[v] <= frame[f"{v}_hi"]).all()
+            assert (frame[f"{v}_hi"] - frame[f"{v}_lo"]).max() > 0, v
+    # the per-turn ctr of one arm: each user's ctr at the turn, pooled over replicates
+    ev = scan_table(path, "events").filter(pl.col("arm") == "inject").collect()
+    reps = scan_table(path, "user_metrics").select("arm", "user", "replicate").collect()
+    per_user = (
+        ev.group_by("arm", "user", "turn")
+        .agg(pl.col("clicked").mean())
+        .join(reps, on=["arm", "user"])
+    )
+    for (turn,), g in per_user.group_by("turn"):
+        x = [g.filter(pl.col("replicate") == r)["clicked"].to_numpy() for r in range(3)]
+        pooled = pool(
+            np.array([v.size for v in x]),
+            np.array([v.mean() for v in x]),
+            np.array([((v - v.mean()) ** 2).sum() for v in x]),
+        )
+        lo, hi = pooled.interval()
+        band = d.by_turn.filter((pl.col("arm") == "inject") & (pl.col("turn") == turn + 1))
+        assert band["ctr"][0] == pytest.approx(np.mean([v.mean() for v in x]))
+        assert (band["ctr_lo"][0], band["ctr_hi"][0]) == pytest.approx(
+            (max(float(lo), 0.0), min(float(hi), 1.0))  # a share's band stays in [0, 1]
+        )
+    assert "the band is the 95% interval" in text_of(section(html, "engagement"))
+
+
+def test_creator_reach_is_shown_per_replicate(placebo3: tuple[Path, str]) -> None:
+    path, html = placebo3
+    ev = scan_table(path, "events").filter(pl.col("is_creator_item")).collect()
+    reps = scan_table(path, "user_metrics").select("arm", "user", "replicate").collect()
+    ev = ev.join(reps, on=["arm", "user"])
+    size = reps.filter(pl.col("arm") == "control").group_by("replicate").len()
+    size = dict(size.iter_rows())
+    rows = {
+        (r[0], r[2]): r[3:6]
+        for r in rows_of(section(html, "creator"))
+        if len(r) == 7 and r[0] != "arm"
+    }
+    for (arm, item), g in ev.group_by("arm", pl.col("item_id").cast(pl.String)):
+        cells = []
+        for rep in range(3):
+            x = g.filter(pl.col("replicate") == rep)
+            reach = x["user"].n_unique() / size[rep]
+            clicks = x["clicked"].sum() / size[rep]
+            cells.append(f"{reach:.3f} / {clicks:.3f}")
+        assert rows[(arm, item)] == cells
+    assert "how much the placement draw matters" in text_of(section(html, "creator"))
+
+
+@pytest.mark.parametrize(
+    ("replicates", "creator", "between", "expected"),
+    [
+        (3, True, 0.2, ()),
+        (1, True, None, ("one replicate",)),
+        (1, False, None, ()),
+        (3, True, 0.7, ("Between-replicate variance dominates",)),
+    ],
+)
+def test_warnings_appear_exactly_when_they_should(
+    run: Path, replicates: int, creator: bool, between: float | None, expected: tuple[str, ...]
+) -> None:
+    summary = scan_table(run, "summary").collect()
+    summary = summary.with_columns(
+        between_share=pl.lit(between, pl.Float64),
+        diff_between_share=pl.lit(between, pl.Float64),
+    )
+    got = run_warnings(summary, replicates, creator)
+    assert len(got) == len(expected)
+    for line, words in zip(got, expected, strict=True):
+        assert words in line
+    if between is not None and between > 0.5:
+        assert "creator_reach difference of inject from control (70%)" in got[0]
+        assert "ctr" not in got[0].split(":")[1]  # only creator metrics
+
+
+def test_the_pages_warn_when_they_should(
+    placebo1: tuple[Path, str], placebo3: tuple[Path, str], report: str
+) -> None:
+    _, one = placebo1
+    assert 'class="warn"' in section(one, "read")
+    assert "This run has one replicate but creator items" in text_of(section(one, "read"))
+    for path, html in (placebo1, placebo3):
+        d = load_run(path)
+        assert html.count('class="warn"') == 2 * len(d.warnings)  # at the top and under creator
+        shares = (
+            scan_table(path, "summary")
+            .filter(
+                (pl.col("segment") == "all")
+                & pl.col("metric").is_in(["creator_reach", "creator_engagement"])
+            )
+            .select(pl.max_horizontal("between_share", "diff_between_share").max())
+            .collect()
+            .item()
+        )
+        content = d.slot_content.filter(
+            (pl.col("effect") == "content")
+            & (pl.col("segment") == "all")
+            & pl.col("metric").is_in(["creator_reach", "creator_engagement"])
+        )["diff_between_share"].max()
+        dominated = max(shares or 0.0, content or 0.0) > 0.5
+        assert ("Between-replicate variance dominates" in html) == dominated
+    assert "This run has one replicate" not in report  # several replicates
 
 
 def test_retention_and_session_lengths_match_the_sessions_table(run: Path) -> None:
