@@ -14,7 +14,6 @@ Environment: RECOWORLD_CACHE (data cache folder, default ~/.cache/recoworld).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -34,51 +33,16 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from recoworld.config import SEED_MAX
+from recoworld.display import summary_table
 from recoworld.errors import ConfigError, RecoWorldError, RunError
 
 
 def _cache_dir() -> Path | None:
     v = os.environ.get("RECOWORLD_CACHE")
     return Path(v) if v else None
-
-
-def _pm(mean: float | None, lo: float | None, hi: float | None, sign: bool = False) -> str:
-    if mean is None or math.isnan(mean):
-        return "-"
-    head = f"{mean:+.4f}" if sign else f"{mean:.4f}"
-    if lo is None or hi is None or math.isnan(lo):
-        return head
-    return f"{head} ± {(hi - lo) / 2:.4f}"
-
-
-def summary_table(summary: pl.DataFrame, *, segments: bool = False, title: str = "") -> Table:
-    """A rich table of a run's summary: per arm x metric (x segment), the mean ± the half-width
-    of its 95% CI, and the paired difference from control ± its 95% CI half-width."""
-    df = summary if segments else summary.filter(pl.col("segment") == "all")
-    t = Table(
-        title=title,
-        caption="± = half-width of the 95% CI over users; differences are paired per user",
-    )
-    for col in ("arm", *(["segment", "n"] if segments else []), "metric", "mean", "vs control"):
-        t.add_column(col, justify="left" if col in ("arm", "segment", "metric") else "right")
-    prev_arm = None
-    for r in df.iter_rows(named=True):
-        if r["arm"] != prev_arm and prev_arm is not None:
-            t.add_section()
-        arm = r["arm"] if r["arm"] != prev_arm else ""
-        prev_arm = r["arm"]
-        diff = (
-            "(control)"
-            if r["diff"] is None
-            else _pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
-        )
-        cells = [arm, *([r["segment"], f"{r['n']:,}"] if segments else []), r["metric"]]
-        t.add_row(*cells, _pm(r["mean"], r["ci_low"], r["ci_high"]), diff)
-    return t
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -199,7 +163,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     users = result.summary.filter(pl.col("segment") == "all")["n"].max()
     console.print(
         summary_table(
-            result.summary, segments=args.segments, title=f"{cfg.name}: {users:,} users per arm"
+            result.summary,
+            segments=args.segments,
+            title=f"{cfg.name}: {users:,} users per arm",
+            creator_items=cfg.creator is not None,
         )
     )
     manifest = msgspec.json.decode((result.path / "manifest.json").read_bytes())

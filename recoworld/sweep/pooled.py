@@ -30,11 +30,12 @@ import numpy as np
 import polars as pl
 from rich.table import Table
 
+from recoworld.display import pm
 from recoworld.errors import RunError
 from recoworld.io.schema import SWEEP_POOLED, SWEEP_POOLED_TABLE
 from recoworld.io.tables import read_table, write_table
 from recoworld.study.pooling import pool_estimates
-from recoworld.sweep.summary import HEADLINE, _pm
+from recoworld.sweep.summary import HEADLINE
 
 POOLED_FILE = "sweep_pooled.parquet"
 """The pooled table's file name in the date folder, next to ``sweep_summary.parquet``."""
@@ -179,11 +180,11 @@ def ranking_table(
             if r is None:
                 cells.append("-")
                 continue
-            text = _pm(r["mean"], r["ci_low"], r["ci_high"]) + _rank_text(
+            text = pm(r["mean"], r["ci_low"], r["ci_high"]) + _rank_text(
                 r["rank"], r["overlaps_best"]
             )
             if r["diff"] is not None:
-                text += "\nΔ " + _pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+                text += "\nΔ " + pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
             cells.append(text)
         head = f"{study} / {population}" if prev is None or section[:2] != prev[:2] else ""
         t.add_row(

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 from rich.table import Table
 
+from recoworld.display import pm
 from recoworld.errors import RunError
 from recoworld.io.runs import scan_table
 from recoworld.io.schema import SWEEP_SUMMARY, SWEEP_SUMMARY_TABLE
@@ -56,15 +57,6 @@ def read_sweep_summary(path: Path) -> pl.DataFrame:
     return pl.from_arrow(read_table(path, SWEEP_SUMMARY_TABLE))  # type: ignore[return-value]
 
 
-def _pm(mean: float | None, lo: float | None, hi: float | None, sign: bool = False) -> str:
-    # The same formatter as recoworld/cli.py's _pm (run summaries); it should live in one
-    # module below both (the CLI is above the library, so the sweep cannot import it).
-    if mean is None or mean != mean:
-        return "-"
-    head = f"{mean:+.4f}" if sign else f"{mean:.4f}"
-    return head if lo is None or hi is None or lo != lo else f"{head} ± {(hi - lo) / 2:.4f}"
-
-
 def sweep_table(
     summary: pl.DataFrame, *, metrics: Sequence[str] = HEADLINE, title: str = ""
 ) -> Table:
@@ -93,9 +85,9 @@ def sweep_table(
             if r is None:
                 cells.append("-")
                 continue
-            text = _pm(r["mean"], r["ci_low"], r["ci_high"])
+            text = pm(r["mean"], r["ci_low"], r["ci_high"])
             if r["diff"] is not None:
-                text += "\nΔ " + _pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+                text += "\nΔ " + pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
             cells.append(text)
         n = rows["n"].max()
         t.add_row(cid if cid != prev else "", str(arm), f"{n:,}", *cells)
