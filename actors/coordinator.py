@@ -171,9 +171,9 @@ class CoordinatorActor:
         cfg: RayConfig,
         model: StudyModel | None = None,
     ) -> list[ShardResult]:
-        """``prep_box``: ``[ObjectRef of the study's replicates (Prepared)]`` (boxed so Ray hands the reference on
-        to the shard actors instead of resolving it here). ``model``: the study's language
-        model, for studies that use one."""
+        """``prep_box``: ``[ObjectRef of the study's replicates (Prepared)]`` (boxed so Ray
+        hands the reference on to the shard actors instead of resolving it here). ``model``:
+        the study's language model, for studies that use one."""
         prep_ref = prep_box[0]
         results = finished_shards(Path(folder), plan)
         todo = [s for s in plan if s.index not in results]

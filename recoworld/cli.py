@@ -153,7 +153,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
     console.print(
         f"brain fitted on {fit['dataset']}: AUC {fit['auc']:.3f}, positive rate predicted "
-        f"{fit['predicted_positive_rate']:.3f} vs observed {fit['observed_positive_rate']:.3f} (ECE {fit['ece']:.4f})"
+        f"{fit['predicted_positive_rate']:.3f} vs observed {fit['observed_positive_rate']:.3f} "
+        f"(ECE {fit['ece']:.4f})"
         + (
             f", rating distribution TV distance {fit['rating_tv_distance']:.3f}"
             if fit.get("rating_tv_distance") is not None
@@ -219,7 +220,8 @@ def llm_line(llm: dict) -> str:
     purpose = ", ".join(f"{k} {v:,}" for k, v in sorted(llm["by_purpose"].items()))
     hit = llm.get("prefix_cache_hit_rate")
     return (
-        f"language model: {llm['calls']:,} calls ({purpose}); parse status: {status}; tokens in {llm['tokens_in']:,}, "
+        f"language model: {llm['calls']:,} calls ({purpose}); parse status: {status}; "
+        f"tokens in {llm['tokens_in']:,}, "
         f"out {llm['tokens_out']:,}"
         + (f"; prefix cache served {hit:.1%} of prompt tokens" if hit is not None else "")
     )
@@ -245,7 +247,10 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         summary_table(
             summary,
             segments=args.segments,
-            title=f"{manifest['study']} ({manifest['run_id']}): {manifest['users_per_arm']:,} users per arm",
+            title=(
+                f"{manifest['study']} ({manifest['run_id']}): "
+                f"{manifest['users_per_arm']:,} users per arm"
+            ),
         )
     )
     if "llm" in manifest:
@@ -265,7 +270,8 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
         return 0
     world = load_world(args.name, args.path)
     console.print(
-        f"{world.name} from {world.source}: {world.users.height:,} users, {world.items.height:,} items, "
+        f"{world.name} from {world.source}: {world.users.height:,} users, "
+        f"{world.items.height:,} items, "
         f"{world.interactions.height:,} interactions; ratings: {world.has_ratings}; "
         f"{len(world.tag_vocabulary):,} tags (top: {', '.join(world.tag_vocabulary[:8])}); "
         f"{world.friends.height:,} friend links"
@@ -360,7 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--ray",
         metavar="ADDRESS",
-        help="run on Ray: auto (the running cluster, else an embedded one), local (embedded), or HOST:PORT",
+        help=(
+            "run on Ray: auto (the running cluster, else an embedded one), local (embedded), "
+            "or HOST:PORT"
+        ),
     )
     r.add_argument(
         "--shards",
@@ -375,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--replay",
         metavar="RUN_DIR",
-        help="language-model studies: answer every call from RUN_DIR's recorded llm_calls (no model)",
+        help=(
+            "language-model studies: answer every call from RUN_DIR's recorded llm_calls (no model)"
+        ),
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)

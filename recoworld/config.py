@@ -45,7 +45,8 @@ class WorldConfig(Strict):
     ] = "ml-100k"
     """Which loader builds the world."""
     path: str = ""
-    """Folder of the dataset files; empty = the data cache or ../shared/data (ml-100k, ml-latest, lastfm)."""
+    """Folder of the dataset files; empty = the data cache or ../shared/data (ml-100k,
+    ml-latest, lastfm)."""
     embedding_dim: int = 32
     """Dimensions of the item embedding space (truncated SVD, tied to content)."""
     synthetic_users: int = 500
@@ -328,8 +329,12 @@ class OutputConfig(Strict):
 
 
 CLUSTER_RESOURCES: dict[str, str] = {
-    "recoworld_shard": "a slot for one user-shard actor; the CPU workers of cluster/ and k8s/ offer them",
-    "recoworld_llm": "a slot for one LLM replica actor; the GPU workers of cluster/ and k8s/ offer one per GPU",
+    "recoworld_shard": (
+        "a slot for one user-shard actor; the CPU workers of cluster/ and k8s/ offer them"
+    ),
+    "recoworld_llm": (
+        "a slot for one LLM replica actor; the GPU workers of cluster/ and k8s/ offer one per GPU"
+    ),
 }
 """Custom Ray resources RecoWorld's actors may ask for, and what each stands for. The cluster
 launcher and KubeRay manifests declare these names; a test keeps both sides in step."""
@@ -339,7 +344,8 @@ class RayConfig(Strict):
     """How a study runs on Ray (``recoworld run --ray``, ``jobs/whatif.py``); ignored in-process."""
 
     shards: int = 0
-    """User-shard actors; 0 = one per CPU the cluster has (at most one per 1,024 users, at most 256)."""
+    """User-shard actors; 0 = one per CPU the cluster has (at most one per 1,024 users, at
+    most 256)."""
     shard_num_cpus: float = 1.0
     """CPUs each shard actor reserves."""
     shard_memory_mb: int = 0
@@ -399,7 +405,8 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"arms[{k}].name", "unique arm names", arm.name)
         if problem := id_problem(arm.name):
             raise ConfigError(
-                f"Expected an arm name of {ID_RULE}, got {_show(arm.name)} ({problem}) - at `$.arms[{k}].name`"
+                f"Expected an arm name of {ID_RULE}, got {_show(arm.name)} ({problem}) "
+                f"- at `$.arms[{k}].name`"
             )
         if arm.treatment != "none" and (
             cfg.creator is None or not (cfg.creator.items or cfg.creator.existing_items)

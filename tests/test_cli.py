@@ -187,7 +187,8 @@ def test_run_dir_of_an_interrupted_run(tmp_path: Path, capsys: pytest.CaptureFix
     partial = tmp_path / ".r.partial"
     partial.mkdir()
     assert error_of(["summary", str(tmp_path / "r")], capsys) == (
-        f"error: {tmp_path / 'r'}: no such run directory (an interrupted run left {partial}; re-run the study with --resume r to finish it)\n"
+        f"error: {tmp_path / 'r'}: no such run directory (an interrupted run left {partial}; "
+        "re-run the study with --resume r to finish it)\n"
     )
     assert (
         error_of(["summary", str(partial)], capsys)
@@ -212,7 +213,8 @@ def test_an_existing_run_id_needs_overwrite(
     ]
     assert main(argv) == 2
     assert capsys.readouterr().err == (
-        f"error: {run_dir} already holds a complete run; pass --overwrite to replace it or choose another --run-id\n"
+        f"error: {run_dir} already holds a complete run; "
+        "pass --overwrite to replace it or choose another --run-id\n"
     )
 
 

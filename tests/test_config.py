@@ -104,7 +104,10 @@ DECODE_ERRORS = {
     "position_at_slate_size": (
         'name = "x"\n[simulation]\nslate_size = 5\n'
         + CREATOR
-        + '[[arms]]\nname = "control"\n[[arms]]\nname = "inject"\ntreatment = "inject"\nposition = 5\n',
+        + (
+            '[[arms]]\nname = "control"\n'
+            '[[arms]]\nname = "inject"\ntreatment = "inject"\nposition = 5\n'
+        ),
         "Expected 0 <= position < slate_size (5), got 5 - at `$.arms[1].position`",
     ),
     "rate_above_one": (
@@ -127,11 +130,14 @@ DECODE_ERRORS = {
     ),
     "treatment_without_creator": (
         'name = "x"\n[[arms]]\nname = "control"\n[[arms]]\nname = "b"\ntreatment = "boost"\n',
-        "Expected a [creator] with items for a creator treatment, got 'boost' - at `$.arms[1].treatment`",
+        "Expected a [creator] with items for a creator treatment, got 'boost' "
+        "- at `$.arms[1].treatment`",
     ),
     "treatment_with_a_creator_without_items": (
-        'name = "x"\n[creator]\nid = "c"\n[[arms]]\nname = "control"\n[[arms]]\nname = "i"\ntreatment = "inject"\n',
-        "Expected a [creator] with items for a creator treatment, got 'inject' - at `$.arms[1].treatment`",
+        'name = "x"\n[creator]\nid = "c"\n'
+        '[[arms]]\nname = "control"\n[[arms]]\nname = "i"\ntreatment = "inject"\n',
+        "Expected a [creator] with items for a creator treatment, got 'inject' "
+        "- at `$.arms[1].treatment`",
     ),
     "placebo_of_the_control": (
         'name = "x"\n'
@@ -197,10 +203,14 @@ def test_bad_toml_says_it_is_not_valid_toml(tmp_path: Path) -> None:
 
 
 def test_arm_recommender_candidates_below_slate_size_times_turns(tmp_path: Path) -> None:
-    text = 'name = "x"\n[simulation]\nturns = 5\nslate_size = 10\n[[arms]]\nname = "control"\n[[arms]]\nname = "b"\n[arms.recommender]\ncandidates = 5\n'
+    text = (
+        'name = "x"\n[simulation]\nturns = 5\nslate_size = 10\n'
+        '[[arms]]\nname = "control"\n[[arms]]\nname = "b"\n[arms.recommender]\ncandidates = 5\n'
+    )
     path = write(tmp_path, text)
     assert load_error(tmp_path, text) == (
-        f"{path}: Expected at least slate_size x turns (50), got 5 - at `$.arms[1].recommender.candidates`"
+        f"{path}: Expected at least slate_size x turns (50), got 5 "
+        "- at `$.arms[1].recommender.candidates`"
     )
 
 

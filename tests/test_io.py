@@ -245,7 +245,8 @@ def test_a_file_of_another_schema_version_is_refused(run_dir: Path, tmp_path: Pa
     with pytest.raises(RunError) as e:
         scan_table(run, "events")
     assert str(e.value) == (
-        f"{f}: table 'events' written by schema version {other} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+        f"{f}: table 'events' written by schema version {other} (a newer RecoWorld); "
+        f"this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
     )
 
 
@@ -255,7 +256,8 @@ def test_a_file_without_metadata_is_refused(run_dir: Path, tmp_path: Path) -> No
     with pytest.raises(RunError) as e:
         scan_table(run, "summary")
     assert str(e.value) == (
-        f"{run / 'summary.parquet'}: no RecoWorld schema version in the file's metadata; expected table 'summary' of version {SCHEMA_VERSION}"
+        f"{run / 'summary.parquet'}: no RecoWorld schema version in the file's metadata; "
+        f"expected table 'summary' of version {SCHEMA_VERSION}"
     )
 
 
@@ -276,7 +278,8 @@ def test_a_later_file_of_another_schema_version_is_refused(run_dir: Path, tmp_pa
     with pytest.raises(RunError) as e:
         scan_table(run, "events")
     assert str(e.value) == (
-        f"{f}: table 'events' written by schema version {other} (a newer RecoWorld); this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
+        f"{f}: table 'events' written by schema version {other} (a newer RecoWorld); "
+        f"this RecoWorld reads version {SCHEMA_VERSION}: upgrade RecoWorld"
     )
 
 
@@ -290,9 +293,9 @@ def test_a_manifest_of_another_schema_version_is_refused(run_dir: Path, tmp_path
     (run / MANIFEST).write_text(manifest)
     with pytest.raises(RunError) as e:
         check_run_dir(run)
-    assert (
-        str(e.value)
-        == f"{run}: written by schema version 0; this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
+    assert str(e.value) == (
+        f"{run}: written by schema version 0; "
+        f"this RecoWorld reads version {SCHEMA_VERSION}: re-run the study"
     )
 
 
@@ -312,16 +315,18 @@ def test_missing_run_dir_mentions_an_interrupted_attempt(tmp_path: Path) -> None
     with pytest.raises(RunError) as e:
         check_run_dir(tmp_path / "r")
     assert str(e.value) == (
-        f"{tmp_path / 'r'}: no such run directory (an interrupted run left {tmp_path / '.r.partial'}; re-run the study with --resume r to finish it)"
+        f"{tmp_path / 'r'}: no such run directory "
+        f"(an interrupted run left {tmp_path / '.r.partial'}; "
+        "re-run the study with --resume r to finish it)"
     )
 
 
 def test_scan_table_errors_name_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(RunError) as e:
         scan_table(tmp_path, "nope")
-    assert (
-        str(e.value)
-        == "unknown table 'nope'; expected one of ['events', 'llm_calls', 'sessions', 'summary', 'user_metrics']"
+    assert str(e.value) == (
+        "unknown table 'nope'; "
+        "expected one of ['events', 'llm_calls', 'sessions', 'summary', 'user_metrics']"
     )
     with pytest.raises(RunError) as e:
         scan_table(tmp_path, "events")
@@ -408,7 +413,8 @@ def test_an_existing_complete_run_needs_overwrite(tmp_path: Path) -> None:
     with pytest.raises(RunError) as e:
         RunDirectory(tmp_path, "r")
     assert str(e.value) == (
-        f"{tmp_path / 'r'} already holds a complete run; pass --overwrite to replace it or choose another --run-id"
+        f"{tmp_path / 'r'} already holds a complete run; "
+        "pass --overwrite to replace it or choose another --run-id"
     )
 
 
@@ -432,7 +438,8 @@ def test_finalize_without_overwrite_refuses_a_run_completed_meanwhile(tmp_path: 
     with pytest.raises(RunError) as e:
         mine.finalize({"who": "me"})
     assert str(e.value) == (
-        f"{tmp_path / 'r'} already holds a complete run; pass --overwrite to replace it or choose another --run-id"
+        f"{tmp_path / 'r'} already holds a complete run; "
+        "pass --overwrite to replace it or choose another --run-id"
     )
     assert check_run_dir(tmp_path / "r")["who"] == "other"
 
@@ -441,8 +448,8 @@ def test_finalize_without_overwrite_refuses_a_run_completed_meanwhile(tmp_path: 
 def test_unusable_run_ids_are_refused(tmp_path: Path, run_id: str) -> None:
     with pytest.raises(RunError) as e:
         RunDirectory(tmp_path, run_id)
-    assert (
-        str(e.value)
-        == f"run id {run_id!r} is not usable as a folder name; expected letters, digits, '-', '_' or '.'"
+    assert str(e.value) == (
+        f"run id {run_id!r} is not usable as a folder name; "
+        "expected letters, digits, '-', '_' or '.'"
     )
     assert listing(tmp_path) == []

@@ -451,15 +451,18 @@ def test_retry_wrapper_retries_retryable_errors_only() -> None:
     [
         (
             '[brain]\nkind = "llm"\n',
-            'Expected an [llm] table for brain.kind = "llm" or "hybrid", got \'llm\' - at `$.brain.kind`',
+            'Expected an [llm] table for brain.kind = "llm" or "hybrid", got \'llm\' '
+            "- at `$.brain.kind`",
         ),
         (
             '[recommender]\nkind = "agentic"\n',
-            "Expected an [llm] table for the agentic recommender, got 'agentic' - at `$.recommender.kind`",
+            "Expected an [llm] table for the agentic recommender, got 'agentic' "
+            "- at `$.recommender.kind`",
         ),
         (
             '[brain]\nkind = "hybrid"\n[llm]\nbackend = "replay"\n',
-            "Expected the run folder to replay (backend = \"replay\"), got '' - at `$.llm.replay_from`",
+            "Expected the run folder to replay (backend = \"replay\"), got '' "
+            "- at `$.llm.replay_from`",
         ),
         (
             '[brain]\nkind = "llm"\n[llm]\nbackend = "vllm"\n',
@@ -530,13 +533,18 @@ def test_run_command_replays_a_recorded_run(world, tmp_path: Path) -> None:
     first = run(BASE, world, tmp_path, "rec", ScriptedModel())
     study = tmp_path / "s.toml"
     study.write_text(
-        'name = "llm-small"\nseed = 5\n[world]\ndataset = "synthetic"\nsynthetic_users = 80\nsynthetic_items = 150\nembedding_dim = 4\n'
-        '[population]\nsize = 16\n[simulation]\nsessions = 2\nturns = 3\nslate_size = 5\nreplicates = 1\n[brain]\nkind = "llm"\n'
+        'name = "llm-small"\nseed = 5\n'
+        '[world]\ndataset = "synthetic"\nsynthetic_users = 80\nsynthetic_items = 150\n'
+        "embedding_dim = 4\n"
+        "[population]\nsize = 16\n"
+        "[simulation]\nsessions = 2\nturns = 3\nslate_size = 5\nreplicates = 1\n"
+        '[brain]\nkind = "llm"\n'
         '[recommender]\nkind = "mf"\ncandidates = 15\n[llm]\nbackend = "vllm"\nmodel = "/nowhere"\n'
         '[creator]\nid = "evil"\nname = "Evil Corp"\n[[creator.items]]\ntitle = "Click Me"\ntext = '
         + json.dumps(EVIL)
         + '\ntags = ["drama"]\n'
-        '[[arms]]\nname = "control"\n[[arms]]\nname = "inject"\ntreatment = "inject"\nposition = 0\nrate = 1.0\n'
+        '[[arms]]\nname = "control"\n'
+        '[[arms]]\nname = "inject"\ntreatment = "inject"\nposition = 0\nrate = 1.0\n'
     )
     assert (
         main(

@@ -64,7 +64,8 @@ def check_file(path: str | Path, table: str) -> None:
         meta = pq.read_schema(path).metadata or {}
     except (pa.ArrowException, OSError) as e:
         raise RunError(
-            f"{path}: not a readable Parquet file ({e}); expected table {table!r} of a RecoWorld run"
+            f"{path}: not a readable Parquet file ({e}); "
+            f"expected table {table!r} of a RecoWorld run"
         ) from None
     version = meta.get(METADATA_KEY, b"").decode() or None
     if version is None:

@@ -15,9 +15,10 @@ interval narrower than user noise alone allows (the modified HKSJ of Roever, Kna
 2015, BMC Med Res Methodol 15:99); where that floor binds (the replicates differ no more than
 user noise explains) the users' degrees of freedom, sum(n_r - 1), replace R - 1. Simulated
 (R = 5, 200 users each, placement sd tau from 0 to 5x the user-level standard error): coverage
-0.94-0.97 of the grand mean at every tau (``tests/test_pooling.py``). The split reported beside it: within = mean(U_r), between =
-tau^2 = max(0, B - within) (the moment estimate), and ``between_share`` = tau^2 / (tau^2 +
-within), the part of one replicate's uncertainty that user-level noise does not explain.
+0.94-0.97 of the grand mean at every tau (``tests/test_pooling.py``). The split reported
+beside it: within = mean(U_r), between = tau^2 = max(0, B - within) (the moment estimate), and
+``between_share`` = tau^2 / (tau^2 + within), the part of one replicate's uncertainty that
+user-level noise does not explain.
 
 One replicate gives the user-level Student-t interval (``n - 1`` degrees of freedom) and no
 split: it ignores placement uncertainty, and the summary says so.
@@ -88,9 +89,10 @@ def pool(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> Pooled:
 
 def pool_estimates(mean: np.ndarray, se: np.ndarray, df: np.ndarray) -> Pooled:
     """Pool estimates that are themselves summaries (one per seed, replicate or run, on axis 0:
-    a mean, its standard error and degrees of freedom) as :func:`pool` pools replicates. A NaN ``mean`` is a seed without a value (left out); a NaN ``se`` or ``df < 1``
-    is a mean without a standard error (counted in the mean and the spread, not in the floor).
-    The result's ``n`` counts degrees of freedom + 1, not users (the caller sums its users)."""
+    a mean, its standard error and degrees of freedom) as :func:`pool` pools replicates. A NaN
+    ``mean`` is a seed without a value (left out); a NaN ``se`` or ``df < 1`` is a mean without
+    a standard error (counted in the mean and the spread, not in the floor). The result's ``n``
+    counts degrees of freedom + 1, not users (the caller sums its users)."""
     mean, se, df = (np.asarray(x, np.float64) for x in (mean, se, df))
     has = np.isfinite(mean)
     has_se = has & np.isfinite(se) & np.isfinite(df) & (df >= 1)

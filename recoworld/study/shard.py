@@ -9,8 +9,8 @@ half-way is simply run again:
    the same names on every attempt, so a move repeated after a crash replaces, never adds);
 3. last, ``_shards/shard-<i>.done`` is written atomically: its :class:`ShardResult` carries the
    shard's event count, summary aggregates and every file it wrote with its rows and SHA-256
-   (checked when the run finishes, and when ``--resume`` keeps the shard). A shard whose marker exists is not run again
-   (``--resume``, or a retried call after the shard finished).
+   (checked when the run finishes, and when ``--resume`` keeps the shard). A shard whose
+   marker exists is not run again (``--resume``, or a retried call after the shard finished).
 """
 
 from __future__ import annotations

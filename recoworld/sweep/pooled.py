@@ -10,10 +10,10 @@ random-effects interval over seeds, floored at what the seeds' own standard erro
 
 A seed enters ``pool`` with its mean, its standard error ``se`` and its degrees of freedom
 ``df`` from ``sweep_summary`` (:func:`recoworld.study.pooling.pool_estimates`): as ``df + 1``
-"users" with sum of squares ``se^2 (df + 1) df``, so that ``pool``'s per-replicate variance is ``se^2`` exactly and,
-where the floor binds, its degrees of freedom are the sum of the seeds' ``df`` (not the sum of
-their users': a seed whose own interval rests on 5 replicate means has 4 of them, not
-thousands). ``n`` is then the seeds' users, summed.
+"users" with sum of squares ``se^2 (df + 1) df``, so that ``pool``'s per-replicate variance
+is ``se^2`` exactly and, where the floor binds, its degrees of freedom are the sum of the
+seeds' ``df`` (not the sum of their users': a seed whose own interval rests on 5 replicate
+means has 4 of them, not thousands). ``n`` is then the seeds' users, summed.
 
 Ranking: per study x population x arm x metric, variants by pooled mean, 1 = highest (every
 metric here is better higher); ``overlaps_best`` is whether a variant's interval reaches the

@@ -88,7 +88,10 @@ def test_gemma_270m_converts_and_serves_schema_outputs(llm_cache_dir: Path) -> N
             "additionalProperties": False,
         }
     )
-    prompt = "A viewer who loves science fiction is offered the film Alien (1979). As JSON, the decision and a rating:"
+    prompt = (
+        "A viewer who loves science fiction is offered the film Alien (1979). "
+        "As JSON, the decision and a rating:"
+    )
     requests = [
         LLMRequest(
             id=f"g{i}", prompt=prompt, seed=i, schema=schema, sampling=Sampling(max_tokens=40)

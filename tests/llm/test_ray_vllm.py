@@ -152,7 +152,8 @@ def test_an_llm_brain_study_through_a_cpu_replica_actor_on_the_real_engine(
     )
     assert figures["routing"]["home"] == made.height
     print(
-        f"replica startup {replica['startup_s']:.1f} s, prefix-cache hit rate {replica['engine']['prefix_cache_hit_rate']:.3f}"
+        f"replica startup {replica['startup_s']:.1f} s, prefix-cache hit rate "
+        f"{replica['engine']['prefix_cache_hit_rate']:.3f}"
     )
 
 
