@@ -45,6 +45,7 @@ segment_by = "activity"
 sessions = 3
 turns = 5
 slate_size = 10
+replicates = 2
 [creator]
 id = "c"
 [[creator.items]]
@@ -100,7 +101,7 @@ def test_the_same_events_and_summary_in_process_and_on_ray_with_1_2_4_shards(
 ) -> None:
     ref_events = events(reference)
     ref_summary = pl.read_parquet(reference / "summary.parquet")
-    for shards in (1, 2, 4):
+    for shards, planned in ((1, 2), (2, 2), (4, 4)):  # at least one shard per replicate
         res = run_study_on_ray(
             study(6000), world, run_id=f"s{shards}", out_dir=tmp_path, shards=shards
         )
@@ -108,9 +109,10 @@ def test_the_same_events_and_summary_in_process_and_on_ray_with_1_2_4_shards(
         assert events(res.path).equals(ref_events), f"{shards} shards"
         assert pl.read_parquet(res.path / "summary.parquet").equals(ref_summary), f"{shards} shards"
         manifest = msgspec.json.decode((res.path / "manifest.json").read_bytes())
-        assert manifest["shards"] == shards and manifest["events"] == ref_events.height
+        assert manifest["shards"] == planned and manifest["events"] == ref_events.height
+        assert manifest["replicates"] == 2
         # a handful of files per shard: one per table and arm
-        assert len(list((res.path / "events").rglob("*.parquet"))) == 2 * shards
+        assert len(list((res.path / "events").rglob("*.parquet"))) == 2 * planned
         assert not (res.path / SCRATCH).exists() and not (res.path / MARKERS).exists()
 
 

@@ -176,37 +176,8 @@ def build_catalog(
     donors: int = 10,
     seed: int = 0,
 ) -> Catalog:
-    """:func:`build_catalogs` with one placement, drawn by ``seed``."""
-    return build_catalogs(
-        world,
-        dim=dim,
-        max_tags=max_tags,
-        max_words=max_words,
-        ridge=ridge,
-        shrinkage=shrinkage,
-        new_items=new_items,
-        donors=donors,
-        seed=seed,
-        placement_seeds=(seed,),
-    )[0]
-
-
-def build_catalogs(
-    world: World,
-    *,
-    dim: int = 32,
-    max_tags: int = 64,
-    max_words: int = 2000,
-    ridge: float = 1.0,
-    shrinkage: float = 5.0,
-    new_items: tuple[NewItem, ...] = (),
-    donors: int = 10,
-    seed: int = 0,
-    placement_seeds: tuple[int, ...] = (0,),
-) -> list[Catalog]:
     """Build the catalog of ``world`` (fitting embeddings on all its interactions) plus
-    ``new_items``, once per placement seed: the world's items are the same in every catalog,
-    each new item is placed by its own draw (the plausible items it could be).
+    ``new_items``.
 
     ``shrinkage`` is the pseudo-count of the content prior: an item with n interactions gets
     ``(n * svd + shrinkage * content) / (n + shrinkage)`` before normalisation.
@@ -215,8 +186,7 @@ def build_catalogs(
     position (as above) minus its 5-fold cross-fitted content prediction (from a fit that did not
     see it); the new item takes that of one of its ``donors`` nearest interacted world items —
     nearest in tags, then in content prediction — drawn by ``generator(seed, "cold-start",
-    item_id)`` for each of ``placement_seeds``. With fewer than 5 interacted world items it gets
-    the content prediction alone. ``seed`` draws everything else (the same in every catalog).
+    item_id)``. With fewer than 5 interacted world items it gets the content prediction alone.
     """
     users, items, _, weights, _ = world.coded_interactions()
     n_users, n_items = world.users.height, world.items.height
@@ -262,30 +232,21 @@ def build_catalogs(
 
     all_tags = item_tags + new_tags
     tag_matrix = _tag_matrix(all_tags, tags)
-    placed = [emb] * len(placement_seeds)
     if new_items:
         new_docs = [f"{ni.title} {ni.text}" for ni in new_items]
         new_content = np.asarray(feat.transform(new_tags, new_docs) @ w)
         donor = seen[: seen_held_out.shape[0]]  # none with fewer than _FOLDS interacted items
-        placed = [
-            np.vstack(
-                [
-                    emb,
-                    new_content
-                    + _cold_start_residuals(
-                        [ni.item_id for ni in new_items],
-                        tag_matrix[n_items:],
-                        new_content,
-                        tag_matrix[donor],
-                        seen_held_out,
-                        emb[donor] - seen_held_out,
-                        donors,
-                        ps,
-                    ),
-                ]
-            )
-            for ps in placement_seeds
-        ]
+        resid = _cold_start_residuals(
+            [ni.item_id for ni in new_items],
+            tag_matrix[n_items:],
+            new_content,
+            tag_matrix[donor],
+            seen_held_out,
+            emb[donor] - seen_held_out,
+            donors,
+            seed,
+        )
+        emb = np.vstack([emb, new_content + resid])
     logc = np.log1p(
         np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]).astype(np.float64)
     )
@@ -294,7 +255,7 @@ def build_catalogs(
     logc[n_items:] = np.median(logc[:n_items])
     pop = (logc - logc[:n_items].mean()) / max(logc[:n_items].std(), 1e-9)
     pct = np.searchsorted(np.sort(logc[:n_items]), logc, side="right") / n_items
-    common = dict(
+    return Catalog(
         item_ids=np.array(
             world.items["item_id"].to_list() + [ni.item_id for ni in new_items], dtype=object
         ),
@@ -308,13 +269,13 @@ def build_catalogs(
         item_tags=tuple(all_tags),
         tags=tuple(tags),
         tag_matrix=tag_matrix,
+        emb=_unit(emb),
         popularity=pop.astype(np.float32),
         pop_percentile=pct.astype(np.float32),
         interaction_count=np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]),
         is_creator_item=np.concatenate([np.zeros(n_items, bool), np.ones(len(new_items), bool)]),
         content_r2=r2,
     )
-    return [Catalog(emb=_unit(e), **common) for e in placed]
 
 
 _FOLDS = 5

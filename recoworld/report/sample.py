@@ -40,7 +40,7 @@ SAMPLE_STUDY = StudyConfig(
         dataset="synthetic", synthetic_users=150, synthetic_items=120, embedding_dim=8
     ),
     population=PopulationConfig(size=120, segment_by="activity"),
-    simulation=SimulationConfig(sessions=3, turns=4, slate_size=6),
+    simulation=SimulationConfig(sessions=3, turns=4, slate_size=6, replicates=3),
     recommender=RecommenderConfig(kind="mf", candidates=40),
     creator=CreatorConfig(
         id="indie",

@@ -10,7 +10,7 @@ import numpy as np
 
 from recoworld.config import StudyConfig, WorldConfig, replicate_count
 from recoworld.errors import ConfigError
-from recoworld.items.catalog import Catalog, NewItem, build_catalogs
+from recoworld.items.catalog import Catalog, NewItem, build_catalog
 from recoworld.rng import generator
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
@@ -101,24 +101,25 @@ def prepare(cfg: StudyConfig, world: World) -> Prepared:
 def prepare_all(
     cfg: StudyConfig, world: World, replicates: int | None = None
 ) -> tuple[Prepared, ...]:
-    """Build the catalog (with the creator's new items), fit the brain, draw the population:
-    once per replicate (``replicate_count(cfg)`` unless given) for the placement of the new
-    items and the population, once for everything else. ``population.size`` is split between
-    the replicates (``0``: every matching real user, in each)."""
+    """The study's replicates (``replicate_count(cfg)`` unless given): each is the study drawn
+    again at its own seed (:func:`replicate_seed`; replicate 0 at the study's): the catalog's
+    embedding and the placement of the creator's new items, the fitted brain, the population.
+    Every draw that a different seed would change is redrawn, so the spread between replicates
+    is the spread between seeds (``benchmarks/bench_calibration.py`` checks the intervals this
+    gives against many seeds). ``population.size`` is split between the replicates (``0``:
+    every matching real user, in each); uids run on across replicates."""
     r = replicate_count(cfg) if replicates is None else replicates
     seeds = tuple(replicate_seed(cfg.seed, k) for k in range(r))
     new = creator_items(cfg)
-    catalogs = build_catalogs(
-        world, dim=cfg.world.embedding_dim, new_items=new, seed=cfg.seed, placement_seeds=seeds
-    )
-    fitted = fit_choice_model(
-        world, catalogs[0], negatives_per_positive=cfg.brain.negatives_per_positive, seed=cfg.seed
-    )
-    base = personas_from_history(world, catalogs[0])
     size = cfg.population.size
     out: list[Prepared] = []
     offset = 0
-    for k, (catalog, seed) in enumerate(zip(catalogs, seeds)):
+    for k, seed in enumerate(seeds):
+        catalog = build_catalog(world, dim=cfg.world.embedding_dim, new_items=new, seed=seed)
+        fitted = fit_choice_model(
+            world, catalog, negatives_per_positive=cfg.brain.negatives_per_positive, seed=seed
+        )
+        base = personas_from_history(world, catalog)
         pop_cfg = cfg.population
         if size:
             pop_cfg = msgspec.structs.replace(pop_cfg, size=size // r + (k < size % r))
@@ -192,7 +193,7 @@ def match_placebo(
     distinct: a world item that is not the creator's, drawn uniformly among ``k`` candidates by
     ``generator(seed, "placebo", item_id)``. The candidates are, among the items within
     :data:`PLACEBO_CALIPER` of its popularity percentile (a new item has the catalog median:
-    :func:`build_catalogs`; an existing one its own), those with the most similar tag set
+    :func:`build_catalog`; an existing one its own), those with the most similar tag set
     (cosine of tag indicators; the same tags where any has them), at most ``k`` of them, the
     nearest in popularity. Popularity is a caliper, not a tie-break: the choice model rewards
     it and real users have seen popular items (which are then not recommended to them), so a
