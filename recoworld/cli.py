@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -87,8 +88,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     run_id = args.resume or args.run_id or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not (args.resume or args.run_id):
         _flag(f"{args.study}: the default run id (from `$.name`)", check_run_id, run_id)
+    where = "--out" if args.out else f"{args.study}: `$.output.dir`"
+    _refuse_uri(args.out or cfg.output.dir, where)
     out = Path(args.out) if args.out else Path(cfg.output.dir)
-    _check_out_dir(out, "--out" if args.out else f"{args.study}: `$.output.dir`")
+    _check_out_dir(out, where)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     check_memory(cfg, source=args.study, workers=1 if args.ray else workers)
     from recoworld.study.prepare import load_world_for
@@ -192,6 +195,18 @@ def _flag(name: str, check, value: str) -> None:  # noqa: ANN001
         check(value)
     except ConfigError as e:
         raise ConfigError(f"{name}: {e}") from None
+
+
+def _refuse_uri(out: str, name: str) -> None:
+    """Runs are written to a folder (local, or shared storage every node mounts): an object
+    store URI is refused before any work, not turned into a local folder named ``s3:``."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", out)
+    if scheme:
+        raise ConfigError(
+            f"{name}: Expected a folder for the runs (local, or shared storage mounted on every "
+            f"node, e.g. /mnt/runs), got {out!r}: {scheme.group(1)}:// object stores are not "
+            "supported as a run folder yet"
+        )
 
 
 def _check_out_dir(out: Path, name: str) -> None:

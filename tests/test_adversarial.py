@@ -276,6 +276,8 @@ BAD_FLAGS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "shards_zero": (["--shards", "0"], ("--shards",)),
     "out_is_a_file": (["--out", "{tmp}/file"], ("--out", "not a folder")),
     "out_dev_null": (["--out", "/dev/null"], ("--out", "/dev/null")),
+    "out_s3_uri": (["--out", "s3://bucket/runs"], ("--out", "s3:// object stores")),
+    "out_gs_uri": (["--out", "gs://b/r"], ("--out", "gs:// object stores")),
     "out_under_a_file": (["--out", "{tmp}/file/sub"], ("--out", "{tmp}/file/sub")),
     "out_read_only_fs": (["--out", "/proc/recoworld-runs"], ("--out", "/proc/recoworld-runs")),
     "unknown_flag": (["--frobnicate"], ("unrecognized arguments",)),
