@@ -43,6 +43,7 @@ size = {size}
 sessions = {sessions}
 turns = {turns}
 slate_size = {slate}
+replicates = 1
 [brain]
 kind = "llm"
 [llm]
