@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import msgspec
 import ray
 
+from actors import watchdog
 from actors.coordinator import NAMESPACE, coordinator_actor_class
 from actors.llm_replica import ReplicaFactory
 from actors.shard import StudyModel
@@ -53,6 +54,7 @@ def connect(address: str = "auto", *, num_cpus: int | None = None) -> str:
             _node_ip_address="127.0.0.1",
             log_to_driver=False,
         )
+        watchdog.start(os.getpid())  # Ray's processes die with this driver, even on SIGKILL
         return "an embedded Ray cluster"
     if address != "auto":
         _check_reachable(address)
