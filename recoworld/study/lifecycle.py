@@ -5,7 +5,8 @@ coordinator):
    the study, the fit report and the users table;
 2. **shards**: each shard writes itself (:class:`recoworld.study.shard.UserShard`) and leaves a
    marker; :func:`finished_shards` reads the markers back (what ``--resume`` skips);
-3. **summary**: the shards' aggregates merged into ``summary.parquet``;
+3. **summary**: the shards' aggregates merged per replicate and pooled over the replicates
+   into ``summary.parquet``;
 4. **finish**: only once every shard of the plan is there (:func:`check_complete`), the
    manifest with every file's SHA-256, written last, and the run made visible atomically;
    **abort**: on any failure, open writers are closed and unfinished scratch dropped.
