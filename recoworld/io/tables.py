@@ -11,6 +11,7 @@ import os
 import uuid
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -88,3 +89,18 @@ def read_table(path: str | Path, name: str, columns: list[str] | None = None) ->
         return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
         raise RunError(f"{path}: cannot read table {name!r} ({e})") from None
+
+
+def write_frame(path: str | Path, frame: pl.DataFrame, schema: pa.Schema, name: str) -> Path:
+    """Write polars ``frame`` as table ``name`` with ``schema``'s columns, types and
+    descriptions (:func:`write_table`)."""
+    return write_table(path, frame.select(schema.names).to_arrow().cast(schema), name)
+
+
+def read_frame(path: str | Path, name: str, missing: str) -> pl.DataFrame:
+    """Table ``name`` from ``path`` as a polars frame (:func:`read_table`); a RunError
+    ``"<path>: <missing>"`` when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: {missing}")
+    return pl.from_arrow(read_table(path, name))  # type: ignore[return-value]

@@ -39,7 +39,7 @@ from recoworld.config import (
 from recoworld.errors import RunError
 from recoworld.io.runs import RunDirectory, parquet_rows, part_name
 from recoworld.io.schema import SUMMARY, USERS
-from recoworld.io.tables import read_table, write_table
+from recoworld.io.tables import read_table, write_frame, write_table
 from recoworld.llm.wrappers import call_totals
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_replicates
 from recoworld.study.prepare import Prepared
@@ -171,7 +171,7 @@ def write_summary(
     summary = summary_from_replicates(
         by_replicate, [a.name for a in cfg.arms], segment_names(preps)
     )
-    write_table(Path(folder) / "summary.parquet", summary.to_arrow().cast(SUMMARY), "summary")
+    write_frame(Path(folder) / "summary.parquet", summary, SUMMARY, "summary")
     return summary
 
 

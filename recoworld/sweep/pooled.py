@@ -31,9 +31,8 @@ import polars as pl
 from rich.table import Table
 
 from recoworld.display import pm
-from recoworld.errors import RunError
 from recoworld.io.schema import SWEEP_POOLED, SWEEP_POOLED_TABLE
-from recoworld.io.tables import read_table, write_table
+from recoworld.io.tables import read_frame, write_frame
 from recoworld.study.pooling import pool_estimates
 from recoworld.sweep.summary import HEADLINE
 
@@ -118,16 +117,12 @@ def rank_variants(pooled: pl.DataFrame) -> pl.DataFrame:
 
 def write_sweep_pooled(pooled: pl.DataFrame, path: Path) -> None:
     """Write ``pooled`` as table ``sweep_pooled`` (atomically, with its schema version)."""
-    table = pooled.select(SWEEP_POOLED.names).to_arrow().cast(SWEEP_POOLED)
-    write_table(path, table, SWEEP_POOLED_TABLE)
+    write_frame(path, pooled, SWEEP_POOLED, SWEEP_POOLED_TABLE)
 
 
 def read_sweep_pooled(path: Path) -> pl.DataFrame:
     """A sweep_pooled.parquet, after checking its schema version and table name."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: no pooled sweep table; run the sweep to write it")
-    return pl.from_arrow(read_table(path, SWEEP_POOLED_TABLE))  # type: ignore[return-value]
+    return read_frame(path, SWEEP_POOLED_TABLE, "no pooled sweep table; run the sweep to write it")
 
 
 def _rank_text(rank: int | None, overlaps: bool | None) -> str:

@@ -11,10 +11,9 @@ import polars as pl
 from rich.table import Table
 
 from recoworld.display import pm
-from recoworld.errors import RunError
 from recoworld.io.runs import scan_table
 from recoworld.io.schema import SWEEP_SUMMARY, SWEEP_SUMMARY_TABLE
-from recoworld.io.tables import read_table, write_table
+from recoworld.io.tables import read_frame, write_frame
 from recoworld.sweep.cells import Cell
 
 SUMMARY_FILE = "sweep_summary.parquet"
@@ -45,16 +44,12 @@ def collect_summary(cells: Sequence[Cell], folder: Path) -> pl.DataFrame:
 
 def write_sweep_summary(summary: pl.DataFrame, path: Path) -> None:
     """Write ``summary`` as table ``sweep_summary`` (atomically, with its schema version)."""
-    table = summary.select(SWEEP_SUMMARY.names).to_arrow().cast(SWEEP_SUMMARY)
-    write_table(path, table, SWEEP_SUMMARY_TABLE)
+    write_frame(path, summary, SWEEP_SUMMARY, SWEEP_SUMMARY_TABLE)
 
 
 def read_sweep_summary(path: Path) -> pl.DataFrame:
     """A sweep_summary.parquet, after checking its schema version and table name."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: no sweep summary; run the sweep to write it")
-    return pl.from_arrow(read_table(path, SWEEP_SUMMARY_TABLE))  # type: ignore[return-value]
+    return read_frame(path, SWEEP_SUMMARY_TABLE, "no sweep summary; run the sweep to write it")
 
 
 def sweep_table(
