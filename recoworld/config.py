@@ -15,7 +15,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -157,22 +157,83 @@ class BrainConfig(Strict):
     """Logit of returning per unit of activity trait above 0.5."""
 
 
+BuiltinKind = Literal["random", "popular", "mf"]
+
+
+class ServiceConfig(Strict):
+    """A recommender running as a service (``kind = "http"``): the batch JSON protocol of
+    docs/recommender-service.openapi.yaml."""
+
+    url: str = ""
+    """The service's batch endpoint, e.g. http://127.0.0.1:8500/v1/recommend."""
+    auth_env: str = ""
+    """Name of the environment variable holding the credential (never the credential itself;
+    it is read at run time and written nowhere). Empty: no auth header."""
+    auth_header: str = "Authorization"
+    """Header the credential goes in."""
+    auth_scheme: str = "Bearer"
+    """Prefix of the header value ("" sends the bare credential)."""
+    timeout_s: float = 10.0
+    """Per-request timeout in seconds (connect and read)."""
+    retries: int = 3
+    """Retries of a retryable failure (connection error, timeout, HTTP 429 or 5xx), with
+    exponential backoff from `backoff_s` and jitter."""
+    backoff_s: float = 0.2
+    """First retry's wait in seconds; doubles each retry."""
+    concurrency: int = 4
+    """Requests in flight at once per shard."""
+    batch_size: int = 256
+    """Users per request."""
+
+
 class RecommenderConfig(Strict):
-    kind: Literal["random", "popular", "mf", "agentic"] = "mf"
+    kind: Literal["random", "popular", "mf", "agentic", "python", "scores", "slates", "http"] = "mf"
     """Base recommender: random, most popular, or matrix factorisation (the world's SVD item
     factors; the user's vector from its history, updated online with its clicks); or agentic:
     `base` retrieves candidates, then the language model of [llm] re-ranks them following the
-    user's instructions and its own previous reasoning (needs [llm])."""
-    base: Literal["random", "popular", "mf"] = "mf"
+    user's instructions and its own previous reasoning (needs [llm]). Bring your own (see
+    docs/recommenders.md): python (a plug-in class, `target`), scores (a Parquet of user, item,
+    score at `path`), slates (a Parquet of user, session, turn, position, item at `path`), http
+    (a recommender service, [recommender.service])."""
+    base: BuiltinKind = "mf"
     """agentic: the recommender that retrieves its candidates."""
     rerank_candidates: int = 20
     """agentic: candidates shown to the language model per slate (the best unshown of `base`)."""
     follow_instructions: bool = True
-    """Wrap the base with the instruction-following re-ranker."""
+    """Built-in kinds: wrap the base with the instruction-following re-ranker (plug-ins and
+    services receive the instructions themselves)."""
     instruction_weight: float = 1.5
     """Score shift (in base-score standard deviations) per instruction tag match."""
     candidates: int = 100
     """Candidate pool per user per session (at least slate_size x turns)."""
+    target: str = ""
+    """python: the plug-in's factory, "package.module:Name" (importable on every node)."""
+    options: dict[str, Any] = {}
+    """python: keyword arguments of the factory; http: sent with every request as `options`."""
+    path: str = ""
+    """scores, slates: the Parquet file (or folder of Parquet files) to replay."""
+    user_key: Literal["source_user", "uid"] = "source_user"
+    """scores, slates: which user id the file's `user` column holds: the dataset user a persona
+    was drawn from (a production model's output for real users), or the simulated user id."""
+    fallback: BuiltinKind | Literal["none"] = "popular"
+    """Built-in recommender that serves users a file does not cover, and slates that failed
+    (when on_invalid = "fallback"); "none": such users and failures stop the run."""
+    on_invalid: Literal["stop", "fallback"] = "stop"
+    """python, scores, slates, http: a slate that breaks the contract (wrong shape, unknown or
+    duplicate items, forbidden repeats, non-finite scores, an exception, a failed request):
+    stop the run with an error naming the recommender, user and turn, or serve the fallback's
+    slate and count it."""
+    max_fallback_rate: float = 0.05
+    """on_invalid = "fallback": the share of slates that may fail before the run stops anyway."""
+    repeats: Literal["allow", "forbid"] = "allow"
+    """python, scores, slates, http: may a slate hold items the user was shown before or has
+    in its real history? "forbid" makes such slates invalid."""
+    service: ServiceConfig = ServiceConfig()
+    """http: where and how to call the service."""
+
+
+EXTERNAL_KINDS = frozenset({"python", "scores", "slates", "http"})
+"""Recommender kinds whose slates come from outside RecoWorld and are checked turn by turn."""
 
 
 class CreatorItem(Strict):
@@ -459,6 +520,47 @@ def check_study(cfg: StudyConfig) -> None:
                 f"at least slate_size x turns ({s.slate_size * s.turns})",
                 rec.candidates,
             )
+        _check_external(rec, where, bad)
+    for k, arm in enumerate(cfg.arms):
+        rec = arm.recommender or cfg.recommender
+        if arm.treatment == "boost" and rec.kind in EXTERNAL_KINDS:
+            raise bad(
+                f"arms[{k}].treatment",
+                f'"inject" (a boost re-scores candidates; a {rec.kind} recommender returns '
+                "finished slates)",
+                arm.treatment,
+            )
+
+
+TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+"""A plug-in factory: "package.module:Name" (dotted attribute after the colon allowed)."""
+
+
+def _check_external(rec: RecommenderConfig, where: str, bad) -> None:  # noqa: ANN001
+    """The fields a bring-your-own recommender kind needs are present and in range."""
+    if not 0.0 <= rec.max_fallback_rate <= 1.0:
+        raise bad(f"{where}.max_fallback_rate", "a number in [0, 1]", rec.max_fallback_rate)
+    if rec.kind == "python" and not TARGET.match(rec.target):
+        raise bad(f"{where}.target", 'a plug-in factory "package.module:Name"', rec.target)
+    if rec.kind in ("scores", "slates") and not rec.path.strip():
+        raise bad(f"{where}.path", f"the Parquet file a {rec.kind} recommender replays", rec.path)
+    if rec.kind == "http":
+        svc, at = rec.service, f"{where}.service"
+        if not re.match(r"^https?://[^\s/]+", svc.url):
+            raise bad(f"{at}.url", "an http:// or https:// URL of the service", svc.url)
+        if svc.auth_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", svc.auth_env):
+            raise ConfigError(  # not echoed: a credential pasted here must not reach a log
+                f"Expected the NAME of an environment variable (letters, digits, _), got a "
+                f"value of {len(svc.auth_env)} characters that is not one - at `$.{at}.auth_env`"
+            )
+        for name in ("timeout_s", "backoff_s"):
+            if not getattr(svc, name) > 0:
+                raise bad(f"{at}.{name}", "a number of seconds > 0", getattr(svc, name))
+        if svc.retries < 0:
+            raise bad(f"{at}.retries", "an integer >= 0", svc.retries)
+        for name in ("concurrency", "batch_size"):
+            if getattr(svc, name) < 1:
+                raise bad(f"{at}.{name}", "an integer >= 1", getattr(svc, name))
 
 
 def _check_placebo(cfg: StudyConfig, k: int, bad) -> None:  # noqa: ANN001

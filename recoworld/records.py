@@ -120,6 +120,7 @@ class UserMetrics:
     returned_first: np.ndarray
     creator_impressions: np.ndarray
     creator_clicks: np.ndarray
+    fallback_slates: np.ndarray
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 METADATA_KEY = b"recoworld.schema_version"
 TABLE_KEY = b"recoworld.table"
 DESCRIPTION_KEY = b"description"
@@ -242,6 +242,13 @@ USER_METRICS = pa.schema(
             "creator_clicks",
             pa.float64(),
             "the study creator's items clicked over the run (the summary's creator_engagement)",
+        ),
+        _col(
+            "fallback_slates",
+            pa.float64(),
+            "slates the recommender's declared fallback served this user instead of a "
+            "bring-your-own recommender (a user its file or service does not cover, or a slate "
+            "that failed the contract check); 0 for built-in recommenders",
         ),
     ]
 )
@@ -524,6 +531,55 @@ SWEEP_POOLED = pa.schema(
         _col("diff_se", pa.float64(), "standard error of diff"),
         _col("diff_df", pa.float64(), "degrees of freedom of diff's interval"),
         _col("diff_between_share", pa.float64(), "between_share of diff"),
+        _col(
+            "lift",
+            pa.float64(),
+            "relative lift in percent, 100 * diff / the control arm's pooled mean (same study, "
+            "recommender, population and metric); null for the control arm and where that "
+            "mean is 0",
+        ),
+        _col(
+            "lift_ci_low",
+            pa.float64(),
+            "lower end of the 95% interval of lift: the summary's delta method with the paired "
+            "covariance, from each seed's standard errors, pooled over the seeds like diff "
+            "(recoworld/study/inference.py); null where the control mean is not "
+            "distinguishable from 0 (the interval is unbounded there)",
+        ),
+        _col(
+            "lift_ci_high", pa.float64(), "upper end of the 95% interval of lift (see lift_ci_low)"
+        ),
+        _col(
+            "p_value",
+            pa.float64(),
+            "two-sided p-value of diff against 0 (t = diff / diff_se on diff_df degrees of "
+            "freedom); null for the control arm and where diff_se is unknown. Not adjusted",
+        ),
+        _col(
+            "p_holm",
+            pa.float64(),
+            "p_value after Holm's adjustment over every test of this table (every study x "
+            "recommender x population x treatment arm x metric of the sweep): a family-wise "
+            "error bound, valid however the tests depend on each other",
+        ),
+        _col(
+            "q_bh",
+            pa.float64(),
+            "Benjamini-Hochberg q-value over the same family as p_holm: calling every row with "
+            "q_bh <= f a change keeps the expected share of false calls at most f",
+        ),
+        _col(
+            "significant",
+            pa.bool_(),
+            "p_holm <= 0.05: the difference holds with the whole sweep table's family-wise "
+            "error at 5% (Holm); null for the control arm and where p_value is null",
+        ),
+        _col(
+            "mde",
+            pa.float64(),
+            "minimum detectable effect of the pooled diff, in the metric's units: "
+            "(t(0.975, diff_df) + t(0.8, diff_df)) * diff_se; null for the control arm",
+        ),
         _col(
             "rank",
             pa.int32(),

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.config import ArmConfig, LLMConfig, RecommenderConfig
+from recoworld.config import EXTERNAL_KINDS, ArmConfig, LLMConfig, RecommenderConfig
 from recoworld.errors import LLMError
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.wrappers import CallLog
 from recoworld.recommenders.agentic import AgenticRecommender
 from recoworld.recommenders.base import PoolRecommender, PostProcessor, Recommender, Source
 from recoworld.recommenders.baselines import MFSource, PopularSource, RandomSource
+from recoworld.recommenders.guard import CheckedRecommender
 from recoworld.recommenders.treatments import CreatorBoost, CreatorInjector, InstructionReranker
 
 
@@ -49,6 +50,9 @@ def build_recommender(
     existing items), the instruction re-ranker; for ``agentic``, a language model re-ranks the
     base's candidates (needs ``voice``)."""
     rec = arm.recommender or default
+    if rec.kind in EXTERNAL_KINDS:
+        where = f"arms[{arm.name}].recommender" if arm.recommender else "recommender"
+        return _external(rec, arm, creator_mask, where)
     source: Source = base_source(rec.base if rec.kind == "agentic" else rec.kind)
     post: tuple[PostProcessor, ...] = ()
     match arm.treatment:
@@ -77,3 +81,37 @@ def build_recommender(
         seed=voice.seed,
         m=rec.rerank_candidates,
     )
+
+
+def _external(
+    rec: RecommenderConfig, arm: ArmConfig, creator_mask: np.ndarray, where: str
+) -> Recommender:
+    """A bring-your-own recommender behind the contract check, with its declared fallback and
+    the arm's injection (boost is refused for these kinds when the study is decoded)."""
+    inner: Recommender
+    match rec.kind:
+        case "python":
+            from recoworld.recommenders.plugin import load_plugin
+
+            inner, name = load_plugin(rec.target, rec.options, where), f"python:{rec.target}"
+        case "scores":
+            from recoworld.recommenders.exported import ScoresReplay
+
+            inner, name = ScoresReplay(rec, where), f"scores:{rec.path}"
+        case "slates":
+            from recoworld.recommenders.exported import SlatesReplay
+
+            inner, name = SlatesReplay(rec, where), f"slates:{rec.path}"
+        case _:  # "http"
+            from recoworld.recommenders.http import ServiceRecommender, service_name
+
+            inner = ServiceRecommender(rec, where, arm=arm.name)
+            name = f"http:{service_name(rec.service.url)}"
+    fallback = None
+    if rec.fallback != "none":
+        follow = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()
+        fallback = PoolRecommender(base_source(rec.fallback), follow, candidates=rec.candidates)
+    post: tuple[PostProcessor, ...] = ()
+    if arm.treatment == "inject":
+        post = (CreatorInjector(arm.position, arm.rate, np.flatnonzero(creator_mask)),)
+    return CheckedRecommender(inner, rec, name=name, arm=arm.name, fallback=fallback, post=post)

@@ -24,6 +24,7 @@ from recoworld.llm.base import LanguageModel
 from recoworld.llm.wrappers import CallLog
 from recoworld.recommenders.base import Audience
 from recoworld.recommenders.factory import Voice, build_recommender
+from recoworld.recommenders.guard import fallback_counts
 from recoworld.records import Observer, Record, UserMetrics
 from recoworld.study.prepare import Prepared
 from recoworld.study.settle import Ledger
@@ -99,4 +100,5 @@ async def simulate_arm_llm(
         log.flush_if(4096)
 
     await asyncio.gather(*(life(b) for b in range(users.size)))
+    ledger.metrics.fallback_slates[:] = fallback_counts(rec, users.size)
     return ledger.metrics

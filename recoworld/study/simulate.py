@@ -11,6 +11,7 @@ import numpy as np
 
 from recoworld.recommenders.base import Audience
 from recoworld.recommenders.factory import build_recommender
+from recoworld.recommenders.guard import fallback_counts
 from recoworld.records import Observer, UserMetrics
 from recoworld.study.prepare import Prepared
 from recoworld.study.settle import Ledger
@@ -53,4 +54,5 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
             idx, mind = idx[~last], mind.take(~last)
         # 6. between sessions: does each user come back, and when?
         alive = alive[ledger.settle_session(brain, alive, session)]
+    ledger.metrics.fallback_slates[:] = fallback_counts(rec, users.size)
     return ledger.metrics
