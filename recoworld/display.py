@@ -8,6 +8,8 @@ import math
 import polars as pl
 from rich.table import Table
 
+from recoworld.study.pooling import BETWEEN_DOMINATES
+
 CREATOR_METRICS = ("creator_reach", "creator_engagement")
 
 
@@ -21,7 +23,9 @@ def pm(mean: float | None, lo: float | None, hi: float | None, sign: bool = Fals
     return f"{head} ± {(hi - lo) / 2:.4f}"
 
 
-def _lift(r: dict) -> str:
+def lift_text(r: dict) -> str:
+    """A row's relative lift ``+2.4% [-1.0, +5.9]`` ("-" for a difference without one, "" for
+    the control)."""
     if r.get("lift") is None:
         return "-" if r["diff"] is not None else ""
     lo, hi = r.get("lift_ci_low"), r.get("lift_ci_high")
@@ -30,7 +34,9 @@ def _lift(r: dict) -> str:
     return f"{r['lift']:+.1f}% [{lo:+.1f}, {hi:+.1f}]"
 
 
-def _flag(r: dict) -> str:
+def flag_text(r: dict) -> str:
+    """A row's multiplicity flag: ``*`` significant after Holm, ``?`` untestable, with its
+    Benjamini-Hochberg q ("" for the control)."""
     if r["diff"] is None:
         return ""
     sig = r.get("significant")
@@ -71,8 +77,8 @@ def summary_table(
             *cells,
             pm(r["mean"], r["ci_low"], r["ci_high"]),
             diff,
-            _lift(r),
-            _flag(r),
+            lift_text(r),
+            flag_text(r),
             "" if mde is None else f"{mde:.4f}",
         )
     return t
@@ -107,14 +113,15 @@ def summary_notes(summary: pl.DataFrame, *, creator_items: bool | None = None) -
             pl.col("metric").is_in(CREATOR_METRICS)
             & (pl.col("segment") == "all")
             & (
-                (pl.col("between_share") > 0.5)
-                | (pl.col("diff_between_share").fill_null(0.0) > 0.5)
+                (pl.col("between_share") > BETWEEN_DOMINATES)
+                | (pl.col("diff_between_share").fill_null(0.0) > BETWEEN_DOMINATES)
             )
         )
         if heavy.height:
             cells = ", ".join(sorted({f"{a} {m}" for a, m in heavy.select("arm", "metric").rows()}))
             notes.append(
                 "warning: where the new items land matters more than which users saw them "
-                f"(between-replicate share > 0.5: {cells}); read those intervals, not the means"
+                f"(between-replicate share > {BETWEEN_DOMINATES}: {cells}); "
+                "read those intervals, not the means"
             )
     return notes

@@ -14,7 +14,14 @@ import pytest
 from scipy import stats as sps
 
 from recoworld.study.aggregate import summary_from_replicates
-from recoworld.study.inference import benjamini_hochberg, holm, mde, p_values, relative_lift
+from recoworld.study.inference import (
+    benjamini_hochberg,
+    holm,
+    mde,
+    p_values,
+    relative_lift,
+    relative_lift_of_estimates,
+)
 from recoworld.study.metrics import METRIC_NAMES
 
 
@@ -238,3 +245,20 @@ def test_the_summary_tests_every_difference_as_one_family() -> None:
     )
     assert (treated["mde"] > 0).all()
     assert treated.filter(pl.col("arm") == "big")["significant"].all()
+
+
+def test_the_lift_of_seed_estimates_is_the_lift_of_their_moments() -> None:
+    """A sweep pools each seed's summary (mean, se, df); with user-level standard errors that
+    is exactly the moments' lift: one formula, two ways in."""
+    rng = np.random.default_rng(7)
+    c, t = paired_users(rng, (4, 3, 80), 2.0)
+    c += rng.normal(0.0, 0.3, (4, 1, 1))  # a seed effect
+    both = np.stack([c, t], axis=1)
+    n, mean, m2 = moments(both)
+    _, d_mean, d_m2 = moments(both - c[:, None])
+    want = relative_lift(n, mean, m2, d_mean, d_m2)
+    se, d_se = np.sqrt(m2 / (n - 1) / n), np.sqrt(d_m2 / (n - 1) / n)
+    got = relative_lift_of_estimates(mean, se, n - 1, d_mean, d_se, n - 1)
+    for a, b in ((got.lift, want.lift), (got.low, want.low), (got.high, want.high)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True)
+    assert np.isfinite(got.low[1]).all()

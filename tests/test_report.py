@@ -544,7 +544,8 @@ def test_a_sweep_gets_its_cells_side_by_side(run: Path, tmp_path: Path) -> None:
     assert len(body) == 4  # 2 cells x 2 arms
     assert 'href="cell=sample--mf--all--s7/report.html"' in html
     assert "cell=sample--popular--all--s7/report.html" not in html  # no report there
-    assert html.count("<svg") == 1
+    assert html.count("<svg") == 2  # the seeds pooled, and the cells
+    assert "One seed: every interval is that seed's own" in text_of(section(html, "read"))
 
 
 def test_a_sweep_root_with_several_dates_names_them(

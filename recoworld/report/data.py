@@ -22,7 +22,7 @@ from recoworld.errors import RunError
 from recoworld.io.runs import check_run_dir, scan_table, verify_run
 from recoworld.study import inference
 from recoworld.study.metrics import METRIC_NAMES, METRICS
-from recoworld.study.pooling import pool
+from recoworld.study.pooling import BETWEEN_DOMINATES, pool
 
 SWEEP_SUMMARY_FILE = "sweep_summary.parquet"
 
@@ -31,8 +31,6 @@ TOP_FEELINGS = 15
 MAX_TAGS = 200
 """Tags looked for in instructions: the creator items' and the population's most liked ones."""
 CREATOR_METRICS = ("creator_reach", "creator_engagement")
-BETWEEN_DOMINATES = 0.5
-"""A creator metric's (or its difference's) between_share above this gets a warning."""
 TURN_VALUES = ("ctr", "watch", "satisfaction", "fatigue", "boredom", "curiosity")
 SESSION_VALUES = ("share", "turns", "left_early", "return_rate", "satisfaction_end", "ctr")
 EFFECT_COLUMNS = (
@@ -796,10 +794,19 @@ class SweepData:
     summary: pl.DataFrame
     """sweep_summary.parquet: study, recommender, population, seed, cell, arm, metric, n, mean,
     CIs, diff and its CIs."""
+    pooled: pl.DataFrame
+    """sweep_pooled.parquet (schema SWEEP_POOLED): the seeds pooled per study x recommender x
+    population x arm x metric, with lift, p-values (Holm and BH over the whole table),
+    significant, MDE, rank and overlaps_best."""
+    pooled_from: str
+    """Where ``pooled`` comes from: the file's name, or a note that it was pooled again from the
+    summary (no sweep_pooled.parquet, or one written before its columns were complete)."""
     cells: list[str]
     metrics: list[str]
     cell_reports: dict[str, str]
     """cell -> relative link to the cell's own report.html, where one was written."""
+    warnings: tuple[str, ...]
+    """:func:`recoworld.sweep.pooled.sweep_warnings` of the pooled table and the summary."""
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -807,8 +814,13 @@ def is_sweep_dir(path: Path) -> bool:
 
 
 def load_sweep(folder: str | Path) -> SweepData:
-    """A sweep's date folder (the one holding sweep_summary.parquet)."""
-    from recoworld.sweep import read_sweep_summary  # the sweep module owns its schema check
+    """A sweep's date folder (the one holding sweep_summary.parquet) and its pooled table:
+    ``sweep_pooled.parquet`` where it is there with every column of this version, else the
+    summary's seeds pooled here by the same function the sweep runs."""
+    # the sweep modules own their schema checks and the pooling
+    from recoworld.io.schema import SWEEP_POOLED
+    from recoworld.sweep import POOLED_FILE, pool_seeds, read_sweep_pooled, read_sweep_summary
+    from recoworld.sweep.pooled import sweep_warnings
 
     folder = Path(folder)
     summary = read_sweep_summary(folder / SWEEP_SUMMARY_FILE)
@@ -817,6 +829,20 @@ def load_sweep(folder: str | Path) -> SweepData:
             f"{folder / SWEEP_SUMMARY_FILE}: no cells; "
             "expected one row per cell x arm x metric (did every cell fail?)"
         )
+    pooled = None
+    if (folder / POOLED_FILE).is_file():
+        pooled = read_sweep_pooled(folder / POOLED_FILE)
+        pooled_from = POOLED_FILE
+        if set(SWEEP_POOLED.names) - set(pooled.columns):
+            pooled = None
+            pooled_from = (
+                f"{SWEEP_SUMMARY_FILE}, pooled again here ({POOLED_FILE} was written by an "
+                "earlier RecoWorld without lift and p-values; re-running the sweep rewrites it)"
+            )
+    else:
+        pooled_from = f"{SWEEP_SUMMARY_FILE}, pooled here (no {POOLED_FILE} in the folder)"
+    if pooled is None:
+        pooled = pool_seeds(summary)
     cells = summary["cell"].unique(maintain_order=True).to_list()
     links = {
         c: f"cell={c}/report.html"
@@ -826,7 +852,10 @@ def load_sweep(folder: str | Path) -> SweepData:
     return SweepData(
         folder=folder,
         summary=summary,
+        pooled=pooled,
+        pooled_from=pooled_from,
         cells=cells,
         metrics=summary["metric"].unique(maintain_order=True).to_list(),
         cell_reports=links,
+        warnings=tuple(sweep_warnings(pooled, summary)),
     )

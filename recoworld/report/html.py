@@ -863,8 +863,181 @@ def run_report(d: RunData) -> str:
 # A sweep
 
 
+def _sweep_how_to_read(d: SweepData) -> str:
+    seeds = int(d.pooled["seeds"].max() or 0)
+    tests = int(d.pooled["p_value"].is_not_null().sum())
+    if seeds > 1:
+        covers = (
+            f"Each row pools the sweep's {seeds} seeds. A seed is a complete run with its own "
+            "population (for a generated world, its own world; with creator items, its own "
+            "placements of the new items), so the interval, random effects over the seeds "
+            "and never narrower than their own intervals allow, covers what another seed "
+            "would show, not only which users were drawn. With few seeds it is wide: it is "
+            f"a Student-t on {seeds - 1} degrees of freedom where the seeds disagree."
+        )
+    else:
+        covers = (
+            "With one seed, each interval is that seed's own (its users and its replicates): "
+            "it says nothing of how another seed would move the numbers (see the warning)."
+        )
+    items = [
+        "<b>Intervals</b> (95%, on every mean, difference and lift). " + covers,
+        "<b>Differences</b> are paired per user inside each seed (every arm of a cell sees the "
+        "same users with the same random numbers), then averaged over the seeds: "
+        "<i>arm − control</i>, the control being the study's first arm.",
+        "<b>Lift</b> is the difference as a percentage of the control's pooled mean, with its "
+        "own interval (delta method from the seeds' standard errors, pooled like the "
+        "difference); none where the control's mean is not distinguishable from 0.",
+        "<b>Significant</b> means the difference holds after Holm's adjustment over the whole "
+        f"pooled table ({tests} tests: every study x recommender x population x treatment arm "
+        "x metric) at 5%: the chance of even one false claim in the table is at most 5%. A "
+        "CI that misses 0 alone is not enough (grey). <i>q (BH)</i> is the "
+        "Benjamini-Hochberg q-value, for screening.",
+        "<b>MDE</b> (minimum detectable effect): the true difference the pooled seeds would "
+        "detect with 80% power; a non-significant difference says little about smaller ones.",
+        "<b>Rank</b>: the recommender variants by pooled mean within each study x population "
+        "x arm x metric (1 = highest). <i>Overlaps best</i>: its interval reaches the best's, "
+        "so the seeds do not set it clearly below; overlap is no proof of a tie.",
+        "<b>Between share</b>: the part of one seed's uncertainty that comes from what the "
+        "seed drew rather than from its users; above 50% one seed's own interval misleads.",
+        "<b>Per cell</b> (the last sections): one seed each, intervals over that cell's "
+        "replicates and users, significance over the cell's own summary.",
+    ]
+    return (
+        '<div class="read"><ul>'
+        + "".join(f"<li>{i}</li>" for i in items)
+        + "</ul></div>"
+        + f'<p class="note">Pooled table from {escape(d.pooled_from)}.</p>'
+        + "".join(f'<p class="warn"><b>Warning.</b> {escape(w)}</p>' for w in d.warnings)
+    )
+
+
+def _sweep_label(r: dict, studies: int) -> str:
+    head = f"{r['study']} · " if studies > 1 else ""
+    return f"{head}{r['recommender']} · {r['population']} · {r['arm']}"
+
+
+POOLED_HEADERS = (
+    "study",
+    "population",
+    "arm",
+    "recommender",
+    "seeds",
+    "users",
+    "mean [95% CI]",
+    "between share (mean)",
+    "rank",
+    *EFFECT_HEADERS[:-1],
+    "between share (difference)",
+)
+
+
+def _sweep_pooled(d: SweepData) -> str:
+    """Per metric, every study x population x arm x recommender row of the pooled table: mean
+    [CI], rank, and the effect columns of a run's summary."""
+    p = d.pooled
+    out = []
+    for metric in d.metrics:
+        rows, cls = [], []
+        for r in p.filter(pl.col("metric") == metric).iter_rows(named=True):
+            if r["diff"] is None:
+                cells, c = ["(control)"] + [""] * 7, [""] * 8
+            else:
+                cells, c = _effect_cells(r)
+            rows.append(
+                [
+                    r["study"],
+                    r["population"],
+                    r["arm"],
+                    r["recommender"],
+                    r["seeds"],
+                    r["n"],
+                    _ci(r["mean"], r["ci_low"], r["ci_high"]),
+                    _share(r["between_share"]),
+                    r["rank"],
+                    *cells,
+                ]
+            )
+            cls.append([""] * 9 + c)
+        out.append(f"<h3>{escape(metric)}</h3>" + table(POOLED_HEADERS, rows, left=4, cls=cls))
+    effects = p.filter(pl.col("diff").is_not_null())
+    if effects.height:
+        studies = p["study"].n_unique()
+        arms = effects["arm"].unique(maintain_order=True).to_list()
+        colour = {a: plots.PALETTE[k % len(plots.PALETTE)] for k, a in enumerate(arms)}
+        frame = effects.with_columns(
+            label=pl.Series([_sweep_label(r, studies) for r in effects.iter_rows(named=True)]),
+            colour=pl.col("arm").replace_strict(colour),
+        )
+        out.insert(
+            0,
+            _figure(
+                plots.effects(frame, d.metrics),
+                "Pooled paired difference from control per recommender x population x arm, "
+                "95% CI; filled = significant after Holm over the whole table.",
+            ),
+        )
+    return (
+        '<p class="note">The seeds pooled: mean [95% CI] over seeds; the difference from the '
+        "control arm with its lift, p, Holm-adjusted p, BH q and significance over the whole "
+        "table. Green / red: significant; grey: the CI misses 0 but not after Holm.</p>"
+        + "".join(out)
+    )
+
+
+def _sweep_ranking(d: SweepData) -> str:
+    """Per metric, per study x population x arm, the variants in rank order with their
+    intervals and whether each overlaps the best's."""
+    out = []
+    order = ["study", "population", "arm"]
+    for metric in d.metrics:
+        m = (
+            d.pooled.filter(pl.col("metric") == metric)
+            .with_row_index("_row")
+            .sort(
+                *(pl.col("_row").min().over(order[: k + 1]) for k in range(3)),
+                pl.col("rank"),
+                nulls_last=True,
+                maintain_order=True,
+            )
+        )
+        rows = [
+            [
+                f"{r['study']} / {r['population']}",
+                r["arm"],
+                r["rank"],
+                r["recommender"],
+                _ci(r["mean"], r["ci_low"], r["ci_high"]),
+                _significant(r["overlaps_best"]),
+            ]
+            for r in m.iter_rows(named=True)
+        ]
+        out.append(
+            f"<h3>{escape(metric)}</h3>"
+            + table(
+                [
+                    "study / population",
+                    "arm",
+                    "rank",
+                    "recommender",
+                    "mean [95% CI]",
+                    "overlaps best",
+                ],
+                rows,
+                left=2,
+            )  # fmt: skip
+        )
+    return (
+        '<p class="note">Recommender variants ranked by pooled mean (1 = highest) within each '
+        "study x population x arm; <i>overlaps best</i>: the variant's 95% interval reaches "
+        "the best one's.</p>" + "".join(out)
+    )
+
+
 def sweep_report(d: SweepData) -> str:
-    """Cells side by side: per metric, every cell x arm's mean and paired difference."""
+    """How to read it and the warnings; the seeds pooled (every recommender x population x
+    arm: mean, difference, lift, Holm / BH over the whole table, MDE), the ranking of the
+    variants; then the cells side by side (one seed each)."""
     s = d.summary
     metrics = d.metrics
     keys = s.select("cell", "study", "recommender", "population", "seed").unique(
@@ -881,39 +1054,20 @@ def sweep_report(d: SweepData) -> str:
     )
     per_metric = []
     for metric in metrics:
-        m = s.filter(pl.col("metric") == metric)
         rows, cls = [], []
-        for r in m.iter_rows(named=True):
-            lo, hi = r["diff_ci_low"], r["diff_ci_high"]
+        for r in s.filter(pl.col("metric") == metric).iter_rows(named=True):
+            if r["diff"] is None:
+                cells, c = ["(control)"] + [""] * 7, [""] * 8
+            else:
+                cells, c = _effect_cells(r)
             rows.append(
-                (
-                    r["cell"],
-                    r["arm"],
-                    r["n"],
-                    _ci(r["mean"], r["ci_low"], r["ci_high"]),
-                    "(control)" if r["diff"] is None else _ci(r["diff"], lo, hi, sign=True),
-                )
+                [r["cell"], r["arm"], r["n"], _ci(r["mean"], r["ci_low"], r["ci_high"]), *cells]
             )
-            cls.append(
-                [
-                    "",
-                    "",
-                    "",
-                    "",
-                    "up"
-                    if lo is not None and lo > 0
-                    else "down"
-                    if hi is not None and hi < 0
-                    else "",
-                ]
-            )
+            cls.append(["", "", "", "", *c])
         per_metric.append(
             f"<h3>{escape(metric)}</h3>"
             + table(
-                ["cell", "arm", "users", "mean [95% CI]", "vs control [95% CI]"],
-                rows,
-                left=2,
-                cls=cls,
+                ["cell", "arm", "users", "mean [95% CI]", *EFFECT_HEADERS], rows, left=2, cls=cls
             )
         )
     wide = s.with_columns(
@@ -933,13 +1087,22 @@ def sweep_report(d: SweepData) -> str:
         else ""
     )
     sections = [
+        ("read", "How to read this", _sweep_how_to_read(d)),
+        ("pooled", "Seeds pooled", _sweep_pooled(d)),
+        ("ranking", "Ranking", _sweep_ranking(d)),
         ("cells", "Cells", cells_table + (f"<ul>{links}</ul>" if links else "")),
         (
             "side",
-            "Side by side",
-            '<p class="note">Mean [95% CI] over users, segment "all" of every cell.</p>' + side,
+            "Side by side (per cell)",
+            '<p class="note">Mean [95% CI] of each cell (one seed: over its replicates and '
+            'users), segment "all".</p>' + side,
         ),
-        ("effects", "Effects", forest + "".join(per_metric)),
+        (
+            "effects",
+            "Effects (per cell)",
+            '<p class="note">Each cell\'s paired differences from its control arm; Holm and BH '
+            "over the cell's own summary.</p>" + forest + "".join(per_metric),
+        ),
     ]
     body = "".join(
         f'<section id="{a}"><h2>{escape(t)}</h2>{html}</section>' for a, t, html in sections

@@ -16,6 +16,8 @@ moments alone: t = c + d user by user, so ``cov = (var(t) - var(c) - var(d)) / 2
 The z_r then go through :func:`~recoworld.study.pooling.pool` like any metric (random-effects
 spread over replicates, floored at user noise), so placement uncertainty is in the interval;
 one replicate gives the plain paired delta-method interval with n - 1 degrees of freedom.
+A sweep's seeds are pooled the same way from their summaries (each seed's means, differences
+and standard errors: :func:`relative_lift_of_estimates`), one formula for both.
 The lift is null where C is 0; its interval is null where the control mean is not itself
 distinguishable from 0 at the same level (``|C| / se(C) < t``): there Fieller's exact interval
 is unbounded and the delta method's would be meaningless.
@@ -38,12 +40,13 @@ would detect with that probability; smaller ones may well be there unseen.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
 
-from recoworld.study.pooling import pool
+from recoworld.study.pooling import Pooled, pool, pool_estimates
 
 ALPHA = 0.05
 """The family-wise level of ``significant`` and the test level of the MDE."""
@@ -75,17 +78,76 @@ def relative_lift(
     n, mean, m2, d_mean, d_m2 = (
         np.asarray(x, np.float64) for x in (n, mean, m2, diff_mean, diff_m2)
     )
-    value, diff = pool(n, mean, m2), pool(n, d_mean, d_m2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = lambda m: m / (n - 1) / n  # noqa: E731 - squared standard error of a mean
+        var_c, var_d, var_t = var(m2[:, :1]), var(d_m2), var(m2)
+    return _lift(
+        pool(n, mean, m2),
+        pool(n, d_mean, d_m2),
+        mean[:, :1],
+        d_mean,
+        (var_c, var_d, var_t),
+        lambda z, u: pool(n, z, np.where(n >= 2, u * n * (n - 1), 0.0)),
+        level,
+    )
+
+
+def relative_lift_of_estimates(
+    mean: np.ndarray,
+    se: np.ndarray,
+    df: np.ndarray,
+    diff: np.ndarray,
+    diff_se: np.ndarray,
+    diff_df: np.ndarray,
+    level: float = 0.95,
+) -> Lift:
+    """The lift of every arm over arm 0 from estimates that are themselves summaries (one per
+    seed on axis 0, then arms, ...: each arm's ``mean`` with its standard error and degrees of
+    freedom, and the paired difference from arm 0 with its own), pooled like
+    :func:`~recoworld.study.pooling.pool_estimates` pools them: what a sweep's seeds give.
+
+    The same delta method as :func:`relative_lift`, each seed's squared standard errors standing
+    for its users' variances of the means. Where a seed's own standard errors pool replicates
+    (random effects, floored at user noise), ``cov = (se_t^2 - se_c^2 - se_d^2) / 2`` is exact
+    in each part but not under the floor's max; a seed's squared error of ``z`` is clipped at 0.
+    This only sets the floor of the pooled interval: with several seeds the spread of their
+    ``z`` (their own lifts, linearised) is the estimate."""
+    mean, se, df, d_mean, d_se, d_df = (
+        np.asarray(x, np.float64) for x in (mean, se, df, diff, diff_se, diff_df)
+    )
+    return _lift(
+        pool_estimates(mean, se, df),
+        pool_estimates(d_mean, d_se, d_df),
+        mean[:, :1],
+        d_mean,
+        (se[:, :1] ** 2, d_se**2, se**2),
+        lambda z, u: pool_estimates(z, np.sqrt(u), d_df),
+        level,
+    )
+
+
+def _lift(
+    value: Pooled,
+    diff: Pooled,
+    control: np.ndarray,
+    d_mean: np.ndarray,
+    variances: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pool_z: Callable[[np.ndarray, np.ndarray], Pooled],
+    level: float,
+) -> Lift:
+    """The delta method of the module docstring, once: ``value`` and ``diff`` pooled, each
+    replicate's ``control`` mean (replicates, 1, ...) and paired differences ``d_mean``, the
+    squared standard errors of its means (control, difference, arm), and how the linearised
+    ``z`` with squared standard errors ``u`` are pooled."""
+    var_c, var_d, var_t = variances
     c_pool, c_se, c_df = value.mean[:1], value.se[:1], value.df[:1]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         c_safe = np.where(c_pool != 0, c_pool, np.nan)
         lift = diff.mean / c_safe
-        var = lambda m: m / (n - 1) / n  # noqa: E731 - squared standard error of a mean
-        var_c, var_d, var_t = var(m2[:, :1]), var(d_m2), var(m2)
         cov = (var_t - var_c - var_d) / 2  # of the mean difference and the control mean
-        z = (d_mean - lift * mean[:, :1]) / c_safe
+        z = (d_mean - lift * control) / c_safe
         u = np.maximum(var_d + lift**2 * var_c - 2 * lift * cov, 0.0) / c_safe**2
-        lin = pool(n, lift + z, np.where(n >= 2, u * n * (n - 1), 0.0))
+        lin = pool_z(lift + z, u)
         lo, hi = dataclasses.replace(lin, mean=lift).interval(level)
         crit = sps.t.ppf(0.5 + level / 2, np.where(c_df >= 1, c_df, np.nan))
         bounded = np.abs(c_pool) >= crit * c_se  # else Fieller's interval is unbounded

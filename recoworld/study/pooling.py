@@ -31,6 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+BETWEEN_DOMINATES = 0.5
+"""A ``between_share`` above this is worth a warning: over half of one replicate's (or one
+seed's) uncertainty comes from what the replicate drew (placement, population, world), not from
+which users it simulated, so its own user-level interval would mislead."""
+
 
 @dataclass(frozen=True, eq=False)
 class Pooled:

@@ -30,10 +30,11 @@ import numpy as np
 import polars as pl
 from rich.table import Table
 
-from recoworld.display import pm
+from recoworld.display import CREATOR_METRICS, flag_text, lift_text, pm
 from recoworld.io.schema import SWEEP_POOLED, SWEEP_POOLED_TABLE
 from recoworld.io.tables import read_frame, write_frame
-from recoworld.study.pooling import pool_estimates
+from recoworld.study import inference
+from recoworld.study.pooling import BETWEEN_DOMINATES, pool_estimates
 from recoworld.sweep.summary import HEADLINE
 
 POOLED_FILE = "sweep_pooled.parquet"
@@ -68,31 +69,81 @@ def _grid(summary: pl.DataFrame, columns: Sequence[str]) -> tuple[pl.DataFrame, 
     return keys.drop("_g"), out
 
 
+def _control_of(summary: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
+    """Per pooled group, the index of the group of its control arm (the same study,
+    recommender, population and metric; the control is the arm without differences in the
+    cells, the study's first); -1 where there is none."""
+    cell = ["study", "recommender", "population"]
+    control = (
+        summary.group_by([*cell, "arm"], maintain_order=True)
+        .agg(none=pl.col("diff").is_null().all())
+        .filter("none")
+        .group_by(cell, maintain_order=True)
+        .agg(control=pl.col("arm").first())
+    )
+    index = keys.with_row_index("_c").rename({"arm": "control"})
+    found = (
+        keys.with_row_index("_g")
+        .join(control, on=cell, how="left", nulls_equal=True)
+        .join(index, on=[*cell, "control", "metric"], how="left", nulls_equal=True)
+        .sort("_g")
+    )
+    return found["_c"].fill_null(-1).cast(pl.Int64).to_numpy()
+
+
+def _at(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Columns ``index`` of ``a`` (seeds x groups); NaN where the index is -1."""
+    return np.where(index >= 0, a[:, np.maximum(index, 0)], np.nan)
+
+
 def pool_seeds(summary: pl.DataFrame) -> pl.DataFrame:
     """One row per study x recommender x population x arm x metric of a sweep summary: its
-    seeds pooled (values and paired differences), with each variant's ``rank`` and
-    ``overlaps_best`` (schema :data:`~recoworld.io.schema.SWEEP_POOLED`)."""
+    seeds pooled (values and paired differences), the relative lift over the control arm,
+    the p-value with Holm's and Benjamini-Hochberg's adjustments over every difference of the
+    table, Holm's verdict at 5%, the MDE (:mod:`recoworld.study.inference`), and each variant's
+    ``rank`` and ``overlaps_best`` (schema :data:`~recoworld.io.schema.SWEEP_POOLED`)."""
     if summary.is_empty():
         return pl.from_arrow(SWEEP_POOLED.empty_table())  # type: ignore[return-value]
     keys, a = _grid(summary, ("n", "mean", "se", "df", "diff", "diff_se", "diff_df"))
     cols: dict[str, pl.Series] = {}
-    for name, prefix in (("mean", ""), ("diff", "diff_")):
-        p = pool_estimates(a[name], a[prefix + "se"], a[prefix + "df"])
+
+    def put(col: str, values: np.ndarray) -> None:
+        cols[col] = pl.Series(col, values, dtype=pl.Float64).fill_nan(None)
+
+    value = pool_estimates(a["mean"], a["se"], a["df"])
+    diff = pool_estimates(a["diff"], a["diff_se"], a["diff_df"])
+    for name, prefix, p in (("mean", "", value), ("diff", "diff_", diff)):
         lo, hi = p.interval(LEVEL)
-        some = p.replicates > 0
-        for col, values in (
-            (name, np.where(some, p.mean, np.nan)),
-            (prefix + "ci_low", lo),
-            (prefix + "ci_high", hi),
-            (prefix + "se", p.se),
-            (prefix + "df", np.where(np.isfinite(p.se), p.df, np.nan)),
-            (prefix + "between_share", p.between_share),
-        ):
-            cols[col] = pl.Series(col, values, dtype=pl.Float64).fill_nan(None)
-        if name == "mean":
-            cols["seeds"] = pl.Series("seeds", p.replicates, dtype=pl.Int32)
-            users = np.where(np.isfinite(a["mean"]) & np.isfinite(a["n"]), a["n"], 0.0)
-            cols["n"] = pl.Series("n", users.sum(0), dtype=pl.Int64)
+        put(name, np.where(p.replicates > 0, p.mean, np.nan))
+        put(prefix + "ci_low", lo)
+        put(prefix + "ci_high", hi)
+        put(prefix + "se", p.se)
+        put(prefix + "df", np.where(np.isfinite(p.se), p.df, np.nan))
+        put(prefix + "between_share", p.between_share)
+    cols["seeds"] = pl.Series("seeds", value.replicates, dtype=pl.Int32)
+    users = np.where(np.isfinite(a["mean"]) & np.isfinite(a["n"]), a["n"], 0.0)
+    cols["n"] = pl.Series("n", users.sum(0), dtype=pl.Int64)
+    # The lift over the control: (seeds, [control, this arm], groups), as inference takes it.
+    c = _control_of(summary, keys)
+    pair = {k: np.stack([_at(a[k], c), a[k]], axis=1) for k in ("mean", "se", "df")}
+    none = np.full_like(a["diff"], np.nan)
+    d = {k: np.stack([none, a[k]], axis=1) for k in ("diff", "diff_se", "diff_df")}
+    lift = inference.relative_lift_of_estimates(
+        pair["mean"], pair["se"], pair["df"], d["diff"], d["diff_se"], d["diff_df"], LEVEL
+    )
+    is_diff = np.isfinite(diff.mean) & (c >= 0)
+    put("lift", np.where(is_diff, lift.lift[1], np.nan))
+    put("lift_ci_low", np.where(is_diff, lift.low[1], np.nan))
+    put("lift_ci_high", np.where(is_diff, lift.high[1], np.nan))
+    # One family: every difference of the table.
+    pv = np.where(is_diff, inference.p_values(diff.mean, diff.se, diff.df), np.nan)
+    p_holm = inference.holm(pv)
+    put("p_value", pv)
+    put("p_holm", p_holm)
+    put("q_bh", inference.benjamini_hochberg(pv))
+    significant = [None if np.isnan(x) else bool(x <= inference.ALPHA) for x in p_holm]
+    cols["significant"] = pl.Series("significant", significant, dtype=pl.Boolean)
+    put("mde", np.where(is_diff, inference.mde(diff.se, diff.df), np.nan))
     return rank_variants(keys.with_columns(**cols)).select(SWEEP_POOLED.names)
 
 
@@ -125,6 +176,55 @@ def read_sweep_pooled(path: Path) -> pl.DataFrame:
     return read_frame(path, SWEEP_POOLED_TABLE, "no pooled sweep table; run the sweep to write it")
 
 
+def sweep_warnings(pooled: pl.DataFrame, summary: pl.DataFrame | None = None) -> list[str]:
+    """One line per thing a reader must know before trusting a sweep's pooled intervals: one
+    seed (the intervals are that seed's own), the metrics whose between-seed share of a mean or
+    a difference is above :data:`~recoworld.study.pooling.BETWEEN_DOMINATES` (counted over the
+    study x recommender x population x arm rows), and, from the cells' own ``summary``, the
+    creator metrics whose between-replicate share is above it within cells."""
+    out = []
+    if pooled.height and int(pooled["seeds"].max() or 0) <= 1:
+        out.append(
+            "One seed: every interval is that seed's own and covers its users (and its "
+            "replicates), not how much another seed's population, world and placement of new "
+            "items would move the numbers, so a ranking or an effect may not hold at the next "
+            "seed. Run the sweep with 2 or more seeds."
+        )
+    hits = _dominant(pooled, "variant x population x arm rows")
+    if hits:
+        out.append(
+            "Between-seed variance dominates (over half of one seed's uncertainty comes from "
+            "which population, world and item placements the seed drew, not from its users): "
+            + "; ".join(hits)
+            + ". One seed's interval would mislead there: read the pooled intervals, which span "
+            "the seeds."
+        )
+    if summary is not None and summary.height:
+        creator = summary.filter(pl.col("metric").is_in(CREATOR_METRICS))
+        hits = _dominant(creator, "cells")
+        if hits:
+            out.append(
+                "Within cells, between-replicate variance dominates (the placement of the new "
+                "items matters more than which users saw them): "
+                + "; ".join(hits)
+                + ". Each cell's own report shows the per-replicate spread."
+            )
+    return out
+
+
+def _dominant(frame: pl.DataFrame, unit: str) -> list[str]:
+    """'<metric> mean in k of n <unit>' (and 'difference') where between_share (or
+    diff_between_share) is above BETWEEN_DOMINATES; n counts the rows that have a share."""
+    out = []
+    for (metric,), rows in frame.group_by("metric", maintain_order=True):
+        for col, what in (("between_share", "mean"), ("diff_between_share", "difference")):
+            share = rows[col].drop_nulls().drop_nans()
+            k = int((share > BETWEEN_DOMINATES).sum())
+            if k:
+                out.append(f"{metric} {what} in {k} of {share.len()} {unit}")
+    return out
+
+
 def _rank_text(rank: int | None, overlaps: bool | None) -> str:
     if rank is None:
         return ""
@@ -132,20 +232,29 @@ def _rank_text(rank: int | None, overlaps: bool | None) -> str:
 
 
 def ranking_table(
-    pooled: pl.DataFrame, *, metrics: Sequence[str] = HEADLINE, title: str = ""
+    pooled: pl.DataFrame,
+    *,
+    metrics: Sequence[str] = HEADLINE,
+    title: str = "",
+    summary: pl.DataFrame | None = None,
 ) -> Table:
     """Study x population x arm sections, one row per recommender variant, one column per
     headline metric: the pooled mean ± its 95% half-width and the variant's rank (``≈1``: its
-    interval overlaps the best's); under a treatment arm the pooled paired difference (Δ)."""
-    t = Table(
-        title=title,
-        caption=(
-            "seeds pooled: mean of the seeds' means ± half-width of the 95% random-effects "
-            "interval over seeds; #k = rank by mean among the recommenders (1 = highest); "
-            "≈1 = its interval overlaps the best's (not clearly lower); "
-            "Δ = paired difference from the control arm"
-        ),
-    )
+    interval overlaps the best's); under a treatment arm the pooled paired difference (Δ) ±
+    its half-width, its lift [interval] and the multiplicity flag (``*``: Holm over the whole
+    table) with its q. The caption says how to read it and warns (:func:`sweep_warnings`;
+    ``summary``: the sweep summary, for the cells' own between-replicate spread)."""
+    notes = [
+        "seeds pooled: mean of the seeds' means ± half-width of the 95% random-effects "
+        "interval over seeds; #k = rank by mean among the recommenders (1 = highest); "
+        "≈1 = its interval overlaps the best's (not clearly lower)",
+        "Δ = paired difference from the control arm (mean of the seeds') ± half-width; "
+        "lift = Δ / control mean [95% interval]; * = significant after Holm over the whole "
+        "table (every study x recommender x population x treatment arm x metric); "
+        "q = Benjamini-Hochberg",
+        *(f"warning: {w}" for w in sweep_warnings(pooled, summary)),
+    ]
+    t = Table(title=title, caption="\n".join(notes), caption_justify="left")
     t.add_column("study / population", overflow="fold", min_width=16)
     t.add_column("arm", no_wrap=True)
     t.add_column("recommender", no_wrap=True)
@@ -180,6 +289,7 @@ def ranking_table(
             )
             if r["diff"] is not None:
                 text += "\nΔ " + pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+                text += f"\n{lift_text(r)} {flag_text(r)}".rstrip()
             cells.append(text)
         head = f"{study} / {population}" if prev is None or section[:2] != prev[:2] else ""
         t.add_row(

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from rich.table import Table
 
-from recoworld.display import pm
+from recoworld.display import flag_text, lift_text, pm
 from recoworld.io.runs import scan_table
 from recoworld.io.schema import SWEEP_SUMMARY, SWEEP_SUMMARY_TABLE
 from recoworld.io.tables import read_frame, write_frame
@@ -56,12 +56,17 @@ def sweep_table(
     summary: pl.DataFrame, *, metrics: Sequence[str] = HEADLINE, title: str = ""
 ) -> Table:
     """Cells x arms, one column per headline metric: mean ± 95% CI half-width, and for a
-    treatment arm the paired difference from control (Δ) ± its half-width below it."""
+    treatment arm the paired difference from control (Δ) ± its half-width below it, with its
+    lift [interval] and the multiplicity flag of the cell's own summary."""
     t = Table(
         title=title,
         caption=(
-            "± = half-width of the 95% CI over users; Δ = paired difference from the control arm"
+            "one seed per cell: ± = half-width of the cell's 95% interval (over its replicates "
+            "and users); Δ = paired difference from the control arm; lift = Δ / control mean "
+            "[95% interval]; * = significant after Holm over the cell's own summary; "
+            "q = Benjamini-Hochberg. The seeds pooled: the ranking table"
         ),
+        caption_justify="left",
     )
     t.add_column("cell", overflow="fold", min_width=16)
     t.add_column("arm", no_wrap=True)
@@ -83,6 +88,7 @@ def sweep_table(
             text = pm(r["mean"], r["ci_low"], r["ci_high"])
             if r["diff"] is not None:
                 text += "\nΔ " + pm(r["diff"], r["diff_ci_low"], r["diff_ci_high"], sign=True)
+                text += f"\n{lift_text(r)} {flag_text(r)}".rstrip()
             cells.append(text)
         n = rows["n"].max()
         t.add_row(cid if cid != prev else "", str(arm), f"{n:,}", *cells)
