@@ -265,6 +265,7 @@ def _evaluate(
     report: CalibrationReport = f.fitted.report
     meta = {
         "dataset": world.name,
+        "world_key": world.key,
         "brain": s.brain,
         "brain_note": (
             "hybrid: choices and ratings by the parametric brain (its LLM writes words only)"

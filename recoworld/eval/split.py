@@ -104,7 +104,7 @@ def _order_keys(world: World, seed: int, order: str) -> tuple[str, np.ndarray, C
         )
     if order != "random" and dated >= MIN_DATED_SHARE:
         return "time", np.arange(u.size), coded
-    rank = generator(seed, "eval-split", world.name).permutation(u.size)
+    rank = generator(seed, "eval-split", world.key).permutation(u.size)
     return "random", rank, coded
 
 

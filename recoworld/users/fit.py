@@ -207,7 +207,7 @@ def fit_choice_model(
 ) -> Fitted:
     """Fit the choice, rating and return models of ``world`` and measure their calibration."""
     t0 = time.perf_counter()
-    rng = generator(seed, "fit", world.name)
+    rng = generator(seed, "fit", world.key)  # content, not name: same data, same fit
     hist, targ = split_history(world)
     personas = personas_from_history(world, catalog, interactions=hist)
     n_users, n_world_items = world.users.height, world.items.height
