@@ -39,11 +39,16 @@ class WorldConfig(Strict):
         "ml-latest",
         "ml-latest-small",
         "lastfm",
+        "amazon",
+        "kuairec",
+        "kuairand",
         "recbole",
         "generic",
         "synthetic",
     ] = "ml-100k"
-    """Which loader builds the world."""
+    """Which loader builds the world (``recoworld/world/loaders``): ml-1m needs only
+    ``ratings.dat``; amazon, an Amazon review 5-core JSON-lines file (optional metadata); kuairec
+    and kuairand, the KuaiRec / KuaiRand feed logs (watch ratio -> watch fraction)."""
     path: str = ""
     """Folder of the dataset files; empty = the data cache or ../shared/data (ml-100k,
     ml-latest, lastfm)."""
