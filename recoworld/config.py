@@ -156,6 +156,12 @@ class BrainConfig(Strict):
     """Satisfaction under which the user writes a reflective instruction to the recommender."""
     instruct_probability: float = 0.6
     """Chance the user instructs when under that threshold (at most once per two turns)."""
+    satiation_weight: float = 1.5
+    """Logit penalty on an item the user clicked earlier in the simulation, at once (within the
+    session); it fades with `satiation_days`. A lasting penalty from the world's repeat share
+    comes on top (fitted; docs/simulator.md, "Satiation")."""
+    satiation_days: float = 3.0
+    """Days over which that short-term satiation fades by a factor e."""
     return_satisfaction: float = 3.0
     """Logit of returning per unit of final satisfaction above 0.5 (base rate fitted)."""
     return_activity: float = 1.0
@@ -464,6 +470,8 @@ def check_study(cfg: StudyConfig) -> None:
         raise bad("world.embedding_dim", "an integer >= 2", cfg.world.embedding_dim)
     _check_targeting(cfg.population.target, "population.target", bad)
     _check_ranges(cfg, bad)
+    if not cfg.brain.satiation_days > 0:
+        raise bad("brain.satiation_days", "a number of days > 0", cfg.brain.satiation_days)
     if not cfg.arms:
         raise bad("arms", "at least one arm (the first is the control)", [])
     names = [a.name for a in cfg.arms]
@@ -684,6 +692,7 @@ NON_NEGATIVE = (
     "brain.fatigue_per_watch",
     "population.jitter",
     "simulation.replicates",
+    "brain.satiation_weight",
 )
 """Counts and amounts that only make sense >= 0."""
 

@@ -121,7 +121,10 @@ def test_high_affinity_slates_earn_more_than_low_affinity_slates(prep: Prepared)
             env.reset(seed=seed)  # same seed: the same user and brain seed for both slates
             row = np.flatnonzero(prep.population.uid == env.user)
             logit, _ = prep.model.static_logit(prep.population, row, every, prep.catalog)
-            order = np.argsort(-logit[0] if kind == "best" else logit[0], kind="stable")
+            # what the user has seen (its real history) is no recommendation: it is satiated
+            seen = prep.population.take(row).history_of(N_ITEMS).toarray()[0]
+            score = np.where(seen, -np.inf, logit[0] if kind == "best" else -logit[0])
+            order = np.argsort(-score, kind="stable")
             steps = play(env, lambda t: order[t * k : (t + 1) * k], seed=seed)  # noqa: B023
             total.append(sum(s[1] for s in steps[1:]))
     best, worst = np.array(totals["best"]), np.array(totals["worst"])
@@ -330,3 +333,36 @@ def test_the_doc_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
         exec(compile(code, str(DOC), "exec"), {"__name__": "__doc_example__"})
     out = capsys.readouterr().out
     assert re.search(r"user \d+: \d+ slates, return [\d.]+, P\(return\) [\d.]+", out), out
+
+
+@pytest.mark.parametrize("repeat_share", [0.0, 1.0])
+def test_reshowing_consumed_items_never_beats_fresh_relevant_ones(
+    prep: Prepared, repeat_share: float
+) -> None:
+    """The exploit an RL agent or a plug-in would find first: the same best slate every turn.
+    Satiation (and item-keyed draws) make it lose to fresh items of the same relevance, in a
+    world that logs no repeats (films) and in one whose logs are all repeats (listening)."""
+    world = replace(prep, model=msgspec.structs.replace(prep.model, repeat_share=repeat_share))
+    env = RecoEnv(world, max_turns=6)
+    k, every = env.slate_size, np.arange(N_ITEMS)[None, :]
+    reward = {"repeat": [], "fresh": []}
+    p_return = {"repeat": [], "fresh": []}
+    reclicks = 0
+    for seed in range(30):
+        for kind in reward:
+            env.reset(seed=seed)
+            row = np.flatnonzero(world.population.uid == env.user)
+            logit, _ = world.model.static_logit(world.population, row, every, world.catalog)
+            seen = world.population.take(row).history_of(N_ITEMS).toarray()[0]
+            order = np.argsort(-np.where(seen, -np.inf, logit[0]), kind="stable")
+            slates = [order[:k] if kind == "repeat" else order[t * k :][:k] for t in range(6)]
+            steps = play(env, slates, seed=seed)[1:]
+            reward[kind].append(sum(s[1] for s in steps) - steps[-1][4]["p_return"])
+            p_return[kind].append(steps[-1][4]["p_return"])
+            if kind == "repeat":
+                clicked = np.array([s[0]["clicked"] for s in steps])
+                reclicks += int(clicked[1:].sum())
+    assert np.mean(reward["fresh"]) > np.mean(reward["repeat"])
+    assert np.mean(p_return["fresh"]) >= np.mean(p_return["repeat"])
+    if repeat_share == 0.0:  # nothing is ever consumed twice where the logs hold no repeat
+        assert reclicks <= 0.05 * 30 * 5 * k

@@ -72,7 +72,8 @@ async def simulate_arm_llm(
         rows, mem = np.array([b]), UserMemory()
         async with gate:
             for session in range(sim.sessions):
-                mind = brain.start_session(rows, session, ledger.start_session(rows, session))
+                carry = ledger.start_session(rows, session)
+                mind = brain.start_session(rows, session, carry, ledger.day[rows])
                 mem.recent = []
                 for turn in range(sim.turns):
                     # 1. the recommender proposes a slate

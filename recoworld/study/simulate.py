@@ -40,7 +40,8 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
     )
     alive = np.arange(users.size)
     for session in range(sim.sessions):
-        idx, mind = alive, brain.start_session(alive, session, ledger.start_session(alive, session))
+        carry = ledger.start_session(alive, session)
+        idx, mind = alive, brain.start_session(alive, session, carry, ledger.day[alive])
         for turn in range(sim.turns):
             if idx.size == 0:
                 break

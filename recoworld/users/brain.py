@@ -2,7 +2,9 @@
 
 Per slate position p (a loop of k steps; every step is whole-array work over the users):
 1. click logit = fitted static logit - position bias - fatigue + curiosity x novelty
-                 - boredom x repetition;
+                 - boredom x repetition - satiation (an item consumed before: a lasting part
+                 from the world's repeat share, a short-term part that fades over days;
+                 :mod:`recoworld.users.satiation`);
 2. click ~ Bernoulli(sigmoid(logit)); a click's watch fraction is a logit-normal around the
    item's appeal; under ``watch_threshold`` it is a bounce ("click"), else "watch"; a watcher
    rates with ``rate_probability`` ("rate"), the rating drawn from the fitted rating model;
@@ -15,8 +17,11 @@ After the slate the user may write a reflective instruction (satisfaction under
 halves the chance of leaving: the user gives the recommender a chance. At the end of a session
 the return model decides whether, and after how many days, the user comes back.
 
-Every random draw is keyed by (seed, stream, user uid, session, turn, position), so a user's
-behaviour does not depend on batch, shard or the other users.
+Every random draw is keyed by the user's uid, so a user's behaviour does not depend on batch,
+shard or the other users. The draws of an item's decision (click, watch, rate) are keyed by
+(user, session, item): shown an item again in the same session, a user decides about it as it
+did (its mindset having moved), rather than drawing a fresh chance; its rating of an item is
+keyed by (user, item). Leaving, instructing and returning are keyed by (user, session, turn).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from recoworld.rng import Stream, normals, uniform_pair, uniforms
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import simulate_ratings
 from recoworld.users.persona import Personas
+from recoworld.users.satiation import ItemMemory, lasting_penalty
 
 __all__ = [
     "ACTIONS",
@@ -73,6 +79,7 @@ class Mindset:
     curiosity: np.ndarray
     profile: np.ndarray  # (n, n_tags) what was consumed this session, decayed
     last_instruct_turn: np.ndarray  # int, -9 if none this session
+    day: np.ndarray  # float32, the day the session started (the calendar of the run)
 
     def take(self, keep: np.ndarray) -> Mindset:
         return Mindset(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
@@ -99,11 +106,17 @@ class ParametricBrain:
         )
         self._tag_norm = (np.sqrt((catalog.tag_matrix**2).sum(1)) + 1e-6).astype(np.float32)
         self._taste_norm = (np.sqrt((personas.taste**2).sum(1)) + 1e-6).astype(np.float32)
+        self.memory = ItemMemory(personas, catalog.n_items, lasting_penalty(model.repeat_share))
 
     def start_session(
-        self, rows: np.ndarray, session: int, carry: np.ndarray | None = None
+        self,
+        rows: np.ndarray,
+        session: int,
+        carry: np.ndarray | None = None,
+        day: np.ndarray | None = None,
     ) -> Mindset:
-        """Fresh mindsets for ``rows``; ``carry`` = last session's final satisfaction (or None)."""
+        """Fresh mindsets for ``rows``; ``carry`` = last session's final satisfaction (or None);
+        ``day`` = the day each session starts (None: day 0)."""
         n = rows.size
         sat = np.full(n, 0.5, np.float32)
         if carry is not None:
@@ -118,6 +131,7 @@ class ParametricBrain:
             curiosity=self.p.diversity[rows].astype(np.float32).copy(),
             profile=np.zeros((n, self.cat.tag_matrix.shape[1]), np.float32),
             last_instruct_turn=np.full(n, -9, np.int32),
+            day=np.zeros(n, np.float32) if day is None else day.astype(np.float32),
         )
 
     def react(
@@ -127,7 +141,6 @@ class ParametricBrain:
         cfg, cat = self.cfg, self.cat
         n, k = slates.shape
         uid = self.p.uid[rows][:, None]
-        pos = np.arange(k)[None, :]
         static, aff = self.model.static_logit(self.p, rows, slates, cat)
         tags = cat.tag_matrix[slates]  # (n, k, T)
         tag_norm = self._tag_norm[slates]
@@ -135,9 +148,9 @@ class ParametricBrain:
         novelty = 1.0 - np.einsum("nt,nkt->nk", taste, tags) / (
             self._taste_norm[rows][:, None] * tag_norm
         )
-        u_click, u_rate = uniform_pair(self.seed, Stream.CLICK, uid, session, turn, pos)
-        z_watch = normals(self.seed, Stream.WATCH, uid, session, turn, pos)
-        z_rating = normals(self.seed, Stream.RATING, uid, session, turn, pos)
+        u_click, u_rate = uniform_pair(self.seed, Stream.CLICK, uid, session, slates)
+        z_watch = normals(self.seed, Stream.WATCH, uid, session, slates)
+        z_rating = normals(self.seed, Stream.RATING, uid, slates)
         ratings_if = (
             simulate_ratings(
                 self.model.rating, self.p.mean_rating[rows][:, None], slates, aff, z_rating
@@ -150,6 +163,7 @@ class ParametricBrain:
         # Everything that does not depend on the evolving mindset, for all positions at once.
         f32 = np.float32
         base = (static - (cfg.position_bias * np.log2(1.0 + np.arange(k)))[None, :]).astype(f32)
+        base += np.where(self.memory.in_history(rows, slates), self.memory.lasting, f32(0.0))
         nov = (cfg.curiosity_weight * (novelty - 0.5)).astype(f32)
         u_click = u_click.astype(f32)
         noise_w = (0.8 * z_watch).astype(f32)
@@ -163,12 +177,14 @@ class ParametricBrain:
         watched = np.zeros((n, k), bool)
         watch = np.zeros((n, k), f32)
         for p in range(k):
-            # 1. the click logit: position bias, fatigue, boredom with repeats, curiosity
+            # 1. the click logit: position bias, fatigue, boredom with repeats, curiosity,
+            #    satiation with items clicked before
             rep = step.repetition(p)
             logit = (
                 base[:, p]
                 - cfg.fatigue_weight * mind.fatigue
                 - cfg.boredom_weight * mind.boredom * rep
+                - step.satiation(p)
             )
             logit += mind.curiosity * nov[:, p]
             # 2. decisions: click, watch fraction, bounce, rate
@@ -289,6 +305,7 @@ class _MindStep:
     def __init__(self, brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray):
         f32 = np.float32
         self.cfg, self.mind = brain.cfg, mind
+        self.memory, self.rows, self.slates = brain.memory, rows, slates
         self.tags = brain.cat.tag_matrix[slates]  # (n, k, T)
         self.tag_norm = brain._tag_norm[slates]
         self.expect = brain._expect[rows]
@@ -302,6 +319,15 @@ class _MindStep:
         return np.einsum("nt,nt->n", m.profile, self.tags[:, p]) / (
             self.pnorm * self.tag_norm[:, p]
         )
+
+    def satiation(self, p: int) -> np.ndarray:
+        """(n,) logit penalty of item ``p`` for users who clicked it earlier in the simulation:
+        the lasting part (the world's repeat share) plus the short-term part, fading over days.
+        """
+        since = self.memory.clicked_since(self.rows, self.slates[:, p], self.mind.day)
+        cfg = self.cfg
+        short = cfg.satiation_weight * np.exp(-np.maximum(since, 0.0) / cfg.satiation_days)
+        return np.where(np.isfinite(since), short - self.memory.lasting, 0.0).astype(np.float32)
 
     def update(
         self,
@@ -323,7 +349,8 @@ class _MindStep:
         mind.boredom += cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
         mind.curiosity += f32(0.2) * (self.diversity * (1.0 - mind.boredom) - mind.curiosity)
         hit = np.flatnonzero(c)
-        if hit.size:  # only clickers' session profiles move
+        if hit.size:  # only clickers' session profiles (and item memories) move
+            self.memory.remember(self.rows[hit], self.slates[hit, p], mind.day[hit])
             mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * self.tags[hit, p]
             prof = mind.profile[hit]
             self.pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", prof, prof)) + 1e-6

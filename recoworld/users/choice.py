@@ -60,6 +60,9 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     watch_slope: float
     rating: RatingModel | None
     returns: ReturnModel
+    repeat_share: float = 1.0
+    """Share of the world's consumptions that repeat an item (``users.satiation``); sets the
+    lasting satiation penalty. 1.0 (none) in fits made before it existed."""
 
     def static_logit(
         self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog

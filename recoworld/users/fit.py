@@ -33,6 +33,7 @@ from recoworld.users.choice import (
     features,
 )
 from recoworld.users.persona import SITTING_GAP_S, Personas, personas_from_history
+from recoworld.users.satiation import repeat_share
 from recoworld.world.model import World
 
 HISTORY_SHARE = 0.8
@@ -240,6 +241,7 @@ def fit_choice_model(
         watch_slope=WATCH_SLOPE,
         rating=rating,
         returns=returns,
+        repeat_share=repeat_share(world.interactions),
     )
     report = CalibrationReport(
         dataset=world.name,
