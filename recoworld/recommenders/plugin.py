@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +35,7 @@ def load_plugin(target: str, options: dict[str, object], where: str) -> Recommen
     """The recommender ``target`` makes from ``options``; ``where`` is the config path (errors)."""
     module_name, _, attr = target.partition(":")
     try:
-        obj: object = importlib.import_module(module_name)
+        obj: object = _import(module_name)
     except ImportError as e:
         raise RecommenderError(
             f"{where}.target = {target!r}: cannot import module {module_name!r} "
@@ -78,6 +81,23 @@ def load_plugin(target: str, options: dict[str, object], where: str) -> Recommen
     if has_sync and has_async:
         return rec  # type: ignore[return-value]
     return _Completed(rec, has_sync)
+
+
+def _import(module_name: str) -> object:
+    """``module_name``, looked for on ``sys.path`` and then in the working directory, as
+    ``python -m`` would (the ``recoworld`` command's own path does not hold it): a plug-in in
+    the project the study is run from imports as it does in the project's tests."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        top = module_name.split(".")[0]
+        if e.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        if not (Path(cwd) / top).is_dir() and not (Path(cwd) / f"{top}.py").is_file():
+            raise
+        sys.path.append(cwd)  # last: never shadows an installed package
+        return importlib.import_module(module_name)
 
 
 class _Completed:
