@@ -1,0 +1,202 @@
+"""The reference service's model: EASE (Steck, 2019) fitted on a RecoWorld world, and the
+per-user state the recommender service protocol asks a service to keep.
+
+EASE is a closed-form item-item model: with X the (users x items) 0/1 interaction matrix,
+``P = (X'X + lambda I)^-1`` and ``B = I - P / diag(P)`` with a zero diagonal; a user's scores
+are ``x_u B``. Here ``x_u`` is the user's real history plus the items it clicked in the
+simulation, and its profile ``x_u B`` is kept as a running sum of rows of ``B`` (history rows
+in item order, then each click in the order it happened), so a user's slates depend on that
+user alone, never on who shares its request: the service is deterministic per user.
+
+Instructions re-weight tags: each ``more_of`` adds one to the tag's weight for that user, each
+``less_of`` takes one away (within [-2, 2]); weights halve at each new session. A slate's
+scores are ``profile + weight x spread x (tag weights . item tags)``, where ``spread`` is the
+standard deviation of the user's unseen items' scores. Items the user has in its history or
+was shown (its feedback says what was shown) are not recommended again while others remain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recoworld.recommenders.http import (
+    PROTOCOL_VERSION,
+    RecommendRequest,
+    RecommendResponse,
+    UserRequest,
+)
+from recoworld.world.model import World
+
+MAX_EASE_ITEMS = 20_000
+"""EASE inverts an (items x items) matrix: beyond this it is the wrong model (memory, time)."""
+TAG_WEIGHT_LIMIT = 2.0
+
+
+class BadRequest(ValueError):
+    """A request the service cannot serve (HTTP 400)."""
+
+
+class EASE:
+    """EASE fitted on ``world``'s interactions (every interaction counts once)."""
+
+    def __init__(self, world: World, lam: float = 250.0) -> None:
+        items = world.items
+        n_items = items.height
+        if n_items > MAX_EASE_ITEMS:
+            raise ValueError(
+                f"EASE inverts an items x items matrix: {n_items} items is over {MAX_EASE_ITEMS}"
+            )
+        self.item_ids: list[str] = items["item_id"].to_list()
+        self.row = {item: i for i, item in enumerate(self.item_ids)}
+        users = world.users["user_id"].to_list()
+        user_row = {u: i for i, u in enumerate(users)}
+        inter = world.interactions.select("user_id", "item_id").unique()
+        u = np.array([user_row[x] for x in inter["user_id"].to_list()], np.int64)
+        i = np.array([self.row[x] for x in inter["item_id"].to_list()], np.int64)
+        x = np.zeros((len(users), n_items), np.float64)
+        x[u, i] = 1.0
+        gram = x.T @ x
+        gram[np.diag_indices(n_items)] += lam
+        p = np.linalg.inv(gram)
+        b = p / -np.diag(p)
+        b[np.diag_indices(n_items)] = 0.0
+        self.b = b.astype(np.float32)
+        self.lam = lam
+        self.n_items = n_items
+        # each user's real history, sorted by item row
+        order = np.lexsort((i, u))
+        u, i = u[order], i[order]
+        cuts = np.searchsorted(u, np.arange(len(users) + 1))
+        self.history = {users[k]: i[cuts[k] : cuts[k + 1]] for k in range(len(users))}
+        self.tags: list[str] = sorted({t for ts in items["tags"].to_list() for t in ts})
+        tag_col = {t: j for j, t in enumerate(self.tags)}
+        self.tag_matrix = np.zeros((n_items, len(self.tags)), np.float32)
+        for row, ts in enumerate(items["tags"].to_list()):
+            for t in ts:
+                self.tag_matrix[row, tag_col[t]] = 1.0 / len(ts)
+        self.tag_col = tag_col
+
+
+@dataclass(eq=False)
+class UserState:
+    """One simulated user as the service knows it (within one scope)."""
+
+    profile: np.ndarray  # (n_items,) float32: sum of B's rows of the items it consumed
+    seen: np.ndarray  # (n_items,) bool: history and everything shown
+    tag_w: np.ndarray  # (n_tags,) float32
+    session: int = 0
+    applied: set[tuple[int, int]] = field(default_factory=set)  # feedback (session, turn)
+    instructed: set[tuple[int, int]] = field(default_factory=set)
+    last: tuple[int, int, list[str], list[float]] | None = None  # the last slate served
+
+
+@dataclass
+class Stats:
+    """What the service did (GET /stats): for benchmarks and tests."""
+
+    requests: int = 0
+    users: int = 0
+    compute_s: float = 0.0
+    uncovered: int = 0
+
+
+class Recommender:
+    """Serves the protocol with :class:`EASE`: per-(scope, user) state, at most ``max_scopes``
+    scopes (the least recently used is forgotten first)."""
+
+    def __init__(self, model: EASE, *, max_scopes: int = 4096) -> None:
+        self.model = model
+        self.max_scopes = max_scopes
+        self.scopes: OrderedDict[str, dict[int, UserState]] = OrderedDict()
+        self.stats = Stats()
+
+    def handle(self, req: RecommendRequest) -> RecommendResponse:
+        t0 = time.perf_counter()
+        if req.protocol_version != PROTOCOL_VERSION:
+            raise BadRequest(
+                f"protocol_version {req.protocol_version} is not served; expected "
+                f"{PROTOCOL_VERSION}"
+            )
+        if not 1 <= req.k <= self.model.n_items:
+            raise BadRequest(f"k = {req.k}: expected 1..{self.model.n_items}")
+        weight = float(req.options.get("instruction_weight", 1.0))
+        users = self.scopes.pop(req.scope, None) or {}
+        self.scopes[req.scope] = users  # most recently used last
+        while len(self.scopes) > self.max_scopes:
+            self.scopes.popitem(last=False)
+        slates: list[list[str | int] | None] = []
+        scores: list[list[float] | None] = []
+        for u in req.users:
+            out = self._one(users, u, req.k, weight)
+            slates.append(out[0] if out else None)
+            scores.append(out[1] if out else None)
+        self.stats.requests += 1
+        self.stats.users += len(req.users)
+        self.stats.compute_s += time.perf_counter() - t0
+        return RecommendResponse(slates=slates, scores=scores)
+
+    def _one(
+        self, users: dict[int, UserState], u: UserRequest, k: int, weight: float
+    ) -> tuple[list[str], list[float]] | None:
+        m = self.model
+        state = users.get(u.user)
+        if state is None:
+            if u.history is not None:
+                hist = np.unique([m.row[i] for i in u.history if i in m.row]).astype(np.int64)
+            elif u.source_user is not None and u.source_user in m.history:
+                hist = m.history[u.source_user]
+            else:
+                hist = np.zeros(0, np.int64)
+            if hist.size == 0:  # nothing to go on: the study's fallback serves this user
+                self.stats.uncovered += 1
+                return None
+            seen = np.zeros(m.n_items, bool)
+            seen[hist] = True
+            state = UserState(
+                profile=m.b[hist].sum(0),
+                seen=seen,
+                tag_w=np.zeros(len(m.tags), np.float32),
+            )
+            users[u.user] = state
+        for fb in u.feedback:  # each (session, turn) once: a retried request resends it
+            if (fb.session, fb.turn) in state.applied:
+                continue
+            state.applied.add((fb.session, fb.turn))
+            for item, action in zip(fb.items, fb.actions):
+                row = m.row.get(item)
+                if row is None:  # an item the service does not carry (a creator's new item)
+                    continue
+                state.seen[row] = True
+                if action != "skip":
+                    state.profile += m.b[row]
+        for ins in u.instructions:
+            if (ins.session, ins.turn) in state.instructed:
+                continue
+            state.instructed.add((ins.session, ins.turn))
+            for tag, step in ((ins.more_of, 1.0), (ins.less_of, -1.0)):
+                if tag in m.tag_col:
+                    j = m.tag_col[tag]
+                    state.tag_w[j] = np.clip(
+                        state.tag_w[j] + step, -TAG_WEIGHT_LIMIT, TAG_WEIGHT_LIMIT
+                    )
+        if state.last is not None and state.last[:2] == (u.session, u.turn):
+            return state.last[2], state.last[3]  # a retry of a request already answered
+        if u.session != state.session:
+            state.tag_w *= 0.5 ** (u.session - state.session)
+            state.session = u.session
+        scores = state.profile.astype(np.float64)
+        unseen = ~state.seen
+        if weight and state.tag_w.any():
+            spread = scores[unseen].std() if unseen.sum() > 1 else 1.0
+            scores = scores + weight * (spread or 1.0) * (m.tag_matrix @ state.tag_w)
+        # seen items rank below every unseen one (they fill a slate only when nothing is left)
+        ranked = np.where(unseen, scores, scores - (np.abs(scores).max() + 1.0) * 2)
+        top = np.argsort(-ranked, kind="stable")[:k]
+        items = [m.item_ids[i] for i in top]
+        values = [round(float(v), 6) for v in ranked[top]]
+        state.last = (u.session, u.turn, items, values)
+        return items, values
