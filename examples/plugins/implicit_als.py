@@ -99,7 +99,8 @@ class ImplicitRecommender:
         world = p.history if p.history is not None else sp.csr_matrix((0, n_items), dtype=bool)
         if world.shape[1] < n_items:  # the creator's new items: nobody has them yet
             world = sp.hstack([world, sp.csr_matrix((world.shape[0], n_items - world.shape[1]))])
-        user_items = sp.csr_matrix(world, dtype=np.float32)
+        # a copy: on Ray the audience's arrays are read-only views of the object store
+        user_items = sp.csr_matrix(world, dtype=np.float32, copy=True)
         with threadpool_limits(1):  # BLAS on one thread (implicit warns otherwise)
             model = self._model()
             model.fit(user_items, show_progress=False)

@@ -443,7 +443,7 @@ class _Rows:
             self.fail(
                 name,
                 j,
-                f"is {a[j]!r} ({int(bad.sum())} of the {self.n} rows read are not finite)",
+                f"is {float(a[j])!r} ({int(bad.sum())} of the {self.n} rows read are not finite)",
                 "a finite number",
             )
         return a

@@ -88,8 +88,9 @@ class Faulty:
                 slates[bad, -1] = self.n_items + 7
             case "duplicate":
                 slates[bad, 1] = slates[bad, 0]
-            case "repeat":
-                slates[bad] = ((t[bad] - 1)[:, None] * k + np.arange(k)) % self.n_items
+            case "repeat":  # the user's previous slate (from its second slate on)
+                again = bad & (t > 0)
+                slates[again] = ((t[again] - 1)[:, None] * k + np.arange(k)) % self.n_items
             case "uncovered":
                 slates[bad] = NO_SLATE
         return slates
