@@ -231,13 +231,25 @@ def assert_token_nowhere(root: Path) -> None:
             assert TOKEN.encode() not in f.read_bytes(), f
 
 
+@pytest.fixture(scope="module")
+def reference_run(
+    service: Service, ml_world, tmp_path_factory
+) -> Iterator[tuple[tuple[Prepared, ...], Path, dict]]:
+    """The study against the reference service, in-process: (replicates, run folder, the
+    service's figures before it)."""
+    os.environ[TOKEN_ENV] = TOKEN  # for the module's tests: forked and Ray workers inherit it
+    try:
+        preps = prepare_all(service_study(service.url), ml_world)
+        before = service.stats()
+        yield preps, run_preps(preps, tmp_path_factory.mktemp("runs"), "one", workers=1), before
+    finally:
+        os.environ.pop(TOKEN_ENV, None)
+
+
 def test_a_study_against_the_reference_service_gives_the_same_events_in_process_with_2_workers_and_again(  # noqa: E501
-    service: Service, ml_world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    service: Service, reference_run, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    preps = prepare_all(service_study(service.url), ml_world)
-    before = service.stats()
-    one = run_preps(preps, tmp_path, "one", workers=1)
+    preps, one, before = reference_run
     two = run_preps(preps, tmp_path, "two", workers=2)
     again = run_preps(preps, tmp_path, "again", workers=1)
     ev = events(one)
@@ -254,8 +266,59 @@ def test_a_study_against_the_reference_service_gives_the_same_events_in_process_
     assert ev.filter(pl.col("arm") == "inject")["is_creator_item"].any()
     assert ev["clicked"].any()
     assert_token_nowhere(tmp_path)
+    assert_token_nowhere(one)
     study_json = (one / "study.json").read_text()
     assert TOKEN_ENV in study_json and TOKEN not in study_json
+
+
+@pytest.mark.slow
+def test_the_same_study_on_ray_gives_the_same_events(
+    service: Service, ml_world, reference_run, tmp_path: Path
+) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    from actors.driver import connect, run_study_on_ray
+
+    _, one, _ = reference_run
+    if ray.is_initialized():
+        ray.shutdown()
+    connect("local", num_cpus=2)  # its workers inherit the credential's variable
+    try:
+        res = run_study_on_ray(
+            service_study(service.url), ml_world, run_id="ray", out_dir=tmp_path, shards=2
+        )
+    finally:
+        ray.shutdown()
+    assert events(res.path).equals(events(one))
+    assert fallbacks(res.path) == 0.0
+    assert_token_nowhere(tmp_path)
+
+
+def test_a_language_model_study_awaits_the_service_and_shares_requests_between_users(
+    tmp_path: Path, scripted
+) -> None:
+    from recoworld.config import BrainConfig, LLMConfig
+    from recoworld.study.runner import run_study
+    from recoworld.testing.scripted_llm import ScriptedModel
+
+    base = decode_study(SMALL_STUDY)
+    world = load_world_for(base.world, base.seed)
+    s = scripted(Reply(delay=0.01))
+    cfg = msgspec.structs.replace(
+        base,
+        brain=BrainConfig(kind="llm"),
+        llm=LLMConfig(backend="openai", model="scripted"),
+        recommender=RecommenderConfig(
+            kind="http", service=ServiceConfig(url=s.url, concurrency=1, backoff_s=0.01)
+        ),
+    )
+    first = run_study(cfg, world, run_id="a", out_dir=tmp_path, model=ScriptedModel())
+    n_first = len(s.requests)
+    again = run_study(cfg, world, run_id="b", out_dir=tmp_path, model=ScriptedModel())
+    ev = events(first.path)
+    assert ev.height and events(again.path).equals(ev) and fallbacks(first.path) == 0.0
+    user_turns = ev.height // cfg.simulation.slate_size
+    assert sum(len(r["users"]) for r in s.requests[:n_first]) == user_turns
+    assert n_first < user_turns  # users who asked while the service was busy shared a request
 
 
 def test_the_reference_service_refuses_requests_without_the_right_bearer_token(
