@@ -1,5 +1,6 @@
 """The grid: each study x recommender x population x seed is a cell, a study config of its own
-with a filesystem-safe id. :func:`load_sweep` reads a sweep file and its studies and expands it."""
+with a filesystem-safe id (a recommender table with an options ``grid`` is one recommender per
+combination of its values). :func:`load_sweep` reads a sweep file and its studies and expands it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import msgspec
 
 from recoworld.config import StudyConfig, check_study, decode_strict, encode_study, load_study
 from recoworld.errors import ConfigError
-from recoworld.sweep.config import SweepConfig, decode_sweep
+from recoworld.sweep.config import SweepConfig, decode_sweep, recommender_variants
 
 
 class Cell(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,7 +69,7 @@ def expand(
         if sid in owner:
             raise ConfigError(f"{source}: study {path} is listed twice - at `$.studies`")
         owner[sid] = path
-        for r in cfg.recommenders:
+        for _, r in recommender_variants(cfg):
             for p in cfg.populations:
                 pop = study.population
                 size = (

@@ -4,8 +4,12 @@ the file and the ``$.path``), and the checks its values pass."""
 from __future__ import annotations
 
 import datetime
+import itertools
+import math
 import re
-from typing import Literal
+from typing import Any, Literal
+
+import msgspec
 
 from recoworld.config import SEED_MAX, RecommenderConfig, Strict, Targeting, decode_strict
 from recoworld.errors import ConfigError
@@ -17,11 +21,48 @@ class RecommenderVariant(RecommenderConfig, kw_only=True):
 
     name: str
     """Variant name, part of the cell id: letters, digits, '_', '.', single '-' between them."""
+    grid: dict[str, Any] = {}
+    """python, http: values of ``options`` to cross, e.g. ``{ factors = [16, 64], alpha =
+    [1.0, 10.0] }``. Each combination (one value per key) is a variant of its own, named
+    ``<name>.<key>-<value>`` for each key in order (``als.factors-16.alpha-1``), whose options
+    are ``options`` with those values set; the pooled table then has one row per combination.
+    A key may not also be in ``options``. Empty: this one variant."""
 
     def config(self) -> RecommenderConfig:
         return RecommenderConfig(
             **{f: getattr(self, f) for f in RecommenderConfig.__struct_fields__}
         )
+
+    def expand(self) -> list[RecommenderVariant]:
+        """The variants ``grid`` stands for (``[self]`` when it is empty), in the order of the
+        grid's keys and values (the last key varies fastest)."""
+        if not self.grid:
+            return [self]
+        keys = list(self.grid)
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            name = ".".join([self.name, *(f"{k}-{value_name(v)}" for k, v in zip(keys, values))])
+            options = {**self.options, **dict(zip(keys, values))}
+            out.append(msgspec.structs.replace(self, name=name, options=options, grid={}))
+        return out
+
+
+def value_name(v: object) -> str:
+    """An option value as a part of a variant name: numbers as written (``0.05``, ``1e-05``;
+    a minus is ``m``), true/false, text with runs of other characters than letters, digits,
+    '_' and '.' turned into one '-'."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int | float):
+        text = f"{v:g}" if isinstance(v, float) else str(v)
+        return text.replace("-", "m", 1) if text.startswith("-") else text
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", str(v)).strip("-.") or "x"
+
+
+def recommender_variants(cfg: SweepConfig) -> list[tuple[int, RecommenderVariant]]:
+    """Every recommender variant of the sweep, grids expanded, with the index of the
+    ``[[recommenders]]`` table it comes from."""
+    return [(k, v) for k, r in enumerate(cfg.recommenders) for v in r.expand()]
 
 
 class PopulationVariant(Strict):
@@ -55,7 +96,8 @@ class SweepConfig(Strict, kw_only=True):
     """Study files, relative to this sweep file's folder."""
     recommenders: list[RecommenderVariant]
     """Recommender variants ([[recommenders]] tables); each replaces the study's [recommender].
-    Arms that set their own recommender keep it."""
+    Arms that set their own recommender keep it. A table with a ``grid`` stands for one
+    variant per combination of its option values."""
     populations: list[PopulationVariant]
     """Population variants ([[populations]] tables)."""
     seeds: list[int]
@@ -80,13 +122,19 @@ def check_sweep(cfg: SweepConfig) -> None:
     for field in ("studies", "recommenders", "populations", "seeds"):
         if not getattr(cfg, field):
             raise _bad(field, "at least one entry", [])
-    for field in ("recommenders", "populations"):
+    for k, r in enumerate(cfg.recommenders):
+        _check_grid(r, f"recommenders[{k}]")
+    named = {
+        "recommenders": [(f"recommenders[{k}]", v) for k, v in recommender_variants(cfg)],
+        "populations": [(f"populations[{k}]", v) for k, v in enumerate(cfg.populations)],
+    }
+    for field, variants in named.items():
         seen: set[str] = set()
-        for k, v in enumerate(getattr(cfg, field)):
+        for at, v in variants:
             if not _NAME.fullmatch(v.name):
-                raise _bad(f"{field}[{k}].name", _NAME_RULE, v.name)
+                raise _bad(f"{at}.name", _NAME_RULE, v.name)
             if v.name in seen:
-                raise _bad(f"{field}[{k}].name", f"unique {field[:-1]} names", v.name)
+                raise _bad(f"{at}.name", f"unique {field[:-1]} names", v.name)
             seen.add(v.name)
     for k, p in enumerate(cfg.populations):
         if p.size is not None and p.size < 0:
@@ -98,6 +146,34 @@ def check_sweep(cfg: SweepConfig) -> None:
             raise _bad(f"seeds[{k}]", "unique seeds", s)
     if cfg.users is not None and cfg.users < 0:
         raise _bad("users", "an integer >= 0", cfg.users)
+
+
+def _check_grid(r: RecommenderVariant, at: str) -> None:
+    if not r.grid:
+        return
+    if r.kind not in ("python", "http"):
+        raise _bad(
+            f"{at}.grid",
+            f'no grid: it varies `options`, which only kind = "python" or "http" takes '
+            f"(this one is {r.kind!r})",
+            r.grid,
+        )
+    for key, values in r.grid.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise _bad(f"{at}.grid", "option names of letters, digits and '_'", key)
+        if key in r.options:
+            raise _bad(
+                f"{at}.grid.{key}", "an option given in `grid` or in `options`, not in both", key
+            )
+        if not isinstance(values, list) or not values:
+            raise _bad(f"{at}.grid.{key}", "a non-empty list of the option's values", values)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise _bad(f"{at}.grid.{key}", "finite numbers", v)
+            if isinstance(v, dict | list):
+                raise _bad(
+                    f"{at}.grid.{key}", "plain values (numbers, strings, booleans) to cross", v
+                )
 
 
 def decode_sweep(data: bytes | str, *, source: str = "<string>") -> SweepConfig:
