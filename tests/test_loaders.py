@@ -818,7 +818,7 @@ def test_unknown_dataset() -> None:
         load_world("netflix")
     assert str(err.value) == (
         "netflix: unknown dataset; expected one of ml-100k, ml-1m, ml-latest, ml-latest-small, "
-        "lastfm, recbole, generic"
+        "lastfm, amazon, kuairec, kuairand, recbole, generic"
     )
 
 

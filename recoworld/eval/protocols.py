@@ -31,6 +31,9 @@ RATIOS = (1, 3, 9)
 LIST_SIZE = 20
 LIKED_AT = 4.0
 """On rated data a held-out interaction is a positive when rated >= this (on a 5-point scale)."""
+LIKED_WATCH = 1.0
+"""On unrated data with watch fractions (feed logs) a held-out view is a positive when watched
+to the end: its watch fraction (the watch ratio capped at 1) is >= this."""
 HIT_CANDIDATES = 20
 TRAITS = ("activity", "conformity", "diversity")
 
@@ -40,9 +43,13 @@ TRAITS = ("activity", "conformity", "diversity")
 
 def positives_mask(split: Split) -> np.ndarray:
     """Held-out interactions that count as positives: liked (rating >= 4 on a 5-point scale,
-    scaled to the world's scale) on rated data, every interaction otherwise."""
+    scaled to the world's scale) on rated data; watched to the end (:data:`LIKED_WATCH`) on
+    unrated data with watch fractions; every interaction otherwise."""
     r = split.test.rating
     if not split.world.has_ratings:
+        w = split.test.watch
+        if w is not None and not np.isnan(w).all():
+            return ~np.isnan(w) & (w >= LIKED_WATCH)
         return np.ones(len(split.test), dtype=bool)
     hi = (split.world.rating_scale or (1.0, 5.0))[1]
     return ~np.isnan(r) & (r >= LIKED_AT * hi / 5.0)

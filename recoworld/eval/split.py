@@ -39,13 +39,16 @@ class LeakageError(RecoWorldError):
 
 @dataclass(frozen=True, eq=False)
 class Coded:
-    """Interactions as aligned arrays (user row, item row, rating or NaN, weight, time or -1)."""
+    """Interactions as aligned arrays (user row, item row, rating or NaN, weight, time or -1,
+    watch fraction or NaN)."""
 
     user: np.ndarray
     item: np.ndarray
     rating: np.ndarray
     weight: np.ndarray
     timestamp: np.ndarray
+    watch: np.ndarray | None = None
+    """The watch fraction (NaN where unknown); None when the world has none."""
 
     def __len__(self) -> int:
         return int(self.user.size)
@@ -57,6 +60,7 @@ class Coded:
             self.rating[mask],
             self.weight[mask],
             self.timestamp[mask],
+            None if self.watch is None else self.watch[mask],
         )
 
 
@@ -93,7 +97,8 @@ class Split:
 
 def _order_keys(world: World, seed: int, order: str) -> tuple[str, np.ndarray, Coded]:
     u, i, r, w, ts = world.coded_interactions()  # ordered by time, unknown times last
-    coded = Coded(u, i, r, w, ts)
+    watch = world.coded_column("watch_fraction") if world.has_watch_fractions else None
+    coded = Coded(u, i, r, w, ts, watch)
     dated = float((ts >= 0).mean()) if ts.size else 0.0
     if order not in ("auto", "time", "random"):
         raise ValueError(f"order must be auto, time or random, got {order!r}")
@@ -142,9 +147,7 @@ def holdout_split(
     train_c = coded.take(~held)
     tmask = np.flatnonzero(held)
     tmask = tmask[np.lexsort((key[tmask], u[tmask]))]
-    test_c = Coded(
-        *(a[tmask] for a in (coded.user, coded.item, coded.rating, coded.weight, coded.timestamp))
-    )
+    test_c = coded.take(tmask)
     train_frame = _train_frame(world, held, order)
     train = replace(
         world, interactions=train_frame, source=f"{world.source or world.name} (training part)"

@@ -7,6 +7,8 @@ Contract (column names and types are the same for every dataset):
 - ``interactions``: ``user_id`` (str), ``item_id`` (str), ``rating`` (f64, null where the
   dataset has none), ``weight`` (f64, > 0: play count or 1.0), ``timestamp`` (i64 seconds,
   null where unknown).
+  Optional: ``watch_fraction`` (f64 in [0, 1], null where unknown): the share of the item the
+  user watched, for feed logs (KuaiRec, KuaiRand: the watch ratio, capped at 1).
 - ``users``: ``user_id`` (str, unique) plus optional demographics: ``age`` (i64),
   ``gender`` (str), ``occupation`` (str), ``zip`` (str).
 - ``friends``: ``user_id``, ``friend_id`` (str), possibly empty.
@@ -42,6 +44,8 @@ INTERACTION_SCHEMA: dict[str, pl.DataType] = {
     "weight": pl.Float64(),
     "timestamp": pl.Int64(),
 }
+OPTIONAL_INTERACTION_COLUMNS: dict[str, pl.DataType] = {"watch_fraction": pl.Float64()}
+"""Interaction columns a loader may add (see the module docstring)."""
 DEMOGRAPHIC_COLUMNS: dict[str, pl.DataType] = {
     "age": pl.Int64(),
     "gender": pl.String(),
@@ -95,6 +99,19 @@ class World:
                         f"{frame_name}.{col} has type {frame.schema[col]}",
                         expected=str(dtype),
                     )
+        for col, dtype in OPTIONAL_INTERACTION_COLUMNS.items():
+            if col in self.interactions.columns and self.interactions.schema[col] != dtype:
+                raise DataError(
+                    where,
+                    f"interactions.{col} has type {self.interactions.schema[col]}",
+                    expected=str(dtype),
+                )
+        if "watch_fraction" in self.interactions.columns:
+            wf = self.interactions["watch_fraction"].drop_nulls()
+            if wf.len() and not (wf.is_finite().all() and wf.min() >= 0 and wf.max() <= 1):  # type: ignore[operator]
+                raise DataError(
+                    where, "a watch_fraction is outside [0, 1]", expected="fractions in [0, 1]"
+                )
         if "user_id" not in self.users.columns:
             raise DataError(where, "users lacks column 'user_id'", expected="a user_id column")
         for frame_name, frame, col in (
@@ -206,6 +223,27 @@ class World:
             df["rating"].fill_null(np.nan).to_numpy().astype(np.float64),
             df["weight"].to_numpy().astype(np.float64),
             df["timestamp"].fill_null(-1).to_numpy().astype(np.int64),
+        )
+
+    def coded_column(self, column: str, fill: float = np.nan) -> np.ndarray:
+        """An interaction column as float64, in :meth:`coded_interactions` order (nulls and a
+        missing column -> ``fill``)."""
+        if column not in self.interactions.columns:
+            return np.full(self.interactions.height, fill)
+        df = (
+            self.interactions.with_row_index("_row")
+            .join(self.users.select("user_id"), on="user_id", how="semi")
+            .join(self.items.select("item_id"), on="item_id", how="semi")
+            .sort(["timestamp", "_row"], nulls_last=True)
+        )
+        return df[column].cast(pl.Float64).fill_null(fill).to_numpy().astype(np.float64)
+
+    @property
+    def has_watch_fractions(self) -> bool:
+        """Whether any interaction carries a ``watch_fraction``."""
+        wf = "watch_fraction"
+        return wf in self.interactions.columns and self.interactions[wf].null_count() < (
+            self.interactions.height
         )
 
     @property

@@ -2,17 +2,24 @@
 
 - ``ml-100k``: the raw folder (u.data, u.item, u.user) or the RecBole atomic form
   -> :func:`.movielens.load_ml100k`
-- ``ml-1m``: ratings.dat, movies.dat, users.dat -> :func:`.movielens.load_ml1m`
+- ``ml-1m``: ratings.dat (movies.dat, users.dat optional) -> :func:`.movielens.load_ml1m`
 - ``ml-latest`` / ``ml-latest-small``: ratings.csv, movies.csv, tags.csv
   -> :func:`.movielens.load_ml_latest`
 - ``lastfm``: the hetrec2011-lastfm-2k folder -> :func:`.lastfm.load_lastfm`
+- ``amazon``: an Amazon review 5-core JSON-lines file (+ metadata), gzip or not
+  -> :func:`.amazon.load_amazon`
+- ``kuairec``: KuaiRec's data folder (big_matrix.csv, item_categories.csv)
+  -> :func:`.kuai.load_kuairec`
+- ``kuairand``: a KuaiRand folder (log_standard_*.csv, video_features_basic_*.csv)
+  -> :func:`.kuai.load_kuairand`
 - ``recbole``: a folder holding ``<name>.inter`` (+ .item, .user) -> :func:`.recbole.load_recbole`
 - ``generic``: a folder of role-named Parquet/CSV tables -> :func:`.generic.load_generic`
 
 Every malformed input raises :class:`~recoworld.errors.DataError` naming the file, the line
 (or, for Parquet, the row or column) and the expected format, in one line: duplicate header
 columns, badly typed Parquet columns, empty or header-only files, control characters in ids,
-undecodable bytes, missing columns, non-finite ratings, duplicate ids, timestamps that are
+undecodable bytes, truncated or corrupt gzip streams, JSON lines that do not decode (the
+field's ``$.path`` named), missing columns, non-finite ratings, duplicate ids, timestamps that are
 negative, fractional or beyond the year 9999 (milliseconds). :func:`load_world` also refuses a
 world too small to fit (:meth:`~recoworld.world.model.World.require_fittable`).
 
@@ -31,7 +38,9 @@ from pathlib import Path
 
 from recoworld.errors import DataError
 from recoworld.world.fetch import default_data_path
+from recoworld.world.loaders.amazon import load_amazon
 from recoworld.world.loaders.generic import load_generic
+from recoworld.world.loaders.kuai import load_kuairand, load_kuairec
 from recoworld.world.loaders.lastfm import DataWarning, load_lastfm
 from recoworld.world.loaders.movielens import load_ml1m, load_ml100k, load_ml_latest
 from recoworld.world.loaders.recbole import load_recbole
@@ -43,6 +52,9 @@ LOADERS: dict[str, Callable[[Path], World]] = {
     "ml-latest": load_ml_latest,
     "ml-latest-small": lambda p: load_ml_latest(p, name="ml-latest-small"),
     "lastfm": load_lastfm,
+    "amazon": load_amazon,
+    "kuairec": load_kuairec,
+    "kuairand": load_kuairand,
     "recbole": load_recbole,
     "generic": load_generic,
 }
@@ -78,7 +90,10 @@ def load_world(dataset: str, path: str | Path | None = None, *, fittable: bool =
 __all__ = [
     "LOADERS",
     "DataWarning",
+    "load_amazon",
     "load_generic",
+    "load_kuairand",
+    "load_kuairec",
     "load_lastfm",
     "load_ml1m",
     "load_ml100k",

@@ -15,12 +15,16 @@ characters are split with polars string kernels; CSV files that use quoting go t
 
 from __future__ import annotations
 
+import ast
 import csv
+import gzip
 import io
 import re
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import msgspec
 import polars as pl
 
 from recoworld.errors import DataError
@@ -84,6 +88,29 @@ def require_folder(path: Path, expected: str) -> Path:
             path, "not a folder" if path.exists() else "folder not found", expected=expected
         )
     return path
+
+
+def read_bytes(path: Path, *, what: str) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic (``.gz`` or not). A
+    missing file, a folder, or a truncated or corrupt gzip stream raises a DataError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, "file not found", expected=what) from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder", expected=what) from None
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except EOFError:
+        raise DataError(
+            path, "the gzip stream is truncated", expected=f"a complete gzip file ({what})"
+        ) from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(
+            path, f"corrupt gzip data ({exc})", expected=f"a gzip file ({what})"
+        ) from None
 
 
 def read_text(path: Path, *, encoding: str = "utf-8", what: str) -> str:
@@ -254,6 +281,90 @@ def _read_quoted(path: Path, text: str, separator: str, sep_word: str) -> tuple[
         }
     )
     return header, Table(path, frame, layout)
+
+
+def read_json_lines(
+    path: Path,
+    record: type[msgspec.Struct],
+    *,
+    layout: str,
+    python_literals: bool = False,
+) -> tuple[list[msgspec.Struct], list[int]]:
+    """Decode a JSON-lines file (gzip or not) into ``record`` structs: (records, their 1-based
+    line numbers). Blank lines are skipped; unknown fields are ignored. A line that is not a
+    JSON object of ``record``'s fields raises a DataError naming the line, the field
+    (msgspec's ``$.path``) and ``layout``. ``python_literals``: a line that is not JSON may be a
+    Python literal (the 2014 Amazon metadata is written that way); it is read with
+    :func:`ast.literal_eval`, never evaluated."""
+    data = read_bytes(path, what=layout)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    decoder = msgspec.json.Decoder(record)
+    lines = data.split(b"\n")
+    out: list[msgspec.Struct] = []
+    numbers: list[int] = []
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            out.append(decoder.decode(raw))
+        except msgspec.ValidationError as exc:
+            raise DataError(path, str(exc), expected=layout, line=n) from None
+        except msgspec.DecodeError as exc:
+            if not python_literals:
+                raise DataError(path, _json_problem(raw, exc), expected=layout, line=n) from None
+            out.append(_literal_record(path, raw, record, layout, n, exc))
+        numbers.append(n)
+    return out, numbers
+
+
+def _json_problem(raw: bytes, exc: msgspec.DecodeError) -> str:
+    text = str(exc)
+    if "truncated" in text.lower():
+        return f"the JSON object is cut short: {_show(raw.decode('utf-8', 'replace'))}"
+    if "utf-8" in text.lower():
+        return f"not valid UTF-8 ({text})"
+    return f"not a JSON object ({text}): {_show(raw.decode('utf-8', 'replace'))}"
+
+
+def _literal_record(
+    path: Path, raw: bytes, record: type[msgspec.Struct], layout: str, n: int, exc: Exception
+) -> msgspec.Struct:
+    try:
+        value = ast.literal_eval(raw.decode("utf-8"))
+    except SyntaxError as err:
+        cut = "never closed" in str(err) or "unexpected EOF" in str(err)
+        problem = (
+            f"the record is cut short: {_show(raw.decode('utf-8', 'replace'))}"
+            if cut
+            else _json_problem(raw, exc)  # type: ignore[arg-type]
+        )
+        raise DataError(path, problem, expected=layout, line=n) from None
+    except (ValueError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise DataError(path, _json_problem(raw, exc), expected=layout, line=n) from None  # type: ignore[arg-type]
+    try:
+        return msgspec.convert(value, record)
+    except msgspec.ValidationError as err:
+        raise DataError(path, str(err), expected=layout, line=n) from None
+
+
+def records_table(
+    path: Path,
+    records: list[msgspec.Struct],
+    numbers: list[int],
+    columns: dict[str, str],
+    layout: str,
+) -> Table:
+    """A :class:`Table` of decoded records: ``columns`` maps each struct field to a column
+    name; the values keep their decoded types (str, float, int)."""
+    frame = pl.DataFrame(
+        {LINE: pl.Series(numbers, dtype=pl.UInt32)}
+        | {
+            name: pl.Series(name, [getattr(r, field) for r in records], strict=False)
+            for field, name in columns.items()
+        }
+    )
+    return Table(path, frame, layout)
 
 
 def require_columns(

@@ -245,25 +245,48 @@ def _ml100k_genres(path: Path) -> list[str]:
 
 
 def load_ml1m(path: Path) -> World:
-    """MovieLens 1M from a folder with ``ratings.dat``, ``movies.dat``, ``users.dat``.
+    """MovieLens 1M from a folder with ``ratings.dat`` and, optionally, ``movies.dat`` and
+    ``users.dat``.
 
     '::'-separated, Latin-1. Occupation codes become the README's names
-    (:data:`ML1M_OCCUPATIONS`); the age stays the bucket code (:data:`ML1M_AGES`).
+    (:data:`ML1M_OCCUPATIONS`); the age stays the bucket code (:data:`ML1M_AGES`). Without
+    ``movies.dat`` the items are the rated movie ids (title = the id, no tags); without
+    ``users.dat`` the users are the raters (no demographics). Where a file is there, every
+    rating must name a movie (user) it lists.
     """
-    path = c.require_folder(path, "a MovieLens 1M folder (ratings.dat, movies.dat, users.dat)")
-    items = c.read_fields(
-        path / "movies.dat",
+    path = c.require_folder(
+        path, "a MovieLens 1M folder (ratings.dat; movies.dat and users.dat optional)"
+    )
+    ratings = c.read_fields(
+        path / "ratings.dat",
         separator="::",
         encoding="latin-1",
-        names=["item_id", "title", "genres"],
-        labels=["movie id", "title", "genres"],
+        names=["user_id", "item_id", "rating", "timestamp"],
+        labels=_RATING_LABELS,
     )
-    items = c.check_ids(c.require_records(items, "movie"), "item_id")
-    c.check_unique(items, "item_id", label="item id")
-    items_df = _movies(items, c.split_tags(pl.col("genres"), "|"))
+    ratings = _ratings(ratings, 1, 5)
+    if (path / "movies.dat").exists():
+        items = c.read_fields(
+            path / "movies.dat",
+            separator="::",
+            encoding="latin-1",
+            names=["item_id", "title", "genres"],
+            labels=["movie id", "title", "genres"],
+        )
+        items = c.check_ids(c.require_records(items, "movie"), "item_id")
+        c.check_unique(items, "item_id", label="item id")
+        items_df = _movies(items, c.split_tags(pl.col("genres"), "|"))
+    else:
+        ids = c.distinct_ids("item_id", ratings.frame["item_id"])
+        items = c.Table(path / "ratings.dat", ids, "rated movie ids")
+        items_df = c.items_frame(ids)
+    users = _ml1m_users(path / "users.dat") if (path / "users.dat").exists() else None
+    return _world("ml-1m", path, items_df, ratings, items, users, (1.0, 5.0))
 
+
+def _ml1m_users(path: Path) -> c.Table:
     users = c.read_fields(
-        path / "users.dat",
+        path,
         separator="::",
         encoding="latin-1",
         names=["user_id", "gender", "age", "occupation", "zip"],
@@ -278,20 +301,11 @@ def load_ml1m(path: Path) -> World:
             bad[c.LINE], f"age code {bad['age']}", f"one of {', '.join(map(str, ML1M_AGES))}"
         )
     users = c.to_number(users, "occupation", pl.Int64(), label="occupation code", low=0, high=20)
-    users = users.with_frame(
+    return users.with_frame(
         users.frame.with_columns(
             pl.col("occupation").replace_strict(dict(enumerate(ML1M_OCCUPATIONS)))
         )
     )
-
-    ratings = c.read_fields(
-        path / "ratings.dat",
-        separator="::",
-        encoding="latin-1",
-        names=["user_id", "item_id", "rating", "timestamp"],
-        labels=_RATING_LABELS,
-    )
-    return _world("ml-1m", path, items_df, _ratings(ratings, 1, 5), items, users, (1.0, 5.0))
 
 
 # ---- MovieLens latest (CSV) ------------------------------------------------------------------
