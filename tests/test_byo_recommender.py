@@ -478,6 +478,12 @@ def test_an_exception_with_fallback_fails_every_slate_of_the_call(prep: Prepared
     assert "recommend() raised ValueError: boom for 30 users" in str(e.value)
 
 
+def test_a_read_only_slate_array_is_not_written_into(prep: Prepared) -> None:
+    rec = faulty(prep, "uncovered", options={"from_uid": 2, "readonly": True})
+    slates = rec.recommend(np.arange(4), 0, 0, K)
+    assert (slates >= 0).all() and rec.fallback_slates[:4].tolist() == [0, 0, 1, 1]
+
+
 def test_a_failing_plug_in_with_fallback_gives_a_complete_run_counting_them(
     world, tmp_path: Path
 ) -> None:

@@ -257,7 +257,9 @@ def _as_slates(out: object, n: int, k: int) -> tuple[np.ndarray, str]:
             f"slate_size = {k} catalogue rows per user asked"
         )
     if arr.dtype.kind in "iu":
-        return arr.astype(np.int64, copy=False), ""
+        # a copy: fallback rows and injections are written into it, and the plug-in's array
+        # may be read-only (np.broadcast_to) or its own state
+        return np.array(arr, dtype=np.int64), ""
     if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
         return arr.astype(np.int64), ""
     return np.zeros((n, k), np.int64), (

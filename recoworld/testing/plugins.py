@@ -42,7 +42,7 @@ class Faulty:
 
     A user is faulty when its uid is ``>= from_uid`` and ``uid % every == 0``, from session
     ``from_session`` on; ``while_exists``: only while that file exists (a fault one can fix
-    between a failed run and its ``--resume``).
+    between a failed run and its ``--resume``). ``readonly``: the slates come back read-only.
     """
 
     def __init__(
@@ -52,9 +52,11 @@ class Faulty:
         every: int = 1,
         from_session: int = 0,
         while_exists: str = "",
+        readonly: bool = False,
     ) -> None:
         self.fault, self.from_uid, self.every = fault, from_uid, every
         self.from_session, self.while_exists = from_session, while_exists
+        self.readonly = readonly
 
     def bind(self, audience: Audience) -> None:
         self.uid = audience.personas.uid
@@ -69,6 +71,12 @@ class Faulty:
         return on & (session >= self.from_session)
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        out = self._recommend(idx, session, k)
+        if self.readonly and isinstance(out, np.ndarray):
+            out.setflags(write=False)
+        return out
+
+    def _recommend(self, idx: np.ndarray, session: int, k: int) -> np.ndarray:
         t = self.count[idx]
         slates = (t[:, None] * k + np.arange(k)) % self.n_items
         self.count[idx] += 1
@@ -117,6 +125,12 @@ class Listens:
         self.count = np.zeros(len(audience.personas), np.int64)
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        out = self._recommend(idx, session, k)
+        if self.readonly and isinstance(out, np.ndarray):
+            out.setflags(write=False)
+        return out
+
+    def _recommend(self, idx: np.ndarray, session: int, k: int) -> np.ndarray:
         t = self.count[idx]
         self.count[idx] += 1
         return (t[:, None] * k + np.arange(k)) % self.n_items
