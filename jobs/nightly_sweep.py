@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from recoworld.errors import RecoWorldError, RunError
+from recoworld.io.remote import refuse_uri
 
 
 def _date(text: str) -> datetime.date:
@@ -119,6 +120,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         world_loader,
     )
 
+    if args.out:
+        refuse_uri(args.out, "--out", "a sweep")
     sweep = load_sweep(args.sweep)
     runner = pick_runner(args)
     cache = os.environ.get("RECOWORLD_CACHE")

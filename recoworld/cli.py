@@ -1,21 +1,24 @@
 """The `recoworld` command. Only this module (and jobs/) reads flags and environment variables.
 
-    recoworld run STUDY.toml [--run-id ID] [--out DIR] [--overwrite] [--users N] [--replay RUN_DIR]
+    recoworld run STUDY.toml [--run-id ID] [--out DIR|URI] [--overwrite] [--users N] [--replay RUN]
                              [--local | --ray auto|local|ADDRESS] [--shards N] [--resume RUN_ID]
-    recoworld summary RUN_DIR [--segments]
+                             [--staging DIR]
+    recoworld summary RUN_DIR|RUN_URI [--segments]
     recoworld data fetch ml-100k
     recoworld data info DATASET [--path DIR]
     recoworld fit DATASET [--path DIR]
     recoworld schema [TABLE]
 
-Environment: RECOWORLD_CACHE (data cache folder, default ~/.cache/recoworld).
+Environment: RECOWORLD_CACHE (data cache folder, default ~/.cache/recoworld; also holds the
+staging folders and the read cache of runs on object storage). ``--out s3://BUCKET/PREFIX``
+(``gs://``, ``file://``): :mod:`recoworld.io.remote`; its endpoint and credentials come from the
+standard AWS (Google) environment variables, which pyarrow reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -39,11 +42,70 @@ from rich.text import Text
 from recoworld.config import SEED_MAX
 from recoworld.display import summary_table
 from recoworld.errors import ConfigError, RecoWorldError, RunError
+from recoworld.io.remote import RemoteRuns, uri_scheme
 
 
 def _cache_dir() -> Path | None:
     v = os.environ.get("RECOWORLD_CACHE")
     return Path(v) if v else None
+
+
+def _cache_root() -> Path:
+    from recoworld.world.fetch import default_cache_dir
+
+    return _cache_dir() or default_cache_dir()
+
+
+def _local_run(text: str, name: str) -> Path:
+    """A run folder to read: ``text`` itself, or for a run's URI (``s3://…/RUN_ID``) a verified
+    copy of the committed run in the read cache (:meth:`RemoteRuns.fetch`)."""
+    if uri_scheme(text) is None:
+        return Path(text)
+    remote, run_id = RemoteRuns.parse_run(text, name=name)
+    remote.check()
+    return remote.fetch(run_id, _cache_root() / "remote" / remote.key)
+
+
+def _remote_plan(
+    remote: RemoteRuns, staging: Path, run_id: str, args: argparse.Namespace, cfg
+) -> tuple[bool, Path | None]:
+    """Before any work, for ``--out URI``: whether the publish replaces a committed run, and a
+    complete run staged earlier that ``--resume`` only has to publish (else None). Refuses a
+    committed run id without ``--overwrite``, and a staged run that was never published."""
+    from recoworld.io.remote import (
+        PublishIntent,
+        already_committed,
+        read_intent,
+        staged_complete,
+        write_intent,
+    )
+    from recoworld.io.runs import interrupted
+    from recoworld.study.lifecycle import check_same_study
+
+    staged = staged_complete(staging, run_id)
+    if args.resume:
+        intent = read_intent(staging, run_id)
+        overwrite = intent is not None and intent.uri == remote.uri and intent.overwrite
+        if staged is not None:
+            check_same_study(staged, cfg)
+            return overwrite, staged
+        if not interrupted(staging, run_id):
+            raise RunError(
+                f"{remote.run_uri(run_id)}: no interrupted or unpublished run {run_id!r} staged "
+                f"on this machine (looked in {staging}); run without --resume"
+            )
+    else:
+        overwrite = args.overwrite
+        if staged is not None and not overwrite:
+            raise RunError(
+                f"{remote.run_uri(run_id)}: a complete run {run_id!r} staged in {staged} was "
+                f"never published; pass --resume {run_id} to publish it, or --overwrite to "
+                "run it again"
+            )
+    if not overwrite and remote.commit_of(run_id) is not None:
+        raise RunError(already_committed(remote.run_uri(run_id)))
+    write_intent(staging, run_id, PublishIntent(uri=remote.uri, overwrite=overwrite))
+    return overwrite, None
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -63,6 +125,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             floor = 0 if flag == "users" else 1
             raise ConfigError(f"--{flag}: Expected an integer >= {floor}, got {value}")
     cfg = load_study(args.study)
+    if args.replay and uri_scheme(args.replay):
+        args.replay = str(_local_run(args.replay, "--replay"))
     if args.users is not None:
         cfg = msgspec.structs.replace(
             cfg, population=msgspec.structs.replace(cfg.population, size=args.users)
@@ -89,9 +153,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if not (args.resume or args.run_id):
         _flag(f"{args.study}: the default run id (from `$.name`)", check_run_id, run_id)
     where = "--out" if args.out else f"{args.study}: `$.output.dir`"
-    _refuse_uri(args.out or cfg.output.dir, where)
-    out = Path(args.out) if args.out else Path(cfg.output.dir)
-    _check_out_dir(out, where)
+    target = args.out or cfg.output.dir
+    remote = RemoteRuns.parse(target, name=where) if uri_scheme(target) else None
+    overwrite = args.overwrite
+    if remote is None:
+        if args.staging:
+            raise ConfigError(f"--staging: applies to --out URI only, got --out {target}")
+        out = Path(target)
+        _check_out_dir(out, where)
+    else:  # the run is written to a local staging folder, then published (io/remote.py)
+        try:
+            remote.check()
+        except RunError as e:
+            raise RunError(f"{where}: {e}") from None
+        out = Path(args.staging) if args.staging else _cache_root() / "staging" / remote.key
+        _check_out_dir(out, "--staging" if args.staging else f"the staging folder of {target}")
+        overwrite, staged = _remote_plan(remote, out, run_id, args, cfg)
+        if staged is not None:
+            return _publish_staged(remote, out, run_id, overwrite, console)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     check_memory(cfg, source=args.study, workers=1 if args.ray else workers)
     from recoworld.study.prepare import load_world_for
@@ -137,8 +216,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         common = dict(
             run_id=run_id,
-            out_dir=Path(args.out) if args.out else None,
-            overwrite=args.overwrite,
+            out_dir=out,
+            overwrite=overwrite,
             resume=bool(args.resume),
             progress=progress,
             on_ready=on_ready,
@@ -154,6 +233,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 **common,
             )
     fit = msgspec.json.decode((result.path / "fit.json").read_bytes())
+    manifest = msgspec.json.decode((result.path / "manifest.json").read_bytes())
+    shown = str(result.path)
+    if remote is not None:
+        from recoworld.io.remote import publish_staged
+
+        with console.status(f"publishing to {remote.run_uri(run_id)}…"):
+            publish_staged(remote, out, run_id, overwrite=overwrite)
+        shown = remote.run_uri(run_id)
     console.print(
         f"brain fitted on {fit['dataset']}: AUC {fit['auc']:.3f}, positive rate predicted "
         f"{fit['predicted_positive_rate']:.3f} vs observed {fit['observed_positive_rate']:.3f} "
@@ -173,12 +260,29 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             creator_items=cfg.creator is not None,
         )
     )
-    manifest = msgspec.json.decode((result.path / "manifest.json").read_bytes())
     if "llm" in manifest:
         console.print(llm_line(manifest["llm"]), soft_wrap=True)
     console.print(
-        f"{result.events:,} events in {result.seconds:.1f}s -> [bold]{result.path}[/]\n"
-        f"read again with: recoworld summary {result.path}"
+        f"{result.events:,} events in {result.seconds:.1f}s -> [bold]{escape(shown)}[/]\n"
+        f"read again with: recoworld summary {escape(shown)}",
+        soft_wrap=True,
+    )
+    return 0
+
+
+def _publish_staged(
+    remote: RemoteRuns, staging: Path, run_id: str, overwrite: bool, console: Console
+) -> int:
+    """``--resume`` of a run that completed but was not published: publish it, run nothing."""
+    from recoworld.io.remote import publish_staged
+
+    with console.status(f"publishing to {remote.run_uri(run_id)}…"):
+        commit = publish_staged(remote, staging, run_id, overwrite=overwrite)
+    shown = escape(remote.run_uri(run_id))
+    console.print(
+        f"published the staged run {run_id} ({commit.files} files) -> [bold]{shown}[/]\n"
+        f"read again with: recoworld summary {shown}",
+        soft_wrap=True,
     )
     return 0
 
@@ -195,18 +299,6 @@ def _flag(name: str, check, value: str) -> None:  # noqa: ANN001
         check(value)
     except ConfigError as e:
         raise ConfigError(f"{name}: {e}") from None
-
-
-def _refuse_uri(out: str, name: str) -> None:
-    """Runs are written to a folder (local, or shared storage every node mounts): an object
-    store URI is refused before any work, not turned into a local folder named ``s3:``."""
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", out)
-    if scheme:
-        raise ConfigError(
-            f"{name}: Expected a folder for the runs (local, or shared storage mounted on every "
-            f"node, e.g. /mnt/runs), got {out!r}: {scheme.group(1)}:// object stores are not "
-            "supported as a run folder yet"
-        )
 
 
 def _check_out_dir(out: Path, name: str) -> None:
@@ -256,8 +348,9 @@ def _ray_driver():
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     from recoworld.io.runs import check_run_dir, scan_table
 
-    manifest = check_run_dir(Path(args.run_dir), verify=True)
-    summary = scan_table(Path(args.run_dir), "summary").collect()
+    run_dir = _local_run(args.run_dir, "summary")
+    manifest = check_run_dir(run_dir, verify=True)
+    summary = scan_table(run_dir, "summary").collect()
     console.print(
         summary_table(
             summary,
@@ -358,7 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a study file")
     r.add_argument("study", help="study TOML file")
     r.add_argument("--run-id", help="run id (default: <study name>-<date>-<time>)")
-    r.add_argument("--out", help="output root (default: the study's output.dir)")
+    r.add_argument(
+        "--out",
+        metavar="DIR|URI",
+        help=(
+            "output root (default: the study's output.dir): a folder, or s3://BUCKET/PREFIX, "
+            "gs://BUCKET/PREFIX, file:///PATH (staged locally, then published with a commit "
+            "object; endpoint and credentials from the AWS_* environment variables)"
+        ),
+    )
     r.add_argument(
         "--overwrite", action="store_true", help="replace a complete run with the same id"
     )
@@ -400,13 +501,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         metavar="RUN_DIR",
         help=(
-            "language-model studies: answer every call from RUN_DIR's recorded llm_calls (no model)"
+            "language-model studies: answer every call from RUN_DIR's recorded llm_calls (no "
+            "model); RUN_DIR may be a committed run's URI"
+        ),
+    )
+    r.add_argument(
+        "--staging",
+        metavar="DIR",
+        help=(
+            "--out URI: the folder the run is written to before it is published (default: "
+            "$RECOWORLD_CACHE/staging/<hash of the URI>; on a multi-node Ray cluster, storage "
+            "every node mounts)"
         ),
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("summary", help="print a run's summary from its Parquet files")
-    s.add_argument("run_dir")
+    s.add_argument("run_dir", help="a run folder, or a committed run's URI (s3://…/RUN_ID)")
     s.add_argument("--segments", action="store_true", help="print every segment, not only 'all'")
     s.set_defaults(func=cmd_summary)
     d = sub.add_parser("data", help="obtain or inspect datasets")
@@ -429,13 +540,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_eval(sub)
     register_report(sub)
+    for name, attr in (("report", "path"), ("view", "run_dir")):  # runs on object storage too
+        cmd = sub.choices[name]
+        cmd.set_defaults(func=_reading_uri(cmd.get_default("func"), attr))
+        report = "; the report then goes to ./RUN_ID-report.html unless -o says"
+        cmd.epilog = (
+            f"{attr.upper()} may also be a committed run's URI (s3://BUCKET/PREFIX/RUN_ID, "
+            "gs://…, file://…): it is read from a verified copy in the read cache"
+            + (report if attr == "path" else "")
+        )
     return p
+
+
+def _reading_uri(func, attr: str):  # noqa: ANN001, ANN202
+    """``func`` (a command reading the run at ``args.<attr>``), also for a committed run's URI:
+    the run is fetched into the read cache and read there."""
+
+    def run(args: argparse.Namespace, console: Console) -> int:
+        text = getattr(args, attr)
+        if uri_scheme(text) is not None:
+            local = _local_run(text, name)
+            setattr(args, attr, str(local))
+            if getattr(args, "output", "") is None:  # a report: not into the read cache
+                args.output = f"{local.name}-report.html"
+        return func(args, console)
+
+    name = "report" if attr == "path" else "view"
+    return run
+
+
+_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
 def _error(text: str) -> None:
     """One line on stderr, whatever ``text`` holds (line breaks and control characters are
     shown escaped)."""
     line = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    for var in _SECRETS:  # never echo a credential, whatever a library put in its message
+        secret = os.environ.get(var, "")
+        if len(secret) >= 4:
+            line = line.replace(secret, "***")
     Console(stderr=True, soft_wrap=True).print(
         f"[bold red]error:[/] {escape(line)}", highlight=False
     )

@@ -160,7 +160,7 @@ class RunDirectory:
                     f"{self.final} already holds a complete run; "
                     "pass --overwrite to replace it or choose another --run-id"
                 )
-            self.resumed = resume and (self.partial / "plan.json").is_file()
+            self.resumed = resume and interrupted(self.root, run_id)
             if resume and not self.resumed:
                 raise RunError(
                     f"{self.partial}: no interrupted run {run_id!r} to resume "
@@ -262,6 +262,11 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
         return False
     raise OSError(err, f"cannot exchange {a} and {b}: {os.strerror(err)}")
+
+
+def interrupted(root: Path, run_id: str) -> bool:
+    """Does ``root`` hold an interrupted run ``run_id`` that ``--resume`` can finish?"""
+    return (Path(root) / f".{run_id}.partial" / "plan.json").is_file()
 
 
 def _recover_locked(root: Path, run_id: str) -> bool:

@@ -217,7 +217,7 @@ class Run:
         d = RunDirectory(root, run_id, overwrite=overwrite, resume=resume)  # takes the lock
         try:
             if resume and d.resumed:
-                _check_same_study(d.path, cfg)
+                check_same_study(d.path, cfg)
                 plan = (d.path / "plan.json").read_bytes()
                 d.plan = msgspec.json.decode(plan, type=list[ShardSpec])
                 for r in finished_shards(d.path, d.plan).values():
@@ -294,7 +294,9 @@ class Run:
         self.dir.abort()
 
 
-def _check_same_study(folder: Path, cfg: StudyConfig) -> None:
+def check_same_study(folder: Path, cfg: StudyConfig) -> None:
+    """A RunError unless the run in ``folder`` was run with ``cfg`` (but for [ray] and
+    [output]): what ``--resume`` may continue, or publish."""
     kept = folder / "study.json"
     if not kept.is_file():
         raise RunError(f"{folder}: --resume needs the interrupted run's study.json; it is missing")

@@ -21,6 +21,7 @@ import polars as pl
 
 from recoworld.config import StudyConfig
 from recoworld.errors import RecoWorldError, RunError
+from recoworld.io.remote import refuse_uri
 from recoworld.study.runner import Progress, RunResult
 from recoworld.sweep.cells import Cell, Sweep
 from recoworld.sweep.config import sweep_date
@@ -124,6 +125,8 @@ def run_sweep(
     (defaults: the sweep's output.dir and date), then rebuild the sweep summary and the
     pooled table (its seeds pooled, the variants ranked)."""
     t0 = time.perf_counter()
+    if out_root is None:  # a sweep's cells are not published to object storage (yet)
+        refuse_uri(sweep.cfg.output.dir, f"{sweep.cfg.name}: `$.output.dir`", "a sweep")
     folder = date_dir(
         Path(out_root or sweep.cfg.output.dir), sweep.cfg.name, sweep_date(sweep.cfg, day)
     )
