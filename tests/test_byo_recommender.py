@@ -783,6 +783,21 @@ def test_integer_user_and_item_ids_match_their_text(prep: Prepared, tmp_path: Pa
     assert rec.recommend(np.arange(2), 0, 0, 1)[:, 0].tolist() == rows
 
 
+def test_integer_users_against_text_ids_are_named_not_left_uncovered(
+    prep: Prepared, tmp_path: Path
+) -> None:
+    items = [str(i) for i in prep.catalog.item_ids[:2]]
+    path = write(tmp_path / "s.parquet", user=[1, 2], item=items, score=[1.0, 2.0])
+    with pytest.raises(DataError) as e:
+        bind_scores(prep, path)
+    assert str(e.value) == (
+        f"{path}: column 'user' holds integers, and no user of this batch has an integer id "
+        f"(user_key = 'source_user' gives ids such as {sorted(prep.population.source_user)[0]!r})"
+        '; expected the ids of user_key ("source_user": the dataset\'s user ids, as text if they '
+        'are text; "uid": the simulated user ids)'
+    )
+
+
 def _slate_rows(prep: Prepared, k: int = K) -> dict[str, list]:
     users = [str(prep.population.source_user[0])] * k + [str(prep.population.source_user[1])] * k
     return {

@@ -36,8 +36,9 @@ immutable (a new name per export), as ``docs/recommenders.md`` says.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,7 +241,7 @@ class _Keys:
             names = np.array([str(int(u)) for u in p.uid], dtype=object)
         else:
             names = np.array([str(u) for u in p.source_user], dtype=object)
-        self.names = names
+        self.names, self.user_key = names, user_key
         self.values = pa.array(sorted(set(names.tolist()) - {""}), pa.string())
         index = pc.index_in(pa.array(names.tolist(), pa.string()), value_set=self.values)
         self.of_user = np.asarray(index.fill_null(-1).to_numpy(), np.int64)
@@ -348,6 +349,15 @@ def _user_rows(f: Path, pf: pq.ParquetFile, columns: Sequence[str], keys: _Keys)
     Row groups whose min/max statistics of ``user`` exclude every key are not read."""
     numeric = pa.types.is_integer(_base(pf.schema_arrow.field("user").type))
     wanted = keys.ints if numeric else keys.values
+    if numeric and len(keys.values) and not len(wanted):
+        example = keys.values[0].as_py()
+        raise DataError(
+            f,
+            f"column 'user' holds integers, and no user of this batch has an integer id "
+            f"(user_key = {keys.user_key!r} gives ids such as {example!r})",
+            expected='the ids of user_key ("source_user": the dataset\'s user ids, as text if '
+            'they are text; "uid": the simulated user ids)',
+        )
     if len(wanted) == 0:
         return None
     ui = pf.schema_arrow.get_field_index("user")
@@ -478,14 +488,11 @@ class _Rows:
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex of an export: the file's bytes, or for a folder the names (relative) and
-    bytes of its Parquet files in name order. Two exports with the same digest replay alike."""
-    import hashlib
-
+    """SHA-256 hex of an export: the file's bytes, or for a folder the relative names and bytes
+    of the Parquet files a replay reads, in name order. Same digest, same replay."""
     p = Path(path)
     h = hashlib.sha256()
-    files: Iterator[Path] = iter([p]) if p.is_file() else iter(sorted(p.rglob("*.parquet")))
-    for f in files:
+    for f in _Export(str(p), "export", "recommender").files():
         if p.is_dir():
             h.update(str(f.relative_to(p)).encode() + b"\0")
         with f.open("rb") as fh:
