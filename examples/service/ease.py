@@ -51,6 +51,7 @@ class EASE:
                 f"EASE inverts an items x items matrix: {n_items} items is over {MAX_EASE_ITEMS}"
             )
         self.item_ids: list[str] = items["item_id"].to_list()
+        self.ids = np.asarray(self.item_ids, dtype=object)
         self.row = {item: i for i, item in enumerate(self.item_ids)}
         users = world.users["user_id"].to_list()
         user_row = {u: i for i, u in enumerate(users)}
@@ -128,20 +129,28 @@ class Recommender:
         self.scopes[req.scope] = users  # most recently used last
         while len(self.scopes) > self.max_scopes:
             self.scopes.popitem(last=False)
-        slates: list[list[str | int] | None] = []
-        scores: list[list[float] | None] = []
-        for u in req.users:
-            out = self._one(users, u, req.k, weight)
-            slates.append(out[0] if out else None)
-            scores.append(out[1] if out else None)
+        slates: list[list[str | int] | None] = [None] * len(req.users)
+        scores: list[list[float] | None] = [None] * len(req.users)
+        fresh: list[tuple[int, UserRequest, UserState]] = []
+        for j, u in enumerate(req.users):
+            state = self._update(users, u)
+            if state is None:
+                continue
+            if state.last is not None and state.last[:2] == (u.session, u.turn):
+                slates[j], scores[j] = state.last[2], state.last[3]  # a retried request
+            else:
+                fresh.append((j, u, state))
+        if fresh:
+            for (j, u, state), (items, values) in zip(fresh, self._rank(fresh, req.k, weight)):
+                state.last = (u.session, u.turn, items, values)
+                slates[j], scores[j] = items, values
         self.stats.requests += 1
         self.stats.users += len(req.users)
         self.stats.compute_s += time.perf_counter() - t0
         return RecommendResponse(slates=slates, scores=scores)
 
-    def _one(
-        self, users: dict[int, UserState], u: UserRequest, k: int, weight: float
-    ) -> tuple[list[str], list[float]] | None:
+    def _update(self, users: dict[int, UserState], u: UserRequest) -> UserState | None:
+        """The user's state after its feedback and instructions (None: an unknown user)."""
         m = self.model
         state = users.get(u.user)
         if state is None:
@@ -183,20 +192,34 @@ class Recommender:
                     state.tag_w[j] = np.clip(
                         state.tag_w[j] + step, -TAG_WEIGHT_LIMIT, TAG_WEIGHT_LIMIT
                     )
-        if state.last is not None and state.last[:2] == (u.session, u.turn):
-            return state.last[2], state.last[3]  # a retry of a request already answered
         if u.session != state.session:
             state.tag_w *= 0.5 ** (u.session - state.session)
             state.session = u.session
-        scores = state.profile.astype(np.float64)
-        unseen = ~state.seen
-        if weight and state.tag_w.any():
-            spread = scores[unseen].std() if unseen.sum() > 1 else 1.0
-            scores = scores + weight * (spread or 1.0) * (m.tag_matrix @ state.tag_w)
+        return state
+
+    def _rank(
+        self, fresh: list[tuple[int, UserRequest, UserState]], k: int, weight: float
+    ) -> list[tuple[list[str], list[float]]]:
+        """Each user's best ``k`` items, best first, with their scores. Vectorised over the
+        request's users with row-wise operations only (a row's result never depends on the
+        other rows; a matrix product's could, through its blocking): deterministic per user."""
+        m = self.model
+        scores = np.stack([st.profile for _, _, st in fresh]).astype(np.float64)
+        seen = np.stack([st.seen for _, _, st in fresh])
+        for r, (_, _, st) in enumerate(fresh):
+            if weight and st.tag_w.any():
+                unseen = scores[r][~seen[r]]
+                spread = unseen.std() if unseen.size > 1 else 1.0
+                scores[r] += weight * (spread or 1.0) * (m.tag_matrix @ st.tag_w)
         # seen items rank below every unseen one (they fill a slate only when nothing is left)
-        ranked = np.where(unseen, scores, scores - (np.abs(scores).max() + 1.0) * 2)
-        top = np.argsort(-ranked, kind="stable")[:k]
-        items = [m.item_ids[i] for i in top]
-        values = [round(float(v), 6) for v in ranked[top]]
-        state.last = (u.session, u.turn, items, values)
-        return items, values
+        low = scores - (np.abs(scores).max(1, keepdims=True) + 1.0) * 2
+        ranked = np.where(seen, low, scores)
+        if k < ranked.shape[1]:
+            part = np.argpartition(-ranked, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(k), (len(fresh), k))
+        vals = np.take_along_axis(ranked, part, 1)
+        order = np.lexsort((part, -vals), axis=1)  # best first, ties in catalogue order
+        top = np.take_along_axis(part, order, 1)
+        values = np.round(np.take_along_axis(vals, order, 1), 6).tolist()
+        return list(zip(m.ids[top].tolist(), values))

@@ -543,6 +543,8 @@ class _Transport:
                 max_connections=svc.concurrency, max_keepalive_connections=svc.concurrency
             ),
             follow_redirects=False,
+            # plain http has no TLS to verify; not loading the CA bundle saves 0.1 s a client
+            verify=url.startswith("https://"),
         )
         self.thread = threading.Thread(
             target=_run_loop, args=(self.loop,), name=f"recoworld-http {name}", daemon=True

@@ -1,0 +1,221 @@
+"""Benchmark: what bringing one's own recommender costs, against the built-in ``mf``.
+
+The same study (ML-100K, one arm, 3 sessions x 5 turns, slates of 10) is simulated with:
+- *mf*: the built-in matrix factorisation with instruction following;
+- *plugin*: the same recommender (the built-in MF pool and re-ranker, :class:`BuiltinMF`) loaded
+  as a Python plug-in (``kind = "python"``): the same work behind the plug-in path (loading, the
+  contract check on every slate, the fallback kept bound and fed). Its events must be the mf
+  run's, bit for bit (checked: a digest of every slate);
+- *service*: the reference service (examples/service: EASE over the same world) as a separate
+  process on 127.0.0.1, through ``kind = "http"`` (batches of 256 users, 4 in flight). Its own
+  compute time (``GET /stats``: the model's seconds, request decoding and encoding excluded) is
+  reported apart: the rest is the protocol's cost (encoding, HTTP, decoding, checking).
+
+Only the simulation is timed (the world, the fit and the population are prepared first, in each
+run's own fresh process); no Parquet is written. Runs alternate mf, plugin, service, mf, ...
+(timings drift on a shared machine): medians and the ratio of medians to mf.
+
+    python benchmarks/bench_recommenders.py [--users 2000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+STUDY = """
+name = "bench-recommenders"
+seed = 11
+[world]
+dataset = "{dataset}"
+synthetic_users = 943
+synthetic_items = 1682
+[population]
+size = {users}
+[simulation]
+sessions = 3
+turns = 5
+slate_size = 10
+replicates = 1
+[recommender]
+{recommender}
+"""
+
+RECOMMENDERS = {
+    "mf": 'kind = "mf"',
+    "plugin": 'kind = "python"\ntarget = "benchmarks.bench_recommenders:BuiltinMF"',
+    "service": (
+        'kind = "http"\n[recommender.service]\nurl = "{url}"\nbatch_size = 256\nconcurrency = 4'
+    ),
+}
+
+
+class BuiltinMF:
+    """The built-in ``mf`` recommender (MF source, instruction re-ranker, 100 candidates, the
+    defaults of ``[recommender]``) as a plug-in: the same slates through the plug-in path."""
+
+    def __init__(self, instruction_weight: float = 1.5, candidates: int = 100) -> None:
+        from recoworld.recommenders.base import PoolRecommender
+        from recoworld.recommenders.baselines import MFSource
+        from recoworld.recommenders.treatments import InstructionReranker
+
+        self.pool = PoolRecommender(
+            MFSource(), (InstructionReranker(instruction_weight),), candidates=candidates
+        )
+
+    def bind(self, audience) -> None:  # noqa: ANN001
+        self.pool.bind(audience)
+
+    def recommend(self, idx, session: int, turn: int, k: int):  # noqa: ANN001, ANN201
+        return self.pool.recommend(idx, session, turn, k)
+
+    async def recommend_async(self, idx, session: int, turn: int, k: int):  # noqa: ANN001, ANN201
+        return self.pool.recommend(idx, session, turn, k)
+
+    def observe(self, idx, slates, feedback) -> None:  # noqa: ANN001
+        self.pool.observe(idx, slates, feedback)
+
+    def instruct(self, idx, more_of, less_of, texts: Sequence[str]) -> None:  # noqa: ANN001
+        self.pool.instruct(idx, more_of, less_of, texts)
+
+
+def child(users: int, mode: str, dataset: str, url: str) -> dict:
+    """One measurement in this process (called in a subprocess)."""
+    import numpy as np
+
+    from recoworld.config import decode_study
+    from recoworld.records import TurnRecord
+    from recoworld.study.prepare import load_world_for, prepare
+    from recoworld.study.simulate import simulate_arm
+
+    rec = RECOMMENDERS[mode].replace("{url}", url)
+    cfg = decode_study(STUDY.format(users=users, dataset=dataset, recommender=rec))
+    prep = prepare(cfg, load_world_for(cfg.world, cfg.seed))
+    digest = hashlib.sha256()
+    count = {"user_turns": 0}
+
+    def observe(r) -> None:  # noqa: ANN001
+        if isinstance(r, TurnRecord):
+            count["user_turns"] += r.rows.size
+            digest.update(r.rows.tobytes())
+            digest.update(r.slates.tobytes())
+
+    everyone = np.arange(len(prep.population))
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    metrics = [
+        simulate_arm(prep, 0, everyone[s : s + 16384], observe) for s in range(0, users, 16384)
+    ]
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {
+        "mode": mode,
+        "simulate_s": dt,
+        "cpu_s": cpu,
+        "user_turns": count["user_turns"],
+        "fallbacks": float(sum(m.fallback_slates.sum() for m in metrics)),
+        "digest": digest.hexdigest(),
+    }
+
+
+def run_child(users: int, mode: str, dataset: str, url: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--child", str(users), mode, dataset, url],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def start_service(dataset: str, log: Path) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "examples.service.app", "--dataset", dataset, "--port", "0"]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    hit = re.search(r"on (http://\S+/v1/recommend)", line)
+    if not hit:
+        proc.kill()
+        raise SystemExit(f"the reference service did not start: {log.read_text()[-2000:]}")
+    return proc, hit.group(1)
+
+
+def service_stats(url: str) -> dict:
+    import httpx
+
+    return httpx.get(url.rsplit("/v1/", 1)[0] + "/stats", timeout=30).json()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        users, mode, dataset, url = args.child
+        print(json.dumps(child(int(users), mode, dataset, url)))
+        return
+    dataset = "ml-100k"
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_service(dataset, Path(tmp) / "service.log")
+        try:
+            runs: dict[str, list[dict]] = {m: [] for m in RECOMMENDERS}
+            for _ in range(args.repeats):
+                for mode in RECOMMENDERS:
+                    before = service_stats(url)
+                    r = run_child(args.users, mode, dataset, url)
+                    after = service_stats(url)
+                    r["service_compute_s"] = after["compute_s"] - before["compute_s"]
+                    r["service_requests"] = after["requests"] - before["requests"]
+                    runs[mode].append(r)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    med = lambda mode, key: statistics.median(r[key] for r in runs[mode])  # noqa: E731
+    mf = med("mf", "simulate_s")
+    same = {r["digest"] for r in runs["mf"] + runs["plugin"]}
+    assert len(same) == 1, "the plug-in's slates differ from the built-in mf's"
+    for mode in RECOMMENDERS:
+        assert all(r["fallbacks"] == 0 for r in runs[mode]), f"{mode}: fallback slates served"
+    ut = runs["mf"][0]["user_turns"]
+    print(
+        f"world {dataset}, {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10; "
+        f"{args.repeats} alternated runs of each, fresh processes, simulation only (no Parquet)"
+    )
+    for mode in RECOMMENDERS:
+        s = med(mode, "simulate_s")
+        print(
+            f"  {mode:<8} {s:6.2f} s  {runs[mode][0]['user_turns'] / s:>9,.0f} user-turns/s  "
+            f"x{s / mf:.2f} of mf   (this process's CPU {med(mode, 'cpu_s'):.2f} s)"
+        )
+    sc = med("service", "service_compute_s")
+    sv = med("service", "simulate_s")
+    print(
+        f"  plug-in slates identical to mf's ({ut:,} user-turns): the plug-in path costs "
+        f"x{med('plugin', 'simulate_s') / mf:.2f}\n"
+        f"  service: {med('service', 'service_requests'):,.0f} requests per run; the model's own "
+        f"compute {sc:.2f} s ({sc / sv:.0%} of the run), the rest {sv - sc:.2f} s = "
+        f"x{(sv - sc) / mf:.2f} of mf (the simulation, the protocol: encoding, HTTP, decoding, "
+        "checks)"
+    )
+
+
+if __name__ == "__main__":
+    main()
