@@ -15,6 +15,15 @@ is ``se^2`` exactly and, where the floor binds, its degrees of freedom are the s
 seeds' ``df`` (not the sum of their users': a seed whose own interval rests on 5 replicate
 means has 4 of them, not thousands). ``n`` is then the seeds' users, summed.
 
+Effects, as a run's summary has them (:mod:`recoworld.study.inference`, one formula each):
+the relative lift over the control arm, ``100 * diff / `` the control's pooled mean, with the
+delta-method interval from the seeds' estimates (:func:`~recoworld.study.inference.
+relative_lift_of_estimates`); the t-test of ``diff``, with Holm's and Benjamini-Hochberg's
+adjustments over every difference of the table (every study x recommender x population x
+treatment arm x metric: one family, as a run's family is its whole summary); ``significant``
+(Holm at 5%); the MDE. :func:`sweep_warnings` says when one seed, or the spread between seeds
+or between a cell's replicates, should change how the intervals are read.
+
 Ranking: per study x population x arm x metric, variants by pooled mean, 1 = highest (every
 metric here is better higher); ``overlaps_best`` is whether a variant's interval reaches the
 best one's. Overlap is a loose check: intervals that do not overlap differ clearly; overlap
@@ -131,10 +140,11 @@ def pool_seeds(summary: pl.DataFrame) -> pl.DataFrame:
     lift = inference.relative_lift_of_estimates(
         pair["mean"], pair["se"], pair["df"], d["diff"], d["diff_se"], d["diff_df"], LEVEL
     )
-    is_diff = np.isfinite(diff.mean) & (c >= 0)
-    put("lift", np.where(is_diff, lift.lift[1], np.nan))
-    put("lift_ci_low", np.where(is_diff, lift.low[1], np.nan))
-    put("lift_ci_high", np.where(is_diff, lift.high[1], np.nan))
+    is_diff = np.isfinite(diff.mean)
+    has_lift = is_diff & (c >= 0)
+    put("lift", np.where(has_lift, lift.lift[1], np.nan))
+    put("lift_ci_low", np.where(has_lift, lift.low[1], np.nan))
+    put("lift_ci_high", np.where(has_lift, lift.high[1], np.nan))
     # One family: every difference of the table.
     pv = np.where(is_diff, inference.p_values(diff.mean, diff.se, diff.df), np.nan)
     p_holm = inference.holm(pv)
