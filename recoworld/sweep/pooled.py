@@ -17,12 +17,13 @@ means has 4 of them, not thousands). ``n`` is then the seeds' users, summed.
 
 Effects, as a run's summary has them (:mod:`recoworld.study.inference`, one formula each):
 the relative lift over the control arm, ``100 * diff / `` the control's pooled mean, with the
-delta-method interval from the seeds' estimates (:func:`~recoworld.study.inference.
-relative_lift_of_estimates`); the t-test of ``diff``, with Holm's and Benjamini-Hochberg's
-adjustments over every difference of the table (every study x recommender x population x
-treatment arm x metric: one family, as a run's family is its whole summary); ``significant``
-(Holm at 5%); the MDE. :func:`sweep_warnings` says when one seed, or the spread between seeds
-or between a cell's replicates, should change how the intervals are read.
+delta-method interval from the seeds' estimates
+(:func:`~recoworld.study.inference.relative_lift_of_estimates`); the t-test of ``diff``, with
+Holm's and Benjamini-Hochberg's adjustments over every difference of the table (every study x
+recommender x population x treatment arm x metric: one family, as a run's family is its whole
+summary); ``significant`` (Holm at 5%); the MDE. :func:`sweep_warnings` says when one seed,
+or the spread between seeds or between a cell's replicates, should change how the intervals
+are read.
 
 Ranking: per study x population x arm x metric, variants by pooled mean, 1 = highest (every
 metric here is better higher); ``overlaps_best`` is whether a variant's interval reaches the
