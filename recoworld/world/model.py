@@ -4,6 +4,9 @@ Contract (column names and types are the same for every dataset):
 
 - ``items``: ``item_id`` (str, unique), ``title`` (str), ``text`` (str, may be empty),
   ``tags`` (list[str]: genres or tags, most important first), ``creator`` (str, may be empty).
+  Optional: ``embedding`` (list[f64], null where missing): a vector from the platform's own
+  encoder (image, video, audio); ``image`` (str, null where none): an image path or URI
+  (``recoworld/items``, docs/items.md).
 - ``interactions``: ``user_id`` (str), ``item_id`` (str), ``rating`` (f64, null where the
   dataset has none), ``weight`` (f64, > 0: play count or 1.0), ``timestamp`` (i64 seconds,
   null where unknown).
@@ -46,6 +49,11 @@ INTERACTION_SCHEMA: dict[str, pl.DataType] = {
 }
 OPTIONAL_INTERACTION_COLUMNS: dict[str, pl.DataType] = {"watch_fraction": pl.Float64()}
 """Interaction columns a loader may add (see the module docstring)."""
+OPTIONAL_ITEM_COLUMNS: dict[str, pl.DataType] = {
+    "embedding": pl.List(pl.Float64()),
+    "image": pl.String(),
+}
+"""Item columns a loader may add (see the module docstring)."""
 DEMOGRAPHIC_COLUMNS: dict[str, pl.DataType] = {
     "age": pl.Int64(),
     "gender": pl.String(),
@@ -99,13 +107,17 @@ class World:
                         f"{frame_name}.{col} has type {frame.schema[col]}",
                         expected=str(dtype),
                     )
-        for col, dtype in OPTIONAL_INTERACTION_COLUMNS.items():
-            if col in self.interactions.columns and self.interactions.schema[col] != dtype:
-                raise DataError(
-                    where,
-                    f"interactions.{col} has type {self.interactions.schema[col]}",
-                    expected=str(dtype),
-                )
+        for frame_name, frame, optional in (
+            ("interactions", self.interactions, OPTIONAL_INTERACTION_COLUMNS),
+            ("items", self.items, OPTIONAL_ITEM_COLUMNS),
+        ):
+            for col, dtype in optional.items():
+                if col in frame.columns and frame.schema[col] != dtype:
+                    raise DataError(
+                        where,
+                        f"{frame_name}.{col} has type {frame.schema[col]}",
+                        expected=str(dtype),
+                    )
         if "watch_fraction" in self.interactions.columns:
             wf = self.interactions["watch_fraction"].drop_nulls()
             if wf.len() and not (wf.is_finite().all() and wf.min() >= 0 and wf.max() <= 1):  # type: ignore[operator]

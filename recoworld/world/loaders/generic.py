@@ -9,7 +9,9 @@ file                   required columns            optional columns
 ``items.*``            ``item_id``                 ``title`` (default: the id), ``text``,
                                                    ``tags`` (Parquet: list of strings or
                                                    '|'-separated text; CSV: '|'-separated),
-                                                   ``creator``
+                                                   ``creator``, ``embedding`` (Parquet only:
+                                                   a list of numbers per item, the platform's
+                                                   own encoder), ``image`` (path or URI)
 ``users.*``            ``user_id``                 ``age`` (integer), ``gender``,
                                                    ``occupation``, ``zip``
 ``friends.*``          ``user_id``, ``friend_id``
@@ -34,7 +36,7 @@ from recoworld.world.model import World, empty_friends
 
 TABLES: dict[str, tuple[list[str], list[str]]] = {
     "interactions": (["user_id", "item_id"], ["rating", "weight", "timestamp"]),
-    "items": (["item_id"], ["title", "text", "tags", "creator"]),
+    "items": (["item_id"], ["title", "text", "tags", "creator", "embedding", "image"]),
     "users": (["user_id"], ["age", "gender", "occupation", "zip"]),
     "friends": (["user_id", "friend_id"], []),
 }
@@ -53,6 +55,8 @@ KINDS: dict[str, str] = {
     "text": "text",
     "tags": "text list",
     "creator": "text",
+    "embedding": "number list",
+    "image": "text",
     "age": "integer",
     "gender": "text",
     "occupation": "text",
@@ -98,7 +102,14 @@ def read_table(folder: Path, role: str) -> c.Table | None:
     keep = [col for col in required + optional if col in header]
     if table.unit == "row":
         for col in keep:
-            c.check_dtype(table, col, KINDS[col])
+            if KINDS[col] == "number list":
+                _check_numbers(table, col)
+            else:
+                c.check_dtype(table, col, KINDS[col])
+    elif "embedding" in keep:
+        raise table.error(
+            None, "an embedding column in a CSV file", "embedding in items.parquet (list of floats)"
+        )
     ids = [col for col in keep if col.endswith("_id")]
     frame = table.frame.select(c.LINE, *keep).with_columns(pl.col(i).cast(pl.String) for i in ids)
     return c.check_ids(table.with_frame(frame), *ids)
@@ -144,6 +155,7 @@ def load_generic(path: Path) -> World:
         c.check_unique(items, "item_id", label="item id")
         c.check_known(inter, "item_id", items.frame["item_id"], label="item id", source=items.path)
         items_df = c.items_frame(items.frame.with_columns(_tags(items.frame), *_title(items.frame)))
+        items_df = items_df.hstack(_item_extras(items.frame))
 
     friends = read_table(folder, "friends")
     users = read_table(folder, "users")
@@ -198,3 +210,24 @@ def _tags(frame: pl.DataFrame) -> pl.Expr:
             pl.element().filter(pl.element().is_not_null() & (pl.element() != ""))
         ).alias("tags")
     return c.split_tags(pl.col("tags").cast(pl.String), TAG_SEPARATOR).alias("tags")
+
+
+def _check_numbers(table: c.Table, column: str) -> None:
+    """A Parquet column of number lists (list or fixed-size array of integers or floats)."""
+    dtype = table.frame.schema[column]
+    if not (isinstance(dtype, pl.List | pl.Array) and dtype.inner.is_numeric()):
+        raise table.error(None, f"column {column!r} has type {dtype}", f"{column} as number lists")
+
+
+def _item_extras(frame: pl.DataFrame) -> list[pl.Series]:
+    """The optional item columns (``world.model.OPTIONAL_ITEM_COLUMNS``) present, typed; their
+    values are checked where they are used (``recoworld/items``)."""
+    out = []
+    if "embedding" in frame.columns:
+        emb = frame["embedding"]
+        if isinstance(emb.dtype, pl.Array):
+            emb = emb.arr.to_list()
+        out.append(emb.cast(pl.List(pl.Float64())))
+    if "image" in frame.columns:
+        out.append(frame["image"].cast(pl.String))
+    return out
