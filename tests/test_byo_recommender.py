@@ -915,3 +915,10 @@ def test_the_digest_of_an_export_changes_with_its_content(prep: Prepared, tmp_pa
     (tmp_path / "d").mkdir()
     write(tmp_path / "d" / "p.parquet", user=users, item=items, score=[1.0, 2.5])
     assert file_sha256(tmp_path / "d") != file_sha256(path)
+
+
+def test_the_minimal_plug_in_in_the_docs_is_the_example_file() -> None:
+    doc = (ROOT / "docs" / "recommenders.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    source = (ROOT / "examples" / "plugins" / "minimal.py").read_text()
+    assert source in blocks
