@@ -397,3 +397,12 @@ def test_a_sweep_to_an_object_store_is_refused_in_one_line(env: Path) -> None:
     )
     assert proc.returncode == 2
     one_line(proc.stderr, "--out", f"s3://{BUCKET}/sweeps", "sweep")
+
+
+def test_a_ray_job_may_write_to_an_object_store() -> None:
+    # .ci/ray_jobs.sh submits it for real, against a moto server, and compares the events
+    from jobs.whatif import job_args
+
+    job_dir = Path("/tmp/ray/session_x/runtime_resources/working_dir_files/pkg")
+    argv = ["s.toml", "--out", f"s3://{BUCKET}/runs"]
+    assert job_args(argv, job_dir) == ["run", *argv, "--ray", "auto"]
