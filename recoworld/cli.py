@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
 import polars as pl
@@ -42,12 +42,21 @@ from rich.text import Text
 from recoworld.config import SEED_MAX
 from recoworld.display import summary_table
 from recoworld.errors import ConfigError, RecoWorldError, RunError
-from recoworld.io.remote import RemoteRuns, uri_scheme
+
+if TYPE_CHECKING:
+    from recoworld.io.remote import RemoteRuns
 
 
 def _cache_dir() -> Path | None:
     v = os.environ.get("RECOWORLD_CACHE")
     return Path(v) if v else None
+
+
+def uri_scheme(text: str) -> str | None:
+    """The scheme of ``text`` when it is a URI (``s3://…``), else None (a local path)."""
+    from recoworld.io.remote import uri_scheme
+
+    return uri_scheme(text)
 
 
 def _cache_root() -> Path:
@@ -61,6 +70,8 @@ def _local_run(text: str, name: str) -> Path:
     copy of the committed run in the read cache (:meth:`RemoteRuns.fetch`)."""
     if uri_scheme(text) is None:
         return Path(text)
+    from recoworld.io.remote import RemoteRuns
+
     remote, run_id = RemoteRuns.parse_run(text, name=name)
     remote.check()
     return remote.fetch(run_id, _cache_root() / "remote" / remote.key)
@@ -154,7 +165,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         _flag(f"{args.study}: the default run id (from `$.name`)", check_run_id, run_id)
     where = "--out" if args.out else f"{args.study}: `$.output.dir`"
     target = args.out or cfg.output.dir
-    remote = RemoteRuns.parse(target, name=where) if uri_scheme(target) else None
+    remote = None
+    if uri_scheme(target):
+        from recoworld.io.remote import RemoteRuns
+
+        remote = RemoteRuns.parse(target, name=where)
     overwrite = args.overwrite
     if remote is None:
         if args.staging:

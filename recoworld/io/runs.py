@@ -12,6 +12,10 @@ run in the partial folder, put in place by the next run or reader of that id (:f
 Only one process writes a run id at a time (:class:`recoworld.io.lock.RunLock`, taken before
 anything is written). The manifest, written last, lists every file of the run with its SHA-256;
 :func:`check_run_dir` with ``verify=True`` hashes them again.
+
+A run for an object store (``--out s3://…``) is written here too, under a local staging root,
+and then published by :mod:`recoworld.io.remote` (every file, then one commit object); its
+readers read a verified copy downloaded into a local read cache with the functions below.
 """
 
 from __future__ import annotations
