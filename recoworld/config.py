@@ -264,6 +264,12 @@ class RecommenderConfig(Strict):
     """Score shift (in base-score standard deviations) per instruction tag match."""
     candidates: int = 100
     """Candidate pool per user per session (at least slate_size x turns)."""
+    retrieval: Literal["exact", "ann", "auto"] = "auto"
+    """Built-in kinds: how candidates are found in the catalogue. exact scores every item (the
+    reference; every run before this setting existed); ann searches an approximate-nearest-
+    neighbour index (faiss IVF over the catalog embedding) and scores only its shortlist, so a
+    session start costs the same for a million items as for a thousand; auto: ann for
+    catalogues above 50,000 items (docs/speed.md)."""
     target: str = ""
     """python: the plug-in's factory, "package.module:Name" (importable on every node)."""
     options: dict[str, Any] = {}
@@ -452,6 +458,10 @@ class OutputConfig(Strict):
     """Runs go to <dir>/<run_id>/."""
     row_group_rows: int = 1_000_000
     """Event rows per Parquet row group."""
+    mindset: bool = True
+    """Write the user's mindset after each item (events.satisfaction, fatigue, boredom,
+    curiosity); false leaves those columns null: lean events, less to encode and store (the
+    report and session viewer then have no mindset to show)."""
 
 
 CLUSTER_RESOURCES: dict[str, str] = {
