@@ -400,6 +400,7 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
     paths = write_result(result, tmp_path)
     names = {p.name for p in paths}
     for table in (
+        "headline",
         "discrimination",
         "discrimination_tiers",
         "ratings",
@@ -414,6 +415,7 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
         assert set(pf["dataset"].to_pylist()) == {"synthetic"}
     md = (tmp_path / "fidelity.md").read_text()
     for heading in (
+        "## Headline",
         "## a. Discrimination",
         "## b. Rating alignment",
         "## c. Behavioural calibration",
@@ -426,10 +428,13 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
         "popularity_percentile",
         "popularity_gini",
         "tag_diversity",
+        "session_gap_days",
+        "repeat_share",
     }
     assert set(cal["trait"]) == {"all", "activity", "conformity", "diversity"}
+    assert set(cal["exposure"]) == {"mf", "browse"}
     hit = pl.read_parquet(tmp_path / "hit.parquet")
-    assert {"random", "popular", "mf"} <= set(hit["recommender"])
+    assert {"random", "popular", "mf", "EASE"} <= set(hit["recommender"])
     meta = msgspec.json.decode((tmp_path / "meta.json").read_bytes())
     assert meta["split_order"] == "time" and "accuracy_1_1_sampled" in meta["headline"]
 
@@ -487,7 +492,8 @@ def test_cli_runs_the_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     assert rc == 0
     out = capsys.readouterr().out
-    assert "synthetic, brain parametric (time split): accuracy at 1:1" in out and "ranked" in out
+    assert "synthetic, brain parametric, protocol recoworld (time split)" in out
+    assert "accuracy 1:1, told, ranked" in out and "users evaluated" in out
     assert (tmp_path / "fidelity.md").exists() and not (tmp_path / "calibration.parquet").exists()
 
 

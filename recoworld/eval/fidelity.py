@@ -26,7 +26,9 @@ import polars as pl
 from recoworld.errors import ConfigError
 from recoworld.eval import protocols as P
 from recoworld.eval.decider import Decider, ParametricDecider, RandomDecider
-from recoworld.eval.split import Split, check_split, holdout_split
+from recoworld.eval.ease import LAMBDA, Ease
+from recoworld.eval.headline import headline_table
+from recoworld.eval.split import Split, check_split, holdout_split, read_given_pairs
 from recoworld.items.catalog import Catalog, build_catalog
 from recoworld.llm.base import LanguageModel
 from recoworld.rng import generator
@@ -37,16 +39,53 @@ from recoworld.world.model import World
 BRAINS = ("parametric", "hybrid", "llm")
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """A published way of asking simulated users to discriminate (docs/fidelity.md)."""
+
+    name: str
+    ratios: tuple[int, ...]
+    positives: str  # recoworld.eval.protocols.POSITIVES
+    split: str  # the split order "auto" means under this protocol
+    headline_priors: tuple[str, ...]  # the priors the headline reports, the protocol's first
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "recoworld": Protocol("recoworld", P.RATIOS, "liked", "auto", ("told", "blind")),
+    "agent4rec": Protocol("agent4rec", (1, 2, 3, 9), "all", "auto", ("blind", "told")),
+    "afl": Protocol("afl", (1,), "all", "last-k", ("blind", "told")),
+}
+"""recoworld: liked held-out positives (rating >= 4; on feed logs watched to the end) at 1:1,
+1:3, 1:9, told and blind. agent4rec (Zhang et al., SIGIR 2024): every held-out interaction is a
+positive, ``k = min(|positives|, 20 // (m + 1))`` of them with ``m`` never-interacted negatives
+each, m in {1, 2, 3, 9}, the decider not told the ratio (blind is its headline). afl (Cai et
+al., SIGIR 2025): each user's last 10 interactions held out, lists of those 10 and 10
+never-interacted items, precision / recall / F1 micro and macro, Hit@1 of the next item among
+20 candidates."""
+
+
 class FidelitySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything that shapes an evaluation (kept with its results)."""
 
     brain: str = "parametric"
     seed: int = 0
+    protocol: str = "recoworld"
+    """recoworld | agent4rec | afl (:data:`PROTOCOLS`)."""
     holdout_share: float = 0.2
     min_interactions: int = 5
     split_order: str = "auto"
-    """auto (time where the world has times, else random) | time | random."""
-    ratios: tuple[int, ...] = P.RATIOS
+    """auto (the protocol's: afl last-k; else time where the world has times, random
+    otherwise) | time | random | last-k | given (``given_path``)."""
+    last_k: int = 10
+    """last-k: interactions held out per user."""
+    given_path: str = ""
+    """given: the file of held-out (user_id, item_id) pairs (:func:`read_given_pairs`)."""
+    ratios: tuple[int, ...] = ()
+    """Ratios 1:m of the discrimination lists; empty = the protocol's."""
+    exposures: tuple[str, ...] = ()
+    """Exposures of protocol c (:data:`EXPOSURES`); empty = mf and browse (llm brain: mf)."""
+    ease: bool = True
+    """Fit EASE on the training part and print it beside every ranked figure."""
     list_size: int = P.LIST_SIZE
     hit_candidates: int = P.HIT_CANDIDATES
     embedding_dim: int = 32
@@ -82,18 +121,32 @@ class FidelityResult:
 
 def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
     """Steps 1-2: the split (checked) and everything fitted on its training part."""
+    given = read_given_pairs(s.given_path, world) if s.split_order == "given" else None
     split = holdout_split(
         world,
         holdout_share=s.holdout_share,
         min_interactions=s.min_interactions,
         seed=s.seed,
-        order=s.split_order,
+        order=split_order(s),
+        last_k=s.last_k,
+        given=given,
     )
     check_split(split)
     catalog = build_catalog(split.train, dim=s.embedding_dim, seed=s.seed)
     fitted = fit_choice_model(split.train, catalog, seed=s.seed)
     personas = personas_from_history(split.train, catalog)
     return Fitting(split=split, catalog=catalog, fitted=fitted, personas=personas)
+
+
+def protocol_of(s: FidelitySettings) -> Protocol:
+    if s.protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {s.protocol!r}")
+    return PROTOCOLS[s.protocol]
+
+
+def split_order(s: FidelitySettings) -> str:
+    """The split order the settings ask for (``auto`` resolved by the protocol)."""
+    return protocol_of(s).split if s.split_order == "auto" else s.split_order
 
 
 def make_decider(
@@ -154,22 +207,41 @@ def sample_users(split: Split, n: int, seed: int) -> Split:
     return replace(split, test=split.test.take(np.isin(split.test.user, keep)))
 
 
+EXPOSURES = ("mf", "browse")
+"""How simulated users are exposed to items for protocol c (:mod:`recoworld.eval.exposure`)."""
+
+
 def simulated_consumption(
-    f: Fitting, users: np.ndarray, seed: int, llm: Decider | None = None
+    f: Fitting,
+    users: np.ndarray,
+    seed: int,
+    llm: Decider | None = None,
+    *,
+    exposure: str = "mf",
 ) -> P.Consumption:
     """Users ``users`` (rows of ``f.personas``) run through the simulator's core loop with the
-    default study settings (3 sessions of up to 5 slates of 10, the MF recommender following
-    instructions); consumed = watched or rated. With ``llm`` (an :class:`LLMDecider`), the llm
-    brain's loop with its model and call log (arm ``fidelity-sessions``)."""
+    default study settings (3 sessions of up to 5 slates of 10); consumed = watched or rated.
+    ``exposure``: ``mf`` (the MF recommender following instructions, a study's default) or
+    ``browse`` (:class:`recoworld.eval.exposure.CatalogueBrowsing`, a model of the exposure
+    behind the logs). With ``llm`` (an :class:`LLMDecider`), the llm brain's loop with its
+    model and call log (arm ``fidelity-sessions``)."""
 
-    from recoworld.config import ArmConfig, BrainConfig, StudyConfig
+    from recoworld.config import ArmConfig, BrainConfig, RecommenderConfig, StudyConfig
+    from recoworld.eval.exposure import TARGET
     from recoworld.records import WATCH, TurnRecord
     from recoworld.study.prepare import Prepared
     from recoworld.study.simulate import simulate_arm
     from recoworld.users.population import segment_labels
 
+    if exposure not in EXPOSURES:
+        raise ConfigError(f"--exposure: expected one of {', '.join(EXPOSURES)}, got {exposure!r}")
+    rec = (
+        RecommenderConfig()
+        if exposure == "mf"
+        else RecommenderConfig(kind="python", target=TARGET, follow_instructions=False)
+    )
     if llm is None:
-        cfg = StudyConfig(name="fidelity", seed=seed)
+        cfg = StudyConfig(name="fidelity", seed=seed, recommender=rec)
     else:
         cfg = StudyConfig(
             name="fidelity",
@@ -177,6 +249,7 @@ def simulated_consumption(
             brain=BrainConfig(kind="llm"),
             llm=llm.llm,  # type: ignore[attr-defined]
             arms=[ArmConfig(name="fidelity-sessions")],
+            recommender=rec,
         )
     n = len(f.personas)
     prep = Prepared(
@@ -190,12 +263,19 @@ def simulated_consumption(
         creator_mask=np.zeros(f.catalog.n_items, bool),
         treated=(np.ones(n, bool),),
     )
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def observe(rec: object) -> None:
         if isinstance(rec, TurnRecord):
             r, c = np.nonzero(rec.feedback.action >= WATCH)  # row-major: slate position order
-            parts.append((users[rec.rows[r]], np.full(r.size, rec.session), rec.slates[r, c]))
+            parts.append(
+                (
+                    users[rec.rows[r]],
+                    np.full(r.size, rec.session),
+                    rec.slates[r, c],
+                    np.asarray(rec.day, np.float64)[r],
+                )
+            )
 
     if llm is None:
         simulate_arm(prep, 0, users, observe)
@@ -205,10 +285,11 @@ def simulated_consumption(
         llm.timed(simulate_arm_llm(prep, 0, users, observe, llm.model, llm.log))  # type: ignore[attr-defined]
         llm.log.flush()  # type: ignore[attr-defined]
     if not parts:
-        return P.Consumption(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    u, s, i = (np.concatenate(x) for x in zip(*parts))
+        z = np.zeros(0, np.int64)
+        return P.Consumption(z, z, z, np.zeros(0))
+    u, s, i, d = (np.concatenate(x) for x in zip(*parts))
     o = np.lexsort((np.arange(u.size), u))  # per user, in consumption order
-    return P.Consumption(u[o], s[o], i[o])
+    return P.Consumption(u[o], s[o], i[o], d[o])
 
 
 def evaluate(
@@ -245,8 +326,18 @@ def _evaluate(
     chance = RandomDecider(s.seed, levels)
     deciders: list[Decider] = [brain, chance]
     tables: dict[str, pl.DataFrame] = {}
+    proto = protocol_of(s)
+    ease, ease_note = _ease(f, s)
+    rankers = {} if ease is None else {ease.name: ease.score}
     summary, per_user = P.discrimination(
-        f.split, deciders, f.personas, ratios=s.ratios, list_size=s.list_size, seed=s.seed
+        f.split,
+        deciders,
+        f.personas,
+        ratios=s.ratios or proto.ratios,
+        list_size=s.list_size,
+        seed=s.seed,
+        positives=proto.positives,
+        rankers=rankers,
     )
     tables["discrimination"] = summary
     tables["discrimination_tiers"] = P.tier_breakdown(per_user, f.personas)
@@ -255,13 +346,21 @@ def _evaluate(
     if s.simulate:
         real = P.real_consumption(f.split)
         users = np.unique(real.user)
-        sim = simulated_consumption(f, users, s.seed, brain if is_llm else None)
-        tables["calibration"] = P.behaviour_calibration(
-            f.split, f.catalog, f.personas, real, sim, sim_label=brain.name, seed=s.seed
-        )
-    tables["hit"] = P.hit_at_1(
-        f.split, _scorers(f, brain, s.seed), candidates=s.hit_candidates, seed=s.seed
-    )
+        frames = []
+        for exposure in s.exposures or (("mf",) if is_llm else EXPOSURES):
+            sim = simulated_consumption(
+                f, users, s.seed, brain if is_llm else None, exposure=exposure
+            )
+            frames.append(
+                P.behaviour_calibration(
+                    f.split, f.catalog, f.personas, real, sim, sim_label=brain.name, seed=s.seed
+                ).with_columns(pl.lit(exposure).alias("exposure"))
+            )
+        tables["calibration"] = pl.concat(frames)
+    scorers = _scorers(f, brain, s.seed)
+    if ease is not None:
+        scorers[ease.name] = ease.score
+    tables["hit"] = P.hit_at_1(f.split, scorers, candidates=s.hit_candidates, seed=s.seed)
     report: CalibrationReport = f.fitted.report
     meta = {
         "dataset": world.name,
@@ -272,10 +371,13 @@ def _evaluate(
         )
         if s.brain == "hybrid"
         else "",
+        "protocol": proto.name,
         "split_order": f.split.order,
         "users": world.users.height,
         "eligible_users": eligible,
         "evaluated_users": int(np.unique(f.split.test.user).size),
+        "rated_users": int(np.unique(f.split.test.user[~np.isnan(f.split.test.rating)]).size),
+        "ease": ease_note,
         "train_interactions": len(f.split.train_coded),
         "test_interactions": len(f.split.test),
         "fit_auc": report.auc,
@@ -300,12 +402,23 @@ def _evaluate(
             )
         )
         meta["seconds"] = time.perf_counter() - t0
+    tables["headline"] = headline_table(tables, meta, proto)
     for name, df in tables.items():
         if df.height:
             tables[name] = df.with_columns(pl.lit(world.name).alias("dataset")).select(
                 "dataset", *[c for c in df.columns if c != "dataset"]
             )
     return FidelityResult(dataset=world.name, settings=s, meta=meta, tables=tables, llm_calls=calls)
+
+
+def _ease(f: Fitting, s: FidelitySettings) -> tuple[Ease | None, str]:
+    """EASE fitted on the training part, or None (and why) when off or too large."""
+    if not s.ease:
+        return None, "off"
+    try:
+        return Ease(f.split), f"EASE, lambda {LAMBDA:g}, fitted on the training part"
+    except ValueError as e:
+        return None, str(e)
 
 
 def _scorers(f: Fitting, brain: Decider, seed: int) -> dict[str, P.Scorer]:

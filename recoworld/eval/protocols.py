@@ -40,6 +40,9 @@ TRAITS = ("activity", "conformity", "diversity")
 
 # ---- shared helpers ---------------------------------------------------------------------------
 
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(users (n,), items (n, k)) -> (n, k) scores, higher is better."""
+
 
 def positives_mask(split: Split) -> np.ndarray:
     """Held-out interactions that count as positives: liked (rating >= 4 on a 5-point scale,
@@ -112,16 +115,29 @@ class Lists:
     valid: np.ndarray  # (n, L) bool: not padding
 
 
+POSITIVES = ("liked", "all")
+"""Which held-out interactions are a list's positives: ``liked`` (:func:`positives_mask`) or
+``all`` of them (Agent4Rec and AFL count every interaction)."""
+
+
 def discrimination_lists(
-    split: Split, ratio: int, *, list_size: int = LIST_SIZE, seed: int = 0
+    split: Split,
+    ratio: int,
+    *,
+    list_size: int = LIST_SIZE,
+    seed: int = 0,
+    positives: str = "liked",
 ) -> Lists:
     """Per user with a held-out positive: ``p = min(#positives, list_size // (1 + ratio))``
-    positives drawn at random among its held-out positives, and ``ratio * p`` items it never
-    interacted with, drawn uniformly; shuffled."""
+    positives drawn at random among its held-out positives (``positives``: liked ones or all,
+    :data:`POSITIVES`), and ``ratio * p`` items it never interacted with, drawn uniformly;
+    shuffled."""
     if ratio < 1 or list_size // (1 + ratio) < 1:
         raise ValueError(f"ratio 1:{ratio} does not fit a list of {list_size} items")
+    if positives not in POSITIVES:
+        raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
     rng = generator(seed, "discrimination", ratio)
-    pos = positives_mask(split)
+    pos = positives_mask(split) if positives == "liked" else np.ones(len(split.test), bool)
     tu, ti = split.test.user[pos], split.test.item[pos]
     # random order within each user, then the first `cap`
     o = np.lexsort((rng.random(tu.size), tu))
@@ -167,7 +183,26 @@ def _scores(pred: np.ndarray, label: np.ndarray, valid: np.ndarray) -> dict[str,
         "f1": f1,
         "sim_positive_rate": (tp + fp) / n,
         "real_positive_rate": y.sum(1) / n,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
     }
+
+
+def _micro(s: dict[str, np.ndarray]) -> dict[str, float]:
+    """Precision, recall, F1 and accuracy from the confusion counts pooled over users."""
+    tp, fp, fn, tn = (float(s[k].sum()) for k in ("tp", "fp", "fn", "tn"))
+    return {
+        "precision_micro": tp / (tp + fp) if tp + fp > 0 else 0.0,
+        "recall_micro": tp / (tp + fn) if tp + fn > 0 else 0.0,
+        "f1_micro": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else 0.0,
+        "accuracy_micro": (tp + tn) / max(tp + fp + fn + tn, 1.0),
+    }
+
+
+MACRO = ("accuracy", "precision", "recall", "f1", "sim_positive_rate", "real_positive_rate")
+"""The per-user figures averaged over users (macro); the ``*_micro`` columns pool counts."""
 
 
 DECISION_MODES = ("sampled", "expected", "mode", "ranked")
@@ -235,13 +270,49 @@ def discrimination(
     ratios: tuple[int, ...] = RATIOS,
     list_size: int = LIST_SIZE,
     seed: int = 0,
+    positives: str = "liked",
+    rankers: dict[str, Scorer] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(summary, per_user): summary has one row per decider x ratio x prior x decisions with
-    metrics averaged over users; per_user keeps every user's figures (for tier breakdowns).
-    prior "told": the decider gets the list's positive share; "blind": its own prior."""
+    metrics averaged over users (macro) and pooled over them (``*_micro``); per_user keeps every
+    user's figures (for tier breakdowns). prior "told": the decider gets the list's positive
+    share; "blind": its own prior. ``rankers`` (e.g. EASE) only rank: each gets a ``ranked``
+    row (told) on the same lists."""
     rows, per_user = [], []
+
+    def add(name: str, ratio: int, prior: str, mode: str, lists: Lists, pred: np.ndarray) -> None:
+        s = _scores(pred, lists.label, lists.valid)
+        rows.append(
+            {
+                "brain": name,
+                "ratio": f"1:{ratio}",
+                "prior": prior,
+                "decisions": mode,
+                "users": int(lists.users.size),
+                **{k: float(np.mean(s[k])) for k in MACRO},
+                **_micro(s),
+            }
+        )
+        per_user.append(
+            pl.DataFrame(
+                {
+                    "brain": name,
+                    "ratio": f"1:{ratio}",
+                    "prior": prior,
+                    "decisions": mode,
+                    "user": lists.users,
+                    **{k: s[k] for k in MACRO},
+                }
+            )
+        )
+
     for ratio in ratios:
-        lists = discrimination_lists(split, ratio, list_size=list_size, seed=seed)
+        lists = discrimination_lists(
+            split, ratio, list_size=list_size, seed=seed, positives=positives
+        )
+        for name, score in (rankers or {}).items():
+            sc = np.where(lists.valid, score(lists.users, lists.items), -np.inf)
+            add(name, ratio, "told", "ranked", lists, _top_share(sc, lists.valid, ratio))
         for dec in deciders:
             for prior, base in (("told", 1.0 / (1 + ratio)), ("blind", None)):
                 prob, sampled = _decide_by_length(dec, lists, base, key=ratio)
@@ -252,29 +323,7 @@ def discrimination(
                     if base is not None:
                         preds["ranked"] = _top_share(prob, lists.valid, ratio)
                 for mode, pred in preds.items():
-                    s = _scores(pred, lists.label, lists.valid)
-                    rows.append(
-                        {
-                            "brain": dec.name,
-                            "ratio": f"1:{ratio}",
-                            "prior": prior,
-                            "decisions": mode,
-                            "users": int(lists.users.size),
-                            **{k: float(np.mean(v)) for k, v in s.items()},
-                        }
-                    )
-                    per_user.append(
-                        pl.DataFrame(
-                            {
-                                "brain": dec.name,
-                                "ratio": f"1:{ratio}",
-                                "prior": prior,
-                                "decisions": mode,
-                                "user": lists.users,
-                                **s,
-                            }
-                        )
-                    )
+                    add(dec.name, ratio, prior, mode, lists, pred)
     return pl.DataFrame(rows), pl.concat(per_user) if per_user else pl.DataFrame()
 
 
@@ -420,25 +469,65 @@ def rating_histograms(split: Split, deciders: list[Decider]) -> pl.DataFrame:
 
 @dataclass(frozen=True, eq=False)
 class Consumption:
-    """Consumed items: (user, session, item) in consumption order."""
+    """Consumed items: (user, session, item) in consumption order; ``day``: when the session
+    started, in days (NaN where unknown)."""
 
     user: np.ndarray
     session: np.ndarray
     item: np.ndarray
+    day: np.ndarray | None = None
+
+    def take(self, mask: np.ndarray) -> Consumption:
+        return Consumption(
+            self.user[mask],
+            self.session[mask],
+            self.item[mask],
+            None if self.day is None else self.day[mask],
+        )
+
+
+SESSION_GAP_S = SITTING_GAP_S
+"""A real session ends after this much inactivity (30 minutes): the held-out interactions of a
+user, in time order, are cut wherever two consecutive ones lie further apart."""
 
 
 def real_consumption(split: Split) -> Consumption:
-    """The held-out interactions, sessions cut at 30-minute gaps (all one session per user when
-    the world has no usable times)."""
+    """The held-out interactions, sessions cut at :data:`SESSION_GAP_S` of inactivity; a
+    session's day is its first interaction's time in days. Without usable times (a random
+    split, undated data) each user's held-out part is one session with an unknown day."""
     te = split.test
-    if split.order != "time":
+    if not split.timed:
         return Consumption(te.user, np.zeros(len(te), np.int64), te.item)
     new = np.ones(len(te), dtype=bool)
-    new[1:] = (te.user[1:] != te.user[:-1]) | (te.timestamp[1:] - te.timestamp[:-1] > SITTING_GAP_S)
+    new[1:] = (te.user[1:] != te.user[:-1]) | (te.timestamp[1:] - te.timestamp[:-1] > SESSION_GAP_S)
     sid = np.cumsum(new) - 1
     first = np.r_[0, np.flatnonzero(np.diff(te.user)) + 1] if len(te) else np.zeros(0, np.int64)
     base = np.repeat(sid[first], np.diff(np.r_[first, len(te)]))
-    return Consumption(te.user, sid - base, te.item)
+    start = te.timestamp[np.flatnonzero(new)][sid] / 86_400.0
+    return Consumption(te.user, sid - base, te.item, start)
+
+
+def session_gaps(c: Consumption) -> np.ndarray:
+    """Days between the starts of each user's consecutive sessions (sessions with consumption,
+    known days)."""
+    if c.day is None or c.user.size == 0:
+        return np.zeros(0)
+    key = np.unique(np.column_stack([c.user, c.session]), axis=0, return_index=True)[1]
+    u, d = c.user[key], c.day[key]
+    o = np.lexsort((d, u))
+    u, d = u[o], d[o]
+    same = u[1:] == u[:-1]
+    gaps = (d[1:] - d[:-1])[same]
+    return gaps[~np.isnan(gaps)]
+
+
+def repeat_share(c: Consumption) -> float:
+    """Share of consumptions of an item the same user consumed earlier on the same side."""
+    if c.user.size == 0:
+        return float("nan")
+    codes = c.user.astype(np.int64) * (int(c.item.max()) + 1) + c.item
+    _, first = np.unique(codes, return_index=True)
+    return 1.0 - first.size / codes.size
 
 
 def gini(counts: np.ndarray) -> float:
@@ -477,7 +566,12 @@ def behaviour_calibration(
     - ``popularity_gini``: Gini of item consumption counts over the world's items, both sides
       subsampled (seeded) to the same number of consumptions;
     - ``tag_diversity``: per user, normalised tag entropy of its first ``c`` consumed items,
-      ``c = min(real, simulated count)`` (users with c >= 2), averaged.
+      ``c = min(real, simulated count)`` (users with c >= 2), averaged;
+    - ``session_gap_days``: median days between the starts of a user's consecutive sessions
+      with consumption (real: held-out sessions, :func:`session_gaps`);
+    - ``repeat_share``: share of consumptions of an item the user consumed before on the same
+      side (:func:`repeat_share`; the split holds a repeated pair out whole, so the real
+      side's repeats are all within the held-out part).
     """
     rng = generator(seed, "calibration")
     n_users = len(personas)
@@ -488,6 +582,7 @@ def behaviour_calibration(
             groups.append((t, lv, tiers[t] == lv))
     rows = []
     n_items = split.n_items
+    timed = split.timed and real.day is not None
     has_real = np.zeros(n_users, bool)
     has_real[real.user] = True
     has_sim = np.zeros(n_users, bool)
@@ -495,8 +590,7 @@ def behaviour_calibration(
     for trait, tier, member in groups:
         m = member & has_real & has_sim
         rsel, ssel = m[real.user], m[sim.user]
-        r = Consumption(real.user[rsel], real.session[rsel], real.item[rsel])
-        s = Consumption(sim.user[ssel], sim.session[ssel], sim.item[ssel])
+        r, s = real.take(rsel), sim.take(ssel)
 
         def per_session(c: Consumption) -> float:
             if c.user.size == 0:
@@ -504,7 +598,8 @@ def behaviour_calibration(
             key = c.user.astype(np.int64) * 100_000 + c.session
             return float(np.unique(key, return_counts=True)[1].mean())
 
-        ips_real = per_session(r) if split.order == "time" else float("nan")
+        ips_real = per_session(r) if timed else float("nan")
+        gap_r, gap_s = session_gaps(r) if timed else np.zeros(0), session_gaps(s)
         pct = catalog.pop_percentile[:n_items]
         k = min(r.item.size, s.item.size)
         if k > 0:
@@ -531,6 +626,11 @@ def behaviour_calibration(
                 float(np.nanmean(div_r)) if div_r else float("nan"),
                 float(np.nanmean(div_s)) if div_s else float("nan"),
             ),
+            "session_gap_days": (
+                float(np.median(gap_r)) if gap_r.size else float("nan"),
+                float(np.median(gap_s)) if gap_s.size else float("nan"),
+            ),
+            "repeat_share": (repeat_share(r), repeat_share(s)),
         }
         for name, (a, b) in metrics.items():
             rows.append(
@@ -551,10 +651,6 @@ def behaviour_calibration(
 
 
 # ---- d. Hit@1 ---------------------------------------------------------------------------------
-
-
-Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""(users (n,), items (n, k)) -> (n, k) scores, higher is better."""
 
 
 def hit_at_1(

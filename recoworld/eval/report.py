@@ -3,13 +3,17 @@
 Files in the output folder (written under temporary names, then renamed: an interrupted write
 leaves earlier files as they were):
 
+- ``headline.parquet``: dataset, figure, exposure, users, ours, real, ease, published,
+  distance, goal, met, goal_source (:mod:`recoworld.eval.headline`);
 - ``discrimination.parquet``: dataset, brain, ratio, prior, decisions, users, accuracy,
-  precision, recall, f1, sim_positive_rate, real_positive_rate;
+  precision, recall, f1, sim_positive_rate, real_positive_rate (averaged over users), and
+  precision_micro, recall_micro, f1_micro, accuracy_micro (counts pooled over users);
 - ``discrimination_tiers.parquet``: the same per trait (activity, conformity, diversity) and tier;
 - ``ratings.parquet``: dataset, brain, prediction, ratings, coverage, rmse, mae, tv_distance,
   wasserstein;
 - ``rating_hist.parquet``: dataset, brain, level, share;
-- ``calibration.parquet``: dataset, brain, metric, trait, tier, users, real, simulated, ratio;
+- ``calibration.parquet``: dataset, brain, metric, trait, tier, users, real, simulated, ratio,
+  exposure;
 - ``hit.parquet``: dataset, recommender, users, candidates, hit_at_1, hit_at_5, ndcg_at_5;
 - ``llm_calls.parquet`` (llm brain): every model call, the ``llm_calls`` table of a run
   (recoworld.io.schema: prompt, completion, seed, tokens, latency, parse status, and a
@@ -21,7 +25,8 @@ leaves earlier files as they were):
 Each Parquet file is written by :func:`recoworld.io.tables.write_table` (so it also carries its
 table name and the run schema's version) and carries ``recoworld.fidelity_schema`` =
 :data:`SCHEMA_VERSION` in its metadata. Version 2: ``coverage`` in ``ratings``,
-``llm_calls.parquet``.
+``llm_calls.parquet``. Version 3: ``headline.parquet``, the micro columns, ``exposure`` in
+``calibration``, the calibration metrics ``session_gap_days`` and ``repeat_share``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import polars as pl
 from recoworld.eval.fidelity import FidelityResult
 from recoworld.io.tables import write_table
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 
 def _fmt(v: object) -> str:
@@ -74,17 +79,59 @@ def headline(result: FidelityResult) -> dict[str, float]:
     return out
 
 
+HEADLINE_COLUMNS = [
+    "figure",
+    "exposure",
+    "users",
+    "ours",
+    "real",
+    "ease",
+    "distance",
+    "goal",
+    "met",
+    "goal_source",
+    "published",
+]
+
+
+def coverage_line(meta: dict) -> str:
+    """Who the figures cover, exactly (each headline row says its own count)."""
+    return (
+        f"{meta['evaluated_users']:,} of {meta['eligible_users']:,} users evaluated (users with "
+        f"a held-out interaction; the world has {meta['users']:,}); each figure covers the "
+        "users in its own users column (lists need a held-out positive, calibration "
+        "consumption on both sides, ratings a held-out rating)"
+    )
+
+
 def render_markdown(result: FidelityResult) -> str:
     m, t = result.meta, result.tables
     parts = [
-        f"# Fidelity: {m['dataset']}, brain {m['brain']}",
+        f"# Fidelity: {m['dataset']}, brain {m['brain']}, protocol {m.get('protocol', '-')}",
         "",
-        f"Split: {m['split_order']} (held out per user: {m['settings']['holdout_share']:.0%}); "
+        f"Split: {m['split_order']} (held out per user: {m['settings']['holdout_share']:.0%}"
+        f"; last-k: {m['settings'].get('last_k')}); "
         f"{m['evaluated_users']:,} evaluated users, {m['train_interactions']:,} training and "
         f"{m['test_interactions']:,} held-out interactions. "
         f"Choice model fitted on the training part only: "
-        f"AUC {m['fit_auc']:.3f} on its own inner split. {m['seconds']:.1f}s.",
+        f"AUC {m['fit_auc']:.3f} on its own inner split. {m['seconds']:.1f}s. "
+        f"World content key {m.get('world_key', '-')[:16]}.",
+        "",
+        coverage_line(m) + ".",
     ]
+    hl = t.get("headline")
+    if hl is not None and hl.height:
+        parts += [
+            "",
+            "## Headline",
+            "",
+            "`ours`: the simulated users (sampled decisions unless the figure says otherwise); "
+            "`real`: the held-out behaviour; `ease`: EASE on the same lists; `exposure` (protocol "
+            "c): `mf` is a study's default recommender, `browse` the model of the exposure behind "
+            "the logs (docs/fidelity.md). Goals from issue 15 or proposed here.",
+            "",
+            markdown_table(hl, HEADLINE_COLUMNS),
+        ]
     if m.get("brain_note"):
         parts += ["", m["brain_note"] + "."]
     if m.get("llm"):
@@ -92,7 +139,7 @@ def render_markdown(result: FidelityResult) -> str:
     d = t["discrimination"]
     parts += [
         "",
-        "## a. Discrimination (Agent4Rec protocol)",
+        f"## a. Discrimination (protocol {m.get('protocol', 'recoworld')})",
         "",
         "prior `told`: the simulated user knows the list's positive share; "
         "`blind`: its own fitted prior. "
@@ -113,6 +160,9 @@ def render_markdown(result: FidelityResult) -> str:
                 "precision",
                 "recall",
                 "f1",
+                "precision_micro",
+                "recall_micro",
+                "f1_micro",
                 "sim_positive_rate",
                 "real_positive_rate",
             ],
@@ -149,14 +199,14 @@ def render_markdown(result: FidelityResult) -> str:
             "",
             markdown_table(
                 c.filter(pl.col("trait") == "all"),
-                ["metric", "users", "real", "simulated", "ratio"],
+                ["exposure", "metric", "users", "real", "simulated", "ratio"],
             ),
             "",
             "Per trait tier:",
             "",
             markdown_table(
                 c.filter(pl.col("trait") != "all"),
-                ["metric", "trait", "tier", "users", "real", "simulated", "ratio"],
+                ["exposure", "metric", "trait", "tier", "users", "real", "simulated", "ratio"],
             ),
         ]
     tiers = t.get("discrimination_tiers")
