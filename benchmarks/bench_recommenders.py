@@ -13,7 +13,9 @@ The same study (ML-100K, one arm, 3 sessions x 5 turns, slates of 10) is simulat
 
 Only the simulation is timed (the world, the fit and the population are prepared first, in each
 run's own fresh process); no Parquet is written. Runs alternate mf, plugin, service, mf, ...
-(timings drift on a shared machine): medians and the ratio of medians to mf.
+(timings drift on a shared machine): medians, the ratio of medians to mf and the median of the
+paired ratios, for wall time and for CPU seconds (the simulating process's, plus the service
+process's for the service: less sensitive to a busy machine).
 
     python benchmarks/bench_recommenders.py [--users 2000] [--repeats 5]
 """
@@ -184,36 +186,52 @@ def main() -> None:
                     after = service_stats(url)
                     r["service_compute_s"] = after["compute_s"] - before["compute_s"]
                     r["service_requests"] = after["requests"] - before["requests"]
+                    r["service_cpu_s"] = after["cpu_s"] - before["cpu_s"]
                     runs[mode].append(r)
         finally:
             proc.terminate()
             proc.wait(10)
     med = lambda mode, key: statistics.median(r[key] for r in runs[mode])  # noqa: E731
-    mf = med("mf", "simulate_s")
+    paired = lambda mode, key: statistics.median(  # noqa: E731
+        b[key] / a[key] for a, b in zip(runs["mf"], runs[mode])
+    )
     same = {r["digest"] for r in runs["mf"] + runs["plugin"]}
     assert len(same) == 1, "the plug-in's slates differ from the built-in mf's"
     for mode in RECOMMENDERS:
         assert all(r["fallbacks"] == 0 for r in runs[mode]), f"{mode}: fallback slates served"
-    ut = runs["mf"][0]["user_turns"]
+    for r in runs["service"]:
+        r["total_cpu_s"] = r["cpu_s"] + r["service_cpu_s"]
+    for r in runs["mf"] + runs["plugin"]:
+        r["total_cpu_s"] = r["cpu_s"]
     print(
-        f"world {dataset}, {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10; "
-        f"{args.repeats} alternated runs of each, fresh processes, simulation only (no Parquet)"
+        f"world {dataset}, {args.users:,} users, 1 arm, 3 sessions x 5 turns, slates of 10 "
+        f"({runs['mf'][0]['user_turns']:,} user-turns); {args.repeats} alternated runs of each in "
+        "fresh processes; the simulation only (no Parquet). Medians; ratios to mf: of the "
+        "medians [median of the paired ratios]. CPU: the simulating process's, plus the "
+        "service process's for the service (less sensitive to a busy machine than wall time)."
     )
+    mf_wall, mf_cpu = med("mf", "simulate_s"), med("mf", "total_cpu_s")
     for mode in RECOMMENDERS:
-        s = med(mode, "simulate_s")
+        wall, cpu = med(mode, "simulate_s"), med(mode, "total_cpu_s")
+        pw, pc = paired(mode, "simulate_s"), paired(mode, "total_cpu_s")
         print(
-            f"  {mode:<8} {s:6.2f} s  {runs[mode][0]['user_turns'] / s:>9,.0f} user-turns/s  "
-            f"x{s / mf:.2f} of mf   (this process's CPU {med(mode, 'cpu_s'):.2f} s)"
+            f"  {mode:<8} wall {wall:6.2f} s  x{wall / mf_wall:5.2f} [x{pw:.2f}]"
+            f"   CPU {cpu:6.2f} s  x{cpu / mf_cpu:5.2f} [x{pc:.2f}]"
+            f"   {runs[mode][0]['user_turns'] / wall:>8,.0f} user-turns/s"
         )
-    sc = med("service", "service_compute_s")
-    sv = med("service", "simulate_s")
+    sim_cpu, svc_cpu, model = (
+        med("service", "cpu_s"),
+        med("service", "service_cpu_s"),
+        med("service", "service_compute_s"),
+    )
     print(
-        f"  plug-in slates identical to mf's ({ut:,} user-turns): the plug-in path costs "
-        f"x{med('plugin', 'simulate_s') / mf:.2f}\n"
-        f"  service: {med('service', 'service_requests'):,.0f} requests per run; the model's own "
-        f"compute {sc:.2f} s ({sc / sv:.0%} of the run), the rest {sv - sc:.2f} s = "
-        f"x{(sv - sc) / mf:.2f} of mf (the simulation, the protocol: encoding, HTTP, decoding, "
-        "checks)"
+        f"  plugin: slates identical to mf's in every run\n"
+        f"  service: {med('service', 'service_requests'):,.0f} requests a run; CPU of the "
+        f"simulating process {sim_cpu:.2f} s (mf {med('mf', 'cpu_s'):.2f} s: the client's "
+        f"protocol work, encoding, HTTP, decoding, checks, is the difference), of the service "
+        f"{svc_cpu:.2f} s, of which the model's own compute {model:.2f} s (the rest: its web "
+        f"stack, HTTP and JSON); the model's compute is {model / med('service', 'simulate_s'):.0%} "
+        "of the run's wall time"
     )
 
 

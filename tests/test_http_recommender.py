@@ -43,6 +43,7 @@ from recoworld.config import (
     ServiceConfig,
     StudyConfig,
     decode_study,
+    load_study,
 )
 from recoworld.errors import RecommenderError
 from recoworld.recommenders.base import Audience
@@ -64,39 +65,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN_ENV = "RECOWORLD_TEST_SERVICE_TOKEN"
 TOKEN = "rw-" + secrets.token_hex(20)  # drawn per test session: it can only leak from this run
 
-SERVICE_STUDY = """
-name = "service"
-seed = 5
-[world]
-dataset = "ml-100k"
-[population]
-size = 40
-[simulation]
-sessions = 2
-turns = 3
-slate_size = 5
-replicates = 1
-[recommender]
-kind = "http"
-options = {{ instruction_weight = 1.0 }}
-[recommender.service]
-url = "{url}"
-auth_env = "{env}"
-batch_size = 8
-concurrency = 2
-[creator]
-id = "c"
-[[creator.items]]
-title = "New thing"
-tags = ["Drama"]
-[[arms]]
-name = "control"
-[[arms]]
-name = "inject"
-treatment = "inject"
-position = 1
-rate = 0.5
-"""
+SERVICE_STUDY = ROOT / "studies" / "service_ease.toml"
+"""The study docs/recommender-service.md runs against the reference service (here smaller)."""
 
 SMALL_STUDY = """
 name = "small"
@@ -197,11 +167,23 @@ def _wait_for(cond: Callable[[], bool], timeout: float) -> None:
 
 @pytest.fixture(scope="module")
 def ml_world(shared_data: Path):
-    return load_world_for(decode_study(SERVICE_STUDY.format(url="http://x", env="X")).world, 5)
+    cfg = load_study(SERVICE_STUDY)
+    return load_world_for(cfg.world, cfg.seed)
 
 
 def service_study(url: str, env: str = TOKEN_ENV) -> StudyConfig:
-    return decode_study(SERVICE_STUDY.format(url=url, env=env))
+    """studies/service_ease.toml at ``url``, smaller, stopping at the first failed slate."""
+    cfg = load_study(SERVICE_STUDY)
+    rec = cfg.recommender
+    svc = msgspec.structs.replace(rec.service, url=url, auth_env=env, batch_size=8, concurrency=2)
+    return msgspec.structs.replace(
+        cfg,
+        population=msgspec.structs.replace(cfg.population, size=40),
+        simulation=msgspec.structs.replace(
+            cfg.simulation, sessions=2, turns=3, slate_size=5, replicates=1
+        ),
+        recommender=msgspec.structs.replace(rec, on_invalid="stop", service=svc),
+    )
 
 
 def run_preps(preps: tuple[Prepared, ...], root: Path, run_id: str, workers: int) -> Path:
@@ -755,7 +737,7 @@ def test_one_round_trip_per_batch_carries_history_then_the_last_turn_s_feedback_
         by_user.setdefault(u["user"], []).append(u)
     for row, uid in enumerate(small.population.uid.tolist()):
         mine = sorted(by_user[uid], key=lambda u: (u["session"], u["turn"]))
-        assert mine[0]["history"] == sorted(ids[hist[row].indices].tolist())
+        assert mine[0]["history"] == ids[np.sort(hist[row].indices)].tolist()
         assert all("history" not in u for u in mine[1:])
         assert mine[0].get("feedback", []) == []
         for prev, nxt in zip(mine, mine[1:]):  # the slate before, as shown, and what was done

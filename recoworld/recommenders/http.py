@@ -128,9 +128,9 @@ class UserRequest(_Wire, kw_only=True):
     history: Annotated[
         list[str] | None,
         _doc(
-            "Item ids of the user's real history (sorted), sent with the first request that "
-            "names the user in this scope (again if that request failed); null afterwards. "
-            "A service that already knows the user ignores it."
+            "Item ids of the user's real history (in catalogue order), sent with the first "
+            "request that names the user in this scope (again if that request failed); null "
+            "afterwards. A service that already knows the user ignores it."
         ),
     ] = None
     feedback: Annotated[
