@@ -125,12 +125,6 @@ class Listens:
         self.count = np.zeros(len(audience.personas), np.int64)
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
-        out = self._recommend(idx, session, k)
-        if self.readonly and isinstance(out, np.ndarray):
-            out.setflags(write=False)
-        return out
-
-    def _recommend(self, idx: np.ndarray, session: int, k: int) -> np.ndarray:
         t = self.count[idx]
         self.count[idx] += 1
         return (t[:, None] * k + np.arange(k)) % self.n_items
