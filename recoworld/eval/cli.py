@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from recoworld.eval.policy_cli import register as register_policy
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `eval` command to the top-level parser's subcommands."""
@@ -88,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.set_defaults(func=cmd_fidelity)
 
+    register_policy(esub)
+
 
 def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
     import time
@@ -149,7 +153,8 @@ def cmd_fidelity(args: argparse.Namespace, console) -> int:  # noqa: ANN001
         console.print(llm_summary(result.meta["llm"]), highlight=False)
     console.print(
         f"{coverage_line(result.meta)}; "
-        f"tables in {time.perf_counter() - t0:.1f}s -> [bold]{out}[/] (fidelity.md, *.parquet)"
+        f"tables in {time.perf_counter() - t0:.1f}s -> [bold]{out}[/] (fidelity.md, *.parquet)",
+        soft_wrap=True,
     )
     return 0
 
