@@ -325,14 +325,35 @@ def cluster():
     ray.shutdown()
 
 
-def test_each_way_in_gives_the_same_events_on_ray(
-    cluster, world, exports: Path, in_process: dict[str, Path], tmp_path: Path
+def every_way(exports: Path) -> StudyConfig:
+    """One study whose arms are the ways in (each arm its own recommender): one Ray run, one
+    set of actors, for all of them."""
+    text = STUDY.format(size=1100).split("[[arms]]")[0] + '[recommender]\nkind = "popular"\n'
+    for name in (n for n in WAYS if n != "implicit" or HAS_IMPLICIT):
+        text += f'[[arms]]\nname = "{name}"\n[arms.recommender]\n'
+        text += "".join(
+            f"{k} = {_toml(v.format(exports=exports) if isinstance(v, str) else v)}\n"
+            for k, v in WAYS[name].items()
+        )
+    return decode_study(text)
+
+
+def test_every_way_in_gives_the_same_events_on_ray(
+    cluster, world, exports: Path, tmp_path: Path
 ) -> None:
     from actors.driver import run_study_on_ray
 
-    for name, ref in in_process.items():
-        res = run_study_on_ray(way(name, exports), world, run_id=name, out_dir=tmp_path, shards=2)
-        assert events(res.path).equals(events(ref)), name
+    cfg = every_way(exports)
+    assert [a.recommender.kind for a in cfg.arms if a.recommender] == [
+        WAYS[a.name]["kind"] for a in cfg.arms
+    ]
+    ref = run_study(cfg, world, run_id="ref", out_dir=tmp_path, workers=1)
+    res = run_study_on_ray(cfg, world, run_id="ray", out_dir=tmp_path, shards=2)
+    manifest = msgspec.json.decode((res.path / "manifest.json").read_bytes())
+    assert manifest["shards"] == 2
+    got, want = events(res.path), events(ref.path)
+    assert sorted(want["arm"].unique().to_list()) == sorted(a.name for a in cfg.arms)
+    assert got.equals(want)
 
 
 def test_a_contract_failure_on_ray_names_the_recommender_user_and_turn(
@@ -343,10 +364,11 @@ def test_a_contract_failure_on_ray_names_the_recommender_user_and_turn(
     cfg = study(
         kind="python",
         target="recoworld.testing.plugins:Faulty",
+        size=120,
         options={"fault": "duplicate", "from_uid": 70},
     )
     with pytest.raises(RunError) as e:
-        run_study_on_ray(cfg, world, run_id="r", out_dir=tmp_path, shards=2)
+        run_study_on_ray(cfg, world, run_id="r", out_dir=tmp_path, shards=1)
     assert isinstance(e.value, RunError)  # the shard's error, one line (not a Ray traceback)
     assert re.fullmatch(
         r"recoworld\.errors\.RecommenderError: recommender python:recoworld\.testing\.plugins:"
