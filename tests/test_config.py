@@ -345,8 +345,8 @@ def for_type(t: mi.Type) -> st.SearchStrategy:
             return st.one_of(*(for_type(u) for u in types))
         case mi.StructType(cls=cls):
             return for_struct(cls)
-        case mi.AnyType():  # free-form values (plug-in options): any JSON value
-            return st.one_of(st.none(), st.booleans(), INT, FLOAT, TEXT, st.lists(INT, max_size=3))
+        case mi.AnyType():  # free-form values (plug-in options): any TOML value (no null)
+            return st.one_of(st.booleans(), INT, FLOAT, TEXT, st.lists(INT, max_size=3))
     raise TypeError(f"no strategy for {t!r}")
 
 
