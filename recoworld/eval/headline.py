@@ -223,7 +223,6 @@ def headline_table(tables: dict[str, pl.DataFrame], meta: dict, proto: Protocol)
                     figure="rating distribution (total variation)",
                     users=meta.get("rated_users"),
                     ours=samp["tv_distance"],
-                    real=0.0,
                     distance=samp["tv_distance"],
                     goal=f"<= {RATING_TV_GOAL:g}",
                     met=bool(samp["tv_distance"] <= RATING_TV_GOAL),
