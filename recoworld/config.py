@@ -497,6 +497,103 @@ class RayConfig(Strict):
     """Shard actors that cannot be placed within this long (missing resources) fail the run."""
 
 
+# --- the social world (docs/social.md): rounds on a calendar, a friendship graph, search -------
+
+
+class SeedingConfig(Strict):
+    """Who an arm's creator treatment reaches first (a seeding strategy of a diffusion study)."""
+
+    arm: str
+    """The treatment arm (inject or boost) whose treated users this strategy picks."""
+    strategy: Literal["most_connected", "random"] = "random"
+    """most_connected: the users with the most friends in the graph (ties: lower user id);
+    random: users drawn uniformly (keyed by the seed and the arm)."""
+    share: float = 0.05
+    """Share of each replicate's population seeded (at least one user)."""
+
+
+class SocialConfig(Strict):
+    """The social layer: users live on a shared calendar, one round a day; each round a user
+    chooses the recommender, the social network or nothing; it posts to all its friends or
+    chats with one about items it consumed, and what it hears makes it aware of the item
+    (docs/social.md). Off by default: a study without it runs the batch loop unchanged."""
+
+    enabled: bool = False
+    """Run the study in rounds with the social layer (``recoworld/study/social_loop.py``)."""
+    days: int = 30
+    """Rounds on the calendar, one a day (sessions end earlier when the days run out)."""
+    graph: Literal["data", "generated"] = "data"
+    """data: the world's friends table (Last.fm HetRec's user_friends.dat, a generic world's
+    friends file), each simulated user a distinct real user; generated: a graph drawn with
+    homophily by taste (mean_degree, degree, homophily)."""
+    on_bad_links: Literal["error", "clean"] = "clean"
+    """data: links to users the world does not know, self-links and duplicates (either
+    direction): error = stop naming the table and row; clean = drop them and count them
+    (graph statistics in the run's manifest)."""
+    mean_degree: float = 8.0
+    """generated: mean friends per user."""
+    degree: Literal["poisson", "powerlaw", "lognormal"] = "powerlaw"
+    """generated: the distribution of friends per user (powerlaw: a Pareto tail, a few hubs)."""
+    degree_exponent: float = 2.5
+    """generated, powerlaw: the tail exponent (> 2: a finite mean)."""
+    homophily: float = 4.0
+    """generated: friends are picked with weight exp(homophily x taste cosine): 0 = at random."""
+    partition: Literal["community", "contiguous"] = "community"
+    """How users are split into shards: community = users reordered so that graph communities
+    (label propagation) are contiguous, which cuts cross-shard messages; contiguous = the
+    population's own order."""
+    recommender_bias: float = 1.0
+    """Round choice (parametric brain): utility of visiting the recommender (nothing = 0)."""
+    aware_weight: float = 2.0
+    """Round choice: utility of the recommender per unit of awareness of an item not yet
+    consumed (what the user heard makes it come and look)."""
+    social_bias: float = -0.5
+    """Round choice: utility of the social network."""
+    share_weight: float = 1.5
+    """Round choice: utility of the social network when the user consumed an item it has not
+    talked about yet (within share_window_days)."""
+    share_window_days: float = 7.0
+    """Items watched within this many days are fresh enough to post or chat about."""
+    post_probability: float = 0.5
+    """Chance a social visit is a post to all friends rather than a chat with one friend."""
+    post_strength: float = 0.5
+    """Awareness a post adds for each friend who reads it (capped at 1)."""
+    chat_strength: float = 1.0
+    """Awareness a chat adds for its receiver (capped at 1)."""
+    fade_days: float = 5.0
+    """Days over which awareness fades by a factor e."""
+    memory: int = 8
+    """Items a user keeps heard of at most (the weakest is forgotten first)."""
+    pull: float = 0.3
+    """Chance per round that full awareness brings a user who is away (between sessions, or
+    not returning) to the round's choice; scaled by its strongest awareness."""
+    aware_logit: float = 1.0
+    """Click logit added to an item the user heard of, per unit of awareness."""
+    seeding: list[SeedingConfig] = []
+    """Seeding strategies of creator treatment arms (which users are treated)."""
+
+
+class SearchConfig(Strict):
+    """Search inside the recommender (social rounds only): instead of the next page, a user
+    may type a query; the results top the page (docs/social.md)."""
+
+    enabled: bool = False
+    """Users may search (needs [social] enabled)."""
+    engine: Literal["bm25", "embedding"] = "bm25"
+    """bm25: BM25 over each item's title, tags and text (bm25s); embedding: the cosine of the
+    query's item-vocabulary vector (tags and title words) with the items' content."""
+    results: int = 0
+    """Results a query may fill the page with (0 = the whole slate); the page's other slots
+    are the recommender's. A query that matches nothing leaves the recommender's page."""
+    base_probability: float = 0.05
+    """Chance per turn that a user searches with nothing heard (a query from its memory:
+    a tag it likes, or words of what it watched)."""
+    aware_probability: float = 0.6
+    """Chance per turn of searching for an item heard of, per unit of awareness."""
+    title_share: float = 0.7
+    """Share of searches for a heard-of item typed as its title (else as its tags)."""
+
+
 class StudyConfig(Strict):
     name: str
     """Study name; part of the default run id."""
@@ -513,6 +610,10 @@ class StudyConfig(Strict):
     arms: list[ArmConfig] = msgspec.field(default_factory=lambda: [ArmConfig(name="control")])
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
+    social: SocialConfig = SocialConfig()
+    """The social layer (off by default)."""
+    search: SearchConfig = SearchConfig()
+    """Search inside the recommender (social rounds only; off by default)."""
     llm: LLMConfig | None = None
     """The language model; required by brain.kind = "llm" | "hybrid" and recommender "agentic"."""
 
@@ -592,6 +693,7 @@ def check_study(cfg: StudyConfig) -> None:
     if r.max_restarts < -1:
         raise bad("ray.max_restarts", "an integer >= -1 (-1 = without limit)", r.max_restarts)
     _check_llm(cfg, bad)
+    _check_social(cfg, bad)
     recs = [("recommender", cfg.recommender)] + [
         (f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender
     ]
@@ -612,6 +714,47 @@ def check_study(cfg: StudyConfig) -> None:
                 "finished slates)",
                 arm.treatment,
             )
+
+
+def _check_social(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
+    """[social] and [search]: ranges, and seeding strategies naming treatment arms."""
+    so, se = cfg.social, cfg.search
+    if se.enabled and not so.enabled:
+        raise bad("search.enabled", "[social] enabled = true (searches happen in rounds)", True)
+    if so.days < 1:
+        raise bad("social.days", "an integer >= 1", so.days)
+    if so.memory < 1:
+        raise bad("social.memory", "an integer >= 1", so.memory)
+    if se.results < 0:
+        raise bad("search.results", "an integer >= 0 (0 = the whole slate)", se.results)
+    for name in ("fade_days", "share_window_days"):
+        if not getattr(so, name) > 0:
+            raise bad(f"social.{name}", "a number of days > 0", getattr(so, name))
+    if not so.mean_degree >= 0:
+        raise bad("social.mean_degree", "a number >= 0", so.mean_degree)
+    if so.degree == "powerlaw" and not so.degree_exponent > 2:
+        raise bad("social.degree_exponent", "a number > 2 (a finite mean)", so.degree_exponent)
+    for name in ("post_probability", "post_strength", "chat_strength", "pull"):
+        if not 0.0 <= getattr(so, name) <= 1.0:
+            raise bad(f"social.{name}", "a number in [0, 1]", getattr(so, name))
+    for name in ("base_probability", "aware_probability", "title_share"):
+        if not 0.0 <= getattr(se, name) <= 1.0:
+            raise bad(f"search.{name}", "a number in [0, 1]", getattr(se, name))
+    names = [a.name for a in cfg.arms]
+    seen: set[str] = set()
+    for k, s in enumerate(so.seeding):
+        where = f"social.seeding[{k}]"
+        j = names.index(s.arm) if s.arm in names else -1
+        if j < 0 or cfg.arms[j].treatment == "none":
+            treated = [a.name for a in cfg.arms if a.treatment != "none"]
+            raise bad(f"{where}.arm", f"the name of a treatment arm (one of {treated})", s.arm)
+        if s.arm in seen:
+            raise bad(f"{where}.arm", "one seeding strategy per arm", s.arm)
+        seen.add(s.arm)
+        if cfg.arms[j].target is not None:
+            raise bad(f"arms[{j}].target", "no target on a seeded arm (seeding picks it)", "set")
+        if not 0.0 < s.share <= 1.0:
+            raise bad(f"{where}.share", "a share in (0, 1]", s.share)
 
 
 TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
