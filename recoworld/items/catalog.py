@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from recoworld.config import ItemsConfig
+from recoworld.errors import DataError
+from recoworld.items.semantic_ids import SemanticIds, build_semantic_ids
+from recoworld.items.text_embed import TextEncoder, item_text
 from recoworld.rng import generator
 from recoworld.world.model import World
 
@@ -45,6 +50,10 @@ class NewItem:
     text: str
     tags: tuple[str, ...]
     creator: str
+    embedding: tuple[float, ...] = ()
+    """A vector from the platform's encoder (as the world's ``embedding`` column); () = none."""
+    image: str = ""
+    """An image path or URI; "" = none."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +78,19 @@ class Catalog:
     interaction_count: np.ndarray  # (n_items,) int64
     is_creator_item: np.ndarray  # (n_items,) bool
     content_r2: float  # held-out R^2 of the content -> factor regression
+    content: str = "bow"
+    """What predicted positions (``[items] text``), "+supplied" when supplied embeddings did."""
+    embedding_fallbacks: int = 0
+    """Items whose supplied embedding was bad and left out (``on_bad_embedding = "fallback"``)."""
+    semantic_ids: SemanticIds | None = None
+    """Semantic IDs of every item, when built (``[items] semantic_ids`` or a prompt shows them)."""
+    representation: str = "text"
+    """How prompts show items: text, semantic_id or both (``[llm] item_representation``)."""
+    images: np.ndarray | None = None
+    """(n_items,) str objects: each item's image path or URI ("" = none); None = no images."""
+    new_content: np.ndarray | None = None
+    """(new items, dim): where their content alone places the new items (the regression's
+    prediction, before the residual draw and normalisation); None without new items."""
 
     @property
     def n_items(self) -> int:
@@ -175,9 +197,18 @@ def build_catalog(
     new_items: tuple[NewItem, ...] = (),
     donors: int = 10,
     seed: int = 0,
+    items_cfg: ItemsConfig = ItemsConfig(),
+    representation: str = "text",
+    encoder: TextEncoder | None = None,
 ) -> Catalog:
     """Build the catalog of ``world`` (fitting embeddings on all its interactions) plus
     ``new_items``.
+
+    ``items_cfg`` (``[items]``) says what content predicts positions: tags, tags and words
+    (bag of words, the default), or tags and a sentence embedding of title and text
+    (``encoder``, default one built from ``items_cfg``); and whether the world's supplied
+    ``embedding`` column joins them. It also asks for semantic IDs, which are built too when
+    ``representation`` (``[llm] item_representation``) shows them in prompts.
 
     ``shrinkage`` is the pseudo-count of the content prior: an item with n interactions gets
     ``(n * svd + shrinkage * content) / (n + shrinkage)`` before normalisation.
@@ -208,11 +239,12 @@ def build_catalog(
     ]
     # Features are the world's tags only: a tag no world item has carries no information about
     # position, and as a feature it would only dilute the new item's known tags.
-    feat = _ContentFeaturizer(list(tags), docs, max_words)
+    feat = _ContentFeaturizer(list(tags), docs, max_words if items_cfg.text == "bow" else 0)
     new_tags = _canonical_tags([ni.tags for ni in new_items], vocabulary)
     for nt in new_tags:  # creator tags unknown to the world still describe the item
         tags.extend(t for t in nt if t not in tags)
-    x = feat.transform(item_tags, docs)
+    dense = _dense_content(world, new_items, items_cfg, encoder)
+    x = _with_dense(feat.transform(item_tags, docs), dense.world)
     counts = np.bincount(items, minlength=n_items).astype(np.int64)
 
     # Ridge from content to factors, fitted on the interacted items; cross-fitted predictions
@@ -234,7 +266,7 @@ def build_catalog(
     tag_matrix = _tag_matrix(all_tags, tags)
     if new_items:
         new_docs = [f"{ni.title} {ni.text}" for ni in new_items]
-        new_content = np.asarray(feat.transform(new_tags, new_docs) @ w)
+        new_content = np.asarray(_with_dense(feat.transform(new_tags, new_docs), dense.new) @ w)
         donor = seen[: seen_held_out.shape[0]]  # none with fewer than _FOLDS interacted items
         resid = _cold_start_residuals(
             [ni.item_id for ni in new_items],
@@ -255,6 +287,26 @@ def build_catalog(
     logc[n_items:] = np.median(logc[:n_items])
     pop = (logc - logc[:n_items].mean()) / max(logc[:n_items].std(), 1e-9)
     pct = np.searchsorted(np.sort(logc[:n_items]), logc, side="right") / n_items
+    unit_emb = _unit(emb)
+    sids = None
+    if items_cfg.semantic_ids or representation != "text":
+        c = items_cfg.semantic_id
+        if c.source == "content":
+            vectors = (
+                dense.vectors()
+                if dense.world is not None
+                else np.vstack([content, new_content if new_items else np.zeros((0, k))])
+            )
+        else:
+            vectors = unit_emb
+        sids = build_semantic_ids(
+            vectors,
+            fit_rows=np.arange(n_items),
+            levels=c.levels,
+            codebook_size=c.codebook_size,
+            iterations=c.iterations,
+            seed=seed,
+        )
     return Catalog(
         item_ids=np.array(
             world.items["item_id"].to_list() + [ni.item_id for ni in new_items], dtype=object
@@ -269,16 +321,200 @@ def build_catalog(
         item_tags=tuple(all_tags),
         tags=tuple(tags),
         tag_matrix=tag_matrix,
-        emb=_unit(emb),
+        emb=unit_emb,
         popularity=pop.astype(np.float32),
         pop_percentile=pct.astype(np.float32),
         interaction_count=np.concatenate([counts, np.zeros(len(new_items), dtype=np.int64)]),
         is_creator_item=np.concatenate([np.zeros(n_items, bool), np.ones(len(new_items), bool)]),
         content_r2=r2,
+        content=items_cfg.text + ("+supplied" if dense.supplied else ""),
+        embedding_fallbacks=dense.fallbacks,
+        semantic_ids=sids,
+        representation=representation,
+        images=_images(world, new_items),
+        new_content=new_content if new_items else None,
     )
 
 
 _FOLDS = 5
+
+TEXT_WEIGHT = 0.3
+"""Scale of the (centred, unit) text-embedding block in the content design, next to tag
+indicators (rows of norm 1) and words (norm 0.5): the ridge penalty is shared, so this sets how
+freely the text moves a prediction. On ML-100K the held-out R^2 is 0.117 / 0.150 / 0.142 /
+0.098 at 0.1 / 0.25 / 0.5 / 1 (0.151 at 0.3; 0.032 at 2): 384 free dimensions over-fit
+1,682 items when the penalty is weak (docs/items.md)."""
+SUPPLIED_WEIGHT = 1.0
+"""Scale of the (centred, unit) supplied-embedding block (platform vectors are often few
+dimensions with more signal each than a sentence embedding's)."""
+
+
+@dataclass(frozen=True)
+class _Dense:
+    """Dense content columns (text and supplied embeddings), for the world's items and the new
+    ones; ``None`` when the design has none (then it is exactly the sparse tags-and-words one)."""
+
+    world: np.ndarray | None
+    new: np.ndarray | None
+    supplied: bool = False
+    fallbacks: int = 0
+
+    def vectors(self) -> np.ndarray:
+        assert self.world is not None and self.new is not None
+        return np.vstack([self.world, self.new]).astype(np.float32)
+
+
+def content_design(
+    world: World,
+    items_cfg: ItemsConfig = ItemsConfig(),
+    *,
+    max_tags: int = 64,
+    max_words: int = 2000,
+    encoder: TextEncoder | None = None,
+) -> sp.csr_matrix:
+    """The content design matrix of the world's items, as :func:`build_catalog` fits it (one
+    row per item: tags, words or text embedding, supplied embedding, bias): for evaluations of
+    what content tells about position (``benchmarks/bench_items.py``)."""
+    tags = world.tag_vocabulary[:max_tags]
+    docs = [
+        f"{a} {b}" for a, b in zip(world.items["title"].to_list(), world.items["text"].to_list())
+    ]
+    feat = _ContentFeaturizer(list(tags), docs, max_words if items_cfg.text == "bow" else 0)
+    item_tags = [tuple(t) for t in world.items["tags"].to_list()]
+    dense = _dense_content(world, (), items_cfg, encoder)
+    return _with_dense(feat.transform(item_tags, docs), dense.world)
+
+
+def _with_dense(x: sp.csr_matrix, dense: np.ndarray | None) -> sp.csr_matrix:
+    if dense is None:
+        return x
+    return sp.hstack([x, sp.csr_matrix(dense)], format="csr")
+
+
+def _centred_unit(world: np.ndarray, new: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows minus the mean of the world's good rows, unit-normalised (bad rows: zeros)."""
+    mu = world[ok].mean(axis=0) if ok.any() else np.zeros(world.shape[1])
+    return _unit(world - mu) * ok[:, None], _unit(new - mu) if new.size else new
+
+
+def _dense_content(
+    world: World, new_items: tuple[NewItem, ...], cfg: ItemsConfig, encoder: TextEncoder | None
+) -> _Dense:
+    blocks_w: list[np.ndarray] = []
+    blocks_n: list[np.ndarray] = []
+    if cfg.text == "embedding":
+        enc = encoder or TextEncoder(
+            cfg.text_model, cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None
+        )
+        titles, texts = world.items["title"].to_list(), world.items["text"].to_list()
+        tw = enc.embed([item_text(a, b) for a, b in zip(titles, texts)]).astype(np.float64)
+        tn = (
+            enc.embed([item_text(ni.title, ni.text) for ni in new_items]).astype(np.float64)
+            if new_items
+            else np.zeros((0, tw.shape[1]))
+        )
+        w, n = _centred_unit(tw, tn, np.ones(tw.shape[0], bool))
+        blocks_w.append(TEXT_WEIGHT * w)
+        blocks_n.append(TEXT_WEIGHT * n)
+    supplied, fallbacks = False, 0
+    if cfg.supplied == "auto" and "embedding" in world.items.columns:
+        got = supplied_embeddings(world, new_items, on_bad=cfg.on_bad_embedding)
+        if got is not None:
+            sw, ok_w, sn, ok_n, fallbacks = got
+            w, n = _centred_unit(sw, sn, ok_w)
+            n = n * ok_n[:, None] if n.size else n
+            # A missing-vector indicator: an item without one is predicted by its other content.
+            blocks_w.append(np.hstack([SUPPLIED_WEIGHT * w, (~ok_w)[:, None].astype(float)]))
+            blocks_n.append(np.hstack([SUPPLIED_WEIGHT * n, (~ok_n)[:, None].astype(float)]))
+            supplied = True
+    if not blocks_w:
+        return _Dense(None, None)
+    return _Dense(np.hstack(blocks_w), np.hstack(blocks_n), supplied, fallbacks)
+
+
+def _items_file(world: World) -> str:
+    """Where the world's items came from, for error messages."""
+    if world.source:
+        for name in ("items.parquet", "items.csv"):
+            if (Path(world.source) / name).is_file():
+                return str(Path(world.source) / name)
+        return world.source
+    return f"{world.name} items"
+
+
+def supplied_embeddings(
+    world: World, new_items: tuple[NewItem, ...] = (), *, on_bad: str = "error"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """The world's ``embedding`` column and the new items' embeddings as arrays: (world
+    vectors, world ok mask, new vectors, new ok mask, bad count); None when no world item has
+    one. The dimension is the most common length among the world's vectors.
+
+    A world item whose vector is missing (null or empty), not finite, or of another length,
+    and a new item's vector that is not finite or of another length, is bad: ``on_bad =
+    "error"`` raises a DataError naming the file, the column and the row (1-based, the items
+    table's order) or the creator item; ``"fallback"`` leaves it out (a zero row, ok False)
+    and counts it. A new item without a vector is placed by its other content (not bad)."""
+    col = world.items["embedding"]
+    lengths = col.list.len().fill_null(0).to_numpy()
+    if not (lengths > 0).any():
+        return None
+    values, counts = np.unique(lengths[lengths > 0], return_counts=True)
+    d = int(values[np.argmax(counts)])
+    where = _items_file(world)
+    ids = world.items["item_id"].to_list()
+    wv = np.zeros((len(ids), d))
+    ok = np.zeros(len(ids), bool)
+    bad = 0
+    for r, vec in enumerate(col.to_list()):
+        problem = _vector_problem(vec, d)
+        if problem:
+            if on_bad == "error":
+                raise DataError(
+                    where,
+                    f"column 'embedding', row {r + 1} (item {ids[r]!r}): {problem}",
+                    expected=f"{d} finite numbers per item, like the other items "
+                    '(or [items] on_bad_embedding = "fallback")',
+                )
+            bad += 1
+            continue
+        wv[r], ok[r] = vec, True
+    nv = np.zeros((len(new_items), d))
+    nok = np.zeros(len(new_items), bool)
+    for r, ni in enumerate(new_items):
+        if not ni.embedding:
+            continue
+        problem = _vector_problem(list(ni.embedding), d)
+        if problem:
+            if on_bad == "error":
+                raise DataError(
+                    "creator items",
+                    f"item {ni.item_id!r}, embedding: {problem}",
+                    expected=f"{d} finite numbers, like the world's items",
+                )
+            bad += 1
+            continue
+        nv[r], nok[r] = ni.embedding, True
+    return wv, ok, nv, nok, bad
+
+
+def _vector_problem(vec: list[float | None] | None, d: int) -> str:
+    if not vec:
+        return "no embedding (null or empty)"
+    if len(vec) != d:
+        return f"{len(vec)} values"
+    a = np.asarray([np.nan if v is None else v for v in vec], dtype=np.float64)
+    if not np.isfinite(a).all():
+        return f"value {int(np.flatnonzero(~np.isfinite(a))[0]) + 1} is not finite"
+    return ""
+
+
+def _images(world: World, new_items: tuple[NewItem, ...]) -> np.ndarray | None:
+    col = world.items["image"].fill_null("").to_list() if "image" in world.items.columns else []
+    new = [ni.image for ni in new_items]
+    if not any(col) and not any(new):
+        return None
+    col = col or [""] * world.items.height
+    return np.array(col + new, dtype=object)
 
 
 def _cross_fitted(

@@ -19,7 +19,7 @@ from msgspec import Meta
 
 from recoworld.datafield import data
 from recoworld.items.catalog import Catalog
-from recoworld.items.lines import item_line
+from recoworld.items.lines import item_line, item_name, legend_block
 
 RERANK_INSTRUCTIONS = (
     "You are a recommender agent. You re-rank candidate items for one user so that the "
@@ -55,6 +55,7 @@ def rerank_prompt(
     fb = "\n".join(feedback) or "- (no slate yet)"
     prev = data(reasoning, 300) if reasoning else "(none yet)"
     lines = "\n".join(item_line(cat, int(i), j + 1) for j, i in enumerate(candidates))
+    legend = legend_block(cat, candidates.tolist())
     # Stable parts first (rules, tastes, the append-only feedback history), then what
     # changes every turn (instructions, own reasoning, candidates): a user's re-rank prompts
     # share their prefix with the previous turn's.
@@ -64,7 +65,7 @@ def rerank_prompt(
         f"## Instructions the user wrote\n{ins}\n\n"
         f"## Your previous reasoning\n{prev}\n\n"
         f"## Visit {session + 1}, slate {turn + 1}: candidates, in the base recommender's "
-        f"order\n{lines}\n\nChoose {k} ids. Your answer (JSON):"
+        f"order\n{legend}{lines}\n\nChoose {k} ids. Your answer (JSON):"
     )
 
 
@@ -72,7 +73,12 @@ def feedback_lines(cat: Catalog, slate: Sequence[int], actions: Sequence[str]) -
     """What the recommender keeps of one shown slate: a line per item the user did not skip
     (what it did, the title, three tags), and the skip count."""
     out = [
-        f"- {a}: {data(cat.titles[it], 80)} ({data(', '.join(cat.item_tags[it][:3]), 120)})"
+        f"- {a}: {item_name(cat, it)}"
+        + (
+            f" ({data(', '.join(cat.item_tags[it][:3]), 120)})"
+            if cat.representation != "semantic_id"
+            else ""
+        )
         for it, a in zip(slate, actions)
         if a != "skip"
     ]

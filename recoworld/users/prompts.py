@@ -17,7 +17,7 @@ import numpy as np
 
 from recoworld.datafield import data
 from recoworld.items.catalog import Catalog
-from recoworld.items.lines import item_line, level
+from recoworld.items.lines import item_line, item_name, legend_block, level
 
 USER_INSTRUCTIONS = (
     "You are role-playing one user of a video recommendation app: you are given who you "
@@ -94,7 +94,8 @@ def turn_block(session: int, turn: int, turns: int, recent: Sequence[str], mind:
 def slate_block(cat: Catalog, slate: np.ndarray) -> str:
     """The task: the slate, in order, and what to answer."""
     lines = "\n".join(item_line(cat, int(it), j + 1) for j, it in enumerate(slate))
-    return f"{SLATE_RULES}\n## The slate, in order\n{lines}\n\nYour answer (JSON):"
+    legend = legend_block(cat, slate.tolist())
+    return f"{SLATE_RULES}\n{legend}## The slate, in order\n{lines}\n\nYour answer (JSON):"
 
 
 def slate_summary_lines(
@@ -133,7 +134,7 @@ def recent_line(
     if rating is not None and not np.isnan(rating):
         what += f", rated {rating:g}"
     tail = f" - {data(feeling, 80)}" if feeling else ""
-    return f"- {data(cat.titles[item], 80)}: {what}{tail}"
+    return f"- {item_name(cat, item)}: {what}{tail}"
 
 
 def slate_prompt(
@@ -189,7 +190,7 @@ def language_prompt(
     feeling per clicked item and the instruction asking for more of ``more`` (less of ``less``)."""
     clicked = sum(a != "skip" for a in actions)
     choices = "\n".join(
-        f"{j + 1}. {data(cat.titles[it], 80)}: {actions[j]}"
+        f"{j + 1}. {item_name(cat, it)}: {actions[j]}"
         + (f" {round(100 * float(watch[j]))}%" if actions[j] in ("watch", "rate") else "")
         for j, it in enumerate(slate.tolist())
     )
