@@ -7,6 +7,7 @@ only in transport, and a test shows they give the same events and summary.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -19,8 +20,9 @@ from actors import watchdog
 from actors.coordinator import NAMESPACE, coordinator_actor_class
 from actors.llm_replica import ReplicaFactory
 from actors.shard import StudyModel
+from recoworld import errors
 from recoworld.config import StudyConfig, uses_llm
-from recoworld.errors import RunError
+from recoworld.errors import RecoWorldError, RunError
 from recoworld.study.aggregate import BLOCK_USERS
 from recoworld.study.lifecycle import Progress, Run, RunResult
 from recoworld.study.prepare import prepare_all
@@ -155,11 +157,38 @@ def run_study_on_ray(
                 )
         except ray.exceptions.RayTaskError as e:
             cause = e.as_instanceof_cause()
-            if isinstance(cause, RunError):
-                raise RunError(
-                    str(cause).splitlines()[-1].removeprefix("recoworld.errors.RunError: ")
-                ) from None
+            if isinstance(cause, RecoWorldError) or _REMOTE_ERROR.match(_last_line(str(e))):
+                raise remote_error(str(e)) from None
             raise
         finally:
             ray.kill(coordinator, no_restart=True)
         return run.finish(results, summary_written=True)
+
+
+_REMOTE_ERROR = re.compile(r"^recoworld\.errors\.(\w+): (.*)$")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def remote_error(text: str) -> RecoWorldError:
+    """The RecoWorld error a Ray task's failure ``text`` ends with, as its own type where that
+    type takes a message alone (else a RunError with the same message): a plug-in's contract
+    error on Ray reads as it does in-process."""
+    line = _last_line(text)
+    m = _REMOTE_ERROR.match(line)
+    if m is None:
+        return RunError(line or "a Ray task failed")
+    name, message = m.group(1), m.group(2)
+    # "shard N failed: recoworld.errors.X: ..." nests: keep the innermost error
+    while (inner := _REMOTE_ERROR.match(message.split(" failed: ", 1)[-1])) is not None:
+        name, message = inner.group(1), inner.group(2)
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, RecoWorldError):
+        try:
+            return cls(message)
+        except TypeError:  # an error built from parts (DataError): its message is what counts
+            pass
+    return RunError(message)

@@ -277,6 +277,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     if "llm" in manifest:
         console.print(llm_line(manifest["llm"]), soft_wrap=True)
+    if "fallback" in manifest:
+        console.print(fallback_line(manifest["fallback"]), soft_wrap=True)
     console.print(
         f"{result.events:,} events in {result.seconds:.1f}s -> [bold]{escape(shown)}[/]\n"
         f"read again with: recoworld summary {escape(shown)}",
@@ -333,6 +335,18 @@ def _check_out_dir(out: Path, name: str) -> None:
         ) from None
 
 
+def fallback_line(fallback: dict) -> str:
+    """One line of a bring-your-own recommender's fallback slates per arm (never silent)."""
+    parts = [
+        f"{arm} {v['fallback']:,} of {v['slates']:,} ({v['fallback'] / max(v['slates'], 1):.1%})"
+        for arm, v in fallback.items()
+    ]
+    return (
+        "recommender: slates the declared fallback served (users not covered, or slates that "
+        "failed the contract check): " + ", ".join(parts)
+    )
+
+
 def llm_line(llm: dict) -> str:
     """One line of a run's language-model totals: calls, parse statuses (fallbacks and rejected
     ids are never silent), tokens, prefix-cache hit rate."""
@@ -378,6 +392,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     )
     if "llm" in manifest:
         console.print(llm_line(manifest["llm"]), soft_wrap=True)
+    if "fallback" in manifest:
+        console.print(fallback_line(manifest["fallback"]), soft_wrap=True)
     return 0
 
 

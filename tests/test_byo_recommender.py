@@ -195,6 +195,30 @@ def test_each_way_in_gives_the_same_events_in_process_and_with_2_forked_workers(
     )
 
 
+def test_the_manifest_counts_the_fallbacks_slates_per_arm(
+    in_process: dict[str, Path],
+) -> None:
+    """What the fallback served is never silent: the manifest's totals (which the run and
+    `recoworld summary` print) are the user_metrics sums."""
+    from recoworld.cli import fallback_line
+
+    run = in_process["slates"]
+    manifest = msgspec.json.decode((run / "manifest.json").read_bytes())
+    um = (
+        user_metrics(run)
+        .group_by("arm")
+        .agg(pl.col("turns").sum(), pl.col("fallback_slates").sum())
+    )
+    want = {
+        r["arm"]: {"slates": int(r["turns"]), "fallback": int(r["fallback_slates"])}
+        for r in um.iter_rows(named=True)
+    }
+    assert manifest["fallback"] == want
+    assert sum(v["fallback"] for v in want.values()) > 0
+    arm, v = next(iter(want.items()))
+    assert f"{arm} {v['fallback']:,} of {v['slates']:,}" in fallback_line(manifest["fallback"])
+
+
 def test_the_injected_creator_item_reaches_slates_of_every_way_in(
     in_process: dict[str, Path],
 ) -> None:
@@ -367,11 +391,10 @@ def test_a_contract_failure_on_ray_names_the_recommender_user_and_turn(
         size=120,
         options={"fault": "duplicate", "from_uid": 70},
     )
-    with pytest.raises(RunError) as e:
+    with pytest.raises(RecommenderError) as e:  # its own type, as in-process
         run_study_on_ray(cfg, world, run_id="r", out_dir=tmp_path, shards=1)
-    assert isinstance(e.value, RunError)  # the shard's error, one line (not a Ray traceback)
-    assert re.fullmatch(
-        r"recoworld\.errors\.RecommenderError: recommender python:recoworld\.testing\.plugins:"
+    assert re.fullmatch(  # the shard's error, one line (not a Ray traceback)
+        r"recommender python:recoworld\.testing\.plugins:"
         r"Faulty \(arm 'control'\), user \d+ \(dataset user 'u\d+'\), session 0, turn 0: "
         r"item 0 \('i000'\) twice in one slate",
         str(e.value),

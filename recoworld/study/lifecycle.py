@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from recoworld import __version__
 from recoworld.config import (
+    EXTERNAL_KINDS,
     StudyConfig,
     decode_study_json,
     encode_study,
@@ -175,6 +176,26 @@ def write_summary(
     return summary
 
 
+def uses_external_recommender(cfg: StudyConfig) -> bool:
+    """Does any arm bring its own recommender (python, scores, slates, http)?"""
+    recs = [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
+    return any(r.kind in EXTERNAL_KINDS for r in recs)
+
+
+def fallback_summary(folder: Path) -> dict[str, dict[str, int]]:
+    """Per arm: slates shown and slates the declared fallback served instead of a
+    bring-your-own recommender (``user_metrics.fallback_slates``)."""
+    files = sorted((Path(folder) / "user_metrics").glob("arm=*/*.parquet"))
+    out: dict[str, dict[str, int]] = {}
+    for f in files:
+        t = read_table(f, "user_metrics").select(["turns", "fallback_slates"])
+        arm = f.parent.name.removeprefix("arm=")
+        got = out.setdefault(arm, {"slates": 0, "fallback": 0})
+        got["slates"] += int(np.asarray(t["turns"]).sum())
+        got["fallback"] += int(np.asarray(t["fallback_slates"]).sum())
+    return out
+
+
 def llm_summary(folder: Path) -> dict:
     """:func:`~recoworld.llm.wrappers.call_totals` of a run's ``llm_calls``."""
     files = sorted((Path(folder) / "llm_calls").glob("arm=*/*.parquet"))
@@ -278,6 +299,11 @@ class Run:
             "seconds": round(seconds, 3),
             "recoworld_version": __version__,
             **({"llm": llm_summary(self.path)} if uses_llm(cfg) else {}),
+            **(
+                {"fallback": fallback_summary(self.path)}
+                if uses_external_recommender(cfg)
+                else {}
+            ),
             "created_unix": int(time.time()),
         }
         known = {f.path: f.sha256 for r in on_disk for f in r.files}
