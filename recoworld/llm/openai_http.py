@@ -36,7 +36,7 @@ import httpx
 from recoworld.config import LLMConfig
 from recoworld.errors import LLMError
 from recoworld.llm.redact import mask
-from recoworld.llm.types import LLMRequest, LLMResult
+from recoworld.llm.types import LLMRequest, LLMResult, user_message
 
 
 class OpenAIHTTPModel:
@@ -153,8 +153,10 @@ class OpenAIHTTPModel:
                     },
                 }
         if self.chat:
-            body["messages"] = [{"role": "user", "content": req.prompt}]
+            body["messages"] = [user_message(req)]
             return "/chat/completions", body
+        if req.images:
+            raise ValueError("images need the chat endpoint (engine.chat_template = true)")
         body["prompt"] = req.prompt
         return "/completions", body
 
@@ -176,6 +178,8 @@ class OpenAIHTTPModel:
             path, body = self._body(req)
         except json.JSONDecodeError as e:
             return self._error(req, time.perf_counter(), f"request schema is not JSON: {e}", False)
+        except ValueError as e:  # a request this endpoint cannot carry (images, no chat)
+            return self._error(req, time.perf_counter(), str(e), False)
         async with self._sem:
             t0 = time.perf_counter()
             try:

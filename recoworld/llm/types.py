@@ -65,6 +65,12 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     user: int = -1
     purpose: str = "slate"
     key: CallKey | None = None
+    images: tuple[str, ...] = ()
+    """Images attached after the prompt's text, for multimodal models: ``data:`` URIs (built
+    by ``recoworld.items.images``) or http(s) URLs the server fetches. Sent as OpenAI-style
+    ``image_url`` content parts of the one user message (:func:`user_message`), so they need
+    the chat path (``engine.chat_template``; for an OpenAI server, ``chat``). Not part of
+    :attr:`prompt_hash`: a replay keys on the text."""
 
     def __post_init__(self) -> None:
         k = self.key
@@ -83,6 +89,7 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
         seed: int,
         sampling: Sampling = Sampling(),
         schema: str = "",
+        images: tuple[str, ...] = (),
     ) -> LLMRequest:
         """The request of call ``key``: its id, routing user and purpose taken from the key."""
         return cls(
@@ -94,12 +101,23 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
             user=key.user,
             purpose=key.purpose,
             key=key,
+            images=images,
         )
 
     @property
     def prompt_hash(self) -> str:
         """16 hex digits of sha256(prompt + NUL + schema): the replay key (with the seed)."""
         return prompt_hash(self.prompt, self.schema)
+
+
+def user_message(req: LLMRequest) -> dict[str, object]:
+    """The request as one chat message: the prompt as plain content, or, with images, a text
+    part followed by one ``image_url`` part per image (the OpenAI / vLLM chat format)."""
+    if not req.images:
+        return {"role": "user", "content": req.prompt}
+    parts: list[dict[str, object]] = [{"type": "text", "text": req.prompt}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in req.images]
+    return {"role": "user", "content": parts}
 
 
 def prompt_hash(prompt: str, schema: str) -> str:

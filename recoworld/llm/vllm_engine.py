@@ -34,7 +34,7 @@ from typing import Any
 
 from recoworld.config import EngineConfig, LLMConfig
 from recoworld.errors import LLMError
-from recoworld.llm.types import LLMRequest, LLMResult
+from recoworld.llm.types import LLMRequest, LLMResult, user_message
 
 INSTALL_HINT = (
     "the in-process LLM engine needs vLLM: on a GPU machine `pip install vllm`; on a CPU machine "
@@ -313,10 +313,24 @@ class VLLMEngine:
             output_kind=self._final_only,
         )
 
-    async def _engine_input(self, prompt: str) -> Any:
+    async def _engine_input(self, prompt: str, req: LLMRequest | None = None) -> Any:
         """The prompt rendered for the engine: vLLM 0.32's renderer path where the engine has
-        one (raw prompts are deprecated there), else the raw text prompt."""
+        one (raw prompts are deprecated there), else the raw text prompt. A request with images
+        goes through the chat template as one user message with ``image_url`` parts (vLLM's
+        multimodal inputs: the model's processor places the images); without a chat template
+        it is refused (a ValueError: an error result)."""
         r = self._renderer
+        if req is not None and req.images:
+            if r is None or self._chat_params is None:
+                raise ValueError(
+                    "images need the chat path: set [llm.engine] chat_template = true and a "
+                    "multimodal model"
+                )
+            tok_params = r.default_chat_tok_params.with_kwargs(add_special_tokens=False)
+            _, (engine_input,) = await r.render_chat_async(
+                [[user_message(req)]], self._chat_params, tok_params
+            )
+            return engine_input
         if r is None:  # older vLLM
             if self.config.chat_template:
                 tok = self._engine.get_tokenizer()
@@ -346,7 +360,7 @@ class VLLMEngine:
         c.in_flight += 1
         c.max_in_flight = max(c.max_in_flight, c.in_flight)
         try:
-            engine_input = await self._engine_input(req.prompt)
+            engine_input = await self._engine_input(req.prompt, req)
             params = self._sampling_params(req)
             async for out in self._engine.generate(engine_input, params, engine_id):
                 final = out
