@@ -51,7 +51,7 @@ class BlockMoments:
         blocks = users // BLOCK_USERS - first
         n_blocks = int(blocks[-1]) + 1
         s1 = n_segments + 1
-        a, m = len(values), len(METRIC_NAMES)
+        a, m = len(values), values[0].shape[0]  # METRIC_NAMES, or another table's metrics
         shape = (n_blocks, a, s1, m, 2)
         n, mean, m2 = (np.zeros(shape) for _ in range(3))
         keys = [blocks * s1 + segment_codes, blocks * s1 + n_segments]  # own segment, "all"
@@ -131,6 +131,7 @@ def summary_from_replicates(
     replicates: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     arms: list[str],
     segments: list[str],
+    metrics: tuple[str, ...] = METRIC_NAMES,
 ) -> pl.DataFrame:
     """The summary table (schema ``SUMMARY``) from each replicate's merged (n, mean, m2): per
     arm x segment ("all" first, then the segments in order) x metric, the pooled mean with its
@@ -138,7 +139,9 @@ def summary_from_replicates(
     (:func:`recoworld.study.pooling.pool`: one replicate gives the Student-t interval over
     users); and for the differences (:mod:`recoworld.study.inference`) the relative lift with
     its interval, the p-value, its Holm and Benjamini-Hochberg adjustments over every
-    difference of this table, Holm's verdict at 5% and the minimum detectable effect."""
+    difference of this table, Holm's verdict at 5% and the minimum detectable effect.
+    ``metrics``: the names of the moments' metric axis (another table's per-user metrics, such
+    as the social layer's diffusion metrics, are summarised the same way)."""
     stacked = [np.stack([r[k] for r in replicates]) for k in range(3)]
     p = pool(*stacked)
     lo, hi = p.interval()
@@ -159,7 +162,7 @@ def summary_from_replicates(
         for s in order:
             if p.n[a, s, 0, VALUE] == 0:
                 continue
-            for j, metric in enumerate(METRIC_NAMES):
+            for j, metric in enumerate(metrics):
                 v, d, c = (a, s, j, VALUE), (a, s, j, DIFF), (a, s, j)
                 diff = (None,) * 14 if a == 0 else (
                     float(p.mean[d]), nan(lo[d]), nan(hi[d]), nan(p.se[d]), float(p.df[d]),
