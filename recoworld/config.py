@@ -309,6 +309,11 @@ class CreatorItem(Strict):
     """Its tags/genres; they place it in the embedding space."""
     item_id: str = ""
     """Id; default "<creator id>:<index>"."""
+    embedding: list[float] = []
+    """A vector from the platform's encoder, as the world's items carry in their `embedding`
+    column (same dimension); [] = none: placed by its tags and text ([items], docs/items.md)."""
+    image: str = ""
+    """An image path or URI (for prompts that attach images); "" = none."""
 
 
 class CreatorConfig(Strict):
