@@ -276,6 +276,10 @@ class RecommenderConfig(Strict):
     """python: keyword arguments of the factory; http: sent with every request as `options`."""
     path: str = ""
     """scores, slates: the Parquet file (or folder of Parquet files) to replay."""
+    sha256: str = ""
+    """scores, slates: the export's SHA-256 (hex; a folder's: of its Parquet files' names and
+    bytes). Empty: filled in when a run starts, so the run records which export it replayed and
+    `--resume` refuses a changed one; given: a run refuses an export with another digest."""
     user_key: Literal["source_user", "uid"] = "source_user"
     """scores, slates: which user id the file's `user` column holds: the dataset user a persona
     was drawn from (a production model's output for real users), or the simulated user id."""
@@ -774,6 +778,8 @@ def _check_external(rec: RecommenderConfig, where: str, bad) -> None:  # noqa: A
         raise bad(f"{where}.target", 'a plug-in factory "package.module:Name"', rec.target)
     if rec.kind in ("scores", "slates") and not rec.path.strip():
         raise bad(f"{where}.path", f"the Parquet file a {rec.kind} recommender replays", rec.path)
+    if rec.sha256 and not re.fullmatch(r"[0-9a-f]{64}", rec.sha256):
+        raise bad(f"{where}.sha256", "64 lower-case hex digits (a SHA-256), or empty", rec.sha256)
     if rec.kind == "http":
         svc, at = rec.service, f"{where}.service"
         if not re.match(r"^https?://[^\s/]+", svc.url):

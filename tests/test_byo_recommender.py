@@ -967,3 +967,34 @@ def test_the_minimal_plug_in_in_the_docs_is_the_example_file() -> None:
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
     source = (ROOT / "examples" / "plugins" / "minimal.py").read_text()
     assert source in blocks
+
+
+def test_a_run_records_the_exports_digest_and_resume_refuses_a_changed_export(
+    world, exports: Path, tmp_path: Path
+) -> None:
+    """The study's identity covers an export's content, not only its path."""
+    import shutil
+
+    from recoworld.recommenders.exported import file_sha256, pin_exports
+
+    path = tmp_path / "slates.parquet"
+    shutil.copy(exports / "slates.parquet", path)
+    cfg = study(120, kind="slates", path=str(path))
+    digest = file_sha256(path)
+    assert pin_exports(cfg).recommender.sha256 == digest
+    res = run_study(cfg, world, run_id="pin", out_dir=tmp_path / "runs")
+    kept = msgspec.json.decode((res.path / "study.json").read_bytes())
+    assert kept["recommender"]["sha256"] == digest
+    # the export changes under the same path: a study that pins the old digest refuses it
+    pl.read_parquet(path).head(50).write_parquet(path)
+    with pytest.raises(DataError, match=rf"has SHA-256 [0-9a-f]{{64}}, the study pins {digest}"):
+        pin_exports(study(120, kind="slates", path=str(path), sha256=digest))
+    # and --resume / --overwrite compare studies: the digest is where they differ
+    from recoworld.config import results_difference
+
+    old = msgspec.structs.replace(
+        cfg, recommender=msgspec.structs.replace(cfg.recommender, sha256=digest)
+    )
+    assert (results_difference(old, pin_exports(cfg)) or "").startswith(
+        "`$.recommender.sha256` was"
+    )

@@ -42,12 +42,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recoworld.config import RecommenderConfig
+from recoworld.config import RecommenderConfig, StudyConfig
 from recoworld.errors import DataError
 from recoworld.recommenders.base import Audience, SyncRecommender
 from recoworld.recommenders.guard import NO_SLATE
@@ -499,3 +500,33 @@ def file_sha256(path: str | Path) -> str:
             while chunk := fh.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def pin_exports(cfg: StudyConfig) -> StudyConfig:
+    """``cfg`` with the SHA-256 of every export a scores or slates recommender replays filled
+    in (:func:`file_sha256`), so that the study's identity (what ``--resume`` and sweeps
+    compare) covers the file's content, not only its path. A digest the study already pins
+    must match: a DataError names the file and both digests otherwise."""
+
+    def pinned(rec: RecommenderConfig, where: str) -> RecommenderConfig:
+        if rec.kind not in ("scores", "slates"):
+            return rec
+        _Export(rec.path, rec.kind, where).files()  # a missing export: its one-line error
+        digest = file_sha256(rec.path)
+        if rec.sha256 and rec.sha256 != digest:
+            raise DataError(
+                rec.path,
+                f"has SHA-256 {digest}, the study pins {rec.sha256} ({where}.sha256)",
+                expected="the export the study was made with (or remove the pin)",
+            )
+        return msgspec.structs.replace(rec, sha256=digest)
+
+    arms = [
+        msgspec.structs.replace(a, recommender=pinned(a.recommender, f"arms[{k}].recommender"))
+        if a.recommender is not None
+        else a
+        for k, a in enumerate(cfg.arms)
+    ]
+    return msgspec.structs.replace(
+        cfg, recommender=pinned(cfg.recommender, "recommender"), arms=arms
+    )

@@ -11,6 +11,7 @@ import numpy as np
 from recoworld.config import StudyConfig, WorldConfig, replicate_count
 from recoworld.errors import ConfigError
 from recoworld.items.catalog import Catalog, NewItem, build_catalog
+from recoworld.recommenders.exported import pin_exports
 from recoworld.rng import generator
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
@@ -108,6 +109,7 @@ def prepare_all(
     is the spread between seeds (``benchmarks/bench_calibration.py`` checks the intervals this
     gives against many seeds). ``population.size`` is split between the replicates (``0``:
     every matching real user, in each); uids run on across replicates."""
+    cfg = pin_exports(cfg)  # the study's identity covers the exports it replays
     r = replicate_count(cfg) if replicates is None else replicates
     seeds = tuple(replicate_seed(cfg.seed, k) for k in range(r))
     new = creator_items(cfg)
