@@ -134,12 +134,13 @@ def child(users: int, mode: str, dataset: str, url: str) -> dict:
 def run_child(users: int, mode: str, dataset: str, url: str) -> dict:
     out = subprocess.run(
         [sys.executable, str(Path(__file__)), "--child", str(users), mode, dataset, url],
-        check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    if out.returncode:
+        raise SystemExit(f"the {mode} run failed (exit {out.returncode}): {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -227,11 +228,10 @@ def main() -> None:
     print(
         f"  plugin: slates identical to mf's in every run\n"
         f"  service: {med('service', 'service_requests'):,.0f} requests a run; CPU of the "
-        f"simulating process {sim_cpu:.2f} s (mf {med('mf', 'cpu_s'):.2f} s: the client's "
-        f"protocol work, encoding, HTTP, decoding, checks, is the difference), of the service "
-        f"{svc_cpu:.2f} s, of which the model's own compute {model:.2f} s (the rest: its web "
-        f"stack, HTTP and JSON); the model's compute is {model / med('service', 'simulate_s'):.0%} "
-        "of the run's wall time"
+        f"simulating process {sim_cpu:.2f} s (mf {med('mf', 'cpu_s'):.2f} s: the difference is "
+        f"the client's protocol work, encoding, HTTP, decoding, checks, and the fallback kept "
+        f"fed), of the service process {svc_cpu:.2f} s, of which the model's own compute "
+        f"{model:.2f} s (the rest: its web stack, HTTP and JSON)"
     )
 
 

@@ -503,8 +503,16 @@ FAILURES = {
     "400": (
         [Reply(status=400, body=b'{"error": "k too large"}')],
         {},
-        r"POST {url}: HTTP 400 \(not retried: a 4xx other than 429 says the request is wrong\): "
+        r"POST {url}: HTTP 400 \(not retried: only connection errors, timeouts, 408, 429 and 5xx "
+        r"are\): "
         r"'\{\"error\": \"k too large\"\}'",
+        1,
+    ),
+    "redirect": (
+        [Reply(status=307, headers={"Location": "http://elsewhere:1/v2?key=k"}, body=b"")],
+        {},
+        r"POST {url}: HTTP 307 \(not retried: a redirect to http://elsewhere:1/v2: expected the "
+        r"endpoint itself \(redirects are not followed\)\): ''",
         1,
     ),
     "unknown item id": (

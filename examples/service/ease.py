@@ -102,6 +102,8 @@ class Stats:
     requests: int = 0
     users: int = 0
     compute_s: float = 0.0
+    """CPU seconds the model spent answering (this thread's: not the time it waited for a
+    core on a busy machine; decoding and encoding the JSON excluded)."""
     uncovered: int = 0
 
 
@@ -116,7 +118,7 @@ class Recommender:
         self.stats = Stats()
 
     def handle(self, req: RecommendRequest) -> RecommendResponse:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         if req.protocol_version != PROTOCOL_VERSION:
             raise BadRequest(
                 f"protocol_version {req.protocol_version} is not served; expected "
@@ -146,7 +148,7 @@ class Recommender:
                 slates[j], scores[j] = items, values
         self.stats.requests += 1
         self.stats.users += len(req.users)
-        self.stats.compute_s += time.perf_counter() - t0
+        self.stats.compute_s += time.thread_time() - t0
         return RecommendResponse(slates=slates, scores=scores)
 
     def _update(self, users: dict[int, UserState], u: UserRequest) -> UserState | None:

@@ -66,6 +66,8 @@ RETRY_AFTER_CAP_S = 60.0
 """The longest ``Retry-After`` honoured; a longer one waits this long."""
 BACKOFF_CAP_S = 30.0
 """The longest wait between two attempts without a ``Retry-After``."""
+RETRY_STATUSES = frozenset({408, 429})
+"""Retried besides 5xx, connection errors and timeouts."""
 STOP_STATUSES = {
     401: "the service refused the credential",
     403: "the service refused the credential",
@@ -647,11 +649,16 @@ class _Transport:
                 if status in STOP_STATUSES:
                     self.stats.failed += 1
                     raise RecommenderError(self._stop(status, echo))
-                if status != 429 and status < 500:
+                if status not in RETRY_STATUSES and status < 500:
                     self.stats.failed += 1
+                    hint = (
+                        f"a redirect to {service_name(resp.headers.get('location', ''))}: "
+                        "expected the endpoint itself (redirects are not followed)"
+                        if 300 <= status < 400
+                        else "only connection errors, timeouts, 408, 429 and 5xx are"
+                    )
                     raise ServiceError(
-                        f"POST {self.name}: HTTP {status} (not retried: a 4xx other than 429 "
-                        f"says the request is wrong): {echo!r}"
+                        f"POST {self.name}: HTTP {status} (not retried: {hint}): {echo!r}"
                     )
                 why = f"HTTP {status}: {echo!r}"
                 wait = retry_after(resp.headers.get("retry-after"))
