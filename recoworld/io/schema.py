@@ -412,12 +412,147 @@ LLM_CALLS = pa.schema(
     ]
 )
 
+# --- the social layer's tables (docs/social.md): messages, searches, diffusion -----------------
+
+_ROUND = "round of the social calendar, 0-based: the day (round r covers days [r, r + 1))"
+_SENDER = "the user who wrote the message: " + _USER
+
+SOCIAL = pa.schema(
+    [
+        _col("round", pa.int32(), _ROUND),
+        _col("user", pa.int64(), _SENDER),
+        _col(
+            "receiver",
+            pa.int64(),
+            "a chat's friend (simulated user id, 0-based); null for a post (every friend reads it)",
+        ),
+        _col(
+            "audience",
+            pa.int32(),
+            "friends the message reaches: 1 for a chat, the degree for a post",
+        ),
+        _col("kind", _dict_str, "post (to every friend) | chat (to one friend)"),
+        _col(
+            "items",
+            pa.list_(pa.string()),
+            "the item ids the message mentions (items the sender watched, most fully first)",
+        ),
+        _col(
+            "creator_item",
+            pa.bool_(),
+            "the message mentions one of the items this arm treats (the creator's, or a placebo "
+            "arm's placebo items)",
+        ),
+        _col(
+            "text",
+            pa.string(),
+            "the words (templated for the parametric brain): third-party text for its readers, "
+            "shown to them only as data",
+        ),
+    ]
+)
+"""One row per message of the social layer (``social/arm=*/part-*.parquet``)."""
+
+SEARCHES = pa.schema(
+    [
+        _col("round", pa.int32(), _ROUND),
+        _col("user", pa.int64(), _USER),
+        _col("session", pa.int16(), _SESSION),
+        _col("turn", pa.int16(), _TURN + "; the page the results top (events of that turn)"),
+        _col("kind", _dict_str, "how the query was typed: title | tags | text"),
+        _col("query", pa.string(), "the query text"),
+        _col(
+            "target",
+            _dict_str,
+            "the item heard of from a friend that the user searched for; null: a query from its "
+            "own memory (a liked tag, words of what it watched)",
+        ),
+        _col("results", pa.int16(), "items that matched (0: the page is the recommender's)"),
+        _col(
+            "found_target",
+            pa.bool_(),
+            "the target is among the results shown; null without a target",
+        ),
+        _col(
+            "shown",
+            pa.list_(pa.string()),
+            "the result items on the page, best first (before the recommender's items)",
+        ),
+    ]
+)
+"""One row per search (``searches/arm=*/part-*.parquet``)."""
+
+_NULL_IF = "; null if never"
+DIFFUSION = pa.schema(
+    [
+        _col("user", pa.int64(), _USER),
+        _col("replicate", pa.int16(), "the user's replicate, 0-based (cascades stay inside one)"),
+        _col("item_id", _dict_str, "the treated item (the creator's, or a placebo arm's placebo)"),
+        _col(
+            "heard_round", pa.int32(), "round the user first heard of it from a friend" + _NULL_IF
+        ),
+        _col("heard_from", pa.int64(), "the friend it first heard of it from (user id)" + _NULL_IF),
+        _col("shown_round", pa.int32(), "round the item was first on one of its pages" + _NULL_IF),
+        _col(
+            "shown_by",
+            _dict_str,
+            "what first put it there: recommender (its slate, a creator injection included) | "
+            "search (the user's search results)" + _NULL_IF,
+        ),
+        _col("adopted_round", pa.int32(), "round the user first watched it" + _NULL_IF),
+        _col(
+            "parent",
+            pa.int64(),
+            "the friend whose word it followed: who first told it of the item before it watched "
+            "it (its parent in the cascade); null: it found the item itself (a cascade root) or "
+            "never watched it",
+        ),
+    ]
+)
+"""One row per user and treated item the user was reached by (heard, shown or watched), per arm
+(``diffusion/arm=*/part-*.parquet``)."""
+
+CASCADES = pa.schema(
+    [
+        _col("arm", pa.string(), "the arm (the study's arms; the first is the control)"),
+        _col("replicate", pa.int16(), "the replicate, 0-based"),
+        _col("item_id", pa.string(), "the treated item"),
+        _col("root", pa.int64(), "the user who watched it without a friend's word (user id)"),
+        _col("size", pa.int32(), "users who watched it in this cascade, the root included"),
+        _col("depth", pa.int32(), "generations below the root (0: nobody followed its word)"),
+        _col("first_round", pa.int32(), "round the root watched it"),
+        _col("last_round", pa.int32(), "round the cascade's last user watched it"),
+    ]
+)
+"""One row per cascade: a root and everyone who watched the item following a chain of friends'
+words from it (``cascades.parquet``)."""
+
+DIFFUSION_METRICS = {
+    "reach_recommender": "shown a treated item by the recommender (0/1)",
+    "reach_search": "found a treated item through search (0/1)",
+    "reach_friends": "heard of a treated item from a friend (0/1)",
+    "adopted": "watched a treated item (0/1)",
+    "adopted_after_friend": "watched a treated item a friend had told it of (0/1)",
+    "mentions_sent": "mentions of treated items it sent (a post counts once per friend who reads it)",
+    "cascade_size": "per cascade (not per user): users who watched, root included",
+    "cascade_depth": "per cascade: generations below the root",
+    "adoption_round": "per adopter: the round it first watched a treated item",
+}
+"""The metrics of ``diffusion_summary.parquet`` (the summary's schema): per-user metrics with
+the summary's paired intervals, then per-cascade and per-adopter figures pooled over
+replicates (no paired difference)."""
+
 TABLES = {
     "events": EVENTS,
     "sessions": SESSIONS,
     "user_metrics": USER_METRICS,
     "summary": SUMMARY,
     "llm_calls": LLM_CALLS,
+    "social": SOCIAL,
+    "searches": SEARCHES,
+    "diffusion": DIFFUSION,
+    "cascades": CASCADES,
+    "diffusion_summary": SUMMARY,
 }
 
 USERS_TABLE = "users"
@@ -613,6 +748,15 @@ WHERE = {
     "user_metrics": "user_metrics/arm=<arm>/part-*.parquet: one row per user (per-user totals)",
     "summary": "summary.parquet: one row per arm x segment x metric",
     "llm_calls": "llm_calls/arm=<arm>/part-*.parquet: one row per language-model call",
+    "social": "social/arm=<arm>/part-*.parquet: one row per post or chat (social layer)",
+    "searches": "searches/arm=<arm>/part-*.parquet: one row per search (social layer)",
+    "diffusion": (
+        "diffusion/arm=<arm>/part-*.parquet: one row per user and treated item it was reached by"
+    ),
+    "cascades": "cascades.parquet: one row per cascade of a treated item (social layer)",
+    "diffusion_summary": (
+        "diffusion_summary.parquet: one row per arm x segment x diffusion metric (social layer)"
+    ),
     USERS_TABLE: "users.parquet: one row per simulated user",
     SWEEP_SUMMARY_TABLE: (
         "<sweep>/date=<date>/sweep_summary.parquet: one row per cell x arm x metric"
