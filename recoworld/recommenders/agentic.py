@@ -90,16 +90,14 @@ class AgenticRecommender:
     async def _one(self, b: int, session: int, turn: int, k: int) -> np.ndarray:
         base, cat = self.base, self.aud.catalog
         idx = np.array([b])
-        before = base.shown[b].copy()
         m = max(k, min(self.m, base.m))
-        cand = base.recommend(idx, session, turn, m)[0]
-        base.shown[b] = before  # only what is finally shown counts as shown
+        cand = base.propose(idx, session, turn, m)[0]  # only what is finally shown counts
         ids = tuple(dict.fromkeys(str(cat.item_ids[i]) for i in cand))
         chosen = await self._rank(b, session, turn, k, cand, ids)
         slate = chosen[None, :]
         for pp in self.post:
             slate = pp.process(idx, session, turn, slate, base.shown)
-        base.shown[b, slate[0]] = True
+        base.mark_shown(idx, slate)
         return slate[0]
 
     def _prompt(self, b: int, session: int, turn: int, k: int, cand: np.ndarray) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from recoworld.items.catalog import Catalog
 from recoworld.records import SlateFeedback
 from recoworld.users.persona import Personas
+from recoworld.users.satiation import HistoryIndex
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,10 +86,11 @@ class Source(Protocol):
     def bind(self, audience: Audience) -> None: ...
 
     def candidates(
-        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+        self, idx: np.ndarray, session: int, m: int, shown: Shown
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Users ``idx``'s best ``m`` items not in ``shown`` (len(idx), n_items) bool, best
-        first: (items, scores). Rows with fewer than ``m`` such items pad with score -inf."""
+        """Users ``idx``'s best ``m`` items not in ``shown`` (what each user of the audience
+        was shown or has in its history), best first: (items, scores). Rows with fewer than
+        ``m`` such items pad with score -inf."""
 
     def score(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(len(idx), j) scores of ``items`` (len(idx), j) on the same scale."""
@@ -109,10 +111,118 @@ def best_first(cand: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray
 
 
 def top_of_catalog(scores: np.ndarray, shown: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The full-catalog path: best ``m`` unshown items from (n, n_items) ``scores``."""
+    """The full-catalog path: best ``m`` unshown items from (n, n_items) ``scores`` (``shown``
+    the same users' (n, n_items) bool rows, :meth:`Shown.rows`)."""
     scores = np.where(shown, -np.inf, scores)
     items = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
     return best_first(items, scores, min(m, scores.shape[1]))
+
+
+DENSE_SHOWN_ITEMS = 4096
+"""Catalogues up to this size keep what each user was shown as a (users, items) bool matrix;
+larger ones as a list of items per user (:class:`SparseShown`): the same answers, memory that
+does not grow with the catalogue."""
+
+
+class Shown(Protocol):
+    """What each user of an audience must not be recommended again while unshown candidates
+    remain: the items of its real history and every item it was shown (rows are audience
+    rows, as ``idx`` everywhere)."""
+
+    n_items: int
+
+    def contains(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(len(idx), j) bool: ``items`` (len(idx), j) shown to (or in the history of) users
+        ``idx``."""
+        ...
+
+    def add(self, idx: np.ndarray, items: np.ndarray) -> None:
+        """Users ``idx`` were shown ``items`` (len(idx), k)."""
+        ...
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """(len(idx), n_items) bool rows (the full-catalogue paths; mind the size)."""
+        ...
+
+    def count(self, idx: np.ndarray) -> np.ndarray:
+        """(len(idx),) at least as many as the distinct items each user holds."""
+        ...
+
+
+def shown_items(personas: Personas, n_items: int) -> Shown:
+    """The users' histories, nothing shown yet: dense for small catalogues, else sparse."""
+    if n_items <= DENSE_SHOWN_ITEMS:
+        return DenseShown(personas.history_of(n_items).toarray())
+    return SparseShown(personas, n_items)
+
+
+class DenseShown:
+    """:class:`Shown` over a (users, items) bool matrix (kept, not copied: a view of it)."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask, self.n_items = mask, mask.shape[1]
+
+    def contains(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.mask[idx[:, None], items]
+
+    def add(self, idx: np.ndarray, items: np.ndarray) -> None:
+        self.mask[np.repeat(idx, items.shape[1]), items.ravel()] = True
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        return self.mask[idx]
+
+    def count(self, idx: np.ndarray) -> np.ndarray:
+        return self.mask[idx].sum(1)
+
+
+class SparseShown:
+    """:class:`Shown` as each user's history (shared by template, :class:`HistoryIndex`) and
+    the list of items shown to it in the simulation: memory per user grows with what it was
+    shown, not with the catalogue."""
+
+    def __init__(self, personas: Personas, n_items: int) -> None:
+        self.n_items, self.template = n_items, personas.template
+        self.history = HistoryIndex(personas.history, n_items)
+        self.items = np.full((len(personas), 16), -1, np.int32)
+        self.n = np.zeros(len(personas), np.int64)
+
+    def contains(self, idx: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = self.history.contains(self.template[idx][:, None], items)
+        width = int(self.n[idx].max()) if idx.size else 0
+        if width == 0:
+            return out
+        listed = self.items[idx, :width]
+        if items.shape[1] * width <= 256:  # short lists: compare all pairs
+            return out | (items[:, :, None] == listed[:, None, :]).any(-1)
+        # long lists: one sorted array of (row, item) keys, searched for every query
+        span = np.int64(self.n_items + 1)
+        base = np.arange(idx.size, dtype=np.int64)[:, None] * span
+        keys = np.sort(np.where(listed >= 0, listed, self.n_items).astype(np.int64), axis=1)
+        keys = (keys + base).ravel()
+        q = (items + base).ravel()
+        at = np.minimum(np.searchsorted(keys, q), keys.size - 1)
+        return out | (keys[at] == q).reshape(items.shape)
+
+    def add(self, idx: np.ndarray, items: np.ndarray) -> None:
+        k = items.shape[1]
+        need = int(self.n[idx].max()) + k if idx.size else 0
+        if need > self.items.shape[1]:
+            grown = np.full((self.items.shape[0], max(need, 2 * self.items.shape[1])), -1, np.int32)
+            grown[:, : self.items.shape[1]] = self.items
+            self.items = grown
+        cols = self.n[idx][:, None] + np.arange(k)
+        self.items[idx[:, None], cols] = items
+        self.n[idx] += k
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        out = self.history.rows(self.template[idx])
+        listed = self.items[idx]
+        r, c = np.nonzero(listed >= 0)
+        out[r, listed[r, c]] = True
+        return out
+
+    def count(self, idx: np.ndarray) -> np.ndarray:
+        return self.history.count(self.template[idx]) + self.n[idx]
 
 
 class Adjuster(Protocol):
@@ -134,9 +244,9 @@ class PostProcessor(Protocol):
     def bind(self, audience: Audience) -> None: ...
 
     def process(
-        self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray
+        self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: Shown
     ) -> np.ndarray:
-        """Edited slates; ``shown`` is the (n, n_items) bool of what each user saw before."""
+        """Edited slates; ``shown``: what each user of the audience saw before."""
 
 
 class PoolRecommender(SyncRecommender):
@@ -144,6 +254,10 @@ class PoolRecommender(SyncRecommender):
 
     Items a persona's real history holds, and items already shown to the user in any earlier
     turn or session, are not recommended again while unshown candidates remain.
+
+    What the user saw is kept twice: :attr:`shown` (:class:`Shown`, every item: the source
+    needs it once a session) and a mask over the session's pool (:attr:`pool_shown`, (n, m)),
+    which is all a turn needs: a turn never looks at the catalogue.
     """
 
     def __init__(
@@ -162,9 +276,11 @@ class PoolRecommender(SyncRecommender):
     def bind(self, audience: Audience) -> None:
         self.aud = audience
         n, n_items = len(audience.personas), audience.catalog.n_items
-        self.shown = audience.personas.history_of(n_items).toarray()
+        self.shown = shown_items(audience.personas, n_items)
         self.cand = np.zeros((n, 0), np.int64)
         self.cand_scores = np.zeros((n, 0), np.float32)
+        self.pool_shown = np.zeros((n, 0), bool)
+        self.pool_twice = np.zeros(n, bool)  # a pool that holds an item twice
         self.scale = np.ones(n, np.float32)
         self.session = -1
         for part in (self.source, *self.adjusters, *self.post):
@@ -174,8 +290,8 @@ class PoolRecommender(SyncRecommender):
         """Each user's best ``m`` unshown items, ordered best first."""
         for adj in self.adjusters:
             adj.start_session(idx)
-        m = min(self.m, self.shown.shape[1])
-        cand, cs = self.source.candidates(idx, session, m, self.shown[idx])
+        m = min(self.m, self.aud.catalog.n_items)
+        cand, cs = self.source.candidates(idx, session, m, self.shown)
         finite = np.isfinite(cs)
         if finite.all():
             spread = cs.std(axis=1)
@@ -184,14 +300,40 @@ class PoolRecommender(SyncRecommender):
                 warnings.simplefilter("ignore", RuntimeWarning)
                 spread = np.nanstd(np.where(finite, cs, np.nan), axis=1)
         if self.cand.shape[1] != m:
-            self.cand = np.zeros((self.cand.shape[0], m), np.int64)
-            self.cand_scores = np.zeros((self.cand.shape[0], m), np.float32)
+            n = self.cand.shape[0]
+            self.cand = np.zeros((n, m), np.int64)
+            self.cand_scores = np.zeros((n, m), np.float32)
+            self.pool_shown = np.zeros((n, m), bool)
         self.cand[idx] = cand
         # Exhausted users (fewer unshown items than the pool) fall back to repeats, ranked last.
         self.cand_scores[idx] = np.where(finite, cs, -1e9).astype(np.float32)
         self.scale[idx] = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+        self.pool_shown[idx] = self.shown.contains(idx, cand)
+        srt = np.sort(cand, axis=1)
+        self.pool_twice[idx] = (srt[:, 1:] == srt[:, :-1]).any(1)
+
+    def propose(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        """The slates (len(idx), k) of :meth:`recommend` before post-processing, without
+        counting them as shown (the agentic recommender re-ranks them, then
+        :meth:`mark_shown` counts what it shows)."""
+        return self._select(idx, session, turn, k)[0]
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        slates, picked = self._select(idx, session, turn, k)
+        out = slates
+        for pp in self.post:
+            out = pp.process(idx, session, turn, out, self.shown)
+        self._mark(idx, out, picked, (out != slates).any(1) if out is not slates else None)
+        return out
+
+    def mark_shown(self, idx: np.ndarray, slates: np.ndarray) -> None:
+        """Users ``idx`` were shown ``slates`` (chosen elsewhere from :meth:`propose`)."""
+        self._mark(idx, slates, None, None)
+
+    def _select(
+        self, idx: np.ndarray, session: int, turn: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Slates, and the (len(idx), m) bool of the pool positions they hold."""
         if turn == 0:
             self._pool(idx, session)
         cand = self.cand[idx]
@@ -199,6 +341,7 @@ class PoolRecommender(SyncRecommender):
         scores = base
         for adj in self.adjusters:
             scores = adj.adjust(idx, cand, scores, self.scale[idx])
+        avail = ~self.pool_shown[idx]
         # Candidates are kept best-first; only users whose scores an adjuster moved need sorting.
         moved = (
             np.flatnonzero((scores != base).any(1)) if scores is not base else np.zeros(0, np.int64)
@@ -207,18 +350,48 @@ class PoolRecommender(SyncRecommender):
             order = np.argsort(-scores[moved], axis=1, kind="stable")
             cand = cand.copy()
             cand[moved] = np.take_along_axis(cand[moved], order, axis=1)
-        avail = ~self.shown[idx[:, None], cand]
+            avail[moved] = np.take_along_axis(avail[moved], order, axis=1)
         count = np.cumsum(avail, axis=1, dtype=np.int32)
         short = count[:, -1] < k
         if not short.any():
-            slates = cand[avail & (count <= k)].reshape(idx.size, k)
+            picked = avail & (count <= k)
+            slates = cand[picked].reshape(idx.size, k)
         else:  # some users have seen every candidate: unseen first, then repeats
             first = np.argsort(~avail, axis=1, kind="stable")[:, :k]
             slates = np.take_along_axis(cand, first, axis=1)
-        for pp in self.post:
-            slates = pp.process(idx, session, turn, slates, self.shown)
-        self.shown[np.repeat(idx, slates.shape[1]), slates.ravel()] = True
-        return slates
+            picked = np.zeros(avail.shape, bool)
+            np.put_along_axis(picked, first, True, axis=1)
+        if moved.size:  # back to the pool's own order
+            back = np.zeros((moved.size, picked.shape[1]), bool)
+            np.put_along_axis(back, order, picked[moved], axis=1)
+            picked[moved] = back
+        return slates, picked
+
+    def _mark(
+        self,
+        idx: np.ndarray,
+        slates: np.ndarray,
+        picked: np.ndarray | None,
+        edited: np.ndarray | None,
+    ) -> None:
+        """Count ``slates`` as shown to users ``idx``: in :attr:`shown`, and in the pool mask
+        by position (``picked``) or, where the positions do not tell (no ``picked``, a slate
+        a post-processor ``edited``, a pool holding an item twice), by item."""
+        self.shown.add(idx, slates)
+        if picked is None:
+            by_item = np.arange(idx.size)
+        else:
+            twice = self.pool_twice[idx]
+            if edited is not None:
+                twice = twice | edited
+                picked = np.where(edited[:, None], False, picked)
+            self.pool_shown[idx] |= picked
+            by_item = np.flatnonzero(twice)
+        if by_item.size:
+            rows = idx[by_item]
+            cand = self.cand[rows]
+            hit = (cand[:, :, None] == slates[by_item][:, None, :]).any(-1)
+            self.pool_shown[rows] |= hit
 
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
         self.source.observe(idx, slates, feedback)

@@ -22,7 +22,7 @@ import numpy as np
 
 from recoworld.config import RecommenderConfig
 from recoworld.errors import RecommenderError, RecoWorldError
-from recoworld.recommenders.base import Audience, PostProcessor, Recommender
+from recoworld.recommenders.base import Audience, DenseShown, PostProcessor, Recommender
 from recoworld.records import SlateFeedback
 
 NO_SLATE = -1
@@ -67,6 +67,7 @@ class CheckedRecommender:
         n, n_items = len(audience.personas), audience.catalog.n_items
         self.n_items = n_items
         self.shown = audience.personas.history_of(n_items).toarray()
+        self._shown = DenseShown(self.shown)  # the same matrix, as post-processors read it
         self.fallback_slates = np.zeros(n, np.float64)
         self._pooled = np.full(n, -1, np.int64)  # the session the fallback last pooled
         self._call("bind", lambda: self.inner.bind(audience), None, -1, -1)
@@ -160,7 +161,7 @@ class CheckedRecommender:
             slates[need] = self._fallback_slates(idx[need], session, turn, k)
             self.fallback_slates[idx[need]] += 1
         for pp in self.post:
-            slates = pp.process(idx, session, turn, slates, self.shown)
+            slates = pp.process(idx, session, turn, slates, self._shown)
         self.shown[np.repeat(idx, slates.shape[1]), slates.ravel()] = True
         return slates
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recoworld.recommenders.base import Audience, Source, best_first
+from recoworld.recommenders.base import Audience, Shown, Source, best_first
 from recoworld.records import SlateFeedback
 from recoworld.rng import Stream, uniforms
 
@@ -65,7 +65,7 @@ class CreatorBoost:
         self.base.bind(audience)
 
     def candidates(
-        self, idx: np.ndarray, session: int, m: int, shown: np.ndarray
+        self, idx: np.ndarray, session: int, m: int, shown: Shown
     ) -> tuple[np.ndarray, np.ndarray]:
         cand, cs = self.base.candidates(idx, session, m, shown)
         rows = np.flatnonzero(self.treated[idx])
@@ -75,7 +75,7 @@ class CreatorBoost:
         finite = np.where(np.isfinite(cs[rows]), cs[rows], np.nan)
         spread = np.nan_to_num(np.nanstd(finite, axis=1, keepdims=True), nan=1.0)
         boosted = self.base.score(idx[rows], c) + self.boost * spread
-        boosted = np.where(np.take_along_axis(shown[rows], c, axis=1), -np.inf, boosted)
+        boosted = np.where(shown.contains(idx[rows], c), -np.inf, boosted)
         dup = np.isin(cand[rows], self.items)
         base_s = np.where(dup, -np.inf, cs[rows])
         merged = best_first(
@@ -112,7 +112,7 @@ class CreatorInjector:
         self.order = self.items[np.argsort(-aff, axis=1, kind="stable")]
 
     def process(
-        self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: np.ndarray
+        self, idx: np.ndarray, session: int, turn: int, slates: np.ndarray, shown: Shown
     ) -> np.ndarray:
         uid = self.aud.personas.uid[idx]
         go = self.aud.treated[idx] & (
@@ -122,7 +122,7 @@ class CreatorInjector:
         if rows.size == 0:
             return slates
         order = self.order[idx[rows]]  # (m, c)
-        unseen = ~np.take_along_axis(shown[idx[rows]], order, axis=1)
+        unseen = ~shown.contains(idx[rows], order)
         in_slate = (order[:, :, None] == slates[rows][:, None, :]).any(-1)
         ok = unseen & ~in_slate
         has = ok.any(1)

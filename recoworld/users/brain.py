@@ -47,7 +47,7 @@ from recoworld.rng import Stream, normals, uniform_pair, uniforms
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import simulate_ratings
 from recoworld.users.persona import Personas
-from recoworld.users.satiation import ItemMemory, lasting_penalty
+from recoworld.users.satiation import ItemMemory, SlateMemory, lasting_penalty
 
 __all__ = [
     "ACTIONS",
@@ -312,6 +312,7 @@ class _MindStep:
         self.diversity = brain.p.diversity[rows].astype(f32)
         self.pnorm = np.sqrt(np.einsum("nt,nt->n", mind.profile, mind.profile)) + f32(1e-6)
         self.log = np.empty((4, *slates.shape), f32)
+        self._seen: SlateMemory | None = None  # the slate's satiation lookups, on first use
 
     def repetition(self, p: int) -> np.ndarray:
         """How much item ``p`` repeats what each user consumed this session (cosine)."""
@@ -324,7 +325,9 @@ class _MindStep:
         """(n,) logit penalty of item ``p`` for users who clicked it earlier in the simulation:
         the lasting part (the world's repeat share) plus the short-term part, fading over days.
         """
-        since = self.memory.clicked_since(self.rows, self.slates[:, p], self.mind.day)
+        if self._seen is None:  # every position's lookup at once, kept in step by update()
+            self._seen = self.memory.slate(self.rows, self.slates, self.mind.day)
+        since = self._seen.at(p)
         cfg = self.cfg
         short = cfg.satiation_weight * np.exp(-np.maximum(since, 0.0) / cfg.satiation_days)
         return np.where(np.isfinite(since), short - self.memory.lasting, 0.0).astype(np.float32)
@@ -350,7 +353,10 @@ class _MindStep:
         mind.curiosity += f32(0.2) * (self.diversity * (1.0 - mind.boredom) - mind.curiosity)
         hit = np.flatnonzero(c)
         if hit.size:  # only clickers' session profiles (and item memories) move
-            self.memory.remember(self.rows[hit], self.slates[hit, p], mind.day[hit])
+            if self._seen is not None:
+                self._seen.clicked(p, hit)
+            else:
+                self.memory.remember(self.rows[hit], self.slates[hit, p], mind.day[hit])
             mind.profile[hit] = 0.7 * mind.profile[hit] + 0.3 * self.tags[hit, p]
             prof = mind.profile[hit]
             self.pnorm[hit] = np.sqrt(np.einsum("nt,nt->n", prof, prof)) + 1e-6

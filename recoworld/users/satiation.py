@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from recoworld.users.persona import Personas
 
@@ -52,9 +53,69 @@ def lasting_penalty(share: float) -> float:
     return float(np.log(min(max(share, MIN_REPEAT_SHARE), 1.0)))
 
 
+DENSE_HISTORY_CELLS = 1 << 25
+"""Histories are looked up in a dense (templates, items) table up to this many cells (32 MB),
+else by binary search over sorted (template, item) keys: the same answers, faster."""
+
+
+class HistoryIndex:
+    """Membership in the real histories of personas, by template (every persona drawn from one
+    dataset user shares that user's history; a persona with template -1 has none)."""
+
+    def __init__(self, history: sp.csr_matrix | None, n_items: int) -> None:
+        self.n_items = n_items
+        h = sp.csr_matrix((0, n_items), dtype=bool) if history is None else history.tocsr()
+        if h.shape[1] < n_items:  # items added after the world (a creator's) are in no history
+            h = sp.csr_matrix((h.data, h.indices, h.indptr), shape=(h.shape[0], n_items))
+        h = h.astype(bool)
+        h.eliminate_zeros()
+        h.sum_duplicates()  # sorted, distinct column indices per row
+        self.counts = np.append(np.diff(h.indptr), 0).astype(np.int64)  # [-1]: no template
+        self.empty = h.nnz == 0
+        self.dense: np.ndarray | None = None
+        if (h.shape[0] + 1) * n_items <= DENSE_HISTORY_CELLS:
+            # one spare row of False at the end: template -1 indexes it
+            self.dense = np.zeros((h.shape[0] + 1, n_items), bool)
+            self.dense[:-1] = h.toarray()
+        else:  # row-major keys of sorted rows: already in order
+            rows = np.repeat(np.arange(h.shape[0], dtype=np.int64), np.diff(h.indptr))
+            self.keys = rows * n_items + h.indices.astype(np.int64)
+        self.csr = h
+
+    def contains(self, template: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Bool like ``items``: item in the history of ``template`` (broadcast against items)."""
+        if self.empty:
+            return np.zeros(np.shape(items), bool)
+        if self.dense is not None:
+            return self.dense[template, items]
+        t = np.asarray(template, np.int64)
+        keys = t * self.n_items + items
+        at = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
+        return (self.keys[at] == keys) & (t >= 0)
+
+    def count(self, template: np.ndarray) -> np.ndarray:
+        """Distinct items in the history of each of ``template``."""
+        return self.counts[template]
+
+    def rows(self, template: np.ndarray) -> np.ndarray:
+        """(len(template), n_items) bool: the histories of ``template``, dense."""
+        if self.dense is not None:
+            return self.dense[template]
+        out = np.zeros((template.size, self.n_items), bool)
+        has = np.flatnonzero(template >= 0)
+        if has.size:
+            sub = self.csr[template[has]]
+            out[np.repeat(has, np.diff(sub.indptr)), sub.indices] = True
+        return out
+
+
 class ItemMemory:
     """What each of ``n`` users (rows of ``personas``) consumed: its real history and its clicks
-    in the simulation (with their day)."""
+    in the simulation (with their day).
+
+    ``item``, ``day`` (the ring of the last :data:`CAPACITY` clicks, -1 where empty), ``next``
+    (clicks so far) and ``template`` (whose real history counts) are public state: the
+    retention environment resets rows of them when lives restart."""
 
     def __init__(self, personas: Personas, n_items: int, lasting: float) -> None:
         n = len(personas)
@@ -64,22 +125,11 @@ class ItemMemory:
         self.next = np.zeros(n, np.int64)
         self.template = personas.template
         h = personas.history
-        if h is None or h.nnz == 0 or lasting == 0.0:
-            self.hist_keys = np.zeros(0, np.int64)
-        else:
-            h = h.tocsr()
-            rows = np.repeat(np.arange(h.shape[0], dtype=np.int64), np.diff(h.indptr))
-            self.hist_keys = np.sort(rows * n_items + h.indices.astype(np.int64))
+        self.history = HistoryIndex(None if lasting == 0.0 else h, n_items)
 
     def in_history(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(n, k) bool: ``items`` (n, k) in the real history of users ``rows``."""
-        if self.hist_keys.size == 0:
-            return np.zeros(items.shape, bool)
-        t = self.template[rows].astype(np.int64)[:, None]
-        keys = t * self.n_items + items
-        at = np.searchsorted(self.hist_keys, keys)
-        at = np.minimum(at, self.hist_keys.size - 1)
-        return (self.hist_keys[at] == keys) & (t >= 0)
+        return self.history.contains(self.template[rows][:, None], items)
 
     def clicked_since(self, rows: np.ndarray, items: np.ndarray, day: np.ndarray) -> np.ndarray:
         """(n,) days since users ``rows`` last clicked ``items`` (n,) in the simulation; inf
@@ -88,9 +138,55 @@ class ItemMemory:
         last = np.where(hit, self.day[rows], -np.inf).max(1)
         return (day - last).astype(np.float32)
 
-    def remember(self, rows: np.ndarray, items: np.ndarray, day: np.ndarray) -> None:
-        """Users ``rows`` clicked ``items`` on ``day``."""
+    def slate(self, rows: np.ndarray, slates: np.ndarray, day: np.ndarray) -> SlateMemory:
+        """:meth:`clicked_since` for every position of ``slates`` (n, k) at once, kept in step
+        as the users click along the slate (:meth:`SlateMemory.clicked`)."""
+        return SlateMemory(self, rows, slates, day)
+
+    def remember(self, rows: np.ndarray, items: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Users ``rows`` clicked ``items`` on ``day``; returns the items that left their rings
+        to make room (-1 where none did)."""
         slot = self.next[rows] % CAPACITY
+        evicted = self.item[rows, slot]
         self.item[rows, slot] = items
         self.day[rows, slot] = day
         self.next[rows] += 1
+        return evicted
+
+
+class SlateMemory:
+    """Days since each user last clicked each item of its slate (inf: not in its ring), for
+    all positions at once: one pass over the rings instead of one per position. The same
+    numbers as asking :meth:`ItemMemory.clicked_since` position by position: a click along the
+    slate sets later copies of the item to 0 days, and an item pushed out of a full ring is
+    looked up again where it comes later in the slate."""
+
+    def __init__(self, memory: ItemMemory, rows: np.ndarray, slates: np.ndarray, day: np.ndarray):
+        self.memory, self.rows, self.slates, self.day = memory, rows, slates, day
+        n, k = slates.shape
+        self.since = np.full((n, k), np.inf, np.float32)
+        width = int(min(CAPACITY, memory.next[rows].max())) if rows.size else 0
+        if width == 0:
+            return
+        ring = memory.item[rows, :width]  # slots fill in order: the rest are empty
+        hit = ring[:, None, :] == slates[:, :, None]  # (n, k, width)
+        r, c = np.nonzero(hit.any(-1))
+        if r.size:
+            last = np.where(hit[r, c], memory.day[rows[r], :width], -np.inf).max(1)
+            self.since[r, c] = day[r] - last
+
+    def clicked(self, p: int, hit: np.ndarray) -> None:
+        """Users ``hit`` (indices into the slate rows) clicked their item ``p``."""
+        m, rows, slates = self.memory, self.rows[hit], self.slates[hit]
+        evicted = m.remember(rows, slates[:, p], self.day[hit])
+        later = slates[:, p + 1 :]
+        # Later in the slate, the item just clicked and the one that left a full ring to make
+        # room for it read differently now: look them up again (rare: the ring holds 64).
+        moved = (later == slates[:, p, None]) | (later == evicted[:, None])
+        if moved.any():
+            r, c = np.nonzero(moved)
+            self.since[hit[r], p + 1 + c] = m.clicked_since(rows[r], later[r, c], self.day[hit[r]])
+
+    def at(self, p: int) -> np.ndarray:
+        """(n,) days since each user last clicked its item ``p`` (inf: not in its ring)."""
+        return self.since[:, p]
