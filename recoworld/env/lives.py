@@ -44,6 +44,7 @@ class Outcome:
     turn: np.ndarray  # (n,) its turn (0-based)
     action: np.ndarray  # (n, k) int8 codes into records.ACTIONS
     watch: np.ndarray  # (n,) the slate's watch fractions summed: the engagement
+    slate_watch: np.ndarray  # (n, k) float32 each item's watch fraction (0 for skips)
     mind: np.ndarray  # (4, n) mindset after the slate, in MINDSET_FIELDS order
     words: np.ndarray  # (n,) object: the instruction written after the slate, or None
     left: np.ndarray  # (n,) bool: the user left the session after this slate
@@ -159,6 +160,7 @@ class Lives:
             turn=self.turn[rows].copy(),
             action=np.zeros((n, k), np.int8),
             watch=np.zeros(n, np.float64),
+            slate_watch=np.zeros((n, k), np.float32),
             mind=np.zeros((len(MINDSET_FIELDS), n), np.float32),
             words=np.full(n, None, object),
             left=np.zeros(n, bool),
@@ -184,6 +186,7 @@ class Lives:
             fb = decision.feedback
             out["action"][at] = fb.action
             out["watch"][at] = fb.watch.sum(1, dtype=np.float64)
+            out["slate_watch"][at] = fb.watch
             out["mind"][:, at] = fb.mind[:, :, -1]
             out["words"][at] = self.view.words[r]
             out["left"][at] = decision.leave

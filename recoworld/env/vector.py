@@ -40,7 +40,10 @@ class RetentionVectorEnv(VectorEnv):
     ``session``, ``turn`` (of the slate just shown), ``engagement`` (its watch sum),
     ``left``, ``session_end``, ``p_return`` (NaN where no session ended), ``returned``,
     ``gap_days``, the mindset fields, and ``reset`` (the sub-environments reset by this step).
-    ``instruction`` (object array, None where none) holds the words written after the slate.
+    ``instruction`` (object array, None where none) holds the words written after the slate;
+    ``slate_action`` (int8 codes into ``records.ACTIONS``) and ``slate_watch`` (num_envs, k)
+    what each user did with each item of its slate (the observation's feedback is cleared when
+    a new session starts).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -136,6 +139,8 @@ class RetentionVectorEnv(VectorEnv):
             "gap_days": np.full(n, np.nan, np.float32),
             **{f: np.zeros(n, np.float32) for f in MINDSET_FIELDS},
             "instruction": np.full(n, None, object),
+            "slate_action": np.zeros((n, s.k), np.int8),
+            "slate_watch": np.zeros((n, s.k), np.float32),
             "reset": self._ended.copy(),
         }
         # Next-step autoreset: sub-environments whose episode ended last step start anew.
@@ -163,6 +168,8 @@ class RetentionVectorEnv(VectorEnv):
                 info[name][rows] = v
             for j, f in enumerate(MINDSET_FIELDS):
                 info[f][rows] = out.mind[j]
+            info["slate_action"][rows] = out.action
+            info["slate_watch"][rows] = out.slate_watch
         info["user"][:] = self.prep.population.uid[self.lives.pop_rows]
         return self._obs(), reward, terminated, truncated, info
 

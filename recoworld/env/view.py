@@ -31,7 +31,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recoworld.items.catalog import Catalog
-from recoworld.recommenders.base import Audience, Source, SyncRecommender
+from recoworld.recommenders.base import Audience, Shown, Source, SyncRecommender, shown_items
 from recoworld.recommenders.factory import base_source
 from recoworld.records import SlateFeedback
 from recoworld.users.persona import Personas
@@ -58,10 +58,12 @@ def text_of(words: str | None) -> str:
 
 @dataclass(eq=False)
 class _Cohort:
-    """A base source bound to the users of the rows ``slots`` (restarted together)."""
+    """A base source bound to the users of the rows ``slots`` (restarted together), and what
+    each of them was shown (or has in its real history), in the source's audience rows."""
 
     source: Source
     slots: np.ndarray  # view rows, in the source's audience order
+    shown: Shown
 
 
 class AgentView(SyncRecommender):
@@ -109,7 +111,6 @@ class AgentView(SyncRecommender):
         self.pool_score = np.zeros((n, m), np.float32)
         self.pool_shown = np.zeros((n, m), np.int8)
         self.pool_clicked = np.zeros((n, m), np.int8)
-        self.shown_ever = np.zeros((n, self.catalog.n_items if m else 0), bool)
         self._cohort_of = np.full(n, -1, np.int64)
         self._row_in = np.zeros(n, np.int64)
         self._cohorts = []
@@ -130,7 +131,6 @@ class AgentView(SyncRecommender):
             return
         self.pool_shown[rows] = 0
         self.pool_clicked[rows] = 0
-        self.shown_ever[rows] = personas.history_of(self.catalog.n_items).toarray()
         source = base_source(self.base)
         source.bind(
             Audience(
@@ -142,7 +142,8 @@ class AgentView(SyncRecommender):
         )
         self._cohort_of[rows] = len(self._cohorts)
         self._row_in[rows] = np.arange(rows.size)
-        self._cohorts.append(_Cohort(source, np.asarray(rows, np.int64).copy()))
+        shown = shown_items(personas, self.catalog.n_items)
+        self._cohorts.append(_Cohort(source, np.asarray(rows, np.int64).copy(), shown))
         self._forget_empty_cohorts()
 
     def _forget_empty_cohorts(self) -> None:
@@ -173,7 +174,7 @@ class AgentView(SyncRecommender):
             return
         for cohort, at, own in self._by_cohort(rows):
             r = rows[at]
-            cand, score = cohort.source.candidates(own, session, self.m, self.shown_ever[r])
+            cand, score = cohort.source.candidates(own, session, self.m, cohort.shown)
             finite = np.isfinite(score)
             low = np.where(finite, score, np.inf).min(1, keepdims=True)
             low = np.where(np.isfinite(low), low - 1.0, 0.0)
@@ -187,7 +188,8 @@ class AgentView(SyncRecommender):
         positions they came from (candidate mode)."""
         if not self.m:
             return
-        self.shown_ever[np.repeat(rows, slates.shape[1]), slates.ravel()] = True
+        for cohort, at, own in self._by_cohort(rows):
+            cohort.shown.add(own, slates[at])
         if picks is not None:
             self.pool_shown[np.repeat(rows, picks.shape[1]), picks.ravel()] = 1
 
