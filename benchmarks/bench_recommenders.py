@@ -11,11 +11,11 @@ The same study (ML-100K, one arm, 3 sessions x 5 turns, slates of 10) is simulat
   compute time (``GET /stats``: the model's seconds, request decoding and encoding excluded) is
   reported apart: the rest is the protocol's cost (encoding, HTTP, decoding, checking).
 
-Only the simulation is timed (the world, the fit and the population are prepared first, in each
-run's own fresh process); no Parquet is written. Runs alternate mf, plugin, service, mf, ...
-(timings drift on a shared machine): medians, the ratio of medians to mf and the median of the
-paired ratios, for wall time and for CPU seconds (the simulating process's, plus the service
-process's for the service: less sensitive to a busy machine).
+Only the simulation is timed (the world, the fit, the population and the modules' imports come
+first, in each run's own fresh process); no Parquet is written. Runs alternate mf, plugin,
+service, mf, ... (timings drift on a shared machine): medians, the ratio of medians to mf and
+the median of the paired ratios, for wall time and for CPU seconds (the simulating process's,
+plus the service process's for the service: less sensitive to a busy machine).
 
     python benchmarks/bench_recommenders.py [--users 2000] [--repeats 5]
 """
@@ -115,6 +115,10 @@ def child(users: int, mode: str, dataset: str, url: str) -> dict:
             digest.update(r.slates.tobytes())
 
     everyone = np.arange(len(prep.population))
+    # one-time imports (httpx alone is ~0.3 s) are not per-slate costs: before the clock
+    import recoworld.recommenders.http  # noqa: F401
+    import recoworld.recommenders.plugin  # noqa: F401
+
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     metrics = [

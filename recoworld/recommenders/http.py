@@ -424,6 +424,7 @@ class _Codec:
         if out.scores is not None and len(out.scores) != n:
             raise ServiceError(f"{where} holds {len(out.scores)} score lists for {n} users")
         rows: list[np.ndarray | None] = []
+        get = self.row_of.get
         for j, (u, slate) in enumerate(zip(users, out.slates)):
             if not slate:
                 rows.append(None)
@@ -433,27 +434,24 @@ class _Codec:
                 raise ServiceError(
                     f"{where}: the slate of {who} has {len(slate)} items; expected k = {k}"
                 )
-            row = np.empty(k, np.int64)
-            for pos, item in enumerate(slate):
-                hit = self.row_of.get(str(item))
-                if hit is None:
-                    raise ServiceError(
-                        f"{where}: item id {one_line(str(item), 80)!r} in the "
-                        f"slate of {who}, position {pos}, is not in the catalogue"
-                    )
-                row[pos] = hit
+            row = [get(x) if type(x) is str else get(str(x)) for x in slate]
+            if None in row:
+                pos = row.index(None)
+                raise ServiceError(
+                    f"{where}: item id {one_line(str(slate[pos]), 80)!r} in the slate of {who}, "
+                    f"position {pos}, is not in the catalogue"
+                )
             scores = out.scores[j] if out.scores is not None else None
-            if scores is not None:
-                if len(scores) != k:
-                    raise ServiceError(
-                        f"{where}: {len(scores)} scores for the {k} items of the slate of {who}"
-                    )
-                bad = next((s for s in scores if not math.isfinite(s)), None)
-                if bad is not None:
-                    raise ServiceError(
-                        f"{where}: score {bad} in the slate of {who} is not a finite number"
-                    )
-            rows.append(row)
+            if scores is not None and len(scores) != k:
+                raise ServiceError(
+                    f"{where}: {len(scores)} scores for the {k} items of the slate of {who}"
+                )
+            rows.append(np.array(row, np.int64))
+        if out.scores is not None:  # JSON has no NaN or Infinity; this guards other decoders
+            flat = np.array([v for s in out.scores if s for v in s], np.float64)
+            if not np.isfinite(flat).all():
+                bad = flat[~np.isfinite(flat)][0]
+                raise ServiceError(f"{where}: score {bad} is not a finite number")
         return rows
 
 
