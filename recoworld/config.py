@@ -573,7 +573,7 @@ class SocialConfig(Strict):
     """Days over which awareness fades by a factor e."""
     memory: int = 8
     """Items a user keeps heard of at most (the weakest is forgotten first)."""
-    pull: float = 0.3
+    pull: float = 0.1
     """Chance per round that full awareness brings a user who is away (between sessions, or
     not returning) to the round's choice; scaled by its strongest awareness."""
     aware_logit: float = 1.0

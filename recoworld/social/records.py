@@ -64,9 +64,11 @@ def searches_batch(
     results: np.ndarray,
     shown: np.ndarray,
     item_ids: np.ndarray,
+    item_dict: pa.Array | None = None,
 ) -> pa.RecordBatch:
     """One turn's searches: ``users`` are user ids; ``target`` catalog rows (-1: none);
-    ``shown`` (n, k) the result items on each page (-1 padded)."""
+    ``shown`` (n, k) the result items on each page (-1 padded). ``item_dict``: ``item_ids``
+    as an Arrow array, when the caller keeps one."""
     n = users.size
     found = (shown == target[:, None]).any(axis=1) & (target >= 0)
     arrays = [
@@ -78,7 +80,7 @@ def searches_batch(
         pa.array(queries, pa.string()),
         pa.DictionaryArray.from_arrays(
             pa.array(np.maximum(target, 0).astype(np.int32), mask=target < 0),
-            pa.array(item_ids.tolist(), pa.string()),
+            item_dict if item_dict is not None else pa.array(item_ids.tolist(), pa.string()),
         ),
         pa.array(results.astype(np.int16)),
         pa.array(found, mask=target < 0),

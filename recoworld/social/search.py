@@ -35,6 +35,8 @@ QUERY_KINDS = ("title", "tags", "text")
 TITLE, TAGS, TEXT = range(3)
 EXPANSION = 50
 """BM25 matches that place an embedding query."""
+CACHE = 100_000
+"""Answers kept per engine at most (the cache is emptied when full)."""
 _WORD = re.compile(r"\w\w+", re.UNICODE)
 
 
@@ -68,6 +70,7 @@ class ItemSearch:
         tokens = bm25s.tokenize(item_documents(catalog), stopwords="en", show_progress=False)
         self.index = bm25s.BM25()
         self.index.index(tokens, show_progress=False)
+        self._cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _bm25(self, queries: list[str], k: int) -> Results:
         n = self.catalog.n_items
@@ -86,9 +89,20 @@ class ItemSearch:
         return Results(items, out)
 
     def search(self, queries: list[str], k: int) -> Results:
-        """The ``k`` best matches of every query (fewer where fewer match; none is fine)."""
-        if not queries:
-            return Results([], [])
+        """The ``k`` best matches of every query (fewer where fewer match; none is fine).
+        Answers are kept by (query, k): many users type the same query (a tag pair, a title),
+        and an answer depends on the query alone."""
+        todo = list(dict.fromkeys(q for q in queries if (q, k) not in self._cache))
+        if todo:
+            got = self._answer(todo, k)
+            if len(self._cache) + len(todo) > CACHE:
+                self._cache.clear()
+            for q, items, scores in zip(todo, got.items, got.scores):
+                self._cache[(q, k)] = (items, scores)
+        hits = [self._cache[(q, k)] for q in queries]
+        return Results([h[0] for h in hits], [h[1] for h in hits])
+
+    def _answer(self, queries: list[str], k: int) -> Results:
         if self.engine == "bm25":
             return self._bm25(queries, k)
         seed = self._bm25(queries, EXPANSION)

@@ -212,6 +212,7 @@ class SocialArm:
         self.degree = world.graph.degree()[users]
         self.diffusion = Diffusion(n, np.flatnonzero(prep.arm_items[arm]), cat.n_items)
         self.search, self.social_sink, self.search_sink = search, social, searches
+        self.item_dict = pa.array(cat.item_ids.tolist(), pa.string())
         self.counts = {k: 0 for k in ("recommender", "social", "nothing", "pulled", "searches")}
 
     # --- the round ------------------------------------------------------------------------
@@ -317,14 +318,19 @@ class SocialArm:
         )
         k = slates.shape[1]
         res = self.search.search(texts, se.results or k)
-        pages = slates.copy()
         shown = np.full((s.size, k), -1, np.int64)
-        for j, i in enumerate(s):
-            found = res.items[j][:k]
-            rest = slates[i][~np.isin(slates[i], found)]
-            pages[i] = np.concatenate([found, rest])[:k]
-            searched[i, : found.size] = True
-            shown[j, : found.size] = found
+        count = np.minimum(res.counts(), k)
+        for j in np.flatnonzero(count):
+            shown[j, : count[j]] = res.items[j][: count[j]]
+        # the page: the results, then the recommender's items that are not among them
+        rest = ~(slates[s][:, :, None] == shown[:, None, :]).any(axis=2)
+        order = np.argsort(~rest, axis=1, kind="stable")
+        rest_items = np.take_along_axis(slates[s], order, axis=1)
+        slot = np.arange(k)[None, :]
+        from_rest = np.take_along_axis(rest_items, np.maximum(slot - count[:, None], 0), axis=1)
+        pages = slates.copy()
+        pages[s] = np.where(slot < count[:, None], shown, from_rest)
+        searched[s] = slot < count[:, None]
         self.counts["searches"] += s.size
         self.search_sink(
             searches_batch(
@@ -338,6 +344,7 @@ class SocialArm:
                 results=res.counts(),
                 shown=shown,
                 item_ids=self.cat.item_ids,
+                item_dict=self.item_dict,
             )
         )
         return pages, searched
