@@ -283,8 +283,7 @@ class ServiceRecommender:
         watch = np.round(feedback.watch.astype(np.float64), 6).tolist()
         rating = feedback.rating.astype(np.float64)
         ratings = np.where(np.isnan(rating), None, np.round(rating, 6)).tolist()
-        for j, r in enumerate(idx.tolist()):
-            session, turn = self._at[r].tolist()
+        for j, (r, (session, turn)) in enumerate(zip(idx.tolist(), self._at[idx].tolist())):
             self._feedback[r].append(
                 Feedback(
                     session=session,
@@ -300,8 +299,7 @@ class ServiceRecommender:
         self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
     ) -> None:
         tag = lambda t: self.tags[t] if 0 <= t < len(self.tags) else None
-        for j, r in enumerate(idx.tolist()):
-            session, turn = self._at[r].tolist()
+        for j, (r, (session, turn)) in enumerate(zip(idx.tolist(), self._at[idx].tolist())):
             self._instructions[r].append(
                 Instruction(
                     session=session,
@@ -318,15 +316,16 @@ class ServiceRecommender:
         p = self.aud.personas
         self._at[idx] = (session, turn)
         out = []
-        for r in idx.tolist():
+        uids, sources = p.uid[idx].tolist(), p.source_user[idx].tolist()
+        for r, uid, source, met in zip(idx.tolist(), uids, sources, self._met[idx].tolist()):
             history = None
-            if not self._met[r]:
+            if not met:
                 lo, hi = self._history.indptr[r], self._history.indptr[r + 1]
                 history = self.ids[np.sort(self._history.indices[lo:hi])].tolist()
             out.append(
                 UserRequest(
-                    user=int(p.uid[r]),
-                    source_user=str(p.source_user[r]) or None,
+                    user=uid,
+                    source_user=str(source) or None,
                     session=session,
                     turn=turn,
                     history=history,
