@@ -366,3 +366,22 @@ def test_reshowing_consumed_items_never_beats_fresh_relevant_ones(
     assert np.mean(p_return["fresh"]) >= np.mean(p_return["repeat"])
     if repeat_share == 0.0:  # nothing is ever consumed twice where the logs hold no repeat
         assert reclicks <= 0.05 * 30 * 5 * k
+
+
+def test_instruction_words_in_the_observation_on_request(prep: Prepared) -> None:
+    env = RecoEnv(prep, instruction_text=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+    seen = 0
+    for seed in range(30):
+        obs, _ = env.reset(seed=seed)
+        assert obs["instruction"] == ""
+        done = False
+        while not done:
+            obs, _, te, tr, info = env.step(np.full(env.slate_size, 3))  # one item: boring
+            done = te or tr
+            assert obs["instruction"] == (info["instruction"] or "")
+            seen += bool(info["instruction"])
+    assert seen
+    assert "instruction" not in RecoEnv(prep).observation_space.spaces

@@ -224,11 +224,15 @@ def test_recommender_specs() -> None:
     )
     assert recommender_of("python:pkg.mod:Rec").target == "pkg.mod:Rec"
     assert recommender_of("checkpoint:/x/p.npz").options == {"checkpoint": "/x/p.npz"}
+    assert recommender_of("checkpoint+follow:/x/p.npz").options == {
+        "checkpoint": "/x/p.npz",
+        "follow_instructions": True,
+    }
     with pytest.raises(ConfigError) as e:
         recommender_of("knn")
     assert str(e.value) == (
-        "--recommender: expected mf, popular, random (optionally -plain), python:module:Factory "
-        "or checkpoint:PATH, got 'knn'"
+        "--recommender: expected mf, popular, random (optionally -plain), python:module:Factory, "
+        "checkpoint:PATH or checkpoint+follow:PATH, got 'knn'"
     )
 
 

@@ -31,6 +31,7 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from recoworld.config import StudyConfig
+from recoworld.env.view import TEXT_CHARSET, TEXT_MAX, text_of
 from recoworld.errors import RecoWorldError
 from recoworld.recommenders.base import Audience, SyncRecommender
 from recoworld.records import ACTIONS, MINDSET_FIELDS, Record, SlateFeedback
@@ -103,7 +104,8 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
       ``instruction_less`` MultiBinary(T), one-hot of the tags the user just asked for more /
       less of (zeros without an instruction); ``turn`` Box[0, max_turns] (1,), slates shown so
       far; ``user_taste`` Box[0, 1] (T,), the persona's taste (what a platform could know).
-      After ``reset`` every feedback field is zero.
+      After ``reset`` every feedback field is zero. With ``instruction_text``: ``instruction``,
+      the words of that instruction ("" for none), for language agents.
 
     Reward: the sum of the slate's watch fractions, plus, on the last step of the episode,
     ``retention_weight * P(return)`` from the return model at the final satisfaction.
@@ -126,6 +128,7 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         max_turns: int | None = None,
         retention_weight: float = 1.0,
         render_mode: str | None = None,
+        instruction_text: bool = False,
     ) -> None:
         sim = prep.cfg.simulation
         self.prep = prep
@@ -154,17 +157,19 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         rating = prep.model.rating
         self._rating_max = float(rating.scale_max) if rating is not None else 1.0
         self.action_space = spaces.MultiDiscrete(np.full(k, self.n_items, dtype=np.int64))
-        self.observation_space = spaces.Dict(
-            {
-                "clicked": spaces.MultiBinary(k),
-                "watch": spaces.Box(0.0, 1.0, (k,), np.float32),
-                "rating": spaces.Box(0.0, self._rating_max, (k,), np.float32),
-                "instruction_more": spaces.MultiBinary(t),
-                "instruction_less": spaces.MultiBinary(t),
-                "turn": spaces.Box(0.0, float(self.max_turns), (1,), np.float32),
-                "user_taste": spaces.Box(0.0, 1.0, (t,), np.float32),
-            }
-        )
+        obs_spaces: dict[str, spaces.Space] = {
+            "clicked": spaces.MultiBinary(k),
+            "watch": spaces.Box(0.0, 1.0, (k,), np.float32),
+            "rating": spaces.Box(0.0, self._rating_max, (k,), np.float32),
+            "instruction_more": spaces.MultiBinary(t),
+            "instruction_less": spaces.MultiBinary(t),
+            "turn": spaces.Box(0.0, float(self.max_turns), (1,), np.float32),
+            "user_taste": spaces.Box(0.0, 1.0, (t,), np.float32),
+        }
+        self.instruction_text = bool(instruction_text)
+        if self.instruction_text:
+            obs_spaces["instruction"] = spaces.Text(TEXT_MAX, min_length=0, charset=TEXT_CHARSET)
+        self.observation_space = spaces.Dict(obs_spaces)
         self._uid_row = {int(u): r for r, u in enumerate(prep.population.uid.tolist())}
         self._brain: ParametricBrain | None = None
         self._mind: Mindset | None = None
@@ -286,7 +291,9 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             terminated,
             truncated,
         )
-        obs = self._observation(fb.clicked[0].astype(np.int8), fb.watch[0], rating, more, less)
+        obs = self._observation(
+            fb.clicked[0].astype(np.int8), fb.watch[0], rating, more, less, text
+        )
         return obs, reward, terminated, bool(truncated), info
 
     def render(self) -> str | None:
@@ -320,11 +327,17 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return {f: float(getattr(self._mind, f)[0]) for f in MINDSET_FIELDS}
 
     def _observation(
-        self, clicked: np.ndarray, watch: np.ndarray, rating: np.ndarray, more: int, less: int
-    ) -> dict[str, np.ndarray]:
+        self,
+        clicked: np.ndarray,
+        watch: np.ndarray,
+        rating: np.ndarray,
+        more: int,
+        less: int,
+        text: str | None = None,
+    ) -> dict[str, Any]:
         assert self._brain is not None
         one_hot = lambda j: (np.arange(self.n_tags) == j).astype(np.int8)  # noqa: E731  (j = -1: zeros)
-        return {
+        obs: dict[str, Any] = {
             "clicked": np.array(clicked, np.int8),
             "watch": np.clip(watch, 0.0, 1.0).astype(np.float32),
             "rating": np.clip(rating, 0.0, self._rating_max).astype(np.float32),
@@ -333,6 +346,9 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "turn": np.array([self._turn], np.float32),
             "user_taste": np.clip(self._brain.p.taste[0], 0.0, 1.0).astype(np.float32),
         }
+        if self.instruction_text:
+            obs["instruction"] = text_of(text)
+        return obs
 
     def _row_of(self, uid: Any) -> int:
         u = _int_option(uid, "user", "a population user uid")

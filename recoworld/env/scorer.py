@@ -129,8 +129,12 @@ class CandidateScorer:
     def pick(self, obs: dict[str, Any], k: int) -> np.ndarray:
         """(n, k) candidate positions: the best-scored candidates not shown this session
         (shown ones last, should fewer than k remain)."""
-        s = self.scores(candidate_features(obs))
-        s = np.where(np.asarray(obs["cand_shown"]) > 0, s - 1e6, s)
+        return self.pick_from(self.scores(candidate_features(obs)), obs, k)
+
+    @staticmethod
+    def pick_from(scores: np.ndarray, obs: dict[str, Any], k: int) -> np.ndarray:
+        """:meth:`pick` from (n, N) ``scores`` (the scorer's, perhaps shifted)."""
+        s = np.where(np.asarray(obs["cand_shown"]) > 0, scores - 1e6, scores)
         return np.argsort(-s, axis=1, kind="stable")[:, :k]
 
     def save(self, path: str | Path) -> None:

@@ -46,11 +46,12 @@ import msgspec
 import numpy as np
 
 from recoworld.config import RecommenderConfig, StudyConfig
-from recoworld.env.scorer import CandidateScorer
+from recoworld.env.scorer import CandidateScorer, candidate_features
 from recoworld.env.view import AgentView
 from recoworld.errors import ConfigError, RecommenderError
 from recoworld.eval.split import Split, holdout_split
 from recoworld.recommenders.base import Audience, SyncRecommender
+from recoworld.recommenders.treatments import InstructionReranker
 from recoworld.records import Record, SlateFeedback, TurnRecord
 from recoworld.rng import Stream, uniforms
 from recoworld.study.metrics import METRICS
@@ -132,14 +133,23 @@ class PolicyRecommender(SyncRecommender):
     It sees what the environment showed the scorer in training (the same
     :class:`~recoworld.env.view.AgentView`: the base recommender's candidate pool of the
     checkpoint's size, the feedback, the instructions) and shows the best-scored candidates not
-    shown yet in the session."""
+    shown yet in the session. ``follow_instructions``: the built-in instruction re-ranker
+    (:class:`~recoworld.recommenders.treatments.InstructionReranker`, ``instruction_weight``)
+    shifts the scorer's scores, as it shifts a built-in recommender's."""
 
-    def __init__(self, checkpoint: str, slate_size: int | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        slate_size: int | None = None,
+        follow_instructions: bool = False,
+        instruction_weight: float = 1.5,
+    ) -> None:
         self.scorer = CandidateScorer.load(checkpoint)
         s = self.scorer.settings
         self.candidates, self.base = int(s["candidates"]), str(s.get("base", "mf"))
         self.k = int(slate_size if slate_size is not None else s["slate_size"])
         self.view: AgentView | None = None
+        self.follow = InstructionReranker(instruction_weight) if follow_instructions else None
 
     def bind(self, audience: Audience) -> None:
         self.view = AgentView(
@@ -152,6 +162,8 @@ class PolicyRecommender(SyncRecommender):
             seed=audience.seed,
         )
         self.view.bind(audience)
+        if self.follow is not None:
+            self.follow.bind(audience)
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
         view = self.view
@@ -163,6 +175,8 @@ class PolicyRecommender(SyncRecommender):
             )
         if turn == 0:
             view.start_session(idx, session)
+            if self.follow is not None:
+                self.follow.start_session(idx)
         n = idx.size
         obs = view.observation(
             idx,
@@ -171,7 +185,11 @@ class PolicyRecommender(SyncRecommender):
             day=np.zeros(n),  # a recommender does not see the calendar; the scorer ignores it
             rating_max=np.inf,
         )
-        picks = self.scorer.pick(obs, k)
+        scores = self.scorer.scores(candidate_features(obs))
+        if self.follow is not None:
+            spread = np.maximum(scores.std(1), 1e-6)
+            scores = self.follow.adjust(idx, view.pool[idx], scores, spread)
+        picks = self.scorer.pick_from(scores, obs, k)
         slates = view.slates_of(idx, picks)
         view.show(idx, slates, picks)
         return slates
@@ -185,6 +203,8 @@ class PolicyRecommender(SyncRecommender):
     ) -> None:
         assert self.view is not None
         self.view.instruct(idx, more_of, less_of, texts)
+        if self.follow is not None:
+            self.follow.instruct(idx, more_of, less_of)
 
 
 def checkpoint_recommender(path: str | Path, **options: Any) -> RecommenderConfig:
@@ -397,7 +417,8 @@ def evaluate(
 def recommender_of(spec: str) -> RecommenderConfig:
     """A ``--recommender`` value: ``mf`` | ``popular`` | ``random`` (built-ins, with the
     instruction re-ranker), ``mf-plain`` (without it), ``python:module:Factory`` (a plug-in),
-    or ``checkpoint:PATH`` (a trained scorer)."""
+    ``checkpoint:PATH`` (a trained scorer) or ``checkpoint+follow:PATH`` (with the instruction
+    re-ranker on its scores)."""
     kind, _, rest = spec.partition(":")
     match kind:
         case "mf" | "popular" | "random" if not rest:
@@ -408,7 +429,9 @@ def recommender_of(spec: str) -> RecommenderConfig:
             return RecommenderConfig(kind="python", target=rest)
         case "checkpoint" if rest:
             return checkpoint_recommender(rest)
+        case "checkpoint+follow" if rest:
+            return checkpoint_recommender(rest, follow_instructions=True)
     raise ConfigError(
-        f"--recommender: expected mf, popular, random (optionally -plain), python:module:Factory "
-        f"or checkpoint:PATH, got {spec!r}"
+        f"--recommender: expected mf, popular, random (optionally -plain), python:module:Factory, "
+        f"checkpoint:PATH or checkpoint+follow:PATH, got {spec!r}"
     )

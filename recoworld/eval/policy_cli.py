@@ -20,7 +20,8 @@ def register(esub: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         help="mf | popular | random (add -plain: no instruction re-ranker) | python:mod:Factory "
-        "| checkpoint:PATH.npz; repeat to compare",
+        "| checkpoint:PATH.npz | checkpoint+follow:PATH.npz (with the instruction re-ranker); "
+        "repeat to compare",
     )
     p.add_argument("--dataset", default="ml-100k", help="any loader name (default ml-100k)")
     p.add_argument("--path", help="dataset folder (default: the data cache, then ../shared/data)")
