@@ -32,6 +32,8 @@ class RecordEncoder:
     creator_dict: pa.Array
     action_dict: pa.Array
     instruction_dict: pa.Array
+    mindset: bool = True
+    """Write the mindset columns of events (false: nulls, the lean layout)."""
 
     @classmethod
     def build(
@@ -46,9 +48,11 @@ class RecordEncoder:
         tags: tuple[str, ...],
         creator_mask: np.ndarray,
         instruction_words: list[str],
+        mindset: bool = True,
     ) -> RecordEncoder:
         """``instruction_words``: the sentence of each coded instruction
-        (:func:`recoworld.users.words.instruction_dictionary`)."""
+        (:func:`recoworld.users.words.instruction_dictionary`); ``mindset``: write the
+        mindset columns of events (``[output] mindset``; false leaves them null)."""
         names, codes = np.unique(segments.astype(str), return_inverse=True)
         return cls(
             users=users,
@@ -62,6 +66,7 @@ class RecordEncoder:
             creator_dict=pa.array(creators.tolist(), pa.string()),
             action_dict=pa.array(list(ACTIONS), pa.string()),
             instruction_dict=pa.array(instruction_words, pa.string()),
+            mindset=mindset,
         )
 
     def with_users(self, users: np.ndarray) -> RecordEncoder:
@@ -109,7 +114,10 @@ class RecordEncoder:
             pa.array(rating, mask=np.isnan(rating)),
             pa.array(rep(r.left)),
             self._dict(np.maximum(ins_at, 0), ins_dict, mask=ins_at < 0),
-            *(pa.array(fb.mind[j].ravel()) for j in range(4)),
+            *(
+                pa.array(fb.mind[j].ravel()) if self.mindset else pa.nulls(n * k, pa.float32())
+                for j in range(4)
+            ),
             pa.array(
                 fb.feelings.ravel() if fb.feelings is not None else pa.nulls(n * k, pa.string()),
                 pa.string(),

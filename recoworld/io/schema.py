@@ -57,6 +57,8 @@ _SESSION = "the user's session, 0-based (0 = the first)"
 _TURN = "slate within the session, 0-based (0 = the first slate)"
 _DAY = "day the session started, in days since the user's first session (session 0: day 0)"
 
+_LEAN = "; null in lean events (output.mindset = false)"
+
 EVENTS = pa.schema(
     [
         _col("segment", _dict_str, _SEGMENT),
@@ -119,22 +121,28 @@ EVENTS = pa.schema(
             "what the user told the recommender after this slate (a templated sentence, or a "
             "language user's words); null: nothing (the same on every row of the slate)",
         ),
-        _col("satisfaction", pa.float32(), "the user's satisfaction after this item, 0..1"),
+        _col(
+            "satisfaction",
+            pa.float32(),
+            "the user's satisfaction after this item, 0..1" + _LEAN,
+        ),
         _col(
             "fatigue",
             pa.float32(),
-            "the user's fatigue after this item, >= 0 (grows with every item and with watching)",
+            "the user's fatigue after this item, >= 0 (grows with every item and with watching)"
+            + _LEAN,
         ),
         _col(
             "boredom",
             pa.float32(),
             "the user's boredom after this item (moves toward the item's overlap with what "
-            "was consumed this session)",
+            "was consumed this session)" + _LEAN,
         ),
         _col(
             "curiosity",
             pa.float32(),
-            "the user's curiosity after this item (weighs novel items in the click decision)",
+            "the user's curiosity after this item (weighs novel items in the click decision)"
+            + _LEAN,
         ),
         _col(
             "feeling",

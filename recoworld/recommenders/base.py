@@ -152,8 +152,16 @@ class Shown(Protocol):
 def shown_items(personas: Personas, n_items: int) -> Shown:
     """The users' histories, nothing shown yet: dense for small catalogues, else sparse."""
     if n_items <= DENSE_SHOWN_ITEMS:
-        return DenseShown(personas.history_of(n_items).toarray())
+        rows, of = by_template(personas)
+        return DenseShown(rows.history_of(n_items).toarray()[of])
     return SparseShown(personas, n_items)
+
+
+def by_template(personas: Personas) -> tuple[Personas, np.ndarray]:
+    """One persona per template (the first of each) and each persona's row among them: what
+    depends only on a persona's real history is computed once per template."""
+    _, first, of = np.unique(personas.template, return_index=True, return_inverse=True)
+    return personas.take(first), of
 
 
 class DenseShown:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from recoworld.recommenders.base import Audience, Shown, best_first, top_of_catalog
+from recoworld.recommenders.base import (
+    Audience,
+    Shown,
+    best_first,
+    by_template,
+    top_of_catalog,
+)
 from recoworld.recommenders.retrieval import ANN_ABOVE, Retrieval, item_index, uses_index
 from recoworld.records import SlateFeedback
 from recoworld.rng import Stream, uniforms
@@ -54,9 +60,11 @@ class RandomSource(_Stateless):
         bad = dup | shown.contains(idx, items)
         cand, cs = best_first(items, np.where(bad, -np.inf, scores), m)
         short = np.flatnonzero(~np.isfinite(cs[:, -1]))
-        if short.size:  # users who have seen much of the catalog: draw over all of it
-            cand[short], cs[short] = top_of_catalog(
-                self._full(idx[short], session), shown.rows(idx[short]), m
+        block = max(1, (1 << 24) // n_items)  # (block, n_items) draws at a time
+        for s in range(0, short.size, block):  # users who have seen much of the catalog:
+            rows = short[s : s + block]  # draw over all of it
+            cand[rows], cs[rows] = top_of_catalog(
+                self._full(idx[rows], session), shown.rows(idx[rows]), m
             )
         return cand, cs.astype(np.float32)
 
@@ -132,9 +140,11 @@ class MFSource:
     def bind(self, audience: Audience) -> None:
         self.aud = audience
         p, cat = audience.personas, audience.catalog
-        h = p.history_of(cat.n_items).astype(np.float32)
+        first, of = by_template(p)  # a vector per template: rows are summed independently
+        h = first.history_of(cat.n_items).astype(np.float32)
         counts = np.asarray(h.sum(1)).ravel()
-        self.vec = (np.asarray(h @ cat.emb) / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        vec = (np.asarray(h @ cat.emb) / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        self.vec = vec[of]
         self.short = np.zeros((len(p), 0), np.int32)
         # whose shortlist each user holds: its template's (session 0), or OWN
         self.group = np.full(len(p), OWN, np.int64)

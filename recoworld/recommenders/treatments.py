@@ -22,8 +22,12 @@ class InstructionReranker:
 
     def bind(self, audience: Audience) -> None:
         self.tags = audience.catalog.tag_matrix
-        self.pref = np.zeros((len(audience.personas), self.tags.shape[1]), np.float32)
-        self.session_of = np.full(len(audience.personas), -1)
+        n = len(audience.personas)
+        self.pref = np.zeros((n, self.tags.shape[1]), np.float32)
+        self.session_of = np.full(n, -1)
+        # Each user's tag shift of its pool: the same until an instruction or a new pool.
+        self.shift = np.zeros((n, 0), np.float32)
+        self.fresh = np.zeros(n, bool)
 
     def instruct(self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray) -> None:
         # -1 means "none" (the protocol); as an index it would silently hit the last tag.
@@ -32,6 +36,7 @@ class InstructionReranker:
         has_less = less_of >= 0
         self.pref[idx[has_less], less_of[has_less]] -= 1.0
         np.clip(self.pref, -2.0, 2.0, out=self.pref)
+        self.fresh[idx] = False
 
     def adjust(
         self, idx: np.ndarray, cand: np.ndarray, scores: np.ndarray, scale: np.ndarray
@@ -39,16 +44,24 @@ class InstructionReranker:
         active = np.flatnonzero(np.abs(self.pref[idx]).sum(1) > 0)
         if active.size == 0:
             return scores
+        if self.shift.shape[1] != cand.shape[1]:
+            self.shift = np.zeros((self.pref.shape[0], cand.shape[1]), np.float32)
+            self.fresh[:] = False
+        rows = idx[active]
+        stale = active[~self.fresh[rows]]
+        if stale.size:
+            # tag_matrix rows sum to 1; rescale so one matching tag counts fully.
+            t = self.tags[cand[stale]]
+            t = t / np.maximum(t.max(-1, keepdims=True), 1e-9)
+            self.shift[idx[stale]] = np.einsum("nmt,nt->nm", t, self.pref[idx[stale]])
+            self.fresh[idx[stale]] = True
         out = scores.copy()
-        # tag_matrix rows sum to 1; rescale so one matching tag counts fully.
-        t = self.tags[cand[active]]
-        t = t / np.maximum(t.max(-1, keepdims=True), 1e-9)
-        shift = np.einsum("nmt,nt->nm", t, self.pref[idx[active]])
-        out[active] += self.weight * scale[active, None] * shift
+        out[active] += self.weight * scale[active, None] * self.shift[rows]
         return out
 
     def start_session(self, idx: np.ndarray) -> None:
         self.pref[idx] *= 0.5
+        self.fresh[idx] = False  # a new preference, and a new pool to shift
 
 
 class CreatorBoost:

@@ -23,10 +23,20 @@ from pathlib import Path
 from recoworld.config import StudyConfig, uses_llm
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.factory import open_model
+from recoworld.recommenders.baselines import MFSource
+from recoworld.recommenders.retrieval import item_index, uses_index
 from recoworld.study.lifecycle import Progress, Run, RunResult
-from recoworld.study.prepare import prepare_all
+from recoworld.study.prepare import Prepared, prepare_all
 from recoworld.study.progress import ProgressBoard, ProgressFile
-from recoworld.study.shard import ShardResult, ShardSpec, UserShard, batch_size_for
+from recoworld.study.shard import (
+    FULL_BATCH,
+    ShardResult,
+    ShardSpec,
+    UserShard,
+    batch_size_for,
+    brings_own_recommender,
+    catalogue_free,
+)
 from recoworld.world.model import World
 
 __all__ = ["Progress", "RunResult", "local_shard_count", "run_shards", "run_study"]
@@ -97,6 +107,7 @@ def run_shards(
             results[spec.index] = shard.run(spec, progress)
         return [results[s.index] for s in plan]
     _FORKED["shard"] = shard
+    share_indexes(run.preps)
     try:
         ctx = mp.get_context("fork")  # the workers inherit the replicates without pickling them
         with ProcessPoolExecutor(
@@ -123,9 +134,22 @@ def run_shards(
     return [results[s.index] for s in plan]
 
 
-def local_shard_count(n_users: int, n_items: int, workers: int) -> int:
-    """Shards for a local run: enough for every worker, each at most one simulation batch."""
-    return max(workers, -(-n_users // batch_size_for(n_items)))
+def share_indexes(preps: tuple[Prepared, ...]) -> None:
+    """Build each replicate's candidate-retrieval index (if its study searches one) before
+    workers fork: they inherit one build instead of each making its own."""
+    for prep in preps:
+        cfg = prep.cfg
+        recs = [arm.recommender or cfg.recommender for arm in cfg.arms]
+        mf = any(r.kind == "mf" or (r.kind == "agentic" and r.base == "mf") for r in recs)
+        if mf and any(uses_index(r.retrieval, prep.catalog.n_items) for r in recs):
+            item_index(prep.catalog, MFSource().pw)
+
+
+def local_shard_count(n_users: int, n_items: int, workers: int, external: bool = True) -> int:
+    """Shards for a local run: enough for every worker, each at most one simulation batch
+    (``external``: as :func:`~recoworld.study.shard.catalogue_free`)."""
+    batch = FULL_BATCH if catalogue_free(n_items, external) else batch_size_for(n_items)
+    return max(workers, -(-n_users // batch))
 
 
 def run_study(
@@ -152,7 +176,8 @@ def run_study(
     if on_ready:
         on_ready(n)
     llm = uses_llm(cfg)
-    shards = 1 if llm else local_shard_count(n, preps[0].catalog.n_items, workers)
+    own = brings_own_recommender(cfg)
+    shards = 1 if llm else local_shard_count(n, preps[0].catalog.n_items, workers, own)
     root = Path(out_dir or cfg.output.dir)
     opened = None
     try:

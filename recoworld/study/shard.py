@@ -25,8 +25,9 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from recoworld.config import uses_llm
+from recoworld.config import EXTERNAL_KINDS, StudyConfig, uses_llm
 from recoworld.errors import LLMError, RunError
 from recoworld.io.integrity import check_digests, digests
 from recoworld.io.records import (
@@ -40,6 +41,7 @@ from recoworld.io.runs import Parts, PartWriter, RunDirectory
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.factory import endpoint_name
 from recoworld.llm.wrappers import CallLog, FailureBudget, RecordingModel
+from recoworld.recommenders.base import DENSE_SHOWN_ITEMS
 from recoworld.records import Observer, Record, SessionRecord, TurnRecord, UserMetrics
 from recoworld.study.aggregate import BLOCK_USERS, BlockMoments, metric_values
 from recoworld.study.llm_loop import simulate_arm_llm
@@ -190,9 +192,12 @@ class UserShard:
         prep, codes = self.preps[spec.replicate], self._codes[spec.replicate]
         parts = Parts(scratch)
         try:
-            events, metrics = simulate_to(
-                parts, prep, part=spec.index, users=users, model=self.model, progress=progress
-            )  # type: ignore[arg-type]
+            # One math-library thread: a study scales by shards (processes), each one core;
+            # BLAS or OpenMP threads of their own would only fight over the same cores.
+            with threadpool_limits(limits=1):
+                events, metrics = simulate_to(
+                    parts, prep, part=spec.index, users=users, model=self.model, progress=progress
+                )  # type: ignore[arg-type]
         finally:
             parts.close()
         values = [metric_values(m.as_dict()) for m in metrics]
@@ -220,6 +225,25 @@ def batch_size_for(n_items: int) -> int:
     return int(max(512, min(16384, 30_000_000 // max(n_items, 1))))
 
 
+FULL_BATCH = 16384
+"""Users simulated together where nothing per user grows with the catalogue."""
+
+
+def catalogue_free(n_items: int, external: bool) -> bool:
+    """Whether a batch's memory does not grow with the catalogue: the built-in recommenders
+    keep no (users x items) array above ``DENSE_SHOWN_ITEMS`` items (a list of what each user
+    was shown; the catalogue scanned block by block), unless an arm brings its own recommender
+    (``external``: its contract check keeps such a matrix). Such batches are
+    :data:`FULL_BATCH` users, else :func:`batch_size_for`."""
+    return not external and n_items > DENSE_SHOWN_ITEMS
+
+
+def brings_own_recommender(cfg: StudyConfig) -> bool:
+    """Does any arm bring its own recommender (python, scores, slates, http)?"""
+    recs = [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
+    return any(r.kind in EXTERNAL_KINDS for r in recs)
+
+
 def simulate_to(
     parts: Parts | RunDirectory,
     prep: Prepared,
@@ -243,7 +267,9 @@ def simulate_to(
             f"recommender {cfg.recommender.kind!r}); none was opened"
         )
     cat = prep.catalog
-    rows, step = cfg.output.row_group_rows, batch_size_for(cat.n_items)
+    rows = cfg.output.row_group_rows
+    free = catalogue_free(cat.n_items, brings_own_recommender(cfg))
+    step = FULL_BATCH if free else batch_size_for(cat.n_items)
     n_events = 0
     totals: list[UserMetrics] = []
     for a, arm in enumerate(cfg.arms):
@@ -258,6 +284,7 @@ def simulate_to(
             tags=cat.tags,
             creator_mask=prep.arm_items[a],
             instruction_words=instruction_dictionary(cat.tags),
+            mindset=cfg.output.mindset,
         )
         ev = parts.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
         ss = parts.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
