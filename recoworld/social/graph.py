@@ -170,8 +170,8 @@ def graph_from_friends(
                 k = int(np.flatnonzero(mask)[0])
                 raise DataError(
                     path,
-                    f'the link {u[k]!r} -> {f[k]!r} {what} ([social] on_bad_links = "error"; '
-                    '"clean" drops and counts such links)',
+                    f"the link {str(u[k])!r} -> {str(f[k])!r} {what} ([social] on_bad_links "
+                    '= "error"; "clean" drops and counts such links)',
                     expected=expected,
                     line=k + first_line,
                 )

@@ -58,6 +58,7 @@ from recoworld.social.diffusion import (
     cascades,
     pooled_rows,
 )
+from recoworld.social.fidelity import co_consumption
 from recoworld.social.graph import cross_edges
 from recoworld.social.records import SEARCHES_SCHEMA, SOCIAL_SCHEMA
 from recoworld.social.search import ItemSearch
@@ -508,7 +509,7 @@ def run_social_study(
     n_hosts = max(1, workers)
     if open_hosts is None:
         open_hosts = ForkedHosts if n_hosts > 1 else LocalHosts
-    root = Path(out_dir or cfg.output.dir)
+    root = Path(out_dir or cfg.output.dir).resolve()  # hosts elsewhere (Ray) write here too
     with Run.open(
         preps, root, run_id, shards=max(n_hosts, shards or 1), overwrite=overwrite, t0=t0
     ) as run:
@@ -526,7 +527,10 @@ def run_social_study(
         for d in done:
             for k, v in d.counts.items():
                 counts[k] = counts.get(k, 0) + v
-        run.write_bytes(SOCIAL_FIGURES, _figures(worlds, run.plan, host_of, stats, counts))
+        fidelity = co_consumption_figures(run.path, worlds, world)
+        run.write_bytes(
+            SOCIAL_FIGURES, _figures(worlds, run.plan, host_of, stats, counts, fidelity)
+        )
         if progress:
             for arm in cfg.arms:
                 progress(arm.name, n)
@@ -576,12 +580,58 @@ def write_diffusion(
     return summary
 
 
+def _index_of(values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in ``values`` of ``wanted``, which of ``wanted`` are there at all)."""
+    if values.size == 0:
+        return np.zeros(0, np.int64), np.zeros(wanted.size, bool)
+    order = np.argsort(values, kind="stable")
+    pos = np.clip(np.searchsorted(values[order], wanted), 0, values.size - 1)
+    ok = values[order][pos] == wanted
+    return order[pos[ok]], ok
+
+
+def co_consumption_figures(
+    folder: Path, worlds: tuple[SocialWorld, ...], world: World
+) -> dict[str, object]:
+    """Friend co-consumption (``recoworld.social.fidelity``) per replicate: of what each arm's
+    users watched in the run, and, with the world's graph, of the real users' histories."""
+    cfg = worlds[0].prep.cfg
+    simulated: dict[str, list] = {}
+    real: list = []
+    files = sorted((Path(folder) / "events").glob("arm=*/*.parquet"))
+    watched = (
+        pl.scan_parquet(files, hive_partitioning=True)
+        .filter(pl.col("watched"))
+        .select(pl.col("arm").cast(pl.String), "user", pl.col("item_id").cast(pl.String))
+        .unique()
+        .collect()
+    )
+    for w in worlds:
+        prep, cat = w.prep, w.prep.catalog
+        ids = cat.item_ids.astype(str)
+        for arm in cfg.arms:
+            ev = watched.filter(pl.col("arm") == arm.name)
+            u, ok_u = _index_of(prep.population.uid, ev["user"].to_numpy())
+            i, ok_i = _index_of(ids, ev["item_id"].to_numpy().astype(str)[ok_u])
+            cc = co_consumption(w.graph, u[ok_i], i, cat.n_items, seed=cfg.seed)
+            simulated.setdefault(arm.name, []).append(msgspec.to_builtins(cc))
+        if cfg.social.graph == "data":
+            inter = world.interactions.select("user_id", "item_id").unique()
+            src = prep.population.source_user.astype(str)
+            u, ok_u = _index_of(src, inter["user_id"].to_numpy().astype(str))
+            i, ok_i = _index_of(ids, inter["item_id"].to_numpy().astype(str)[ok_u])
+            cc = co_consumption(w.graph, u[ok_i], i, cat.n_items, seed=cfg.seed)
+            real.append(msgspec.to_builtins(cc))
+    return {"simulated": simulated, "real": real}
+
+
 def _figures(
     worlds: tuple[SocialWorld, ...],
     plan: list[ShardSpec],
     host_of: np.ndarray,
     stats: RoundStats,
     counts: dict[str, int],
+    fidelity: dict[str, object],
 ) -> bytes:
     graphs = []
     for k, w in enumerate(worlds):
@@ -600,6 +650,7 @@ def _figures(
         "graphs": graphs,
         "rounds": {**msgspec.to_builtins(stats), "overhead_seconds": stats.overhead_seconds},
         "choices": counts,
+        "co_consumption": fidelity,
     }
     return msgspec.json.format(msgspec.json.encode(body), indent=2)
 
