@@ -13,7 +13,8 @@ Baselines in the same run:
 - *per-user*: the same users simulated one at a time (batch of 1, what a per-user loop costs)
   on a subset -> the speed-up of vectorising over users.
 
-Figures are medians over --repeats. Usage:
+Figures are medians over --repeats; the modes run alternated (write, 2 processes, no-write,
+write, ...), so that machine drift does not enter their ratios. Usage:
     python benchmarks/bench_simulate.py [--users 10000 100000] [--repeats 3]
     python benchmarks/bench_simulate.py --baseline-ref REF --users 20000 --repeats 5
 the second compares this code with git REF (e.g. the commit before a refactor), runs of the
@@ -206,9 +207,13 @@ def main() -> None:
         return
     rows = []
     for n in args.users:
-        write = [run_child(n, "write", dataset) for _ in range(args.repeats)]
-        write2 = [run_child(n, "write2", dataset) for _ in range(args.repeats)]
-        nowrite = [run_child(n, "nowrite", dataset) for _ in range(args.repeats)]
+        # The modes alternate (write, write2, nowrite, write, ...), never in blocks: on a shared
+        # machine a block order reports the drift between blocks as a ratio.
+        got: dict[str, list[dict]] = {"write": [], "write2": [], "nowrite": []}
+        for _ in range(args.repeats):
+            for mode in got:
+                got[mode].append(run_child(n, mode, dataset))
+        write, write2, nowrite = got["write"], got["write2"], got["nowrite"]
         med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
         rows.append((n, write, nowrite))
         print(
@@ -242,8 +247,11 @@ def main() -> None:
         )
         print(f"\npeak memory per 100k users (marginal, {n1:,} -> {n2:,}): {per:,.0f} MB")
     k = args.per_user_sample
-    per_user = [run_child(k, "per-user", dataset) for _ in range(max(1, args.repeats // 2))]
-    batched = [run_child(k, "nowrite", dataset) for _ in range(max(1, args.repeats // 2))]
+    per_user: list[dict] = []
+    batched: list[dict] = []
+    for _ in range(max(1, args.repeats // 2)):  # alternated too
+        per_user.append(run_child(k, "per-user", dataset))
+        batched.append(run_child(k, "nowrite", dataset))
     pu = statistics.median(r["user_turns_per_s"] for r in per_user)
     bt = statistics.median(r["user_turns_per_s"] for r in batched)
     big = statistics.median(r["user_turns_per_s"] for r in rows[-1][2])
