@@ -337,7 +337,7 @@ def test_a_study_with_a_wrong_token_stops_with_one_line_that_does_not_echo_it(
         rec.recommend(np.arange(3), 0, 0, 5)
     msg = str(e.value)
     assert "\n" not in msg and wrong not in msg
-    assert msg.startswith(f"recommender http:{service.url} (arm 'control'): HTTP 401 from POST ")
+    assert msg.startswith(f"recommender {service.url} (arm 'control'): HTTP 401 from POST ")
     assert f"expected a credential it accepts in ${TOKEN_ENV}" in msg and "not retried" in msg
 
 
@@ -577,7 +577,7 @@ def test_a_failing_service_stops_the_run_with_one_line_naming_recommender_user_t
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(
-        f"recommender http:{s.url} (arm 'control'), {who(small, 0)}, session 0, turn 1: "
+        f"recommender {s.url} (arm 'control'), {who(small, 0)}, session 0, turn 1: "
         "recommend() raised ServiceError: "
     ), msg
     assert re.search(expected.replace("{url}", re.escape(s.url)), msg), msg
@@ -650,7 +650,7 @@ def test_duplicate_items_fail_only_that_user_s_slate(small: Prepared, scripted) 
         rec.recommend(np.arange(3), 0, 0, 3)
     uid = int(small.population.uid[1])
     dup = small.catalog.item_ids[uid * 3]
-    assert str(e.value).startswith(f"recommender http:{s.url} (arm 'control'), {who(small, 1)}")
+    assert str(e.value).startswith(f"recommender {s.url} (arm 'control'), {who(small, 1)}")
     assert str(e.value).endswith(f"session 0, turn 0: item {uid * 3} ({dup!r}) twice in one slate")
     fb = checked(small, s.url, on_invalid="fallback")
     fb.recommend(np.arange(3), 0, 0, 3)
@@ -702,7 +702,7 @@ def test_a_refused_credential_stops_the_run_unretried_and_masks_the_echoed_token
     msg = str(e.value)
     assert wrong not in msg and wrong[3:11] not in msg and "***" in msg
     assert msg.startswith(
-        f"recommender http:{s.url} (arm 'control'): HTTP 401 from POST {s.url}: the service "
+        f"recommender {s.url} (arm 'control'): HTTP 401 from POST {s.url}: the service "
         "refused the credential; expected a credential it accepts in $RECOWORLD_TEST_TOKEN "
         "([recommender.service] auth_env) (not retried; the run stops): 'bad credential "
     ), msg

@@ -106,7 +106,7 @@ def _external(
             from recoworld.recommenders.http import ServiceRecommender, service_name
 
             inner = ServiceRecommender(rec, where, arm=arm.name)
-            name = f"http:{service_name(rec.service.url)}"
+            name = service_name(rec.service.url)  # "http://host:port/path"
     fallback = None
     if rec.fallback != "none":
         follow = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()

@@ -362,7 +362,7 @@ class ServiceRecommender:
                 self.svc,
                 self.__hidden,
                 self.stats,
-                recommender=f"recommender http:{self.name} (arm {self.arm!r})",
+                recommender=f"recommender {self.name} (arm {self.arm!r})",
                 auth_env=self.svc.auth_env,
             )
             weakref.finalize(self, self._io.close)  # the transport holds nothing of self
