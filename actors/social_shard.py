@@ -57,8 +57,10 @@ class RayHosts:
         folder: Path,
         groups: list[list[ShardSpec]],
         cfg: RayConfig,
+        num_cpus: float | None = None,
     ) -> None:
-        opts: dict = {"num_cpus": cfg.shard_num_cpus, "max_restarts": 0}
+        cpus = cfg.shard_num_cpus if num_cpus is None else num_cpus
+        opts: dict = {"num_cpus": cpus, "max_restarts": 0}
         if cfg.shard_memory_mb:
             opts["memory"] = cfg.shard_memory_mb * 1024 * 1024
         if cfg.shard_resources:
@@ -114,9 +116,14 @@ def run_social_study_on_ray(
 ) -> RunResult:
     """:func:`recoworld.study.rounds.run_social_study` with its hosts as Ray actors (the
     shape of ``actors.driver.run_study_on_ray``). ``shards`` (else ``[ray] shards``, else one
-    per cluster CPU) actors host the planned shards."""
+    per cluster CPU) actors host the planned shards; each reserves ``[ray] shard_num_cpus``,
+    or its share of the cluster's CPUs where that is less (they must all run at once)."""
     connect(address)
-    n = shards or cfg.ray.shards or default_shards(1 << 30, ray.cluster_resources().get("CPU", 1))
+    cpus = ray.cluster_resources().get("CPU", 1)
+    n = shards or cfg.ray.shards or default_shards(1 << 30, cpus)
+    # every actor lives through every round: all must be placed at once, so each asks for at
+    # most its share of the cluster's CPUs
+    share = min(cfg.ray.shard_num_cpus, cpus / n)
     return run_social_study(
         cfg,
         world,
@@ -127,5 +134,5 @@ def run_social_study_on_ray(
         on_ready=on_ready,
         workers=n,
         resume=resume,
-        open_hosts=lambda w, folder, groups: RayHosts(w, folder, groups, cfg.ray),
+        open_hosts=lambda w, folder, groups: RayHosts(w, folder, groups, cfg.ray, share),
     )
