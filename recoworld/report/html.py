@@ -16,6 +16,7 @@ import polars as pl
 
 from recoworld.report import plots
 from recoworld.report.data import RunData, SweepData
+from recoworld.report.social import social_section
 
 CSS = (
     """
@@ -827,6 +828,7 @@ def run_report(d: RunData) -> str:
         left=3,
     )
     slot_content = _slot_content(d)
+    social = social_section(d.run_dir, d.arms)  # a run with [social] only
     sections = [
         ("read", "How to read this", _how_to_read(d) + _warnings(d)),
         ("setup", "Set-up", _setup(d)),
@@ -835,6 +837,7 @@ def run_report(d: RunData) -> str:
         ("engagement", "Engagement", _engagement(d)),
         ("retention", "Retention", _retention(d)),
         ("creator", "Creator items", _warnings(d) + _creator(d)),
+        *([("social", "Social diffusion", social)] if social else []),
         ("instructions", "Instructions", _instructions(d)),
         (
             "sessions",

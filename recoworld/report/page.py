@@ -96,6 +96,7 @@ details { margin-top:8px; } pre { white-space:pre-wrap; background:var(--soft); 
     <h2 id="user-title"></h2>
     <div id="persona"></div>
     <ul id="sessions"></ul>
+    <ul id="social-timeline"></ul>
   </div>
   <div id="replay" hidden>
     <h3 id="session-title" title="Sessions, turns and slate rows count from 1 here; the """
@@ -222,6 +223,15 @@ async function openUser(user) {
         el("div", {}, s.summary));
       li.addEventListener("click", () => openSession(s.session, 0));
       ul.append(li);
+    }
+    const tl = $("social-timeline"); tl.replaceChildren();  // posts, chats, searches
+    for (const e of (d.social || [])) {
+      const who = e.other == null ? "" : (e.kind === "chat received" ? ` from user ${e.other}` """
+    r""": ` to user ${e.other}`);
+      const where = e.session == null ? "" : ` (session ${e.session + 1}, turn ${e.turn + 1})`;
+      tl.append(el("li", { "data-kind":e.kind }, el("b", {}, `Day ${e.round + 1} · ${e.kind}`),
+        el("span", { class:"muted" }, `${who}${where}`), el("div", {}, e.text),
+        el("div", { class:"muted" }, e.items.join(", "))));
     }
     writeHash();
   } catch (e) { showError(e); }

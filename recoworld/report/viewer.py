@@ -123,12 +123,27 @@ class SessionRow(_S):
     summary: str
 
 
+class SocialStep(_S):
+    """One thing a user did or heard on the social layer (a run with ``[social]``)."""
+
+    round: int
+    kind: str  # post | chat | chat received | search
+    text: str  # the message's words, or the query; third-party text: shown as text only
+    items: list[str]
+    other: int | None  # the chat's friend (or its sender); None for a post or a search
+    session: int | None = None  # a search: the session and turn whose page it topped
+    turn: int | None = None
+
+
 class UserDetail(_S):
     arm: str
     user: int
     segment: str
     persona: dict[str, Any]
     sessions: list[SessionRow]
+    social: list[SocialStep] = []
+    """Posts and chats it wrote, chats it received, searches it typed, by round (empty without
+    the social layer)."""
 
 
 class ItemStep(_S):
@@ -459,7 +474,47 @@ class RunView:
             segment=ss["segment"][0],
             persona=persona,
             sessions=[self._session_row(r) for r in ss.iter_rows(named=True)],
+            social=self._social(arm, user),
         )
+
+    def _social(self, arm: str, user: int) -> list[SocialStep]:
+        """The user's timeline on the social layer (small tables: scanned whole)."""
+        out: list[SocialStep] = []
+        folder = self.run_dir / "social" / f"arm={arm}"
+        if folder.is_dir() and any(folder.glob("*.parquet")):
+            msgs = (
+                pl.scan_parquet(folder / "*.parquet")
+                .filter((pl.col("user") == user) | (pl.col("receiver") == user))
+                .with_columns(pl.col("kind").cast(pl.String))
+                .collect()
+            )
+            for r in msgs.iter_rows(named=True):
+                mine = r["user"] == user
+                out.append(
+                    SocialStep(
+                        round=r["round"],
+                        kind=r["kind"] if mine else "chat received",
+                        text=r["text"],
+                        items=list(r["items"] or []),
+                        other=r["receiver"] if mine else r["user"],
+                    )
+                )
+        folder = self.run_dir / "searches" / f"arm={arm}"
+        if folder.is_dir() and any(folder.glob("*.parquet")):
+            found = pl.scan_parquet(folder / "*.parquet").filter(pl.col("user") == user).collect()
+            for r in found.iter_rows(named=True):
+                out.append(
+                    SocialStep(
+                        round=r["round"],
+                        kind="search",
+                        text=r["query"],
+                        items=list(r["shown"] or []),
+                        other=None,
+                        session=r["session"],
+                        turn=r["turn"],
+                    )
+                )
+        return sorted(out, key=lambda s: (s.round, s.session or 0, s.turn or 0, s.kind))
 
     def session(self, arm: str | None, user: int, session: int) -> SessionReplay:
         """Every slate of one session, item by item, with the mindset after each item, the
