@@ -413,6 +413,9 @@ class RoundStats(msgspec.Struct, kw_only=True):
     """Sum over rounds of the slowest host's own compute time."""
     route_seconds: float = 0.0
     """The coordinator's routing time."""
+    finish_seconds: float = 0.0
+    """Finishing: the hosts' per-user tables and markers, cascades, the diffusion summary and
+    co-consumption (after the last round)."""
 
     @property
     def overhead_seconds(self) -> float:
@@ -518,6 +521,7 @@ def run_social_study(
         hosts = open_hosts(worlds, run.path, groups)
         try:
             run_rounds(hosts, run.plan, host_of, cfg.social.days, stats)  # type: ignore[arg-type]
+            t_finish = time.perf_counter()
             done = hosts.finish()
         finally:
             hosts.close()
@@ -528,6 +532,7 @@ def run_social_study(
             for k, v in d.counts.items():
                 counts[k] = counts.get(k, 0) + v
         fidelity = co_consumption_figures(run.path, worlds, world)
+        stats.finish_seconds = time.perf_counter() - t_finish
         run.write_bytes(
             SOCIAL_FIGURES, _figures(worlds, run.plan, host_of, stats, counts, fidelity)
         )
