@@ -244,19 +244,29 @@ def build_catalog(
     for nt in new_tags:  # creator tags unknown to the world still describe the item
         tags.extend(t for t in nt if t not in tags)
     dense = _dense_content(world, new_items, items_cfg, encoder)
-    x = _with_dense(feat.transform(item_tags, docs), dense.world)
+    sparse_x = feat.transform(item_tags, docs)
     counts = np.bincount(items, minlength=n_items).astype(np.int64)
 
     # Ridge from content to factors, fitted on the interacted items; cross-fitted predictions
     # (each item predicted by a fit that did not see it) give the held-out R^2 and the residuals.
+    # Dense content (text or supplied embeddings) comes at the scale of DENSE_SCALES that
+    # cross-fits best: how freely it may move a prediction depends on the catalogue's size and
+    # on how much its text says.
     seen = np.flatnonzero(counts > 0)
-    if seen.size < _FOLDS:
-        seen_held_out, r2 = np.zeros((0, k)), float("nan")
-    else:
-        folds = generator(seed, "content-folds")
-        seen_held_out = _cross_fitted(x[seen], factors[seen], ridge, folds)
-        sse = ((factors[seen] - seen_held_out) ** 2).sum()
+    best: tuple[float, float, np.ndarray] | None = None
+    for scale in DENSE_SCALES if dense.world is not None else (1.0,):
+        x_try = _with_dense(sparse_x, None if dense.world is None else scale * dense.world)
+        if seen.size < _FOLDS:
+            best = (float("nan"), scale, np.zeros((0, k)))
+            break
+        held = _cross_fitted(x_try[seen], factors[seen], ridge, generator(seed, "content-folds"))
+        sse = ((factors[seen] - held) ** 2).sum()
         r2 = float(1.0 - sse / max(((factors[seen] - factors[seen].mean(0)) ** 2).sum(), 1e-12))
+        if best is None or r2 > best[0]:
+            best = (r2, scale, held)
+    assert best is not None
+    r2, dense_scale, seen_held_out = best
+    x = _with_dense(sparse_x, None if dense.world is None else dense_scale * dense.world)
     w = _ridge(x[seen], factors[seen], ridge)
     content = np.asarray(x @ w)
     n = counts[:, None].astype(np.float64)
@@ -266,7 +276,8 @@ def build_catalog(
     tag_matrix = _tag_matrix(all_tags, tags)
     if new_items:
         new_docs = [f"{ni.title} {ni.text}" for ni in new_items]
-        new_content = np.asarray(_with_dense(feat.transform(new_tags, new_docs), dense.new) @ w)
+        new_dense = None if dense.new is None else dense_scale * dense.new
+        new_content = np.asarray(_with_dense(feat.transform(new_tags, new_docs), new_dense) @ w)
         donor = seen[: seen_held_out.shape[0]]  # none with fewer than _FOLDS interacted items
         resid = _cold_start_residuals(
             [ni.item_id for ni in new_items],
@@ -277,6 +288,8 @@ def build_catalog(
             emb[donor] - seen_held_out,
             donors,
             seed,
+            dense_rows=dense.new,
+            donor_dense=None if dense.world is None else dense.world[donor],
         )
         emb = np.vstack([emb, new_content + resid])
     logc = np.log1p(
@@ -338,15 +351,16 @@ def build_catalog(
 
 _FOLDS = 5
 
-TEXT_WEIGHT = 0.3
-"""Scale of the (centred, unit) text-embedding block in the content design, next to tag
-indicators (rows of norm 1) and words (norm 0.5): the ridge penalty is shared, so this sets how
-freely the text moves a prediction. On ML-100K the held-out R^2 is 0.117 / 0.150 / 0.142 /
-0.098 at 0.1 / 0.25 / 0.5 / 1 (0.151 at 0.3; 0.032 at 2): 384 free dimensions over-fit
-1,682 items when the penalty is weak (docs/items.md)."""
+TEXT_WEIGHT = 1.0
+"""Weight of the (centred, unit) text-embedding block among the dense content columns."""
 SUPPLIED_WEIGHT = 1.0
-"""Scale of the (centred, unit) supplied-embedding block (platform vectors are often few
-dimensions with more signal each than a sentence embedding's)."""
+"""Weight of the (centred, unit) supplied-embedding block among the dense content columns."""
+DENSE_SCALES = (0.1, 0.3, 1.0, 3.0)
+"""Scales of the dense content block tried next to tag indicators (rows of norm 1) and words
+(norm 0.5); the one whose cross-fitted R^2 is best is kept. The ridge penalty is shared, so the
+scale sets how freely the text moves a prediction: on ML-100K (1,682 items, titles) the held-out
+R^2 is 0.117 / 0.151 / 0.098 at 0.1 / 0.3 / 1 and 0.032 at 2 (384 free dimensions over-fit
+when the penalty is weak); a small catalogue with telling descriptions wants more."""
 
 
 @dataclass(frozen=True)
@@ -538,10 +552,20 @@ def _cold_start_residuals(
     donor_resid: np.ndarray,
     k: int,
     seed: int,
+    *,
+    dense_rows: np.ndarray | None = None,
+    donor_dense: np.ndarray | None = None,
 ) -> np.ndarray:
     """One residual per new item: that of a world item drawn uniformly among its ``k`` nearest
     donors — nearest in tag set first (cosine of tag indicators), then in held-out content
     prediction (centred cosine) — by ``generator(seed, "cold-start", item_id)``.
+
+    With dense content (``dense_rows``, ``donor_dense``: text or supplied embeddings, centred)
+    the tags filter and the description ranks: donors sharing a tag with the new item first
+    (all of them when it shares none), nearest by the cosine of the dense rows. A new item
+    tagged Sci-Fi and described like Star Wars draws among The Empire Strikes Back, Star Wars,
+    Return of the Jedi (ML-100K, all-MiniLM-L6-v2), not among the films tagged Sci-Fi alone,
+    which the tag set alone would prefer.
 
     A donor's held-out prediction and its residual are one sample of (what content predicts,
     where the item really is) for an item the regression did not see: the situation of a new
@@ -561,6 +585,10 @@ def _cold_start_residuals(
     tag_sim = np.round(
         unit(tag_rows.astype(np.float64)) @ unit(donor_tag_rows.astype(np.float64)).T, 9
     )
+    if dense_rows is not None and donor_dense is not None:
+        dense_sim = np.round(unit(dense_rows) @ unit(donor_dense).T, 9)
+        any_tag = (tag_sim > 0).any(axis=1, keepdims=True)
+        tag_sim = np.where(any_tag, (tag_sim > 0).astype(np.float64), 0.0) + 0.5 * dense_sim
     centre = donor_content.mean(0)
     pred_sim = unit(content - centre) @ unit(donor_content - centre).T
     pick = []
