@@ -197,7 +197,8 @@ def cascade_moments(
     """(n, mean, m2) of ``column`` per replicate and arm: shape (replicates, arms)."""
     shape = (replicates, len(arms))
     n, mean, m2 = (np.zeros(shape) for _ in range(3))
-    for (arm, rep), g in frame.group_by(["arm", "replicate"]):
+    frame = frame.sort(frame.columns)  # sums in one order, whatever order the rows came in
+    for (arm, rep), g in frame.group_by(["arm", "replicate"], maintain_order=True):
         if arm not in arms:
             continue
         x = g[column].to_numpy().astype(np.float64)
