@@ -378,3 +378,24 @@ def test_a_social_run_cannot_resume_and_other_brains_are_refused(world, tmp_path
 def test_social_config_errors_name_the_field(toml: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("$", r"\$").replace(".", r"\.")):
         decode_study(f'name = "x"\n{toml}\n', source="s.toml")
+
+
+def test_the_report_shows_diffusion_and_the_viewer_a_users_posts_chats_and_searches(
+    one_host, tmp_path: Path
+) -> None:
+    from recoworld.report.build import write_report
+    from recoworld.report.viewer import RunView
+
+    run, t = one_host
+    page = write_report(run.path, tmp_path / "report.html").path.read_text()
+    assert "Social diffusion" in page and "Reach over days, by channel" in page
+    assert "Friend co-consumption" in page
+    view = RunView(run.path, titles=False)
+    chats = t["social"].filter((pl.col("kind") == "chat") & (pl.col("arm") == "control"))
+    sender, receiver = chats["user"][0], chats["receiver"][0]
+    mine = view.user("control", sender).social
+    assert any(s.kind == "chat" and s.other == receiver for s in mine)
+    theirs = view.user("control", receiver).social
+    assert any(s.kind == "chat received" and s.other == sender for s in theirs)
+    searcher = t["searches"].filter(pl.col("arm") == "control")["user"][0]
+    assert any(s.kind == "search" for s in view.user("control", searcher).social)
