@@ -229,12 +229,14 @@ def main() -> None:
     )
     s = Settings(iterations=args.iterations, envs=args.envs, steps=args.steps)
     seeds = list(range(1, args.seeds + 1))
-    checkpoints, logs, train_seconds = [], {}, []
+    checkpoints, follow, logs, train_seconds = [], [], {}, []
     for seed in seeds:
         scorer, log = train(bench, seed, s, log=lambda r: print(r, flush=True))
         path = out / f"policy-seed{seed}.npz"
         scorer.save(path)
         checkpoints.append(checkpoint_recommender(path))
+        # the same scorer with the built-in instruction re-ranker on its scores
+        follow.append(checkpoint_recommender(path, follow_instructions=True))
         logs[seed] = log
         train_seconds.append(round(log["seconds"], 1))
         print(f"seed {seed}: trained in {log['seconds']:.0f}s -> {path}", flush=True)
@@ -246,9 +248,9 @@ def main() -> None:
         bench,
         {
             "policy": checkpoints,
+            "policy+follow": follow,
             "mf": RecommenderConfig(kind="mf"),
             "popular": RecommenderConfig(kind="popular"),
-            "mf-plain": RecommenderConfig(kind="mf", follow_instructions=False),
         },
         seeds,
         users=users,

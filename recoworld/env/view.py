@@ -90,6 +90,11 @@ class AgentView(SyncRecommender):
         self.m, self.base, self.text, self.seed = candidates, base, text, seed
         self.n_tags = int(catalog.tag_matrix.shape[1])
         self.dim = int(catalog.emb.shape[1])
+        # the candidates' features, in the observation's dtypes and bounds, once
+        f32 = np.float32
+        self._emb = np.clip(catalog.emb, -1.0, 1.0).astype(f32)
+        self._tags = catalog.tag_matrix.astype(f32)
+        self._pop = np.clip(catalog.pop_percentile, 0.0, 1.0).astype(f32)
         self._cohorts: list[_Cohort] = []
         self.bind_rows(0)
 
@@ -271,7 +276,7 @@ class AgentView(SyncRecommender):
     ) -> dict[str, object]:
         """The observations of users ``rows``, batched (leading axis: ``rows``); the text, a
         tuple of strings. ``session``, ``turn``, ``day``: where each user is."""
-        cat, f32 = self.catalog, np.float32
+        f32 = np.float32
         n, t = rows.size, self.n_tags
         more, less = self.more[rows], self.less[rows]
         tag_ix = np.arange(t)[None, :]
@@ -292,9 +297,9 @@ class AgentView(SyncRecommender):
             obs |= {
                 "candidates": pool,
                 "cand_score": self.pool_score[rows].copy(),
-                "cand_popularity": np.clip(cat.pop_percentile[pool], 0.0, 1.0).astype(f32),
-                "cand_embedding": np.clip(cat.emb[pool], -1.0, 1.0).astype(f32),
-                "cand_tags": cat.tag_matrix[pool].astype(f32),
+                "cand_popularity": self._pop[pool],
+                "cand_embedding": self._emb[pool],
+                "cand_tags": self._tags[pool],
                 "cand_shown": self.pool_shown[rows].copy(),
                 "cand_clicked": self.pool_clicked[rows].copy(),
             }
