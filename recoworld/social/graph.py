@@ -19,7 +19,8 @@ Two ways to get one (``[social] graph``):
   who like the same things (homophily by taste). Duplicates and self-pairs are dropped.
 
 :func:`community_order` reorders a population so that graph communities (label propagation)
-sit together: shards cut from that order exchange fewer messages.
+sit together, in breadth-first order inside each: shards cut from that order exchange fewer
+messages.
 """
 
 from __future__ import annotations
@@ -311,10 +312,22 @@ def label_propagation(graph: SocialGraph, rounds: int = 20) -> np.ndarray:
 
 def community_order(graph: SocialGraph) -> np.ndarray:
     """A permutation of the rows that keeps communities together: the largest community
-    first (ties: the smaller label), the rows of a community in their own order."""
+    first (ties: the smaller label), the rows of a community in breadth-first order (reverse
+    Cuthill-McKee over the whole graph), so that a cut inside a large community still
+    separates few friends. On Last.fm, 2 (4) contiguous parts share 13% (43%) of the
+    friendships in this order, 49% (74%) in the population's own order."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
     label = label_propagation(graph)
     _, inv, size = np.unique(label, return_inverse=True, return_counts=True)
-    return np.lexsort((np.arange(graph.n), label, -size[inv]))
+    adj = csr_matrix(
+        (np.ones(graph.friends.size, np.int8), graph.friends, graph.indptr),
+        shape=(graph.n, graph.n),
+    )
+    rank = np.empty(graph.n, np.int64)
+    rank[np.asarray(reverse_cuthill_mckee(adj, symmetric_mode=True), np.int64)] = np.arange(graph.n)
+    return np.lexsort((rank, label, -size[inv]))
 
 
 def cross_edges(graph: SocialGraph, shard_of: np.ndarray) -> int:
