@@ -399,3 +399,16 @@ def test_the_report_shows_diffusion_and_the_viewer_a_users_posts_chats_and_searc
     assert any(s.kind == "chat received" and s.other == sender for s in theirs)
     searcher = t["searches"].filter(pl.col("arm") == "control")["user"][0]
     assert any(s.kind == "search" for s in view.user("control", searcher).social)
+
+
+def test_the_partition_moves_users_between_shards_not_what_they_do(
+    world, one_host, tmp_path: Path
+) -> None:
+    _, base = one_host
+    cfg = study()
+    cfg = msgspec.structs.replace(
+        cfg, social=msgspec.structs.replace(cfg.social, partition="contiguous")
+    )
+    got = tables(run_social_study(cfg, world, run_id="contig", out_dir=tmp_path).path)
+    for name in (*TABLES, "cascades"):  # the summaries' blocks hold other users: last bits
+        assert got[name].equals(base[name]), name

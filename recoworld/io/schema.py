@@ -541,7 +541,7 @@ DIFFUSION_METRICS = {
     "reach_friends": "heard of a treated item from a friend (0/1)",
     "adopted": "watched a treated item (0/1)",
     "adopted_after_friend": "watched a treated item a friend had told it of (0/1)",
-    "mentions_sent": "mentions of treated items it sent (a post counts once per friend who reads it)",
+    "mentions_sent": "mentions of treated items it sent (a post: once per friend who reads it)",
     "cascade_size": "per cascade (not per user): users who watched, root included",
     "cascade_depth": "per cascade: generations below the root",
     "adoption_round": "per adopter: the round it first watched a treated item",

@@ -44,7 +44,7 @@ class SocialGraph:
     entries per friendship."""
 
     indptr: np.ndarray  # (n + 1,) int64
-    friends: np.ndarray  # (2 * edges,) int64, sorted within each row
+    friends: np.ndarray  # (2 * edges,) int64, sorted within each row (see ordered_by)
 
     @property
     def n(self) -> int:
@@ -67,6 +67,13 @@ class SocialGraph:
         inv[order] = np.arange(order.size)
         src = np.repeat(np.arange(self.n), self.degree())
         return from_pairs(inv[src], inv[self.friends], self.n)
+
+    def ordered_by(self, key: np.ndarray) -> SocialGraph:
+        """The same graph with each row's friends in order of ``key`` (per row; the users'
+        ids): who a user picks among its friends then does not depend on the row order."""
+        src = np.repeat(np.arange(self.n), self.degree())
+        order = np.lexsort((key[self.friends], src))
+        return SocialGraph(self.indptr, self.friends[order])
 
     @classmethod
     def empty(cls, n: int) -> SocialGraph:

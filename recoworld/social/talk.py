@@ -202,5 +202,6 @@ def deliveries(
 def canonical(
     receiver: np.ndarray, sender: np.ndarray, item: np.ndarray, kind: np.ndarray
 ) -> np.ndarray:
-    """The order in which deliveries are applied: by receiver, item, sender, kind."""
+    """The order in which deliveries are applied: by receiver, item, sender, kind (pass the
+    senders' ids: the order then does not depend on how the population is laid out)."""
     return np.lexsort((kind, sender, item, receiver))

@@ -233,7 +233,8 @@ class SocialHost:
         for sh in self.shards:
             r = sh.spec.replicate
             for a, arm in enumerate(sh.arms):
-                mine = _slice(by_key.get((r, a), []), sh.spec.start, sh.spec.stop)
+                uid = sh.world.prep.population.uid
+                mine = _slice(by_key.get((r, a), []), sh.spec.start, sh.spec.stop, uid)
                 recv, send, item, kind = arm.round(day, mine)
                 if recv.size:
                     out.append(Deliveries.of(r, a, recv, send, item, kind))
@@ -251,16 +252,17 @@ class SocialHost:
 
 
 def _slice(
-    parts: list[Deliveries], start: int, stop: int
+    parts: list[Deliveries], start: int, stop: int, uid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The deliveries to receivers in [start, stop), in canonical order."""
+    """The deliveries to receivers in [start, stop), in canonical order (senders by id:
+    ``uid`` of the replicate's population rows)."""
     if not parts:
         z = np.zeros(0, np.int64)
         return z, z, z, np.zeros(0, np.int8)
     cols = [np.concatenate(c) for c in zip(*(p.arrays() for p in parts))]
     keep = (cols[0] >= start) & (cols[0] < stop)
     recv, send, item, kind = (c[keep] for c in cols)
-    order = canonical(recv, send, item, kind)
+    order = canonical(recv, uid[send], item, kind)
     return recv[order], send[order], item[order], kind[order]
 
 

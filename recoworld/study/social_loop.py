@@ -111,6 +111,7 @@ def prepare_social(cfg: StudyConfig, world: World) -> tuple[SocialWorld, ...]:
                 segments=prep.segments[order],
                 treated=tuple(t[order] for t in prep.treated),
             )
+        graph = graph.ordered_by(prep.population.uid)  # a chat's friend: drawn in id order
         prep = _seeded(prep, graph)
         out.append(SocialWorld(prep=prep, graph=graph, stats=stats))
     return tuple(out)
