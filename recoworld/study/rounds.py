@@ -429,16 +429,14 @@ def route(
     outs: list[StepDone], plan: list[ShardSpec], host_of: np.ndarray, stats: RoundStats
 ) -> list[list[Deliveries]]:
     """Each delivery of ``outs`` to the host of its receiver's shard; counts the traffic."""
-    hosts = len(outs)
-    inboxes: list[list[Deliveries]] = [[] for _ in range(hosts)]
-    by_rep: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for s in plan:
-        by_rep.setdefault(s.replicate, ([], []))  # type: ignore[arg-type]
-        by_rep[s.replicate][0].append(s.start)  # type: ignore[attr-defined]
-        by_rep[s.replicate][1].append(s.index)  # type: ignore[attr-defined]
+    inboxes: list[list[Deliveries]] = [[] for _ in range(len(outs))]
+    by_rep: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # replicate: (shard starts, indices)
+    for r in sorted({s.replicate for s in plan}):
+        mine = sorted((s.start, s.index) for s in plan if s.replicate == r)
+        by_rep[r] = (np.array([m[0] for m in mine]), np.array([m[1] for m in mine]))
     for src, out in enumerate(outs):
         for d in out.outbox:
-            starts, index = (np.asarray(x) for x in by_rep[d.replicate])
+            starts, index = by_rep[d.replicate]
             recv, send, item, kind = d.arrays()
             shard_r = index[np.searchsorted(starts, recv, side="right") - 1]
             shard_s = index[np.searchsorted(starts, send, side="right") - 1]
