@@ -35,6 +35,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 from recoworld.config import StudyConfig
 from recoworld.errors import RunError
@@ -230,14 +231,15 @@ class SocialHost:
         for d in inbox:
             by_key.setdefault((d.replicate, d.arm), []).append(d)
         out: list[Deliveries] = []
-        for sh in self.shards:
-            r = sh.spec.replicate
-            for a, arm in enumerate(sh.arms):
-                uid = sh.world.prep.population.uid
-                mine = _slice(by_key.get((r, a), []), sh.spec.start, sh.spec.stop, uid)
-                recv, send, item, kind = arm.round(day, mine)
-                if recv.size:
-                    out.append(Deliveries.of(r, a, recv, send, item, kind))
+        # one math-library thread, as a UserShard: hosts scale by processes, one core each
+        with threadpool_limits(limits=1):
+            for sh in self.shards:
+                r, uid = sh.spec.replicate, sh.world.prep.population.uid
+                for a, arm in enumerate(sh.arms):
+                    mine = _slice(by_key.get((r, a), []), sh.spec.start, sh.spec.stop, uid)
+                    recv, send, item, kind = arm.round(day, mine)
+                    if recv.size:
+                        out.append(Deliveries.of(r, a, recv, send, item, kind))
         return StepDone(outbox=out, seconds=time.perf_counter() - t0)
 
     def finish(self) -> HostDone:
