@@ -22,6 +22,12 @@ encode: items encoded per second by the default model (load time apart), batches
 
 semantic: RQ-KMeans semantic-ID build time (3 levels x 32 codes, and 3 x 256) for
 clustered 32- and 384-dimensional vectors.
+
+prompts (in .venv-llm: vLLM on CPU and the tiny locally built model, ``recoworld.llm.tiny``):
+ML-100K slate prompts of the llm brain (users' stable prefix, this visit so far growing each
+turn, the slate last) for every ``[llm] item_representation``: prompt tokens (the tiny model's
+tokenizer) and the prefix cache on the CPU engine (each representation from an empty cache;
+each turn's prompts of all users as one batch, one output token each).
 """
 
 from __future__ import annotations
@@ -114,8 +120,9 @@ def quality(args: argparse.Namespace) -> None:
     for name in args.datasets:
         world = world_of(name)
         for label, cfg in DESIGNS.items():
-            x = content_design(world, cfg, encoder=enc)
-            r2 = build_catalog(world, items_cfg=cfg, encoder=enc).content_r2
+            cat = build_catalog(world, items_cfg=cfg, encoder=enc)
+            x = content_design(world, cfg, encoder=enc, dense_scale=cat.content_scale)
+            r2 = cat.content_r2
             cs = cold_start(world, x)
             print(
                 f"{name:16} {label:22} {r2:6.3f} {cs['auc']:6.3f} {cs['cosine']:6.3f} "
@@ -167,6 +174,90 @@ def semantic(args: argparse.Namespace) -> None:
                 )
 
 
+def prompts(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from recoworld.config import EngineConfig, StudyConfig
+    from recoworld.items.lines import item_name
+    from recoworld.llm.tiny import build_tiny_model
+    from recoworld.llm.types import LLMRequest, Sampling
+    from recoworld.llm.vllm_engine import VLLMEngine
+    from recoworld.study.prepare import prepare
+    from recoworld.users.prompts import slate_prompt
+
+    world = load_world("ml-100k", DATA / "ml-100k")
+    prep = prepare(StudyConfig(name="p", seed=0), world)
+    pop = prep.population
+    model = build_tiny_model(Path(args.model_dir), seed=0)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    rng = np.random.default_rng(0)
+    users = np.arange(args.users)
+    slates = rng.integers(0, world.items.height, size=(args.users, args.turns, 10))
+    engine = VLLMEngine(
+        str(model),
+        EngineConfig(enforce_eager=True, max_model_len=4096, max_num_seqs=64, block_size=32),
+        name="tiny",
+    )
+
+    async def run() -> None:
+        await engine.start()
+        print(
+            f"{'representation':15} {'tokens/prompt':>13} {'slate part':>10} "
+            f"{'prefix hit rate':>15} {'cached/prompt':>13}  build"
+        )
+        for rep in ("text", "semantic_id", "both"):
+            t0 = time.perf_counter()
+            cat = build_catalog(world, seed=0, representation=rep)
+            build = time.perf_counter() - t0
+            await engine.reset_prefix_cache()
+            engine.reset_counters()
+            n_tok, slate_tok, n = 0, 0, 0
+            recent: dict[int, list[str]] = {int(u): [] for u in users}
+            for turn in range(args.turns):
+                reqs = []
+                for u in users:
+                    slate = slates[u, turn]
+                    p = slate_prompt(
+                        cat,
+                        pop.describe(cat, int(u)),
+                        [],
+                        recent[int(u)],
+                        session=0,
+                        turn=turn,
+                        turns=args.turns,
+                        mind=np.full(4, 0.5),
+                        slate=slate,
+                    )
+                    ids = tok(p)["input_ids"]
+                    n_tok += len(ids)
+                    slate_tok += len(ids) - len(tok(p[: p.index('Task "slate"')])["input_ids"])
+                    n += 1
+                    reqs.append(
+                        LLMRequest(
+                            id=f"{rep}/{u}/{turn}",
+                            prompt=p,
+                            seed=int(u),
+                            sampling=Sampling(max_tokens=1, temperature=0.0),
+                        )
+                    )
+                    recent[int(u)] += [f"Slate {turn + 1}:"] + [
+                        f"- {item_name(cat, int(i))}: watched 80%" for i in slate[:2]
+                    ]
+                await engine.generate(reqs)
+            st = await engine.stats()
+            print(
+                f"{rep:15} {n_tok / n:13.0f} {slate_tok / n:10.0f} "
+                f"{st['prefix_cache_hit_rate']:15.3f} {st['cached_tokens'] / n:13.0f}  "
+                f"{build:.1f} s",
+                flush=True,
+            )
+        await engine.close()
+
+    asyncio.run(run())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -178,8 +269,14 @@ def main() -> None:
     e.add_argument("--cache", default=str(Path.home() / ".cache/recoworld/embeddings"))
     s = sub.add_parser("semantic")
     s.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    p = sub.add_parser("prompts")
+    p.add_argument("--users", type=int, default=32)
+    p.add_argument("--turns", type=int, default=4)
+    p.add_argument(
+        "--model-dir", default=str(Path(__file__).resolve().parents[1] / ".cache/llm/tiny-llama")
+    )
     args = ap.parse_args()
-    {"quality": quality, "encode": encode, "semantic": semantic}[args.cmd](args)
+    {"quality": quality, "encode": encode, "semantic": semantic, "prompts": prompts}[args.cmd](args)
 
 
 if __name__ == "__main__":

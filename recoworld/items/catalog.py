@@ -88,6 +88,8 @@ class Catalog:
     """How prompts show items: text, semantic_id or both (``[llm] item_representation``)."""
     images: np.ndarray | None = None
     """(n_items,) str objects: each item's image path or URI ("" = none); None = no images."""
+    content_scale: float = 1.0
+    """The scale of the dense content columns chosen by cross-fitting (``DENSE_SCALES``)."""
     new_content: np.ndarray | None = None
     """(new items, dim): where their content alone places the new items (the regression's
     prediction, before the residual draw and normalisation); None without new items."""
@@ -346,6 +348,7 @@ def build_catalog(
         representation=representation,
         images=_images(world, new_items),
         new_content=new_content if new_items else None,
+        content_scale=dense_scale,
     )
 
 
@@ -385,10 +388,12 @@ def content_design(
     max_tags: int = 64,
     max_words: int = 2000,
     encoder: TextEncoder | None = None,
+    dense_scale: float = 1.0,
 ) -> sp.csr_matrix:
     """The content design matrix of the world's items, as :func:`build_catalog` fits it (one
-    row per item: tags, words or text embedding, supplied embedding, bias): for evaluations of
-    what content tells about position (``benchmarks/bench_items.py``)."""
+    row per item: tags, words or text embedding, supplied embedding, bias; the dense columns
+    at ``dense_scale``, the catalog's ``content_scale``): for evaluations of what content
+    tells about position (``benchmarks/bench_items.py``)."""
     tags = world.tag_vocabulary[:max_tags]
     docs = [
         f"{a} {b}" for a, b in zip(world.items["title"].to_list(), world.items["text"].to_list())
@@ -396,7 +401,8 @@ def content_design(
     feat = _ContentFeaturizer(list(tags), docs, max_words if items_cfg.text == "bow" else 0)
     item_tags = [tuple(t) for t in world.items["tags"].to_list()]
     dense = _dense_content(world, (), items_cfg, encoder)
-    return _with_dense(feat.transform(item_tags, docs), dense.world)
+    scaled = None if dense.world is None else dense_scale * dense.world
+    return _with_dense(feat.transform(item_tags, docs), scaled)
 
 
 def _with_dense(x: sp.csr_matrix, dense: np.ndarray | None) -> sp.csr_matrix:
