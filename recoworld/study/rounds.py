@@ -15,7 +15,8 @@ coordinator between rounds:
 A *host* is a plain :class:`SocialHost` holding some of the run's planned shards: in this
 process (:class:`LocalHosts`), in forked worker processes that speak typed messages over
 pipes (:class:`ForkedHosts`), or in Ray actors (``actors/social_shard.py``). The events are
-the same for every choice, and for any number of hosts and shards (tests/test_social_exact.py).
+the same for every choice, and for any number of hosts and shards (tests/test_social.py,
+tests/test_social_ray.py).
 
 A social run cannot ``--resume``: its shards finish together, after the last round.
 """
