@@ -25,7 +25,7 @@ from recoworld.records import MINDSET_FIELDS
 from recoworld.study.prepare import load_world_for
 from recoworld.study.runner import run_study
 from recoworld.users.persona import personas_from_history
-from recoworld.users.satiation import CAPACITY, HistoryIndex, ItemMemory
+from recoworld.users.satiation import CAPACITY, HistoryIndex, ItemMemory, KeySet
 from recoworld.world.synthetic import synthetic_world
 
 
@@ -99,3 +99,13 @@ def test_lean_events_leave_only_the_mindset_columns_null(tmp_path: Path) -> None
     assert a.select(pl.col(MINDSET_FIELDS).null_count()).sum_horizontal().item() == 0
     assert_frame_equal(a.drop(MINDSET_FIELDS), b.drop(MINDSET_FIELDS))
     assert_frame_equal(full.summary, lean.summary)
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000, 50_000])
+def test_the_key_set_answers_as_membership_in_the_keys(n: int) -> None:
+    rng = np.random.default_rng(n)
+    keys = rng.integers(0, 10 * n + 10, n)  # duplicates included
+    s = KeySet(keys)
+    known = np.resize(keys, 100) if n else np.zeros(0, np.int64)  # some that are in it
+    ask = np.concatenate([rng.integers(-5, 10 * n + 20, 5000), known]).reshape(-1, 5)
+    np.testing.assert_array_equal(s.contains(ask), np.isin(ask, keys) & (ask >= 0))

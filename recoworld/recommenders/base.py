@@ -289,6 +289,10 @@ class PoolRecommender(SyncRecommender):
         self.cand_scores = np.zeros((n, 0), np.float32)
         self.pool_shown = np.zeros((n, 0), bool)
         self.pool_twice = np.zeros(n, bool)  # a pool that holds an item twice
+        # the last adjusted scores each user's pool was sorted by, and that order: adjusters
+        # move scores only now and then (an instruction), so most turns reuse the sort
+        self.sorted_by = np.zeros((n, 0), np.float32)
+        self.sort_order = np.zeros((n, 0), np.int64)
         self.scale = np.ones(n, np.float32)
         self.session = -1
         for part in (self.source, *self.adjusters, *self.post):
@@ -312,6 +316,8 @@ class PoolRecommender(SyncRecommender):
             self.cand = np.zeros((n, m), np.int64)
             self.cand_scores = np.zeros((n, m), np.float32)
             self.pool_shown = np.zeros((n, m), bool)
+            self.sorted_by = np.full((n, m), np.nan, np.float32)
+            self.sort_order = np.zeros((n, m), np.int64)
         self.cand[idx] = cand
         # Exhausted users (fewer unshown items than the pool) fall back to repeats, ranked last.
         self.cand_scores[idx] = np.where(finite, cs, -1e9).astype(np.float32)
@@ -355,7 +361,7 @@ class PoolRecommender(SyncRecommender):
             np.flatnonzero((scores != base).any(1)) if scores is not base else np.zeros(0, np.int64)
         )
         if moved.size:
-            order = np.argsort(-scores[moved], axis=1, kind="stable")
+            order = self._sorted(idx[moved], scores[moved])
             cand = cand.copy()
             cand[moved] = np.take_along_axis(cand[moved], order, axis=1)
             avail[moved] = np.take_along_axis(avail[moved], order, axis=1)
@@ -374,6 +380,17 @@ class PoolRecommender(SyncRecommender):
             np.put_along_axis(back, order, picked[moved], axis=1)
             picked[moved] = back
         return slates, picked
+
+    def _sorted(self, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The best-first order of ``scores`` (stable), sorted again only where a user's
+        scores differ from those its last order was found for."""
+        order = self.sort_order[rows]
+        again = np.flatnonzero(~(scores == self.sorted_by[rows]).all(1))
+        if again.size:
+            order[again] = np.argsort(-scores[again], axis=1, kind="stable")
+            self.sort_order[rows[again]] = order[again]
+            self.sorted_by[rows[again]] = scores[again]
+        return order
 
     def _mark(
         self,

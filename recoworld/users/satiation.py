@@ -77,9 +77,9 @@ class HistoryIndex:
             # one spare row of False at the end: template -1 indexes it
             self.dense = np.zeros((h.shape[0] + 1, n_items), bool)
             self.dense[:-1] = h.toarray()
-        else:  # row-major keys of sorted rows: already in order
+        else:  # (template, item) keys in an open-addressing hash table
             rows = np.repeat(np.arange(h.shape[0], dtype=np.int64), np.diff(h.indptr))
-            self.keys = rows * n_items + h.indices.astype(np.int64)
+            self.keys = KeySet(rows * n_items + h.indices.astype(np.int64))
         self.csr = h
 
     def contains(self, template: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -89,9 +89,7 @@ class HistoryIndex:
         if self.dense is not None:
             return self.dense[template, items]
         t = np.asarray(template, np.int64)
-        keys = t * self.n_items + items
-        at = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
-        return (self.keys[at] == keys) & (t >= 0)
+        return self.keys.contains(t * self.n_items + items) & (t >= 0)
 
     def count(self, template: np.ndarray) -> np.ndarray:
         """Distinct items in the history of each of ``template``."""
@@ -107,6 +105,49 @@ class HistoryIndex:
             sub = self.csr[template[has]]
             out[np.repeat(has, np.diff(sub.indptr)), sub.indices] = True
         return out
+
+
+class KeySet:
+    """A set of non-negative int64 keys asked many at a time: an open-addressing hash table
+    (linear probing, at most half full), a probe or two per question where a binary search
+    over the sorted keys takes ~log2(n) dependent reads."""
+
+    _MIX = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, keys: np.ndarray) -> None:
+        keys = np.unique(np.asarray(keys, np.int64))
+        self.bits = max(10, int(np.ceil(np.log2(max(2 * keys.size, 1)))))
+        self.mask = np.int64((1 << self.bits) - 1)
+        self.table = np.full(1 << self.bits, -1, np.int64)
+        pos, pending = self._slot(keys), keys
+        while pending.size:  # each pass seats one key per free slot; the rest probe on
+            free = np.flatnonzero(self.table[pos] < 0)
+            _, first = np.unique(pos[free], return_index=True)
+            won = free[first]
+            self.table[pos[won]] = pending[won]
+            left = np.ones(pending.size, bool)
+            left[won] = False
+            pending, pos = pending[left], (pos[left] + 1) & self.mask
+
+    def _slot(self, keys: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            h = keys.astype(np.uint64) * self._MIX
+        return (h >> np.uint64(64 - self.bits)).astype(np.int64)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Bool like ``keys``: each key in the set (negative keys never are)."""
+        keys = np.asarray(keys, np.int64)
+        flat = keys.ravel()
+        out = np.zeros(flat.size, bool)
+        ask = np.flatnonzero(flat >= 0)
+        pos = self._slot(flat[ask])
+        while ask.size:
+            seen = self.table[pos]
+            hit = seen == flat[ask]
+            out[ask[hit]] = True
+            go = ~hit & (seen >= 0)  # an empty slot ends the probe
+            ask, pos = ask[go], (pos[go] + 1) & self.mask
+        return out.reshape(keys.shape)
 
 
 class ItemMemory:
