@@ -295,6 +295,13 @@ OVERRIDES: dict[tuple[type, str], st.SearchStrategy] = {
     (SimulationConfig, "turns"): st.integers(1, 8),
     (SimulationConfig, "slate_size"): st.integers(1, 12),
     (RecommenderConfig, "candidates"): st.integers(96, 2000),
+    # bring-your-own kinds need their fields (a target, a file, a service): keep the draws to
+    # the built-in kinds, whose other fields may take any value
+    (RecommenderConfig, "kind"): st.sampled_from(["random", "popular", "mf", "agentic"]),
+    (RecommenderConfig, "max_fallback_rate"): st.floats(0.0, 1.0),
+    (BrainConfig, "satiation_days"): st.floats(0.01, 1e3),
+    # an export's pinned digest: empty, or 64 lower-case hex digits
+    (RecommenderConfig, "sha256"): st.just("") | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
     (WorldConfig, "embedding_dim"): st.integers(2, 64),
     (ArmConfig, "name"): st.from_regex(r"[a-z][a-z0-9_.-]{0,5}", fullmatch=True),
     (ArmConfig, "position"): st.integers(0, 3),
@@ -465,7 +472,11 @@ def test_results_difference_names_the_first_nested_field() -> None:
     assert results_difference(cfg, new) == "`$.recommender.candidates` was 100, now 120"
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(for_struct(StudyConfig))
 def test_results_identity_survives_study_json(cfg: StudyConfig) -> None:
     assume(decodes(cfg))
