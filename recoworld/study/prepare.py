@@ -82,6 +82,8 @@ def creator_items(cfg: StudyConfig) -> tuple[NewItem, ...]:
             text=it.text,
             tags=tuple(it.tags),
             creator=c.name or c.id,
+            embedding=tuple(it.embedding),
+            image=it.image,
         )
         for k, it in enumerate(c.items)
     )
@@ -117,7 +119,14 @@ def prepare_all(
     out: list[Prepared] = []
     offset = 0
     for k, seed in enumerate(seeds):
-        catalog = build_catalog(world, dim=cfg.world.embedding_dim, new_items=new, seed=seed)
+        catalog = build_catalog(
+            world,
+            dim=cfg.world.embedding_dim,
+            new_items=new,
+            seed=seed,
+            items_cfg=cfg.items,
+            representation=cfg.llm.item_representation if cfg.llm is not None else "text",
+        )
         fitted = fit_choice_model(
             world, catalog, negatives_per_positive=cfg.brain.negatives_per_positive, seed=seed
         )
