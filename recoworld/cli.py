@@ -237,7 +237,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             progress=progress,
             on_ready=on_ready,
         )
-        if args.ray:
+        if cfg.social.enabled:  # rounds on a shared calendar (docs/social.md)
+            if args.ray:
+                from actors.social_shard import run_social_study_on_ray
+
+                result = run_social_study_on_ray(
+                    cfg, world, address=args.ray, shards=args.shards, **common
+                )
+            else:
+                from recoworld.study.rounds import run_social_study
+
+                result = run_social_study(cfg, world, workers=workers, **common)
+        elif args.ray:
             run_on_ray = _ray_driver()
             result = run_on_ray(cfg, world, address=args.ray, shards=args.shards, **common)
         else:

@@ -412,3 +412,28 @@ def test_the_partition_moves_users_between_shards_not_what_they_do(
     got = tables(run_social_study(cfg, world, run_id="contig", out_dir=tmp_path).path)
     for name in (*TABLES, "cascades"):  # the summaries' blocks hold other users: last bits
         assert got[name].equals(base[name]), name
+
+
+def test_recoworld_run_dispatches_a_social_study_to_the_rounds(tmp_path: Path) -> None:
+    """`recoworld run` on a study with [social] runs the rounds: the social tables are written,
+    and 2 forked workers give the same events."""
+    from recoworld.cli import main
+
+    study = tmp_path / "soc.toml"
+    study.write_text(
+        'name = "soc"\nseed = 1\n[world]\ndataset = "synthetic"\nsynthetic_users = 200\n'
+        "synthetic_items = 150\n[population]\nsize = 200\n[simulation]\nsessions = 2\n"
+        'turns = 2\nslate_size = 5\n[social]\nenabled = true\ndays = 4\ngraph = "generated"\n'
+        '[[arms]]\nname = "control"\n'
+    )
+    out = tmp_path / "runs"
+    for run_id, extra in (("one", []), ("two", ["--workers", "2"])):
+        assert main(["run", str(study), "--out", str(out), "--run-id", run_id, *extra]) == 0
+    assert (out / "one" / "social").is_dir() and (out / "one" / "searches").is_dir()
+    ev = [
+        pl.read_parquet(out / r / "events" / "**" / "*.parquet").sort(
+            "user", "session", "turn", "position"
+        )
+        for r in ("one", "two")
+    ]
+    assert ev[0].height > 0 and ev[0].equals(ev[1])

@@ -299,11 +299,7 @@ class Run:
             "seconds": round(seconds, 3),
             "recoworld_version": __version__,
             **({"llm": llm_summary(self.path)} if uses_llm(cfg) else {}),
-            **(
-                {"fallback": fallback_summary(self.path)}
-                if uses_external_recommender(cfg)
-                else {}
-            ),
+            **({"fallback": fallback_summary(self.path)} if uses_external_recommender(cfg) else {}),
             "created_unix": int(time.time()),
         }
         known = {f.path: f.sha256 for r in on_disk for f in r.files}
