@@ -1,7 +1,8 @@
 """Benchmark: how the simulation scales with users, with the catalogue, and with workers.
 
 Every measurement is one fresh process (so that peak memory is the run's own): prepare the
-study (not timed), then simulate it with Parquet written (events, sessions, user_metrics) and
+study (not timed), then run its shards as ``recoworld run --workers N`` does (the run folder
+opened, every shard's Parquet written and hashed; the summary not merged) and
 report user-turns per second of wall time, CPU microseconds per user-turn (less sensitive to a
 busy machine) and peak RSS. The configurations of a table run **alternated**, A B C A B C ...,
 never in blocks (whole-process timings drift on a shared machine; a block order turns drift into
@@ -68,11 +69,9 @@ def study(dataset: str, items: int, users: int, mindset: bool = True):  # noqa: 
 
 def child(spec: dict) -> dict:
     """One measurement in this process (a subprocess of :func:`main`)."""
-    from recoworld.io.runs import Parts
     from recoworld.study.lifecycle import Run
     from recoworld.study.prepare import load_world_for, prepare
     from recoworld.study.runner import local_shard_count, run_shards, share_indexes
-    from recoworld.study.shard import simulate_to
 
     cfg = study(spec["dataset"], spec["items"], spec["users"], spec.get("mindset", True))
     if spec.get("world_pickle"):
@@ -90,16 +89,11 @@ def child(spec: dict) -> dict:
     cpu0 = time.process_time()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        if spec.get("workers", 1) == 1:
-            parts = Parts(Path(tmp))
-            events, _ = simulate_to(parts, prep)
-            parts.close()
-        else:  # what `recoworld run --workers N` does
-            w = spec["workers"]
-            shards = local_shard_count(spec["users"], prep.catalog.n_items, w, external=False)
-            with Run.open((prep,), Path(tmp), "bench", shards=shards) as run:
-                events = sum(r.events for r in run_shards(run, w))
+    with tempfile.TemporaryDirectory() as tmp:  # what `recoworld run --workers N` does
+        w = spec.get("workers", 1)
+        shards = local_shard_count(spec["users"], prep.catalog.n_items, w, external=False)
+        with Run.open((prep,), Path(tmp), "bench", shards=shards) as run:
+            events = sum(r.events for r in run_shards(run, w))
     wall = time.perf_counter() - t0
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu0 + (kids.ru_utime - kids0.ru_utime)
