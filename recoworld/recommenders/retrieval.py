@@ -9,14 +9,14 @@ answers "the best ``k`` items for these queries" approximately, with an inverted
 and a query scans only the clusters nearest to it. The source then scores that shortlist
 exactly and keeps the best; nothing else ever looks at the whole catalogue.
 
-Why faiss (IVF) rather than usearch or hnswlib (measured on this 2-core machine, 1M items of
-33 dimensions, one thread, k = 300; docs/speed.md): faiss's wheel installs everywhere
-(hnswlib ships only a source distribution, to be compiled); an IVF index is built in ~3 s
-(an HNSW graph, in faiss or usearch, in ~1-2 minutes) and is the better fit for the large
-``k`` a shortlist needs (recall@300 0.93 at ~0.5 ms a query, where HNSW gave ~0.8 at
-~0.6 ms); and every query's answer is independent of the others in its batch once the coarse
-search is kept off BLAS (below) - the property every draw and score here must have, so that
-a user's events do not depend on its batch or shard.
+Why faiss (IVF) rather than usearch or hnswlib (measured on this 2-core machine, 33
+dimensions, one thread, k = 300; docs/speed.md): faiss's wheel installs everywhere (hnswlib
+ships only a source distribution, to be compiled); an IVF index of 1M items is built in ~3 s
+(an HNSW graph, in faiss or usearch, took 6-10 s per 100k items) and suits the large ``k`` a
+shortlist needs (1M items: recall@300 0.93 at ~0.5 ms a query; HNSW at 100k items: 0.75-0.8
+at ~0.6 ms); and every query's answer is independent of the others in its batch once the
+coarse search is kept off BLAS (below) - the property every draw and score here must have,
+so that a user's events do not depend on its batch or shard.
 
 Determinism: the index is built with one thread, from a training sample and k-means seeds
 fixed by the catalogue's size; the same catalogue gives the same index in every process. A
