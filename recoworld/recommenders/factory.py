@@ -27,14 +27,14 @@ class Voice:
     seed: int
 
 
-def base_source(kind: str) -> Source:
+def base_source(kind: str, retrieval: str = "auto") -> Source:
     match kind:
         case "random":
             return RandomSource()
         case "popular":
             return PopularSource()
         case "mf":
-            return MFSource()
+            return MFSource(retrieval=retrieval)  # type: ignore[arg-type]
     raise ValueError(f"unknown recommender kind {kind!r}; expected random, popular or mf")
 
 
@@ -53,7 +53,7 @@ def build_recommender(
     if rec.kind in EXTERNAL_KINDS:
         where = f"arms[{arm.name}].recommender" if arm.recommender else "recommender"
         return _external(rec, arm, creator_mask, where)
-    source: Source = base_source(rec.base if rec.kind == "agentic" else rec.kind)
+    source: Source = base_source(rec.base if rec.kind == "agentic" else rec.kind, rec.retrieval)
     post: tuple[PostProcessor, ...] = ()
     match arm.treatment:
         case "boost":
@@ -110,7 +110,9 @@ def _external(
     fallback = None
     if rec.fallback != "none":
         follow = (InstructionReranker(rec.instruction_weight),) if rec.follow_instructions else ()
-        fallback = PoolRecommender(base_source(rec.fallback), follow, candidates=rec.candidates)
+        fallback = PoolRecommender(
+            base_source(rec.fallback, rec.retrieval), follow, candidates=rec.candidates
+        )
     post: tuple[PostProcessor, ...] = ()
     if arm.treatment == "inject":
         post = (CreatorInjector(arm.position, arm.rate, np.flatnonzero(creator_mask)),)

@@ -30,7 +30,6 @@ import pyarrow as pa
 
 from recoworld import __version__
 from recoworld.config import (
-    EXTERNAL_KINDS,
     StudyConfig,
     decode_study_json,
     encode_study,
@@ -47,6 +46,7 @@ from recoworld.study.prepare import Prepared
 from recoworld.study.shard import (
     ShardResult,
     ShardSpec,
+    brings_own_recommender,
     check_marker_files,
     marker_path,
     plan_replicates,
@@ -176,12 +176,6 @@ def write_summary(
     return summary
 
 
-def uses_external_recommender(cfg: StudyConfig) -> bool:
-    """Does any arm bring its own recommender (python, scores, slates, http)?"""
-    recs = [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
-    return any(r.kind in EXTERNAL_KINDS for r in recs)
-
-
 def fallback_summary(folder: Path) -> dict[str, dict[str, int]]:
     """Per arm: slates shown and slates the declared fallback served instead of a
     bring-your-own recommender (``user_metrics.fallback_slates``)."""
@@ -299,7 +293,7 @@ class Run:
             "seconds": round(seconds, 3),
             "recoworld_version": __version__,
             **({"llm": llm_summary(self.path)} if uses_llm(cfg) else {}),
-            **({"fallback": fallback_summary(self.path)} if uses_external_recommender(cfg) else {}),
+            **({"fallback": fallback_summary(self.path)} if brings_own_recommender(cfg) else {}),
             "created_unix": int(time.time()),
         }
         known = {f.path: f.sha256 for r in on_disk for f in r.files}
