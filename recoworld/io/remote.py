@@ -37,6 +37,7 @@ same id at once leave whichever commit came last (each a complete run).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -249,7 +250,9 @@ class RemoteRuns:
             return old  # published earlier (the staged copy outlived its upload)
         if old is not None and not overwrite:
             raise RunError(already_committed(self.run_uri(run_id)))
-        attempt = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+        # microseconds: two attempts of one second still sort in the order they started
+        now = datetime.datetime.now(datetime.UTC)
+        attempt = now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
         names = sorted(manifest.get(FILES) or {})
         sizes = {n: (run_dir / n).stat().st_size for n in [*names, MANIFEST]}
         self._upload(run_dir, run_id, attempt, names)
@@ -264,7 +267,7 @@ class RemoteRuns:
             committed=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         self._write_commit(run_id, msgspec.json.format(msgspec.json.encode(commit), indent=2))
-        self._remove_stale(run_id, attempt)
+        self._remove_stale(run_id, attempt, replaced=old.attempt if old is not None else "")
         return commit
 
     def _upload(self, run_dir: Path, run_id: str, attempt: str, names: list[str]) -> None:
@@ -320,7 +323,7 @@ class RemoteRuns:
         except OSError as e:
             raise RunError(_explain(self.run_uri(run_id, COMMIT), e, writing=True)) from None
 
-    def _remove_stale(self, run_id: str, keep: str) -> None:
+    def _remove_stale(self, run_id: str, keep: str, replaced: str = "") -> None:
         """Delete the attempts of ``run_id`` that started before ``keep`` (the replaced run,
         uploads that died before their commit); best effort. Later ones may be another
         driver's upload in flight and are left alone."""
@@ -328,7 +331,11 @@ class RemoteRuns:
             infos = self.fs.get_file_info(pafs.FileSelector(self._path(run_id, ATTEMPTS)))
             for info in infos:
                 name = PurePosixPath(info.path).name
-                if info.type == pafs.FileType.Directory and name < keep:
+                if (
+                    info.type == pafs.FileType.Directory
+                    and name != keep
+                    and (name < keep or name == replaced)
+                ):
                     self.fs.delete_dir(info.path)
         except OSError:
             pass  # the run is committed; a leftover attempt only costs space
