@@ -159,7 +159,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     console.print(sweep_table(result.summary, title=f"{sweep.cfg.name} {result.path.name}"))
     console.print(
         ranking_table(
-            result.pooled, title=f"{sweep.cfg.name} {result.path.name}: seeds pooled, ranked"
+            result.pooled,
+            title=f"{sweep.cfg.name} {result.path.name}: seeds pooled, ranked",
+            summary=result.summary,
         )
     )
     if result.stray:
