@@ -1016,10 +1016,14 @@ def _strings(node: object, path: str):  # -> Iterator[tuple[str, str]]
             yield from _strings(v, f"{path}[{i}]")
 
 
+def recommenders(cfg: StudyConfig) -> list[RecommenderConfig]:
+    """The study's recommender and every arm's own."""
+    return [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
+
+
 def uses_llm(cfg: StudyConfig) -> bool:
     """Does the study need a language model?"""
-    recs = [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
-    return cfg.brain.kind != "parametric" or any(r.kind == "agentic" for r in recs)
+    return cfg.brain.kind != "parametric" or any(r.kind == "agentic" for r in recommenders(cfg))
 
 
 def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001

@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recoworld.config import EXTERNAL_KINDS, StudyConfig, uses_llm
+from recoworld.config import EXTERNAL_KINDS, StudyConfig, recommenders, uses_llm
 from recoworld.errors import LLMError, RunError
 from recoworld.io.integrity import check_digests, digests
 from recoworld.io.records import (
@@ -240,8 +240,7 @@ def catalogue_free(n_items: int, external: bool) -> bool:
 
 def brings_own_recommender(cfg: StudyConfig) -> bool:
     """Does any arm bring its own recommender (python, scores, slates, http)?"""
-    recs = [cfg.recommender] + [a.recommender for a in cfg.arms if a.recommender]
-    return any(r.kind in EXTERNAL_KINDS for r in recs)
+    return any(r.kind in EXTERNAL_KINDS for r in recommenders(cfg))
 
 
 def simulate_to(
