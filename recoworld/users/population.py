@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -111,10 +112,12 @@ def _jitter(p: Personas, scale: float, seed: int, rows: np.ndarray) -> Personas:
 
 
 def _from_description(
-    base: Personas, catalog: Catalog, t: Targeting, n: int, seed: int
+    base: Personas, catalog: Catalog, t: Targeting, uid: np.ndarray, seed: int
 ) -> Personas:
-    """Personas for a segment no real user matches, built from the description alone."""
-    uid = np.arange(n, dtype=np.int64)
+    """Personas ``uid`` (population rows) for a segment no real user matches, built from the
+    description alone (every draw keyed by the row)."""
+    uid = uid.astype(np.int64)
+    n = uid.size
     u = lambda k: uniforms(seed, Stream.PERSONA, uid, 100 + k)  # noqa: E731
     n_tags = catalog.tag_matrix.shape[1]
     if t.likes:
@@ -154,7 +157,7 @@ def _from_description(
         source_user=empty.copy(),
         age=age,
         gender=np.full(n, t.gender or "", dtype=object),
-        occupation=np.array([t.occupation[j % len(t.occupation)] for j in range(n)], dtype=object)
+        occupation=np.array([t.occupation[j % len(t.occupation)] for j in uid], dtype=object)
         if t.occupation
         else empty.copy(),
         activity=trait(1, t.activity),
@@ -203,6 +206,79 @@ def _targeted(p: Personas, catalog: Catalog, t: Targeting) -> Personas:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class PopulationDraw:
+    """How every user of a population is drawn, so that any rows can be drawn alone: each
+    user's draws are keyed by its row (counter-based streams), so the users of a block are the
+    same whether the population is drawn whole or block by block (``population.size`` users
+    need not be held at once: :meth:`blocks`)."""
+
+    base: Personas
+    catalog: Catalog
+    cfg: PopulationConfig
+    seed: int
+    size: int
+    """Users in the population (rows ``0 .. size-1``)."""
+    matched: np.ndarray | None
+    """Rows of ``base`` matching the target; None: no real user does, built from the
+    description (synthetic source)."""
+    offset: int = 0
+    """Added to a row to give its uid (the users of earlier replicates come first)."""
+
+    def rows(self, j: np.ndarray) -> Personas:
+        """The users at population rows ``j`` (uids ``j + offset``), as :func:`build_population`
+        draws them."""
+        j = np.asarray(j, dtype=np.int64)
+        cfg, t = self.cfg, self.cfg.target
+        if self.matched is None:
+            p = _from_description(self.base, self.catalog, t, j, self.seed)
+            # Jitter spreads preference and taste; the traits are already uniform in the
+            # targeted tiers, and noise on them would push users out of the tiers they were
+            # built for.
+            jit = _jitter(p, cfg.jitter, self.seed, np.arange(j.size))
+            jit = replace(
+                jit,
+                **{f: getattr(p, f) for f in ("activity", "conformity", "diversity", "patience")},
+            )
+        else:
+            matched = self.matched
+            pick = uniforms(self.seed, Stream.SAMPLE, j)
+            resampled = matched[
+                np.minimum((pick * matched.size).astype(np.int64), matched.size - 1)
+            ]
+            if cfg.source == "dataset":
+                real = matched[np.minimum(j, matched.size - 1)]
+                rows, jittered = np.where(j < matched.size, real, resampled), j >= matched.size
+            else:
+                rows, jittered = resampled, np.ones(j.size, dtype=bool)
+            p = replace(self.base.take(rows), uid=j)
+            jit = _jitter(p, cfg.jitter, self.seed, np.flatnonzero(jittered))
+        out = _targeted(_keep_in_segment(jit, p, self.catalog, t), self.catalog, t)
+        return replace(out, uid=out.uid + self.offset) if self.offset else out
+
+    def blocks(self, block: int) -> Iterator[tuple[np.ndarray, Personas]]:
+        """The population ``block`` rows at a time, in row order: (rows, their users)."""
+        for start in range(0, self.size, block):
+            j = np.arange(start, min(self.size, start + block))
+            yield j, self.rows(j)
+
+
+def population_draw(
+    base: Personas, catalog: Catalog, cfg: PopulationConfig, seed: int
+) -> PopulationDraw:
+    """How :func:`build_population` draws the population of ``cfg`` (nobody is drawn yet)."""
+    try:
+        matched: np.ndarray | None = select(base, catalog, cfg.target)
+    except TargetingError:
+        if cfg.source != "synthetic":
+            raise
+        matched = None
+    size = cfg.size or (1000 if matched is None else matched.size)
+    return PopulationDraw(
+        base=base, catalog=catalog, cfg=cfg, seed=seed, size=size, matched=matched
+    )
+
+
 def build_population(
     base: Personas, catalog: Catalog, cfg: PopulationConfig, seed: int
 ) -> Personas:
@@ -212,34 +288,11 @@ def build_population(
     rest are resampled from them (seeded) with jitter. synthetic: every user is a jittered
     resample, or, when no real user matches, built from the description. Every user matches
     the target (a jittered one that would not keeps its source's taste or trait), and its
-    description lists the targeted tags.
+    description lists the targeted tags. Every draw is keyed by the user's row
+    (:class:`PopulationDraw`), so any block of it can be drawn alone.
     """
-    try:
-        matched = select(base, catalog, cfg.target)
-    except TargetingError:
-        if cfg.source != "synthetic":
-            raise
-        n = cfg.size or 1000
-        p = _from_description(base, catalog, cfg.target, n, seed)
-        # Jitter spreads preference and taste; the traits are already uniform in the targeted
-        # tiers, and noise on them would push users out of the tiers they were built for.
-        j = _jitter(p, cfg.jitter, seed, np.arange(n))
-        j = replace(
-            j, **{t: getattr(p, t) for t in ("activity", "conformity", "diversity", "patience")}
-        )
-        return _targeted(_keep_in_segment(j, p, catalog, cfg.target), catalog, cfg.target)
-    n = cfg.size or matched.size
-    j = np.arange(n)
-    pick = uniforms(seed, Stream.SAMPLE, j)
-    resampled = matched[np.minimum((pick * matched.size).astype(np.int64), matched.size - 1)]
-    if cfg.source == "dataset":
-        rows = np.where(j < matched.size, matched[np.minimum(j, matched.size - 1)], resampled)
-        jittered = np.flatnonzero(j >= matched.size)
-    else:
-        rows, jittered = resampled, j
-    p = replace(base.take(rows), uid=j.astype(np.int64))
-    jit = _keep_in_segment(_jitter(p, cfg.jitter, seed, jittered), p, catalog, cfg.target)
-    return _targeted(jit, catalog, cfg.target)
+    draw = population_draw(base, catalog, cfg, seed)
+    return draw.rows(np.arange(draw.size))
 
 
 def segment_labels(p: Personas, by: str) -> np.ndarray:
