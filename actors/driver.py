@@ -114,7 +114,7 @@ def run_study_on_ray(
     ``llm_replicas.json``: how requests were routed, and each replica's figures."""
     t0 = time.perf_counter()
     preps = prepare_all(cfg, world)
-    users = sum(len(p.population) for p in preps)
+    users = sum(p.size for p in preps)
     if on_ready:
         on_ready(users)
     connect(address)

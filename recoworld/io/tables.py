@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -46,14 +47,31 @@ def tag_schema(schema: pa.Schema, table: str) -> pa.Schema:
 
 def write_table(path: str | Path, table: pa.Table, name: str) -> Path:
     """Write ``table`` (table ``name``) to ``path`` atomically; returns the path."""
+    return write_tables(path, [table], name)
+
+
+def write_tables(path: str | Path, tables: Iterable[pa.Table], name: str) -> Path:
+    """Write the ``tables`` (one schema; each a row group or more), one after the other, as
+    table ``name`` to ``path`` atomically, holding one at a time; returns the path. At least
+    one table."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = table.replace_schema_metadata(tag_schema(table.schema, name).metadata)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    writer: pq.ParquetWriter | None = None
     try:
-        pq.write_table(table, tmp, **writer_options(table.schema))
+        for table in tables:
+            table = table.replace_schema_metadata(tag_schema(table.schema, name).metadata)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, **writer_options(table.schema))
+            writer.write_table(table)
+        if writer is None:
+            raise ValueError(f"{path}: no table to write as {name!r}")
+        writer.close()
+        writer = None
         os.replace(tmp, path)
     finally:
+        if writer is not None:
+            writer.close()
         tmp.unlink(missing_ok=True)
     return path
 

@@ -19,7 +19,7 @@ block raises.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +39,10 @@ from recoworld.config import (
 from recoworld.errors import RunError
 from recoworld.io.runs import RunDirectory, parquet_rows, part_name
 from recoworld.io.schema import SUMMARY, USERS
-from recoworld.io.tables import read_table, write_frame, write_table
+from recoworld.io.tables import read_table, write_frame, write_tables
 from recoworld.llm.wrappers import call_totals
 from recoworld.study.aggregate import BlockMoments, merge_blocks, summary_from_replicates
-from recoworld.study.prepare import Prepared
+from recoworld.study.prepare import STREAM_BLOCK, Prepared
 from recoworld.study.shard import (
     ShardResult,
     ShardSpec,
@@ -70,17 +70,27 @@ class RunResult:
 def users_table(preps: tuple[Prepared, ...]) -> pa.Table:
     """One row per population user of every replicate: who it is (persona traits, segment,
     source user, the tags it likes)."""
-    return pa.concat_tables(_users_of(p) for p in preps)
+    return pa.concat_tables(users_blocks(preps))
 
 
-def _users_of(prep: Prepared) -> pa.Table:
-    p = prep.population
+def users_blocks(preps: tuple[Prepared, ...]) -> Iterator[pa.Table]:
+    """:func:`users_table` block by block (``STREAM_BLOCK`` users at a time: a streamed
+    population is drawn once more, never held whole)."""
+    for prep in preps:
+        for start in range(0, max(prep.size, 1), STREAM_BLOCK):  # an empty one: its schema
+            yield _users_of(prep, np.arange(start, min(prep.size, start + STREAM_BLOCK)))
+
+
+def _users_of(prep: Prepared, users: np.ndarray) -> pa.Table:
+    p = prep.personas(users)
+    names = prep.segment_names()
+    segments = np.asarray(names, dtype=object)[prep.segment_codes_in(names, users)]
     liked = liked_tag_lists(p, prep.catalog)  # exactly the tags its persona says it likes
     return pa.table(
         {
             "user": p.uid,
             "replicate": np.full(len(p), prep.replicate, np.int16),
-            "segment": prep.segments.astype(str).tolist(),
+            "segment": segments.tolist(),
             "source_user": p.source_user.tolist(),
             "age": p.age,
             "gender": p.gender.tolist(),
@@ -207,7 +217,7 @@ class Run:
     @property
     def users(self) -> int:
         """Users per arm, over every replicate."""
-        return sum(len(p.population) for p in self.preps)
+        return sum(p.size for p in self.preps)
 
     @classmethod
     def open(
@@ -238,11 +248,11 @@ class Run:
                 for r in finished_shards(d.path, d.plan).values():
                     check_marker_files(d.path, r)  # keep only intact shards
                 return cls(d, preps, t0)
-            d.plan = plan_replicates([len(p.population) for p in preps], shards)
+            d.plan = plan_replicates([p.size for p in preps], shards)
             d.write_bytes("plan.json", msgspec.json.encode(d.plan))
             d.write_bytes("study.json", study)
             d.write_json("fit.json", msgspec.to_builtins(prep.report))
-            write_table(d.path / "users.parquet", users_table(preps), "users")
+            write_tables(d.path / "users.parquet", users_blocks(preps), "users")
         except BaseException:
             d.abort()  # releases the lock
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from recoworld.rng import generator
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
-from recoworld.users.population import build_population, segment_labels, select
+from recoworld.users.population import (
+    PopulationDraw,
+    population_draw,
+    segment_labels,
+    select_blocks,
+)
 from recoworld.world.fetch import default_data_path
 from recoworld.world.loaders import load_world
 from recoworld.world.model import World
@@ -32,8 +38,10 @@ class Prepared:
     catalog: Catalog
     model: ChoiceModel
     report: CalibrationReport
-    population: Personas
-    segments: np.ndarray  # (n,) str per population user
+    population: Personas | None
+    """The users, held whole; None where they are streamed (drawn by block from :attr:`draw`:
+    a population above :data:`STREAM_USERS`)."""
+    segments: np.ndarray | None  # (n,) str per population user; None where streamed
     creator_mask: np.ndarray  # (n_items,) bool
     treated: tuple[np.ndarray, ...]  # per arm, (n,) bool
     replicate: int = 0
@@ -48,9 +56,49 @@ class Prepared:
     """The existing item matched to each of the creator's items (``np.flatnonzero(creator_mask)``,
     in order) by :func:`match_placebo`; empty when the study has no placebo arm."""
 
+    draw: PopulationDraw | None = None
+    """How the population is drawn (any rows alone); where :attr:`population` is None, the
+    only copy of it."""
+    segment_codes: np.ndarray | None = None
+    """Where streamed: (n,) int16, each user's segment in :attr:`segment_list`."""
+    segment_list: tuple[str, ...] = ()
+    """Where streamed: the population's segments, sorted."""
+
     def __post_init__(self) -> None:
         if not self.arm_items:  # frozen: the one place a default is derived from other fields
             object.__setattr__(self, "arm_items", (self.creator_mask,) * len(self.cfg.arms))
+
+    @property
+    def size(self) -> int:
+        """Users in the population."""
+        return len(self.population) if self.population is not None else self.draw.size  # type: ignore[union-attr]
+
+    def personas(self, users: np.ndarray) -> Personas:
+        """The population's users at rows ``users`` (drawn, where the population is streamed)."""
+        if self.population is not None:
+            return self.population.take(users)
+        return self.draw.rows(users)  # type: ignore[union-attr]
+
+    def uids(self, users: np.ndarray) -> np.ndarray:
+        """The user ids of rows ``users``."""
+        if self.population is not None:
+            return self.population.uid[users]
+        return np.asarray(users, dtype=np.int64) + self.draw.offset  # type: ignore[union-attr]
+
+    def segment_names(self) -> list[str]:
+        """The population's segments, sorted."""
+        if self.segments is not None:
+            return np.unique(self.segments.astype(str)).tolist()
+        return list(self.segment_list)
+
+    def segment_codes_in(self, names: list[str], users: np.ndarray) -> np.ndarray:
+        """(len(users),) int64: the segment of each user of rows ``users``, as its index in
+        ``names`` (sorted, holding every segment of the population)."""
+        if self.segments is not None:
+            labels = self.segments[users].astype(str)
+        else:
+            labels = np.asarray(self.segment_list)[self.segment_codes[users]]  # type: ignore[index]
+        return np.searchsorted(np.asarray(names), labels).astype(np.int64)
 
 
 def load_world_for(
@@ -134,11 +182,20 @@ def prepare_all(
         pop_cfg = cfg.population
         if size:
             pop_cfg = msgspec.structs.replace(pop_cfg, size=size // r + (k < size % r))
-        population = build_population(base, catalog, pop_cfg, seed)
-        population = replace(population, uid=population.uid + offset)
-        offset += len(population)
-        out.append(_replicate(cfg, world, catalog, fitted, population, k))
+        draw = replace(population_draw(base, catalog, pop_cfg, seed), offset=offset)
+        offset += draw.size
+        out.append(_replicate(cfg, world, catalog, fitted, draw, k))
     return tuple(out)
+
+
+STREAM_USERS = 1_000_000
+"""Populations above this many users (per replicate) are never held whole: shards draw their
+users by block (:class:`~recoworld.users.population.PopulationDraw`), the run keeps only each
+user's segment and treatment flags, and ``users.parquet`` is written block by block. Below it,
+the population is drawn whole once (the same users: every draw is keyed by the row)."""
+
+STREAM_BLOCK = 65_536
+"""Users drawn at a time where the population is streamed."""
 
 
 def _replicate(
@@ -146,7 +203,7 @@ def _replicate(
     world: World,
     catalog: Catalog,
     fitted: Fitted,
-    population: Personas,
+    draw: PopulationDraw,
     replicate: int,
 ) -> Prepared:
     mask = catalog.is_creator_item.copy()
@@ -166,14 +223,27 @@ def _replicate(
         placebo_mask = np.zeros_like(mask)
         placebo_mask[placebo] = True
         arm_items = [placebo_mask if arm.placebo_of else mask for arm in cfg.arms]
+    streamed = draw.size > STREAM_USERS
+    population = None if streamed else draw.rows(np.arange(draw.size))
+
+    def blocks() -> Iterator[Personas]:
+        if population is not None:
+            yield population
+        else:
+            yield from (p for _, p in draw.blocks(STREAM_BLOCK))
+
     treated = []
     for k, arm in enumerate(cfg.arms):
         if arm.target is None:
-            treated.append(np.ones(len(population), dtype=bool))
+            treated.append(np.ones(draw.size, dtype=bool))
         else:
-            t = np.zeros(len(population), dtype=bool)
-            t[select(population, catalog, arm.target, field=f"arms[{k}].target")] = True
-            treated.append(t)
+            treated.append(select_blocks(blocks(), catalog, arm.target, field=f"arms[{k}].target"))
+    by = cfg.population.segment_by
+    codes, names = None, ()
+    if streamed:
+        seen = [np.unique(segment_labels(p, by).astype(str), return_inverse=True) for p in blocks()]
+        names = tuple(np.unique(np.concatenate([u for u, _ in seen])).tolist())
+        codes = np.concatenate([np.searchsorted(names, u)[i].astype(np.int16) for u, i in seen])
     return Prepared(
         cfg=cfg,
         world_name=world.name,
@@ -181,12 +251,15 @@ def _replicate(
         model=fitted.model,
         report=fitted.report,
         population=population,
-        segments=segment_labels(population, cfg.population.segment_by),
+        segments=None if streamed else segment_labels(population, by),
         creator_mask=mask,
         treated=tuple(treated),
         replicate=replicate,
         arm_items=tuple(arm_items),
         placebo=placebo,
+        draw=draw,
+        segment_codes=codes,
+        segment_list=names,
     )
 
 

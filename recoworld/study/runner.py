@@ -172,7 +172,7 @@ def run_study(
     (and closes it at the end)."""
     t0 = time.perf_counter()
     preps = prepare_all(cfg, world)
-    n = sum(len(p.population) for p in preps)
+    n = sum(p.size for p in preps)
     if on_ready:
         on_ready(n)
     llm = uses_llm(cfg)

@@ -21,10 +21,12 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from recoworld.config import EXTERNAL_KINDS, StudyConfig, recommenders, uses_llm
@@ -157,12 +159,12 @@ def read_marker(folder: Path, spec: ShardSpec) -> ShardResult | None:
 
 def segment_names(preps: tuple[Prepared, ...]) -> list[str]:
     """The sorted segment names of every replicate's population."""
-    return sorted(set().union(*(np.unique(p.segments.astype(str)).tolist() for p in preps)))
+    return sorted(set().union(*(p.segment_names() for p in preps)))
 
 
 def segment_codes(prep: Prepared, names: list[str]) -> np.ndarray:
     """Each of ``prep``'s population users' code into ``names``."""
-    return np.searchsorted(np.asarray(names), prep.segments.astype(str)).astype(np.int64)
+    return prep.segment_codes_in(names, np.arange(prep.size))
 
 
 class UserShard:
@@ -176,7 +178,6 @@ class UserShard:
         or the Ray router to replica actors)."""
         self.preps, self.folder, self.model = preps, Path(folder), model
         self.segment_names = segment_names(preps)
-        self._codes = [segment_codes(p, self.segment_names) for p in preps]
 
     def run(
         self, spec: ShardSpec, progress: Callable[[str, int], None] | None = None
@@ -189,7 +190,7 @@ class UserShard:
         t0 = time.perf_counter()
         scratch = self.folder / SCRATCH / f"shard-{spec.index:05d}-{uuid.uuid4().hex[:8]}"
         users = np.arange(spec.start, spec.stop)
-        prep, codes = self.preps[spec.replicate], self._codes[spec.replicate]
+        prep = self.preps[spec.replicate]
         parts = Parts(scratch)
         try:
             # One math-library thread: a study scales by shards (processes), each one core;
@@ -201,7 +202,8 @@ class UserShard:
         finally:
             parts.close()
         values = [metric_values(m.as_dict()) for m in metrics]
-        moments = BlockMoments.of(users, codes[users], len(self.segment_names), values)
+        codes = prep.segment_codes_in(self.segment_names, users)
+        moments = BlockMoments.of(users, codes, len(self.segment_names), values)
         rows = parts.written()
         hashes = digests(scratch, sorted(rows))  # of the bytes written, before they move
         for name in sorted(rows):
@@ -258,7 +260,7 @@ def simulate_to(
     run as coroutines on one event loop per arm, every call recorded in ``llm_calls``.
     ``progress(arm, users)``: users finished, as they finish (:class:`UsersDone`)."""
     cfg = prep.cfg
-    users = np.arange(len(prep.population)) if users is None else users
+    users = np.arange(prep.size) if users is None else users
     llm = uses_llm(cfg)
     if llm and model is None:
         raise LLMError(
@@ -271,12 +273,17 @@ def simulate_to(
     step = FULL_BATCH if free else batch_size_for(cat.n_items)
     n_events = 0
     totals: list[UserMetrics] = []
+    # The encoder sees only these users (rows 0.. of ``users``): nothing per population user
+    # is held, but the segments' dictionary stays the population's.
+    local = np.arange(users.size)
+    names = prep.segment_names()
+    seg_codes = prep.segment_codes_in(names, users)
     for a, arm in enumerate(cfg.arms):
         # is_creator_item marks the items this arm treats (a placebo arm's: the placebo items)
         enc = RecordEncoder.build(
-            users,
-            prep.population.uid,
-            prep.segments,
+            local,
+            prep.uids(users),
+            np.asarray(names, dtype=object)[seg_codes],
             replicate=prep.replicate,
             item_ids=cat.item_ids,
             creators=cat.creators,
@@ -284,6 +291,11 @@ def simulate_to(
             creator_mask=prep.arm_items[a],
             instruction_words=instruction_dictionary(cat.tags),
             mindset=cfg.output.mindset,
+        )
+        enc = replace(
+            enc,
+            segment_codes=seg_codes.astype(np.int32),
+            segment_names=pa.array(names, pa.string()),
         )
         ev = parts.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
         ss = parts.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
@@ -309,8 +321,9 @@ def simulate_to(
             batches: list[UserMetrics] = []
             done = UsersDone(progress, arm.name, cfg.simulation.sessions)
             for start in range(0, users.size, step):
-                e = enc.with_users(users[start : start + step])
-                batches.append(simulate_arm(prep, a, e.users, done.watch(_observer(e, ev, ss))))
+                e = enc.with_users(local[start : start + step])
+                batch = users[start : start + step]
+                batches.append(simulate_arm(prep, a, batch, done.watch(_observer(e, ev, ss))))
                 um.write(e.user_metrics(batches[-1]))
                 done.upto(start + e.users.size)
             metrics = UserMetrics.concat(batches)

@@ -22,7 +22,7 @@ def simulate_arm(prep: Prepared, arm: int, users: np.ndarray, observe: Observer)
     """Simulate population users ``users`` under arm ``arm``; records go to ``observe``."""
     cfg = prep.cfg
     sim = cfg.simulation
-    personas = prep.population.take(users)
+    personas = prep.personas(users)
     brain = ParametricBrain(prep.model, cfg.brain, prep.catalog, personas, cfg.seed)
     rec = build_recommender(cfg.recommender, cfg.arms[arm], prep.arm_items[arm])
     rec.bind(

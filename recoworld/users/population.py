@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -73,17 +73,34 @@ def select(
     p: Personas, catalog: Catalog, t: Targeting, field: str = "population.target"
 ) -> np.ndarray:
     """Rows of ``p`` matching every criterion; selecting nobody is a TargetingError."""
-    crit = criteria(p, catalog, t, field)
-    mask = np.ones(len(p), dtype=bool)
-    for m in crit.values():
-        mask &= m
-    if not mask.any():
-        each = "; ".join(f"{name}: {int(m.sum())}" for name, m in crit.items())
+    return np.flatnonzero(select_blocks([p], catalog, t, field))
+
+
+def select_blocks(
+    blocks: Iterable[Personas],
+    catalog: Catalog,
+    t: Targeting,
+    field: str = "population.target",
+) -> np.ndarray:
+    """(n,) bool over the users of ``blocks`` (a population drawn block by block): who matches
+    every criterion; selecting nobody is a TargetingError."""
+    masks: list[np.ndarray] = []
+    counts: dict[str, int] = {}
+    for p in blocks:
+        crit = criteria(p, catalog, t, field)
+        mask = np.ones(len(p), dtype=bool)
+        for name, m in crit.items():
+            mask &= m
+            counts[name] = counts.get(name, 0) + int(m.sum())
+        masks.append(mask)
+    out = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+    if not out.any():
+        each = "; ".join(f"{name}: {c}" for name, c in counts.items())
         raise TargetingError(
-            f"$.{field} selects nobody: 0 of {len(p)} users match all of "
-            f"[{', '.join(crit)}] (alone, each matches: {each})"
+            f"$.{field} selects nobody: 0 of {out.size} users match all of "
+            f"[{', '.join(counts)}] (alone, each matches: {each})"
         )
-    return np.flatnonzero(mask)
+    return out
 
 
 def _jitter(p: Personas, scale: float, seed: int, rows: np.ndarray) -> Personas:
