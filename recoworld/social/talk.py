@@ -23,6 +23,7 @@ are templated for the parametric brain; they are kept as data (the ``social`` ta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -130,7 +131,9 @@ def _words(catalog: Catalog, items: np.ndarray, kind: int) -> str:
 class Deliveries(msgspec.Struct, frozen=True, kw_only=True):
     """Mentions on their way to one (replicate, arm): receiver ``receiver[i]`` (a population
     row) hears of catalog item ``item[i]`` from ``sender[i]`` by a message of ``kind[i]``. The
-    columns are little-endian int64 bytes (int8 for ``kind``): compact across processes."""
+    columns are little-endian int64 bytes (int8 for ``kind``): compact across processes.
+    ``text``: the words of the message each delivery carries, where a language brain wrote
+    them (empty otherwise: the parametric brain's words are templated and no one reads them)."""
 
     replicate: int
     arm: int
@@ -138,6 +141,7 @@ class Deliveries(msgspec.Struct, frozen=True, kw_only=True):
     sender: bytes
     item: bytes
     kind: bytes
+    text: list[str] = []
 
     @classmethod
     def of(
@@ -148,6 +152,7 @@ class Deliveries(msgspec.Struct, frozen=True, kw_only=True):
         sender: np.ndarray,
         item: np.ndarray,
         kind: np.ndarray,
+        text: Sequence[str] | None = None,
     ) -> Deliveries:
         i64 = lambda a: np.ascontiguousarray(a, "<i8").tobytes()  # noqa: E731
         return cls(
@@ -157,6 +162,7 @@ class Deliveries(msgspec.Struct, frozen=True, kw_only=True):
             sender=i64(sender),
             item=i64(item),
             kind=np.ascontiguousarray(kind, np.int8).tobytes(),
+            text=list(text) if text is not None else [],
         )
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -174,6 +180,13 @@ def deliveries(
     """Every (receiver, sender, item, kind) a round's ``talk`` makes: a post reaches each
     friend of its sender, a chat its one friend; one delivery per item mentioned. ``senders``:
     the talkers' population rows."""
+    return message_deliveries(graph, talk, senders)[:4]
+
+
+def message_deliveries(
+    graph: SocialGraph, talk: Conversations, senders: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`deliveries`, and the message (index into ``talk``) each one carries."""
     deg = graph.degree()[senders]
     n_recv = np.where(talk.kind == CHAT, 1, deg)
     who = np.repeat(np.arange(senders.size), n_recv)
@@ -183,7 +196,7 @@ def deliveries(
     recv = np.where(
         talk.kind[who] == CHAT, talk.receiver[who], graph.friends[start + offset]
     ).astype(np.int64)
-    rec, snd, itm, knd = [], [], [], []
+    rec, snd, itm, knd, msg = [], [], [], [], []
     for j in range(talk.items.shape[1]):
         it = talk.items[who, j]
         ok = it >= 0
@@ -191,11 +204,13 @@ def deliveries(
         snd.append(senders[who][ok])
         itm.append(it[ok])
         knd.append(talk.kind[who][ok])
+        msg.append(who[ok])
     return (
         np.concatenate(rec),
         np.concatenate(snd),
         np.concatenate(itm),
         np.concatenate(knd).astype(np.int8),
+        np.concatenate(msg),
     )
 
 

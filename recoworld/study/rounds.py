@@ -23,6 +23,9 @@ A social run cannot ``--resume``: its shards finish together, after the last rou
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import multiprocessing as mp
 import os
 import shutil
@@ -38,11 +41,12 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-from recoworld.config import StudyConfig
-from recoworld.errors import RunError
+from recoworld.config import StudyConfig, uses_llm
+from recoworld.errors import LLMError, RunError
 from recoworld.io.integrity import digests
 from recoworld.io.records import (
     EVENTS_SCHEMA,
+    LLM_CALLS_SCHEMA,
     SESSIONS_SCHEMA,
     USER_METRICS_SCHEMA,
     RecordEncoder,
@@ -50,6 +54,9 @@ from recoworld.io.records import (
 from recoworld.io.runs import Parts
 from recoworld.io.schema import CASCADES, SUMMARY
 from recoworld.io.tables import write_frame, write_table
+from recoworld.llm.base import LanguageModel
+from recoworld.llm.factory import endpoint_name, open_model
+from recoworld.llm.wrappers import CallLog, FailureBudget, RecordingModel
 from recoworld.recommenders.guard import fallback_counts
 from recoworld.records import Record, SessionRecord, TurnRecord
 from recoworld.social.diffusion import (
@@ -81,7 +88,8 @@ from recoworld.study.shard import (
     segment_names,
     write_marker,
 )
-from recoworld.study.social_loop import SocialArm, SocialWorld, prepare_social
+from recoworld.study.social_loop import Inbox, SocialArm, SocialWorld, prepare_social
+from recoworld.users.llm_social import SocialVoice
 from recoworld.users.words import instruction_dictionary
 from recoworld.world.model import World
 
@@ -107,9 +115,17 @@ class HostDone(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class _ShardArms:
-    """One planned shard inside a host: its writers and one :class:`SocialArm` per arm."""
+    """One planned shard inside a host: its writers and one :class:`SocialArm` per arm (with a
+    language brain: each arm's call log, written into ``llm_calls`` every round)."""
 
-    def __init__(self, worlds: tuple[SocialWorld, ...], folder: Path, spec: ShardSpec, search):  # noqa: ANN001
+    def __init__(
+        self,
+        worlds: tuple[SocialWorld, ...],
+        folder: Path,
+        spec: ShardSpec,
+        search,  # noqa: ANN001
+        model: LanguageModel | None = None,
+    ) -> None:
         self.spec, self.world = spec, worlds[spec.replicate]
         prep = self.world.prep
         cfg, cat = prep.cfg, prep.catalog
@@ -122,6 +138,13 @@ class _ShardArms:
         rows = cfg.output.row_group_rows
         self.arms: list[SocialArm] = []
         self.writers: list[dict] = []
+        self.logs: list[CallLog] = []
+        llm = uses_llm(cfg)
+        if llm and model is None:
+            raise LLMError(
+                f"study {cfg.name!r} needs a language model (brain {cfg.brain.kind!r}); "
+                "none was opened"
+            )
         for a, arm in enumerate(cfg.arms):
             enc = RecordEncoder.build(
                 self.users,
@@ -149,6 +172,23 @@ class _ShardArms:
                 },
             }
             self.writers.append(w)
+            voice = None
+            if llm:
+                lc = self.parts.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, spec.index, rows)
+                budget = FailureBudget(cfg.llm.max_failure_rate, endpoint_name(cfg.llm))  # type: ignore[union-attr]
+                log = CallLog(
+                    sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()], budget=budget
+                )
+                self.logs.append(log)
+                voice = functools.partial(
+                    SocialVoice,
+                    RecordingModel(model, log),  # type: ignore[arg-type]
+                    log,
+                    cfg.llm,
+                    cat,
+                    arm=arm.name,
+                    seed=cfg.seed,
+                )
             self.arms.append(
                 SocialArm(
                     self.world,
@@ -158,12 +198,21 @@ class _ShardArms:
                     social=w["social"].write,
                     searches=w["searches"].write,
                     search=search,
+                    voice=voice,
                 )
             )
+
+    def flush_calls(self) -> None:
+        """The round's language-model calls into ``llm_calls`` (memory stays bounded)."""
+        for log in self.logs:
+            log.flush()
 
     def finish(self, folder: Path) -> tuple[ShardResult, bytes, dict[str, int]]:
         prep = self.world.prep
         values, spread, counts = [], [], {}
+        for log in self.logs:
+            log.flush()
+            log.budget.check()  # type: ignore[union-attr]
         for arm, w in zip(self.arms, self.writers):
             m = arm.ledger.metrics
             m.fallback_slates[:] = fallback_counts(arm.rec, self.users.size)
@@ -177,6 +226,9 @@ class _ShardArms:
             spread.append(arm.diffusion.user_values())
             for k, v in arm.counts.items():
                 counts[k] = counts.get(k, 0) + v
+            if arm.voice is not None:
+                counts["llm_questions"] = counts.get("llm_questions", 0) + arm.voice.asked
+                counts["llm_fallbacks"] = counts.get("llm_fallbacks", 0) + arm.voice.fallbacks
         self.parts.close()
         codes, n_seg = self.codes[self.users], len(self.names)
         moments = BlockMoments.of(self.users, codes, n_seg, values)
@@ -215,15 +267,22 @@ class SocialHost:
     class: what a forked worker or a Ray actor hosts)."""
 
     def __init__(
-        self, worlds: tuple[SocialWorld, ...], folder: str | Path, specs: Sequence[ShardSpec]
+        self,
+        worlds: tuple[SocialWorld, ...],
+        folder: str | Path,
+        specs: Sequence[ShardSpec],
+        model: LanguageModel | None = None,
     ) -> None:
+        """``model``: a language brain's study's model (awaitable from any event loop)."""
         self.folder = Path(folder)
         cfg = worlds[0].prep.cfg
         searches = {}
         if cfg.search.enabled:  # one engine per replicate's catalog, for this host's shards
             for r in sorted({s.replicate for s in specs}):
                 searches[r] = ItemSearch(worlds[r].prep.catalog, cfg.search.engine)
-        self.shards = [_ShardArms(worlds, self.folder, s, searches.get(s.replicate)) for s in specs]
+        self.shards = [
+            _ShardArms(worlds, self.folder, s, searches.get(s.replicate), model) for s in specs
+        ]
 
     def step(self, day: int, inbox: Sequence[Deliveries]) -> StepDone:
         """Round ``day`` for every shard and arm, with the deliveries to their users."""
@@ -238,9 +297,10 @@ class SocialHost:
                 r, uid = sh.spec.replicate, sh.world.prep.population.uid
                 for a, arm in enumerate(sh.arms):
                     mine = _slice(by_key.get((r, a), []), sh.spec.start, sh.spec.stop, uid)
-                    recv, send, item, kind = arm.round(day, mine)
+                    recv, send, item, kind, words = arm.round(day, mine)
                     if recv.size:
-                        out.append(Deliveries.of(r, a, recv, send, item, kind))
+                        out.append(Deliveries.of(r, a, recv, send, item, kind, words))
+                sh.flush_calls()
         return StepDone(outbox=out, seconds=time.perf_counter() - t0)
 
     def finish(self) -> HostDone:
@@ -254,19 +314,21 @@ class SocialHost:
         return HostDone(results=results, diffusion=diffusion, counts=counts)
 
 
-def _slice(
-    parts: list[Deliveries], start: int, stop: int, uid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _slice(parts: list[Deliveries], start: int, stop: int, uid: np.ndarray) -> Inbox:
     """The deliveries to receivers in [start, stop), in canonical order (senders by id:
-    ``uid`` of the replicate's population rows)."""
+    ``uid`` of the replicate's population rows), with their words where they carry some."""
     if not parts:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0, np.int8)
+        return z, z, z, np.zeros(0, np.int8), None
     cols = [np.concatenate(c) for c in zip(*(p.arrays() for p in parts))]
     keep = (cols[0] >= start) & (cols[0] < stop)
     recv, send, item, kind = (c[keep] for c in cols)
     order = canonical(recv, uid[send], item, kind)
-    return recv[order], send[order], item[order], kind[order]
+    words = None
+    if any(p.text for p in parts):
+        text = np.array([t for p in parts for t in (p.text or [""] * len(p))], object)
+        words = text[keep][order].tolist()
+    return recv[order], send[order], item[order], kind[order], words
 
 
 # --- executors ---------------------------------------------------------------------------
@@ -285,12 +347,17 @@ class Hosts(Protocol):
 
 
 class LocalHosts:
-    """Every host in this process, stepped one after another."""
+    """Every host in this process, stepped one after another (``model``: a language brain's
+    study's model, shared by the hosts)."""
 
     def __init__(
-        self, worlds: tuple[SocialWorld, ...], folder: Path, groups: list[list[ShardSpec]]
+        self,
+        worlds: tuple[SocialWorld, ...],
+        folder: Path,
+        groups: list[list[ShardSpec]],
+        model: LanguageModel | None = None,
     ) -> None:
-        self.hosts = [SocialHost(worlds, folder, g) for g in groups]
+        self.hosts = [SocialHost(worlds, folder, g, model) for g in groups]
 
     def step(self, day: int, inboxes: list[list[Deliveries]]) -> list[StepDone]:
         return [h.step(day, box) for h, box in zip(self.hosts, inboxes)]
@@ -447,10 +514,12 @@ def route(
             stats.deliveries += recv.size
             stats.cross_shard += int((shard_r != shard_s).sum())
             stats.cross_host += int((dest != src).sum())
+            text = np.array(d.text, object) if d.text else None
             for h in np.unique(dest):
                 m = dest == h
+                words = text[m].tolist() if text is not None else None
                 inboxes[h].append(
-                    Deliveries.of(d.replicate, d.arm, recv[m], send[m], item[m], kind[m])
+                    Deliveries.of(d.replicate, d.arm, recv[m], send[m], item[m], kind[m], words)
                 )
     return inboxes
 
@@ -496,16 +565,24 @@ def run_social_study(
     resume: bool = False,
     shards: int | None = None,
     open_hosts: OpenHosts | None = None,
+    model: LanguageModel | None = None,
 ) -> RunResult:
     """Run a study with ``[social]`` on (the shape of ``recoworld.study.runner.run_study``).
     ``workers`` > 1: that many forked hosts; else one host in this process. ``shards``: the
     planned shards (default: one per host). ``open_hosts`` replaces the executor (Ray:
-    ``actors.social_shard.ray_hosts``)."""
+    ``actors.social_shard.ray_hosts``). A language brain's study uses ``model``, else opens
+    the one its [llm] names (and closes it at the end); its hosts live in this process."""
     t0 = time.perf_counter()
     if resume:
         raise RunError(
             f"--resume {run_id}: a social study runs its shards in lockstep and finishes them "
             "together; it cannot resume: run it again without --resume"
+        )
+    llm = uses_llm(cfg)
+    if llm and (workers > 1 and open_hosts is None):
+        raise RunError(
+            f"Expected workers = 1 for a social study with a language brain (its hosts share "
+            f"this process's model; use shards for several), got {workers} - at --workers"
         )
     worlds = prepare_social(cfg, world)
     preps = tuple(w.prep for w in worlds)
@@ -516,9 +593,17 @@ def run_social_study(
     if open_hosts is None:
         open_hosts = ForkedHosts if n_hosts > 1 else LocalHosts
     root = Path(out_dir or cfg.output.dir).resolve()  # hosts elsewhere (Ray) write here too
-    with Run.open(
-        preps, root, run_id, shards=max(n_hosts, shards or 1), overwrite=overwrite, t0=t0
-    ) as run:
+    with contextlib.ExitStack() as stack:
+        if llm:
+            if model is None:  # opened here, closed at the end
+                model = open_model(cfg.llm, seed=cfg.seed)  # type: ignore[arg-type]
+                stack.callback(lambda m=model: asyncio.run(m.close()))
+            open_hosts = functools.partial(open_hosts, model=model)  # type: ignore[call-arg]
+        run = stack.enter_context(
+            Run.open(
+                preps, root, run_id, shards=max(n_hosts, shards or 1), overwrite=overwrite, t0=t0
+            )
+        )
         groups, host_of = host_groups(run.plan, n_hosts)
         stats = RoundStats(hosts=len(groups), shards=len(run.plan))
         hosts = open_hosts(worlds, run.path, groups)

@@ -33,7 +33,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from recoworld.config import StudyConfig
+from recoworld.config import StudyConfig, recommenders
 from recoworld.errors import ConfigError
 from recoworld.recommenders.base import Audience
 from recoworld.recommenders.factory import build_recommender
@@ -53,18 +53,22 @@ from recoworld.social.records import searches_batch, social_batch
 from recoworld.social.search import ItemSearch, queries
 from recoworld.social.talk import (
     CHAT,
+    CHOICES,
+    KINDS,
     MENTIONS,
     RECOMMENDER,
     SOCIAL,
+    Conversations,
     SocialStream,
     conversations,
-    deliveries,
+    message_deliveries,
     round_choice,
 )
 from recoworld.study.prepare import Prepared, prepare_all, replicate_seed
 from recoworld.study.settle import Ledger
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.choice import ChoiceModel
+from recoworld.users.llm_social import MessageAsk, RoundAsk, SocialVoice, choice_codes
 from recoworld.world.model import World
 
 _F32 = np.float32
@@ -83,10 +87,10 @@ class SocialWorld:
 def prepare_social(cfg: StudyConfig, world: World) -> tuple[SocialWorld, ...]:
     """The study's replicates (``prepare_all``), each with its graph (``[social] graph``),
     reordered by community, and the seeded arms' treated users (``[social] seeding``)."""
-    if cfg.brain.kind != "parametric":
+    if any(r.kind == "agentic" for r in recommenders(cfg)):
         raise ConfigError(
-            f'Expected brain.kind = "parametric" with [social] (the language brain\'s round '
-            f"choice is not built yet), got {cfg.brain.kind!r} - at `$.brain.kind`"
+            "Expected a recommender that needs no language model with [social] (the agentic "
+            "recommender is not built into the rounds), got 'agentic' - at `$.recommender.kind`"
         )
     out = []
     for prep in prepare_all(cfg, world):
@@ -159,6 +163,10 @@ class AwareChoiceModel(ChoiceModel, frozen=True, kw_only=True):
 
 
 Sink = Callable[[pa.RecordBatch], None]
+Inbox = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, "list[str] | None"]
+"""(receiver, sender, item, kind, the words each carries or None): deliveries as arrays."""
+HEARD = 3
+"""Messages a language brain's user keeps of what its friends told it (shown in its prompt)."""
 
 
 class SocialArm:
@@ -176,7 +184,10 @@ class SocialArm:
         social: Sink,
         searches: Sink,
         search: ItemSearch | None,
+        voice: Callable[[Any], SocialVoice] | None = None,
     ) -> None:
+        """``voice(personas)``: the language brain's voice for these users (a language brain's
+        study), None for the parametric brain."""
         prep = world.prep
         cfg, cat = prep.cfg, prep.catalog
         self.world, self.arm, self.users, self.cfg = world, arm, users, cfg
@@ -215,18 +226,20 @@ class SocialArm:
         self.search, self.social_sink, self.search_sink = search, social, searches
         self.item_dict = pa.array(cat.item_ids.tolist(), pa.string())
         self.counts = {k: 0 for k in ("recommender", "social", "nothing", "pulled", "searches")}
+        self.voice = voice(personas) if voice is not None else None
+        self.heard: dict[int, list[tuple[int, str, str]]] = {}  # row: (friend, kind, words)
 
     # --- the round ------------------------------------------------------------------------
 
-    def round(
-        self, day: int, inbox: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Round ``day``: ``inbox`` = (receiver, sender, item, kind) in canonical order
+    def round(self, day: int, inbox: Inbox) -> Inbox:
+        """Round ``day``: ``inbox`` = (receiver, sender, item, kind, words) in canonical order
         (population rows); returns this round's deliveries (same layout, any order)."""
         so, sim = self.cfg.social, self.cfg.simulation
         # 1. what friends said last round is heard
-        recv, send, item, kind = inbox
+        recv, send, item, kind, words = inbox
         rows = recv - self.first
+        if self.voice is not None and words:
+            self._remember(rows, send, kind, words)
         strength = np.where(kind == CHAT, so.chat_strength, so.post_strength).astype(_F32)
         self.aware.hear(rows, item, strength, send, day)
         if self.diffusion.active:
@@ -253,6 +266,8 @@ class SocialArm:
             can_talk=can_talk[present],
             has_fresh=fresh[present],
         )
+        if self.voice is not None and present.size:  # the language brain answers it
+            choice = self._ask_choice(day, present, choice, (due | pulled)[present], can_talk)
         visit, social = present[choice == RECOMMENDER], present[choice == SOCIAL]
         self.counts["recommender"] += visit.size
         self.counts["social"] += social.size
@@ -269,6 +284,45 @@ class SocialArm:
         # 5. the social network: a post or a chat about what it watched
         talkers = social[fresh[social]]
         return self._talk(talkers, day)
+
+    def _remember(
+        self, rows: np.ndarray, send: np.ndarray, kind: np.ndarray, words: list[str]
+    ) -> None:
+        """What friends told (a language brain's users): the last :data:`HEARD` messages each,
+        one per message (a message about two items arrives twice)."""
+        for r, s, k, w in zip(rows.tolist(), send.tolist(), kind.tolist(), words):
+            got = self.heard.setdefault(r, [])
+            msg = (int(self.pop_uid[s]), KINDS[k], w)
+            if msg not in got:
+                got.append(msg)
+                del got[:-HEARD]
+
+    def _ask_choice(
+        self,
+        day: int,
+        present: np.ndarray,
+        default: np.ndarray,
+        can_visit: np.ndarray,
+        can_talk: np.ndarray,
+    ) -> np.ndarray:
+        """The language brain's round choice (``recoworld.users.llm_social``), the parametric
+        draw as the default; the same options are open to it."""
+        asks = []
+        for i, r in enumerate(present.tolist()):
+            options = ("nothing",) + (("recommender",) if can_visit[i] else ())
+            options += ("social",) if can_talk[r] else ()
+            slots = self.aware.item[r]
+            asks.append(
+                RoundAsk(
+                    row=r,
+                    options=options,
+                    default=CHOICES[int(default[i])],
+                    heard=tuple(self.heard.get(r, ())),
+                    aware=tuple(int(x) for x in slots[slots >= 0]),
+                    fresh=tuple(int(x) for x in self.fresh[r] if x >= 0),
+                )
+            )
+        return choice_codes(self.voice.choose(day, asks), CHOICES)  # type: ignore[union-attr]
 
     # --- a session in the recommender -----------------------------------------------------
 
@@ -383,12 +437,10 @@ class SocialArm:
 
     # --- the social network ---------------------------------------------------------------
 
-    def _talk(
-        self, talkers: np.ndarray, day: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _talk(self, talkers: np.ndarray, day: int) -> Inbox:
         empty = np.zeros(0, np.int64)
         if talkers.size == 0:
-            return empty, empty, empty, np.zeros(0, np.int8)
+            return empty, empty, empty, np.zeros(0, np.int8), None
         senders = self.users[talkers]
         conv = conversations(
             self.cfg.social,
@@ -401,8 +453,10 @@ class SocialArm:
             day=day,
             items=self.fresh[talkers],
         )
+        if self.voice is not None:  # the language brain writes the message
+            conv = self._ask_messages(conv, day)
         self.fresh[talkers] = -1  # told
-        recv, send, item, kind = deliveries(self.graph, conv, senders)
+        recv, send, item, kind, msg = message_deliveries(self.graph, conv, senders)
         if self.diffusion.active:
             self.diffusion.sent(send - self.first, item)
         receivers = np.where(conv.receiver >= 0, self.pop_uid[np.maximum(conv.receiver, 0)], -1)
@@ -419,4 +473,23 @@ class SocialArm:
                 item_ids=self.cat.item_ids,
             )
         )
-        return recv, send, item, kind
+        words = [conv.texts[m] for m in msg.tolist()] if self.voice is not None else None
+        return recv, send, item, kind, words
+
+    def _ask_messages(self, conv: Conversations, day: int) -> Conversations:
+        """The messages in the language brain's words, mentioning items it chose among the
+        fresh ones (the templated words and every fresh item as the default)."""
+        asks = [
+            MessageAsk(
+                row=int(r),
+                kind=KINDS[int(conv.kind[i])],
+                items=tuple(int(x) for x in conv.items[i] if x >= 0),
+                default=conv.texts[i],
+            )
+            for i, r in enumerate(conv.rows.tolist())
+        ]
+        said = self.voice.write(day, asks)  # type: ignore[union-attr]
+        items = np.full_like(conv.items, -1)
+        for i, (mentioned, _) in enumerate(said):
+            items[i, : len(mentioned)] = mentioned
+        return replace(conv, items=items, texts=[w for _, w in said])

@@ -8,7 +8,10 @@ Rules:
   on the slate matched, instruct "more of" the first liked tag;
 - agentic re-rank: candidates whose tags contain the tag named after "more" in the user's last
   instruction come first, then the base order;
-- summaries and feelings: fixed phrases.
+- summaries and feelings: fixed phrases;
+- the social world's round choice: "social" when it is open and the prompt lists items the user
+  may talk about, else "recommender" when open, else "nothing"; its message mentions the first
+  item it may (``message_text`` is the words: a test may make them hostile).
 Faults can be injected to test repair, fallback and rejection: ``invalid_every`` (every n-th
 call returns broken JSON), ``always_invalid`` (purposes whose answers never decode),
 ``hallucinate`` (re-rank answers name an item that is not a candidate), ``fail_retryable``
@@ -37,6 +40,7 @@ class ScriptedModel:
         hallucinate: bool = False,
         fail_retryable: int = 0,
         ignore_instructions: bool = False,
+        message_text: str = "You should really try this one.",
     ) -> None:
         self.invalid_every, self.always_invalid, self.hallucinate = (
             invalid_every,
@@ -44,6 +48,7 @@ class ScriptedModel:
             hallucinate,
         )
         self.fail_retryable, self.ignore_instructions = fail_retryable, ignore_instructions
+        self.message_text = message_text
         self.calls = 0
         self.requests: list[LLMRequest] = []
 
@@ -96,6 +101,10 @@ class ScriptedModel:
             return self._slate(r.prompt, props)
         if "ranking" in props:
             return self._rerank(r.prompt, props)
+        if "choice" in props:
+            return {"choice": _round_choice(r.prompt, props["choice"]["enum"])}
+        if "items" in props and "text" in props:
+            return {"items": props["items"]["items"]["enum"][:1], "text": self.message_text}
         if "summary" in props:
             return {"summary": "I browsed a few slates and watched what matched my tastes."}
         if "feelings" in props:
@@ -148,6 +157,14 @@ class ScriptedModel:
         if self.hallucinate:
             order[0] = "no-such-item"
         return {"reasoning": f"user asked for {want}" if want else "base order", "ranking": order}
+
+
+def _round_choice(prompt: str, options: list[str]) -> str:
+    part = prompt.split("Items you watched and have not talked about:", 1)[-1]
+    has_news = not part.lstrip().startswith("- (nothing)")
+    if "social" in options and has_news:
+        return "social"
+    return "recommender" if "recommender" in options else "nothing"
 
 
 def _likes(prompt: str) -> set[str]:

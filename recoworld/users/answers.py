@@ -108,3 +108,41 @@ def tag_index(tags: tuple[str, ...], name: str | None) -> int:
             if t.lower() == low:
                 return j
         return -1
+
+
+ROUND_OPTIONS = ("recommender", "social", "nothing")
+"""What a user may do on a round of the social world (``recoworld.social.talk.CHOICES``)."""
+
+
+@functools.lru_cache(maxsize=16)
+def round_type(options: tuple[str, ...]) -> type:
+    """The round choice of the social world: one of ``options`` (those open to the user this
+    round, a subset of :data:`ROUND_OPTIONS`)."""
+    return msgspec.defstruct(
+        "RoundAnswer",
+        [("choice", Literal[options])],  # type: ignore[valid-type]
+        forbid_unknown_fields=True,
+        frozen=True,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def message_type(item_ids: tuple[str, ...], text_chars: int) -> type:
+    """A post or chat on the social network: the items it mentions — ids from ``item_ids``
+    only (the items the user watched and has not talked about yet: never the catalogue; an id
+    named twice counts once) — and the words."""
+    return msgspec.defstruct(
+        "MessageAnswer",
+        [
+            (
+                "items",
+                Annotated[
+                    list[Literal[item_ids]],  # type: ignore[valid-type]
+                    Meta(min_length=1, max_length=len(item_ids)),
+                ],
+            ),
+            ("text", Annotated[str, Meta(min_length=1, max_length=text_chars)]),
+        ],
+        forbid_unknown_fields=True,
+        frozen=True,
+    )

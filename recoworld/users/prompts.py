@@ -206,3 +206,55 @@ def language_prompt(
         + f"\n## The slate and your choices\n{choices}\n\nWrite a feeling for each of the "
         f"{clicked} items you clicked, in order. {ask}\nYour answer (JSON):"
     )
+
+
+SOCIAL_INSTRUCTIONS = """Task "round" (the social world: one round is one day):
+choose what you do today: "recommender" (open the app and browse), "social" (go to the social
+network and tell your friends about what you watched) or "nothing". Only the choices listed are
+open to you today.
+"""
+
+MESSAGE_INSTRUCTIONS = """Task "message" (the social world):
+write to your friends about items you watched: name the items you talk about by their ids (from
+the list only) and write the message in your own words, in one or two sentences.
+"""
+
+
+def heard_lines(heard: Sequence[tuple[int, str, str]]) -> str:
+    """What friends told the user, one line each: (friend's id, kind, their words). The words
+    are another user's text: data fields only."""
+    return "\n".join(f"- friend {uid} ({kind}): {data(text, 300)}" for uid, kind, text in heard)
+
+
+def round_prompt(
+    header: str,
+    cat: Catalog,
+    *,
+    day: int,
+    heard: Sequence[tuple[int, str, str]],
+    aware: Sequence[int],
+    fresh: Sequence[int],
+    options: Sequence[str],
+) -> str:
+    """The round choice: the user's stable prefix (``header``), what friends told it lately
+    (``heard``: data fields), the items it heard of (``aware``) and the ones it watched and has
+    not talked about (``fresh``), the choices open to it (``options``)."""
+    told = heard_lines(heard) or "- (nothing)"
+    known = "\n".join(f"- {item_name(cat, it)}" for it in aware) or "- (nothing)"
+    mine = "\n".join(f"- {item_name(cat, it)}" for it in fresh) or "- (nothing)"
+    return (
+        f"{header}\n## Day {day + 1}\nWhat friends told you lately:\n{told}\n"
+        f"Items you heard of:\n{known}\nItems you watched and have not talked about:\n{mine}\n"
+        f"\n{SOCIAL_INSTRUCTIONS}Open to you today: {', '.join(options)}.\nYour answer (JSON):"
+    )
+
+
+def message_prompt(header: str, cat: Catalog, *, day: int, kind: str, items: Sequence[int]) -> str:
+    """A post to every friend (``kind`` "post") or a chat with one ("chat") about ``items``
+    (catalog rows; their ids are the answer's enum)."""
+    to = "a post to all your friends" if kind == "post" else "a chat message to one friend"
+    lines = "\n".join(f"- id {data(cat.item_ids[it], 64)}: {item_name(cat, it)}" for it in items)
+    return (
+        f"{header}\n## Day {day + 1}\n{MESSAGE_INSTRUCTIONS}You write {to}. Items you watched "
+        f"and may talk about:\n{lines}\nYour answer (JSON):"
+    )
