@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 
 from actors.driver import connect, default_shards
-from recoworld.config import RayConfig, StudyConfig
+from recoworld.config import RayConfig, StudyConfig, uses_llm
 from recoworld.errors import RunError
 from recoworld.social.talk import Deliveries
 from recoworld.study.lifecycle import Progress, RunResult
@@ -118,6 +118,12 @@ def run_social_study_on_ray(
     shape of ``actors.driver.run_study_on_ray``). ``shards`` (else ``[ray] shards``, else one
     per cluster CPU) actors host the planned shards; each reserves ``[ray] shard_num_cpus``,
     or its share of the cluster's CPUs where that is less (they must all run at once)."""
+    if uses_llm(cfg):
+        raise RunError(
+            f"Expected a parametric brain for a social study on Ray (a language brain's social "
+            f"hosts share this process's model), got {cfg.brain.kind!r} - at `$.brain.kind`; "
+            "run it without --ray"
+        )
     connect(address)
     cpus = ray.cluster_resources().get("CPU", 1)
     n = shards or cfg.ray.shards or default_shards(1 << 30, cpus)

@@ -174,3 +174,11 @@ def test_the_agentic_recommender_is_refused_in_the_social_world(world, tmp_path)
     )
     with pytest.raises(ConfigError, match=r"got 'agentic' - at `\$\.recommender\.kind`"):
         run_social_study(cfg, world, run_id="a", out_dir=tmp_path, model=ScriptedModel())
+
+
+def test_a_language_brains_social_study_is_refused_on_ray(world, tmp_path) -> None:
+    pytest.importorskip("ray")
+    from actors.social_shard import run_social_study_on_ray
+
+    with pytest.raises(RunError, match=r"got 'llm' - at `\$\.brain\.kind`; run it without --ray"):
+        run_social_study_on_ray(study(), world, run_id="r", out_dir=tmp_path, address="nowhere")
