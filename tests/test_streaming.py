@@ -24,7 +24,7 @@ from recoworld.config import (
 )
 from recoworld.io.runs import scan_table
 from recoworld.items.catalog import build_catalog
-from recoworld.study import lifecycle
+from recoworld.study import lifecycle, runner
 from recoworld.study import prepare as prepare_module
 from recoworld.study.prepare import load_world_for, prepare_all
 from recoworld.study.runner import run_study
@@ -109,10 +109,10 @@ def test_a_streamed_population_gives_the_same_run_as_one_held_whole(
     whole = run_study(STUDY, world, run_id="whole", out_dir=tmp_path, workers=1)
     held = prepare_all(STUDY, world)
     assert all(p.population is not None for p in held)
-    monkeypatch.setattr(prepare_module, "STREAM_USERS", 10)
+    monkeypatch.setattr(runner, "STREAM_USERS", 10)
     monkeypatch.setattr(prepare_module, "STREAM_BLOCK", 7)
     monkeypatch.setattr(lifecycle, "STREAM_BLOCK", 7)
-    streamed = prepare_all(STUDY, world)
+    streamed = prepare_all(STUDY, world, stream_above=10)
     assert all(p.population is None and p.segments is None for p in streamed)
     assert [p.size for p in streamed] == [len(p.population) for p in held]  # type: ignore[arg-type]
     for a, b in zip(held, streamed):

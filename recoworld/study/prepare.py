@@ -150,7 +150,11 @@ def prepare(cfg: StudyConfig, world: World) -> Prepared:
 
 
 def prepare_all(
-    cfg: StudyConfig, world: World, replicates: int | None = None
+    cfg: StudyConfig,
+    world: World,
+    replicates: int | None = None,
+    *,
+    stream_above: int | None = None,
 ) -> tuple[Prepared, ...]:
     """The study's replicates (``replicate_count(cfg)`` unless given): each is the study drawn
     again at its own seed (:func:`replicate_seed`; replicate 0 at the study's): the catalog's
@@ -158,7 +162,9 @@ def prepare_all(
     Every draw that a different seed would change is redrawn, so the spread between replicates
     is the spread between seeds (``benchmarks/bench_calibration.py`` checks the intervals this
     gives against many seeds). ``population.size`` is split between the replicates (``0``:
-    every matching real user, in each); uids run on across replicates."""
+    every matching real user, in each); uids run on across replicates. A replicate of more
+    than ``stream_above`` users is streamed (:data:`STREAM_USERS`; None: every population is
+    held whole, for callers that read ``population``)."""
     cfg = pin_exports(cfg)  # the study's identity covers the exports it replays
     r = replicate_count(cfg) if replicates is None else replicates
     seeds = tuple(replicate_seed(cfg.seed, k) for k in range(r))
@@ -184,15 +190,17 @@ def prepare_all(
             pop_cfg = msgspec.structs.replace(pop_cfg, size=size // r + (k < size % r))
         draw = replace(population_draw(base, catalog, pop_cfg, seed), offset=offset)
         offset += draw.size
-        out.append(_replicate(cfg, world, catalog, fitted, draw, k))
+        streamed = stream_above is not None and draw.size > stream_above
+        out.append(_replicate(cfg, world, catalog, fitted, draw, k, streamed))
     return tuple(out)
 
 
-STREAM_USERS = 1_000_000
-"""Populations above this many users (per replicate) are never held whole: shards draw their
-users by block (:class:`~recoworld.users.population.PopulationDraw`), the run keeps only each
-user's segment and treatment flags, and ``users.parquet`` is written block by block. Below it,
-the population is drawn whole once (the same users: every draw is keyed by the row)."""
+STREAM_USERS = 100_000
+"""A run (:func:`recoworld.study.runner.run_study`) never holds a population of more users than
+this (per replicate): shards draw their users by block
+(:class:`~recoworld.users.population.PopulationDraw`), the run keeps only each user's segment
+and treatment flags, and ``users.parquet`` is written block by block. Up to it, the population
+is drawn whole once (the same users: every draw is keyed by the row)."""
 
 STREAM_BLOCK = 65_536
 """Users drawn at a time where the population is streamed."""
@@ -205,6 +213,7 @@ def _replicate(
     fitted: Fitted,
     draw: PopulationDraw,
     replicate: int,
+    streamed: bool,
 ) -> Prepared:
     mask = catalog.is_creator_item.copy()
     if cfg.creator is not None and cfg.creator.existing_items:
@@ -223,7 +232,6 @@ def _replicate(
         placebo_mask = np.zeros_like(mask)
         placebo_mask[placebo] = True
         arm_items = [placebo_mask if arm.placebo_of else mask for arm in cfg.arms]
-    streamed = draw.size > STREAM_USERS
     population = None if streamed else draw.rows(np.arange(draw.size))
 
     def blocks() -> Iterator[Personas]:

@@ -26,7 +26,7 @@ from recoworld.llm.factory import open_model
 from recoworld.recommenders.baselines import MFSource
 from recoworld.recommenders.retrieval import item_index, uses_index
 from recoworld.study.lifecycle import Progress, Run, RunResult
-from recoworld.study.prepare import Prepared, prepare_all
+from recoworld.study.prepare import STREAM_USERS, Prepared, prepare_all
 from recoworld.study.progress import ProgressBoard, ProgressFile
 from recoworld.study.shard import (
     FULL_BATCH,
@@ -171,7 +171,7 @@ def run_study(
     language brain or agentic recommender uses ``model``, else opens the one its [llm] names
     (and closes it at the end)."""
     t0 = time.perf_counter()
-    preps = prepare_all(cfg, world)
+    preps = prepare_all(cfg, world, stream_above=STREAM_USERS)
     n = sum(p.size for p in preps)
     if on_ready:
         on_ready(n)
