@@ -471,6 +471,9 @@ class OutputConfig(Strict):
     """Write the user's mindset after each item (events.satisfaction, fatigue, boredom,
     curiosity); false leaves those columns null: lean events, less to encode and store (the
     report and session viewer then have no mindset to show)."""
+    compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
+    """The Parquet codec of the part tables (events, sessions, user_metrics, llm_calls). Encoding,
+    not the codec, is most of the writing time (docs/speed.md): zstd writes the smallest files."""
 
 
 CLUSTER_RESOURCES: dict[str, str] = {

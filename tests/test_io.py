@@ -147,9 +147,15 @@ class RecordingParts(Parts):
         self.batches: dict[Path, list[pa.RecordBatch]] = {}
 
     def writer(
-        self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int
+        self,
+        table: str,
+        schema: pa.Schema,
+        arm: str,
+        part: int,
+        row_group_rows: int,
+        compression: str = "zstd",
     ) -> PartWriter:
-        w = super().writer(table, schema, arm, part, row_group_rows)
+        w = super().writer(table, schema, arm, part, row_group_rows, compression)
         kept = self.batches.setdefault(w.path, [])
         write = w.write
         w.write = lambda batch: (kept.append(batch), write(batch))[1]  # type: ignore[method-assign]

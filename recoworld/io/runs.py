@@ -36,7 +36,7 @@ from recoworld.errors import RunError
 from recoworld.io.integrity import check_digests, digests, files_under
 from recoworld.io.lock import RunLock
 from recoworld.io.schema import SCHEMA_VERSION, TABLES, version_problem
-from recoworld.io.tables import check_file, writer_options
+from recoworld.io.tables import COMPRESSION, check_file, writer_options
 
 MANIFEST = "manifest.json"
 FILES = "files"
@@ -52,11 +52,13 @@ class PartWriter:
     writing overlaps with simulation; at most one row group waits, which bounds memory.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int) -> None:
+    def __init__(
+        self, path: Path, schema: pa.Schema, row_group_rows: int, compression: str = COMPRESSION
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.schema, self.limit = path, schema, row_group_rows
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            path, schema, **writer_options(schema)
+            path, schema, **writer_options(schema, compression)
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self._inflight: Future | None = None
@@ -112,9 +114,18 @@ class Parts:
         self._writers: list[PartWriter] = []
 
     def writer(
-        self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int
+        self,
+        table: str,
+        schema: pa.Schema,
+        arm: str,
+        part: int,
+        row_group_rows: int,
+        compression: str = COMPRESSION,
     ) -> PartWriter:
-        w = PartWriter(self.folder / part_name(table, arm, part), schema, row_group_rows)
+        """The writer of part ``part`` of ``table`` for ``arm`` (``compression``: a codec of
+        :data:`~recoworld.io.tables.CODECS`)."""
+        path = self.folder / part_name(table, arm, part)
+        w = PartWriter(path, schema, row_group_rows, compression)
         self._writers.append(w)
         return w
 
@@ -184,9 +195,15 @@ class RunDirectory:
         return self.partial
 
     def writer(
-        self, table: str, schema: pa.Schema, arm: str, part: int, row_group_rows: int
+        self,
+        table: str,
+        schema: pa.Schema,
+        arm: str,
+        part: int,
+        row_group_rows: int,
+        compression: str = COMPRESSION,
     ) -> PartWriter:
-        return self.parts.writer(table, schema, arm, part, row_group_rows)
+        return self.parts.writer(table, schema, arm, part, row_group_rows, compression)
 
     def write_json(self, name: str, data: object) -> None:
         (self.partial / name).write_text(

@@ -20,18 +20,22 @@ from recoworld.errors import RunError
 from recoworld.io.schema import METADATA_KEY, SCHEMA_VERSION, TABLE_KEY, version_problem
 
 COMPRESSION = "zstd"
+CODECS = ("zstd", "lz4", "snappy", "none")
+"""The codecs a table may be written with (``[output] compression``)."""
 
 
-def writer_options(schema: pa.Schema) -> dict:
-    """zstd; dictionary encoding for the categorical columns only; statistics on the key
-    columns readers filter on; a CRC checksum on every page, verified by pyarrow reads
-    (:func:`read_table`). (Dictionary attempts and statistics on float columns cost more
-    than half the write time and buy nothing.)"""
+def writer_options(schema: pa.Schema, compression: str = COMPRESSION) -> dict:
+    """``compression`` (one of :data:`CODECS`; zstd unless said); dictionary encoding for the
+    categorical columns only; statistics on the key columns readers filter on; a CRC checksum
+    on every page, verified by pyarrow reads (:func:`read_table`). (Dictionary attempts and
+    statistics on float columns cost more than half the write time and buy nothing.)"""
+    if compression not in CODECS:
+        raise ValueError(f"Expected a codec of {CODECS}, got {compression!r}")
     dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     keys = ("user", "session", "turn", "arm", "segment", "metric")
     stats_cols = [c for c in keys if c in schema.names]
     return {
-        "compression": COMPRESSION,
+        "compression": compression,
         "use_dictionary": dict_cols or False,
         "write_statistics": stats_cols or False,
         "write_page_checksum": True,

@@ -268,7 +268,7 @@ def simulate_to(
             f"recommender {cfg.recommender.kind!r}); none was opened"
         )
     cat = prep.catalog
-    rows = cfg.output.row_group_rows
+    rows, codec = cfg.output.row_group_rows, cfg.output.compression
     free = catalogue_free(cat.n_items, brings_own_recommender(cfg))
     step = FULL_BATCH if free else batch_size_for(cat.n_items)
     n_events = 0
@@ -297,11 +297,11 @@ def simulate_to(
             segment_codes=seg_codes.astype(np.int32),
             segment_names=pa.array(names, pa.string()),
         )
-        ev = parts.writer("events", EVENTS_SCHEMA, arm.name, part, rows)
-        ss = parts.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows)
-        um = parts.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows)
+        ev = parts.writer("events", EVENTS_SCHEMA, arm.name, part, rows, codec)
+        ss = parts.writer("sessions", SESSIONS_SCHEMA, arm.name, part, rows, codec)
+        um = parts.writer("user_metrics", USER_METRICS_SCHEMA, arm.name, part, rows, codec)
         if llm:
-            lc = parts.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows)
+            lc = parts.writer("llm_calls", LLM_CALLS_SCHEMA, arm.name, part, rows, codec)
             budget = FailureBudget(cfg.llm.max_failure_rate, endpoint_name(cfg.llm))  # type: ignore[union-attr]
             log = CallLog(
                 sink=lambda t, lc=lc: [lc.write(b) for b in t.to_batches()], budget=budget
