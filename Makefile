@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   creates .venv, installs RecoWorld, fetches MovieLens 100K, runs a creator what-if study
-#   make test   creates .venv, installs RecoWorld with Ray, implicit, the reference service, CPU PyTorch (examples/rl) and its test tools, runs the tests
+#   make test   creates .venv, installs RecoWorld with Ray, implicit, the reference service, CPU PyTorch (examples/rl), sentence embeddings (all-MiniLM-L6-v2) and its test tools, runs the tests
 # (make lint: ruff check + ruff format --check, as CI runs it)
 # (make test-llm: the LLM tier on a real vLLM engine on CPU, in .venv-llm; see .ci/llm.sh)
 PYTHON ?= python3
@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,ray,implicit,service,rl]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,implicit,service,rl,embeddings]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

@@ -17,7 +17,6 @@ Needs ../shared/data/ml-100k and the embeddings extra; skipped with the reason o
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -93,32 +92,21 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory: pytest.TempPathFactory) -> TextEncoder:
-    return TextEncoder(cache_dir=tmp_path_factory.mktemp("embeddings"))
-
-
-@pytest.fixture(scope="module")
-def wired(encoder: TextEncoder):
-    """The study's ``[items]`` reaches ``build_catalog`` (and the test's encoder, whose cache
-    lives in the test's folder). Until study/prepare.py passes ``items_cfg=cfg.items`` itself,
-    this forwards it; afterwards it only adds the encoder."""
+def wired(text_encoder: TextEncoder):
+    """The study's catalogue is built with the session's encoder (one model load, embeddings
+    cached by content hash in .cache/embeddings: a rerun encodes nothing)."""
     mp = pytest.MonkeyPatch()
     real = build_catalog
-    forwards = "items_cfg" in inspect.getsource(prepare_module.prepare_all)
-    current: dict[str, ItemsConfig] = {}
 
     def patched(world, **kw):  # noqa: ANN001, ANN003
-        if not forwards:
-            kw["items_cfg"] = current["items"]
-        return real(world, encoder=encoder, **kw)
+        return real(world, encoder=text_encoder, **kw)
 
     mp.setattr(prepare_module, "build_catalog", patched)
-    yield current
+    yield
     mp.undo()
 
 
-def prepared(cfg: StudyConfig, world, wired):  # noqa: ANN001
-    wired["items"] = cfg.items
+def prepared(cfg: StudyConfig, world):  # noqa: ANN001
     return prepare_module.prepare(cfg, world)
 
 
@@ -133,8 +121,8 @@ def expected_clicks(prep) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
 
 
 def test_descriptions_move_placements_with_text_embeddings_only(world, wired) -> None:
-    emb = prepared(study("embedding"), world, wired).catalog
-    tags = prepared(study("tags"), world, wired).catalog
+    emb = prepared(study("embedding"), world).catalog
+    tags = prepared(study("tags"), world).catalog
     assert emb.content == "embedding" and tags.content == "tags"
     unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
     e, t = unit(emb.new_content), unit(tags.new_content)
@@ -149,7 +137,7 @@ def test_descriptions_move_placements_with_text_embeddings_only(world, wired) ->
 
 def test_descriptions_change_expected_and_simulated_outcomes(world, wired, tmp_path) -> None:
     cfg = study("embedding")
-    prep = prepared(cfg, world, wired)
+    prep = prepared(cfg, world)
     opera, musical = expected_clicks(prep)
     assert opera.mean() > 1.5 * musical.mean()
 

@@ -34,8 +34,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def encoder(cache: Path) -> TextEncoder:
-    return TextEncoder(cache_dir=cache)
+def encoder(cache: Path, text_encoder: TextEncoder) -> TextEncoder:
+    """The session's model (loaded once), with a cache folder of this module's own."""
+    return text_encoder.with_cache_dir(cache)
 
 
 def test_the_default_model_is_unpacked_once_into_the_cache(cache: Path) -> None:
@@ -74,7 +75,18 @@ def test_embeddings_are_cached_by_content_hash(encoder: TextEncoder, cache: Path
     assert encoder.encoded == n + 2
     # a fresh encoder (another process) reads the file without loading the model
     fresh = TextEncoder(cache_dir=cache)
-    assert np.array_equal(fresh.embed(texts), first) and fresh._st is None
+    assert np.array_equal(fresh.embed(texts), first) and not fresh.loaded
+
+
+def test_encoders_with_other_cache_folders_share_the_loaded_model(
+    encoder: TextEncoder, tmp_path: Path
+) -> None:
+    encoder.embed(["Loads the model if no test has yet."])
+    assert encoder.loaded
+    other = encoder.with_cache_dir(tmp_path)
+    assert other.loaded and other.key(["x"]) == encoder.key(["x"])
+    assert np.array_equal(other.embed(["Shared."]), encoder.encode(["Shared."]))
+    assert (tmp_path / f"{other.key(['Shared.'])}.npy").exists()
 
 
 def test_a_damaged_cache_file_is_recomputed(encoder: TextEncoder, cache: Path) -> None:
@@ -153,8 +165,8 @@ def test_a_new_items_description_moves_its_content_placement(described, encoder)
     assert first[near[0]].mean() > first[near[1]].mean() + 0.03
 
 
-def test_the_world_texts_are_encoded_once_per_catalogue(world, cache) -> None:
-    enc = TextEncoder(cache_dir=cache)
+def test_the_world_texts_are_encoded_once_per_catalogue(world, encoder) -> None:
+    enc = encoder.with_cache_dir(encoder.cache_dir)  # its own count of encoded texts
     cfg = ItemsConfig(text="embedding")
     build_catalog(world, dim=8, seed=0, items_cfg=cfg, encoder=enc)
     n = enc.encoded

@@ -389,7 +389,7 @@ def content_design(
     max_words: int = 2000,
     encoder: TextEncoder | None = None,
     dense_scale: float = 1.0,
-) -> sp.csr_matrix:
+) -> sp.csr_matrix | np.ndarray:
     """The content design matrix of the world's items, as :func:`build_catalog` fits it (one
     row per item: tags, words or text embedding, supplied embedding, bias; the dense columns
     at ``dense_scale``, the catalog's ``content_scale``): for evaluations of what content
@@ -405,10 +405,14 @@ def content_design(
     return _with_dense(feat.transform(item_tags, docs), scaled)
 
 
-def _with_dense(x: sp.csr_matrix, dense: np.ndarray | None) -> sp.csr_matrix:
+def _with_dense(x: sp.csr_matrix, dense: np.ndarray | None) -> sp.csr_matrix | np.ndarray:
+    """The sparse design alone, or beside dense columns as one dense matrix: a sparse
+    ``x.T @ x`` of hundreds of dense columns is ~50x slower than BLAS (ML-100K with 384 text
+    dimensions: 11 s of a 15 s catalogue build). Tags-and-words designs stay sparse, so their
+    fits are unchanged to the bit."""
     if dense is None:
         return x
-    return sp.hstack([x, sp.csr_matrix(dense)], format="csr")
+    return np.hstack([x.toarray(), dense])
 
 
 def _centred_unit(world: np.ndarray, new: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -607,6 +611,8 @@ def _cold_start_residuals(
     return donor_resid[pick]
 
 
-def _ridge(x: sp.csr_matrix, y: np.ndarray, lam: float) -> np.ndarray:
+def _ridge(x: sp.csr_matrix | np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    if not sp.issparse(x):  # a design with dense content columns (``_with_dense``)
+        return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
     xtx = (x.T @ x).toarray() + lam * np.eye(x.shape[1])
     return np.linalg.solve(xtx, np.asarray(x.T @ y))

@@ -68,9 +68,21 @@ class TextEncoder:
     def __init__(self, model: str = DEFAULT_MODEL, *, cache_dir: Path | None = None) -> None:
         self.model = model or DEFAULT_MODEL
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self._st: Any = None
+        self._loaded: list[Any] = []  # the model once loaded; shared by with_cache_dir
         self.encoded = 0
         """Texts encoded by the model (cache misses) since construction."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded (a cache hit never loads it)."""
+        return bool(self._loaded)
+
+    def with_cache_dir(self, cache_dir: Path) -> TextEncoder:
+        """An encoder of the same model that keeps its embeddings in ``cache_dir`` and shares
+        this one's model: loaded at most once for both, by whichever encodes first."""
+        other = TextEncoder(self.model, cache_dir=cache_dir)
+        other._loaded = self._loaded
+        return other
 
     @property
     def identity(self) -> str:
@@ -125,8 +137,8 @@ class TextEncoder:
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def _load(self) -> Any:
-        if self._st is not None:
-            return self._st
+        if self._loaded:
+            return self._loaded[0]
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as e:
@@ -140,16 +152,15 @@ class TextEncoder:
         else:
             folder, kwargs = self.model, {"local_files_only": True}
         try:
-            self._st = SentenceTransformer(
-                str(folder), device="cpu" if _no_cuda() else None, **kwargs
-            )
+            st = SentenceTransformer(str(folder), device="cpu" if _no_cuda() else None, **kwargs)
         except Exception as e:  # noqa: BLE001 (transformers raises OSError, ValueError, ...)
             raise DataError(
                 folder,
                 f"cannot load the sentence-transformers model ({type(e).__name__}: {e})"[:500],
                 expected=f"a model folder, {DEFAULT_MODEL!r}, or a name in the local cache",
             ) from None
-        return self._st
+        self._loaded.append(st)
+        return st
 
 
 def _no_cuda() -> bool:
