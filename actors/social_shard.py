@@ -85,8 +85,8 @@ class RayHosts:
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
             raise RunError(
                 f"a social shard actor failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                "a social run's shards finish together and cannot be restarted mid-run: "
-                "run the study again"
+                "a social run's shards cannot be restarted mid-round: run the study again with "
+                "--resume (the replicates already finished are kept)"
             ) from None
 
     def step(self, day: int, inboxes: list[list[Deliveries]]) -> list[StepDone]:

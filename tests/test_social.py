@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from recoworld.config import SocialConfig, decode_study
-from recoworld.errors import ConfigError, DataError, RunError
+from recoworld.errors import ConfigError, DataError
 from recoworld.io.tables import read_table
 from recoworld.social.awareness import Awareness
 from recoworld.social.diffusion import USER_METRICS, cascades
@@ -307,7 +307,8 @@ def test_a_social_study_writes_its_tables_summary_and_figures(one_host) -> None:
     hubs = d.filter((pl.col("arm") == "hubs") & (pl.col("metric") == "reach_recommender"))
     assert hubs["mean"][0] > 0 and hubs["ci_low"][0] is not None and hubs["replicates"][0] == 2
     figures = msgspec.json.decode((run.path / "social.json").read_bytes())
-    assert figures["rounds"]["rounds"] == 8 and figures["choices"]["recommender"] > 0
+    assert figures["rounds"]["rounds"] == 8 * 2  # one host: the 2 replicates one after the other
+    assert figures["rounds"]["waves"] == 2 and figures["choices"]["recommender"] > 0
     assert len(figures["graphs"]) == 2
     assert (run.path / "manifest.json").is_file()
 
@@ -355,9 +356,39 @@ def test_a_world_friends_table_gives_the_graph_and_a_friendless_user_hears_nothi
     assert heard.height == 0 and alone.len() > 0
 
 
-def test_a_social_run_cannot_resume(world, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="cannot resume"):
-        run_social_study(study(), world, run_id="r", out_dir=tmp_path, resume=True)
+class DiesInReplicate1(LocalHosts):
+    """Hosts that die on day 3 of replicate 1 (after replicate 0 finished)."""
+
+    def step(self, day, inboxes):  # noqa: ANN001, ANN201
+        if day == 3 and self.hosts[0].shards[0].spec.replicate == 1:
+            raise RuntimeError("killed on day 3 of replicate 1")
+        return super().step(day, inboxes)
+
+
+class Counts(LocalHosts):
+    replicates: list[int] = []
+
+    def finish(self):  # noqa: ANN201
+        Counts.replicates += [s.spec.replicate for h in self.hosts for s in h.shards]
+        return super().finish()
+
+
+def test_an_interrupted_social_run_resumes_from_its_finished_replicates(
+    world, one_host, tmp_path: Path
+) -> None:
+    _, base = one_host
+    with pytest.raises(RuntimeError, match="killed on day 3"):
+        run_social_study(study(), world, run_id="r", out_dir=tmp_path, open_hosts=DiesInReplicate1)
+    assert not (tmp_path / "r").exists()  # the run stays partial
+    run = run_social_study(
+        study(), world, run_id="r", out_dir=tmp_path, resume=True, open_hosts=Counts
+    )
+    assert Counts.replicates == [1]  # replicate 0 was not run again
+    got = tables(run.path)
+    for name in base:
+        assert got[name].equals(base[name]), name
+    rounds = msgspec.json.decode((run.path / "social.json").read_bytes())["rounds"]
+    assert rounds["resumed_shards"] == 1 and rounds["waves"] == 1 and rounds["rounds"] == 8
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ pipes (:class:`ForkedHosts`), or in Ray actors (``actors/social_shard.py``). The
 the same for every choice, and for any number of hosts and shards (tests/test_social.py,
 tests/test_social_ray.py).
 
-A social run cannot ``--resume``: its shards finish together, after the last round.
+A social run resumes by replicates (waves, :func:`waves`): the replicates whose shards all
+finished are kept, the others run again whole.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from recoworld.study.shard import (
     ShardFile,
     ShardResult,
     ShardSpec,
+    marker_path,
     segment_codes,
     segment_names,
     write_marker,
@@ -246,9 +248,71 @@ class _ShardArms:
             moments=moments.to_bytes(),
             files=tuple(ShardFile(path=n, rows=rows[n], sha256=hashes[n]) for n in sorted(rows)),
         )
+        social = ShardSocial(diffusion=diffusion.to_bytes(), counts=counts)
+        write_shard_social(folder, self.spec.index, social)  # before the marker: it is last
         write_marker(folder, result)
         shutil.rmtree(self.scratch, ignore_errors=True)
-        return result, diffusion.to_bytes(), counts
+        return result, social.diffusion, counts
+
+
+class ShardSocial(msgspec.Struct, frozen=True, kw_only=True):
+    """What a finished shard of a social run keeps beside its marker for ``--resume``: the
+    moments of its diffusion metrics and its round-choice counts."""
+
+    diffusion: bytes
+    counts: dict[str, int]
+
+
+def _shard_social_path(folder: Path, index: int) -> Path:
+    return marker_path(folder, index).with_suffix(".social")
+
+
+def write_shard_social(folder: Path, index: int, social: ShardSocial) -> None:
+    path = _shard_social_path(folder, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(msgspec.msgpack.encode(social))
+    os.replace(tmp, path)
+
+
+def resumed(folder: Path, plan: list[ShardSpec], finished: dict[int, ShardResult]) -> HostDone:
+    """The finished replicates of an interrupted social run (every shard of the replicate has
+    its marker) as one host's answer; a replicate finished in part runs again whole (its
+    shards talk to each other every round)."""
+    reps = {s.replicate for s in plan}
+    whole = {r for r in reps if all(s.index in finished for s in plan if s.replicate == r)}
+    results, diffusion, counts = [], [], {}
+    for spec in plan:
+        if spec.replicate not in whole:
+            continue
+        path = _shard_social_path(folder, spec.index)
+        if not path.is_file():
+            raise RunError(
+                f"{path}: missing; shard {spec.index} finished without it: run the "
+                "study again without --resume"
+            )
+        social = msgspec.msgpack.decode(path.read_bytes(), type=ShardSocial)
+        results.append(finished[spec.index])
+        diffusion.append(social.diffusion)
+        for k, v in social.counts.items():
+            counts[k] = counts.get(k, 0) + v
+    return HostDone(results=results, diffusion=diffusion, counts=counts)
+
+
+def waves(plan: list[ShardSpec], skip: set[int], hosts: int) -> list[list[ShardSpec]]:
+    """The replicates not in ``skip``, in order, gathered into waves that each hold at least
+    ``hosts`` shards (or what is left): a wave's replicates run their rounds together and
+    finish together, so an interrupted run resumes from its last finished wave."""
+    out: list[list[ShardSpec]] = []
+    wave: list[ShardSpec] = []
+    for r in sorted({s.replicate for s in plan} - skip):
+        wave += [s for s in plan if s.replicate == r]
+        if len(wave) >= hosts:
+            out.append(wave)
+            wave = []
+    if wave:
+        out.append(wave)
+    return out
 
 
 def _observer(enc: RecordEncoder, events, sessions):  # noqa: ANN001, ANN202
@@ -472,8 +536,14 @@ class RoundStats(msgspec.Struct, kw_only=True):
     """What the rounds cost (kept in ``social.json``; ``benchmarks/bench_social.py``)."""
 
     hosts: int
+    """The most hosts a wave of replicates ran on."""
     shards: int
+    resumed_shards: int = 0
+    """Shards of replicates an interrupted run had finished (``--resume``): not run again."""
+    waves: int = 0
+    """Waves of replicates run one after another (``waves``), each through every day."""
     rounds: int = 0
+    """Round steps taken: days x waves."""
     deliveries: int = 0
     cross_host: int = 0
     """Deliveries whose receiver lives on another host than its sender (they travel)."""
@@ -528,7 +598,7 @@ def run_rounds(
     hosts: Hosts, plan: list[ShardSpec], host_of: np.ndarray, days: int, stats: RoundStats
 ) -> None:
     """The bulk-synchronous rounds (module docstring, steps 1-2)."""
-    inboxes: list[list[Deliveries]] = [[] for _ in range(stats.hosts)]
+    inboxes: list[list[Deliveries]] = [[] for _ in range(int(host_of.max(initial=0)) + 1)]
     for day in range(days):
         t0 = time.perf_counter()
         outs = hosts.step(day, inboxes)  # 1. every host steps its shards through the round
@@ -545,7 +615,7 @@ def host_groups(plan: list[ShardSpec], hosts: int) -> tuple[list[list[ShardSpec]
     communities), and the host of each shard index."""
     cuts = np.array_split(np.arange(len(plan)), max(1, min(hosts, len(plan))))
     groups = [[plan[i] for i in c] for c in cuts if c.size]
-    host_of = np.zeros(len(plan), np.int64)
+    host_of = np.zeros(max((s.index for s in plan), default=-1) + 1, np.int64)
     for h, g in enumerate(groups):
         for s in g:
             host_of[s.index] = h
@@ -573,11 +643,6 @@ def run_social_study(
     ``actors.social_shard.ray_hosts``). A language brain's study uses ``model``, else opens
     the one its [llm] names (and closes it at the end); its hosts live in this process."""
     t0 = time.perf_counter()
-    if resume:
-        raise RunError(
-            f"--resume {run_id}: a social study runs its shards in lockstep and finishes them "
-            "together; it cannot resume: run it again without --resume"
-        )
     llm = uses_llm(cfg)
     if llm and (workers > 1 and open_hosts is None):
         raise RunError(
@@ -601,18 +666,40 @@ def run_social_study(
             open_hosts = functools.partial(open_hosts, model=model)  # type: ignore[call-arg]
         run = stack.enter_context(
             Run.open(
-                preps, root, run_id, shards=max(n_hosts, shards or 1), overwrite=overwrite, t0=t0
+                preps,
+                root,
+                run_id,
+                shards=max(n_hosts, shards or 1),
+                overwrite=overwrite,
+                resume=resume,
+                t0=t0,
             )
         )
-        groups, host_of = host_groups(run.plan, n_hosts)
-        stats = RoundStats(hosts=len(groups), shards=len(run.plan))
-        hosts = open_hosts(worlds, run.path, groups)
-        try:
-            run_rounds(hosts, run.plan, host_of, cfg.social.days, stats)  # type: ignore[arg-type]
-            t_finish = time.perf_counter()
-            done = hosts.finish()
-        finally:
-            hosts.close()
+        before = resumed(run.path, run.plan, run.finished()) if resume else None
+        done = [before] if before is not None else []
+        skip = {r.spec.replicate for r in before.results} if before is not None else set()
+        stats = RoundStats(
+            hosts=0,
+            shards=len(run.plan),
+            resumed_shards=len(before.results) if before is not None else 0,
+        )
+        host_of = np.zeros(len(run.plan), np.int64)
+        finishing = 0.0
+        for wave in waves(run.plan, skip, n_hosts):  # replicates finish wave by wave
+            groups, wave_host = host_groups(wave, n_hosts)
+            at = np.array([s.index for s in wave])
+            host_of[at] = wave_host[at]
+            stats.hosts = max(stats.hosts, len(groups))
+            stats.waves += 1
+            hosts = open_hosts(worlds, run.path, groups)
+            try:
+                run_rounds(hosts, wave, wave_host, cfg.social.days, stats)  # type: ignore[arg-type]
+                t_finish = time.perf_counter()
+                done += hosts.finish()
+                finishing += time.perf_counter() - t_finish
+            finally:
+                hosts.close()
+        t_finish = time.perf_counter()
         results = sorted((r for d in done for r in d.results), key=lambda r: r.spec.index)
         write_diffusion(run.path, worlds, done)
         counts: dict[str, int] = {}
@@ -620,7 +707,7 @@ def run_social_study(
             for k, v in d.counts.items():
                 counts[k] = counts.get(k, 0) + v
         fidelity = co_consumption_figures(run.path, worlds, world)
-        stats.finish_seconds = time.perf_counter() - t_finish
+        stats.finish_seconds = finishing + time.perf_counter() - t_finish
         run.write_bytes(
             SOCIAL_FIGURES, _figures(worlds, run.plan, host_of, stats, counts, fidelity)
         )
