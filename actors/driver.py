@@ -25,7 +25,7 @@ from recoworld.config import StudyConfig, uses_llm
 from recoworld.errors import RecoWorldError, RunError
 from recoworld.study.aggregate import BLOCK_USERS
 from recoworld.study.lifecycle import Progress, Run, RunResult
-from recoworld.study.prepare import prepare_all
+from recoworld.study.prepare import STREAM_USERS, prepare_all
 from recoworld.study.progress import ProgressBoard
 from recoworld.world.model import World
 
@@ -113,7 +113,7 @@ def run_study_on_ray(
     own client (``openai``, ``replay``); see ``actors.coordinator``. A run with replicas gets
     ``llm_replicas.json``: how requests were routed, and each replica's figures."""
     t0 = time.perf_counter()
-    preps = prepare_all(cfg, world)
+    preps = prepare_all(cfg, world, stream_above=STREAM_USERS)
     users = sum(p.size for p in preps)
     if on_ready:
         on_ready(users)

@@ -173,6 +173,13 @@ class BrainConfig(Strict):
     negatives_per_positive: int = 9
     """Negatives sampled per observed interaction when fitting the choice model; sets the base
     rate the fitted intercept corresponds to (1 / (1 + this))."""
+    logged_exposure: float = 1.0
+    """The exposure assumed behind the world's logs when fitting the choice among shown items:
+    an item was shown in proportion to ``(1 + n_j) ** logged_exposure`` (``n_j`` its
+    interactions). 1: proportional to popularity (platform logs; the fidelity harness's
+    ``browse`` exposure); 0: uniform, the choice model is then the logged-world one (before
+    this setting existed). Logs alone cannot tell exposure from taste for the popular
+    (docs/simulator.md, "Exposure")."""
     position_bias: float = 0.35
     """Logit penalty per log2(1 + position): lower slots are seen less."""
     watch_threshold: float = 0.15
@@ -458,8 +465,11 @@ class LLMConfig(Strict):
     """How prompts show items: text = id, title, tags, description; semantic_id = id and
     semantic ID, with a legend of the first level's codes; both = the two together."""
     attach_images: bool = False
-    """Attach the items' images (the items table's `image` column) to slate prompts as
-    multimodal inputs: needs a multimodal model (docs/items.md)."""
+    """Attach the items' images (the items table's `image` column) to the llm brain's slate
+    prompts as multimodal inputs: needs engine.chat_template and a multimodal model
+    (docs/items.md). Unreadable images follow [items] on_bad_image."""
+    max_images: int = 4
+    """attach_images: at most this many images per prompt (the slate's first readable ones)."""
 
 
 class OutputConfig(Strict):
@@ -914,6 +924,7 @@ PROBABILITIES = (
 its arm."""
 NON_NEGATIVE = (
     "brain.negatives_per_positive",
+    "brain.logged_exposure",
     "brain.fatigue_per_item",
     "brain.fatigue_per_watch",
     "population.jitter",
@@ -1029,6 +1040,11 @@ def uses_llm(cfg: StudyConfig) -> bool:
     return cfg.brain.kind != "parametric" or any(r.kind == "agentic" for r in recommenders(cfg))
 
 
+def brings_own_recommender(cfg: StudyConfig) -> bool:
+    """Does any arm bring its own recommender (python, scores, slates, http)?"""
+    return any(r.kind in EXTERNAL_KINDS for r in recommenders(cfg))
+
+
 def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
     recs = [("recommender", cfg.recommender)] + [
         (f"arms[{k}].recommender", a.recommender) for k, a in enumerate(cfg.arms) if a.recommender
@@ -1057,9 +1073,16 @@ def _check_llm(cfg: StudyConfig, bad) -> None:  # noqa: ANN001
         "feeling_chars",
         "instruction_chars",
         "summary_chars",
+        "max_images",
     ):
         if getattr(m, name) < 1:
             raise bad(f"llm.{name}", "an integer >= 1", getattr(m, name))
+    if m.attach_images and m.backend != "replay" and not m.engine.chat_template:
+        raise bad(
+            "llm.engine.chat_template",
+            "true: attach_images sends images as parts of a chat message",
+            m.engine.chat_template,
+        )
     if m.retries < 0:
         raise bad("llm.retries", "an integer >= 0", m.retries)
     if m.timeout_s <= 0:

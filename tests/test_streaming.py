@@ -21,13 +21,16 @@ from recoworld.config import (
     StudyConfig,
     Targeting,
     WorldConfig,
+    decode_study,
 )
 from recoworld.io.runs import scan_table
 from recoworld.items.catalog import build_catalog
-from recoworld.study import lifecycle, runner
+from recoworld.recommenders.base import DENSE_SHOWN_ITEMS
+from recoworld.study import lifecycle, preflight, runner
 from recoworld.study import prepare as prepare_module
 from recoworld.study.prepare import load_world_for, prepare_all
 from recoworld.study.runner import run_study
+from recoworld.study.shard import FULL_BATCH
 from recoworld.users.persona import _ROW_FIELDS, personas_from_history
 from recoworld.users.population import build_population, population_draw
 from recoworld.world.synthetic import synthetic_world
@@ -124,3 +127,36 @@ def test_a_streamed_population_gives_the_same_run_as_one_held_whole(
     for name, frame in tables(whole.path).items():
         assert_frame_equal(tables(run.path)[name], frame, check_row_order=True), name
     assert pq.ParquetFile(run.path / "users.parquet").num_row_groups > 1  # written by block
+
+
+# ---- the memory pre-flight -------------------------------------------------------------------
+
+
+def test_the_preflight_keeps_in_step_with_what_it_models() -> None:
+    assert (preflight.STREAM_USERS, preflight.STREAM_BLOCK) == (
+        prepare_module.STREAM_USERS,
+        prepare_module.STREAM_BLOCK,
+    )
+    assert (preflight.FULL_BATCH, preflight.DENSE_SHOWN_ITEMS) == (FULL_BATCH, DENSE_SHOWN_ITEMS)
+
+
+def scale_study(users: int, items: int = 0) -> StudyConfig:
+    world = f'dataset = "synthetic"\nsynthetic_items = {items}' if items else 'dataset = "ml-100k"'
+    return decode_study(f'name = "s"\n[world]\n{world}\n[population]\nsize = {users}\n')
+
+
+def test_a_streamed_population_costs_the_preflight_a_block_and_a_few_bytes_per_user() -> None:
+    terms = {n: preflight.memory_terms(scale_study(n), workers=2) for n in (10**6, 10**7)}
+    per_user = (terms[10**7]["population"] - terms[10**6]["population"]) / (10**7 - 10**6)
+    assert per_user == 2 + 1  # a segment code and one arm's treatment flag
+    preflight.check_memory(scale_study(10**7), source="s.toml", workers=2, available=24 * 2**30)
+
+
+def test_a_catalogue_free_batch_does_not_grow_with_the_catalogue() -> None:
+    batches = [
+        preflight.memory_terms(scale_study(10**5, items), workers=2)["batches"]
+        for items in (10**5, 10**6, 10**7)
+    ]
+    assert batches[0] == batches[1] == batches[2] == 2 * FULL_BATCH * preflight.PER_FREE_USER
+    dense = preflight.memory_terms(scale_study(10**5, 2000), workers=2)["batches"]
+    assert dense == 2 * preflight.batch_users(2000) * 2000 * preflight.PER_CELL

@@ -31,6 +31,7 @@ import pyarrow as pa
 from recoworld import __version__
 from recoworld.config import (
     StudyConfig,
+    brings_own_recommender,
     decode_study_json,
     encode_study,
     results_difference,
@@ -46,7 +47,6 @@ from recoworld.study.prepare import STREAM_BLOCK, Prepared
 from recoworld.study.shard import (
     ShardResult,
     ShardSpec,
-    brings_own_recommender,
     check_marker_files,
     marker_path,
     plan_replicates,

@@ -18,11 +18,16 @@ T = tags (at most 64), D = embedding_dim, W = world users):
 2. ``fit``: the choice model's training sample, (1 + negatives_per_positive) rows per
    interaction: ``(1 + npp) * N * PER_FIT_ROW``.
 3. ``population``: persona taste and dislike (U x T) and preference (U x D) float32, scalar
-   traits, and the jitter's float64 noise over (U x T): ``U * (PER_PERSONA + 8 T + 4 D + 24 T)``.
+   traits, and the jitter's float64 noise over (U x T): ``H * (PER_PERSONA + 8 T + 4 D + 24 T)``
+   for the H users held at once: U, or where a replicate has more than ``STREAM_USERS`` users
+   (the run streams its population) a block of ``STREAM_BLOCK``, plus each user's segment code
+   and treatment flags, ``U * (2 + arms)``.
 4. ``batches``: users simulated at once, ``min(U, workers * batch_size_for(I))`` (every user
    at once for language-model studies, which run as one shard), each with the recommender's
    ``shown`` matrix (bool) and full-catalog scores, their masked copy and the partition indices
-   over I items: ``users * I * PER_CELL``.
+   over I items: ``users * I * PER_CELL``. Above ``DENSE_SHOWN_ITEMS`` items with built-in
+   recommenders a batch holds no (users x items) array (``shard.catalogue_free``): batches of
+   ``FULL_BATCH`` users, ``PER_FREE_USER`` each (shortlists, what each user was shown).
 5. ``results``: per user and arm, the metric totals kept for the summary: ``U * arms *
    PER_USER_RESULT``.
 """
@@ -32,7 +37,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from recoworld.config import StudyConfig, uses_llm
+from recoworld.config import StudyConfig, brings_own_recommender, replicate_count, uses_llm
 from recoworld.errors import ConfigError
 
 BASELINE = 300 * 2**20
@@ -55,6 +60,15 @@ SYNTHETIC_TAGS, SYNTHETIC_INTERACTIONS_PER_USER = 12, 80
 BATCH_CELLS, BATCH_MIN, BATCH_MAX = 30_000_000, 512, 16384
 """``recoworld.study.shard.batch_size_for``'s bounds, kept here so that the pre-flight imports
 nothing heavy (a test keeps both in step)."""
+
+FULL_BATCH, DENSE_SHOWN_ITEMS = 16384, 4096
+"""``recoworld.study.shard.FULL_BATCH`` and ``recoworld.recommenders.base.DENSE_SHOWN_ITEMS``
+(a test keeps them in step)."""
+PER_FREE_USER = 32 * 1024
+"""Bytes per user of a catalogue-free batch: its session-start candidates (2 x shortlist + its
+history, float32 scores and int64 ids, with their sort), its shortlist and its shown list."""
+STREAM_USERS, STREAM_BLOCK = 100_000, 65_536
+"""``recoworld.study.prepare.STREAM_USERS`` and ``STREAM_BLOCK`` (a test keeps them in step)."""
 
 NOMINAL_WORLDS: dict[str, tuple[int, int, int, int]] = {
     "ml-100k": (943, 1682, 100_000, 19),
@@ -106,15 +120,23 @@ def memory_terms(
     d = cfg.world.embedding_dim
     items = w_items + (len(cfg.creator.items) if cfg.creator else 0)
     users = cfg.population.size or w_users
-    at_once = users if uses_llm(cfg) else min(users, max(workers, 1) * batch_users(items))
+    llm = uses_llm(cfg)
+    free = not llm and items > DENSE_SHOWN_ITEMS and not brings_own_recommender(cfg)
+    batch, per_user = (
+        (FULL_BATCH, PER_FREE_USER) if free else (batch_users(items), items * PER_CELL)
+    )
+    at_once = users if llm else min(users, max(workers, 1) * batch)
+    streamed = not llm and -(-users // replicate_count(cfg)) > STREAM_USERS
+    held = STREAM_BLOCK if streamed else users
+    flags = users * (2 + len(cfg.arms)) if streamed else 0
     return {
         "baseline": BASELINE,
         "world": n_inter * PER_INTERACTION
         + items * (PER_ITEM + 12 * d + 4 * tags)
         + w_users * (PER_WORLD_USER + 16 * d),
         "fit": (1 + cfg.brain.negatives_per_positive) * n_inter * PER_FIT_ROW,
-        "population": users * (PER_PERSONA + 8 * tags + 4 * d + 24 * tags),
-        "batches": at_once * items * PER_CELL,
+        "population": held * (PER_PERSONA + 8 * tags + 4 * d + 24 * tags) + flags,
+        "batches": at_once * per_user,
         "results": users * len(cfg.arms) * PER_USER_RESULT,
     }
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from recoworld.config import StudyConfig, uses_llm
+from recoworld.config import StudyConfig, brings_own_recommender, uses_llm
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.factory import open_model
 from recoworld.recommenders.baselines import MFSource
@@ -34,7 +34,6 @@ from recoworld.study.shard import (
     ShardSpec,
     UserShard,
     batch_size_for,
-    brings_own_recommender,
     catalogue_free,
 )
 from recoworld.world.model import World

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from recoworld.config import EXTERNAL_KINDS, StudyConfig, recommenders, uses_llm
+from recoworld.config import brings_own_recommender, uses_llm
 from recoworld.errors import LLMError, RunError
 from recoworld.io.integrity import check_digests, digests
 from recoworld.io.records import (
@@ -238,11 +238,6 @@ def catalogue_free(n_items: int, external: bool) -> bool:
     (``external``: its contract check keeps such a matrix). Such batches are
     :data:`FULL_BATCH` users, else :func:`batch_size_for`."""
     return not external and n_items > DENSE_SHOWN_ITEMS
-
-
-def brings_own_recommender(cfg: StudyConfig) -> bool:
-    """Does any arm bring its own recommender (python, scores, slates, http)?"""
-    return any(r.kind in EXTERNAL_KINDS for r in recommenders(cfg))
 
 
 def simulate_to(
