@@ -70,7 +70,7 @@ def study(dataset: str, items: int, users: int, mindset: bool = True):  # noqa: 
 def child(spec: dict) -> dict:
     """One measurement in this process (a subprocess of :func:`main`)."""
     from recoworld.study.lifecycle import Run
-    from recoworld.study.prepare import load_world_for, prepare
+    from recoworld.study.prepare import STREAM_USERS, load_world_for, prepare_all
     from recoworld.study.runner import local_shard_count, run_shards, share_indexes
 
     cfg = study(spec["dataset"], spec["items"], spec["users"], spec.get("mindset", True))
@@ -79,7 +79,7 @@ def child(spec: dict) -> dict:
     else:
         world = load_world_for(cfg.world, cfg.seed)
     t0 = time.perf_counter()
-    prep = prepare(cfg, world)
+    (prep,) = prepare_all(cfg, world, stream_above=STREAM_USERS)  # as `recoworld run` does
     del world
     t_prep = time.perf_counter() - t0
     t0 = time.perf_counter()
