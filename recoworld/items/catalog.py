@@ -88,6 +88,11 @@ class Catalog:
     """How prompts show items: text, semantic_id or both (``[llm] item_representation``)."""
     images: np.ndarray | None = None
     """(n_items,) str objects: each item's image path or URI ("" = none); None = no images."""
+    image_base: str = ""
+    """The folder relative image paths are taken from: the world's (its ``source``), creator
+    items' too; "" = the working folder."""
+    on_bad_image: str = "fallback"
+    """What an unreadable image does when a prompt attaches it (``[items] on_bad_image``)."""
     content_scale: float = 1.0
     """The scale of the dense content columns chosen by cross-fitting (``DENSE_SCALES``)."""
     new_content: np.ndarray | None = None
@@ -347,6 +352,8 @@ def build_catalog(
         semantic_ids=sids,
         representation=representation,
         images=_images(world, new_items),
+        image_base=world.source if world.source and Path(world.source).is_dir() else "",
+        on_bad_image=items_cfg.on_bad_image,
         new_content=new_content if new_items else None,
         content_scale=dense_scale,
     )

@@ -70,37 +70,60 @@ def image_url(ref: str, base: Path | None = None) -> str:
 @dataclass(frozen=True)
 class SlateImages:
     """The images of a slate's items, in slate order (items without an image or whose image
-    was left out have none), and how many were left out as unreadable."""
+    was left out have none), and those left out as unreadable."""
 
     urls: tuple[str, ...]
     items: tuple[int, ...]
     """The catalog row of each image's item."""
     fallbacks: int = 0
+    positions: tuple[int, ...] = ()
+    """The slate position (0-based) of each image's item."""
+    problems: tuple[str, ...] = ()
+    """Per image left out: the item, the image and what is wrong with it (one line each)."""
 
 
 def slate_images(
-    cat: Catalog, slate: Sequence[int], *, base: Path | None = None, on_bad: str = "fallback"
+    cat: Catalog,
+    slate: Sequence[int],
+    *,
+    base: Path | None = None,
+    on_bad: str | None = None,
+    limit: int | None = None,
 ) -> SlateImages:
-    """The images of ``slate``'s items (``cat.images``) as request URLs; ``base``: the folder
-    relative paths are taken from (the world's). ``on_bad``: "error" raises a DataError
-    naming the item and the image; "fallback" leaves the image out and counts it."""
+    """The images of ``slate``'s items (``cat.images``) as request URLs, in slate order.
+
+    ``base``: the folder relative paths are taken from (default the catalog's
+    ``image_base``, the world's folder). ``on_bad`` (default the catalog's ``on_bad_image``,
+    ``[items] on_bad_image``): "error" raises a DataError naming the item and the image;
+    "fallback" leaves the image out and counts it. ``limit``: at most this many images (the
+    first readable ones); items after the limit is reached are not read."""
     if cat.images is None:
         return SlateImages((), ())
-    urls, items, bad = [], [], 0
-    for i in slate:
+    if base is None and cat.image_base:
+        base = Path(cat.image_base)
+    on_bad = on_bad or cat.on_bad_image
+    urls: list[str] = []
+    items: list[int] = []
+    positions: list[int] = []
+    problems: list[str] = []
+    for j, i in enumerate(slate):
+        if limit is not None and len(urls) >= limit:
+            break
         ref = str(cat.images[int(i)] or "")
         if not ref:
             continue
         try:
             urls.append(image_url(ref, base))
             items.append(int(i))
+            positions.append(j)
         except ValueError as e:
+            where, what = f"item {cat.item_ids[int(i)]!r}", f"column 'image' ({ref!r}): {e}"
             if on_bad == "error":
                 raise DataError(
-                    f"item {cat.item_ids[int(i)]!r}",
-                    f"column 'image' ({ref!r}): {e}",
+                    where,
+                    what,
                     expected="a readable PNG, JPEG, GIF or WebP image "
                     '(or [items] on_bad_image = "fallback")',
                 ) from None
-            bad += 1
-    return SlateImages(tuple(urls), tuple(items), bad)
+            problems.append(f"{where}: {what}")
+    return SlateImages(tuple(urls), tuple(items), len(problems), tuple(positions), tuple(problems))

@@ -49,7 +49,9 @@ async def ask_structured(
     lenient: type | None = None,
     sampling: Sampling,
     check: Check | None = None,
+    images: tuple[str, ...] = (),
 ) -> Outcome:
+    """``images``: attached to the question and to its repair (``LLMRequest.images``)."""
     schema = json_schema(t)
     lenient = lenient or t
     why = ""
@@ -62,6 +64,7 @@ async def ask_structured(
             seed=request_seed(root_seed, uid, session, turn, purpose, attempt),
             sampling=sampling,
             schema=schema,
+            images=images,
         )
         (res,) = await model.generate([req])
         if not res.ok:

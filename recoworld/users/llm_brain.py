@@ -9,7 +9,8 @@ after one repair attempt (counted as ``fallback`` in ``llm_calls`` and the run s
 
 Per turn of the llm brain:
 1. the prompt: shared instructions, tags, persona, earlier session summaries (the user's stable
-   prefix), then this session's history and mindset in words, then the slate;
+   prefix), then this session's history and mindset in words, then the slate (with
+   ``[llm] attach_images``, the images of its first items attached after the text);
 2. one call with the slate-answer schema (per item: decision, watch %, rating, feeling; then
    continue or leave; an optional instruction); invalid -> one repair call -> else parametric;
 3. the mindset moves item by item with the parametric dynamics applied to the model's choices.
@@ -26,10 +27,11 @@ import numpy as np
 
 from recoworld.config import LLMConfig
 from recoworld.items.catalog import Catalog
+from recoworld.items.images import SlateImages, slate_images
 from recoworld.llm.ask import ask_structured
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.schemas import slack
-from recoworld.llm.types import Sampling
+from recoworld.llm.types import CallKey, Sampling
 from recoworld.llm.wrappers import CallLog
 from recoworld.records import (
     ACTIONS,
@@ -94,6 +96,8 @@ class LanguageBrain:
         self.rated = brain.model.rating is not None
         self._persona: dict[int, str] = {}
         self.fallbacks = 0
+        self.image_fallbacks = 0
+        """Images left out of prompts as unreadable (``[items] on_bad_image = "fallback"``)."""
 
     def persona(self, b: int) -> str:
         if b not in self._persona:
@@ -118,10 +122,12 @@ class LanguageBrain:
         prompt: str,
         t: type,
         lenient: type | None = None,
+        images: tuple[str, ...] = (),
     ) -> object | None:
         """One call constrained to ``t`` (and one repair call if the answer does not decode into
         ``lenient``, ``t`` with slack on string lengths); the decoded answer, or None when both
-        fail (the caller falls back and the fallback is counted)."""
+        fail (the caller falls back and the fallback is counted). ``images``: attached to
+        both calls."""
         out = await ask_structured(
             self.model,
             self.log,
@@ -135,10 +141,29 @@ class LanguageBrain:
             t=t,
             lenient=lenient,
             sampling=self._sampling(),
+            images=images,
         )
         if out.status == "fallback":
             self.fallbacks += 1
         return out.answer
+
+    def images(self, b: int, session: int, turn: int, slate: np.ndarray) -> SlateImages:
+        """The images a slate prompt attaches: none unless ``[llm] attach_images``; else the
+        first ``max_images`` readable images of the slate's items, in slate order. Images left
+        out as unreadable (``[items] on_bad_image = "fallback"``; "error" raises) are counted
+        and noted in ``llm_calls`` (one row per prompt, status ``image_fallback``, the problems
+        as its error), so they are never silent."""
+        if not self.llm.attach_images:
+            return SlateImages((), ())
+        got = slate_images(self.cat, slate.tolist(), limit=self.llm.max_images)
+        if got.fallbacks:
+            self.image_fallbacks += got.fallbacks
+            uid = int(self.p.uid[b])
+            key = CallKey(
+                arm=self.arm, user=uid, session=session, turn=turn, purpose="images-slate"
+            )
+            self.log.note(key, "image_fallback", error="; ".join(got.problems)[:2000])
+        return got
 
     async def summarize(
         self, b: int, session: int, mem: UserMemory, satisfaction: float
@@ -200,6 +225,7 @@ class LLMBrain(LanguageBrain):
         mind_now = np.array(
             [mind.satisfaction[0], mind.fatigue[0], mind.boredom[0], mind.curiosity[0]]
         )
+        shown = self.images(b, session, turn, slate[0])
         prompt = slate_prompt(
             self.cat,
             self.persona(b),
@@ -210,6 +236,7 @@ class LLMBrain(LanguageBrain):
             turns=self.turns,
             mind=mind_now,
             slate=slate[0],
+            images=shown.positions,
         )
         fc, ic = self.llm.feeling_chars, self.llm.instruction_chars
         t = slate_type(k, self.cat.tags, self.rated, fc, ic)
@@ -221,6 +248,7 @@ class LLMBrain(LanguageBrain):
             prompt,
             t,
             slate_type(k, self.cat.tags, self.rated, slack(fc), slack(ic)),
+            images=shown.urls,
         )
         if ans is None:  # parametric fallback
             return self._parametric(mind, b, session, turn, slate)

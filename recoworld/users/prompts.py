@@ -91,11 +91,28 @@ def turn_block(session: int, turn: int, turns: int, recent: Sequence[str], mind:
     return session_block(session, recent) + now_line(turn, turns, mind)
 
 
-def slate_block(cat: Catalog, slate: np.ndarray) -> str:
-    """The task: the slate, in order, and what to answer."""
+def slate_block(cat: Catalog, slate: np.ndarray, images: Sequence[int] = ()) -> str:
+    """The task: the slate, in order, which items the attached images show (``images``: their
+    0-based slate positions, in the order the images are attached), and what to answer."""
     lines = "\n".join(item_line(cat, int(it), j + 1) for j, it in enumerate(slate))
     legend = legend_block(cat, slate.tolist())
-    return f"{SLATE_RULES}\n{legend}## The slate, in order\n{lines}\n\nYour answer (JSON):"
+    return (
+        f"{SLATE_RULES}\n{legend}## The slate, in order\n{lines}\n{images_line(images)}"
+        "\nYour answer (JSON):"
+    )
+
+
+def images_line(positions: Sequence[int]) -> str:
+    """Which slate items the images attached after the prompt show, in order ("" = none)."""
+    if len(positions) == 0:
+        return ""
+    if len(positions) == 1:
+        return f"The image attached after this text shows slate item {positions[0] + 1}.\n"
+    shown = ", ".join(str(p + 1) for p in positions)
+    return (
+        f"The {len(positions)} images attached after this text show slate items {shown}, "
+        "in that order.\n"
+    )
 
 
 def slate_summary_lines(
@@ -149,16 +166,18 @@ def slate_prompt(
     mind: np.ndarray,
     slate: np.ndarray,
     note: str = "",
+    images: Sequence[int] = (),
 ) -> str:
     """The llm brain's slate prompt: the user's stable prefix (``persona``, the ``summaries``
     of earlier visits), this visit so far (``recent``), the mindset in words (``mind``:
     satisfaction, fatigue, boredom, curiosity), an optional ``note`` (what the user knows about
-    this slate, e.g. in the fidelity protocols), the slate task last."""
+    this slate, e.g. in the fidelity protocols), the slate task last; ``images``: the slate
+    positions of the items whose images the request attaches (``[llm] attach_images``)."""
     return (
         user_header(USER_INSTRUCTIONS, cat.tags, persona, summaries)
         + turn_block(session, turn, turns, recent, mind)
         + note
-        + slate_block(cat, slate)
+        + slate_block(cat, slate, images)
     )
 
 
