@@ -408,7 +408,7 @@ def test_social_config_errors_name_the_field(toml: str, message: str) -> None:
         decode_study(f'name = "x"\n{toml}\n', source="s.toml")
 
 
-def test_the_report_shows_diffusion_and_the_viewer_a_users_posts_chats_and_searches(
+def test_the_report_shows_diffusion_and_the_viewer_posts_and_chats_sent_and_read_and_searches(
     one_host, tmp_path: Path
 ) -> None:
     from recoworld.report.build import write_report
@@ -425,6 +425,26 @@ def test_the_report_shows_diffusion_and_the_viewer_a_users_posts_chats_and_searc
     assert any(s.kind == "chat" and s.other == receiver for s in mine)
     theirs = view.user("control", receiver).social
     assert any(s.kind == "chat received" and s.other == sender for s in theirs)
+    # a post is read by every friend of its sender (social_friends.parquet: each friendship)
+    friends = pl.from_arrow(read_table(run.path / "social_friends.parquet", "social_friends"))
+    graphs = msgspec.json.decode((run.path / "social.json").read_bytes())["graphs"]
+    assert friends.height == sum(g["friendships"] for g in graphs)
+    assert (friends["user"] < friends["friend"]).all()
+    post = (
+        t["social"]
+        .filter((pl.col("kind") == "post") & (pl.col("arm") == "control"))
+        .row(0, named=True)
+    )
+    sender = post["user"]
+    of = friends.filter((pl.col("user") == sender) | (pl.col("friend") == sender))
+    readers = (set(of["user"]) | set(of["friend"])) - {sender}
+    assert len(readers) == post["audience"]
+    reader = min(readers)
+    got = [s for s in view.user("control", reader).social if s.kind == "post received"]
+    assert any(s.other == sender and s.round == post["round"] for s in got)
+    assert not any(
+        s.kind == "post received" for s in view.user("control", sender).social if s.other == sender
+    )
     searcher = t["searches"].filter(pl.col("arm") == "control")["user"][0]
     assert any(s.kind == "search" for s in view.user("control", searcher).social)
 

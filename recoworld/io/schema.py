@@ -535,6 +535,16 @@ CASCADES = pa.schema(
 """One row per cascade: a root and everyone who watched the item following a chain of friends'
 words from it (``cascades.parquet``)."""
 
+FRIENDS = pa.schema(
+    [
+        _col("replicate", pa.int16(), "the replicate, 0-based"),
+        _col("user", pa.int64(), "one friend (simulated user id, 0-based; the lower id)"),
+        _col("friend", pa.int64(), "the other friend (simulated user id; the higher id)"),
+    ]
+)
+"""One row per friendship of a social run's graph, once (``social_friends.parquet``): who
+reads whose posts (the viewer lists the posts a user received from it)."""
+
 DIFFUSION_METRICS = {
     "reach_recommender": "shown a treated item by the recommender (0/1)",
     "reach_search": "found a treated item through search (0/1)",
@@ -561,6 +571,7 @@ TABLES = {
     "diffusion": DIFFUSION,
     "cascades": CASCADES,
     "diffusion_summary": SUMMARY,
+    "social_friends": FRIENDS,
 }
 
 USERS_TABLE = "users"
@@ -762,6 +773,9 @@ WHERE = {
         "diffusion/arm=<arm>/part-*.parquet: one row per user and treated item it was reached by"
     ),
     "cascades": "cascades.parquet: one row per cascade of a treated item (social layer)",
+    "social_friends": (
+        "social_friends.parquet: one row per friendship of the graph (social layer)"
+    ),
     "diffusion_summary": (
         "diffusion_summary.parquet: one row per arm x segment x diffusion metric (social layer)"
     ),

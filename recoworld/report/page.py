@@ -224,9 +224,9 @@ async function openUser(user) {
       li.addEventListener("click", () => openSession(s.session, 0));
       ul.append(li);
     }
-    const tl = $("social-timeline"); tl.replaceChildren();  // posts, chats, searches
+    const tl = $("social-timeline"); tl.replaceChildren();  // posts, chats (sent, read), searches
     for (const e of (d.social || [])) {
-      const who = e.other == null ? "" : (e.kind === "chat received" ? ` from user ${e.other}` """
+      const who = e.other == null ? "" : (e.kind.endsWith(" received") ? ` from user ${e.other}` """
     r""": ` to user ${e.other}`);
       const where = e.session == null ? "" : ` (session ${e.session + 1}, turn ${e.turn + 1})`;
       tl.append(el("li", { "data-kind":e.kind }, el("b", {}, `Day ${e.round + 1} · ${e.kind}`),

@@ -127,7 +127,7 @@ class SocialStep(_S):
     """One thing a user did or heard on the social layer (a run with ``[social]``)."""
 
     round: int
-    kind: str  # post | chat | chat received | search
+    kind: str  # post | chat | post received | chat received | search
     text: str  # the message's words, or the query; third-party text: shown as text only
     items: list[str]
     other: int | None  # the chat's friend (or its sender); None for a post or a search
@@ -142,8 +142,8 @@ class UserDetail(_S):
     persona: dict[str, Any]
     sessions: list[SessionRow]
     social: list[SocialStep] = []
-    """Posts and chats it wrote, chats it received, searches it typed, by round (empty without
-    the social layer)."""
+    """Posts and chats it wrote, posts and chats it received (read: a friend's post, a chat to
+    it), searches it typed, by round (empty without the social layer)."""
 
 
 class ItemStep(_S):
@@ -482,10 +482,15 @@ class RunView:
         out: list[SocialStep] = []
         folder = self.run_dir / "social" / f"arm={arm}"
         if folder.is_dir() and any(folder.glob("*.parquet")):
+            friends = self._friends(user)
             msgs = (
                 pl.scan_parquet(folder / "*.parquet")
-                .filter((pl.col("user") == user) | (pl.col("receiver") == user))
                 .with_columns(pl.col("kind").cast(pl.String))
+                .filter(
+                    (pl.col("user") == user)
+                    | (pl.col("receiver") == user)
+                    | ((pl.col("kind") == "post") & pl.col("user").is_in(friends))
+                )
                 .collect()
             )
             for r in msgs.iter_rows(named=True):
@@ -493,7 +498,7 @@ class RunView:
                 out.append(
                     SocialStep(
                         round=r["round"],
-                        kind=r["kind"] if mine else "chat received",
+                        kind=r["kind"] if mine else f"{r['kind']} received",
                         text=r["text"],
                         items=list(r["items"] or []),
                         other=r["receiver"] if mine else r["user"],
@@ -515,6 +520,21 @@ class RunView:
                     )
                 )
         return sorted(out, key=lambda s: (s.round, s.session or 0, s.turn or 0, s.kind))
+
+    def _friends(self, user: int) -> list[int]:
+        """The user's friends (``social_friends.parquet`` of a social run; none in older runs)."""
+        path = self.run_dir / "social_friends.parquet"
+        if not path.is_file():
+            return []
+        f = (
+            pl.scan_parquet(path)
+            .filter((pl.col("user") == user) | (pl.col("friend") == user))
+            .collect()
+        )
+        return sorted(
+            set(f.filter(pl.col("user") == user)["friend"].to_list())
+            | set(f.filter(pl.col("friend") == user)["user"].to_list())
+        )
 
     def session(self, arm: str | None, user: int, session: int) -> SessionReplay:
         """Every slate of one session, item by item, with the mindset after each item, the

@@ -40,6 +40,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from recoworld.config import StudyConfig, uses_llm
@@ -53,8 +54,8 @@ from recoworld.io.records import (
     RecordEncoder,
 )
 from recoworld.io.runs import Parts
-from recoworld.io.schema import CASCADES, SUMMARY
-from recoworld.io.tables import write_frame, write_table
+from recoworld.io.schema import CASCADES, FRIENDS, SUMMARY
+from recoworld.io.tables import write_frame, write_table, write_tables
 from recoworld.llm.base import LanguageModel
 from recoworld.llm.factory import endpoint_name, open_model
 from recoworld.llm.wrappers import CallLog, FailureBudget, RecordingModel
@@ -701,6 +702,7 @@ def run_social_study(
                 hosts.close()
         t_finish = time.perf_counter()
         results = sorted((r for d in done for r in d.results), key=lambda r: r.spec.index)
+        write_friends(run.path, worlds)
         write_diffusion(run.path, worlds, done)
         counts: dict[str, int] = {}
         for d in done:
@@ -715,6 +717,28 @@ def run_social_study(
             for arm in cfg.arms:
                 progress(arm.name, n)
         return run.finish(results)
+
+
+def write_friends(folder: Path, worlds: tuple[SocialWorld, ...]) -> None:
+    """``social_friends.parquet``: every friendship once (the lower user id first), per
+    replicate."""
+
+    def blocks():  # noqa: ANN202
+        for k, w in enumerate(worlds):
+            uid, g = w.prep.population.uid, w.graph
+            a = uid[np.repeat(np.arange(g.n), g.degree())]
+            b = uid[g.friends]
+            keep = a < b
+            order = np.lexsort((b[keep], a[keep]))
+            yield pa.table(
+                {
+                    "replicate": np.full(int(keep.sum()), k, np.int16),
+                    "user": a[keep][order],
+                    "friend": b[keep][order],
+                }
+            ).cast(FRIENDS)
+
+    write_tables(Path(folder) / "social_friends.parquet", blocks(), "social_friends")
 
 
 def write_diffusion(
