@@ -61,8 +61,8 @@ class WorldConfig(Strict):
 
 
 class SemanticIdConfig(Strict):
-    """Semantic IDs: residual quantisation (RQ-KMeans) of item vectors into code tuples
-    (``recoworld/items/semantic_ids.py``, docs/items.md)."""
+    """Semantic IDs: residual quantisation (RQ-KMeans or RQ-VAE) of item vectors into code
+    tuples (``recoworld/items/semantic_ids.py``, ``rq_vae.py``, docs/items.md)."""
 
     levels: int = 3
     """Quantisation levels (a fourth, disambiguating code separates items whose codes collide)."""
@@ -74,6 +74,10 @@ class SemanticIdConfig(Strict):
     else tags and words)."""
     iterations: int = 25
     """k-means iterations per level at most."""
+    method: Literal["rq-kmeans", "rq-vae"] = "rq-kmeans"
+    """rq-kmeans = k-means of the residuals, level by level (numpy); rq-vae = a small
+    autoencoder whose latent is quantised residually, trained to reconstruct the vectors
+    (CPU torch: the rl or embeddings extra; recoworld/items/rq_vae.py)."""
 
 
 class ItemsConfig(Strict):

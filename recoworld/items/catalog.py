@@ -28,6 +28,7 @@ from scipy.sparse.linalg import svds
 
 from recoworld.config import ItemsConfig
 from recoworld.errors import DataError
+from recoworld.items.rq_vae import build_semantic_ids_vae
 from recoworld.items.semantic_ids import SemanticIds, build_semantic_ids
 from recoworld.items.text_embed import TextEncoder, item_text
 from recoworld.rng import generator
@@ -319,14 +320,23 @@ def build_catalog(
             )
         else:
             vectors = unit_emb
-        sids = build_semantic_ids(
-            vectors,
-            fit_rows=np.arange(n_items),
-            levels=c.levels,
-            codebook_size=c.codebook_size,
-            iterations=c.iterations,
-            seed=seed,
-        )
+        if c.method == "rq-vae":
+            sids = build_semantic_ids_vae(
+                vectors,
+                fit_rows=np.arange(n_items),
+                levels=c.levels,
+                codebook_size=c.codebook_size,
+                seed=seed,
+            )
+        else:
+            sids = build_semantic_ids(
+                vectors,
+                fit_rows=np.arange(n_items),
+                levels=c.levels,
+                codebook_size=c.codebook_size,
+                iterations=c.iterations,
+                seed=seed,
+            )
     return Catalog(
         item_ids=np.array(
             world.items["item_id"].to_list() + [ni.item_id for ni in new_items], dtype=object

@@ -113,23 +113,35 @@ def build_semantic_ids(
     books: list[np.ndarray] = []
     for level in range(levels):
         rng = generator(seed, "semantic-ids", level)
-        centroids = _kmeans(resid[fit], codebook_size, iterations, rng)
-        assign = _nearest(resid, centroids)
+        centroids = kmeans(resid[fit], codebook_size, iterations, rng)
+        assign = nearest(resid, centroids)
         codes[:, level] = assign
         resid -= centroids[assign]
         books.append(centroids)
-    # Disambiguation: the rank of an item among the earlier items with the same codes.
-    _, inverse = np.unique(codes[:, :levels], axis=0, return_inverse=True)
+    codes, collisions = disambiguate(codes[:, :levels])
+    return SemanticIds(codes=codes, codebooks=tuple(books), collisions=collisions)
+
+
+def disambiguate(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """``codes`` (n, levels) with one more column: the rank of each item among the earlier
+    items (catalog order) with the same codes, so that every tuple is unique; and the number
+    of items whose codes collided with an earlier item's (rank > 0)."""
+    n, levels = codes.shape
+    out = np.zeros((n, levels + 1), dtype=np.int32)
+    out[:, :levels] = codes
+    if n == 0:
+        return out, 0
+    _, inverse = np.unique(codes, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     order = np.argsort(inverse, kind="stable")
     sorted_groups = inverse[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
     rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-    codes[order, levels] = rank
-    return SemanticIds(codes=codes, codebooks=tuple(books), collisions=int((rank > 0).sum()))
+    out[order, levels] = rank
+    return out, int((rank > 0).sum())
 
 
-def _nearest(x: np.ndarray, c: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def nearest(x: np.ndarray, c: np.ndarray, chunk: int = 65536) -> np.ndarray:
     out = np.empty(x.shape[0], dtype=np.int32)
     cc = (c * c).sum(axis=1)
     for s in range(0, x.shape[0], chunk):
@@ -138,7 +150,7 @@ def _nearest(x: np.ndarray, c: np.ndarray, chunk: int = 65536) -> np.ndarray:
     return out
 
 
-def _kmeans(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
     """Lloyd's k-means from a k-means++ start; an emptied centroid restarts at the point
     farthest from its own centroid."""
     n = x.shape[0]
@@ -153,7 +165,7 @@ def _kmeans(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) ->
         i = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
         centres[j] = x[i]
         d2 = np.minimum(d2, ((x - centres[j]) ** 2).sum(axis=1))
-    assign = _nearest(x, centres)
+    assign = nearest(x, centres)
     for _ in range(iterations):
         sums = np.zeros_like(centres)
         np.add.at(sums, assign, x)
@@ -163,7 +175,7 @@ def _kmeans(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) ->
         if empty.any():
             far = np.argsort(-((x - centres[assign]) ** 2).sum(axis=1))[: int(empty.sum())]
             centres[empty] = x[far]
-        new = _nearest(x, centres)
+        new = nearest(x, centres)
         if np.array_equal(new, assign):
             break
         assign = new
