@@ -56,8 +56,8 @@ def searches_batch(
     *,
     day: int,
     users: np.ndarray,
-    session: int,
-    turn: int,
+    session: int | np.ndarray,
+    turn: int | np.ndarray,
     kind: np.ndarray,
     queries: list[str],
     target: np.ndarray,
@@ -66,7 +66,8 @@ def searches_batch(
     item_ids: np.ndarray,
     item_dict: pa.Array | None = None,
 ) -> pa.RecordBatch:
-    """One turn's searches: ``users`` are user ids; ``target`` catalog rows (-1: none);
+    """Searches of one round: ``users`` are user ids; ``session`` and ``turn`` the page each
+    topped (one for all, or one per search); ``target`` catalog rows (-1: none);
     ``shown`` (n, k) the result items on each page (-1 padded). ``item_dict``: ``item_ids``
     as an Arrow array, when the caller keeps one."""
     n = users.size
@@ -74,8 +75,8 @@ def searches_batch(
     arrays = [
         pa.array(np.full(n, day, np.int32)),
         pa.array(users.astype(np.int64)),
-        pa.array(np.full(n, session, np.int16)),
-        pa.array(np.full(n, turn, np.int16)),
+        pa.array(np.broadcast_to(np.asarray(session, np.int16), n)),
+        pa.array(np.broadcast_to(np.asarray(turn, np.int16), n)),
         pa.DictionaryArray.from_arrays(pa.array(kind.astype(np.int32)), _QUERY_KINDS),
         pa.array(queries, pa.string()),
         pa.DictionaryArray.from_arrays(

@@ -224,6 +224,7 @@ class SocialArm:
         self.degree = world.graph.degree()[users]
         self.diffusion = Diffusion(n, np.flatnonzero(prep.arm_items[arm]), cat.n_items)
         self.search, self.social_sink, self.search_sink = search, social, searches
+        self._searched: list[dict] = []  # this round's searches, written at its end
         self.item_dict = pa.array(cat.item_ids.tolist(), pa.string())
         self.counts = {k: 0 for k in ("recommender", "social", "nothing", "pulled", "searches")}
         self.voice = voice(personas) if voice is not None else None
@@ -281,6 +282,7 @@ class SocialArm:
             at = self.session[visit].copy()  # one session per visitor, grouped by its index
             for s in np.unique(at):
                 self._session(visit[at == s], int(s), day)
+        self._write_searches(day)
         # 5. the social network: a post or a chat about what it watched
         talkers = social[fresh[social]]
         return self._talk(talkers, day)
@@ -387,22 +389,42 @@ class SocialArm:
         pages[s] = np.where(slot < count[:, None], shown, from_rest)
         searched[s] = slot < count[:, None]
         self.counts["searches"] += s.size
+        self._searched.append(
+            {
+                "users": uid[s],
+                "session": np.full(s.size, session, np.int16),
+                "turn": np.full(s.size, turn, np.int16),
+                "kind": kinds,
+                "queries": texts,
+                "target": target[s],
+                "results": res.counts(),
+                "shown": shown,
+            }
+        )
+        return pages, searched
+
+    def _write_searches(self, day: int) -> None:
+        """The round's searches, in the order they were made, as one batch (one Arrow batch
+        per turn cost more than the searches themselves)."""
+        if not self._searched:
+            return
+        cols = {k: [b[k] for b in self._searched] for k in self._searched[0]}
+        self._searched = []
         self.search_sink(
             searches_batch(
                 day=day,
-                users=uid[s],
-                session=session,
-                turn=turn,
-                kind=kinds,
-                queries=texts,
-                target=target[s],
-                results=res.counts(),
-                shown=shown,
+                users=np.concatenate(cols["users"]),
+                session=np.concatenate(cols["session"]),
+                turn=np.concatenate(cols["turn"]),
+                kind=np.concatenate(cols["kind"]),
+                queries=[q for qs in cols["queries"] for q in qs],
+                target=np.concatenate(cols["target"]),
+                results=np.concatenate(cols["results"]),
+                shown=np.concatenate(cols["shown"]),
                 item_ids=self.cat.item_ids,
                 item_dict=self.item_dict,
             )
         )
-        return pages, searched
 
     def _consumed(
         self,
