@@ -3,6 +3,7 @@
     python benchmarks/bench_items.py quality [--datasets ml-100k ml-latest-small synthetic]
     python benchmarks/bench_items.py encode [--texts 512]
     python benchmarks/bench_items.py semantic [--items 10000 100000]
+    python benchmarks/bench_items.py vae [--items 10000] [--dims 32 384] [--epochs 60]
 
 quality: per dataset and content design (``[items] text`` = tags, bow, embedding, and
 tags + words + embedding), the held-out R^2 of the content -> factor regression (as
@@ -23,6 +24,11 @@ encode: items encoded per second by the default model (load time apart), batches
 semantic: RQ-KMeans semantic-ID build time (3 levels x 32 codes, and 3 x 256) for
 clustered 32- and 384-dimensional vectors.
 
+vae: RQ-KMeans against RQ-VAE (``[items.semantic_id] method``) on the same clustered unit
+vectors, 3 levels x 32 codes: build time, relative reconstruction error (sum of squared errors
+over that of the mean: RQ-KMeans reconstructs with the sum of its codes, RQ-VAE with the decoder
+of its quantised latent), items disambiguated, first-level codes used.
+
 prompts (in .venv-llm: vLLM on CPU and the tiny locally built model, ``recoworld.llm.tiny``):
 ML-100K slate prompts of the llm brain (users' stable prefix, this visit so far growing each
 turn, the slate last) for every ``[llm] item_representation``: prompt tokens (the tiny model's
@@ -42,7 +48,8 @@ from scipy.sparse.linalg import svds
 
 from recoworld.config import ItemsConfig
 from recoworld.items.catalog import _ridge, build_catalog, content_design
-from recoworld.items.semantic_ids import build_semantic_ids
+from recoworld.items.rq_vae import fit_rq_vae
+from recoworld.items.semantic_ids import build_semantic_ids, disambiguate
 from recoworld.items.text_embed import TextEncoder, item_text
 from recoworld.testing.items import described_world
 from recoworld.world.loaders import load_world
@@ -174,6 +181,42 @@ def semantic(args: argparse.Namespace) -> None:
                 )
 
 
+def clustered_unit(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors around 64 random centres (the semantic and vae benchmarks' items)."""
+    centres = rng.normal(size=(64, d))
+    x = centres[rng.integers(64, size=n)] + 0.5 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def vae(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    print(
+        f"{'items':>7} {'dims':>4} {'method':9} {'build s':>8} {'rel err':>8} "
+        f"{'disamb.':>8} {'A codes':>7}"
+    )
+    for n in args.items:
+        for d in args.dims:
+            x = clustered_unit(n, d, rng)
+            spread = float(((x - x.mean(0)) ** 2).sum())
+            t0 = time.perf_counter()
+            km = build_semantic_ids(x, levels=3, codebook_size=32, seed=0)
+            t_km = time.perf_counter() - t0
+            rec = sum(km.codebooks[lv][km.codes[:, lv]] for lv in range(3))
+            rows = [("rq-kmeans", t_km, float(((x - rec) ** 2).sum()) / spread, km.codes)]
+            t0 = time.perf_counter()
+            model = fit_rq_vae(x, levels=3, codebook_size=32, seed=0, epochs=args.epochs)
+            codes, _ = disambiguate(model.codes(x))
+            t_vae = time.perf_counter() - t0
+            err = float(((x - model.reconstruct(x)) ** 2).sum()) / spread
+            rows.append(("rq-vae", t_vae, err, codes))
+            for name, dt, e, c in rows:
+                print(
+                    f"{n:7d} {d:4d} {name:9} {dt:8.1f} {e:8.3f} {int((c[:, 3] > 0).sum()):8d} "
+                    f"{len(np.unique(c[:, 0])):7d}",
+                    flush=True,
+                )
+
+
 def prompts(args: argparse.Namespace) -> None:
     import asyncio
 
@@ -269,6 +312,10 @@ def main() -> None:
     e.add_argument("--cache", default=str(Path.home() / ".cache/recoworld/embeddings"))
     s = sub.add_parser("semantic")
     s.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    v = sub.add_parser("vae")
+    v.add_argument("--items", type=int, nargs="+", default=[10_000])
+    v.add_argument("--dims", type=int, nargs="+", default=[32, 384])
+    v.add_argument("--epochs", type=int, default=60)
     p = sub.add_parser("prompts")
     p.add_argument("--users", type=int, default=32)
     p.add_argument("--turns", type=int, default=4)
@@ -276,7 +323,9 @@ def main() -> None:
         "--model-dir", default=str(Path(__file__).resolve().parents[1] / ".cache/llm/tiny-llama")
     )
     args = ap.parse_args()
-    {"quality": quality, "encode": encode, "semantic": semantic, "prompts": prompts}[args.cmd](args)
+    run = {"quality": quality, "encode": encode, "semantic": semantic, "vae": vae}
+    run["prompts"] = prompts
+    run[args.cmd](args)
 
 
 if __name__ == "__main__":
