@@ -34,7 +34,7 @@ synthetic_users = 200
 synthetic_items = 120
 embedding_dim = 8
 [population]
-size = 120
+size = 2100
 [simulation]
 sessions = 2
 turns = 2
@@ -52,7 +52,7 @@ candidates = 20
 name = "control"
 [social]
 enabled = true
-days = 6
+days = 4
 graph = "generated"
 mean_degree = 6
 """
@@ -138,6 +138,9 @@ def test_the_same_events_with_any_number_of_hosts_and_under_replay(
     else:
         model = ScriptedModel(message_text=EVIL)
     run = run_social_study(cfg, world, run_id="again", out_dir=tmp_path, model=model, **how)
+    if "workers" in how:  # 3 shards (blocks of 1,024 users) on 3 hosts, talking across them
+        rounds = msgspec.json.decode((run.path / "social.json").read_bytes())["rounds"]
+        assert rounds["shards"] == 3 and rounds["hosts"] == 3 and rounds["cross_host"] > 0
     got = {**tables(run.path), "llm_calls": calls(run.path)}
     for name in base:
         if name == "llm_calls":
