@@ -1,9 +1,9 @@
 """The language brain in the social world (recoworld/users/llm_social.py, docs/social.md), on
-the scripted model (recoworld.testing.scripted_llm): the round choice and the messages answered
-in structured output, mentioned items limited to what the sender watched, friends' words shown
-back only as data, fallbacks counted and equal to the parametric world, and the same events for
-any number of hosts and under replay. The same path runs on a real vLLM engine in
-tests/llm/test_llm_social.py."""
+the scripted model (recoworld.testing.scripted_llm): the round choice, the messages and the
+search queries answered in structured output, mentioned items limited to what the sender
+watched, friends' words shown back only as data, fallbacks counted and equal to the parametric
+world, and the same events for any number of hosts and under replay. The same path runs on a
+real vLLM engine in tests/llm/test_llm_social.py."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ enabled = true
 days = 4
 graph = "generated"
 mean_degree = 6
+[search]
+enabled = true
 """
 
 
@@ -94,9 +96,15 @@ def test_the_schemas_offer_only_the_open_choices_and_the_users_own_items() -> No
 def test_the_model_answers_the_round_choice_and_writes_the_messages(scripted) -> None:
     run, model, t = scripted
     purposes = set(t["llm_calls"]["purpose"])
-    assert {"round", "message"} <= purposes
-    ok = t["llm_calls"].filter(pl.col("purpose").is_in(["round", "message"]))
+    assert {"round", "message", "query"} <= purposes
+    ok = t["llm_calls"].filter(pl.col("purpose").is_in(["round", "message", "query"]))
     assert (ok["parse_status"] == "ok").all()
+    # the model typed every query (kind text): a title it heard of, or its default words
+    s = t["searches"]
+    assert s.height == ok.filter(pl.col("purpose") == "query").height
+    assert (s["kind"] == "text").all()
+    heard = s.filter(pl.col("query") != "something new")
+    assert heard.height > 0 and heard["found_target"].any()
     social = t["social"]
     assert social.height > 0 and (social["text"] == EVIL).all()
     assert (social["items"].list.len() == 1).all()  # the scripted model names one item
@@ -153,11 +161,11 @@ def test_the_same_events_with_any_number_of_hosts_and_under_replay(
 def test_invalid_answers_fall_back_to_the_parametric_world_and_are_counted(
     world, tmp_path: Path
 ) -> None:
-    model = ScriptedModel(always_invalid=("round", "message"))
+    model = ScriptedModel(always_invalid=("round", "message", "query"))
     run = run_social_study(study(), world, run_id="bad", out_dir=tmp_path, model=model)
     c = calls(run.path)
     fallbacks = c.filter(pl.col("parse_status") == "fallback")
-    assert set(fallbacks["purpose"]) == {"fallback-round", "fallback-message"}
+    assert set(fallbacks["purpose"]) == {"fallback-round", "fallback-message", "fallback-query"}
     assert c.filter(pl.col("purpose").str.starts_with("repair-")).height == fallbacks.height
     parametric = run_social_study(study("parametric"), world, run_id="p", out_dir=tmp_path)
     got, want = tables(run.path), tables(parametric.path)

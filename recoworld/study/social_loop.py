@@ -50,7 +50,7 @@ from recoworld.social.graph import (
     graph_from_friends,
 )
 from recoworld.social.records import searches_batch, social_batch
-from recoworld.social.search import ItemSearch, queries
+from recoworld.social.search import TEXT, ItemSearch, queries
 from recoworld.social.talk import (
     CHAT,
     CHOICES,
@@ -68,7 +68,13 @@ from recoworld.study.prepare import Prepared, prepare_all, replicate_seed
 from recoworld.study.settle import Ledger
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.choice import ChoiceModel
-from recoworld.users.llm_social import MessageAsk, RoundAsk, SocialVoice, choice_codes
+from recoworld.users.llm_social import (
+    MessageAsk,
+    QueryAsk,
+    RoundAsk,
+    SocialVoice,
+    choice_codes,
+)
 from recoworld.world.model import World
 
 _F32 = np.float32
@@ -373,6 +379,8 @@ class SocialArm:
             taste=self.brain.p.taste[idx[s]],
             last_watched=self.last_watched[idx[s]],
         )
+        if self.voice is not None:  # the language brain types the query
+            texts, kinds = self._ask_queries(day, session, turn, idx[s], texts, kinds)
         k = slates.shape[1]
         res = self.search.search(texts, se.results or k)
         shown = np.full((s.size, k), -1, np.int64)
@@ -402,6 +410,31 @@ class SocialArm:
             }
         )
         return pages, searched
+
+    def _ask_queries(
+        self,
+        day: int,
+        session: int,
+        turn: int,
+        rows: np.ndarray,
+        texts: list[str],
+        kinds: np.ndarray,
+    ) -> tuple[list[str], np.ndarray]:
+        """The language brain's queries (kind ``text``), the templated ones as the default."""
+        asks = []
+        for r, q in zip(rows.tolist(), texts):
+            slots = self.aware.item[r]
+            asks.append(
+                QueryAsk(
+                    row=r,
+                    default=q,
+                    heard=tuple(self.heard.get(r, ())),
+                    aware=tuple(int(x) for x in slots[slots >= 0]),
+                )
+            )
+        typed = self.voice.search(day, session, turn, asks)  # type: ignore[union-attr]
+        kinds = np.where([t is not None for t in typed], TEXT, kinds).astype(np.int8)
+        return [q if t is None else t for q, t in zip(texts, typed)], kinds
 
     def _write_searches(self, day: int) -> None:
         """The round's searches, in the order they were made, as one batch (one Arrow batch

@@ -11,7 +11,8 @@ Rules:
 - summaries and feelings: fixed phrases;
 - the social world's round choice: "social" when it is open and the prompt lists items the user
   may talk about, else "recommender" when open, else "nothing"; its message mentions the first
-  item it may (``message_text`` is the words: a test may make them hostile).
+  item it may (``message_text`` is the words: a test may make them hostile); its search
+  query is the first item it heard of (the title inside the data field), else "something new".
 Faults can be injected to test repair, fallback and rejection: ``invalid_every`` (every n-th
 call returns broken JSON), ``always_invalid`` (purposes whose answers never decode),
 ``hallucinate`` (re-rank answers name an item that is not a candidate), ``fail_retryable``
@@ -105,6 +106,8 @@ class ScriptedModel:
             return {"choice": _round_choice(r.prompt, props["choice"]["enum"])}
         if "items" in props and "text" in props:
             return {"items": props["items"]["items"]["enum"][:1], "text": self.message_text}
+        if "query" in props:
+            return {"query": _heard_of(r.prompt)}
         if "summary" in props:
             return {"summary": "I browsed a few slates and watched what matched my tastes."}
         if "feelings" in props:
@@ -157,6 +160,12 @@ class ScriptedModel:
         if self.hallucinate:
             order[0] = "no-such-item"
         return {"reasoning": f"user asked for {want}" if want else "base order", "ranking": order}
+
+
+def _heard_of(prompt: str) -> str:
+    part = prompt.split("Items you heard of:", 1)[-1]
+    m = re.match(r"\s*- [^<\n]*<<([^<>]*)>>", part)
+    return m.group(1) if m else "something new"
 
 
 def _round_choice(prompt: str, options: list[str]) -> str:

@@ -146,3 +146,14 @@ def message_type(item_ids: tuple[str, ...], text_chars: int) -> type:
         forbid_unknown_fields=True,
         frozen=True,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def query_type(query_chars: int) -> type:
+    """What the user types into the app's search box (the social world's search)."""
+    return msgspec.defstruct(
+        "QueryAnswer",
+        [("query", Annotated[str, Meta(min_length=1, max_length=query_chars)])],
+        forbid_unknown_fields=True,
+        frozen=True,
+    )

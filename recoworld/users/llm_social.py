@@ -1,8 +1,9 @@
 """The language brain's voice in the social world (docs/social.md, "The language-model brain").
 
 With ``brain.kind = "llm"`` or ``"hybrid"`` and ``[social]`` on, the model answers what a user
-does with its day and writes what it says to its friends; everything else (the pages it reviews
-in the recommender, the mindset, the return model, searches) stays the parametric brain's:
+does with its day, writes what it says to its friends and types its searches; everything else
+(the pages it reviews in the recommender, the mindset, the return model, whether it searches)
+stays the parametric brain's:
 
 1. **the round choice**: one call per user who takes part, constrained to the choices open to
    it this round (``round_type``: a JSON-schema enum); the prompt shows what friends told it
@@ -11,14 +12,17 @@ in the recommender, the mindset, the return model, searches) stays the parametri
 2. **a post or a chat** (the kind and the friend are drawn as for the parametric brain): the
    items it mentions are an enum of the ids of the items it watched and has not talked about
    yet (at most ``recoworld.social.talk.MENTIONS``: never the catalogue, so the schema stays
-   small however large the catalogue is), and the words (at most ``llm.summary_chars``).
+   small however large the catalogue is), and the words (at most ``llm.summary_chars``);
+3. **a search query** (whether the user searches on a page is drawn as for the parametric
+   brain): what it types, at most :data:`QUERY_CHARS` characters.
 
 A question without a usable answer after one repair falls back to the parametric default (the
-logit's draw, the templated words and every fresh item), and the fallback is counted in
-``llm_calls`` (``ask_structured``). Every call is keyed by (arm, user, round, purpose): in
-``llm_calls`` a social call's ``session`` column holds the round (day) and ``turn`` is 0; the
-same user asks the same question in any shard, so replayed answers give the same events for
-any split of the population.
+logit's draw; the templated words and every fresh item; the templated query), counted in
+``llm_calls`` (``ask_structured``). Every call is keyed by (arm, user, round, page, purpose):
+in ``llm_calls`` a social call's ``session`` column holds the round (day) and ``turn`` is 0, or
+for a query the page it tops (a user has one visit a round); the same user asks the same
+question in any shard, so replayed answers give the same events for any split of the
+population.
 """
 
 from __future__ import annotations
@@ -36,12 +40,20 @@ from recoworld.llm.base import LanguageModel
 from recoworld.llm.schemas import slack
 from recoworld.llm.types import Sampling
 from recoworld.llm.wrappers import CallLog
-from recoworld.users.answers import ROUND_OPTIONS, message_type, round_type
+from recoworld.users.answers import ROUND_OPTIONS, message_type, query_type, round_type
 from recoworld.users.persona import Personas
-from recoworld.users.prompts import USER_INSTRUCTIONS, message_prompt, round_prompt, user_header
+from recoworld.users.prompts import (
+    USER_INSTRUCTIONS,
+    message_prompt,
+    query_prompt,
+    round_prompt,
+    user_header,
+)
 
-ROUND, MESSAGE = "round", "message"
+ROUND, MESSAGE, QUERY = "round", "message", "query"
 """The purposes of the social calls in ``llm_calls``."""
+QUERY_CHARS = 60
+"""The longest search query the model may type."""
 
 
 class RoundAsk(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +76,16 @@ class MessageAsk(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     items: tuple[int, ...]
     default: str
+
+
+class QueryAsk(msgspec.Struct, frozen=True, kw_only=True):
+    """One user's search: its batch row, the templated query (the default), what the prompt
+    shows."""
+
+    row: int
+    default: str
+    heard: tuple[tuple[int, str, str], ...] = ()
+    aware: tuple[int, ...] = ()
 
 
 class SocialVoice:
@@ -98,7 +120,9 @@ class SocialVoice:
             temperature=self.llm.temperature, top_p=self.llm.top_p, max_tokens=self.llm.max_tokens
         )
 
-    async def _ask(self, b: int, day: int, purpose: str, prompt: str, t: type, lenient: type):
+    async def _ask(
+        self, b: int, day: int, purpose: str, prompt: str, t: type, lenient: type, turn: int = 0
+    ):  # noqa: ANN202
         self.asked += 1
         out = await ask_structured(
             self.model,
@@ -107,7 +131,7 @@ class SocialVoice:
             root_seed=self.seed,
             uid=int(self.p.uid[b]),
             session=day,
-            turn=0,
+            turn=turn,
             purpose=purpose,
             prompt=prompt,
             t=t,
@@ -164,6 +188,33 @@ class SocialVoice:
         items = tuple(i for i, s in zip(a.items, ids) if s in named)  # the schema's ids only
         text = ans.text.strip()[:n] or a.default  # type: ignore[attr-defined]
         return items, text
+
+    # --- 3. a search query ----------------------------------------------------------------
+
+    def search(
+        self, day: int, session: int, turn: int, asks: Sequence[QueryAsk]
+    ) -> list[str | None]:
+        """Each user's query (None: no usable answer, the templated one stands), in order."""
+        return _run(self._queries(day, session, turn, asks))
+
+    async def _queries(self, day: int, session: int, turn: int, asks: Sequence[QueryAsk]) -> list:
+        return list(await asyncio.gather(*(self._query(day, session, turn, a) for a in asks)))
+
+    async def _query(self, day: int, session: int, turn: int, a: QueryAsk) -> str | None:
+        prompt = query_prompt(
+            self.header(a.row),
+            self.cat,
+            day=day,
+            session=session,
+            turn=turn,
+            heard=a.heard,
+            aware=a.aware,
+        )
+        t, lenient = query_type(QUERY_CHARS), query_type(slack(QUERY_CHARS))
+        ans = await self._ask(a.row, day, QUERY, prompt, t, lenient, turn=turn)
+        if ans is None:
+            return None
+        return ans.query.strip()[:QUERY_CHARS] or None  # type: ignore[attr-defined]
 
 
 def _run(coro):  # noqa: ANN001, ANN202

