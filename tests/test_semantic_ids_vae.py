@@ -115,3 +115,13 @@ def test_without_torch_the_error_says_how_to_install(monkeypatch: pytest.MonkeyP
     with pytest.raises(DataError, match=r"needs torch.*pip install torch==2\.13\.0") as e:
         fit_rq_vae(np.zeros((10, 4)), epochs=1)
     assert "\n" not in str(e.value)
+
+
+def test_fitting_leaves_torchs_global_random_state_alone(data) -> None:
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit_rq_vae(data[0][:100], levels=1, codebook_size=4, seed=0, epochs=1)
+    assert torch.equal(torch.rand(3), expected)

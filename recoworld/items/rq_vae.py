@@ -13,9 +13,11 @@ quantised residually, trained so that the codes reconstruct the item vectors.
    epoch restarts at a random residual of that level.
 
 Fitted on the world's items only (``fit_rows``); every item (a creator's new ones too) gets the
-trained encoder's codes, so new items never move existing codes. Deterministic on CPU: torch's
-generator is seeded from ``generator(seed, "rq-vae")``, batches come from a numpy generator,
-and the fit runs on one thread (thread counts change the order of float sums). Colliding code
+trained encoder's codes, so new items never move existing codes. Deterministic on CPU: the
+weights are initialised from ``generator(seed, "rq-vae")`` (in a forked torch RNG: the global
+one is left as it was), batches come from that numpy generator, and the fit runs on one thread
+(thread counts change the order of float sums): the same items and seed give the same codes,
+run after run, whatever the machine's thread count. Colliding code
 tuples are told apart as RQ-KMeans does (:func:`~recoworld.items.semantic_ids.disambiguate`).
 
 torch is imported when a model is fitted, never at import; without it the error says how to
@@ -86,7 +88,7 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 class _one_thread:
-    """torch on one thread for a block (float sums in one order: the same result anywhere)."""
+    """torch on one thread for a block (float sums in one order, whatever the thread count)."""
 
     def __init__(self, torch: Any) -> None:
         self.torch, self.before = torch, 1
@@ -148,8 +150,9 @@ def fit_rq_vae(
     n, d = x.shape
     rng = generator(seed, "rq-vae")
     with _one_thread(torch):
-        torch.manual_seed(int(rng.integers(2**62)))
-        net = _net(torch, d, levels, codebook_size)
+        with torch.random.fork_rng(devices=[]):  # seeded init; torch's global RNG untouched
+            torch.manual_seed(int(rng.integers(2**62)))
+            net = _net(torch, d, levels, codebook_size)
         xt = torch.from_numpy(x)
         # 4. codebooks from k-means of the untrained encoder's residuals, level by level
         with torch.no_grad():
