@@ -46,7 +46,9 @@ def scores(f: Fitting) -> dict[str, callable]:
     g = (x.T @ x).toarray()
     p = np.linalg.inv(g + 500.0 * np.eye(n_items)) if n_items <= 4000 else None
     out = {
-        "choice model": lambda u, it: f.fitted.model.static_logit(f.personas, u, it, f.catalog)[0],
+        "choice model": lambda u, it: f.fitted.model.static_logit(
+            f.personas, u, it, f.catalog, "logged"
+        )[0],
         "popularity": lambda u, it: (
             f.catalog.popularity[it] + 1e-6 * np.random.default_rng(0).random(it.shape)
         ),

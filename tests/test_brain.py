@@ -52,8 +52,9 @@ class Setup:
 def setup() -> Setup:
     world = synthetic_world(300, 200, seed=5)
     catalog = build_catalog(world, dim=8)
-    model = fit_choice_model(world, catalog).model
-    base = personas_from_history(world, catalog)
+    # the synthetic world's users chose among every item: uniform exposure behind its logs
+    model = fit_choice_model(world, catalog, logged_exposure=0.0).model
+    base = personas_from_history(world, catalog, half_life=model.recent_half_life)
     pop = build_population(base, catalog, PopulationConfig(size=N_USERS), seed=1)
     return Setup(catalog, model, pop)
 

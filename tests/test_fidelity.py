@@ -132,8 +132,16 @@ def test_fitted_brain_lies_between_chance_and_truth(known_eval) -> None:  # noqa
     assert (
         summary.filter((pl.col("prior") == "blind") & (pl.col("decisions") == "ranked")).height == 0
     )
-    blind = pick(summary, "parametric", "1:1", "expected", prior="blind")
-    assert blind["sim_positive_rate"] < 0.3  # its own prior is one positive in ten
+    # Blind, the user judges each item by its likelihood ratio (even odds): the same rule on every
+    # list, so a judgment (sampled = mode), right more often than chance on a 1:1 list, and
+    # saying yes to more than the tenth of a 1:9 list it was not told about.
+    for ratio in ("1:1", "1:9"):
+        judged = pick(summary, "parametric", ratio, "sampled", prior="blind")
+        mode = pick(summary, "parametric", ratio, "mode", prior="blind")
+        assert judged["accuracy"] == pytest.approx(mode["accuracy"])
+    assert pick(summary, "parametric", "1:1", prior="blind")["accuracy"] > 0.6
+    nine = pick(summary, "parametric", "1:9", prior="blind")
+    assert nine["sim_positive_rate"] > nine["real_positive_rate"]
 
 
 def test_hit_at_1_recovers_truth_and_chance(known_eval) -> None:  # noqa: ANN001

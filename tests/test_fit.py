@@ -54,15 +54,20 @@ def ml100k(shared_data: Path) -> tuple[World, Catalog, Fitted]:
 
 @pytest.fixture(scope="module")
 def synth() -> tuple[World, Catalog, Fitted]:
+    # The synthetic world's users chose among every item (uniform exposure): say so.
     world = synthetic_world(400, 300, seed=1)
     catalog = build_catalog(world, dim=8)
-    return world, catalog, fit_choice_model(world, catalog, seed=0)
+    return world, catalog, fit_choice_model(world, catalog, seed=0, logged_exposure=0.0)
 
 
 def test_ml100k_model_is_calibrated(ml100k: tuple[World, Catalog, Fitted]) -> None:
     _, _, fitted = ml100k
     check_calibration(fitted.report, min_auc=0.8, max_tv=0.05)
-    assert fitted.report.coef["affinity"] > 1 and fitted.report.coef["popularity"] > 0.5
+    logged, choice = fitted.report.logged_coef, fitted.report.coef
+    assert logged["affinity"] > 1 and logged["popularity"] > 0.5
+    # Against negatives drawn as the logs' exposure shows them, popularity explains much less
+    # of the choice: the logs' exposure is not counted into it (users/fit.py, step 3).
+    assert choice["affinity"] > 1 and choice["popularity"] < logged["popularity"] - 0.5
     # the return model: a share of sittings followed by another within 30 days, and its gap
     returns = fitted.model.returns
     assert 0.3 < returns.data_return_rate < 0.9 and 1 < returns.mean_gap_days < 30
@@ -93,6 +98,19 @@ def test_fitted_coefficients_have_the_truths_signs(synth: tuple[World, Catalog, 
     assert coef["tag_match"] > 0.3
     assert coef["popularity"] > 0.3
     assert synth[2].model.rating is not None and synth[2].model.rating.gamma > 1.0
+    # Told the logs' exposure was uniform, the choice model is the logged-world one.
+    assert synth[2].model.coef == synth[2].model.logged_coef
+
+
+def test_an_assumed_popular_exposure_takes_popularity_out_of_the_choice(
+    synth: tuple[World, Catalog, Fitted],
+) -> None:
+    # Logs cannot tell exposure from taste for the popular: assuming a popularity-proportional
+    # exposure credits it with part of what the uniform fit gave to the choice.
+    world, catalog, uniform = synth
+    assumed = fit_choice_model(world, catalog, seed=0, logged_exposure=1.0)
+    assert assumed.model.logged_coef == uniform.model.logged_coef
+    assert assumed.report.coef["popularity"] < uniform.report.coef["popularity"] - 0.3
 
 
 @pytest.mark.parametrize(
@@ -104,7 +122,9 @@ def test_fitted_coefficients_follow_the_truth(
     def fitted(weight: float) -> float:
         monkeypatch.setattr(synthetic, constant, weight)
         world = synthetic_world(400, 300, seed=2)
-        return fit_choice_model(world, build_catalog(world, dim=8)).report.coef[feature]
+        return fit_choice_model(
+            world, build_catalog(world, dim=8), logged_exposure=0.0
+        ).report.coef[feature]
 
     truth = getattr(synthetic, constant)
     assert fitted(2.0 * truth) > fitted(0.25 * truth) + 0.5
@@ -122,10 +142,10 @@ def test_negatives_per_positive_sets_the_base_rate(synth: tuple[World, Catalog, 
 
 def test_fit_is_deterministic_given_the_seed(synth: tuple[World, Catalog, Fitted]) -> None:
     world, catalog, first = synth
-    again = fit_choice_model(world, catalog, seed=0)
+    again = fit_choice_model(world, catalog, seed=0, logged_exposure=0.0)
     assert msgspec.json.encode(again.model) == msgspec.json.encode(first.model)
     assert again.report.auc == first.report.auc and again.report.fit_pairs == first.report.fit_pairs
-    other = fit_choice_model(world, catalog, seed=1)
+    other = fit_choice_model(world, catalog, seed=1, logged_exposure=0.0)
     assert other.model.coef != first.model.coef
 
 
@@ -139,7 +159,9 @@ def test_creator_items_in_the_catalog_do_not_change_the_fit(
         NewItem("nova:0", "Star Harbor", "", ("sci-fi",), "Nova"),
         NewItem("nova:1", "Hum", "", ("synthwave",), "Nova"),
     )
-    with_creator = fit_choice_model(world, build_catalog(world, dim=8, new_items=new), seed=0)
+    with_creator = fit_choice_model(
+        world, build_catalog(world, dim=8, new_items=new), seed=0, logged_exposure=0.0
+    )
     assert with_creator.model.coef == plain.model.coef
     assert with_creator.report.fit_pairs == plain.report.fit_pairs
 

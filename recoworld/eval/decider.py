@@ -65,14 +65,25 @@ def _logit(p: float) -> float:
 
 
 class ParametricDecider:
-    """The parametric brain's fitted choice and rating models, item by item.
+    """The parametric brain's fitted models, item by item.
 
-    The watch probability is the static click probability the brain starts every decision
-    from (recoworld/users/choice.py): the slate dynamics (position bias, fatigue, boredom,
-    curiosity) are documented priors with no trace in the logs, and a list of candidates is
-    not a session. With ``base_rate`` given, the logit is moved by
-    ``logit(base_rate) - logit(model.base_rate)`` (the prior correction of a logistic model
-    fitted on a case-control sample). Draws are keyed by (seed, user uid, key, slot).
+    The watch probability comes from the brain's *logged-world* model (``ChoiceModel.
+    logged_coef``, recoworld/users/choice.py): a protocol's list asks whether the user consumed
+    an item in the logs, exposure included, and its negatives are uniform draws of items the
+    user never touched (the simulator itself uses the choice-among-shown model, a recommender
+    supplying the exposure). The slate dynamics (position bias, fatigue, boredom, curiosity)
+    are documented priors with no trace in the logs, and a list of candidates is not a
+    session.
+
+    *Told* (``base_rate`` given): the logit is moved by ``logit(base_rate) -
+    logit(model.base_rate)`` (the prior correction of a logistic model fitted on a
+    case-control sample) and the decision is a draw. *Blind* (``base_rate=None``): the user
+    answers the question the list asks, "does this item fit my taste?", by judging whether the
+    item is likelier one of the kind it consumes than one of the catalogue's: the model's
+    likelihood ratio (its logit with the fitting design's prior taken out, i.e. at even odds).
+    A judgment is not a coin flip: it says yes exactly when the ratio exceeds one, the same
+    rule whatever the list holds (so at 1:9 it says yes to more than a tenth). ``prob`` is the
+    even-odds probability. Draws are keyed by (seed, user uid, key, slot).
     """
 
     name = "parametric"
@@ -83,14 +94,17 @@ class ParametricDecider:
     def probability(
         self, users: np.ndarray, items: np.ndarray, base_rate: float | None
     ) -> np.ndarray:
-        logit, _ = self.model.static_logit(self.p, users, items, self.cat)
-        shift = 0.0 if base_rate is None else _logit(base_rate) - _logit(self.model.base_rate)
+        logit, _ = self.model.static_logit(self.p, users, items, self.cat, "logged")
+        prior = 0.5 if base_rate is None else base_rate
+        shift = _logit(prior) - _logit(self.model.base_rate)
         return 1.0 / (1.0 + np.exp(-(logit.astype(np.float64) + shift)))
 
     def decide(
         self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int
     ) -> Decisions:
         prob = self.probability(users, items, base_rate)
+        if base_rate is None:  # the judgment (see the class docstring)
+            return Decisions(prob=prob, sampled=prob > 0.5)
         u = uniforms(
             self.seed,
             Stream.SAMPLE,
@@ -105,13 +119,13 @@ class ParametricDecider:
         if rm is None:
             return None
         aff = np.einsum("nd,nd->n", self.p.pref[users], self.cat.emb[items])
-        mean_u = self.p.mean_rating[users]
-        probs = rating_distribution(rm, mean_u, items, aff)
+        mean_u, n = self.p.mean_rating[users], self.p.n_history[users]
+        probs = rating_distribution(rm, mean_u, items, aff, n)
         expected = probs @ np.asarray(rm.levels, dtype=np.float64)
         z = normals(self.seed, Stream.RATING, self.p.uid[users], key, np.arange(users.size))
         return Ratings(
             expected=expected,
-            sampled=simulate_ratings(rm, mean_u, items, aff, z).astype(np.float64),
+            sampled=simulate_ratings(rm, mean_u, items, aff, z, n).astype(np.float64),
         )
 
 

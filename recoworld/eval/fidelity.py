@@ -134,7 +134,7 @@ def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
     check_split(split)
     catalog = build_catalog(split.train, dim=s.embedding_dim, seed=s.seed)
     fitted = fit_choice_model(split.train, catalog, seed=s.seed)
-    personas = personas_from_history(split.train, catalog)
+    personas = personas_from_history(split.train, catalog, half_life=fitted.model.recent_half_life)
     return Fitting(split=split, catalog=catalog, fitted=fitted, personas=personas)
 
 

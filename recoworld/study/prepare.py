@@ -182,9 +182,13 @@ def prepare_all(
             representation=cfg.llm.item_representation if cfg.llm is not None else "text",
         )
         fitted = fit_choice_model(
-            world, catalog, negatives_per_positive=cfg.brain.negatives_per_positive, seed=seed
+            world,
+            catalog,
+            negatives_per_positive=cfg.brain.negatives_per_positive,
+            seed=seed,
+            logged_exposure=cfg.brain.logged_exposure,
         )
-        base = personas_from_history(world, catalog)
+        base = personas_from_history(world, catalog, half_life=fitted.model.recent_half_life)
         pop_cfg = cfg.population
         if size:
             pop_cfg = msgspec.structs.replace(pop_cfg, size=size // r + (k < size % r))

@@ -99,7 +99,7 @@ class ParametricBrain:
         self, model: ChoiceModel, cfg: BrainConfig, catalog: Catalog, personas: Personas, seed: int
     ) -> None:
         self.model, self.cfg, self.cat, self.p, self.seed = model, cfg, catalog, personas, seed
-        self._coef = np.asarray(model.coef, dtype=np.float32)
+        self._coef = model.coefficients()
         # The user's expected hit rate: what satisfaction is measured against.
         self._expect = np.clip(model.base_rate * (0.5 + personas.activity), 0.02, 0.5).astype(
             np.float32
@@ -153,7 +153,12 @@ class ParametricBrain:
         z_rating = normals(self.seed, Stream.RATING, uid, slates)
         ratings_if = (
             simulate_ratings(
-                self.model.rating, self.p.mean_rating[rows][:, None], slates, aff, z_rating
+                self.model.rating,
+                self.p.mean_rating[rows][:, None],
+                slates,
+                aff,
+                z_rating,
+                self.p.n_history[rows][:, None],
             )
             if self.model.rating is not None
             else np.full((n, k), np.nan, np.float32)
@@ -169,7 +174,11 @@ class ParametricBrain:
         noise_w = (0.8 * z_watch).astype(f32)
         may_rate = (u_rate < cfg.rate_probability) & ~np.isnan(ratings_if)
         liked = np.where(may_rate, (ratings_if - lo) / span, np.nan).astype(f32)
-        w0 = f32(self.model.watch_intercept - self.model.watch_slope * self._coef[0])
+        center = self.model.appeal_center
+        w0 = f32(
+            self.model.watch_intercept
+            - self.model.watch_slope * (self._coef[0] if center is None else center)
+        )
         w1 = f32(self.model.watch_slope)
         step = _MindStep(self, mind, rows, slates)
 

@@ -3,12 +3,20 @@
 Static part of the click logit for user u and item i (all features vectorised over (n, k)):
 
     logit = b0 + b_aff * cos(pref_u, emb_i) + b_tag * taste_u . tags_i - b_dis * dislike_u . tags_i
-            + b_pop * pop_i + b_conf * pop_i * (conformity_u - 0.5)
+            + b_pop * pop_i + b_conf * pop_i * (conformity_u - 0.5) + b_rec * cos(recent_u, emb_i)
 
-The coefficients are fitted by :mod:`recoworld.users.fit` (a logistic model of interacted vs.
-sampled not-interacted items). Ratings follow ``mean_u + bias_i + gamma * (aff - aff_mean) +
-sd * noise``, a latent score cut into the dataset's rating levels at thresholds fitted so that
-the simulated rating distribution matches the real one (an ordinal model).
+(``recent_u``: the user's recent taste, :mod:`recoworld.users.persona`). The coefficients are
+fitted by :mod:`recoworld.users.fit`, twice (a logistic model of interacted vs. sampled
+not-interacted items): ``coef``, the *choice* among what a user is shown, against items drawn
+as the logs' exposure would show them (in proportion to their popularity), which the simulator
+uses: a recommender supplies the exposure; and ``logged_coef``, the *logged-world* model
+against items drawn uniformly, which predicts what a user consumed anywhere (exposure and
+choice together: what the fidelity protocols' lists ask about, their negatives being uniform).
+
+Ratings follow ``mean_u + bias_i + gamma * (aff - aff_mean) + sd * noise`` (``mean_u``: the
+user's mean rating shrunk toward the global one by ``user_prior`` pseudo-ratings), a latent
+score cut into the dataset's rating levels at thresholds fitted so that the simulated rating
+distribution matches the real one (an ordinal model).
 """
 
 from __future__ import annotations
@@ -19,7 +27,15 @@ import numpy as np
 from recoworld.items.catalog import Catalog
 from recoworld.users.persona import Personas
 
-FEATURES = ("intercept", "affinity", "tag_match", "dislike_match", "popularity", "pop_x_conformity")
+FEATURES = (
+    "intercept",
+    "affinity",
+    "tag_match",
+    "dislike_match",
+    "popularity",
+    "pop_x_conformity",
+    "recent_affinity",
+)
 
 
 class RatingModel(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +53,11 @@ class RatingModel(msgspec.Struct, frozen=True, kw_only=True):
     """The rating levels, ascending (e.g. 1..5, or 0.5..5 by halves)."""
     thresholds: list[float]
     """Latent cut points between consecutive levels (len(levels) - 1)."""
+    user_prior: float = 0.0
+    """Pseudo-ratings at the global mean added to each user's mean (empirical Bayes: the
+    within-user variance over the between-user variance of the data's ratings), so a user with
+    few ratings starts near the global mean (``recoworld.users.fit.user_means``). 0 in fits
+    made before it existed."""
 
 
 class ReturnModel(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,23 +74,49 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     """Everything fitted to a dataset. Serialisable (kept in each run as fit.json)."""
 
     coef: list[float]
-    """Coefficients in the order of FEATURES."""
+    """The choice among shown items: coefficients in the order of FEATURES (a fit made before
+    a feature existed has fewer: the missing ones are 0)."""
     base_rate: float
     """Positive share of the fitting design, 1 / (1 + negatives_per_positive)."""
     watch_intercept: float
     watch_slope: float
+    appeal_center: float | None = None
+    """The choice logit of a typical consumed item (the mean over the fit's positives): a
+    click's watch fraction is a logit-normal around ``watch_intercept + watch_slope * (logit -
+    appeal_center)``, so an item as appealing as what users consume is watched ~60% through,
+    whatever the fitted features' scale. None in fits made before it existed (then the
+    intercept, ``coef[0]``)."""
     rating: RatingModel | None
     returns: ReturnModel
     repeat_share: float = 1.0
     """Share of the world's consumptions that repeat an item (``users.satiation``); sets the
     lasting satiation penalty. 1.0 (none) in fits made before it existed."""
+    recent_half_life: float = 10.0
+    """Interactions over which the recent taste's weights halve (chosen by the fit; personas
+    must be built with it: ``personas_from_history(..., half_life=...)``)."""
+    logged_coef: list[float] = []
+    """The logged-world model (what a user consumed anywhere, exposure included), in the order
+    of FEATURES; empty in fits made before it existed (then ``coef``)."""
+
+    def coefficients(self, which: str = "choice") -> np.ndarray:
+        """float32 (len(FEATURES),): ``choice`` (``coef``) or ``logged`` (``logged_coef``)."""
+        c = self.logged_coef if which == "logged" and self.logged_coef else self.coef
+        out = np.zeros(len(FEATURES), np.float32)
+        out[: len(c)] = c[: len(FEATURES)]
+        return out
 
     def static_logit(
-        self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
+        self,
+        p: Personas,
+        rows: np.ndarray,
+        items: np.ndarray,
+        cat: Catalog,
+        which: str = "choice",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, affinities), each (n, k), of users ``rows`` of ``p`` for ``items`` (n, k)."""
+        """(logits, affinities), each (n, k), of users ``rows`` of ``p`` for ``items`` (n, k),
+        under the ``which`` model (:meth:`coefficients`)."""
         f = features(p, rows, items, cat)
-        return static_logit(np.asarray(self.coef, dtype=np.float32), *f), f[0]
+        return static_logit(self.coefficients(which), *f), f[0]
 
     def affinity(
         self, p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
@@ -80,17 +127,26 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
 def features(
     p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
 ) -> tuple[np.ndarray, ...]:
-    """(affinity, tag_match, dislike_match, popularity, pop_x_conformity), each (n, k) float32."""
-    aff = np.einsum("nd,nkd->nk", p.pref[rows], cat.emb[items])
+    """(affinity, tag_match, dislike_match, popularity, pop_x_conformity, recent_affinity), each
+    (n, k) float32."""
+    emb = cat.emb[items]
+    aff = np.einsum("nd,nkd->nk", p.pref[rows], emb)
+    rec = aff if p.recent is None else np.einsum("nd,nkd->nk", p.recent[rows], emb)
     tags = cat.tag_matrix[items]
     tag = np.einsum("nt,nkt->nk", p.taste[rows], tags)
     dis = np.einsum("nt,nkt->nk", p.dislike[rows], tags)
     pop = cat.popularity[items]
     popc = pop * (p.conformity[rows, None] - 0.5)
-    return aff, tag, dis, pop, popc
+    return aff, tag, dis, pop, popc, rec
 
 
-def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc) -> np.ndarray:  # noqa: ANN001
+def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec) -> np.ndarray:  # noqa: ANN001
     return (
-        coef[0] + coef[1] * aff + coef[2] * tag + coef[3] * dis + coef[4] * pop + coef[5] * popc
+        coef[0]
+        + coef[1] * aff
+        + coef[2] * tag
+        + coef[3] * dis
+        + coef[4] * pop
+        + coef[5] * popc
+        + coef[6] * rec
     ).astype(np.float32)

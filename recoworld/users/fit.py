@@ -4,12 +4,27 @@ Design (documented in docs/simulator.md):
 1. Per user, interactions ordered by time are split: the first 80% are the *history* the
    persona is built from, the last 20% the *targets* (users with >= 5 interactions).
 2. Users are split 80/20 into fit users and calibration users (seeded).
-3. Positives are targets; each gets ``negatives_per_positive`` items the user never touched,
-   drawn uniformly. Features come from the history-only personas, so the model learns to
-   predict *future* engagement from the past — which is what the simulator asks of it.
-4. A logistic regression (L-BFGS, small L2) fits the coefficients on fit users; calibration
+3. Positives are targets; each gets ``negatives_per_positive`` items the user never touched.
+   Features come from the history-only personas, so the model learns to predict *future*
+   engagement from the past — which is what the simulator asks of it. Negatives are drawn
+   twice, giving two models (``ChoiceModel.coef`` and ``logged_coef``):
+   - the *choice* model's, as the logs' exposure would have shown them: in proportion to
+     ``1 + n_j`` (``n_j`` the item's interactions; the exposure model of
+     ``recoworld.eval.exposure.CatalogueBrowsing``). Its coefficients say how a user chooses
+     among what it is shown; popularity enters only as far as it sways that choice. The
+     simulator uses it: in a study the recommender supplies the exposure, and a model fitted
+     against uniform negatives would count the logs' exposure a second time (measured: the
+     popularity Gini of simulated consumption 0.84-0.95 against 0.61-0.76 real);
+   - the *logged-world* model's, drawn uniformly: what a user consumed anywhere, exposure and
+     choice together. The fidelity protocols' deciders use it (their lists' negatives are
+     uniform draws of never-touched items).
+4. A logistic regression (L-BFGS, small L2) fits each model on fit users; calibration
    (AUC, expected calibration error, predicted vs. observed positive rate) is measured on the
-   calibration users. Ratings: user mean + shrunk item bias + affinity slope, fitted the same
+   calibration users, for the logged-world model against uniform negatives. The recent
+   taste's half-life (``recoworld.users.persona``) is chosen among ``HALF_LIVES`` by the
+   logged-world model's held-out log loss on a seeded sample of the design.
+   Ratings: the user's mean (shrunk toward the global mean by pseudo-ratings estimated from the
+   within- and between-user variances) + shrunk item bias + affinity slope, fitted the same
    way; the simulated rating distribution is compared with the real one (total variation).
 5. The return model's base rate and gap come from sittings (30-minute gaps) in the timestamps.
 """
@@ -17,6 +32,7 @@ Design (documented in docs/simulator.md):
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import msgspec
 import numpy as np
@@ -32,13 +48,21 @@ from recoworld.users.choice import (
     ReturnModel,
     features,
 )
-from recoworld.users.persona import SITTING_GAP_S, Personas, personas_from_history
+from recoworld.users.persona import (
+    HALF_LIVES,
+    SITTING_GAP_S,
+    Personas,
+    personas_from_history,
+    recent_taste,
+)
 from recoworld.users.satiation import repeat_share
 from recoworld.world.model import World
 
 HISTORY_SHARE = 0.8
 MIN_INTERACTIONS = 5
 RETURN_HORIZON_DAYS = 30.0
+SELECT_ROWS = 100_000
+"""Rows of each side of the fit's design the recency half-life is chosen on."""
 WATCH_INTERCEPT = 0.4  # prior: no dataset here logs watch time
 WATCH_SLOPE = 0.6
 
@@ -48,6 +72,9 @@ class CalibrationReport(msgspec.Struct, frozen=True, kw_only=True):
     fit_pairs: int
     eval_pairs: int
     coef: dict[str, float]
+    """The choice model (against negatives drawn as the logs' exposure shows them)."""
+    logged_coef: dict[str, float] = {}
+    """The logged-world model (against uniform negatives), which the figures below measure."""
     auc: float
     """Area under the ROC curve on calibration users' targets vs. negatives."""
     ece: float
@@ -103,7 +130,30 @@ def _sample_negatives(
     return uu[keep], ii[keep]
 
 
-def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> np.ndarray:
+def _sample_exposed(
+    users: np.ndarray,
+    n_items: int,
+    per: int,
+    taken: np.ndarray,
+    weight: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_sample_negatives`, items drawn in proportion to ``weight`` (n_items,)."""
+    p = weight / weight.sum()
+    uu = np.repeat(users, per)
+    ii = rng.choice(n_items, size=uu.size, p=p)
+    for _ in range(5):
+        clash = np.isin(uu * n_items + ii, taken, assume_unique=False)
+        if not clash.any():
+            break
+        ii[clash] = rng.choice(n_items, size=int(clash.sum()), p=p)
+    keep = ~np.isin(uu * n_items + ii, taken)
+    return uu[keep], ii[keep]
+
+
+def _logistic_fit(
+    x: np.ndarray, y: np.ndarray, l2: float = 1e-3, start: np.ndarray | None = None
+) -> np.ndarray:
     def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
         z = x @ b
         p = 1.0 / (1.0 + np.exp(-z))
@@ -111,7 +161,8 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> np.ndarray:
         g = x.T @ (p - y) / len(y) + l2 * np.r_[0.0, b[1:]]
         return float(ll.mean() + 0.5 * l2 * (b[1:] ** 2).sum()), g
 
-    res = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B")
+    x0 = np.zeros(x.shape[1]) if start is None else start
+    res = minimize(loss, x0, jac=True, method="L-BFGS-B")
     return res.x
 
 
@@ -137,11 +188,47 @@ def _rating_step(r: np.ndarray) -> float:
     return 0.5 if (frac > 0.01).any() else 1.0
 
 
+def user_means(model: RatingModel, mean_u: np.ndarray, n: np.ndarray | None) -> np.ndarray:
+    """The users' rating levels the model starts from: each user's mean rating ``mean_u``
+    shrunk toward the global mean by ``model.user_prior`` pseudo-ratings, ``n`` being how many
+    ratings the mean is of (None: no shrinkage); the global mean where a user has none."""
+    g = model.global_mean
+    mu = np.where(np.isnan(mean_u), g, mean_u)
+    if n is None or model.user_prior <= 0:
+        return mu
+    n = np.asarray(n, dtype=np.float64)
+    return ((n * mu + model.user_prior * g) / (n + model.user_prior)).astype(mu.dtype)
+
+
+def _user_prior(u: np.ndarray, r: np.ndarray, n_users: int) -> float:
+    """Pseudo-ratings of the user-mean shrinkage: within-user variance over the variance of the
+    users' true means (method of moments over users with >= 2 ratings); large where the users'
+    means differ by no more than their noise."""
+    c = np.bincount(u, minlength=n_users).astype(np.float64)
+    s1 = np.bincount(u, weights=r, minlength=n_users)
+    s2 = np.bincount(u, weights=r * r, minlength=n_users)
+    ok = c >= 2
+    if ok.sum() < 2:
+        return 0.0
+    m = s1[ok] / c[ok]
+    within = float((s2[ok] - c[ok] * m * m).sum() / (c[ok] - 1).sum())
+    between = float(m.var(ddof=1) - np.mean(within / c[ok]))
+    if between <= 1e-9:
+        return 1e6
+    return within / between
+
+
 def simulate_ratings(
-    model: RatingModel, mean_u: np.ndarray, items: np.ndarray, aff: np.ndarray, noise: np.ndarray
+    model: RatingModel,
+    mean_u: np.ndarray,
+    items: np.ndarray,
+    aff: np.ndarray,
+    noise: np.ndarray,
+    n: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Ratings from the rating model given standard-normal ``noise`` (same shapes)."""
-    mu = np.where(np.isnan(mean_u), model.global_mean, mean_u)
+    """Ratings from the rating model given standard-normal ``noise`` (same shapes); ``n``: the
+    number of ratings behind each user's mean (:func:`user_means`)."""
+    mu = user_means(model, mean_u, n)
     raw = (
         mu
         + np.asarray(model.item_bias, dtype=np.float32)[items]
@@ -153,13 +240,17 @@ def simulate_ratings(
 
 
 def rating_distribution(
-    model: RatingModel, mean_u: np.ndarray, items: np.ndarray, aff: np.ndarray
+    model: RatingModel,
+    mean_u: np.ndarray,
+    items: np.ndarray,
+    aff: np.ndarray,
+    n: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, levels) probabilities of each rating level under the ordinal model (the
     distribution :func:`simulate_ratings` draws from), for (n,) users' means, items, affinities."""
     from scipy.stats import norm
 
-    mu = np.where(np.isnan(mean_u), model.global_mean, mean_u).astype(np.float64)
+    mu = user_means(model, mean_u, n).astype(np.float64)
     raw = (
         mu
         + np.asarray(model.item_bias, dtype=np.float64)[items]
@@ -204,29 +295,81 @@ def _fit_returns(world: World) -> ReturnModel:
 
 
 def fit_choice_model(
-    world: World, catalog: Catalog, *, negatives_per_positive: int = 9, seed: int = 0
+    world: World,
+    catalog: Catalog,
+    *,
+    negatives_per_positive: int = 9,
+    seed: int = 0,
+    logged_exposure: float = 1.0,
 ) -> Fitted:
-    """Fit the choice, rating and return models of ``world`` and measure their calibration."""
+    """Fit the choice, rating and return models of ``world`` and measure their calibration.
+    ``logged_exposure``: the exponent of the logs' assumed exposure, ``(1 + n_j) ** it``
+    (``[brain] logged_exposure``)."""
     t0 = time.perf_counter()
     rng = generator(seed, "fit", world.key)  # content, not name: same data, same fit
     hist, targ = split_history(world)
-    personas = personas_from_history(world, catalog, interactions=hist)
     n_users, n_world_items = world.users.height, world.items.height
     all_u, all_i, *_ = world.coded_interactions()
     taken = np.unique(all_u * n_world_items + all_i)  # codes as _sample_negatives forms them
 
     calib_user = rng.random(n_users) < 0.2
     tu, ti = targ[0], targ[1]
-    nu, ni = _sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng)
-    users = np.concatenate([tu, nu])
-    items = np.concatenate([ti, ni])
-    y = np.concatenate([np.ones(tu.size), np.zeros(nu.size)])
-    feats = features(personas, users, items[:, None], catalog)
-    x = np.column_stack([np.ones(users.size)] + [f[:, 0].astype(np.float64) for f in feats])
-    is_cal = calib_user[users]
-    coef = _logistic_fit(x[~is_cal], y[~is_cal])
-    p = 1.0 / (1.0 + np.exp(-(x[is_cal] @ coef)))
+
+    def design(personas: Personas, nu: np.ndarray, ni: np.ndarray) -> tuple[np.ndarray, ...]:
+        users = np.concatenate([tu, nu])
+        items = np.concatenate([ti, ni])
+        y = np.concatenate([np.ones(tu.size), np.zeros(nu.size)])
+        feats = features(personas, users, items[:, None], catalog)
+        x = np.column_stack([np.ones(users.size)] + [f[:, 0].astype(np.float64) for f in feats])
+        return x, y, calib_user[users], users, items
+
+    # The logged-world model at each candidate half-life of the recent taste (only the last
+    # feature changes); the one whose calibration users' held-out log loss is lowest is kept.
+    negatives = _sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng)
+    personas = personas_from_history(world, catalog, interactions=hist, half_life=HALF_LIVES[0])
+    x, y, is_cal, du, di = design(personas, *negatives)
     yc = y[is_cal]
+    # The half-life is chosen on a seeded sample of the design's rows (at most SELECT_ROWS of
+    # each side): the choice needs far fewer rows than the coefficients.
+    fit_rows, cal_rows = np.flatnonzero(~is_cal), np.flatnonzero(is_cal)
+    fit_rows = np.sort(rng.permutation(fit_rows)[:SELECT_ROWS])
+    cal_rows = np.sort(rng.permutation(cal_rows)[:SELECT_ROWS])
+
+    def recent_column(half_life: float) -> np.ndarray:
+        recent = recent_taste(hist[0], hist[1], n_users, catalog, half_life, personas.pref)
+        return np.einsum("nd,nd->n", recent[du], catalog.emb[di])
+
+    best: tuple[float, float, np.ndarray] | None = None
+    for half_life in HALF_LIVES:
+        x[:, -1] = recent_column(half_life)
+        b = _logistic_fit(x[fit_rows], y[fit_rows])
+        pc = 1.0 / (1.0 + np.exp(-(x[cal_rows] @ b)))
+        yy = y[cal_rows]
+        loss = float(-(yy * np.log(pc + 1e-12) + (1 - yy) * np.log(1 - pc + 1e-12)).mean())
+        if best is None or loss < best[0] - 1e-9:
+            best = (loss, half_life, b)
+    assert best is not None
+    _, half_life, start = best
+    x[:, -1] = recent_column(half_life)
+    logged = _logistic_fit(x[~is_cal], y[~is_cal], start=start)
+    p = 1.0 / (1.0 + np.exp(-(x[is_cal] @ logged)))
+    personas = replace(
+        personas,
+        recent=recent_taste(hist[0], hist[1], n_users, catalog, half_life, personas.pref),
+    )
+    if logged_exposure == 0:  # uniform exposure: the choice among shown is the logged model
+        coef = logged
+        appeal = x[(y == 1) & ~is_cal] @ coef
+    else:
+        exposure = (1.0 + np.bincount(all_i, minlength=n_world_items).astype(np.float64)) ** float(
+            logged_exposure
+        )
+        xe, ye, cal_e, _, _ = design(
+            personas,
+            *_sample_exposed(tu, n_world_items, negatives_per_positive, taken, exposure, rng),
+        )
+        coef = _logistic_fit(xe[~cal_e], ye[~cal_e], start=logged)
+        appeal = xe[(ye == 1) & ~cal_e] @ coef
 
     rating, rmse, tv, real_h, sim_h = None, None, None, None, None
     if world.has_ratings:
@@ -242,12 +385,16 @@ def fit_choice_model(
         rating=rating,
         returns=returns,
         repeat_share=repeat_share(world.interactions),
+        logged_coef=[float(c) for c in logged],
+        recent_half_life=half_life,
+        appeal_center=float(appeal.mean()) if appeal.size else None,
     )
     report = CalibrationReport(
         dataset=world.name,
         fit_pairs=int((~is_cal).sum()),
         eval_pairs=int(is_cal.sum()),
         coef=dict(zip(FEATURES, model.coef)),
+        logged_coef=dict(zip(FEATURES, model.logged_coef)),
         auc=_auc(p, yc),
         ece=_ece(p, yc),
         observed_positive_rate=float(yc.mean()),
@@ -278,7 +425,10 @@ def _fit_ratings(
     ok = ~np.isnan(hr)
     hu, hi, hr = hu[ok], hi[ok], hr[ok]
     gmean = float(hr.mean())
-    mean_u = np.where(np.isnan(personas.mean_rating), gmean, personas.mean_rating)
+    prior = _user_prior(hu, hr, personas.mean_rating.size)
+    n_rated = np.bincount(hu, minlength=personas.mean_rating.size).astype(np.float64)
+    raw_mean = np.where(np.isnan(personas.mean_rating), gmean, personas.mean_rating)
+    mean_u = (n_rated * raw_mean + prior * gmean) / (n_rated + prior)
     resid = hr - mean_u[hu]
     shrink = 10.0
     bias = np.bincount(hi, weights=resid, minlength=catalog.n_items) / (
@@ -315,6 +465,7 @@ def _fit_ratings(
         item_bias=[float(b) for b in bias],
         levels=[float(v) for v in levels],
         thresholds=[float(t) for t in thresholds],
+        user_prior=float(prior),
     )
     cal = ~fit
     pred = base[cal] + gamma * (aff[cal] - aff_mean)

@@ -10,6 +10,11 @@ Traits are percentiles in [0, 1] among the world's users:
 Taste is the distribution over the catalog's tags of liked items (rating >= 4 on a 5 scale or
 >= the user's mean; play-count weighted for implicit data); dislikes the same for rating <= 2.
 The preference vector is the unit mean of liked items' embeddings, in the catalog's space.
+The recent taste is the unit recency-weighted sum of the embeddings of everything the user
+consumed, the latest weighing most: a weight halves every ``half_life`` interactions back (the
+fit chooses it among :data:`HALF_LIVES` by held-out likelihood and keeps it in the fitted model,
+``ChoiceModel.recent_half_life``). It is the taste signal of time-ordered behaviour: what a user
+consumes next resembles what it consumed last more than its whole history.
 
 "User likes tag T" has one definition, ``likes`` below, used by targeting (population.py), by
 the persona's description and by the run's ``users.parquet`` (``liked_tag_lists``).
@@ -27,6 +32,10 @@ from recoworld.items.catalog import Catalog
 from recoworld.world.model import World
 
 SITTING_GAP_S = 30 * 60
+DEFAULT_HALF_LIFE = 10.0
+"""Interactions over which the recent taste's weights halve, where no fitted value is given."""
+HALF_LIVES = (3.0, 6.0, 12.0, 25.0, 50.0)
+"""The half-lives the fit chooses among (roughly doubling: a few items to a few sessions)."""
 LIKE_LIFT = 1.25
 """A user likes a tag whose share of its taste is >= LIKE_LIFT x the average user's share ..."""
 LIKE_SHARE = 0.5
@@ -101,6 +110,7 @@ class Personas:
     )
     avg_taste: np.ndarray | None = None  # (n_tags,) the world's average taste: the yardstick of
     avg_dislike: np.ndarray | None = None  # `likes`; None = this population's own average
+    recent: np.ndarray | None = None  # (n, dim) float32 unit rows: the recent taste; None = pref
     targeted_likes: tuple[int, ...] = ()  # tag columns the population was targeted on liking
     targeted_dislikes: tuple[int, ...] = ()  # (always listed in descriptions when they hold)
 
@@ -119,9 +129,16 @@ class Personas:
     def __len__(self) -> int:
         return int(self.uid.shape[0])
 
+    @property
+    def recent_taste(self) -> np.ndarray:
+        """(n, dim) the recent taste (the preference vector where none was built)."""
+        return self.pref if self.recent is None else self.recent
+
     def take(self, rows: np.ndarray) -> Personas:
         """A sub-population (rows in the given order)."""
         fields = {f: getattr(self, f)[rows] for f in _ROW_FIELDS}
+        if self.recent is not None:
+            fields["recent"] = self.recent[rows]
         return replace(self, **fields)
 
     def average_share(self, field: Literal["taste", "dislike"]) -> np.ndarray:
@@ -222,9 +239,11 @@ def personas_from_history(
     catalog: Catalog,
     *,
     interactions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    half_life: float = DEFAULT_HALF_LIFE,
 ) -> Personas:
     """One persona per world user, built from ``interactions`` (user row, item row, rating,
-    weight, timestamp) — by default all of the world's, ordered by time."""
+    weight, timestamp) — by default all of the world's, ordered by time. ``half_life``: of the
+    recent taste (pass the fitted model's ``recent_half_life``)."""
     if interactions is None:
         interactions = world.coded_interactions()
     u, i, r, w, ts = interactions
@@ -257,6 +276,7 @@ def personas_from_history(
         np.abs(pref_raw).sum(1, keepdims=True) > 0, pref_raw, np.asarray(any_m @ catalog.emb)
     )
     pref = pref_raw / np.maximum(np.linalg.norm(pref_raw, axis=1, keepdims=True), 1e-9)
+    recent = recent_taste(u, i, n_users, catalog, half_life, pref)
 
     popc = np.bincount(u, weights=catalog.pop_percentile[i], minlength=n_users) / np.maximum(
         counts, 1
@@ -292,12 +312,38 @@ def personas_from_history(
         taste=taste,
         dislike=dislike,
         pref=pref.astype(np.float32),
+        recent=recent,
         mean_rating=user_mean.astype(np.float32),
         n_history=counts.astype(np.int64),
         history=history,
         avg_taste=taste.mean(0) if n_users else np.zeros(tm.shape[1], np.float32),
         avg_dislike=dislike.mean(0) if n_users else np.zeros(tm.shape[1], np.float32),
     )
+
+
+def recent_taste(
+    u: np.ndarray,
+    i: np.ndarray,
+    n_users: int,
+    catalog: Catalog,
+    half_life: float,
+    pref: np.ndarray,
+) -> np.ndarray:
+    """(n_users, dim) float32 unit recency-weighted sums of consumed items' embeddings; ``u``,
+    ``i`` in time order (each user's last interaction weighs 1, the one ``half_life`` before it
+    1/2); ``pref``'s row for a user with none."""
+    if u.size == 0:
+        return pref.astype(np.float32)
+    order = np.argsort(u, kind="stable")
+    counts = np.bincount(u, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(u.size, np.int64)
+    rank[order] = np.arange(u.size) - starts[u[order]]
+    weight = 0.5 ** ((counts[u] - 1 - rank) / half_life)
+    m = sp.csr_matrix((weight, (u, i)), shape=(n_users, catalog.n_items))
+    raw = np.asarray(m @ catalog.emb, dtype=np.float64)
+    out = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
+    return np.where(np.abs(raw).sum(1, keepdims=True) > 0, out, pref).astype(np.float32)
 
 
 def _sitting_lengths(u: np.ndarray, ts: np.ndarray, n_users: int) -> np.ndarray:
