@@ -218,6 +218,27 @@ def _user_prior(u: np.ndarray, r: np.ndarray, n_users: int) -> float:
     return within / between
 
 
+_ARRAYS: dict[int, tuple[RatingModel, np.ndarray, np.ndarray, np.ndarray]] = {}
+"""The rating models' item biases, levels and thresholds as arrays, by model (a model is
+frozen; the few a process holds are kept with their arrays)."""
+
+
+def _arrays(model: RatingModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item_bias float32, levels float32, thresholds float64) of ``model``, converted once."""
+    hit = _ARRAYS.get(id(model))
+    if hit is None or hit[0] is not model:
+        if len(_ARRAYS) >= 16:
+            _ARRAYS.clear()
+        hit = (
+            model,
+            np.asarray(model.item_bias, dtype=np.float32),
+            np.asarray(model.levels, dtype=np.float32),
+            np.asarray(model.thresholds, dtype=np.float64),
+        )
+        _ARRAYS[id(model)] = hit
+    return hit[1], hit[2], hit[3]
+
+
 def simulate_ratings(
     model: RatingModel,
     mean_u: np.ndarray,
@@ -229,14 +250,10 @@ def simulate_ratings(
     """Ratings from the rating model given standard-normal ``noise`` (same shapes); ``n``: the
     number of ratings behind each user's mean (:func:`user_means`)."""
     mu = user_means(model, mean_u, n)
-    raw = (
-        mu
-        + np.asarray(model.item_bias, dtype=np.float32)[items]
-        + model.gamma * (aff - model.affinity_mean)
-    )
+    item_bias, levels, thresholds = _arrays(model)
+    raw = mu + item_bias[items] + model.gamma * (aff - model.affinity_mean)
     raw = raw + model.noise_sd * noise
-    levels = np.asarray(model.levels, dtype=np.float32)
-    return levels[np.searchsorted(np.asarray(model.thresholds), raw)]
+    return levels[np.searchsorted(thresholds, raw)]
 
 
 def rating_distribution(

@@ -68,22 +68,31 @@ def likes(share: np.ndarray, avg_share: np.ndarray) -> np.ndarray:
     return (share > 0) & (share >= threshold)
 
 
+def _listed_cells(
+    share: np.ndarray, mask: np.ndarray, always: tuple[int, ...], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, cols): per row, the tag columns ``mask`` holds, strongest (largest share) first
+    (ties by column), at most ``n`` of them, except that the columns of ``always`` the row holds
+    are kept, whatever their rank; ``cols`` holds every row's columns one row after another,
+    ``counts`` how many each row has. Whole-array work: no loop over rows."""
+    forced = np.zeros(mask.shape[1], dtype=bool)
+    forced[list(always)] = True
+    key = np.where(mask, -share.astype(np.float64), np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    held = np.take_along_axis(mask, order, axis=1)
+    must = held & forced[order]
+    free = held & ~forced[order]
+    extra = np.maximum(n - must.sum(1), 0)
+    keep = must | (free & (np.cumsum(free, axis=1) <= extra[:, None]))
+    return keep.sum(1), order[keep]
+
+
 def _listed(
     share: np.ndarray, mask: np.ndarray, always: tuple[int, ...], n: int
 ) -> list[list[int]]:
-    """Per row, the tag columns ``mask`` holds, strongest (largest share) first, at most ``n`` of
-    them, except that the columns of ``always`` the row holds are kept, whatever their rank."""
-    forced = np.zeros(mask.shape[1], dtype=bool)
-    forced[list(always)] = True
-    out = []
-    for s, m in zip(share, mask):
-        order = np.argsort(-s, kind="stable")
-        cols = order[m[order]]
-        must = forced[cols]
-        extra = max(n - int(must.sum()), 0)
-        keep = must | (np.cumsum(~must) <= extra)
-        out.append(cols[keep].tolist())
-    return out
+    """Per row, the columns of :func:`_listed_cells`, as lists."""
+    counts, cols = _listed_cells(share, mask, always, n)
+    return [c.tolist() for c in np.split(cols, np.cumsum(counts)[:-1])] if counts.size else []
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,8 +208,13 @@ class Personas:
 def liked_tag_lists(personas: Personas, catalog: Catalog) -> list[list[str]]:
     """Per user, the liked tags its description lists (``Personas.liked_tags``), for the run's
     ``users.parquet``."""
-    cols = _listed(personas.taste, personas.liked_mask(), personas.targeted_likes, SHOWN_LIKES)
-    return [[catalog.tags[j] for j in row] for row in cols]
+    counts, cols = _listed_cells(
+        personas.taste, personas.liked_mask(), personas.targeted_likes, SHOWN_LIKES
+    )
+    if not counts.size:
+        return []
+    names = np.asarray(catalog.tags, dtype=object)[cols]
+    return [row.tolist() for row in np.split(names, np.cumsum(counts)[:-1])]
 
 
 _ROW_FIELDS = (
