@@ -42,7 +42,7 @@ export VLLM_CACHE_ROOT="${VLLM_CACHE_ROOT:-$PWD/.cache/vllm}"
 
 echo "== LLM tier: pytest -m llm tests =="
 start=$(date +%s)
-"$PY" -m pytest -m llm tests -q -ra --durations=15 "$@"
+"$PY" -m pytest -m llm tests -ra --durations=15 "$@"
 echo "LLM tier: $(( $(date +%s) - start )) s"
 
 echo "== the README's LLM example: studies/llm_tiny.toml on the engine, then replayed without it =="
