@@ -35,11 +35,10 @@ import polars as pl
 
 from recoworld.errors import DataError, RecoWorldError
 from recoworld.rng import generator
-from recoworld.world.model import World
+from recoworld.world.model import MIN_DATED_SHARE, World
 
 HOLDOUT_SHARE = 0.2
 MIN_INTERACTIONS = 5
-MIN_DATED_SHARE = 0.5
 LAST_K = 10
 """``last-k``: interactions held out per user (AFL's protocol: the last 10)."""
 ORDERS = ("auto", "time", "random", "last-k", "given")

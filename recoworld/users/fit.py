@@ -22,7 +22,8 @@ Design (documented in docs/simulator.md):
    (AUC, expected calibration error, predicted vs. observed positive rate) is measured on the
    calibration users, for the logged-world model against uniform negatives. The recent
    taste's half-life (``recoworld.users.persona``) is chosen among ``HALF_LIVES`` by the
-   logged-world model's held-out log loss on a seeded sample of the design.
+   logged-world model's held-out log loss on a seeded sample of the design; in an undated
+   world (fewer than half the interactions timed) every item weighs alike (``NO_RECENCY``).
    Ratings: the user's mean (shrunk toward the global mean by pseudo-ratings estimated from the
    within- and between-user variances) + shrunk item bias + affinity slope, fitted the same
    way; the simulated rating distribution is compared with the real one (total variation).
@@ -50,13 +51,14 @@ from recoworld.users.choice import (
 )
 from recoworld.users.persona import (
     HALF_LIVES,
+    NO_RECENCY,
     SITTING_GAP_S,
     Personas,
     personas_from_history,
     recent_taste,
 )
 from recoworld.users.satiation import repeat_share
-from recoworld.world.model import World
+from recoworld.world.model import MIN_DATED_SHARE, World
 
 HISTORY_SHARE = 0.8
 MIN_INTERACTIONS = 5
@@ -356,8 +358,10 @@ def fit_choice_model(
         recent = recent_taste(hist[0], hist[1], n_users, catalog, half_life, personas.pref)
         return np.einsum("nd,nd->n", recent[du], catalog.emb[di])
 
+    # An undated world's order is file order: recency means nothing there.
+    dated = bool(hist[4].size) and float(np.mean(hist[4] >= 0)) >= MIN_DATED_SHARE
     best: tuple[float, float, np.ndarray] | None = None
-    for half_life in HALF_LIVES:
+    for half_life in HALF_LIVES if dated else (NO_RECENCY,):
         x[:, -1] = recent_column(half_life)
         b = _logistic_fit(x[fit_rows], y[fit_rows])
         pc = 1.0 / (1.0 + np.exp(-(x[cal_rows] @ b)))

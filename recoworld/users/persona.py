@@ -36,6 +36,9 @@ DEFAULT_HALF_LIFE = 10.0
 """Interactions over which the recent taste's weights halve, where no fitted value is given."""
 HALF_LIVES = (3.0, 6.0, 12.0, 25.0, 50.0)
 """The half-lives the fit chooses among (roughly doubling: a few items to a few sessions)."""
+NO_RECENCY = 1e9
+"""The half-life of an undated world, whose interaction order is file order: every item weighs
+alike (the recent taste is then the unweighted mean of everything consumed)."""
 LIKE_LIFT = 1.25
 """A user likes a tag whose share of its taste is >= LIKE_LIFT x the average user's share ..."""
 LIKE_SHARE = 0.5

@@ -66,6 +66,10 @@ MIN_USERS = 3
 MIN_ITEMS = 3
 """The item embeddings are a rank-2 (at least) truncated SVD of the user x item matrix, which
 needs both sides larger than the rank (``recoworld.items.catalog.build_catalog``)."""
+MIN_DATED_SHARE = 0.5
+"""A world is *dated* when at least this share of its interactions carry a time: then their
+order means something (time splits in ``recoworld.eval.split``, the recent taste in
+``recoworld.users.fit``); otherwise it is file order, which means nothing."""
 MIN_USER_INTERACTIONS = 5
 """Fitting holds out the latest interactions of users with at least this many
 (``recoworld.users.fit.MIN_INTERACTIONS``): a world without one such user has no targets."""
