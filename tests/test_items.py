@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from recoworld.items.lines import item_line, item_name, legend_block
 from recoworld.llm.openai_http import OpenAIHTTPModel
 from recoworld.llm.types import LLMRequest, user_message
 from recoworld.recommenders.agentic_prompts import feedback_lines, rerank_prompt
+from recoworld.testing.images import png_bytes
 from recoworld.users.prompts import USER_INSTRUCTIONS, slate_prompt, user_header
 from recoworld.world.loaders.generic import load_generic
 from recoworld.world.synthetic import synthetic_world_with_truth
@@ -32,24 +31,6 @@ FIELD = re.compile(r"<<[^<>]*>>")
 
 
 # --- a generic world whose items carry supplied embeddings and images ------------------------
-
-
-def png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    """A valid PNG, generated (no image library needed)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 def write_world(folder: Path, embedding: list, image: list | None = None) -> Path:
@@ -327,10 +308,10 @@ def test_hostile_tags_and_titles_stay_in_data_fields_with_semantic_ids(s: str) -
 
 
 def test_a_generated_image_becomes_a_data_uri_and_a_chat_image_part(tmp_path: Path) -> None:
-    (tmp_path / "a.png").write_bytes(png())
+    (tmp_path / "a.png").write_bytes(png_bytes())
     url = image_url("a.png", tmp_path)
     assert url.startswith("data:image/png;base64,")
-    assert base64.b64decode(url.split(",", 1)[1]) == png()
+    assert base64.b64decode(url.split(",", 1)[1]) == png_bytes()
     assert image_url(f"file://{tmp_path / 'a.png'}") == url
     assert image_url("https://example.org/x.jpg") == "https://example.org/x.jpg"
     req = LLMRequest(id="r", prompt="Look:", seed=1, images=(url,))
@@ -349,7 +330,7 @@ def test_a_generated_image_becomes_a_data_uri_and_a_chat_image_part(tmp_path: Pa
 
 
 def test_the_openai_client_sends_images_as_chat_parts_and_refuses_them_without_chat() -> None:
-    url = "data:image/png;base64," + base64.b64encode(png()).decode()
+    url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     req = LLMRequest(id="r", prompt="p", seed=1, images=(url,))
     chat = OpenAIHTTPModel(model="m", base_url="http://127.0.0.1:9/v1", chat=True)
     path, body = chat._body(req)
@@ -372,7 +353,7 @@ def test_unreadable_images_are_errors_naming_the_item_or_counted_fallbacks(
     tmp_path: Path, content, problem
 ) -> None:
     images = ["ok.png", "bad.img", "", None]
-    (tmp_path / "ok.png").write_bytes(png())
+    (tmp_path / "ok.png").write_bytes(png_bytes())
     if content == "folder":
         (tmp_path / "bad.img").mkdir()
     elif content is not None:
@@ -395,7 +376,7 @@ def test_unreadable_images_are_errors_naming_the_item_or_counted_fallbacks(
 
 
 def test_image_kinds_are_told_by_their_first_bytes() -> None:
-    assert image_mime(png()[:16]) == "image/png"
+    assert image_mime(png_bytes()[:16]) == "image/png"
     assert image_mime(b"\xff\xd8\xff\xe0") == "image/jpeg"
     assert image_mime(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
     assert image_mime(b"%PDF-1.4") is None

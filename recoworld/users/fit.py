@@ -117,38 +117,29 @@ def split_history(world: World) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarra
 
 
 def _sample_negatives(
-    users: np.ndarray, n_items: int, per: int, taken: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """``per`` items per entry of ``users`` that the user never touched
-    (``taken`` = sorted codes)."""
-    uu = np.repeat(users, per)
-    ii = rng.integers(0, n_items, size=uu.size)
-    for _ in range(5):
-        clash = np.isin(uu * n_items + ii, taken, assume_unique=False)
-        if not clash.any():
-            break
-        ii[clash] = rng.integers(0, n_items, size=int(clash.sum()))
-    keep = ~np.isin(uu * n_items + ii, taken)
-    return uu[keep], ii[keep]
-
-
-def _sample_exposed(
     users: np.ndarray,
     n_items: int,
     per: int,
     taken: np.ndarray,
-    weight: np.ndarray,
     rng: np.random.Generator,
+    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As :func:`_sample_negatives`, items drawn in proportion to ``weight`` (n_items,)."""
-    p = weight / weight.sum()
+    """``per`` items per entry of ``users`` that the user never touched (``taken`` = sorted
+    codes), drawn uniformly or, with ``weight`` (n_items,), in proportion to it."""
+    p = None if weight is None else weight / weight.sum()
+
+    def draw(size: int) -> np.ndarray:
+        if p is None:
+            return rng.integers(0, n_items, size=size)
+        return rng.choice(n_items, size=size, p=p)
+
     uu = np.repeat(users, per)
-    ii = rng.choice(n_items, size=uu.size, p=p)
+    ii = draw(uu.size)
     for _ in range(5):
         clash = np.isin(uu * n_items + ii, taken, assume_unique=False)
         if not clash.any():
             break
-        ii[clash] = rng.choice(n_items, size=int(clash.sum()), p=p)
+        ii[clash] = draw(int(clash.sum()))
     keep = ~np.isin(uu * n_items + ii, taken)
     return uu[keep], ii[keep]
 
@@ -387,7 +378,7 @@ def fit_choice_model(
         )
         xe, ye, cal_e, _, _ = design(
             personas,
-            *_sample_exposed(tu, n_world_items, negatives_per_positive, taken, exposure, rng),
+            *_sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng, exposure),
         )
         coef = _logistic_fit(xe[~cal_e], ye[~cal_e], start=logged)
         appeal = xe[(ye == 1) & ~cal_e] @ coef
