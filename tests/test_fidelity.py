@@ -17,12 +17,20 @@ import recoworld.world.synthetic as synthetic
 from recoworld.cli import main
 from recoworld.errors import ConfigError
 from recoworld.eval import protocols as P
-from recoworld.eval.decider import Decider, Decisions, ParametricDecider, RandomDecider
+from recoworld.eval.decider import (
+    Decider,
+    Decisions,
+    ParametricDecider,
+    RandomDecider,
+    told_shift,
+)
 from recoworld.eval.fidelity import FidelitySettings, evaluate, fit_on_training, make_decider
 from recoworld.eval.report import SCHEMA_VERSION, write_result
 from recoworld.eval.split import LeakageError, check_split, holdout_split
 from recoworld.io.tables import read_table
+from recoworld.items.catalog import build_catalog
 from recoworld.users.fit import rating_distribution, simulate_ratings
+from recoworld.users.persona import personas_from_history
 from recoworld.world.model import World
 from recoworld.world.synthetic import SyntheticTruth, synthetic_world, synthetic_world_with_truth
 
@@ -117,6 +125,18 @@ def test_random_brain_scores_chance(known_eval) -> None:  # noqa: ANN001
         )
 
 
+@pytest.mark.parametrize("share", [0.5, 0.25, 0.1, 0.01])
+def test_told_shift_moves_each_list_to_its_share_and_keeps_its_order(share: float) -> None:
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.normal(0, 3, (50, 20)), np.full((1, 20), -60.0), np.full((1, 20), 40.0)]
+    x[-2, 0] = -55.0  # a list the model all but rules out, and one it is sure of
+    p = 1.0 / (1.0 + np.exp(-(x + told_shift(x, share))))
+    np.testing.assert_allclose(p.mean(1), share, rtol=1e-6)
+    np.testing.assert_array_equal(
+        np.argsort(-p, 1, kind="stable")[:-2], np.argsort(-x, 1, kind="stable")[:-2]
+    )
+
+
 def test_fitted_brain_lies_between_chance_and_truth(known_eval) -> None:  # noqa: ANN001
     _, _, summary, _ = known_eval
     for ratio in ("1:1", "1:9"):
@@ -124,7 +144,9 @@ def test_fitted_brain_lies_between_chance_and_truth(known_eval) -> None:  # noqa
             pick(summary, b, ratio, "expected") for b in ("parametric", "truth", "random")
         )
         assert rnd["f1"] + 0.15 < fitted["f1"] < truth["f1"], (ratio, fitted["f1"])
-        # told the list's share, the fitted model's watch rate is calibrated to it
+        # told the list's share, the user expects that many yeses on every list
+        share = 1.0 / (1 + int(ratio.split(":")[1]))
+        assert fitted["sim_positive_rate"] == pytest.approx(share, abs=1e-6)
         assert fitted["sim_positive_rate"] == pytest.approx(fitted["real_positive_rate"], rel=0.2)
         ranked = pick(summary, "parametric", ratio, "ranked")  # watches exactly the list's share
         assert ranked["sim_positive_rate"] == pytest.approx(ranked["real_positive_rate"])
@@ -397,6 +419,40 @@ def test_real_sessions_cut_at_30_minute_gaps(known: tuple[World, SyntheticTruth]
         sess = c.session[c.user == u]
         assert sess[0] == 0
         np.testing.assert_array_equal(np.diff(sess) > 0, np.diff(ts) > 30 * 60)
+
+
+def test_a_held_out_session_that_goes_on_from_training_is_not_whole(
+    known: tuple[World, SyntheticTruth],
+) -> None:
+    """Only a user's first held-out session can go on from training; it does exactly when it
+    starts within 30 minutes of the user's last training interaction, and items per session
+    counts whole sessions only."""
+    world, _ = known
+    split = holdout_split(world)
+    c = P.real_consumption(split)
+    tr, te = split.train_coded, split.test
+    assert c.whole is not None
+    assert c.whole[c.session > 0].all()
+    gone_on = 0
+    for u in np.unique(te.user):
+        gap = te.timestamp[te.user == u][0] - tr.timestamp[tr.user == u].max()
+        first = (c.user == u) & (c.session == 0)
+        assert (~c.whole[first]).all() == (gap <= 30 * 60) and c.whole[first].any() == (
+            gap > 30 * 60
+        )
+        gone_on += int(gap <= 30 * 60)
+    assert 0 < gone_on < np.unique(te.user).size  # both kinds occur in this world
+    # a session that goes on is left out of items per session
+    sim = P.Consumption(c.user, c.session, c.item, c.day)  # the same consumption, all whole
+    cat = build_catalog(split.train, dim=8, seed=0)
+    personas = personas_from_history(split.train, cat)
+    cal = P.behaviour_calibration(split, cat, personas, c, sim, sim_label="same").filter(
+        (pl.col("metric") == "items_per_session") & (pl.col("trait") == "all")
+    )
+    w = c.take(c.whole)
+    expect = np.unique(w.user.astype(np.int64) * 100_000 + w.session, return_counts=True)[1].mean()
+    assert cal["real"][0] == pytest.approx(expect)
+    assert cal["real"][0] != pytest.approx(cal["simulated"][0])
 
 
 # ---- end to end: files, CLI, errors -----------------------------------------------------------

@@ -64,6 +64,28 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def told_shift(logit: np.ndarray, share: float, iterations: int = 60) -> np.ndarray:
+    """Per row of ``logit`` (n, k), the one shift ``c`` with ``mean(sigmoid(logit + c)) ==
+    share``: a user told that ``share`` of its list is its own expects that many yeses, and
+    moves its odds on every item of the list alike to get them (its order of the items is
+    unchanged). For a model calibrated on such lists this is the case-control correction;
+    where it is not (sparse data, a list unlike the fitting design) the correction alone
+    would miss the share. Bisection on the monotone mean, to 1e-9 in logit."""
+    x = np.asarray(logit, dtype=np.float64)
+    target = _logit(min(max(share, 1e-9), 1.0 - 1e-9))
+    lo = target - x.max(axis=1)  # every item at most the share: mean <= share
+    hi = target - x.min(axis=1)  # every item at least the share: mean >= share
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        over = _sigmoid(x + mid[:, None]).mean(axis=1) > share
+        hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
+    return (0.5 * (lo + hi))[:, None]
+
+
 class ParametricDecider:
     """The parametric brain's fitted models, item by item.
 
@@ -75,9 +97,11 @@ class ParametricDecider:
     are documented priors with no trace in the logs, and a list of candidates is not a
     session.
 
-    *Told* (``base_rate`` given): the logit is moved by ``logit(base_rate) -
-    logit(model.base_rate)`` (the prior correction of a logistic model fitted on a
-    case-control sample) and the decision is a draw. *Blind* (``base_rate=None``): the user
+    *Told* (``base_rate`` given): the user knows that share of the list is its own, so each
+    list's logits are moved by the one shift that makes its mean probability that share
+    (:func:`told_shift`; for a calibrated model, the prior correction ``logit(base_rate) -
+    logit(model.base_rate)`` of a logistic model fitted on a case-control sample), and the
+    decision is a draw. *Blind* (``base_rate=None``): the user
     answers the question the list asks, "does this item fit my taste?", by judging whether the
     item is likelier one of the kind it consumes than one of the catalogue's: the model's
     likelihood ratio (its logit with the fitting design's prior taken out, i.e. at even odds).
@@ -95,9 +119,10 @@ class ParametricDecider:
         self, users: np.ndarray, items: np.ndarray, base_rate: float | None
     ) -> np.ndarray:
         logit, _ = self.model.static_logit(self.p, users, items, self.cat, "logged")
-        prior = 0.5 if base_rate is None else base_rate
-        shift = _logit(prior) - _logit(self.model.base_rate)
-        return 1.0 / (1.0 + np.exp(-(logit.astype(np.float64) + shift)))
+        x = logit.astype(np.float64)
+        if base_rate is None:
+            return _sigmoid(x + _logit(0.5) - _logit(self.model.base_rate))
+        return _sigmoid(x + told_shift(x, base_rate))
 
     def decide(
         self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int

@@ -476,6 +476,10 @@ class Consumption:
     session: np.ndarray
     item: np.ndarray
     day: np.ndarray | None = None
+    whole: np.ndarray | None = None
+    """Per row: whether its session is seen from its start (None: every one is). A real
+    held-out session that goes on from the training part's last sitting is not: only its tail
+    is held out."""
 
     def take(self, mask: np.ndarray) -> Consumption:
         return Consumption(
@@ -483,6 +487,7 @@ class Consumption:
             self.session[mask],
             self.item[mask],
             None if self.day is None else self.day[mask],
+            None if self.whole is None else self.whole[mask],
         )
 
 
@@ -494,7 +499,12 @@ user, in time order, are cut wherever two consecutive ones lie further apart."""
 def real_consumption(split: Split) -> Consumption:
     """The held-out interactions, sessions cut at :data:`SESSION_GAP_S` of inactivity; a
     session's day is its first interaction's time in days. Without usable times (a random
-    split, undated data) each user's held-out part is one session with an unknown day."""
+    split, undated data) each user's held-out part is one session with an unknown day.
+
+    A user's first held-out session that begins within :data:`SESSION_GAP_S` of its last
+    training interaction goes on from a training sitting: it is marked not ``whole``. A split
+    by time cuts most users in the middle of a sitting, and the sitting it cuts is likelier a
+    long one (length-biased sampling): its held-out tail is no sample of a session's length."""
     te = split.test
     if not split.timed:
         return Consumption(te.user, np.zeros(len(te), np.int64), te.item)
@@ -504,7 +514,14 @@ def real_consumption(split: Split) -> Consumption:
     first = np.r_[0, np.flatnonzero(np.diff(te.user)) + 1] if len(te) else np.zeros(0, np.int64)
     base = np.repeat(sid[first], np.diff(np.r_[first, len(te)]))
     start = te.timestamp[np.flatnonzero(new)][sid] / 86_400.0
-    return Consumption(te.user, sid - base, te.item, start)
+    tr = split.train_coded
+    last = np.full(int(max(te.user.max(initial=-1), tr.user.max(initial=-1))) + 1, -np.inf)
+    dated = tr.timestamp >= 0
+    np.maximum.at(last, tr.user[dated], tr.timestamp[dated].astype(np.float64))
+    session = sid - base
+    goes_on = te.timestamp.astype(np.float64) - last[te.user] <= SESSION_GAP_S
+    whole = ~((session == 0) & np.repeat(goes_on[first], np.diff(np.r_[first, len(te)])))
+    return Consumption(te.user, session, te.item, start, whole)
 
 
 def session_gaps(c: Consumption) -> np.ndarray:
@@ -561,7 +578,8 @@ def behaviour_calibration(
     """Simulated vs. real consumption over the users both sides have, overall and per trait tier:
 
     - ``items_per_session``: mean consumed items per session (sessions with >= 1 item); real
-      sessions are held-out sittings (None when the world has no times);
+      sessions are the held-out sittings seen whole (not one that goes on from training:
+      :func:`real_consumption`; None when the world has no times);
     - ``popularity_percentile``: mean training-popularity percentile of consumed items;
     - ``popularity_gini``: Gini of item consumption counts over the world's items, both sides
       subsampled (seeded) to the same number of consumptions;
@@ -593,6 +611,8 @@ def behaviour_calibration(
         r, s = real.take(rsel), sim.take(ssel)
 
         def per_session(c: Consumption) -> float:
+            if c.whole is not None:
+                c = c.take(c.whole)
             if c.user.size == 0:
                 return float("nan")
             key = c.user.astype(np.int64) * 100_000 + c.session
