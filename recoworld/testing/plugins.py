@@ -139,6 +139,38 @@ class Listens:
             Listens.heard.append((int(self.uid[i]), int(more_of[j]), int(less_of[j]), texts[j]))
 
 
+class Relevant:
+    """Serves each user the items nearest its taste (its preference vector against the item
+    embeddings), never one in its history: ``mode = "fresh"`` the next ``k`` of that order on
+    every slate, ``"repeat"`` the same best ``k`` on every slate of every session (the exploit
+    a learning recommender finds first if re-showing pays; tests/test_repeats_study.py)."""
+
+    def __init__(self, mode: Literal["fresh", "repeat"] = "fresh") -> None:
+        if mode not in ("fresh", "repeat"):
+            raise ValueError(f"mode: expected fresh or repeat, got {mode!r}")
+        self.mode = mode
+
+    def bind(self, audience: Audience) -> None:
+        p, cat = audience.personas, audience.catalog
+        score = p.pref @ cat.emb[: cat.n_items].T
+        score[p.history_of(cat.n_items).toarray()] = -np.inf
+        self.order = np.argsort(-score, axis=1, kind="stable")
+        self.count = np.zeros(len(p), np.int64)
+
+    def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
+        start = np.zeros(idx.size, np.int64) if self.mode == "repeat" else self.count[idx] * k
+        self.count[idx] += 1
+        return np.take_along_axis(self.order[idx], start[:, None] + np.arange(k)[None, :], 1)
+
+    def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
+        pass
+
+    def instruct(
+        self, idx: np.ndarray, more_of: np.ndarray, less_of: np.ndarray, texts: Sequence[str]
+    ) -> None:
+        pass
+
+
 class AsyncOnly:
     """Defines only ``recommend_async`` (the plug-in loader gives it ``recommend``)."""
 
