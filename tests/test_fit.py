@@ -21,6 +21,7 @@ from recoworld.users.choice import FEATURES
 from recoworld.users.fit import (
     CalibrationReport,
     Fitted,
+    _logistic_fit,
     fit_choice_model,
     simulate_ratings,
     split_history,
@@ -240,3 +241,29 @@ def test_choice_model_features_and_logit(synth: tuple[World, Catalog, Fitted]) -
     logit2, _ = fitted.model.static_logit(personas, rows, items, bumped)
     expected = c[4] + c[5] * (personas.conformity[rows, None] - 0.5)
     np.testing.assert_allclose(logit2 - logit, np.broadcast_to(expected, (3, 2)), atol=1e-4)
+
+
+def test_the_logistic_fit_reaches_the_penalised_optimum() -> None:
+    """Newton's method lands where the gradient of the penalised log loss vanishes, with
+    the intercept unpenalised, from zeros or from a start far off; on a separable column the
+    penalty keeps it finite."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(4)
+    n, l2 = 20_000, 1e-3
+    x = np.column_stack([np.ones(n), rng.normal(size=(n, 4)) * [1.0, 3.0, 0.2, 1.0]])
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-(x @ [-2.0, 1.0, -0.4, 2.0, 0.0])))).astype(float)
+    x[:, 4] = np.where(y == 1, 1.0, -1.0)  # separates the classes
+    reg = np.r_[0.0, np.full(4, l2)]
+
+    def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ b
+        f = (np.logaddexp(0.0, z) - y * z).mean() + 0.5 * (reg * b * b).sum()
+        return float(f), x.T @ (1.0 / (1.0 + np.exp(-z)) - y) / n + reg * b
+
+    for start in (None, np.array([3.0, -2.0, 1.0, 0.5, -4.0])):
+        b = _logistic_fit(x, y, l2, start=start)
+        assert np.abs(loss(b)[1]).max() < 1e-7
+        ref = minimize(loss, np.zeros(5), jac=True, method="L-BFGS-B", options={"gtol": 1e-10}).x
+        assert loss(b)[0] <= loss(ref)[0] + 1e-12
+        assert np.all(np.isfinite(b)) and abs(b[4]) < 1e3

@@ -18,7 +18,7 @@ Design (documented in docs/simulator.md):
    - the *logged-world* model's, drawn uniformly: what a user consumed anywhere, exposure and
      choice together. The fidelity protocols' deciders use it (their lists' negatives are
      uniform draws of never-touched items).
-4. A logistic regression (L-BFGS, small L2) fits each model on fit users; calibration
+4. A logistic regression (Newton's method, small L2) fits each model on fit users; calibration
    (AUC, expected calibration error, predicted vs. observed positive rate) is measured on the
    calibration users, for the logged-world model against uniform negatives. The recent
    taste's half-life (``recoworld.users.persona``) is chosen among ``HALF_LIVES`` by the
@@ -37,7 +37,6 @@ from dataclasses import replace
 
 import msgspec
 import numpy as np
-from scipy.optimize import minimize
 from scipy.stats import rankdata
 
 from recoworld.items.catalog import Catalog
@@ -145,18 +144,45 @@ def _sample_negatives(
 
 
 def _logistic_fit(
-    x: np.ndarray, y: np.ndarray, l2: float = 1e-3, start: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    l2: float = 1e-3,
+    start: np.ndarray | None = None,
+    *,
+    tol: float = 1e-12,
+    max_iter: int = 100,
 ) -> np.ndarray:
-    def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
-        z = x @ b
-        p = 1.0 / (1.0 + np.exp(-z))
-        ll = np.logaddexp(0.0, z) - y * z
-        g = x.T @ (p - y) / len(y) + l2 * np.r_[0.0, b[1:]]
-        return float(ll.mean() + 0.5 * l2 * (b[1:] ** 2).sum()), g
+    """The L2-penalised (all but the intercept, column 0) logistic regression of ``y`` on ``x``
+    by Newton's method with a backtracking line search: a handful of passes over the design
+    (its objective is convex), where a quasi-Newton method took over a hundred. Stops when half
+    the squared Newton decrement is under ``tol``."""
+    n, d = x.shape
+    reg = np.full(d, l2)
+    reg[0] = 0.0
+    b = np.zeros(d) if start is None else np.array(start, dtype=np.float64)
 
-    x0 = np.zeros(x.shape[1]) if start is None else start
-    res = minimize(loss, x0, jac=True, method="L-BFGS-B")
-    return res.x
+    def objective(b: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ b
+        return float((np.logaddexp(0.0, z) - y * z).mean() + 0.5 * (reg * b * b).sum()), z
+
+    f, z = objective(b)
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-z))
+        g = x.T @ (p - y) / n + reg * b
+        h = (x.T @ (x * (p * (1.0 - p))[:, None])) / n + np.diag(reg + 1e-12)
+        step = np.linalg.solve(h, g)
+        decrement = float(g @ step)
+        if decrement / 2 < tol:
+            break
+        t = 1.0
+        while True:
+            bn = b - t * step
+            fn, zn = objective(bn)
+            if fn <= f - 1e-4 * t * decrement or t < 1e-10:
+                break
+            t *= 0.5
+        b, f, z = bn, fn, zn
+    return b
 
 
 def _auc(p: np.ndarray, y: np.ndarray) -> float:
