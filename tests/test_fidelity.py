@@ -494,6 +494,7 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
         "tag_diversity",
         "session_gap_days",
         "repeat_share",
+        "session_repetition",
     }
     assert set(cal["trait"]) == {"all", "activity", "conformity", "diversity"}
     assert set(cal["exposure"]) == {"mf", "browse"}

@@ -42,6 +42,7 @@ CALIBRATION_GOALS: dict[str, tuple[str, str, float, str]] = {
     "tag_diversity": ("per-user tag diversity", "abs", 0.05, "proposed"),
     "session_gap_days": ("median days between sessions", "rel", 0.50, "proposed"),
     "repeat_share": ("repeat consumption share", "abs", 0.05, "proposed"),
+    "session_repetition": ("repetition within a session (tag cosine)", "abs", 0.05, "proposed"),
 }
 POSITIVE_RATE_GOAL = 0.10
 _DECIDED = {"told": "sampled", "blind": "judged"}

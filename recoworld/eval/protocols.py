@@ -26,6 +26,7 @@ from recoworld.eval.split import Split
 from recoworld.items.catalog import Catalog
 from recoworld.rng import generator
 from recoworld.users.persona import SITTING_GAP_S, Personas, tier_of
+from recoworld.users.sessions import repetition, session_profiles
 
 RATIOS = (1, 3, 9)
 LIST_SIZE = 20
@@ -547,6 +548,19 @@ def repeat_share(c: Consumption) -> float:
     return 1.0 - first.size / codes.size
 
 
+def session_repetition(c: Consumption, tags: np.ndarray) -> float:
+    """Mean repetition of the session (:func:`recoworld.users.sessions.repetition`) over the
+    consumptions of ``c`` after their session's first; NaN without tags or such consumptions."""
+    if tags.shape[1] == 0 or c.user.size < 2:
+        return float("nan")
+    label = c.user.astype(np.int64) * 1_000_000 + c.session
+    rows = np.flatnonzero(label[1:] == label[:-1]) + 1
+    if rows.size == 0:
+        return float("nan")
+    prof = session_profiles(label, c.item, rows, tags)
+    return float(repetition(prof, tags[c.item[rows]]).mean())
+
+
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of non-negative counts (0: all equal, -> 1: concentrated)."""
     x = np.sort(counts.astype(np.float64))
@@ -589,7 +603,11 @@ def behaviour_calibration(
       with consumption (real: held-out sessions, :func:`session_gaps`);
     - ``repeat_share``: share of consumptions of an item the user consumed before on the same
       side (:func:`repeat_share`; the split holds a repeated pair out whole, so the real
-      side's repeats are all within the held-out part).
+      side's repeats are all within the held-out part);
+    - ``session_repetition``: how much a consumed item repeats what the user consumed earlier
+      in the session (the brain's repetition: its tags' cosine with the session profile,
+      :mod:`recoworld.users.sessions`), averaged over consumptions after a session's first
+      (None without tags).
     """
     rng = generator(seed, "calibration")
     n_users = len(personas)
@@ -651,6 +669,10 @@ def behaviour_calibration(
                 float(np.median(gap_s)) if gap_s.size else float("nan"),
             ),
             "repeat_share": (repeat_share(r), repeat_share(s)),
+            "session_repetition": (
+                session_repetition(r, catalog.tag_matrix),
+                session_repetition(s, catalog.tag_matrix),
+            ),
         }
         for name, (a, b) in metrics.items():
             rows.append(

@@ -2,7 +2,8 @@
 
 Per slate position p (a loop of k steps; every step is whole-array work over the users):
 1. click logit = fitted static logit - position bias - fatigue + curiosity x novelty
-                 - boredom x repetition - satiation (an item consumed before: a lasting part
+                 + (fitted session repetition - boredom) x repetition
+                 - satiation (an item consumed before: a lasting part
                  from the world's repeat share, a short-term part that fades over days;
                  :mod:`recoworld.users.satiation`);
 2. click ~ Bernoulli(sigmoid(logit)); a click's watch fraction is a logit-normal around the
@@ -181,6 +182,7 @@ class ParametricBrain:
         )
         w1 = f32(self.model.watch_slope)
         step = _MindStep(self, mind, rows, slates)
+        lingering = f32(self.model.session_repetition)
 
         click = np.zeros((n, k), bool)
         watched = np.zeros((n, k), bool)
@@ -192,7 +194,7 @@ class ParametricBrain:
             logit = (
                 base[:, p]
                 - cfg.fatigue_weight * mind.fatigue
-                - cfg.boredom_weight * mind.boredom * rep
+                + (lingering - cfg.boredom_weight * mind.boredom) * rep
                 - step.satiation(p)
             )
             logit += mind.curiosity * nov[:, p]

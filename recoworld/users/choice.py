@@ -94,6 +94,12 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     recent_half_life: float = 10.0
     """Interactions over which the recent taste's weights halve (chosen by the fit; personas
     must be built with it: ``personas_from_history(..., half_life=...)``)."""
+    session_repetition: float = 0.0
+    """Logit per unit of an item's repetition of the session (its tags' cosine with the
+    profile of what the user consumed earlier in the session: the brain's ``repetition``),
+    fitted on the logs' sittings given ``coef`` (``recoworld.users.fit``); positive where users
+    linger on a kind of item within a sitting. 0 in fits made before it existed and in worlds
+    without tags or times."""
     logged_coef: list[float] = []
     """The logged-world model (what a user consumed anywhere, exposure included), in the order
     of FEATURES; empty in fits made before it existed (then ``coef``)."""

@@ -47,6 +47,7 @@ from recoworld.users.choice import (
     RatingModel,
     ReturnModel,
     features,
+    static_logit,
 )
 from recoworld.users.persona import (
     HALF_LIVES,
@@ -57,6 +58,7 @@ from recoworld.users.persona import (
     recent_taste,
 )
 from recoworld.users.satiation import repeat_share
+from recoworld.users.sessions import repetition, session_profiles
 from recoworld.world.model import MIN_DATED_SHARE, World
 
 HISTORY_SHARE = 0.8
@@ -102,17 +104,68 @@ class Fitted(msgspec.Struct, frozen=True, kw_only=True):
 def split_history(world: World) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """(history, targets), each (user, item, rating, weight, timestamp), per-user time split."""
     u, i, r, w, ts = world.coded_interactions()  # ordered by time
+    hist = _history_mask(u, world.users.height)
+    cols = (u, i, r, w, ts)
+    return tuple(c[hist] for c in cols), tuple(c[~hist] for c in cols)
+
+
+def _history_mask(u: np.ndarray, n_users: int) -> np.ndarray:
+    """Over interactions in time order (users ``u``): True on each user's history (its first
+    ``HISTORY_SHARE``, every one of a user with under ``MIN_INTERACTIONS``), False on its
+    targets."""
     order = np.argsort(u, kind="stable")
-    counts = np.bincount(u, minlength=world.users.height)
+    counts = np.bincount(u, minlength=n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(u.size, dtype=np.int64)
     rank[order] = np.arange(u.size) - starts[u[order]]
     n_hist = np.where(counts >= MIN_INTERACTIONS, np.ceil(counts * HISTORY_SHARE), counts).astype(
         np.int64
     )
-    hist = rank < n_hist[u]
-    cols = (u, i, r, w, ts)
-    return tuple(c[hist] for c in cols), tuple(c[~hist] for c in cols)
+    return rank < n_hist[u]
+
+
+def _fit_session_repetition(
+    world: World,
+    catalog: Catalog,
+    personas: Personas,
+    coef: np.ndarray,
+    taken: np.ndarray,
+    rng: np.random.Generator,
+    exposure: np.ndarray | None,
+    per: int,
+) -> float:
+    """The logit per unit of *repetition* (an item's cosine with the session profile of what
+    the user consumed earlier in the sitting, ``recoworld.users.sessions``; the brain's
+    ``repetition``), given the choice model ``coef``: a logistic fit of the targets (at most
+    ``SELECT_ROWS``, seeded) against ``per`` negatives each, drawn as the choice model's were
+    (``exposure``, or uniformly), every negative taking its positive's profile, with the
+    choice model's logit as a fixed offset. What the logs say about lingering on a kind of
+    item within a sitting (or moving on from it); 0 where nothing is learnt (no tags)."""
+    u, i, _, _, ts = world.coded_interactions()  # in time order
+    is_target = ~_history_mask(u, world.users.height) & (ts >= 0)
+    by_user = np.argsort(u, kind="stable")  # each user's interactions together, in time order
+    u, i, ts, is_target = u[by_user], i[by_user], ts[by_user], is_target[by_user]
+    targets = np.flatnonzero(is_target)
+    if targets.size == 0:
+        return 0.0
+    targets = np.sort(rng.permutation(targets)[:SELECT_ROWS])
+    tags = catalog.tag_matrix
+    new = np.ones(u.size, dtype=bool)
+    new[1:] = (u[1:] != u[:-1]) | (ts[1:] - ts[:-1] > SITTING_GAP_S) | (ts[1:] < 0)
+    profile = session_profiles(np.cumsum(new), i, targets, tags)
+    nu, ni, src = _sample_negatives(u[targets], world.items.height, per, taken, rng, exposure)
+    users = np.r_[u[targets], nu]
+    items = np.r_[i[targets], ni]
+    prof = np.r_[profile, profile[src]]
+    y = np.r_[np.ones(targets.size), np.zeros(nu.size)]
+    rep = repetition(prof, tags[items])
+    if not rep.any():
+        return 0.0
+    base = static_logit(
+        coef, *(f[:, 0] for f in features(personas, users, items[:, None], catalog))
+    )
+    b = _logistic_fit(np.column_stack([np.ones(y.size), rep]), y, offset=base.astype(np.float64))
+    return float(b[1])
 
 
 def _sample_negatives(
@@ -122,9 +175,10 @@ def _sample_negatives(
     taken: np.ndarray,
     rng: np.random.Generator,
     weight: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per`` items per entry of ``users`` that the user never touched (``taken`` = sorted
-    codes), drawn uniformly or, with ``weight`` (n_items,), in proportion to it."""
+    codes), drawn uniformly or, with ``weight`` (n_items,), in proportion to it; with the entry
+    of ``users`` each was drawn for."""
     p = None if weight is None else weight / weight.sum()
 
     def draw(size: int) -> np.ndarray:
@@ -132,7 +186,8 @@ def _sample_negatives(
             return rng.integers(0, n_items, size=size)
         return rng.choice(n_items, size=size, p=p)
 
-    uu = np.repeat(users, per)
+    src = np.repeat(np.arange(users.size), per)
+    uu = users[src]
     ii = draw(uu.size)
     for _ in range(5):
         clash = np.isin(uu * n_items + ii, taken, assume_unique=False)
@@ -140,7 +195,7 @@ def _sample_negatives(
             break
         ii[clash] = draw(int(clash.sum()))
     keep = ~np.isin(uu * n_items + ii, taken)
-    return uu[keep], ii[keep]
+    return uu[keep], ii[keep], src[keep]
 
 
 def _logistic_fit(
@@ -149,20 +204,22 @@ def _logistic_fit(
     l2: float = 1e-3,
     start: np.ndarray | None = None,
     *,
+    offset: np.ndarray | float = 0.0,
     tol: float = 1e-12,
     max_iter: int = 100,
 ) -> np.ndarray:
     """The L2-penalised (all but the intercept, column 0) logistic regression of ``y`` on ``x``
     by Newton's method with a backtracking line search: a handful of passes over the design
     (its objective is convex), where a quasi-Newton method took over a hundred. Stops when half
-    the squared Newton decrement is under ``tol``."""
+    the squared Newton decrement is under ``tol``. ``offset``: a fixed part of each row's
+    logit (a model fitted before, whose coefficients stay as they are)."""
     n, d = x.shape
     reg = np.full(d, l2)
     reg[0] = 0.0
     b = np.zeros(d) if start is None else np.array(start, dtype=np.float64)
 
     def objective(b: np.ndarray) -> tuple[float, np.ndarray]:
-        z = x @ b
+        z = x @ b + offset
         return float((np.logaddexp(0.0, z) - y * z).mean() + 0.5 * (reg * b * b).sum()), z
 
     f, z = objective(b)
@@ -361,7 +418,7 @@ def fit_choice_model(
 
     # The logged-world model at each candidate half-life of the recent taste (only the last
     # feature changes); the one whose calibration users' held-out log loss is lowest is kept.
-    negatives = _sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng)
+    negatives = _sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng)[:2]
     personas = personas_from_history(world, catalog, interactions=hist, half_life=HALF_LIVES[0])
     x, y, is_cal, du, di = design(personas, *negatives)
     yc = y[is_cal]
@@ -404,10 +461,23 @@ def fit_choice_model(
         )
         xe, ye, cal_e, _, _ = design(
             personas,
-            *_sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng, exposure),
+            *_sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng, exposure)[:2],
         )
         coef = _logistic_fit(xe[~cal_e], ye[~cal_e], start=logged)
         appeal = xe[(ye == 1) & ~cal_e] @ coef
+    # Within a sitting, how much the user leans to items like those it just consumed.
+    session_rep = 0.0
+    if dated and catalog.tag_matrix.shape[1]:
+        session_rep = _fit_session_repetition(
+            world,
+            catalog,
+            personas,
+            np.asarray(coef),
+            taken,
+            rng,
+            None if logged_exposure == 0 else exposure,
+            negatives_per_positive,
+        )
 
     rating, rmse, tv, real_h, sim_h = None, None, None, None, None
     if world.has_ratings:
@@ -426,6 +496,7 @@ def fit_choice_model(
         logged_coef=[float(c) for c in logged],
         recent_half_life=half_life,
         appeal_center=float(appeal.mean()) if appeal.size else None,
+        session_repetition=session_rep,
     )
     report = CalibrationReport(
         dataset=world.name,
