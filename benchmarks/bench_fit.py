@@ -1,10 +1,11 @@
 """Benchmark: fitting a world's user models (``recoworld.users.fit.fit_choice_model``).
 
-A fit runs seven penalised logistic regressions over the design (one per candidate half-life
-of the recent taste on a sample, then the logged-world and the choice-among-shown models on
-all of it), then the rating and return models. Its solver is Newton's method with a line
-search; the baseline, measured in the same run, is the quasi-Newton solver it replaced (scipy's
-L-BFGS-B with the same objective and gradient). The two are alternated fit by fit; printed:
+A fit runs eight penalised logistic regressions (one per candidate half-life of the recent
+taste on a sample of the design, the logged-world and the choice-among-shown models on all of
+it, and the lingering within a session on a sample), then the rating and return models. Its
+solver is Newton's method with a line search; the baseline, measured in the same run, is the
+quasi-Newton solver it replaced (scipy's L-BFGS-B with the same objective and gradient). The
+two are alternated fit by fit; printed:
 median wall seconds of a whole fit, the ratio, and how far apart the fitted coefficients are
 (Newton reaches the optimum; L-BFGS stops at its default tolerance).
 
@@ -33,12 +34,17 @@ NEWTON = fit_module._logistic_fit
 
 
 def lbfgs(
-    x: np.ndarray, y: np.ndarray, l2: float = 1e-3, start: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    l2: float = 1e-3,
+    start: np.ndarray | None = None,
+    *,
+    offset: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """The baseline: the solver before (same objective, scipy's L-BFGS-B, its defaults)."""
 
     def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
-        z = x @ b
+        z = x @ b + offset
         p = 1.0 / (1.0 + np.exp(-z))
         ll = np.logaddexp(0.0, z) - y * z
         g = x.T @ (p - y) / len(y) + l2 * np.r_[0.0, b[1:]]
