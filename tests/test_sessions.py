@@ -14,6 +14,7 @@ import pytest
 
 from recoworld.config import BrainConfig
 from recoworld.eval import protocols as P
+from recoworld.eval.split import holdout_split
 from recoworld.items.catalog import build_catalog
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.fit import fit_choice_model
@@ -106,3 +107,25 @@ def test_the_harness_figure_is_high_for_sessions_of_one_kind() -> None:
     assert P.session_repetition(one_kind, tags) > 0.6
     assert P.session_repetition(mixed, tags) == pytest.approx(0.0)
     assert np.isnan(P.session_repetition(mixed, np.zeros((8, 0), np.float32)))
+
+
+def test_without_times_the_real_side_has_no_sessions_to_read() -> None:
+    world = synthetic_world(80, 60, seed=3)
+    for timed in (True, False):
+        w = (
+            world
+            if timed
+            else replace(
+                world,
+                interactions=world.interactions.with_columns(timestamp=pl.lit(None, pl.Int64)),
+            )
+        )
+        split = holdout_split(w, seed=0)
+        cat = build_catalog(split.train, dim=8, seed=0)
+        real = P.real_consumption(split)
+        sim = P.Consumption(real.user, real.session, real.item)
+        cal = P.behaviour_calibration(
+            split, cat, personas_from_history(split.train, cat), real, sim, sim_label="same"
+        ).filter((pl.col("metric") == "session_repetition") & (pl.col("trait") == "all"))
+        assert (cal["real"][0] is not None) == timed
+        assert cal["simulated"][0] is not None

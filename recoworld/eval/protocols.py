@@ -607,7 +607,7 @@ def behaviour_calibration(
     - ``session_repetition``: how much a consumed item repeats what the user consumed earlier
       in the session (the brain's repetition: its tags' cosine with the session profile,
       :mod:`recoworld.users.sessions`), averaged over consumptions after a session's first
-      (None without tags).
+      (None without tags; real: None without times, which leave no sessions to read).
     """
     rng = generator(seed, "calibration")
     n_users = len(personas)
@@ -670,7 +670,7 @@ def behaviour_calibration(
             ),
             "repeat_share": (repeat_share(r), repeat_share(s)),
             "session_repetition": (
-                session_repetition(r, catalog.tag_matrix),
+                session_repetition(r, catalog.tag_matrix) if timed else float("nan"),
                 session_repetition(s, catalog.tag_matrix),
             ),
         }
