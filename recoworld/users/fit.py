@@ -28,6 +28,10 @@ Design (documented in docs/simulator.md):
    within- and between-user variances) + shrunk item bias + affinity slope, fitted the same
    way; the simulated rating distribution is compared with the real one (total variation).
 5. The return model's base rate and gap come from sittings (30-minute gaps) in the timestamps.
+6. The lingering within a sitting (``ChoiceModel.session_repetition``): the logit per unit of
+   an item's repetition of what the user consumed earlier in the sitting
+   (``recoworld.users.sessions``), fitted on a sample of the targets against the choice
+   model's negatives, with the choice model's logit as an offset (dated, tagged worlds only).
 """
 
 from __future__ import annotations
