@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from recoworld.config import (
+    BrainConfig,
     PopulationConfig,
     RecommenderConfig,
     SimulationConfig,
@@ -208,6 +209,12 @@ def main() -> None:
         default=1,
         help="torch threads (1: the fastest on a busy 2-core machine)",
     )
+    ap.add_argument(
+        "--logged-exposure",
+        type=float,
+        default=BrainConfig().logged_exposure,
+        help="[brain] logged_exposure of the simulated users (docs/fidelity.md, 'Exposure')",
+    )
     ap.add_argument("--out", default="runs/rl")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -220,6 +227,7 @@ def main() -> None:
         world=WorldConfig(dataset=args.dataset),
         population=PopulationConfig(size=args.population),
         simulation=SimulationConfig(sessions=args.sessions, turns=5, slate_size=10),
+        brain=BrainConfig(logged_exposure=args.logged_exposure),
     )
     bench = build_bench(cfg, load_world_for(cfg.world, cfg.seed))
     print(
@@ -261,6 +269,7 @@ def main() -> None:
         "eval_seconds": round(time.perf_counter() - t1, 1),
         "total_seconds": round(time.perf_counter() - t0, 1),
         "settings": s.__dict__,
+        "logged_exposure": args.logged_exposure,
         "train_users": int(bench.train_users.size),
         "heldout_users": int(users.size),
     }
