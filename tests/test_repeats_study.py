@@ -32,19 +32,16 @@ sessions = 3
 turns = 5
 slate_size = 5
 replicates = 1
-[[arms]]
-name = "fresh"
+""" + "".join(
+    f"""[[arms]]
+name = "{mode}"
 [arms.recommender]
 kind = "python"
 target = "recoworld.testing.plugins:Relevant"
-options = { mode = "fresh" }
-[[arms]]
-name = "repeat"
-[arms.recommender]
-kind = "python"
-target = "recoworld.testing.plugins:Relevant"
-options = { mode = "repeat" }
+options = {{ mode = "{mode}" }}
 """
+    for mode in ("fresh", "repeat")
+)
 
 
 @pytest.mark.parametrize("plays", [1.0, 20.0])

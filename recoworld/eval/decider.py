@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from scipy.special import expit
 
 from recoworld.items.catalog import Catalog
 from recoworld.rng import Stream, normals, uniforms
@@ -64,10 +65,6 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def told_shift(logit: np.ndarray, share: float, iterations: int = 60) -> np.ndarray:
     """Per row of ``logit`` (n, k), the one shift ``c`` with ``mean(sigmoid(logit + c)) ==
     share``: a user told that ``share`` of its list is its own expects that many yeses, and
@@ -81,7 +78,7 @@ def told_shift(logit: np.ndarray, share: float, iterations: int = 60) -> np.ndar
     hi = target - x.min(axis=1)  # every item at least the share: mean >= share
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        over = _sigmoid(x + mid[:, None]).mean(axis=1) > share
+        over = expit(x + mid[:, None]).mean(axis=1) > share
         hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
     return (0.5 * (lo + hi))[:, None]
 
@@ -121,8 +118,8 @@ class ParametricDecider:
         logit, _ = self.model.static_logit(self.p, users, items, self.cat, "logged")
         x = logit.astype(np.float64)
         if base_rate is None:
-            return _sigmoid(x + _logit(0.5) - _logit(self.model.base_rate))
-        return _sigmoid(x + told_shift(x, base_rate))
+            return expit(x + _logit(0.5) - _logit(self.model.base_rate))
+        return expit(x + told_shift(x, base_rate))
 
     def decide(
         self, users: np.ndarray, items: np.ndarray, *, base_rate: float | None, key: int

@@ -130,6 +130,7 @@ def _history_mask(u: np.ndarray, n_users: int) -> np.ndarray:
 
 def _fit_session_repetition(
     world: World,
+    coded: tuple[np.ndarray, np.ndarray, np.ndarray],
     catalog: Catalog,
     personas: Personas,
     coef: np.ndarray,
@@ -144,8 +145,9 @@ def _fit_session_repetition(
     ``SELECT_ROWS``, seeded) against ``per`` negatives each, drawn as the choice model's were
     (``exposure``, or uniformly), every negative taking its positive's profile, with the
     choice model's logit as a fixed offset. What the logs say about lingering on a kind of
-    item within a sitting (or moving on from it); 0 where nothing is learnt (no tags)."""
-    u, i, _, _, ts = world.coded_interactions()  # in time order
+    item within a sitting (or moving on from it); 0 where nothing is learnt (no tags).
+    ``coded``: the world's (user, item, timestamp) rows in time order."""
+    u, i, ts = coded
     is_target = ~_history_mask(u, world.users.height) & (ts >= 0)
     by_user = np.argsort(u, kind="stable")  # each user's interactions together, in time order
     u, i, ts, is_target = u[by_user], i[by_user], ts[by_user], is_target[by_user]
@@ -406,7 +408,7 @@ def fit_choice_model(
     rng = generator(seed, "fit", world.key)  # content, not name: same data, same fit
     hist, targ = split_history(world)
     n_users, n_world_items = world.users.height, world.items.height
-    all_u, all_i, *_ = world.coded_interactions()
+    all_u, all_i, _, _, all_ts = world.coded_interactions()  # in time order
     taken = np.unique(all_u * n_world_items + all_i)  # codes as _sample_negatives forms them
 
     calib_user = rng.random(n_users) < 0.2
@@ -474,6 +476,7 @@ def fit_choice_model(
     if dated and catalog.tag_matrix.shape[1]:
         session_rep = _fit_session_repetition(
             world,
+            (all_u, all_i, all_ts),
             catalog,
             personas,
             np.asarray(coef),
