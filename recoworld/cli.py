@@ -430,15 +430,19 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
-    from recoworld.config import WorldConfig
+    from recoworld.config import BrainConfig, WorldConfig
     from recoworld.items.catalog import build_catalog
     from recoworld.study.prepare import load_world_for
+    from recoworld.study.sittings import fit_leaving
     from recoworld.users.fit import fit_choice_model
+    from recoworld.users.persona import personas_from_history
 
     wc = WorldConfig(dataset=args.name, path=args.path or "")
     world = load_world_for(wc, args.seed, cache_dir=_cache_dir())
     catalog = build_catalog(world, seed=args.seed)
     fitted = fit_choice_model(world, catalog, seed=args.seed)
+    base = personas_from_history(world, catalog, half_life=fitted.model.recent_half_life)
+    fitted = fit_leaving(fitted, catalog, base, BrainConfig(), args.seed)
     sys.stdout.write(
         msgspec.json.format(msgspec.json.encode(fitted.report), indent=2).decode() + "\n"
     )

@@ -42,6 +42,7 @@ class Stream(IntEnum):
     INJECT = 11
     MINDSET = 12
     SAMPLE = 13
+    ENOUGH = 14
 
 
 def stable_hash64(*parts: object) -> int:

@@ -156,8 +156,10 @@ def test_synthetic_personas_traits_spread_over_the_unit_interval(synth: Synth) -
     for trait in ("activity", "conformity", "diversity"):
         v = getattr(synth.base, trait)
         assert v.max() - v.min() > 0.9 and abs(float(v.mean()) - 0.5) < 0.01, trait
-    # Synthetic choices are hours apart: every sitting is one item long, a tie at the middle.
-    np.testing.assert_array_equal(synth.base.patience, 0.5)
+    # Synthetic users log in sittings of geometric length: median sitting lengths tie a lot,
+    # but spread over most of the interval.
+    p = synth.base.patience
+    assert p.min() < 0.3 and p.max() > 0.8 and p.std() > 0.1
 
 
 def test_an_empty_spec_selects_everyone(synth: Synth) -> None:

@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from recoworld.config import BrainConfig
 from recoworld.errors import ConfigError
 from recoworld.eval import protocols as P
 from recoworld.eval.decider import Decider, ParametricDecider, RandomDecider
@@ -32,6 +33,7 @@ from recoworld.eval.split import Split, check_split, holdout_split, read_given_p
 from recoworld.items.catalog import Catalog, build_catalog
 from recoworld.llm.base import LanguageModel
 from recoworld.rng import generator
+from recoworld.study.sittings import SITTING_TURNS, fit_leaving
 from recoworld.users.fit import CalibrationReport, Fitted, fit_choice_model
 from recoworld.users.persona import Personas, personas_from_history
 from recoworld.world.model import World
@@ -135,6 +137,7 @@ def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
     catalog = build_catalog(split.train, dim=s.embedding_dim, seed=s.seed)
     fitted = fit_choice_model(split.train, catalog, seed=s.seed)
     personas = personas_from_history(split.train, catalog, half_life=fitted.model.recent_half_life)
+    fitted = fit_leaving(fitted, catalog, personas, BrainConfig(), s.seed)
     return Fitting(split=split, catalog=catalog, fitted=fitted, personas=personas)
 
 
@@ -220,13 +223,16 @@ def simulated_consumption(
     exposure: str = "mf",
 ) -> P.Consumption:
     """Users ``users`` (rows of ``f.personas``) run through the simulator's core loop with the
-    default study settings (3 sessions of up to 5 slates of 10); consumed = watched or rated.
+    default study settings (3 sessions of slates of 10), each session lasting until the user
+    leaves (at most :data:`SITTING_TURNS` slates, as the fit of its length assumed; the llm
+    brain's at most 5, the default turn budget: every slate is a call); consumed = watched or
+    rated.
     ``exposure``: ``mf`` (the MF recommender following instructions, a study's default) or
     ``browse`` (:class:`recoworld.eval.exposure.CatalogueBrowsing`, a model of the exposure
     behind the logs). With ``llm`` (an :class:`LLMDecider`), the llm brain's loop with its
     model and call log (arm ``fidelity-sessions``)."""
 
-    from recoworld.config import ArmConfig, BrainConfig, RecommenderConfig, StudyConfig
+    from recoworld.config import ArmConfig, RecommenderConfig, SimulationConfig, StudyConfig
     from recoworld.eval.exposure import TARGET
     from recoworld.records import WATCH, TurnRecord
     from recoworld.study.prepare import Prepared
@@ -240,8 +246,13 @@ def simulated_consumption(
         if exposure == "mf"
         else RecommenderConfig(kind="python", target=TARGET, follow_instructions=False)
     )
-    if llm is None:
-        cfg = StudyConfig(name="fidelity", seed=seed, recommender=rec)
+    if llm is None:  # sessions run until users leave, as a sitting does
+        cfg = StudyConfig(
+            name="fidelity",
+            seed=seed,
+            recommender=rec,
+            simulation=SimulationConfig(turns=SITTING_TURNS),
+        )
     else:
         cfg = StudyConfig(
             name="fidelity",

@@ -13,7 +13,7 @@ from recoworld.recommenders.base import Audience
 from recoworld.recommenders.factory import build_recommender
 from recoworld.recommenders.guard import fallback_counts
 from recoworld.records import Observer, UserMetrics
-from recoworld.study.prepare import Prepared
+from recoworld.study.prepared import Prepared
 from recoworld.study.settle import Ledger
 from recoworld.users.brain import ParametricBrain
 

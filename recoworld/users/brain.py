@@ -14,15 +14,19 @@ Per slate position p (a loop of k steps; every step is whole-array work over the
    the item's overlap with what was consumed this session; curiosity toward
    diversity x (1 - boredom).
 After the slate the user may write a reflective instruction (satisfaction under
-``instruct_below``) and may leave (logit in satisfaction, fatigue, patience); an instruction
-halves the chance of leaving: the user gives the recommender a chance. At the end of a session
+``instruct_below``) and may leave (logit in satisfaction, fatigue, patience, plus the fitted
+``leave_offset``); an instruction halves the chance of leaving: the user gives the recommender a
+chance. Where the fit found the logs' sittings shorter than these dynamics give, a user has had
+enough after each item it consumes with the fitted chance ``enough``: it sees nothing more of
+the slate and leaves (``recoworld.study.sittings``). At the end of a session
 the return model decides whether, and after how many days, the user comes back.
 
 Every random draw is keyed by the user's uid, so a user's behaviour does not depend on batch,
 shard or the other users. The draws of an item's decision (click, watch, rate) are keyed by
 (user, session, item): shown an item again in the same session, a user decides about it as it
 did (its mindset having moved), rather than drawing a fresh chance; its rating of an item is
-keyed by (user, item). Leaving, instructing and returning are keyed by (user, session, turn).
+keyed by (user, item). Leaving, instructing and returning are keyed by (user, session, turn);
+having had enough by (user, session, turn, position).
 """
 
 from __future__ import annotations
@@ -187,6 +191,8 @@ class ParametricBrain:
         click = np.zeros((n, k), bool)
         watched = np.zeros((n, k), bool)
         watch = np.zeros((n, k), f32)
+        done = self.enough_draws(rows, session, turn, k)  # (n, k) or None: had enough after p
+        gone = np.zeros(n, bool)  # had enough earlier in the slate: sees nothing more
         for p in range(k):
             # 1. the click logit: position bias, fatigue, boredom with repeats, curiosity,
             #    satiation with items clicked before
@@ -199,12 +205,14 @@ class ParametricBrain:
             )
             logit += mind.curiosity * nov[:, p]
             # 2. decisions: click, watch fraction, bounce, rate
-            c = u_click[:, p] < _sigmoid(logit)
+            c = (u_click[:, p] < _sigmoid(logit)) & ~gone
             wf = np.where(c, _sigmoid(w0 + w1 * logit + noise_w[:, p]), f32(0.0))
             w = c & (wf >= cfg.watch_threshold)
             click[:, p], watched[:, p], watch[:, p] = c, w, wf
-            # 3. the mindset moves
-            step.update(p, rep, c, w, wf, liked[:, p])
+            # 3. the mindset moves (not for a user gone from the slate)
+            step.update(p, rep, c, w, wf, liked[:, p], None if done is None else ~gone)
+            if done is not None:
+                gone |= w & done[:, p]
         rated = watched & may_rate
         action = (click.astype(np.int8) + watched + rated).astype(np.int8)  # SKIP < ... < RATE
         rating = np.where(rated, ratings_if, np.nan).astype(f32)
@@ -274,14 +282,28 @@ class ParametricBrain:
         # Leaving.
         logit = (
             cfg.leave_bias
+            + self.model.leave_offset
             + cfg.leave_satisfaction * (0.5 - mind.satisfaction)
             + cfg.leave_fatigue * mind.fatigue
             - cfg.leave_patience * (self.p.patience[rows] - 0.5)
         )
         p_leave = _sigmoid(logit) * np.where(instruct, 0.5, 1.0)
         leave = uniforms(self.seed, Stream.LEAVE, uid, session, turn) < p_leave
+        done = self.enough_draws(rows, session, turn, slates.shape[1])
+        if done is not None:  # had enough after an item it consumed (react's draws)
+            leave |= (done & (fb.action >= WATCH)).any(1)
         instructions = Instructions(rows=ir, more_of=more, less_of=less)
         return TurnDecision(feedback=fb, leave=leave, instructions=instructions)
+
+    def enough_draws(self, rows: np.ndarray, session: int, turn: int, k: int) -> np.ndarray | None:
+        """(n, k) bool: whether users ``rows`` would have had enough after consuming the item
+        at each position of this turn's slate (``ChoiceModel.enough``); None where the model
+        has no such chance."""
+        if self.model.enough <= 0:
+            return None
+        uid = self.p.uid[rows][:, None]
+        u = uniforms(self.seed, Stream.ENOUGH, uid, session, turn, np.arange(k)[None, :])
+        return u < self.model.enough
 
     def end_session(
         self, satisfaction: np.ndarray, rows: np.ndarray, session: int
@@ -351,10 +373,24 @@ class _MindStep:
         w: np.ndarray,
         wf: np.ndarray,
         liked: np.ndarray,
+        live: np.ndarray | None = None,
     ) -> None:
         """After item ``p``: clicked ``c``, watched ``w``, watch fraction ``wf``, ``liked`` the
-        scaled rating (NaN where not rated: the watch fraction stands in)."""
+        scaled rating (NaN where not rated: the watch fraction stands in). ``live``: the users
+        who saw the item (None: all); the others' mindsets stay as they are."""
         cfg, mind, f32 = self.cfg, self.mind, np.float32
+        if live is not None and not live.all():
+            keep = [a.copy() for a in (mind.satisfaction, mind.fatigue, mind.boredom)]
+            keep.append(mind.curiosity.copy())
+            self.update(p, rep, c, w, wf, liked)
+            for a, old in zip(
+                (mind.satisfaction, mind.fatigue, mind.boredom, mind.curiosity), keep
+            ):
+                np.copyto(a, old, where=~live)
+            log = self.log
+            log[0, :, p], log[1, :, p] = mind.satisfaction, mind.fatigue
+            log[2, :, p], log[3, :, p] = mind.boredom, mind.curiosity
+            return
         experience = np.where(w, np.where(np.isnan(liked), wf, liked), f32(0.0))
         expect = self.expect
         mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)

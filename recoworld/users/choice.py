@@ -100,6 +100,19 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     fitted on the logs' sittings given ``coef`` (``recoworld.users.fit``); positive where users
     linger on a kind of item within a sitting. 0 in fits made before it existed and in worlds
     without tags or times."""
+    sitting_items: float = 0.0
+    """Mean items a user consumes in a sitting (30-minute gaps), over the whole sittings of
+    the logs' most recent part (``recoworld.users.fit``): the length the level of leaving is
+    fitted to (``leave_offset``, ``enough``). 0 in undated worlds and fits made before it
+    existed."""
+    leave_offset: float = 0.0
+    """Logit added to every user's leave logit after a slate (``[brain] leave_bias`` and the
+    dynamics around it); at most 0, where the logs' sittings are longer than the dynamics
+    alone give. Fitted by simulation (``recoworld.study.sittings``); 0 where unfitted."""
+    enough: float = 0.0
+    """The chance that a user has had enough after each item it consumes, and leaves there,
+    mid-slate; above 0 where the logs' sittings are shorter than the dynamics give. Fitted
+    with ``leave_offset`` (one of the two is 0); 0 where unfitted."""
     logged_coef: list[float] = []
     """The logged-world model (what a user consumed anywhere, exposure included), in the order
     of FEATURES; empty in fits made before it existed (then ``coef``)."""

@@ -32,6 +32,9 @@ Design (documented in docs/simulator.md):
    an item's repetition of what the user consumed earlier in the sitting
    (``recoworld.users.sessions``), fitted on a sample of the targets against the choice
    model's negatives, with the choice model's logit as an offset (dated, tagged worlds only).
+7. The length of a sitting (``ChoiceModel.sitting_items``): the mean over the whole sittings
+   among the targets (dated worlds only); ``recoworld.study.sittings`` fits the level of
+   leaving to it by simulation, once the personas exist.
 """
 
 from __future__ import annotations
@@ -98,6 +101,15 @@ class CalibrationReport(msgspec.Struct, frozen=True, kw_only=True):
     data_return_rate: float
     mean_gap_days: float
     seconds: float
+    sitting_items: float = 0.0
+    """Mean items per whole sitting of the logs' most recent part (0: the logs have none)."""
+    leave_offset: float = 0.0
+    """The leave logit's fitted offset (``recoworld.study.sittings``; 0: not fitted)."""
+    enough: float = 0.0
+    """The fitted chance of having had enough after a consumed item (0: none)."""
+    simulated_sitting_items: float | None = None
+    """Items per simulated session at the fitted level, on the fit's sample (None: not
+    fitted); short of ``sitting_items`` where the logs' sittings are out of reach."""
 
 
 class Fitted(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,6 +184,36 @@ def _fit_session_repetition(
     )
     b = _logistic_fit(np.column_stack([np.ones(y.size), rep]), y, offset=base.astype(np.float64))
     return float(b[1])
+
+
+def _fit_sitting_items(coded: tuple[np.ndarray, np.ndarray], is_target: np.ndarray) -> float:
+    """Mean consumptions per sitting (``SITTING_GAP_S`` gaps) over the *whole* sittings among
+    the targets (each user's most recent interactions): those seen from start to end, neither
+    going on from a history sitting (the sitting a split cuts is likelier a long one) nor
+    perhaps cut by the end of the log (another sitting of the user follows: a log split by
+    time ends most users mid-sitting). Sittings long against a user's recent window fit in it
+    whole less often, so the mean leans short where users have few interactions. The most
+    recent part, not the whole log: a user's first sittings on a platform are longer
+    (MovieLens users rate tens of films on joining) and shorten with tenure, and a simulated
+    session is a later visit. Where the targets hold no whole sitting (a user or two
+    interactions each), the whole log's sittings that are neither a user's first nor its last.
+    0.0 where there is none (undated world). ``coded``: (user, timestamp) in time order;
+    ``is_target``: over the same rows."""
+    u, ts = coded
+    order = np.lexsort((ts, u))
+    u, ts, tgt = u[order], ts[order].astype(np.float64), (is_target & (coded[1] >= 0))[order]
+    new = np.ones(u.size, dtype=bool)  # starts a sitting
+    new[1:] = (u[1:] != u[:-1]) | (ts[1:] - ts[:-1] > SITTING_GAP_S)
+    starts = np.flatnonzero(new)
+    lengths = np.diff(np.r_[starts, u.size])
+    su = u[starts]
+    begun = tgt[starts]  # its first interaction a target: not going on from the history
+    ended = np.r_[su[1:] == su[:-1], False]  # another sitting follows
+    whole = begun & ended
+    if not whole.any():  # too few targets per user: the log's later sittings
+        later = np.r_[False, su[1:] == su[:-1]]  # not the user's first (joining) sitting
+        whole = later & ended & (ts[starts] >= 0)
+    return float(lengths[whole].mean()) if whole.any() else 0.0
 
 
 def _sample_negatives(
@@ -492,6 +534,9 @@ def fit_choice_model(
             world, catalog, personas, hist, targ, calib_user, rng
         )
     returns = _fit_returns(world)
+    sitting = 0.0
+    if dated:
+        sitting = _fit_sitting_items((all_u, all_ts), ~_history_mask(all_u, n_users))
     model = ChoiceModel(
         coef=[float(c) for c in coef],
         base_rate=1.0 / (1.0 + negatives_per_positive),
@@ -504,6 +549,7 @@ def fit_choice_model(
         recent_half_life=half_life,
         appeal_center=float(appeal.mean()) if appeal.size else None,
         session_repetition=session_rep,
+        sitting_items=sitting,
     )
     report = CalibrationReport(
         dataset=world.name,
@@ -524,6 +570,7 @@ def fit_choice_model(
         data_return_rate=returns.data_return_rate,
         mean_gap_days=returns.mean_gap_days,
         seconds=time.perf_counter() - t0,
+        sitting_items=sitting,
     )
     return Fitted(model=model, report=report)
 

@@ -13,7 +13,8 @@ The generating story (every draw comes from ``recoworld.rng.generator(seed, "syn
 5. Each user makes ``k ~ U{lo..hi}`` distinct choices (capped at ``n_items``) by the logit
    model ``P(j) ∝ exp(affinity_weight * <u, v_j> + popularity_weight * pop_j)`` over the items
    not yet chosen (Plackett-Luce, sampled with Gumbel top-k); timestamps increase in choice
-   order with exponential gaps.
+   order, in sittings: 4 items on average (geometric), 1 to 11 minutes apart, about 3 days
+   between sittings (exponential).
 6. Ratings: ``clip(round(rating_intercept + rating_slope * <u, v_j> + noise), 1, 5)`` with
    ``noise ~ N(0, rating_noise_sd)``.
 
@@ -155,7 +156,13 @@ RATING_NOISE_SD = 0.7
 _SECOND_TAG_MIN_COSINE = 0.6
 _ITEM_NOISE = 0.8
 _USER_NOISE = 0.8
-_MEAN_GAP_S = 6 * 3600
+_MEAN_GAP_S = 3 * 86400
+"""Mean days between a user's sittings (plus an hour), in seconds."""
+_WITHIN_GAP_S = 10 * 60
+"""Longest gap between two items of a sitting, in seconds (each is 1 to 11 minutes)."""
+SITTING_CUT = float(np.log(4.0))
+"""A sitting goes on after each item with chance 1 - exp(-SITTING_CUT) = 3/4: sittings of 4
+items on average (geometric)."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -261,8 +268,15 @@ def synthetic_world_with_truth(
     rows = np.concatenate(chosen_rows)
     items = np.concatenate(chosen_items)
 
-    # timestamps: per-user start plus cumulative exponential gaps, in choice order
-    gaps = np.ceil(rng.exponential(_MEAN_GAP_S, size=rows.size)).astype(np.int64) + 1
+    # timestamps: per-user start plus cumulative gaps, in choice order, in sittings: an
+    # exponential draw under SITTING_CUT goes on with the sitting (a few minutes later),
+    # one above it starts the next (days later: its excess is again exponential)
+    e = rng.exponential(1.0, size=rows.size)
+    within = e < SITTING_CUT
+    gaps = np.where(
+        within, 60.0 + e * (_WITHIN_GAP_S / SITTING_CUT), 3600.0 + (e - SITTING_CUT) * _MEAN_GAP_S
+    )
+    gaps = np.ceil(gaps).astype(np.int64)
     csum = np.cumsum(gaps)
     first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
     before = np.repeat(csum[first] - gaps[first], np.diff(np.r_[first, rows.size]))
