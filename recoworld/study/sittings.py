@@ -138,8 +138,9 @@ def fit_leaving(
     )
     if low < (1.0 - PROBE_MARGIN) * target:  # out of reach: no search on the whole sample
         theta, got = LEVEL_RANGE[0], low
-    else:
-        theta, got = _solve(lambda t: items(with_level(t)), target)
+    else:  # a probe of the whole sample (a small world) is the search's lower bound already
+        known = low if len(probe) == len(sample) else None
+        theta, got = _solve(lambda t: items(with_level(t)), target, at_low=known)
     model = with_level(theta)
     report = msgspec.structs.replace(
         fitted.report,
@@ -151,13 +152,16 @@ def fit_leaving(
     return Fitted(model=model, report=report)
 
 
-def _solve(items: Callable[[float], float], target: float) -> tuple[float, float]:
+def _solve(
+    items: Callable[[float], float], target: float, *, at_low: float | None = None
+) -> tuple[float, float]:
     """(level, items there): the level in :data:`LEVEL_RANGE` where ``items`` (falling with
     the level) meets ``target``, or the bound nearest it where it is out of reach. The
     Illinois variant of regula falsi on the bracket (a handful of simulations where bisection
-    takes a dozen), until within :data:`TOLERANCE` of the target or :data:`STEPS` steps."""
+    takes a dozen), until within :data:`TOLERANCE` of the target or :data:`STEPS` steps.
+    ``at_low``: ``items`` at the lowest level where it is known."""
     lo, hi = LEVEL_RANGE
-    f_lo = items(lo) - target
+    f_lo = (items(lo) if at_low is None else at_low) - target
     if f_lo <= 0:  # even the longest-staying users consume fewer: as long as it goes
         return lo, f_lo + target
     f_hi = items(hi) - target
