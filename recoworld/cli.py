@@ -441,7 +441,9 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     world = load_world_for(wc, args.seed, cache_dir=_cache_dir())
     catalog = build_catalog(world, seed=args.seed)
     fitted = fit_choice_model(world, catalog, seed=args.seed)
-    base = personas_from_history(world, catalog, half_life=fitted.model.recent_half_life)
+    base = personas_from_history(
+        world, catalog, half_life=fitted.model.recent_half_life, era_width=fitted.model.era_width
+    )
     fitted = fit_leaving(fitted, catalog, base, BrainConfig(), args.seed)
     sys.stdout.write(
         msgspec.json.format(msgspec.json.encode(fitted.report), indent=2).decode() + "\n"

@@ -136,7 +136,12 @@ def fit_on_training(world: World, s: FidelitySettings) -> Fitting:
     check_split(split)
     catalog = build_catalog(split.train, dim=s.embedding_dim, seed=s.seed)
     fitted = fit_choice_model(split.train, catalog, seed=s.seed)
-    personas = personas_from_history(split.train, catalog, half_life=fitted.model.recent_half_life)
+    personas = personas_from_history(
+        split.train,
+        catalog,
+        half_life=fitted.model.recent_half_life,
+        era_width=fitted.model.era_width,
+    )
     fitted = fit_leaving(fitted, catalog, personas, BrainConfig(), s.seed)
     return Fitting(split=split, catalog=catalog, fitted=fitted, personas=personas)
 

@@ -32,6 +32,7 @@ from recoworld.items.rq_vae import build_semantic_ids_vae
 from recoworld.items.semantic_ids import SemanticIds, build_semantic_ids
 from recoworld.items.text_embed import TextEncoder, item_text
 from recoworld.rng import generator
+from recoworld.users.era import EraIndex, era_index
 from recoworld.world.model import World
 
 _WORD = re.compile(r"[a-z][a-z0-9']{2,}")
@@ -96,6 +97,9 @@ class Catalog:
     """What an unreadable image does when a prompt attaches it (``[items] on_bad_image``)."""
     content_scale: float = 1.0
     """The scale of the dense content columns chosen by cross-fitting (``DENSE_SCALES``)."""
+    era: EraIndex | None = None
+    """The world's interactions per item and time bin (``recoworld.users.era``): the choice
+    model's timeliness; None where the world has no era (undated, or too many items)."""
     new_content: np.ndarray | None = None
     """(new items, dim): where their content alone places the new items (the regression's
     prediction, before the residual draw and normalisation); None without new items."""
@@ -227,7 +231,7 @@ def build_catalog(
     nearest in tags, then in content prediction — drawn by ``generator(seed, "cold-start",
     item_id)``. With fewer than 5 interacted world items it gets the content prediction alone.
     """
-    users, items, _, weights, _ = world.coded_interactions()
+    users, items, _, weights, times = world.coded_interactions()
     n_users, n_items = world.users.height, world.items.height
     mat = sp.csr_matrix(
         (np.log1p(weights), (users, items)), shape=(n_users, n_items), dtype=np.float64
@@ -366,6 +370,7 @@ def build_catalog(
         on_bad_image=items_cfg.on_bad_image,
         new_content=new_content if new_items else None,
         content_scale=dense_scale,
+        era=era_index(items, times, n_items),
     )
 
 

@@ -117,7 +117,12 @@ def prepare_all(
             seed=seed,
             logged_exposure=cfg.brain.logged_exposure,
         )
-        base = personas_from_history(world, catalog, half_life=fitted.model.recent_half_life)
+        base = personas_from_history(
+            world,
+            catalog,
+            half_life=fitted.model.recent_half_life,
+            era_width=fitted.model.era_width,
+        )
         fitted = fit_leaving(
             fitted, catalog, base, cfg.brain, seed, slate_size=cfg.simulation.slate_size
         )

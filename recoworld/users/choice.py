@@ -4,8 +4,11 @@ Static part of the click logit for user u and item i (all features vectorised ov
 
     logit = b0 + b_aff * cos(pref_u, emb_i) + b_tag * taste_u . tags_i - b_dis * dislike_u . tags_i
             + b_pop * pop_i + b_conf * pop_i * (conformity_u - 0.5) + b_rec * cos(recent_u, emb_i)
+            + b_era * timeliness(u, i)
 
-(``recent_u``: the user's recent taste, :mod:`recoworld.users.persona`). The coefficients are
+(``recent_u``: the user's recent taste, :mod:`recoworld.users.persona`; ``timeliness``: how much
+more the item was consumed around the user's own time in the logs than its popularity says,
+:mod:`recoworld.users.era`). The coefficients are
 fitted by :mod:`recoworld.users.fit`, twice (a logistic model of interacted vs. sampled
 not-interacted items): ``coef``, the *choice* among what a user is shown, against items drawn
 as the logs' exposure would show them (in proportion to their popularity), which the simulator
@@ -25,6 +28,7 @@ import msgspec
 import numpy as np
 
 from recoworld.items.catalog import Catalog
+from recoworld.users.era import timeliness
 from recoworld.users.persona import Personas
 
 FEATURES = (
@@ -35,6 +39,7 @@ FEATURES = (
     "popularity",
     "pop_x_conformity",
     "recent_affinity",
+    "timeliness",
 )
 
 
@@ -100,6 +105,10 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     fitted on the logs' sittings given ``coef`` (``recoworld.users.fit``); positive where users
     linger on a kind of item within a sitting. 0 in fits made before it existed and in worlds
     without tags or times."""
+    era_width: int = 0
+    """Time bins either side of a user's own that its era spans (``recoworld.users.era``),
+    chosen by the fit; 0: no era (the timeliness feature is 0). Personas must be built with it:
+    ``personas_from_history(..., era_width=...)``."""
     sitting_items: float = 0.0
     """Mean items a user consumes in a sitting (30-minute gaps), over the whole sittings of
     the logs' most recent part (``recoworld.users.fit``): the length the level of leaving is
@@ -146,8 +155,8 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
 def features(
     p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
 ) -> tuple[np.ndarray, ...]:
-    """(affinity, tag_match, dislike_match, popularity, pop_x_conformity, recent_affinity), each
-    (n, k) float32."""
+    """(affinity, tag_match, dislike_match, popularity, pop_x_conformity, recent_affinity,
+    timeliness), each (n, k) float32."""
     emb = cat.emb[items]
     aff = np.einsum("nd,nkd->nk", p.pref[rows], emb)
     rec = aff if p.recent is None else np.einsum("nd,nkd->nk", p.recent[rows], emb)
@@ -156,10 +165,11 @@ def features(
     dis = np.einsum("nt,nkt->nk", p.dislike[rows], tags)
     pop = cat.popularity[items]
     popc = pop * (p.conformity[rows, None] - 0.5)
-    return aff, tag, dis, pop, popc, rec
+    era = timeliness(cat.era, None if p.era is None else p.era[rows], items)
+    return aff, tag, dis, pop, popc, rec, era
 
 
-def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec) -> np.ndarray:  # noqa: ANN001
+def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec, era) -> np.ndarray:  # noqa: ANN001
     return (
         coef[0]
         + coef[1] * aff
@@ -168,4 +178,5 @@ def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec) -> np.ndarray:
         + coef[4] * pop
         + coef[5] * popc
         + coef[6] * rec
+        + coef[7] * era
     ).astype(np.float32)

@@ -56,6 +56,7 @@ from recoworld.users.choice import (
     features,
     static_logit,
 )
+from recoworld.users.era import ERA_WIDTHS, own_counts, timeliness, user_windows
 from recoworld.users.persona import (
     HALF_LIVES,
     NO_RECENCY,
@@ -71,6 +72,8 @@ from recoworld.world.model import MIN_DATED_SHARE, World
 HISTORY_SHARE = 0.8
 MIN_INTERACTIONS = 5
 RETURN_HORIZON_DAYS = 30.0
+REC = FEATURES.index("recent_affinity")
+ERA = FEATURES.index("timeliness")
 SELECT_ROWS = 100_000
 """Rows of each side of the fit's design the recency half-life is chosen on."""
 WATCH_INTERCEPT = 0.4  # prior: no dataset here logs watch time
@@ -179,11 +182,35 @@ def _fit_session_repetition(
     rep = repetition(prof, tags[items])
     if not rep.any():
         return 0.0
-    base = static_logit(
-        coef, *(f[:, 0] for f in features(personas, users, items[:, None], catalog))
+    feats = [f[:, 0] for f in features(personas, users, items[:, None], catalog)]
+    feats[ERA - 1][: targets.size] = _target_timeliness(
+        catalog, personas.era, coded, u[targets], i[targets]
     )
+    base = static_logit(coef, *feats)
     b = _logistic_fit(np.column_stack([np.ones(y.size), rep]), y, offset=base.astype(np.float64))
     return float(b[1])
+
+
+def _target_timeliness(
+    catalog: Catalog,
+    windows: np.ndarray | None,
+    logs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    users: np.ndarray,
+    items: np.ndarray,
+) -> np.ndarray:
+    """(n,) float64 the timeliness of logged interactions (``users``, ``items``) of ``logs``
+    (user, item, timestamp: the world the catalog counted) with the user's own interactions
+    with the item taken out of the counts (they would give the answer away)."""
+    if windows is None or catalog.era is None:
+        return np.zeros(users.size)
+    own_w, own_t = own_counts(catalog.era, windows, logs, users, items)
+    return timeliness(
+        catalog.era,
+        windows[users],
+        items[:, None],
+        own_window=own_w[:, None],
+        own_total=own_t[:, None],
+    )[:, 0].astype(np.float64)
 
 
 def _fit_sitting_items(coded: tuple[np.ndarray, np.ndarray], is_target: np.ndarray) -> float:
@@ -456,16 +483,20 @@ def fit_choice_model(
     calib_user = rng.random(n_users) < 0.2
     tu, ti = targ[0], targ[1]
 
+    def target_era(windows: np.ndarray | None) -> np.ndarray:
+        return _target_timeliness(catalog, windows, (all_u, all_i, all_ts), tu, ti)
+
     def design(personas: Personas, nu: np.ndarray, ni: np.ndarray) -> tuple[np.ndarray, ...]:
         users = np.concatenate([tu, nu])
         items = np.concatenate([ti, ni])
         y = np.concatenate([np.ones(tu.size), np.zeros(nu.size)])
         feats = features(personas, users, items[:, None], catalog)
         x = np.column_stack([np.ones(users.size)] + [f[:, 0].astype(np.float64) for f in feats])
+        x[: tu.size, ERA] = target_era(personas.era)
         return x, y, calib_user[users], users, items
 
-    # The logged-world model at each candidate half-life of the recent taste (only the last
-    # feature changes); the one whose calibration users' held-out log loss is lowest is kept.
+    # The logged-world model at each candidate half-life of the recent taste (only its feature
+    # changes); the one whose calibration users' held-out log loss is lowest is kept.
     negatives = _sample_negatives(tu, n_world_items, negatives_per_positive, taken, rng)[:2]
     personas = personas_from_history(world, catalog, interactions=hist, half_life=HALF_LIVES[0])
     x, y, is_cal, du, di = design(personas, *negatives)
@@ -476,29 +507,53 @@ def fit_choice_model(
     fit_rows = np.sort(rng.permutation(fit_rows)[:SELECT_ROWS])
     cal_rows = np.sort(rng.permutation(cal_rows)[:SELECT_ROWS])
 
+    def era_column(windows: np.ndarray) -> np.ndarray:
+        col = timeliness(catalog.era, windows[du], di[:, None])[:, 0].astype(np.float64)
+        col[: tu.size] = target_era(windows)
+        return col
+
     def recent_column(half_life: float) -> np.ndarray:
         recent = recent_taste(hist[0], hist[1], n_users, catalog, half_life, personas.pref)
         return np.einsum("nd,nd->n", recent[du], catalog.emb[di])
 
     # An undated world's order is file order: recency means nothing there.
     dated = bool(hist[4].size) and float(np.mean(hist[4] >= 0)) >= MIN_DATED_SHARE
-    best: tuple[float, float, np.ndarray] | None = None
-    for half_life in HALF_LIVES if dated else (NO_RECENCY,):
-        x[:, -1] = recent_column(half_life)
-        b = _logistic_fit(x[fit_rows], y[fit_rows])
+
+    def held_out_loss(b: np.ndarray) -> float:
         pc = 1.0 / (1.0 + np.exp(-(x[cal_rows] @ b)))
         yy = y[cal_rows]
-        loss = float(-(yy * np.log(pc + 1e-12) + (1 - yy) * np.log(1 - pc + 1e-12)).mean())
+        return float(-(yy * np.log(pc + 1e-12) + (1 - yy) * np.log(1 - pc + 1e-12)).mean())
+
+    best: tuple[float, float, np.ndarray] | None = None
+    for half_life in HALF_LIVES if dated else (NO_RECENCY,):
+        x[:, REC] = recent_column(half_life)
+        b = _logistic_fit(x[fit_rows], y[fit_rows])
+        loss = held_out_loss(b)
         if best is None or loss < best[0] - 1e-9:
             best = (loss, half_life, b)
     assert best is not None
     _, half_life, start = best
-    x[:, -1] = recent_column(half_life)
+    x[:, REC] = recent_column(half_life)
+    # The era's width (none, or ERA_WIDTHS bins either side of the user's), the same way.
+    era_width, era_windows = 0, None
+    if dated and catalog.era is not None:
+        best_era = (held_out_loss(start), 0, None, start)
+        for width in ERA_WIDTHS:
+            windows = user_windows(catalog.era, hist[0], hist[4], n_users, width)
+            assert windows is not None
+            x[:, ERA] = era_column(windows)
+            b = _logistic_fit(x[fit_rows], y[fit_rows])
+            loss = held_out_loss(b)
+            if loss < best_era[0] - 1e-9:
+                best_era = (loss, width, windows, b)
+        _, era_width, era_windows, start = best_era
+        x[:, ERA] = 0.0 if era_windows is None else era_column(era_windows)
     logged = _logistic_fit(x[~is_cal], y[~is_cal], start=start)
     p = 1.0 / (1.0 + np.exp(-(x[is_cal] @ logged)))
     personas = replace(
         personas,
         recent=recent_taste(hist[0], hist[1], n_users, catalog, half_life, personas.pref),
+        era=era_windows,
     )
     if logged_exposure == 0:  # uniform exposure: the choice among shown is the logged model
         coef = logged
@@ -547,6 +602,7 @@ def fit_choice_model(
         repeat_share=repeat_share(world.interactions),
         logged_coef=[float(c) for c in logged],
         recent_half_life=half_life,
+        era_width=era_width,
         appeal_center=float(appeal.mean()) if appeal.size else None,
         session_repetition=session_rep,
         sitting_items=sitting,

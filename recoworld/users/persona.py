@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recoworld.items.catalog import Catalog
+from recoworld.users.era import user_windows
 from recoworld.world.model import World
 
 SITTING_GAP_S = 30 * 60
@@ -123,6 +124,7 @@ class Personas:
     avg_taste: np.ndarray | None = None  # (n_tags,) the world's average taste: the yardstick of
     avg_dislike: np.ndarray | None = None  # `likes`; None = this population's own average
     recent: np.ndarray | None = None  # (n, dim) float32 unit rows: the recent taste; None = pref
+    era: np.ndarray | None = None  # (n, 2) int32 [lo, hi) time bins of the era; None = none
     targeted_likes: tuple[int, ...] = ()  # tag columns the population was targeted on liking
     targeted_dislikes: tuple[int, ...] = ()  # (always listed in descriptions when they hold)
 
@@ -149,8 +151,10 @@ class Personas:
     def take(self, rows: np.ndarray) -> Personas:
         """A sub-population (rows in the given order)."""
         fields = {f: getattr(self, f)[rows] for f in _ROW_FIELDS}
-        if self.recent is not None:
-            fields["recent"] = self.recent[rows]
+        for name in ("recent", "era"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value[rows]
         return replace(self, **fields)
 
     def average_share(self, field: Literal["taste", "dislike"]) -> np.ndarray:
@@ -257,10 +261,12 @@ def personas_from_history(
     *,
     interactions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     half_life: float = DEFAULT_HALF_LIFE,
+    era_width: int = 0,
 ) -> Personas:
     """One persona per world user, built from ``interactions`` (user row, item row, rating,
     weight, timestamp) — by default all of the world's, ordered by time. ``half_life``: of the
-    recent taste (pass the fitted model's ``recent_half_life``)."""
+    recent taste (pass the fitted model's ``recent_half_life``); ``era_width``: of the era's
+    window (the model's ``era_width``; 0: no era)."""
     if interactions is None:
         interactions = world.coded_interactions()
     u, i, r, w, ts = interactions
@@ -330,6 +336,7 @@ def personas_from_history(
         dislike=dislike,
         pref=pref.astype(np.float32),
         recent=recent,
+        era=user_windows(catalog.era, u, ts, n_users, era_width),
         mean_rating=user_mean.astype(np.float32),
         n_history=counts.astype(np.int64),
         history=history,
