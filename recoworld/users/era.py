@@ -112,18 +112,23 @@ def timeliness(
     item in its window and overall, taken out of the counts."""
     if index is None or windows is None:
         return np.zeros(items.shape, np.float32)
-    known = items < index.n_items
-    it = np.where(known, items, 0)
+    known = None if items.size == 0 or items.max() < index.n_items else items < index.n_items
+    it = items if known is None else np.where(known, items, 0)
     lo, hi = windows[:, 0:1], windows[:, 1:2]
-    c_w = (index.cum[hi, it] - index.cum[lo, it]).astype(np.float64)
-    c = index.cum[-1][it].astype(np.float64)
+    flat, n = index.cum.ravel(), index.n_items
+    c_w = (flat.take(hi * n + it) - flat.take(lo * n + it)).astype(np.float32)
+    c = index.cum[-1].take(it).astype(np.float32)
     if own_window is not None:
-        c_w = np.maximum(c_w - own_window, 0.0)
+        c_w = np.maximum(c_w - own_window.astype(np.float32), 0.0)
     if own_total is not None:
-        c = np.maximum(c - own_total, 0.0)
-    share = (index.share[windows[:, 1]] - index.share[windows[:, 0]])[:, None]
-    out = np.log1p(c_w) - np.log1p(share * c)
-    return np.where(known & (hi > lo), out, 0.0).astype(np.float32)
+        c = np.maximum(c - own_total.astype(np.float32), 0.0)
+    share = (index.share[windows[:, 1]] - index.share[windows[:, 0]]).astype(np.float32)
+    out = np.log1p(c_w)
+    out -= np.log1p(share[:, None] * c)
+    out *= hi > lo
+    if known is not None:
+        out *= known
+    return out
 
 
 def own_counts(
