@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recoworld.world.model import MIN_DATED_SHARE
+
 ERA_BINS = 40
 """Bins of the logs' time, each holding a 40th of the dated interactions."""
 ERA_WIDTHS = (1, 2, 4)
 """Bins either side of the user's own the fit may choose (0, none, is always a candidate)."""
-MIN_DATED_SHARE = 0.5
-"""Worlds with fewer dated interactions have no era (their order is file order)."""
 MAX_CELLS = 50_000_000
 """Bins x items the index may hold (int32: 200 MB); a larger catalogue has no era."""
 
@@ -56,7 +56,8 @@ class EraIndex:
 
 def era_index(items: np.ndarray, ts: np.ndarray, n_items: int) -> EraIndex | None:
     """The index of interactions ``items`` at times ``ts`` (-1 unknown) over ``n_items`` items;
-    None where the world has too few dated interactions or too many items."""
+    None where the world is not dated (``MIN_DATED_SHARE``: its order is file order) or has
+    too many items."""
     dated = ts >= 0
     if ts.size == 0 or dated.mean() < MIN_DATED_SHARE or (ERA_BINS + 1) * n_items > MAX_CELLS:
         return None
