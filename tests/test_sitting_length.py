@@ -120,3 +120,37 @@ def test_a_user_who_has_had_enough_stops_mid_slate_and_leaves() -> None:
             assert not d.feedback.clicked[r, p + 1 :].any()
             log = d.feedback.mind[:, r, p:]
             assert np.allclose(log, log[:, :1]), r
+
+
+def test_a_fit_is_remembered_only_for_the_same_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit_leaving`` remembers its level by the content of its inputs: the same world, model,
+    users and settings fit once in a process; any change (a seed, a user's taste, the target)
+    fits again, and a remembered fit equals a fresh one."""
+    import recoworld.study.sittings as S
+
+    cat, fitted, personas = _fitted(_timed(synthetic_world(120, 80, seed=5), 2))
+    monkeypatch.setattr(S, "_memo", type(S._memo)())
+    calls = []
+    real = S.simulated_sitting_items
+    monkeypatch.setattr(
+        S, "simulated_sitting_items", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    first = fit_leaving(fitted, cat, personas, BrainConfig(), seed=0)
+    n = len(calls)
+    assert n >= 1
+    again = fit_leaving(fitted, cat, personas, BrainConfig(), seed=0)
+    assert len(calls) == n and again.model == first.model and again.report == first.report
+    fit_leaving(fitted, cat, personas, BrainConfig(), seed=1)
+    assert len(calls) > n
+    n = len(calls)
+    pref = personas.pref.copy()
+    pref[0] = pref[1]
+    fit_leaving(fitted, cat, replace(personas, pref=pref), BrainConfig(), seed=0)
+    assert len(calls) > n
+    n = len(calls)
+    target = msgspec.structs.replace(fitted.model, sitting_items=fitted.model.sitting_items + 0.5)
+    fit_leaving(replace_model(fitted, target), cat, personas, BrainConfig(), seed=0)
+    assert len(calls) > n
+    monkeypatch.setattr(S, "_memo", type(S._memo)())  # a fresh process: the same level
+    fresh = fit_leaving(fitted, cat, personas, BrainConfig(), seed=0)
+    assert fresh.model == first.model

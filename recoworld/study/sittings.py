@@ -21,10 +21,14 @@ study's own turn budget (``[simulation] turns``) may cut them. Where the logs ha
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
 import numpy as np
+import scipy.sparse as sp
 
 from recoworld.config import BrainConfig, RecommenderConfig, SimulationConfig, StudyConfig
 from recoworld.items.catalog import Catalog
@@ -58,6 +62,11 @@ STEPS = 12
 """Most simulations of the search between the two bounds."""
 TOLERANCE = 0.01
 """The search stops within this share of the target."""
+MEMO_SIZE = 32
+"""Fits remembered in this process (:func:`fit_leaving` is deterministic in its inputs: a
+sweep's arms, or a study's replicates of one seed, prepare the same world and fit the same
+level)."""
+_memo: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
 
 def simulated_sitting_items(
@@ -122,6 +131,36 @@ def fit_leaving(
     target = model.sitting_items
     if target <= 0 or len(personas) == 0:
         return fitted
+    key = _digest(model, catalog, personas, brain, seed, slate_size)
+    if key in _memo:
+        _memo.move_to_end(key)
+        theta, got = _memo[key]
+    else:
+        theta, got = _fit_level(model, catalog, personas, brain, seed, slate_size)
+        _memo[key] = (theta, got)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    model = msgspec.structs.replace(model, **level(theta))
+    report = msgspec.structs.replace(
+        fitted.report,
+        sitting_items=target,
+        leave_offset=model.leave_offset,
+        enough=model.enough,
+        simulated_sitting_items=got,
+    )
+    return Fitted(model=model, report=report)
+
+
+def _fit_level(
+    model: ChoiceModel,
+    catalog: Catalog,
+    personas: Personas,
+    brain: BrainConfig,
+    seed: int,
+    slate_size: int,
+) -> tuple[float, float]:
+    """(level, items per session there): the search of :func:`fit_leaving`."""
+    target = model.sitting_items
     rng = generator(seed, "sittings")
     order = rng.permutation(len(personas))
     sample = personas.take(np.sort(order[:SITTING_USERS]))
@@ -141,15 +180,42 @@ def fit_leaving(
     else:  # a probe of the whole sample (a small world) is the search's lower bound already
         known = low if len(probe) == len(sample) else None
         theta, got = _solve(lambda t: items(with_level(t)), target, at_low=known)
-    model = with_level(theta)
-    report = msgspec.structs.replace(
-        fitted.report,
-        sitting_items=target,
-        leave_offset=model.leave_offset,
-        enough=model.enough,
-        simulated_sitting_items=got,
-    )
-    return Fitted(model=model, report=report)
+    return theta, got
+
+
+def _digest(*parts: object) -> str:
+    """A content hash of everything :func:`_fit_level` reads (structs, dataclasses of arrays)."""
+    h = hashlib.sha256(b"recoworld-sittings-1")
+
+    def feed(x: object) -> None:
+        if isinstance(x, msgspec.Struct):
+            h.update(msgspec.json.encode(x, order="sorted"))
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            h.update(type(x).__name__.encode())
+            for f in dataclasses.fields(x):
+                h.update(f.name.encode())
+                feed(getattr(x, f.name))
+        elif isinstance(x, np.ndarray):
+            h.update(f"{x.dtype}{x.shape}".encode())
+            if x.dtype == object:
+                h.update("\x1f".join(map(str, x.ravel().tolist())).encode())
+            else:
+                h.update(np.ascontiguousarray(x).tobytes())
+        elif sp.issparse(x):
+            m = sp.csr_matrix(x)
+            for a in (m.data, m.indices, m.indptr, np.array(m.shape)):
+                feed(a)
+        elif isinstance(x, (tuple, list)):
+            h.update(f"seq{len(x)}".encode())
+            for y in x:
+                feed(y)
+        else:
+            h.update(repr(x).encode())
+        h.update(b"|")
+
+    for part in parts:
+        feed(part)
+    return h.hexdigest()
 
 
 def _solve(
