@@ -324,6 +324,10 @@ def _auc(p: np.ndarray, y: np.ndarray) -> float:
     return float((r[y == 1].sum() - npos * (npos + 1) / 2) / max(npos * nneg, 1))
 
 
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12)).mean())
+
+
 def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     b = np.minimum((p * bins).astype(int), bins - 1)
     tot = 0.0
@@ -520,9 +524,7 @@ def fit_choice_model(
     dated = bool(hist[4].size) and float(np.mean(hist[4] >= 0)) >= MIN_DATED_SHARE
 
     def held_out_loss(b: np.ndarray) -> float:
-        pc = 1.0 / (1.0 + np.exp(-(x[cal_rows] @ b)))
-        yy = y[cal_rows]
-        return float(-(yy * np.log(pc + 1e-12) + (1 - yy) * np.log(1 - pc + 1e-12)).mean())
+        return _log_loss(1.0 / (1.0 + np.exp(-(x[cal_rows] @ b))), y[cal_rows])
 
     best: tuple[float, float, np.ndarray] | None = None
     for half_life in HALF_LIVES if dated else (NO_RECENCY,):
@@ -617,7 +619,7 @@ def fit_choice_model(
         ece=_ece(p, yc),
         observed_positive_rate=float(yc.mean()),
         predicted_positive_rate=float(p.mean()),
-        log_loss=float(-(yc * np.log(p + 1e-12) + (1 - yc) * np.log(1 - p + 1e-12)).mean()),
+        log_loss=_log_loss(p, yc),
         rating_rmse=rmse,
         rating_tv_distance=tv,
         real_rating_hist=real_h,
