@@ -216,7 +216,8 @@ def sample_users(split: Split, n: int, seed: int) -> Split:
 
 
 EXPOSURES = ("mf", "browse")
-"""How simulated users are exposed to items for protocol c (:mod:`recoworld.eval.exposure`)."""
+"""How simulated users are exposed to items for protocol c
+(:mod:`recoworld.recommenders.browse`)."""
 
 
 def simulated_consumption(
@@ -233,12 +234,12 @@ def simulated_consumption(
     brain's at most 5, the default turn budget: every slate is a call); consumed = watched or
     rated.
     ``exposure``: ``mf`` (the MF recommender following instructions, a study's default) or
-    ``browse`` (:class:`recoworld.eval.exposure.CatalogueBrowsing`, a model of the exposure
+    ``browse`` (:class:`recoworld.recommenders.browse.CatalogueBrowsing`, a model of the exposure
     behind the logs). With ``llm`` (an :class:`LLMDecider`), the llm brain's loop with its
     model and call log (arm ``fidelity-sessions``)."""
 
     from recoworld.config import ArmConfig, RecommenderConfig, SimulationConfig, StudyConfig
-    from recoworld.eval.exposure import TARGET
+    from recoworld.recommenders.browse import TARGET
     from recoworld.records import WATCH, TurnRecord
     from recoworld.study.prepare import Prepared
     from recoworld.study.simulate import simulate_arm
@@ -249,7 +250,12 @@ def simulated_consumption(
     rec = (
         RecommenderConfig()
         if exposure == "mf"
-        else RecommenderConfig(kind="python", target=TARGET, follow_instructions=False)
+        else RecommenderConfig(
+            kind="python",
+            target=TARGET,
+            options={"alpha": BrainConfig().logged_exposure},
+            follow_instructions=False,
+        )
     )
     if llm is None:  # sessions run until users leave, as a sitting does
         cfg = StudyConfig(

@@ -44,6 +44,12 @@ CALIBRATION_GOALS: dict[str, tuple[str, str, float, str]] = {
     "repeat_share": ("repeat consumption share", "abs", 0.05, "proposed"),
     "session_repetition": ("repetition within a session (tag cosine)", "abs", 0.05, "proposed"),
 }
+LOGS_EXPOSURES = ("browse",)
+"""The exposures that model the one behind the logs (``recoworld.recommenders.browse``): their
+session and population figures are held to the goals above. Another (``mf``, a study's
+recommender) says what that recommender does to the same users, a what-if with no goal: the
+level of leaving is fitted under the logs' exposure (``recoworld.study.sittings``), so a
+recommender that serves users better than the logs' exposure keeps them longer."""
 POSITIVE_RATE_GOAL = 0.10
 _DECIDED = {"told": "sampled", "blind": "judged"}
 """How each prior's decisions are made: told, a draw at the list's share; blind, the user's
@@ -210,6 +216,8 @@ def headline_table(tables: dict[str, pl.DataFrame], meta: dict, proto: Protocol)
                 if r is None:
                     continue
                 dist, text, met = _close(r["simulated"], r["real"], kind, bound)
+                if exposure not in LOGS_EXPOSURES:  # a what-if: no goal to meet
+                    text, met, source = "- (what-if)", None, None
                 rows.append(
                     _row(
                         figure=label,

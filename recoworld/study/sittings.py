@@ -5,16 +5,22 @@ mean over the whole sittings of each user's most recent interactions, ``recoworl
 The brain's leaving has dynamics the logs do not show (satisfaction, fatigue, patience; the
 ``[brain] leave_*`` settings); its level is what they do show. :func:`fit_leaving` finds the
 level (one monotone scale, :func:`level`) at which simulated users consume that many items per
-session (sessions with at least one) under the reference exposure, the default recommender
-(``mf``, following instructions), with no turn budget to speak of (:data:`SITTING_TURNS`: a
-real sitting has none). At or under 0 the level is an offset on every leave logit (users stay
-longer than the dynamics alone keep them); above it, the chance of having had enough after each
-consumed item, which ends the sitting mid-slate (sittings shorter than the dynamics give: a
-user may consume several items of one slate). A seeded sample of the world's users is
-simulated at each step of a bisection (common random numbers: every step draws the same users'
-same uniforms), so the fit is deterministic.
+session (sessions with at least one) under the exposure the logs came from, as the choice model
+assumes it (``recoworld.recommenders.browse.CatalogueBrowsing``: slates drawn from the
+catalogue in proportion to ``(1 + n_j) ** logged_exposure``, the exposure the choice among shown
+items was fitted against), with no turn budget to speak of (:data:`SITTING_TURNS`: a real
+sitting has none). Fitting the length under a recommender instead (the MF one, before) would
+assume the logs' users were served as well as it serves them, and would leave sittings under the
+logs' own exposure far shorter than the logs' (1.8 items against 5 on ML-100K). At or under 0
+the level is an offset on every leave logit and a factor ``exp(level)`` on the pace of fatigue
+(users stay longer, and tire more slowly, than the dynamics alone keep them); above it, the
+chance of having had enough after each consumed item, which ends the sitting mid-slate
+(sittings shorter than the dynamics give: a user may consume several items of one slate). A
+seeded sample of the world's users is simulated at each step of a bisection (common random
+numbers: every step draws the same users' same uniforms), so the fit is deterministic.
 
-Another recommender then yields longer or shorter sittings than the logs (the what-if), and a
+A recommender then yields longer or shorter sittings than the logs (the what-if: a good one,
+longer), and a
 study's own turn budget (``[simulation] turns``) may cut them. Where the logs have no sittings
 (an undated world) nothing is fitted: the settings alone set how long sessions last.
 """
@@ -32,6 +38,7 @@ import scipy.sparse as sp
 
 from recoworld.config import BrainConfig, RecommenderConfig, SimulationConfig, StudyConfig
 from recoworld.items.catalog import Catalog
+from recoworld.recommenders.browse import TARGET as BROWSE
 from recoworld.records import WATCH, TurnRecord
 from recoworld.rng import generator
 from recoworld.study.prepared import Prepared
@@ -50,7 +57,8 @@ SITTING_SESSIONS = 2
 """Sessions per simulated user in the fit (the second carries the first's satisfaction)."""
 LEVEL_RANGE = (-3.0, 5.0)
 """The levels :func:`level` searches. At the lowest, -3, the odds of leaving are e^3 (20)
-times under the dynamics' own, so that a dissatisfied user still leaves (at
+times under the dynamics' own, and fatigue grows 20 times as slowly, so that a dissatisfied
+user still leaves (at
 satisfaction 0.1, about 6% after each slate); where the logs' sittings are longer than that
 reaches, the report says so. 5: a 99% chance of having had enough after each item."""
 PROBE_USERS = 200
@@ -80,13 +88,19 @@ def simulated_sitting_items(
     slate_size: int = SimulationConfig().slate_size,
 ) -> float:
     """Mean items consumed (watched or rated) per session with any, of every user of
-    ``personas`` simulated under the default recommender for ``sessions`` sessions of up to
+    ``personas`` simulated under the logs' exposure (:class:`CatalogueBrowsing` with the
+    brain's ``logged_exposure``) for ``sessions`` sessions of up to
     :data:`SITTING_TURNS` slates of ``slate_size`` (at most the catalogue's size)."""
     cfg = StudyConfig(
         name="sittings",
         seed=seed,
         brain=brain,
-        recommender=RecommenderConfig(),
+        recommender=RecommenderConfig(
+            kind="python",
+            target=BROWSE,
+            options={"alpha": brain.logged_exposure},
+            follow_instructions=False,
+        ),
         simulation=SimulationConfig(
             sessions=sessions, turns=SITTING_TURNS, slate_size=min(slate_size, catalog.n_items)
         ),
@@ -257,8 +271,10 @@ def _solve(
 
 def level(theta: float) -> dict[str, float]:
     """The leaving of level ``theta`` (one monotone scale): at or under 0, the leave logit's
-    offset ``theta`` (users stay longer the lower it is); above it, a chance ``1 - exp(-theta)``
-    of having had enough after each consumed item (sittings shorter than the dynamics give)."""
+    offset ``theta`` and fatigue growing ``exp(theta)`` times as fast (users stay longer, and
+    tire more slowly, the lower it is: the odds of leaving and the pace of tiring fall by one
+    factor); above it, a chance ``1 - exp(-theta)`` of having had enough after each consumed
+    item (sittings shorter than the dynamics give)."""
     if theta <= 0:
-        return {"leave_offset": float(theta), "enough": 0.0}
-    return {"leave_offset": 0.0, "enough": float(-np.expm1(-theta))}
+        return {"leave_offset": float(theta), "enough": 0.0, "fatigue_scale": float(np.exp(theta))}
+    return {"leave_offset": 0.0, "enough": float(-np.expm1(-theta)), "fatigue_scale": 1.0}

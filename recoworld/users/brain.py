@@ -338,6 +338,7 @@ class _MindStep:
     def __init__(self, brain: ParametricBrain, mind: Mindset, rows: np.ndarray, slates: np.ndarray):
         f32 = np.float32
         self.cfg, self.mind = brain.cfg, mind
+        self.fatigue_scale = np.float32(brain.model.fatigue_scale)
         self.memory, self.rows, self.slates = brain.memory, rows, slates
         self.tags = brain.cat.tag_matrix[slates]  # (n, k, T)
         self.tag_norm = brain._tag_norm[slates]
@@ -395,7 +396,7 @@ class _MindStep:
         expect = self.expect
         mind.satisfaction += cfg.satisfaction_rate * np.where(c, experience - expect, -0.5 * expect)
         np.clip(mind.satisfaction, 0.0, 1.0, out=mind.satisfaction)
-        mind.fatigue += cfg.fatigue_per_item + cfg.fatigue_per_watch * wf
+        mind.fatigue += self.fatigue_scale * (cfg.fatigue_per_item + cfg.fatigue_per_watch * wf)
         mind.boredom += cfg.boredom_rate * np.where(c, f32(1.0), f32(0.3)) * (rep - mind.boredom)
         mind.curiosity += f32(0.2) * (self.diversity * (1.0 - mind.boredom) - mind.curiosity)
         hit = np.flatnonzero(c)

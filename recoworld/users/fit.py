@@ -10,7 +10,7 @@ Design (documented in docs/simulator.md):
    twice, giving two models (``ChoiceModel.coef`` and ``logged_coef``):
    - the *choice* model's, as the logs' exposure would have shown them: in proportion to
      ``1 + n_j`` (``n_j`` the item's interactions; the exposure model of
-     ``recoworld.eval.exposure.CatalogueBrowsing``). Its coefficients say how a user chooses
+     ``recoworld.recommenders.browse.CatalogueBrowsing``). Its coefficients say how a user chooses
      among what it is shown; popularity enters only as far as it sways that choice. The
      simulator uses it: in a study the recommender supplies the exposure, and a model fitted
      against uniform negatives would count the logs' exposure a second time (measured: the
