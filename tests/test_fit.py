@@ -223,6 +223,35 @@ def test_return_model_reads_sittings_from_timestamps(synth: tuple[World, Catalog
     assert never.mean_gap_days == 7.0  # the fallback gap when nobody returns
 
 
+def test_the_gap_of_a_return_is_read_from_the_recent_sittings(
+    synth: tuple[World, Catalog, Fitted],
+) -> None:
+    """Users who come back daily at first and weekly lately: the gap is the recent one (the
+    future resembles the recent past), the rate the whole log's; with too few recent returns,
+    the whole log's gap."""
+    world, catalog, _ = synth
+    inter = world.interactions.sort("timestamp").with_columns(
+        pl.int_range(pl.len()).over("user_id").alias("k"), pl.len().over("user_id").alias("n")
+    )
+    k, n = inter["k"].to_numpy(), inter["n"].to_numpy()
+    late = k >= np.ceil(0.8 * n)  # the targets' sittings: 8 days apart, the history's 1 day
+    days = np.where(late, 8.0, 1.0)
+    start = np.zeros(k.size)
+    for user in np.unique(inter["user_id"].to_numpy()):
+        m = np.flatnonzero(inter["user_id"].to_numpy() == user)
+        start[m] = np.cumsum(np.r_[0.0, days[m][1:]])
+    ts = (1_600_000_000 + start * DAY).astype(np.int64)
+    slowing = replace(
+        world, interactions=inter.drop("k", "n").with_columns(pl.Series("timestamp", ts))
+    )
+    returns = fit_choice_model(slowing, catalog).model.returns
+    assert returns.mean_gap_days == pytest.approx(8.0, rel=0.05)
+    assert returns.data_return_rate > 0.9  # every sitting but each user's last is followed
+    few = slowing.interactions.filter(pl.col("user_id").is_in(world.users["user_id"][:3].to_list()))
+    whole_log = fit_choice_model(replace(slowing, interactions=few), catalog).model.returns
+    assert whole_log.mean_gap_days < 3.0  # 3 users' recent returns are too few to read
+
+
 def test_choice_model_features_and_logit(synth: tuple[World, Catalog, Fitted]) -> None:
     world, catalog, fitted = synth
     personas = personas_from_history(world, catalog)
