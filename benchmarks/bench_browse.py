@@ -45,7 +45,7 @@ def main() -> None:
         for t in range(a.turns):
             if gumbel:
                 s = rec._gumbel(idx, 0, t, 10)
-                rec.shown[idx[:, None], s] = True
+                rec.shown.add(idx, s)
             else:
                 rec.recommend(idx, 0, t, 10)
         return time.perf_counter() - t0

@@ -284,7 +284,7 @@ def test_catalogue_browsing_draws_as_gumbel_top_k_does_and_runs_the_catalogue_dr
     a = np.concatenate([fast.recommend(idx, 0, t, 5) for t in range(40)], 1)
     b = np.concatenate([slow._gumbel(idx, 0, t, 5) for t in range(1)], 1)
     for t in range(1, 40):
-        slow.shown[idx[:, None], b[:, -5:]] = True
+        slow.shown.add(idx, b[:, -5:])
         b = np.concatenate([b, slow._gumbel(idx, 0, t, 5)], 1)
     logc = np.log1p(cat.interaction_count.astype(float))
     # the same popularity of what is shown, slot by slot, and neither repeats an item
@@ -295,9 +295,31 @@ def test_catalogue_browsing_draws_as_gumbel_top_k_does_and_runs_the_catalogue_dr
     # a user with one unseen item left is shown it first
     last = CatalogueBrowsing()
     last.bind(aud)
-    last.shown[0] = True
-    last.shown[0, 7] = False
+    last.shown.add(np.array([0]), np.setdiff1d(np.arange(cat.n_items), [7])[None, :])
     assert last.recommend(np.array([0]), 0, 0, 3)[0, 0] == 7
+
+
+def test_catalogue_browsing_is_the_same_over_a_large_catalogue_s_structures(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was shown kept as lists per user (large catalogues) and the fallback drawn a few
+    users at a time: the same slates as the dense path."""
+    from recoworld.recommenders import base, browse
+
+    cat = build_catalog(world, dim=8, seed=0)
+    pers = personas_from_history(world, cat)
+    aud = Audience(personas=pers, catalog=cat, seed=4, treated=np.zeros(len(pers), bool))
+    idx = np.arange(len(pers))
+
+    def slates() -> np.ndarray:
+        rec = CatalogueBrowsing()
+        rec.bind(aud)
+        return np.concatenate([rec.recommend(idx, 0, t, 10) for t in range(25)], 1)
+
+    dense = slates()
+    monkeypatch.setattr(base, "DENSE_SHOWN_ITEMS", 0)
+    monkeypatch.setattr(browse, "GUMBEL_CELLS", 2 * cat.n_items)
+    np.testing.assert_array_equal(slates(), dense)
 
 
 def test_session_gaps_and_repeats() -> None:

@@ -25,13 +25,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from recoworld.recommenders.base import Audience, SyncRecommender
+from recoworld.recommenders.base import Audience, SyncRecommender, shown_items
 from recoworld.records import SlateFeedback
 from recoworld.rng import Stream, uniforms
 
 TARGET = "recoworld.recommenders.browse:CatalogueBrowsing"
 DRAWS = 4
 """Draws per slate position tried before a user falls back to a pass over the catalogue."""
+GUMBEL_CELLS = 1 << 22
+"""(user, item) cells the fallback draws at a time (32 MB of uniforms)."""
 
 
 class CatalogueBrowsing(SyncRecommender):
@@ -49,7 +51,7 @@ class CatalogueBrowsing(SyncRecommender):
         self.logw = self.alpha * np.log1p(cat.interaction_count.astype(np.float64))
         w = np.exp(self.logw - self.logw.max())
         self.cum = np.cumsum(w)
-        self.shown = audience.personas.history_of(cat.n_items).toarray()
+        self.shown = shown_items(audience.personas, cat.n_items)
 
     def recommend(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
         """Successive draws in proportion to the weights, each a fresh item (a draw without
@@ -65,7 +67,7 @@ class CatalogueBrowsing(SyncRecommender):
             self.aud.seed, Stream.RECOMMEND, uid[:, None], session, turn, np.arange(m)[None, :] - m
         )
         cand = np.minimum(np.searchsorted(self.cum, u * self.cum[-1], side="right"), n_items - 1)
-        ok = ~self.shown[idx[:, None], cand]
+        ok = ~self.shown.contains(idx, cand)
         # only an item's first draw in a row counts
         flat = np.arange(idx.size)[:, None] * n_items + cand
         first = np.zeros(flat.shape, bool)
@@ -80,24 +82,29 @@ class CatalogueBrowsing(SyncRecommender):
         short = np.flatnonzero(~full)
         if short.size:
             slates[short] = self._gumbel(idx[short], session, turn, k)
-        self.shown[idx[:, None], slates] = True
+        self.shown.add(idx, slates)
         return slates
 
     def _gumbel(self, idx: np.ndarray, session: int, turn: int, k: int) -> np.ndarray:
         """Gumbel top-k over the whole catalogue (the k largest log w + Gumbel noise are a draw
-        without replacement)."""
+        without replacement), :data:`GUMBEL_CELLS` (user, item) cells at a time."""
         n_items = self.cum.size
-        u = uniforms(
-            self.aud.seed,
-            Stream.RECOMMEND,
-            self.aud.personas.uid[idx][:, None],
-            session,
-            turn,
-            np.arange(n_items)[None, :],
-        )
-        keys = self.logw[None, :] - np.log(-np.log(np.clip(u, 1e-300, 1.0 - 1e-16)))
-        keys[self.shown[idx]] = -np.inf
-        return np.argsort(-keys, axis=1, kind="stable")[:, :k]
+        out = np.empty((idx.size, k), np.int64)
+        step = max(1, GUMBEL_CELLS // n_items)
+        for a in range(0, idx.size, step):
+            part = idx[a : a + step]
+            u = uniforms(
+                self.aud.seed,
+                Stream.RECOMMEND,
+                self.aud.personas.uid[part][:, None],
+                session,
+                turn,
+                np.arange(n_items)[None, :],
+            )
+            keys = self.logw[None, :] - np.log(-np.log(np.clip(u, 1e-300, 1.0 - 1e-16)))
+            keys[self.shown.rows(part)] = -np.inf
+            out[a : a + step] = np.argsort(-keys, axis=1, kind="stable")[:, :k]
+        return out
 
     def observe(self, idx: np.ndarray, slates: np.ndarray, feedback: SlateFeedback) -> None:
         return None
