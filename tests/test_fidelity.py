@@ -453,6 +453,15 @@ def test_a_held_out_session_that_goes_on_from_training_is_not_whole(
     expect = np.unique(w.user.astype(np.int64) * 100_000 + w.session, return_counts=True)[1].mean()
     assert cal["real"][0] == pytest.approx(expect)
     assert cal["real"][0] != pytest.approx(cal["simulated"][0])
+    # a user who consumes nothing in the simulation still has its real sessions counted
+    gone = c.user[np.argmax(np.bincount(c.user))]
+    quiet = sim.take(sim.user != gone)
+    again = P.behaviour_calibration(split, cat, personas, c, quiet, sim_label="same").filter(
+        pl.col("trait") == "all"
+    )
+    row = {r["metric"]: r for r in again.iter_rows(named=True)}
+    assert row["items_per_session"]["real"] == pytest.approx(expect)
+    assert row["items_per_session"]["users"] == cal["users"][0] == np.unique(c.user).size
 
 
 # ---- end to end: files, CLI, errors -----------------------------------------------------------
