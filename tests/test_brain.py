@@ -154,6 +154,25 @@ def test_fatigue_grows_with_every_item_and_more_with_watching(setup: Setup) -> N
     )  # the mindset is updated in place
 
 
+def test_a_level_that_keeps_users_longer_slows_their_fatigue_by_its_factor(setup: Setup) -> None:
+    """The fitted level of leaving under 0 (``recoworld.study.sittings.level``) also scales the
+    fatigue each item adds: a user who stays longer tires more slowly in the same proportion."""
+    from recoworld.study.sittings import level
+
+    slates = random_slates(N_USERS, setup.catalog.n_items)
+    slow = replace(setup, model=msgspec.structs.replace(setup.model, **level(-1.5)))
+    assert slow.model.fatigue_scale == pytest.approx(np.exp(-1.5))
+    cfg = BrainConfig(**NO_DYNAMICS)  # no mindset feedback on clicks: the same watches
+    _, base = react(brain(setup, **NO_DYNAMICS), slates)
+    _, kept = react(brain(slow, **NO_DYNAMICS), slates)
+    np.testing.assert_array_equal(base.watch, kept.watch)
+    step = np.diff(np.concatenate([np.zeros((N_USERS, 1), np.float32), kept.mind[1]], 1), axis=1)
+    np.testing.assert_allclose(
+        step, np.exp(-1.5) * (cfg.fatigue_per_item + cfg.fatigue_per_watch * kept.watch), atol=1e-6
+    )
+    assert level(0.5)["fatigue_scale"] == 1.0  # leaving sooner does not make users tire faster
+
+
 def test_fatigue_lowers_clicks(setup: Setup) -> None:
     slates = random_slates(N_USERS, setup.catalog.n_items)
     _, tired = react(brain(setup, fatigue_weight=6.0), slates)

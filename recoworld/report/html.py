@@ -259,7 +259,7 @@ def _setup(d: RunData) -> str:
             ("fit: rating TV distance", fit.get("rating_tv_distance")),
             ("fit: data return rate", fit.get("data_return_rate")),
             (
-                "fit: items per sitting, logs / simulated",
+                "fit: items per sitting, logs / simulated (browsing the catalogue)",
                 f"{fit['sitting_items']:.2f} / {fit['simulated_sitting_items']:.2f}"
                 if fit.get("simulated_sitting_items") is not None
                 else None,

@@ -160,6 +160,7 @@ def fit_leaving(
         sitting_items=target,
         leave_offset=model.leave_offset,
         enough=model.enough,
+        fatigue_scale=model.fatigue_scale,
         simulated_sitting_items=got,
     )
     return Fitted(model=model, report=report)
