@@ -115,7 +115,8 @@ class CalibrationReport(msgspec.Struct, frozen=True, kw_only=True):
     """The fitted factor on the pace of fatigue (1: not fitted)."""
     simulated_sitting_items: float | None = None
     """Items per simulated session at the fitted level, on the fit's sample browsing the
-    catalogue (None: not fitted); short of ``sitting_items`` where the logs' sittings are out of reach."""
+    catalogue (None: not fitted); short of ``sitting_items`` where the logs' sittings are out
+    of reach."""
 
 
 class Fitted(msgspec.Struct, frozen=True, kw_only=True):
