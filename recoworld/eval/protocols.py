@@ -597,7 +597,6 @@ def behaviour_calibration(
     simply has no session on the simulated side. Per-user figures (tag diversity) pair the
     users both sides have.
 
-
     - ``items_per_session``: mean consumed items per session (sessions with >= 1 item); real
       sessions are the held-out sittings seen whole (not one that goes on from training:
       :func:`real_consumption`; None when the world has no times);

@@ -20,9 +20,9 @@ seeded sample of the world's users is simulated at each step of a bisection (com
 numbers: every step draws the same users' same uniforms), so the fit is deterministic.
 
 A recommender then yields longer or shorter sittings than the logs (the what-if: a good one,
-longer), and a
-study's own turn budget (``[simulation] turns``) may cut them. Where the logs have no sittings
-(an undated world) nothing is fitted: the settings alone set how long sessions last.
+longer), and a study's own turn budget (``[simulation] turns``) may cut them. Where the logs
+have no sittings (an undated world) nothing is fitted: the settings alone set how long sessions
+last.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ SITTING_SESSIONS = 2
 LEVEL_RANGE = (-3.0, 5.0)
 """The levels :func:`level` searches. At the lowest, -3, the odds of leaving are e^3 (20)
 times under the dynamics' own, and fatigue grows 20 times as slowly, so that a dissatisfied
-user still leaves (at
-satisfaction 0.1, about 6% after each slate); where the logs' sittings are longer than that
-reaches, the report says so. 5: a 99% chance of having had enough after each item."""
+user still leaves (at satisfaction 0.1, about 6% after each slate); where the logs' sittings
+are longer than that reaches, the report says so. 5: a 99% chance of having had enough after
+each item."""
 PROBE_USERS = 200
 """Users of the sample the lowest level is tried on first: where even it leaves sittings
 clearly shorter than the logs' (:data:`PROBE_MARGIN`), the search is not run (the costliest
@@ -88,9 +88,10 @@ def simulated_sitting_items(
     slate_size: int = SimulationConfig().slate_size,
 ) -> float:
     """Mean items consumed (watched or rated) per session with any, of every user of
-    ``personas`` simulated under the logs' exposure (:class:`CatalogueBrowsing` with the
-    brain's ``logged_exposure``) for ``sessions`` sessions of up to
-    :data:`SITTING_TURNS` slates of ``slate_size`` (at most the catalogue's size)."""
+    ``personas`` simulated under the logs' exposure
+    (``recoworld.recommenders.browse.CatalogueBrowsing`` with the brain's ``logged_exposure``)
+    for ``sessions`` sessions of up to :data:`SITTING_TURNS` slates of ``slate_size`` (at most
+    the catalogue's size)."""
     cfg = StudyConfig(
         name="sittings",
         seed=seed,
