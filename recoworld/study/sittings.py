@@ -161,7 +161,6 @@ def fit_leaving(
         sitting_items=target,
         leave_offset=model.leave_offset,
         enough=model.enough,
-        fatigue_scale=model.fatigue_scale,
         simulated_sitting_items=got,
     )
     return Fitted(model=model, report=report)
@@ -273,10 +272,11 @@ def _solve(
 
 def level(theta: float) -> dict[str, float]:
     """The leaving of level ``theta`` (one monotone scale): at or under 0, the leave logit's
-    offset ``theta`` and fatigue growing ``exp(theta)`` times as fast (users stay longer, and
+    offset ``theta``, and so fatigue growing ``exp(theta)`` times as fast
+    (``ChoiceModel.fatigue_scale``, derived from the offset: users stay longer, and
     tire more slowly, the lower it is: the odds of leaving and the pace of tiring fall by one
     factor); above it, a chance ``1 - exp(-theta)`` of having had enough after each consumed
     item (sittings shorter than the dynamics give)."""
     if theta <= 0:
-        return {"leave_offset": float(theta), "enough": 0.0, "fatigue_scale": float(np.exp(theta))}
-    return {"leave_offset": 0.0, "enough": float(-np.expm1(-theta)), "fatigue_scale": 1.0}
+        return {"leave_offset": float(theta), "enough": 0.0}
+    return {"leave_offset": 0.0, "enough": float(-np.expm1(-theta))}

@@ -122,14 +122,16 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
     """The chance that a user has had enough after each item it consumes, and leaves there,
     mid-slate; above 0 where the logs' sittings are shorter than the dynamics give. Fitted
     with ``leave_offset`` (one of the two is 0); 0 where unfitted."""
-    fatigue_scale: float = 1.0
-    """The factor on the fatigue each item adds (``[brain] fatigue_per_item``,
-    ``fatigue_per_watch``): ``exp(leave_offset)``, so that a user who stays longer also tires
-    more slowly in the same proportion. Fitted with ``leave_offset``; 1 where unfitted and in
-    fits made before it existed."""
     logged_coef: list[float] = []
     """The logged-world model (what a user consumed anywhere, exposure included), in the order
     of FEATURES; empty in fits made before it existed (then ``coef``)."""
+
+    @property
+    def fatigue_scale(self) -> float:
+        """The factor on the fatigue each item adds (``[brain] fatigue_per_item``,
+        ``fatigue_per_watch``): ``exp(leave_offset)``, so that a user who stays longer also
+        tires more slowly in the same proportion (``recoworld.study.sittings.level``)."""
+        return float(np.exp(min(self.leave_offset, 0.0)))
 
     def coefficients(self, which: str = "choice") -> np.ndarray:
         """float32 (len(FEATURES),): ``choice`` (``coef``) or ``logged`` (``logged_coef``)."""

@@ -111,8 +111,6 @@ class CalibrationReport(msgspec.Struct, frozen=True, kw_only=True):
     """The leave logit's fitted offset (``recoworld.study.sittings``; 0: not fitted)."""
     enough: float = 0.0
     """The fitted chance of having had enough after a consumed item (0: none)."""
-    fatigue_scale: float = 1.0
-    """The fitted factor on the pace of fatigue (1: not fitted)."""
     simulated_sitting_items: float | None = None
     """Items per simulated session at the fitted level, on the fit's sample browsing the
     catalogue (None: not fitted); short of ``sitting_items`` where the logs' sittings are out
