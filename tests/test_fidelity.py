@@ -409,6 +409,32 @@ def test_gini() -> None:
     assert P.gini(np.zeros(3)) == 0.0
 
 
+def test_population_figures_weigh_each_user_alike_on_both_sides() -> None:
+    """A heavy user's held-out hundreds and a light user's few enter the matched sample in the
+    amounts the simulation has of each: min(real, simulated) of each user's own items, users
+    with one side only left out."""
+    real = P.Consumption(
+        np.r_[np.zeros(100, int), np.ones(3, int), np.full(4, 2)],
+        np.zeros(107, int),
+        np.r_[np.arange(100, 200), np.arange(3), np.arange(50, 54)],
+    )
+    sim = P.Consumption(
+        np.r_[np.zeros(5, int), np.ones(10, int), np.full(2, 3)],
+        np.zeros(17, int),
+        np.r_[np.arange(100, 105), np.arange(10), np.arange(60, 62)],
+    )
+    mr, ms, users = P.matched_items(real, sim, np.random.default_rng(0))
+    assert users == 2 and mr.size == ms.size == 5 + 3
+    assert np.sum(mr >= 100) == 5 and np.unique(mr[mr >= 100]).size == 5 and mr.max() < 200
+    assert sorted(mr[mr < 100]) == [0, 1, 2]
+    assert sorted(ms[ms >= 100]) == [100, 101, 102, 103, 104]
+    assert np.sum(ms < 10) == 3 and np.unique(ms[ms < 10]).size == 3
+    again = P.matched_items(real, sim, np.random.default_rng(0))
+    np.testing.assert_array_equal(again[0], mr)  # seeded
+    other = P.matched_items(real, sim, np.random.default_rng(1))
+    assert not np.array_equal(np.sort(other[0]), np.sort(mr))  # a draw, not the first items
+
+
 def test_real_sessions_cut_at_30_minute_gaps(known: tuple[World, SyntheticTruth]) -> None:
     world, _ = known
     split = holdout_split(world)
@@ -462,6 +488,15 @@ def test_a_held_out_session_that_goes_on_from_training_is_not_whole(
     row = {r["metric"]: r for r in again.iter_rows(named=True)}
     assert row["items_per_session"]["real"] == pytest.approx(expect)
     assert row["items_per_session"]["users"] == cal["users"][0] == np.unique(c.user).size
+    # the population figures: as pooled, every consumption; matched, the users both sides have
+    assert row["popularity_gini_pooled"]["users"] == np.unique(c.user).size
+    assert row["popularity_gini"]["users"] == np.unique(c.user).size - 1
+    same = P.behaviour_calibration(split, cat, personas, c, sim, sim_label="same").filter(
+        pl.col("trait") == "all"
+    )
+    srow = {r["metric"]: r for r in same.iter_rows(named=True)}
+    for metric in ("popularity_gini", "popularity_percentile"):  # the same items, both sides
+        assert srow[metric]["real"] == pytest.approx(srow[metric]["simulated"])
 
 
 # ---- end to end: files, CLI, errors -----------------------------------------------------------
@@ -500,6 +535,8 @@ def test_evaluate_writes_tables_and_markdown(tmp_path: Path) -> None:
         "items_per_session",
         "popularity_percentile",
         "popularity_gini",
+        "popularity_percentile_pooled",
+        "popularity_gini_pooled",
         "tag_diversity",
         "session_gap_days",
         "repeat_share",

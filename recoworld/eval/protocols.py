@@ -561,6 +561,27 @@ def session_repetition(c: Consumption, tags: np.ndarray) -> float:
     return float(repetition(prof, tags[c.item[rows]]).mean())
 
 
+def matched_items(
+    real: Consumption, sim: Consumption, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(real items, simulated items, users): for every user with consumption on both sides,
+    ``min(real, simulated)`` of its consumptions drawn at random (seeded) from each side, so
+    that each user weighs the same on both; ``users``: how many users the sample covers."""
+    n = int(max(real.user.max(initial=-1), sim.user.max(initial=-1))) + 1
+    cr = np.bincount(real.user, minlength=n)
+    cs = np.bincount(sim.user, minlength=n)
+    quota = np.minimum(cr, cs)
+
+    def draw(c: Consumption, counts: np.ndarray) -> np.ndarray:
+        o = np.lexsort((rng.random(c.user.size), c.user))  # per user, in random order
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        u = c.user[o]
+        rank = np.arange(u.size) - starts[u]
+        return c.item[o][rank < quota[u]]
+
+    return draw(real, cr), draw(sim, cs), int((quota > 0).sum())
+
+
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of non-negative counts (0: all equal, -> 1: concentrated)."""
     x = np.sort(counts.astype(np.float64))
@@ -600,9 +621,17 @@ def behaviour_calibration(
     - ``items_per_session``: mean consumed items per session (sessions with >= 1 item); real
       sessions are the held-out sittings seen whole (not one that goes on from training:
       :func:`real_consumption`; None when the world has no times);
-    - ``popularity_percentile``: mean training-popularity percentile of consumed items;
-    - ``popularity_gini``: Gini of item consumption counts over the world's items, both sides
-      subsampled (seeded) to the same number of consumptions;
+    - ``popularity_percentile``: mean training-popularity percentile of consumed items, and
+      ``popularity_gini``: Gini of item consumption counts over the world's items, each on a
+      sample *matched per user* (:func:`matched_items`): every user both sides have gives each
+      side the same number of its consumptions, ``min(real, simulated)``. The held-out part is
+      a share of each user's history (a user of 1,000 interactions holds out 200, one of 20
+      holds out 4) while the simulation gives every user the same sessions, so the items as
+      they come weigh the real side by activity and the simulated side evenly: their
+      difference measured the weighting, not the choices (ml-latest-small's real Gini 0.826
+      as pooled, 0.883 matched, on the same held-out part). ``popularity_percentile_pooled``
+      and ``popularity_gini_pooled`` keep the figures of every consumption as it comes (the
+      Gini with both sides subsampled, seeded, to the same count), without a goal;
     - ``tag_diversity``: per user, normalised tag entropy of its first ``c`` consumed items,
       ``c = min(real, simulated count)`` (users with c >= 2), averaged;
     - ``session_gap_days``: median days between the starts of a user's consecutive sessions
@@ -651,6 +680,14 @@ def behaviour_calibration(
             gs = gini(np.bincount(rng.choice(s.item, k, replace=False), minlength=n_items))
         else:
             gr = gs = float("nan")
+        mr, ms, n_matched = matched_items(r, s, rng)
+
+        def mean_pct(items: np.ndarray) -> float:
+            return float(pct[items].mean()) if items.size else float("nan")
+
+        def gini_of(items: np.ndarray) -> float:
+            return gini(np.bincount(items, minlength=n_items)) if items.size else float("nan")
+
         div_r, div_s = [], []
         for uu in np.flatnonzero(m & has_sim):
             ri = r.item[r.user == uu]
@@ -659,35 +696,38 @@ def behaviour_calibration(
             if c >= 2:
                 div_r.append(_entropy_rows(catalog.tag_matrix[ri[:c]]))
                 div_s.append(_entropy_rows(catalog.tag_matrix[si[:c]]))
+        n_all = int(m.sum())
         metrics = {
-            "items_per_session": (ips_real, per_session(s)),
-            "popularity_percentile": (
-                float(pct[r.item].mean()) if r.item.size else float("nan"),
-                float(pct[s.item].mean()) if s.item.size else float("nan"),
-            ),
-            "popularity_gini": (gr, gs),
+            "items_per_session": (ips_real, per_session(s), n_all),
+            "popularity_percentile": (mean_pct(mr), mean_pct(ms), n_matched),
+            "popularity_gini": (gini_of(mr), gini_of(ms), n_matched),
+            "popularity_percentile_pooled": (mean_pct(r.item), mean_pct(s.item), n_all),
+            "popularity_gini_pooled": (gr, gs, n_all),
             "tag_diversity": (
                 float(np.nanmean(div_r)) if div_r else float("nan"),
                 float(np.nanmean(div_s)) if div_s else float("nan"),
+                int(np.isfinite(div_r).sum()),
             ),
             "session_gap_days": (
                 float(np.median(gap_r)) if gap_r.size else float("nan"),
                 float(np.median(gap_s)) if gap_s.size else float("nan"),
+                n_all,
             ),
-            "repeat_share": (repeat_share(r), repeat_share(s)),
+            "repeat_share": (repeat_share(r), repeat_share(s), n_all),
             "session_repetition": (
                 session_repetition(r, catalog.tag_matrix) if timed else float("nan"),
                 session_repetition(s, catalog.tag_matrix),
+                n_all,
             ),
         }
-        for name, (a, b) in metrics.items():
+        for name, (a, b, n_users_of) in metrics.items():
             rows.append(
                 {
                     "brain": sim_label,
                     "metric": name,
                     "trait": trait,
                     "tier": tier,
-                    "users": int(m.sum()),
+                    "users": n_users_of,
                     "real": None if np.isnan(a) else a,
                     "simulated": None if np.isnan(b) else b,
                     "ratio": None if (np.isnan(a) or np.isnan(b) or a == 0) else b / a,
