@@ -658,6 +658,14 @@ def behaviour_calibration(
     has_real[real.user] = True
     has_sim = np.zeros(n_users, bool)
     has_sim[sim.user] = True
+    pct = catalog.pop_percentile[:n_items]
+
+    def mean_pct(items: np.ndarray) -> float:
+        return float(pct[items].mean()) if items.size else float("nan")
+
+    def gini_of(items: np.ndarray) -> float:
+        return gini(np.bincount(items, minlength=n_items)) if items.size else float("nan")
+
     for trait, tier, member in groups:
         m = member & has_real
         rsel, ssel = m[real.user], m[sim.user]
@@ -673,7 +681,6 @@ def behaviour_calibration(
 
         ips_real = per_session(r) if timed else float("nan")
         gap_r, gap_s = session_gaps(r) if timed else np.zeros(0), session_gaps(s)
-        pct = catalog.pop_percentile[:n_items]
         k = min(r.item.size, s.item.size)
         if k > 0:
             gr = gini(np.bincount(rng.choice(r.item, k, replace=False), minlength=n_items))
@@ -681,13 +688,6 @@ def behaviour_calibration(
         else:
             gr = gs = float("nan")
         mr, ms, n_matched = matched_items(r, s, rng)
-
-        def mean_pct(items: np.ndarray) -> float:
-            return float(pct[items].mean()) if items.size else float("nan")
-
-        def gini_of(items: np.ndarray) -> float:
-            return gini(np.bincount(items, minlength=n_items)) if items.size else float("nan")
-
         div_r, div_s = [], []
         for uu in np.flatnonzero(m & has_sim):
             ri = r.item[r.user == uu]
