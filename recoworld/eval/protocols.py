@@ -561,6 +561,16 @@ def session_repetition(c: Consumption, tags: np.ndarray) -> float:
     return float(repetition(prof, tags[c.item[rows]]).mean())
 
 
+def _finite_means(*xs: list[float]) -> tuple[float, ...]:
+    """The mean of each list's finite values (NaN where it has none: an untagged world)."""
+    out = []
+    for x in xs:
+        a = np.asarray(x, np.float64)
+        a = a[np.isfinite(a)]
+        out.append(float(a.mean()) if a.size else float("nan"))
+    return tuple(out)
+
+
 def matched_items(
     real: Consumption, sim: Consumption, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -703,11 +713,7 @@ def behaviour_calibration(
             "popularity_gini": (gini_of(mr), gini_of(ms), n_matched),
             "popularity_percentile_pooled": (mean_pct(r.item), mean_pct(s.item), n_all),
             "popularity_gini_pooled": (gr, gs, n_all),
-            "tag_diversity": (
-                float(np.nanmean(div_r)) if div_r else float("nan"),
-                float(np.nanmean(div_s)) if div_s else float("nan"),
-                int(np.isfinite(div_r).sum()),
-            ),
+            "tag_diversity": (*_finite_means(div_r, div_s), int(np.isfinite(div_r).sum())),
             "session_gap_days": (
                 float(np.median(gap_r)) if gap_r.size else float("nan"),
                 float(np.median(gap_s)) if gap_s.size else float("nan"),
