@@ -19,7 +19,7 @@ from recoworld.items.catalog import build_catalog
 from recoworld.users.brain import ParametricBrain
 from recoworld.users.fit import fit_choice_model
 from recoworld.users.persona import personas_from_history
-from recoworld.users.sessions import repetition, session_profiles
+from recoworld.users.sessions import repetition, session_boredom, session_profiles
 from recoworld.world.model import World
 from recoworld.world.synthetic import synthetic_world
 
@@ -40,6 +40,45 @@ def test_the_profile_over_a_log_is_the_brains_online_update() -> None:
     rep = repetition(got, tags[items])
     assert (rep[np.r_[True, session[1:] != session[:-1]]] == 0).all()  # a session's first
     assert ((rep >= 0) & (rep <= 1 + 1e-6)).all()
+
+
+def test_the_boredom_over_a_log_is_the_brains_update_for_consumed_items() -> None:
+    """Along each logged session, boredom starts at 0 and moves by the rate toward each
+    consumed item's repetition of the profile before it, as the brain's does for a click."""
+    rng = np.random.default_rng(3)
+    tags = rng.random((30, 6)).astype(np.float32)
+    session = np.repeat(np.arange(12), rng.integers(1, 12, 12))
+    items = rng.integers(0, 30, session.size)
+    rows = np.arange(session.size)
+    rate = 0.25
+    got = session_boredom(session, items, rows, tags, rate)
+    prof, bored = np.zeros(6), 0.0
+    for j in rows:
+        if j == 0 or session[j] != session[j - 1]:
+            prof, bored = np.zeros(6), 0.0
+        assert got[j] == pytest.approx(bored, abs=1e-5)
+        rep = repetition(prof[None].astype(np.float32), tags[items[j]][None])[0]
+        bored += rate * (rep - bored)
+        prof = 0.7 * prof + 0.3 * tags[items[j]]
+    some = rows[::3]
+    np.testing.assert_allclose(session_boredom(session, items, some, tags, rate), got[some])
+    assert (session_boredom(session, items, rows, tags[:, :0], rate) == 0).all()  # no tags
+
+
+def test_the_lingering_is_fitted_net_of_the_brains_boredom() -> None:
+    """The brain subtracts boredom x repetition from a click's logit; the lingering fitted with
+    that boredom in the offset is larger by what it takes back, so the sum is the logs'."""
+    world = _sittings(synthetic_world(300, 200, seed=4), cluster=True)
+    cat = build_catalog(world, dim=8, seed=0)
+    d = BrainConfig()
+
+    def lingering(weight: float | None) -> float:
+        boredom = None if weight is None else (d.boredom_rate, weight)
+        return fit_choice_model(world, cat, seed=0, boredom=boredom).model.session_repetition
+
+    plain, net = lingering(0.0), lingering(d.boredom_weight)
+    assert lingering(None) == net  # the brain's settings by default
+    assert net > plain + 0.3, (plain, net)
 
 
 def _sittings(world: World, cluster: bool, seed: int = 0) -> World:

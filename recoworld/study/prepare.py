@@ -116,6 +116,7 @@ def prepare_all(
             negatives_per_positive=cfg.brain.negatives_per_positive,
             seed=seed,
             logged_exposure=cfg.brain.logged_exposure,
+            boredom=(cfg.brain.boredom_rate, cfg.brain.boredom_weight),
         )
         base = personas_from_history(
             world,
