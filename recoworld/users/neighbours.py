@@ -1,0 +1,109 @@
+"""Item neighbours: which items the logs' users consume together (item-based collaborative
+filtering), the choice model's *neighbourhood* feature (``recoworld.users.choice``):
+
+    neighbourhood(u, i) = log(1 + sum over j in u's history of sim(j, i))
+
+``sim(j, i)``: the cosine of items j and i over the users who consumed them (binary), kept for
+each item i's :data:`NEIGHBOURS` most similar items j and 0 elsewhere (and on the diagonal).
+The embedding's affinity places an item by a few dozen latent factors; the neighbourhood says
+which items this user's own items were consumed with, item by item, which a low-rank position
+blurs (measured: the rows of ``docs/fidelity.md``, "The choice model's neighbourhood").
+
+The feature is 0 where nothing is known: a persona without a real history (built from a
+description), an item without interactions (a creator's new item), a world whose co-occurrence
+work (the sum over users of their distinct items squared) exceeds :data:`MAX_PAIRS`. In the fit
+the neighbours come from the users' histories alone, without the targets: a target's own
+consumption would otherwise count toward its own similarity to the user's items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+NEIGHBOURS = 100
+"""Most similar items kept per item."""
+MAX_PAIRS = 400_000_000
+"""Co-occurrence work (sum over users of distinct items squared) the neighbours may take; a
+larger world has none (ML-100K's is 22M, ml-latest-small's 63M)."""
+CELLS = 1 << 23
+"""Dense cells (items x items, or users x items) a block of the computation holds (32 MB)."""
+
+
+def item_neighbours(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int = NEIGHBOURS
+) -> sp.csr_matrix | None:
+    """(n_items, n_items) float32 CSR, entry (j, i): the similarity of item j to item i where j
+    is among i's ``k`` most similar items (cosine over users, binary), else 0; None where the
+    work would exceed :data:`MAX_PAIRS` or nothing was consumed."""
+    if users.size == 0 or n_items == 0:
+        return None
+    x = sp.csr_matrix(
+        (np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items)
+    )
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    per_user = np.diff(x.indptr).astype(np.int64)
+    if int((per_user**2).sum()) > MAX_PAIRS:
+        return None
+    norms = np.sqrt(np.asarray(x.sum(0)).ravel())
+    xn = (x @ sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0))).tocsc()
+    xt = xn.T.tocsr()  # (items, users)
+    xn = xn.tocsr()
+    block = max(1, CELLS // n_items)
+    rows, cols, vals = [], [], []
+    for a in range(0, n_items, block):
+        b = min(a + block, n_items)
+        sim = np.asarray((xt[a:b] @ xn).todense(), np.float32)  # (b - a, n_items): i by j
+        sim[np.arange(b - a), np.arange(a, b)] = 0.0
+        kk = min(k, n_items - 1)
+        if kk <= 0:
+            break
+        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        v = np.take_along_axis(sim, top, axis=1)
+        keep = v > 0
+        i = np.repeat(np.arange(a, b), kk).reshape(b - a, kk)
+        rows.append(top[keep])
+        cols.append(i[keep])
+        vals.append(v[keep])
+    if not rows:
+        return None
+    out = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_items, n_items),
+        dtype=np.float32,
+    )
+    return out if out.nnz else None
+
+
+def neighbourhood(
+    neighbours: sp.csr_matrix | None,
+    history: sp.csr_matrix | None,
+    templates: np.ndarray,
+    items: np.ndarray,
+) -> np.ndarray:
+    """(n, k) float32 ``log(1 + sum_j history[t, j] * neighbours[j, item])`` for row ``t =
+    templates[r]`` of ``history`` (a real user's items; -1: none, 0) and each of ``items[r]``
+    (items beyond the neighbours' catalogue, such as creators' new items: 0)."""
+    n, k = items.shape
+    out = np.zeros((n, k), np.float32)
+    if neighbours is None or history is None or n == 0:
+        return out
+    m = neighbours.shape[0]
+    known = np.flatnonzero(templates >= 0)
+    if known.size == 0:
+        return out
+    uniq, inv = np.unique(templates[known], return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[order], np.arange(uniq.size + 1))
+    step = max(1, CELLS // m)
+    for a in range(0, uniq.size, step):
+        b = min(a + step, uniq.size)
+        h = history[uniq[a:b]][:, :m].astype(np.float32)
+        dense = np.asarray((h @ neighbours).todense(), np.float32)  # (b - a, m)
+        pairs = known[order[starts[a] : starts[b]]]
+        it = items[pairs]
+        inside = (it >= 0) & (it < m)
+        got = dense[inv[pairs][:, None] - a, np.where(inside, it, 0)]
+        out[pairs] = np.where(inside, np.log1p(got), 0.0)
+    return out
