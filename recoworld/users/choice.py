@@ -30,7 +30,7 @@ import numpy as np
 
 from recoworld.items.catalog import Catalog
 from recoworld.users.era import timeliness
-from recoworld.users.neighbours import neighbourhood
+from recoworld.users.neighbours import NeighbourTable, neighbourhood
 from recoworld.users.persona import Personas
 
 FEATURES = (
@@ -150,10 +150,12 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
         items: np.ndarray,
         cat: Catalog,
         which: str = "choice",
+        table: NeighbourTable | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(logits, affinities), each (n, k), of users ``rows`` of ``p`` for ``items`` (n, k),
-        under the ``which`` model (:meth:`coefficients`)."""
-        f = features(p, rows, items, cat)
+        under the ``which`` model (:meth:`coefficients`); ``table``: ``p``'s neighbourhoods,
+        built once for many calls (:func:`features`)."""
+        f = features(p, rows, items, cat, table)
         return static_logit(self.coefficients(which), *f), f[0]
 
     def affinity(
@@ -163,10 +165,16 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def features(
-    p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
+    p: Personas,
+    rows: np.ndarray,
+    items: np.ndarray,
+    cat: Catalog,
+    table: NeighbourTable | None = None,
 ) -> tuple[np.ndarray, ...]:
     """(affinity, tag_match, dislike_match, popularity, pop_x_conformity, recent_affinity,
-    timeliness, neighbourhood), each (n, k) float32."""
+    timeliness, neighbourhood), each (n, k) float32. ``table``: the neighbourhoods of ``p``'s
+    users for ``cat`` (a :class:`NeighbourTable`), built once where many calls follow;
+    None: computed here."""
     emb = cat.emb[items]
     aff = np.einsum("nd,nkd->nk", p.pref[rows], emb)
     rec = aff if p.recent is None else np.einsum("nd,nkd->nk", p.recent[rows], emb)
@@ -176,7 +184,11 @@ def features(
     pop = cat.popularity[items]
     popc = pop * (p.conformity[rows, None] - 0.5)
     era = timeliness(cat.era, None if p.era is None else p.era[rows], items)
-    nb = neighbourhood(cat.neighbours, p.history, p.template[rows], items)
+    nb = (
+        neighbourhood(cat.neighbours, p.history, p.template[rows], items)
+        if table is None
+        else table(p.template[rows], items)
+    )
     return aff, tag, dis, pop, popc, rec, era, nb
 
 

@@ -28,6 +28,9 @@ MAX_PAIRS = 400_000_000
 larger world has none (ML-100K's is 22M, ml-latest-small's 63M)."""
 CELLS = 1 << 23
 """Dense cells (items x items, or users x items) a block of the computation holds (32 MB)."""
+TABLE_CELLS = 1 << 25
+"""Cells (a population's real users x items) a :class:`NeighbourTable` holds at most (128 MB);
+a larger population's neighbourhoods are computed call by call."""
 
 
 def item_neighbours(
@@ -38,9 +41,7 @@ def item_neighbours(
     work would exceed :data:`MAX_PAIRS` or nothing was consumed."""
     if users.size == 0 or n_items == 0:
         return None
-    x = sp.csr_matrix(
-        (np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items)
-    )
+    x = sp.csr_matrix((np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items))
     x.sum_duplicates()
     x.data[:] = 1.0
     per_user = np.diff(x.indptr).astype(np.int64)
@@ -76,6 +77,13 @@ def item_neighbours(
     return out if out.nnz else None
 
 
+def _scores(neighbours: sp.csr_matrix, history: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+    """(len(users), items) float32 ``log(1 + history[users] @ neighbours)``."""
+    m = neighbours.shape[0]
+    h = history[users][:, :m].astype(np.float32)
+    return np.log1p(np.asarray((h @ neighbours).todense(), np.float32))
+
+
 def neighbourhood(
     neighbours: sp.csr_matrix | None,
     history: sp.csr_matrix | None,
@@ -99,11 +107,52 @@ def neighbourhood(
     step = max(1, CELLS // m)
     for a in range(0, uniq.size, step):
         b = min(a + step, uniq.size)
-        h = history[uniq[a:b]][:, :m].astype(np.float32)
-        dense = np.asarray((h @ neighbours).todense(), np.float32)  # (b - a, m)
-        pairs = known[order[starts[a] : starts[b]]]
-        it = items[pairs]
-        inside = (it >= 0) & (it < m)
-        got = dense[inv[pairs][:, None] - a, np.where(inside, it, 0)]
-        out[pairs] = np.where(inside, np.log1p(got), 0.0)
+        dense = _scores(neighbours, history, uniq[a:b])  # (b - a, m)
+        sel = order[starts[a] : starts[b]]  # positions in known of these users' rows
+        pairs = known[sel]
+        out[pairs] = _gather(dense, inv[sel] - a, items[pairs], m)
     return out
+
+
+def _gather(dense: np.ndarray, rows: np.ndarray, items: np.ndarray, m: int) -> np.ndarray:
+    inside = (items >= 0) & (items < m)
+    return np.where(inside, dense[rows[:, None], np.where(inside, items, 0)], np.float32(0.0))
+
+
+class NeighbourTable:
+    """The neighbourhoods of a population's real users for every item, computed once where
+    they fit in :data:`TABLE_CELLS` (a simulation asks for them every slate), else call by
+    call (:func:`neighbourhood`)."""
+
+    def __init__(
+        self,
+        neighbours: sp.csr_matrix | None,
+        history: sp.csr_matrix | None,
+        templates: np.ndarray,
+    ) -> None:
+        self.neighbours, self.history = neighbours, history
+        self.uniq = np.unique(templates[templates >= 0])
+        self.dense: np.ndarray | None = None
+        if neighbours is None or history is None or self.uniq.size == 0:
+            return
+        m = neighbours.shape[0]
+        if self.uniq.size * m <= TABLE_CELLS:
+            step = max(1, CELLS // m)
+            self.dense = np.concatenate(
+                [
+                    _scores(neighbours, history, self.uniq[a : a + step])
+                    for a in range(0, self.uniq.size, step)
+                ]
+            )
+
+    def __call__(self, templates: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """As :func:`neighbourhood` for templates of the population this table was built for."""
+        if self.dense is None:
+            return neighbourhood(self.neighbours, self.history, templates, items)
+        n, k = items.shape
+        out = np.zeros((n, k), np.float32)
+        known = np.flatnonzero(templates >= 0)
+        if known.size:
+            rows = np.searchsorted(self.uniq, templates[known])
+            out[known] = _gather(self.dense, rows, items[known], self.dense.shape[1])
+        return out
