@@ -33,6 +33,7 @@ from recoworld.items.semantic_ids import SemanticIds, build_semantic_ids
 from recoworld.items.text_embed import TextEncoder, item_text
 from recoworld.rng import generator
 from recoworld.users.era import EraIndex, era_index
+from recoworld.users.neighbours import item_neighbours
 from recoworld.world.model import World
 
 _WORD = re.compile(r"[a-z][a-z0-9']{2,}")
@@ -100,6 +101,10 @@ class Catalog:
     era: EraIndex | None = None
     """The world's interactions per item and time bin (``recoworld.users.era``): the choice
     model's timeliness; None where the world has no era (undated, or too many items)."""
+    neighbours: sp.csr_matrix | None = None
+    """(world items, world items) float32: each item's most similar items by who consumed them
+    (``recoworld.users.neighbours``): the choice model's neighbourhood; None where the world is
+    too large for them or has no interactions."""
     new_content: np.ndarray | None = None
     """(new items, dim): where their content alone places the new items (the regression's
     prediction, before the residual draw and normalisation); None without new items."""
@@ -371,6 +376,7 @@ def build_catalog(
         new_content=new_content if new_items else None,
         content_scale=dense_scale,
         era=era_index(items, times, n_items),
+        neighbours=item_neighbours(users, items, n_users, n_items),
     )
 
 

@@ -160,8 +160,8 @@ class AwareChoiceModel(ChoiceModel, frozen=True, kw_only=True):
     def wrap(cls, model: ChoiceModel, awareness: Awareness, weight: float) -> AwareChoiceModel:
         return cls(**msgspec.structs.asdict(model), awareness=awareness, weight=weight)
 
-    def static_logit(self, p, rows, items, cat):  # noqa: ANN001, ANN201 - ChoiceModel's
-        logit, aff = super().static_logit(p, rows, items, cat)
+    def static_logit(self, p, rows, items, cat, which="choice", table=None):  # noqa: ANN001, ANN201 - ChoiceModel's
+        logit, aff = super().static_logit(p, rows, items, cat, which, table)
         aw: Awareness = self.awareness
         if self.weight and aw is not None:
             logit = logit + _F32(self.weight) * aw.of(rows, items, aw.today)

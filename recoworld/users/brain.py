@@ -51,6 +51,7 @@ from recoworld.records import (
 from recoworld.rng import Stream, normals, uniform_pair, uniforms
 from recoworld.users.choice import ChoiceModel
 from recoworld.users.fit import simulate_ratings
+from recoworld.users.neighbours import NeighbourTable
 from recoworld.users.persona import Personas
 from recoworld.users.satiation import ItemMemory, SlateMemory, lasting_penalty
 
@@ -112,6 +113,7 @@ class ParametricBrain:
         self._tag_norm = (np.sqrt((catalog.tag_matrix**2).sum(1)) + 1e-6).astype(np.float32)
         self._taste_norm = (np.sqrt((personas.taste**2).sum(1)) + 1e-6).astype(np.float32)
         self.memory = ItemMemory(personas, catalog.n_items, lasting_penalty(model.repeat_share))
+        self._neighbours = NeighbourTable(catalog.neighbours, personas.history, personas.template)
 
     def start_session(
         self,
@@ -146,7 +148,7 @@ class ParametricBrain:
         cfg, cat = self.cfg, self.cat
         n, k = slates.shape
         uid = self.p.uid[rows][:, None]
-        static, aff = self.model.static_logit(self.p, rows, slates, cat)
+        static, aff = self.model.static_logit(self.p, rows, slates, cat, table=self._neighbours)
         tags = cat.tag_matrix[slates]  # (n, k, T)
         tag_norm = self._tag_norm[slates]
         taste = self.p.taste[rows]

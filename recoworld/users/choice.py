@@ -4,11 +4,12 @@ Static part of the click logit for user u and item i (all features vectorised ov
 
     logit = b0 + b_aff * cos(pref_u, emb_i) + b_tag * taste_u . tags_i - b_dis * dislike_u . tags_i
             + b_pop * pop_i + b_conf * pop_i * (conformity_u - 0.5) + b_rec * cos(recent_u, emb_i)
-            + b_era * timeliness(u, i)
+            + b_era * timeliness(u, i) + b_nb * neighbourhood(u, i)
 
 (``recent_u``: the user's recent taste, :mod:`recoworld.users.persona`; ``timeliness``: how much
 more the item was consumed around the user's own time in the logs than its popularity says,
-:mod:`recoworld.users.era`). The coefficients are
+:mod:`recoworld.users.era`; ``neighbourhood``: how similar the item is to the user's own items
+by who consumed them together, :mod:`recoworld.users.neighbours`). The coefficients are
 fitted by :mod:`recoworld.users.fit`, twice (a logistic model of interacted vs. sampled
 not-interacted items): ``coef``, the *choice* among what a user is shown, against items drawn
 as the logs' exposure would show them (in proportion to their popularity), which the simulator
@@ -29,6 +30,7 @@ import numpy as np
 
 from recoworld.items.catalog import Catalog
 from recoworld.users.era import timeliness
+from recoworld.users.neighbours import NeighbourTable, neighbourhood
 from recoworld.users.persona import Personas
 
 FEATURES = (
@@ -40,6 +42,7 @@ FEATURES = (
     "pop_x_conformity",
     "recent_affinity",
     "timeliness",
+    "neighbourhood",
 )
 
 
@@ -147,10 +150,12 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
         items: np.ndarray,
         cat: Catalog,
         which: str = "choice",
+        table: NeighbourTable | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(logits, affinities), each (n, k), of users ``rows`` of ``p`` for ``items`` (n, k),
-        under the ``which`` model (:meth:`coefficients`)."""
-        f = features(p, rows, items, cat)
+        under the ``which`` model (:meth:`coefficients`); ``table``: ``p``'s neighbourhoods,
+        built once for many calls (:func:`features`)."""
+        f = features(p, rows, items, cat, table)
         return static_logit(self.coefficients(which), *f), f[0]
 
     def affinity(
@@ -160,10 +165,16 @@ class ChoiceModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def features(
-    p: Personas, rows: np.ndarray, items: np.ndarray, cat: Catalog
+    p: Personas,
+    rows: np.ndarray,
+    items: np.ndarray,
+    cat: Catalog,
+    table: NeighbourTable | None = None,
 ) -> tuple[np.ndarray, ...]:
     """(affinity, tag_match, dislike_match, popularity, pop_x_conformity, recent_affinity,
-    timeliness), each (n, k) float32."""
+    timeliness, neighbourhood), each (n, k) float32. ``table``: the neighbourhoods of ``p``'s
+    users for ``cat`` (a :class:`NeighbourTable`), built once where many calls follow;
+    None: computed here."""
     emb = cat.emb[items]
     aff = np.einsum("nd,nkd->nk", p.pref[rows], emb)
     rec = aff if p.recent is None else np.einsum("nd,nkd->nk", p.recent[rows], emb)
@@ -173,10 +184,15 @@ def features(
     pop = cat.popularity[items]
     popc = pop * (p.conformity[rows, None] - 0.5)
     era = timeliness(cat.era, None if p.era is None else p.era[rows], items)
-    return aff, tag, dis, pop, popc, rec, era
+    nb = (
+        neighbourhood(cat.neighbours, p.history, p.template[rows], items)
+        if table is None
+        else table(p.template[rows], items)
+    )
+    return aff, tag, dis, pop, popc, rec, era, nb
 
 
-def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec, era) -> np.ndarray:  # noqa: ANN001
+def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec, era, nb) -> np.ndarray:  # noqa: ANN001
     return (
         coef[0]
         + coef[1] * aff
@@ -186,4 +202,5 @@ def static_logit(coef: np.ndarray, aff, tag, dis, pop, popc, rec, era) -> np.nda
         + coef[5] * popc
         + coef[6] * rec
         + coef[7] * era
+        + coef[8] * nb
     ).astype(np.float32)

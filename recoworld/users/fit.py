@@ -60,6 +60,7 @@ from recoworld.users.choice import (
     static_logit,
 )
 from recoworld.users.era import ERA_WIDTHS, own_counts, timeliness, user_windows
+from recoworld.users.neighbours import item_neighbours
 from recoworld.users.persona import (
     HALF_LIVES,
     NO_RECENCY,
@@ -523,6 +524,11 @@ def fit_choice_model(
     rng = generator(seed, "fit", world.key)  # content, not name: same data, same fit
     hist, targ = split_history(world)
     n_users, n_world_items = world.users.height, world.items.height
+    if catalog.neighbours is not None:  # the histories' own: a target must not count toward
+        # its own similarity to the user's items (recoworld.users.neighbours)
+        catalog = replace(
+            catalog, neighbours=item_neighbours(hist[0], hist[1], n_users, n_world_items)
+        )
     all_u, all_i, _, _, all_ts = world.coded_interactions()  # in time order
     taken = np.unique(all_u * n_world_items + all_i)  # codes as _sample_negatives forms them
 
