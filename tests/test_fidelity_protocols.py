@@ -24,6 +24,7 @@ from recoworld.eval.fidelity import (
     evaluate,
     fit_on_training,
 )
+from recoworld.eval.headline import CALIBRATION_GOALS
 from recoworld.eval.split import check_split, holdout_split, read_given_pairs
 from recoworld.items.catalog import build_catalog
 from recoworld.recommenders.base import Audience
@@ -355,8 +356,11 @@ def test_every_headline_figure_covers_the_users_its_table_says(a4r) -> None:  # 
         if r["figure"].startswith(("accuracy", "F1", "positive rate")):
             assert r["users"] == d.filter(pl.col("brain") == "parametric")["users"][0]
         if r["exposure"]:
+            metric = next(m for m, g in CALIBRATION_GOALS.items() if g[0] == r["figure"])
             c = t["calibration"].filter(
-                (pl.col("exposure") == r["exposure"]) & (pl.col("trait") == "all")
+                (pl.col("exposure") == r["exposure"])
+                & (pl.col("trait") == "all")
+                & (pl.col("metric") == metric)
             )
             assert r["users"] == c["users"][0]
     # lists need a held-out positive, so they may cover fewer users than were evaluated
