@@ -25,7 +25,7 @@ NEIGHBOURS = 100
 """Most similar items kept per item."""
 MAX_PAIRS = 400_000_000
 """Co-occurrence work (sum over users of distinct items squared) the neighbours may take; a
-larger world has none (ML-100K's is 22M, ml-latest-small's 63M)."""
+larger world has none (ML-100K's is 20M, ml-latest-small's 51M)."""
 CELLS = 1 << 23
 """Dense cells (items x items, or users x items) a block of the computation holds (32 MB)."""
 TABLE_CELLS = 1 << 25
@@ -38,37 +38,38 @@ def item_neighbours(
 ) -> sp.csr_matrix | None:
     """(n_items, n_items) float32 CSR, entry (j, i): the similarity of item j to item i where j
     is among i's ``k`` most similar items (cosine over users, binary), else 0; None where the
-    work would exceed :data:`MAX_PAIRS` or nothing was consumed."""
-    if users.size == 0 or n_items == 0:
+    work would exceed :data:`MAX_PAIRS` or nothing was consumed. The co-occurrences are
+    counted sparse, a block of items at a time (each block's work under :data:`CELLS`
+    entries): a catalogue of many rarely consumed items costs what its co-occurrences do."""
+    if users.size == 0 or n_items < 2:
         return None
-    x = sp.csr_matrix((np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items))
+    x = sp.csr_matrix(
+        (np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items)
+    )
     x.sum_duplicates()
     x.data[:] = 1.0
     per_user = np.diff(x.indptr).astype(np.int64)
     if int((per_user**2).sum()) > MAX_PAIRS:
         return None
     norms = np.sqrt(np.asarray(x.sum(0)).ravel())
-    xn = (x @ sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0))).tocsc()
+    xn = (x @ sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0))).tocsr()
     xt = xn.T.tocsr()  # (items, users)
-    xn = xn.tocsr()
-    block = max(1, CELLS // n_items)
+    work = np.asarray(x.T @ per_user.astype(np.float64)).ravel()  # co-occurrences per item
+    bounds = np.searchsorted(np.cumsum(work), np.arange(CELLS, work.sum() + CELLS, CELLS))
+    edges = np.unique(np.r_[0, np.minimum(bounds + 1, n_items), n_items])
     rows, cols, vals = [], [], []
-    for a in range(0, n_items, block):
-        b = min(a + block, n_items)
-        sim = np.asarray((xt[a:b] @ xn).todense(), np.float32)  # (b - a, n_items): i by j
-        sim[np.arange(b - a), np.arange(a, b)] = 0.0
-        kk = min(k, n_items - 1)
-        if kk <= 0:
-            break
-        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        v = np.take_along_axis(sim, top, axis=1)
-        keep = v > 0
-        i = np.repeat(np.arange(a, b), kk).reshape(b - a, kk)
-        rows.append(top[keep])
-        cols.append(i[keep])
-        vals.append(v[keep])
-    if not rows:
-        return None
+    for a, b in zip(edges[:-1], edges[1:]):
+        c = (xt[a:b] @ xn).tocoo()  # (b - a, n_items): i by j
+        i, j, v = c.row.astype(np.int64), c.col.astype(np.int64), c.data
+        off = (j != i + a) & (v > 0)
+        i, j, v = i[off], j[off], v[off]
+        order = np.lexsort((-v, i))  # per item i, most similar first
+        i, j, v = i[order], j[order], v[order]
+        start = np.searchsorted(i, np.arange(b - a))
+        keep = np.arange(i.size) - start[i] < k
+        rows.append(j[keep])
+        cols.append(i[keep] + a)
+        vals.append(v[keep].astype(np.float32))
     out = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_items, n_items),
