@@ -43,9 +43,7 @@ def item_neighbours(
     entries): a catalogue of many rarely consumed items costs what its co-occurrences do."""
     if users.size == 0 or n_items < 2:
         return None
-    x = sp.csr_matrix(
-        (np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items)
-    )
+    x = sp.csr_matrix((np.ones(users.size, np.float32), (users, items)), shape=(n_users, n_items))
     x.sum_duplicates()
     x.data[:] = 1.0
     per_user = np.diff(x.indptr).astype(np.int64)
