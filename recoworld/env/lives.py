@@ -117,14 +117,15 @@ class Lives:
 
     def _brain(self) -> ParametricBrain:
         cfg = self.prep.cfg
-        # history=None: the brain's own memory would index the world's histories again; the
-        # shared one (built once, with them) replaces it.
-        lean = replace(self.personas, history=None)
-        brain = ParametricBrain(
-            self.prep.model, cfg.brain, self.prep.catalog, lean, self.brain_seed
+        # the shared memory (built once, with the world's histories), not one of its own
+        return ParametricBrain(
+            self.prep.model,
+            cfg.brain,
+            self.prep.catalog,
+            self.personas,
+            self.brain_seed,
+            memory=self.memory,
         )
-        brain.memory = self.memory
-        return brain
 
     def restart(self, rows: np.ndarray, pop_rows: np.ndarray, keys: np.ndarray) -> None:
         """New lives at ``rows``: population rows ``pop_rows`` keyed ``keys``; each starts its

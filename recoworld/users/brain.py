@@ -102,8 +102,16 @@ class ParametricBrain:
     the per-user state lives in :class:`Mindset` and is passed in."""
 
     def __init__(
-        self, model: ChoiceModel, cfg: BrainConfig, catalog: Catalog, personas: Personas, seed: int
+        self,
+        model: ChoiceModel,
+        cfg: BrainConfig,
+        catalog: Catalog,
+        personas: Personas,
+        seed: int,
+        memory: ItemMemory | None = None,
     ) -> None:
+        """``memory``: an item memory of these personas to share (built here by default: it
+        indexes their real histories)."""
         self.model, self.cfg, self.cat, self.p, self.seed = model, cfg, catalog, personas, seed
         self._coef = model.coefficients()
         # The user's expected hit rate: what satisfaction is measured against.
@@ -112,7 +120,11 @@ class ParametricBrain:
         )
         self._tag_norm = (np.sqrt((catalog.tag_matrix**2).sum(1)) + 1e-6).astype(np.float32)
         self._taste_norm = (np.sqrt((personas.taste**2).sum(1)) + 1e-6).astype(np.float32)
-        self.memory = ItemMemory(personas, catalog.n_items, lasting_penalty(model.repeat_share))
+        self.memory = (
+            ItemMemory(personas, catalog.n_items, lasting_penalty(model.repeat_share))
+            if memory is None
+            else memory
+        )
         self._neighbours = NeighbourTable(catalog.neighbours, personas.history, personas.template)
 
     def start_session(
