@@ -49,7 +49,7 @@ from recoworld.records import (
     TurnDecision,
 )
 from recoworld.rng import Stream, normals, uniform_pair, uniforms
-from recoworld.users.choice import ChoiceModel
+from recoworld.users.choice import FEATURES, ChoiceModel
 from recoworld.users.fit import simulate_ratings
 from recoworld.users.neighbours import NeighbourTable
 from recoworld.users.persona import Personas
@@ -97,6 +97,9 @@ class ReturnDecision:
     gap_days: np.ndarray  # (n,) float32, inf where not returning
 
 
+NEIGHBOURHOOD = FEATURES.index("neighbourhood")
+
+
 class ParametricBrain:
     """Decisions of many users at once. Stateless apart from its fitted model and config:
     the per-user state lives in :class:`Mindset` and is passed in."""
@@ -125,7 +128,13 @@ class ParametricBrain:
             if memory is None
             else memory
         )
-        self._neighbours = NeighbourTable(catalog.neighbours, personas.history, personas.template)
+        # built once for the batch; none where the fitted model gives the feature no weight
+        # (a fit made before it existed)
+        self._neighbours = NeighbourTable(
+            catalog.neighbours if self._coef[NEIGHBOURHOOD] else None,
+            personas.history,
+            personas.template,
+        )
 
     def start_session(
         self,

@@ -27,7 +27,8 @@ MAX_PAIRS = 400_000_000
 """Co-occurrence work (sum over users of distinct items squared) the neighbours may take; a
 larger world has none (ML-100K's is 20M, ml-latest-small's 51M)."""
 CELLS = 1 << 23
-"""Dense cells (items x items, or users x items) a block of the computation holds (32 MB)."""
+"""What a block of the computation holds: co-occurrences counted (:func:`item_neighbours`), or
+dense users x items cells (:func:`neighbourhood`; 32 MB)."""
 TABLE_CELLS = 1 << 25
 """Cells (a population's real users x items) a :class:`NeighbourTable` holds at most (128 MB);
 a larger population's neighbourhoods are computed call by call."""
