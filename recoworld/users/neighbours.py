@@ -62,7 +62,9 @@ def item_neighbours(
         i, j, v = c.row.astype(np.int64), c.col.astype(np.int64), c.data
         off = (j != i + a) & (v > 0)
         i, j, v = i[off], j[off], v[off]
-        order = np.lexsort((-v, i))  # per item i, most similar first
+        # per item i, most similar first: one float key, i + (1 - v) / 2 (a cosine v in (0, 1]
+        # keeps to [i, i + 1/2); float64 tells cosines apart to 1e-9 for a million items)
+        order = np.argsort(i + 0.5 * (1.0 - v.astype(np.float64)), kind="stable")
         i, j, v = i[order], j[order], v[order]
         start = np.searchsorted(i, np.arange(b - a))
         keep = np.arange(i.size) - start[i] < k
