@@ -239,7 +239,7 @@ def simulated_consumption(
     model and call log (arm ``fidelity-sessions``)."""
 
     from recoworld.config import ArmConfig, RecommenderConfig, SimulationConfig, StudyConfig
-    from recoworld.recommenders.browse import TARGET
+    from recoworld.recommenders.browse import browse_config
     from recoworld.records import WATCH, TurnRecord
     from recoworld.study.prepare import Prepared
     from recoworld.study.simulate import simulate_arm
@@ -247,16 +247,7 @@ def simulated_consumption(
 
     if exposure not in EXPOSURES:
         raise ConfigError(f"--exposure: expected one of {', '.join(EXPOSURES)}, got {exposure!r}")
-    rec = (
-        RecommenderConfig()
-        if exposure == "mf"
-        else RecommenderConfig(
-            kind="python",
-            target=TARGET,
-            options={"alpha": BrainConfig().logged_exposure},
-            follow_instructions=False,
-        )
-    )
+    rec = RecommenderConfig() if exposure == "mf" else browse_config(BrainConfig().logged_exposure)
     if llm is None:  # sessions run until users leave, as a sitting does
         cfg = StudyConfig(
             name="fidelity",

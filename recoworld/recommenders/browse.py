@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recoworld.config import RecommenderConfig
 from recoworld.recommenders.base import Audience, SyncRecommender, shown_items
 from recoworld.records import SlateFeedback
 from recoworld.rng import Stream, uniforms
@@ -34,6 +35,15 @@ DRAWS = 4
 """Draws per slate position tried before a user falls back to a pass over the catalogue."""
 GUMBEL_CELLS = 1 << 22
 """(user, item) cells the fallback draws at a time (32 MB of uniforms)."""
+
+
+def browse_config(alpha: float) -> RecommenderConfig:
+    """The recommender settings of :class:`CatalogueBrowsing` with exponent ``alpha`` (the
+    brain's ``logged_exposure``): the logs' exposure, as the fit of the sitting length and the
+    fidelity harness's ``browse`` run it."""
+    return RecommenderConfig(
+        kind="python", target=TARGET, options={"alpha": alpha}, follow_instructions=False
+    )
 
 
 class CatalogueBrowsing(SyncRecommender):

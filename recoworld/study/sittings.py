@@ -36,9 +36,9 @@ import msgspec
 import numpy as np
 import scipy.sparse as sp
 
-from recoworld.config import BrainConfig, RecommenderConfig, SimulationConfig, StudyConfig
+from recoworld.config import BrainConfig, SimulationConfig, StudyConfig
 from recoworld.items.catalog import Catalog
-from recoworld.recommenders.browse import TARGET as BROWSE
+from recoworld.recommenders.browse import browse_config
 from recoworld.records import WATCH, TurnRecord
 from recoworld.rng import generator
 from recoworld.study.prepared import Prepared
@@ -96,12 +96,7 @@ def simulated_sitting_items(
         name="sittings",
         seed=seed,
         brain=brain,
-        recommender=RecommenderConfig(
-            kind="python",
-            target=BROWSE,
-            options={"alpha": brain.logged_exposure},
-            follow_instructions=False,
-        ),
+        recommender=browse_config(brain.logged_exposure),
         simulation=SimulationConfig(
             sessions=sessions, turns=SITTING_TURNS, slate_size=min(slate_size, catalog.n_items)
         ),

@@ -158,7 +158,7 @@ def _fit_session_repetition(
     rng: np.random.Generator,
     exposure: np.ndarray | None,
     per: int,
-    boredom: tuple[float, float] = (0.0, 0.0),
+    boredom: tuple[float, float],
 ) -> float:
     """The logit per unit of *repetition* (an item's cosine with the session profile of what
     the user consumed earlier in the sitting, ``recoworld.users.sessions``; the brain's
